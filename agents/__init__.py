@@ -1,0 +1,1 @@
+"""agents room of Production Master (see ../shared/STYLE.md)."""

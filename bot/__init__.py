@@ -1,0 +1,1 @@
+"""bot room of Production Master (see ../shared/STYLE.md)."""

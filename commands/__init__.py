@@ -1,0 +1,1 @@
+"""commands room of Production Master (see ../shared/STYLE.md)."""

@@ -1,0 +1,1 @@
+"""pipeline room of Production Master (see ../shared/STYLE.md)."""

@@ -1,0 +1,1 @@
+"""publishers room of Production Master (see ../shared/STYLE.md)."""

@@ -1,0 +1,1 @@
+"""sandbox room of Production Master (see ../shared/STYLE.md)."""

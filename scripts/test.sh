@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Sets up the project, makes sure its servers run, then lints and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/services.sh
+.venv/bin/ruff check .
+.venv/bin/lint-imports
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,1 @@
+"""store room of Production Master (see ../shared/STYLE.md)."""

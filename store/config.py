@@ -1,0 +1,123 @@
+"""Settings: every environment variable the product reads, in one place.
+
+Instantiate :class:`Settings` only in a composition root (the CLI entry point,
+the HTTP app factory, the worker). Nothing reads the environment at import time.
+Unset variables mean the embedded default: SQLite under ``./.pm/``, an
+in-process broker and worker, artifacts under ``./.pm/artifacts``, secrets from
+the environment, no LLM.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from store.errors import ConfigError
+
+_LOG_LEVELS = {"DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"}
+
+
+class Settings(BaseSettings):
+    """Operator-guide environment variables (see ../shared/seeds operator guide)."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    home: Path = Field(default=Path(".pm"), alias="PM_HOME", description="Where embedded state lives")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    rabbitmq_url: str | None = Field(default=None, alias="RABBITMQ_URL")
+    s3_bucket: str | None = Field(default=None, alias="S3_BUCKET")
+    s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
+    anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
+    vault_addr: str | None = Field(default=None, alias="VAULT_ADDR")
+    vault_token: SecretStr | None = Field(default=None, alias="VAULT_TOKEN")
+    jwt_secret: SecretStr | None = Field(default=None, alias="JWT_SECRET")
+    api_keys: SecretStr | None = Field(default=None, alias="API_KEYS")
+    mcp_access_key: SecretStr | None = Field(default=None, alias="MCP_ACCESS_KEY")
+    mcp_config: Path | None = Field(default=None, alias="MCP_CONFIG")
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    jira_project_filter: str | None = Field(default=None, alias="JIRA_PROJECT_FILTER")
+    jira_url: str | None = Field(default=None, alias="JIRA_URL")
+    jira_user: str | None = Field(default=None, alias="JIRA_USER")
+    jira_api_token: SecretStr | None = Field(default=None, alias="JIRA_API_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field(default="https://slack.com/api/", alias="SLACK_API_URL")
+    pagerduty_webhook_secret: SecretStr | None = Field(default=None, alias="PAGERDUTY_WEBHOOK_SECRET")
+    jira_webhook_secret: SecretStr | None = Field(default=None, alias="JIRA_WEBHOOK_SECRET")
+    health_check_threshold_multiplier: float = Field(
+        default=2.0, gt=0, alias="HEALTH_CHECK_THRESHOLD_MULTIPLIER"
+    )
+    post_deploy_check_delay_ms: int = Field(default=300_000, ge=0, alias="POST_DEPLOY_CHECK_DELAY_MS")
+    port: int = Field(default=8080, ge=1, le=65535, alias="PORT")
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    worker_threads: int = Field(default=4, ge=1, le=64, alias="PM_WORKER_THREADS")
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        if v.upper() not in _LOG_LEVELS:
+            raise ValueError(f"must be one of {sorted(_LOG_LEVELS)}")
+        return v.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str | None) -> str | None:
+        if v and not v.split(":", 1)[0].startswith(("sqlite", "postgresql", "postgres")):
+            raise ValueError("must be a sqlite:/// or postgresql+psycopg:// URL")
+        if v and v.startswith("postgres://"):
+            return "postgresql+psycopg://" + v[len("postgres://"):]
+        if v and v.startswith("postgresql://"):
+            return "postgresql+psycopg://" + v[len("postgresql://"):]
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL, e.g. redis://127.0.0.1:6379/0")
+        return v
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _amqp(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("amqp://", "amqps://")):
+            raise ValueError("must be an amqp:// URL, e.g. amqp://guest:guest@127.0.0.1:5672/")
+        return v
+
+    # -- derived values ---------------------------------------------------
+    @property
+    def effective_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file under ``home``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'pm.sqlite3').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def llm_enabled(self) -> bool:
+        return self.anthropic_api_key is not None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment into :class:`Settings`.
+
+    Raises:
+        ConfigError: naming the first invalid variable and what it expects.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else "?"
+        alias = Settings.model_fields[field].alias if field in Settings.model_fields else field
+        raise ConfigError(
+            f"{alias or field.upper()}: {err['msg']} (got {err.get('input')!r}); fix or unset it"
+        ) from None
