@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(default=None, alias="API_KEYS")
     mcp_access_key: SecretStr | None = Field(default=None, alias="MCP_ACCESS_KEY")
     mcp_config: Path | None = Field(default=None, alias="MCP_CONFIG")
+    sandbox_world: Path | None = Field(
+        default=None, alias="PM_WORLD", description="World served by the sandbox MCP servers when MCP_CONFIG is unset"
+    )
     otel_exporter_otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     jira_project_filter: str | None = Field(default=None, alias="JIRA_PROJECT_FILTER")
     jira_url: str | None = Field(default=None, alias="JIRA_URL")
