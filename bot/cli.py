@@ -1,0 +1,54 @@
+"""`pm`: the command-line front door and a composition root.
+
+Settings are read here (and in the other entry points) and nowhere else. Known
+errors print one line that says what to do and exit non-zero; set PM_DEBUG=1
+for a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.errors import EXIT_USAGE, exit_code_for, friendly_errors
+
+# Front doors that live in their own packages register their subcommands here.
+COMMAND_MODULES: list[str] = [
+    "bot.cli_investigate",
+    "bot.cli_admin",
+]
+
+Handler = Callable[[argparse.Namespace, object], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `pm` argument tree, from every module in COMMAND_MODULES."""
+    parser = argparse.ArgumentParser(prog="pm", description="Production Master: investigates production incidents.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `pm` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Handler | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    debug = os.environ.get("PM_DEBUG", "") not in ("", "0")
+    with friendly_errors(debug=debug) as outcome:
+        from store.config import load_settings
+
+        settings = load_settings()
+        return func(args, settings)
+    return exit_code_for(outcome.error)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

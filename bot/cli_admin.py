@@ -1,0 +1,70 @@
+"""Operator subcommands: `pm worker`, `pm db upgrade`, `pm sandbox serve`, `pm worlds generate`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from store.config import Settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    w = sub.add_parser("worker", help="run a Dramatiq worker for investigations (blocks)")
+    w.set_defaults(func=run_worker)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="action", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="apply every migration (SQLite or PostgreSQL)")
+    up.set_defaults(func=run_db_upgrade)
+
+    sb = sub.add_parser("sandbox", help="the offline stand-in for production systems")
+    sb_sub = sb.add_subparsers(dest="action", metavar="ACTION", required=True)
+    serve = sb_sub.add_parser("serve", help="serve an incident world as MCP tools")
+    serve.add_argument("--world", required=True, type=Path)
+    serve.add_argument("--source", default=None, help="observability | changes | tickets | chat (default: all, http)")
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8931)
+    serve.set_defaults(func=run_sandbox_serve)
+
+    wg = sub.add_parser("worlds", help="incident worlds")
+    wg_sub = wg.add_subparsers(dest="action", metavar="ACTION", required=True)
+    gen = wg_sub.add_parser("generate", help="generate incident worlds (deterministic by seed)")
+    gen.add_argument("--out", required=True, type=Path)
+    gen.add_argument("--count", type=int, default=1)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument("--family", action="append", help="restrict to these fault families (repeatable)")
+    gen.add_argument("--no-decoys", action="store_true")
+    gen.set_defaults(func=run_worlds_generate)
+
+
+def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.worker import run_worker as _run
+
+    _run(settings)
+    return 0
+
+
+def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    from store.db import upgrade
+
+    upgrade(settings.effective_database_url)
+    print(f"database at {settings.effective_database_url.split('@')[-1]} is up to date")
+    return 0
+
+
+def run_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from sandbox.serve import serve
+
+    access_key = settings.mcp_access_key.get_secret_value() if settings.mcp_access_key else None
+    serve(args.world, args.source, transport=args.transport, host=args.host, port=args.port, access_key=access_key)
+    return 0
+
+
+def run_worlds_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from sandbox.generator import generate_suite
+
+    paths = generate_suite(args.out, count=args.count, seed=args.seed, families=args.family, decoys=not args.no_decoys)
+    for p in paths:
+        print(p)
+    return 0

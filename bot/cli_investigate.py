@@ -1,0 +1,145 @@
+"""`pm investigate` and `pm investigations list|show`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bot.progress import ProgressView
+from commands import investigate as investigate_cmd
+from commands.requests import MODES, InvestigationRequest, Origin
+from store.config import Settings
+
+TERMINAL_EVENTS = ("report", "failed", "cancelled")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("investigate", help="investigate an incident world offline and print the report")
+    p.add_argument("--world", required=True, type=Path, help="an incident world directory (see docs)")
+    p.add_argument("--mode", choices=MODES, default="balanced")
+    p.add_argument("--json", action="store_true", help="print only the report JSON on stdout")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the report")
+    p.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="only enqueue; a separate `pm worker` runs it (needs REDIS_URL or RABBITMQ_URL)",
+    )
+    p.set_defaults(func=run_investigate)
+
+    inv = sub.add_parser("investigations", help="list or show recorded investigations")
+    inv_sub = inv.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lp = inv_sub.add_parser("list", help="the most recent investigations")
+    lp.add_argument("--limit", type=int, default=20)
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(func=run_list)
+    sp = inv_sub.add_parser("show", help="one investigation, with its report")
+    sp.add_argument("investigation_id")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=run_show)
+
+
+def _runtime(settings: Settings) -> Any:
+    from pipeline.runtime import build_runtime
+    from store.db import upgrade
+
+    upgrade(settings.effective_database_url)
+    return build_runtime(settings)
+
+
+def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate the world, record and enqueue the investigation, follow it, print the report."""
+    from publishers.markdown import render_report
+    from sandbox.world import load_world_meta
+
+    world_dir = args.world.resolve()
+    meta = load_world_meta(world_dir)  # raises WorldError before anything is written
+    trigger: dict[str, Any] = dict(meta["trigger"])
+    trigger["window"] = meta["window"]
+    request = InvestigationRequest(
+        trigger=trigger,
+        origin=Origin(kind="cli", user="cli"),
+        mode=args.mode,
+        domain=meta.get("domain"),
+        sources={"world": str(world_dir)},
+        requested_by="cli",
+    )
+    runtime = _runtime(settings)
+    worker = None if args.no_worker else runtime.start_worker()
+    try:
+        result = investigate_cmd.start(runtime=runtime, request=request)
+        view = ProgressView(enabled=not args.json, stream=sys.stderr, title=f"{result.investigation_id} ({meta['name']})")
+        final = _follow(runtime, result.investigation_id, view, timeout=args.timeout)
+    finally:
+        if worker is not None:
+            worker.stop()
+    if final["kind"] != "report":
+        reason = final["payload"].get("error") or final["kind"]
+        print(f"pm: error: investigation {result.investigation_id} {final['kind']}: {reason}", file=sys.stderr)
+        return 1
+    report = final["payload"]["report"]
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    else:
+        sys.stdout.write(render_report(report, investigation_id=result.investigation_id) + "\n")
+    return 0
+
+
+def _follow(runtime: Any, investigation_id: str, view: ProgressView, *, timeout: float) -> dict[str, Any]:
+    """Poll the progress outbox until a terminal event; feed the view."""
+    from store import outbox
+
+    after = 0
+    deadline = time.monotonic() + timeout
+    with view:
+        while True:
+            with runtime.session() as session:
+                events = [
+                    {"seq": e.seq, "kind": e.kind, "payload": e.payload or {}}
+                    for e in outbox.events(session=session, investigation_id=investigation_id, after_seq=after)
+                ]
+            for event in events:
+                after = event["seq"]
+                view.update(event)
+                if event["kind"] in TERMINAL_EVENTS:
+                    return event
+            if time.monotonic() > deadline:
+                return {"kind": "failed", "payload": {"error": f"no report within {timeout:.0f} s (still running)"}}
+            time.sleep(0.05)
+
+
+def run_list(args: argparse.Namespace, settings: Settings) -> int:
+    from store import investigations
+
+    runtime = _runtime(settings)
+    with runtime.session() as session:
+        rows = [investigations.to_dict(i) for i in investigations.list_recent(session=session, limit=args.limit)]
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return 0
+    if not rows:
+        print("no investigations yet; start one with `pm investigate --world DIR`")
+        return 0
+    for r in rows:
+        print(f"{r['id']:<48} {r['status']:<10} {str(r.get('phase') or ''):<18} "
+              f"{str(r.get('verdict') or ''):<13} {r.get('confidence') if r.get('confidence') is not None else ''}")
+    return 0
+
+
+def run_show(args: argparse.Namespace, settings: Settings) -> int:
+    from publishers.markdown import render_report
+
+    runtime = _runtime(settings)
+    row = investigate_cmd.status(runtime=runtime, investigation_id=args.investigation_id)
+    if args.json:
+        print(json.dumps(row, indent=2, default=str))
+        return 0
+    print(f"{row['id']}  status={row['status']} phase={row.get('phase')} mode={row.get('mode')}")
+    if row.get("report"):
+        print(render_report(row["report"], investigation_id=row["id"]))
+    elif row.get("error"):
+        print(f"error: {row['error']}")
+    return 0

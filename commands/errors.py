@@ -1,0 +1,13 @@
+"""Errors of the commands room: each message tells the user what to do."""
+
+
+class CommandError(Exception):
+    """A request that cannot be carried out as asked."""
+
+
+class BadRequest(CommandError):
+    """The request is malformed; the message says which part and how to fix it."""
+
+
+class NotAllowed(CommandError):
+    """The requester may not do this (e.g. cancel someone else's investigation)."""

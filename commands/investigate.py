@@ -1,0 +1,130 @@
+"""Start, inspect, cancel and re-run investigations, wherever the ask came from.
+
+Each function takes the pipeline runtime keyword-only, records what it does
+in the store, and hands work to the queue; none of them runs the investigation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from commands.errors import BadRequest, NotAllowed
+from commands.requests import InvestigationRequest, Origin
+from store import investigations, outbox
+from store.errors import NotFound
+
+OPEN_STATUSES = ("QUEUED", "RUNNING")
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What :func:`start` did: a new investigation, or an attachment to an open one."""
+
+    investigation_id: str
+    created: bool
+
+
+def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
+    """Record an investigation and enqueue it, or attach a repeat to the open one.
+
+    A request whose fingerprint matches an investigation that is still open is
+    not investigated twice: an ``attached`` progress event goes to the open one.
+
+    Returns:
+        StartResult with the id of the new (or the open) investigation.
+    """
+    with runtime.session() as session:
+        if request.fingerprint:
+            existing = investigations.find_open_by_fingerprint(session=session, fingerprint=request.fingerprint)
+            if existing is not None:
+                outbox.append(
+                    session=session,
+                    investigation_id=existing.id,
+                    kind="attached",
+                    payload={"origin": request.origin.to_dict(), "trigger": request.trigger},
+                )
+                session.commit()
+                return StartResult(existing.id, created=False)
+        inv = investigations.create(
+            session=session,
+            trigger=request.trigger,
+            origin=request.origin.to_dict(),
+            mode=request.mode,
+            domain=request.domain,
+            sources=request.sources,
+            priority=request.priority,
+            fingerprint=request.fingerprint,
+            requested_by=request.requested_by,
+        )
+        session.commit()
+        inv_id = inv.id
+    runtime.enqueue(inv_id, priority=request.priority)
+    return StartResult(inv_id, created=True)
+
+
+def status(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
+    """The investigation as a dict (status, phase, verdict, ...).
+
+    Raises:
+        BadRequest: when no investigation has that id.
+    """
+    with runtime.session() as session:
+        try:
+            inv = investigations.get(session=session, investigation_id=investigation_id)
+        except NotFound:
+            raise BadRequest(
+                f"no investigation {investigation_id!r}; list recent ones with `pm investigations list`"
+            ) from None
+        return investigations.to_dict(inv)
+
+
+def _authorise(inv_dict: dict[str, Any], user: str | None, admins: frozenset[str], what: str) -> None:
+    if user is None or user == inv_dict.get("requested_by") or user in admins:
+        return
+    raise NotAllowed(f"only the requester or an admin may {what} {inv_dict['id']}")
+
+
+def cancel(*, runtime: Any, investigation_id: str, user: str | None, admins: frozenset[str] = frozenset()) -> None:
+    """Ask a running investigation to stop at its next phase boundary.
+
+    ``user=None`` means a trusted local caller (the CLI).
+
+    Raises:
+        BadRequest: unknown id or already finished. NotAllowed: not the requester or an admin.
+    """
+    current = status(runtime=runtime, investigation_id=investigation_id)
+    _authorise(current, user, admins, "cancel")
+    if current["status"] not in OPEN_STATUSES:
+        raise BadRequest(f"{investigation_id} is already {current['status']}; nothing to cancel")
+    with runtime.session() as session:
+        investigations.request_cancel(session=session, investigation_id=investigation_id)
+        session.commit()
+
+
+def rerun(
+    *,
+    runtime: Any,
+    investigation_id: str,
+    mode: str = "deep",
+    user: str | None,
+    admins: frozenset[str] = frozenset(),
+    origin: Origin | None = None,
+) -> StartResult:
+    """Start a fresh investigation with the same trigger and sources in another mode.
+
+    Raises:
+        BadRequest: unknown id. NotAllowed: not the requester or an admin.
+    """
+    current = status(runtime=runtime, investigation_id=investigation_id)
+    _authorise(current, user, admins, "re-run")
+    request = InvestigationRequest(
+        trigger=current["trigger"],
+        origin=origin or Origin(**current["origin"]),
+        mode=mode,
+        domain=current.get("domain"),
+        priority=current.get("priority") or "P2",
+        requested_by=user or current.get("requested_by"),
+        sources=current.get("sources") or {},
+    )
+    return start(runtime=runtime, request=request)

@@ -1,0 +1,70 @@
+"""The report as Markdown, for the terminal, the report page and artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _items(items: list[dict[str, Any]] | None, limit: int = 8) -> list[str]:
+    out = []
+    for it in (items or [])[:limit]:
+        ref = f" `{it['ref']}`" if it.get("ref") else ""
+        out.append(f"  - [{it.get('source', '?')}]{ref} {it.get('summary', '')}".rstrip())
+    return out
+
+
+def render_report(report: dict[str, Any], *, investigation_id: str | None = None) -> str:
+    """Render the spec's report JSON (plus fix plan and timeline) as Markdown.
+
+    Args:
+        report: the report dict built by the evidence engine.
+        investigation_id: shown in the title when given.
+
+    Returns:
+        A Markdown document.
+    """
+    rc = report.get("root_cause") or {}
+    title = "# Investigation report" + (f" — {investigation_id}" if investigation_id else "")
+    lines = [
+        title,
+        "",
+        f"**Verdict:** {report.get('verdict', 'INCONCLUSIVE')}  ·  **Confidence:** {report.get('confidence', 0)}/100",
+        "",
+        "## Root cause",
+        "",
+        rc.get("summary") or "No root cause could be established.",
+        "",
+        f"- service: `{rc.get('service') or 'unknown'}`",
+        f"- change: `{rc.get('change_id') or 'none'}`",
+        f"- category: {rc.get('category') or 'none'}",
+    ]
+    if report.get("missing_sources"):
+        lines += ["", f"_Sources missing from this investigation: {', '.join(report['missing_sources'])}._"]
+    hyps = report.get("hypotheses") or []
+    if hyps:
+        lines += ["", "## Hypotheses", ""]
+        for h in hyps[:5]:
+            change = f", change `{h['change_id']}`" if h.get("change_id") else ""
+            lines.append(
+                f"{h.get('rank', '?')}. **{h.get('statement', '')}** "
+                f"(service `{h.get('service')}`{change}, {h.get('category')}, confidence {h.get('confidence')})"
+            )
+            ev = _items(h.get("evidence"))
+            if ev:
+                lines += ["   - evidence:", *["  " + e for e in ev]]
+            cev = _items(h.get("counter_evidence"))
+            if cev:
+                lines += ["   - counter-evidence:", *["  " + e for e in cev]]
+    steps = (report.get("fix_plan") or {}).get("steps") or []
+    if steps:
+        lines += ["", "## Fix plan", "", "_Nothing here is executed without a human's approval._", ""]
+        for i, s in enumerate(steps, 1):
+            target = f" `{s['target']}`" if s.get("target") else ""
+            lines.append(f"{i}. [{s.get('priority', 'follow-up')}] {s.get('action', '')}{target}: {s.get('description', '')}")
+    timeline = report.get("timeline") or []
+    if timeline:
+        lines += ["", "## Timeline", ""]
+        for t in timeline[:25]:
+            ref = f" `{t['ref']}`" if t.get("ref") else ""
+            lines.append(f"- {t.get('ts', '')} — {t.get('kind', '')}{ref}: {t.get('summary', '')}")
+    return "\n".join(lines)
