@@ -1,0 +1,135 @@
+"""Database plumbing: the declarative ``Base``, engines, sessions, migrations, reachability.
+
+Every table of the product hangs off the one :class:`Base` defined here, so Alembic sees
+one metadata. SQLite is the embedded default (one file under ``PM_HOME``); PostgreSQL via
+psycopg 3 is the server default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+from store.errors import DatabaseUnavailable
+
+_MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Long enough to ride out a concurrent writer's transaction, short enough to surface a real deadlock.
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every table of the product."""
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL, or None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url`` with the settings the product relies on.
+
+    SQLite gets WAL journaling (readers do not block the writer), foreign keys and a busy
+    timeout, and the parent directory of its file is created. PostgreSQL URLs use psycopg 3.
+
+    Args:
+        url: a ``sqlite:///path`` or ``postgresql+psycopg://`` URL.
+        echo: log every statement (debugging only).
+
+    Raises:
+        DatabaseUnavailable: the URL is not one the product can use.
+
+    Returns:
+        The engine (connections are opened lazily).
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+        raise DatabaseUnavailable(
+            f"DATABASE_URL {url!r} is not a database URL ({exc}); use sqlite:///path or postgresql+psycopg://..."
+        ) from None
+    if parsed.drivername.startswith("sqlite"):
+        file = _sqlite_file(url)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, echo=echo, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+            cur.close()
+
+        return engine
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if not parsed.drivername.startswith("postgresql"):
+        raise DatabaseUnavailable(
+            f"DATABASE_URL uses {parsed.drivername!r}; use sqlite:///path or postgresql+psycopg://..."
+        )
+    return create_engine(parsed, echo=echo, pool_pre_ping=True)
+
+
+def make_session_factory(engine: Engine) -> sessionmaker:
+    """A session factory bound to ``engine``; objects stay readable after commit."""
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def check_reachable(engine: Engine) -> None:
+    """Open one connection and run ``SELECT 1``.
+
+    Raises:
+        DatabaseUnavailable: naming DATABASE_URL and what to do.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot reach the database at DATABASE_URL={where} ({first}); "
+            "start it or point DATABASE_URL at a reachable database"
+        ) from None
+
+
+def alembic_config(url: str):  # noqa: ANN201 - alembic.config.Config, imported lazily
+    """An Alembic config for ``url`` whose script location is this package's migrations.
+
+    The URL travels in ``config.attributes`` rather than the ini option, because configparser
+    would treat a ``%`` in a password as interpolation.
+    """
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS_DIR))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+def upgrade(url: str, revision: str = "heads") -> None:
+    """Migrate the database at ``url`` to ``revision`` (default: every head).
+
+    "heads" rather than "head" because other rooms may add their own migration branch
+    off the base revision.
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    from alembic import command
+
+    engine = make_engine(url)
+    try:
+        check_reachable(engine)
+    finally:
+        engine.dispose()
+    command.upgrade(alembic_config(url), revision)

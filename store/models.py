@@ -1,0 +1,216 @@
+"""The product's tables (SQLAlchemy 2 typed mappings).
+
+JSON columns use ``sqlalchemy.JSON`` so the same models run on SQLite and PostgreSQL.
+Times are stored as UTC and always come back timezone-aware (see :class:`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from store.db import Base
+
+INVESTIGATION_STATUSES = ("QUEUED", "RUNNING", "COMPLETE", "FAILED", "CANCELLED")
+TERMINAL_STATUSES = ("COMPLETE", "FAILED", "CANCELLED")
+OPEN_STATUSES = ("QUEUED", "RUNNING")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp stored as UTC; SQLite drops the zone, so it is put back on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column; pass a timezone-aware time")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Investigation(Base):
+    """One investigation of one incident, from trigger to report."""
+
+    __tablename__ = "investigations"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    origin: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    trigger: Mapped[dict[str, Any]] = mapped_column(JSON)
+    sources: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    mode: Mapped[str] = mapped_column(String(16), default="balanced")
+    domain: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    priority: Mapped[str] = mapped_column(String(4), default="P2")
+    fingerprint: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    requested_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="QUEUED", index=True)
+    phase: Mapped[str] = mapped_column(String(32), default="QUEUED")
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    verdict: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    confidence: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    root_cause: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    fix_plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    hypotheses: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    budget_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class AgentRun(Base):
+    """One agent (or the deterministic engine) doing one phase of an investigation."""
+
+    __tablename__ = "agent_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    investigation_id: Mapped[str] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE"), index=True
+    )
+    agent: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    output_ref: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    trace_ref: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    tokens_in: Mapped[int] = mapped_column(Integer, default=0)
+    tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    tool_calls: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class PhaseCheckpoint(Base):
+    """The durable record of one phase (in one hypothesis round) of an investigation."""
+
+    __tablename__ = "phase_checkpoints"
+    __table_args__ = (UniqueConstraint("investigation_id", "phase", "round", name="uq_checkpoint_phase_round"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    investigation_id: Mapped[str] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE"), index=True
+    )
+    phase: Mapped[str] = mapped_column(String(32))
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    output: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+    output_ref: Mapped[str | None] = mapped_column(String(400), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ProgressEvent(Base):
+    """The outbox: one progress event of an investigation, numbered per investigation."""
+
+    __tablename__ = "progress_events"
+    __table_args__ = (UniqueConstraint("investigation_id", "seq", name="uq_event_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    investigation_id: Mapped[str] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(Base):
+    """Whether one progress event reached one sink (slack, jira, ...)."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "sink", name="uq_delivery_event_sink"),
+        Index("ix_deliveries_sink_status_next", "sink", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("progress_events.id", ondelete="CASCADE"))
+    sink: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    external_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class Publication(Base):
+    """Where an investigation was published in one sink, so publishers edit in place."""
+
+    __tablename__ = "publications"
+    __table_args__ = (
+        UniqueConstraint("investigation_id", "sink", "target", name="uq_publication_target"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    investigation_id: Mapped[str] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE"), index=True
+    )
+    sink: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(200))
+    external_ref: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class InboundDelivery(Base):
+    """A raw inbound webhook or envelope, persisted before the listener acks (dedups retries)."""
+
+    __tablename__ = "inbound_deliveries"
+    __table_args__ = (UniqueConstraint("source", "delivery_key", name="uq_inbound_source_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    delivery_key: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="accepted")
+    investigation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("investigations.id", ondelete="SET NULL"), nullable=True
+    )
+
+
+class DomainConfig(Base):
+    """Per-domain settings: slack channel, jira project, services, thresholds."""
+
+    __tablename__ = "domain_configs"
+
+    domain: Mapped[str] = mapped_column(String(200), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
