@@ -1,0 +1,71 @@
+"""Agent runs: who worked on which phase, with which model, at what cost, calling which tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store.errors import NotFound
+from store.models import AgentRun, Investigation, utcnow
+
+
+def start(
+    *, session: Session, investigation_id: str, agent: str, phase: str, model: str | None = None
+) -> AgentRun:
+    """Record that ``agent`` started working on ``phase``."""
+    run = AgentRun(
+        investigation_id=investigation_id, agent=agent, phase=phase, model=model, status="running",
+        tokens_in=0, tokens_out=0, cost_usd=0.0, tool_calls=[], started_at=utcnow(),
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def finish(
+    *,
+    session: Session,
+    run_id: int,
+    status: str = "done",
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    cost_usd: float = 0.0,
+    tool_calls: list[dict[str, Any]] | None = None,
+    output_ref: str | None = None,
+    trace_ref: str | None = None,
+    error: str | None = None,
+) -> AgentRun:
+    """Close a run and add its tokens and cost to its investigation's totals.
+
+    Raises:
+        NotFound: no such run.
+    """
+    run = session.get(AgentRun, run_id)
+    if run is None:
+        raise NotFound(f"no agent run {run_id}")
+    now = utcnow()
+    run.status = status
+    run.tokens_in = tokens_in
+    run.tokens_out = tokens_out
+    run.cost_usd = cost_usd
+    run.tool_calls = list(tool_calls or [])
+    run.output_ref = output_ref
+    run.trace_ref = trace_ref
+    run.error = error
+    run.finished_at = now
+    run.duration_ms = int((now - run.started_at).total_seconds() * 1000)
+    inv = session.get(Investigation, run.investigation_id)
+    if inv is not None:
+        inv.tokens_in = (inv.tokens_in or 0) + tokens_in
+        inv.tokens_out = (inv.tokens_out or 0) + tokens_out
+        inv.cost_usd = (inv.cost_usd or 0.0) + cost_usd
+    session.flush()
+    return run
+
+
+def list_for(*, session: Session, investigation_id: str) -> list[AgentRun]:
+    """Every run of an investigation, oldest first."""
+    stmt = select(AgentRun).where(AgentRun.investigation_id == investigation_id).order_by(AgentRun.id)
+    return list(session.scalars(stmt))

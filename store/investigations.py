@@ -1,0 +1,216 @@
+"""Investigation records: create, read, list, dedup lookup, cancel."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from store import outbox
+from store.errors import NotFound
+from store.models import OPEN_STATUSES, TERMINAL_STATUSES, Investigation, utcnow
+
+MODES = ("fast", "balanced", "deep")
+PRIORITIES = ("P1", "P2", "P3")
+_SLUG_MAX = 24
+
+
+def _slug(trigger: dict[str, Any]) -> str:
+    """Lowercase alphanumeric slug of the trigger's ticket key, alert id or text (≤ 24 chars)."""
+    raw = str(trigger.get("ticket") or trigger.get("alert") or trigger.get("text") or "incident")
+    slug = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")[:_SLUG_MAX].strip("-")
+    return slug or "incident"
+
+
+def new_id(trigger: dict[str, Any], now: datetime) -> str:
+    """The id ``inv-YYYY-MM-DD-HHMMSS-<slug>`` of an investigation started at ``now``.
+
+    Args:
+        trigger: ``{"ticket": KEY} | {"alert": ID} | {"text": ...}``.
+        now: when the investigation is created (its UTC clock time is used).
+
+    Returns:
+        The id; callers append a random suffix on collision (see :func:`create`).
+    """
+    return f"inv-{now.strftime('%Y-%m-%d-%H%M%S')}-{_slug(trigger)}"
+
+
+def _validate(trigger: dict[str, Any], mode: str, priority: str) -> None:
+    if not isinstance(trigger, dict) or not any(trigger.get(k) for k in ("ticket", "alert", "text")):
+        raise ValueError(
+            f"trigger {trigger!r} names no ticket, alert or text; pass e.g. {{'ticket': 'SCHED-45895'}}"
+        )
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} is unknown; use one of {', '.join(MODES)}")
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority {priority!r} is unknown; use one of {', '.join(PRIORITIES)}")
+
+
+def create(
+    *,
+    session: Session,
+    trigger: dict[str, Any],
+    origin: dict[str, Any],
+    mode: str = "balanced",
+    domain: str | None = None,
+    sources: dict[str, Any] | None = None,
+    priority: str = "P2",
+    fingerprint: str | None = None,
+    requested_by: str | None = None,
+    budget_usd: float | None = None,
+    now: datetime | None = None,
+) -> Investigation:
+    """Record a new QUEUED investigation and append its ``created`` progress event.
+
+    The caller commits (and then enqueues it).
+
+    Raises:
+        ValueError: the trigger, mode or priority is not one the product knows.
+
+    Returns:
+        The new investigation.
+    """
+    _validate(trigger, mode, priority)
+    now = now or utcnow()
+    inv_id = new_id(trigger, now)
+    # Two triggers in the same second with the same slug: a short random suffix keeps ids unique.
+    while session.get(Investigation, inv_id) is not None:
+        inv_id = f"{new_id(trigger, now)}-{secrets.token_hex(2)}"
+    inv = Investigation(
+        id=inv_id,
+        origin=dict(origin or {}),
+        trigger=dict(trigger),
+        sources=dict(sources or {}),
+        mode=mode,
+        domain=domain,
+        priority=priority,
+        fingerprint=fingerprint,
+        requested_by=requested_by,
+        status="QUEUED",
+        phase="QUEUED",
+        round=0,
+        budget_usd=budget_usd,
+        created_at=now,
+        updated_at=now,
+        tokens_in=0,
+        tokens_out=0,
+        cost_usd=0.0,
+        cancel_requested=False,
+    )
+    session.add(inv)
+    session.flush()
+    outbox.append(
+        session=session,
+        investigation_id=inv.id,
+        kind="created",
+        payload={"trigger": inv.trigger, "mode": mode, "priority": priority, "domain": domain},
+    )
+    return inv
+
+
+def get(*, session: Session, investigation_id: str, for_update: bool = False) -> Investigation:
+    """The investigation with ``investigation_id``.
+
+    Raises:
+        NotFound: no such investigation.
+    """
+    stmt = select(Investigation).where(Investigation.id == investigation_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    inv = session.scalars(stmt).first()
+    if inv is None:
+        raise NotFound(f"no investigation {investigation_id!r}; list recent ones with `pm status`")
+    return inv
+
+
+def list_recent(*, session: Session, limit: int = 20, status: str | None = None) -> list[Investigation]:
+    """The newest investigations first, optionally only those with ``status``."""
+    stmt = select(Investigation).order_by(Investigation.created_at.desc(), Investigation.id.desc()).limit(limit)
+    if status is not None:
+        stmt = stmt.where(Investigation.status == status)
+    return list(session.scalars(stmt))
+
+
+def find_open_by_fingerprint(*, session: Session, fingerprint: str) -> Investigation | None:
+    """The newest QUEUED or RUNNING investigation with ``fingerprint``, or None."""
+    stmt = (
+        select(Investigation)
+        .where(Investigation.fingerprint == fingerprint, Investigation.status.in_(OPEN_STATUSES))
+        .order_by(Investigation.created_at.desc())
+        .limit(1)
+    )
+    return session.scalars(stmt).first()
+
+
+def request_cancel(*, session: Session, investigation_id: str) -> Investigation:
+    """Ask for an investigation to stop.
+
+    A QUEUED one is cancelled at once (with its ``cancelled`` event); a RUNNING one is flagged
+    and the worker stops it between phases. A finished one is left as it is.
+
+    Raises:
+        NotFound: no such investigation.
+
+    Returns:
+        The investigation (status CANCELLED when it was only queued).
+    """
+    inv = get(session=session, investigation_id=investigation_id, for_update=True)
+    if inv.status in TERMINAL_STATUSES:
+        return inv
+    inv.cancel_requested = True
+    if inv.status == "QUEUED":
+        mark_cancelled(session=session, inv=inv)
+    session.flush()
+    return inv
+
+
+def mark_cancelled(*, session: Session, inv: Investigation) -> None:
+    """Move ``inv`` to CANCELLED and append the ``cancelled`` event."""
+    now = utcnow()
+    inv.status = "CANCELLED"
+    inv.phase = "CANCELLED"
+    inv.finished_at = now
+    inv.updated_at = now
+    outbox.append(session=session, investigation_id=inv.id, kind="cancelled", payload={})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def to_dict(inv: Investigation) -> dict[str, Any]:
+    """A JSON-serialisable view of ``inv`` (times as ISO-8601 UTC with ``Z``)."""
+    return {
+        "id": inv.id,
+        "origin": inv.origin,
+        "trigger": inv.trigger,
+        "sources": inv.sources,
+        "mode": inv.mode,
+        "domain": inv.domain,
+        "priority": inv.priority,
+        "fingerprint": inv.fingerprint,
+        "requested_by": inv.requested_by,
+        "status": inv.status,
+        "phase": inv.phase,
+        "round": inv.round,
+        "verdict": inv.verdict,
+        "confidence": inv.confidence,
+        "root_cause": inv.root_cause,
+        "fix_plan": inv.fix_plan,
+        "hypotheses": inv.hypotheses,
+        "report": inv.report,
+        "error": inv.error,
+        "cancel_requested": inv.cancel_requested,
+        "created_at": _iso(inv.created_at),
+        "started_at": _iso(inv.started_at),
+        "finished_at": _iso(inv.finished_at),
+        "updated_at": _iso(inv.updated_at),
+        "tokens_in": inv.tokens_in,
+        "tokens_out": inv.tokens_out,
+        "cost_usd": inv.cost_usd,
+        "budget_usd": inv.budget_usd,
+    }

@@ -1,0 +1,243 @@
+"""The progress outbox: numbered events per investigation, and their delivery to each sink.
+
+An event is appended in the same transaction as the state change it reports, so a sink never
+hears of a change that was rolled back, and never misses one that was committed. Each event
+gets one :class:`~store.models.Delivery` row per sink; publishers claim pending rows, deliver
+them, and mark them done, retry-later or failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
+
+from store.errors import NotFound
+from store.models import Delivery, Investigation, ProgressEvent, Publication, utcnow
+
+EVENT_KINDS = (
+    "created", "phase_started", "phase_finished", "milestone", "report", "failed", "cancelled", "attached",
+)
+# A claimed delivery is leased for this long: a publisher that dies mid-delivery gets its rows
+# back for another drainer after the lease instead of losing them.
+DEFAULT_LEASE_S = 60.0
+
+
+def sinks_for_origin(origin: dict[str, Any]) -> list[str]:
+    """The sinks an investigation's origin implies: slack when it has a channel, jira when a key."""
+    sinks = []
+    if origin.get("channel"):
+        sinks.append("slack")
+    if origin.get("jira_key"):
+        sinks.append("jira")
+    return sinks
+
+
+def append(
+    *,
+    session: Session,
+    investigation_id: str,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    sinks: list[str] | None = None,
+) -> ProgressEvent:
+    """Append one progress event and its pending deliveries.
+
+    The next ``seq`` is allocated under a write lock on the investigation row (an UPDATE: a row
+    lock on PostgreSQL, the database write lock on SQLite), so concurrent appenders to the same
+    investigation serialise instead of colliding on ``(investigation_id, seq)``.
+
+    Args:
+        investigation_id: the investigation the event belongs to.
+        kind: one of :data:`EVENT_KINDS`.
+        payload: JSON-serialisable details.
+        sinks: extra sinks beyond those the investigation's origin implies (e.g. ``["cli"]``).
+
+    Raises:
+        ValueError: unknown kind.
+        NotFound: no such investigation.
+
+    Returns:
+        The event (flushed, not committed).
+    """
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"event kind {kind!r} is unknown; use one of {', '.join(EVENT_KINDS)}")
+    now = utcnow()
+    locked = session.execute(
+        update(Investigation).where(Investigation.id == investigation_id).values(updated_at=now)
+    )
+    if locked.rowcount == 0:
+        raise NotFound(f"no investigation {investigation_id!r} to append a {kind} event to")
+    last = session.scalar(
+        select(func.max(ProgressEvent.seq)).where(ProgressEvent.investigation_id == investigation_id)
+    )
+    event = ProgressEvent(
+        investigation_id=investigation_id, seq=(last or 0) + 1, kind=kind, payload=payload or {}, created_at=now
+    )
+    session.add(event)
+    session.flush()
+    origin = session.scalar(select(Investigation.origin).where(Investigation.id == investigation_id)) or {}
+    wanted = list(dict.fromkeys([*sinks_for_origin(origin), *(sinks or [])]))
+    for sink in wanted:
+        session.add(Delivery(event_id=event.id, sink=sink, status="pending", attempts=0, next_attempt_at=now))
+    session.flush()
+    return event
+
+
+def event_to_dict(event: ProgressEvent) -> dict[str, Any]:
+    """A JSON-serialisable view of one event."""
+    return {
+        "id": event.id,
+        "investigation_id": event.investigation_id,
+        "seq": event.seq,
+        "kind": event.kind,
+        "payload": event.payload,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def events(*, session: Session, investigation_id: str, after_seq: int = 0) -> list[ProgressEvent]:
+    """The investigation's events with ``seq > after_seq``, oldest first."""
+    stmt = (
+        select(ProgressEvent)
+        .where(ProgressEvent.investigation_id == investigation_id, ProgressEvent.seq > after_seq)
+        .order_by(ProgressEvent.seq)
+    )
+    return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery leased to one drainer: the row's id, its event, its investigation."""
+
+    delivery_id: int
+    sink: str
+    attempts: int
+    event: dict[str, Any]
+    investigation_id: str
+
+
+def claim_pending(
+    *, session: Session, sink: str, limit: int = 50, lease_s: float = DEFAULT_LEASE_S,
+    now: datetime | None = None,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries of ``sink``, oldest event first.
+
+    A delivery is due when it is pending, its ``next_attempt_at`` has passed, and no earlier
+    event of the same investigation is still undelivered to this sink (so a thread's messages
+    keep their order while one of them waits out a rate limit). Rows locked by another drainer
+    are skipped (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer anyway).
+    Claiming bumps ``attempts`` and pushes ``next_attempt_at`` out by the lease; the caller
+    commits, delivers, then calls :func:`mark_done`, :func:`mark_retry` or :func:`mark_failed`.
+
+    Returns:
+        The claimed deliveries.
+    """
+    now = now or utcnow()
+    earlier_d = aliased(Delivery)
+    earlier_e = aliased(ProgressEvent)
+    blocked = exists().where(
+        earlier_d.sink == sink,
+        earlier_d.status == "pending",
+        earlier_d.event_id == earlier_e.id,
+        earlier_e.investigation_id == ProgressEvent.investigation_id,
+        earlier_e.seq < ProgressEvent.seq,
+    )
+    stmt = (
+        select(Delivery, ProgressEvent)
+        .join(ProgressEvent, ProgressEvent.id == Delivery.event_id)
+        .where(
+            and_(Delivery.sink == sink, Delivery.status == "pending", Delivery.next_attempt_at <= now),
+            ~blocked,
+        )
+        .order_by(ProgressEvent.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Delivery)
+    )
+    claimed = []
+    for delivery, event in session.execute(stmt).all():
+        delivery.attempts += 1
+        delivery.next_attempt_at = now + timedelta(seconds=lease_s)
+        claimed.append(
+            Claimed(
+                delivery_id=delivery.id, sink=sink, attempts=delivery.attempts,
+                event=event_to_dict(event), investigation_id=event.investigation_id,
+            )
+        )
+    session.flush()
+    return claimed
+
+
+def _delivery(session: Session, delivery_id: int) -> Delivery:
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {delivery_id}")
+    return delivery
+
+
+def mark_done(*, session: Session, delivery_id: int, external_ref: dict[str, Any] | None = None) -> None:
+    """Record that a delivery reached its sink (with the sink's ids for it)."""
+    delivery = _delivery(session, delivery_id)
+    delivery.status = "done"
+    delivery.external_ref = external_ref
+    delivery.last_error = None
+
+
+def mark_retry(*, session: Session, delivery_id: int, retry_after_s: float, error: str | None = None) -> None:
+    """Put a delivery back to pending, due again after ``retry_after_s`` seconds."""
+    delivery = _delivery(session, delivery_id)
+    delivery.status = "pending"
+    delivery.next_attempt_at = utcnow() + timedelta(seconds=max(0.0, retry_after_s))
+    delivery.last_error = error
+
+
+def mark_failed(*, session: Session, delivery_id: int, error: str) -> None:
+    """Give up on a delivery; it is kept with its error for the operator."""
+    delivery = _delivery(session, delivery_id)
+    delivery.status = "failed"
+    delivery.last_error = error
+
+
+def pending_count(*, session: Session, sink: str | None = None) -> int:
+    """How many deliveries are still pending (for one sink, or all)."""
+    stmt = select(func.count(Delivery.id)).where(Delivery.status == "pending")
+    if sink is not None:
+        stmt = stmt.where(Delivery.sink == sink)
+    return int(session.scalar(stmt) or 0)
+
+
+def get_publication(*, session: Session, investigation_id: str, sink: str, target: str) -> Publication | None:
+    """Where an investigation was already published in ``sink`` at ``target``, or None."""
+    stmt = select(Publication).where(
+        Publication.investigation_id == investigation_id, Publication.sink == sink, Publication.target == target
+    )
+    return session.scalars(stmt).first()
+
+
+def save_publication(
+    *, session: Session, investigation_id: str, sink: str, target: str, external_ref: dict[str, Any]
+) -> Publication:
+    """Remember (merge) the sink's ids for an investigation so the next update edits in place."""
+    pub = get_publication(session=session, investigation_id=investigation_id, sink=sink, target=target)
+    if pub is None:
+        pub = Publication(investigation_id=investigation_id, sink=sink, target=target, external_ref={})
+        session.add(pub)
+    pub.external_ref = {**(pub.external_ref or {}), **(external_ref or {})}
+    pub.updated_at = utcnow()
+    session.flush()
+    return pub
+
+
+def publication_to_dict(pub: Publication | None) -> dict[str, Any] | None:
+    """A JSON-serialisable view of a publication, or None."""
+    if pub is None:
+        return None
+    return {
+        "investigation_id": pub.investigation_id,
+        "sink": pub.sink,
+        "target": pub.target,
+        "external_ref": dict(pub.external_ref or {}),
+    }
