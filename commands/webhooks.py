@@ -1,0 +1,450 @@
+"""Turn Jira, PagerDuty, Grafana, Alertmanager and deploy webhooks into investigation requests.
+
+Each vendor payload is read once, here, into :class:`~commands.requests.InvestigationRequest`
+objects (with a fingerprint for dedup and a priority for the queue) or into a reason to ignore
+it. The listener persists every accepted delivery (:func:`accept`) before it answers, then
+:func:`process` turns the stored row into investigations, so a crash between the two loses
+nothing: :func:`resume_pending` picks the row up again.
+
+Payload shapes followed:
+* Jira Cloud issue webhooks (``webhookEvent`` ``jira:issue_created`` / ``jira:issue_updated``).
+* PagerDuty v3 webhooks (``event.event_type`` ``incident.triggered``, ``event.data`` the incident).
+* Grafana unified alerting webhook and Alertmanager webhook ``version: "4"``: a group of alerts,
+  each with ``status``, ``labels``, ``annotations``, ``startsAt`` and ``fingerprint``.
+* Our deploy hook: ``{"service", "environment", "version"?, "deployed_at"?, "id"?}``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from commands.errors import BadRequest
+from commands.investigate import StartResult, start
+from commands.requests import InvestigationRequest, Origin
+from store.models import InboundDelivery
+
+SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy")
+JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
+# Jira's default priority scheme (Highest..Lowest) and the older one (Blocker..Trivial).
+_JIRA_PRIORITY = {
+    "highest": "P1", "blocker": "P1", "critical": "P1",
+    "high": "P2", "major": "P2", "medium": "P2",
+    "low": "P3", "lowest": "P3", "minor": "P3", "trivial": "P3",
+}
+# Alert ``severity`` label values seen in Prometheus rule sets and Grafana defaults.
+_SEVERITY_PRIORITY = {
+    "critical": "P1", "page": "P1", "fatal": "P1", "emergency": "P1", "sev1": "P1", "p1": "P1",
+    "error": "P2", "high": "P2", "major": "P2", "warning": "P2", "warn": "P2", "sev2": "P2", "p2": "P2",
+    "info": "P3", "low": "P3", "minor": "P3", "none": "P3", "sev3": "P3", "p3": "P3",
+}
+
+
+class PayloadError(BadRequest):
+    """A delivery is not valid JSON or lacks a field we need (answer 400 naming ``field``)."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class WebhookRules:
+    """Which deliveries start investigations, and where their results go.
+
+    Attributes:
+        jira_labels: an issue needs one of these labels.
+        jira_projects: allowed Jira project keys (JIRA_PROJECT_FILTER); empty allows all.
+        pagerduty_priorities: PagerDuty incident priorities that start one.
+        alert_name_patterns: shell-style patterns (``fnmatch``) an alert name must match.
+        deploy_environments: deploy environments that get a post-deploy health check.
+        domains: service or Jira project key -> domain name.
+        domain_channels: domain -> Slack channel id for results; ``default_channel`` otherwise.
+        mode: investigation mode for triggered investigations.
+    """
+
+    jira_labels: tuple[str, ...] = ("auto-investigate", "production-bug")
+    jira_projects: tuple[str, ...] = ()
+    pagerduty_priorities: tuple[str, ...] = ("P1", "P2")
+    alert_name_patterns: tuple[str, ...] = ("*",)
+    deploy_environments: tuple[str, ...] = ("production",)
+    domains: Mapping[str, str] = field(default_factory=dict)
+    domain_channels: Mapping[str, str] = field(default_factory=dict)
+    default_channel: str | None = None
+    mode: str = "balanced"
+    sources: Mapping[str, Any] = field(default_factory=dict)
+
+    def domain_for(self, *names: str | None) -> str | None:
+        """The domain of the first name (service / project) that has one."""
+        for name in names:
+            if name and name in self.domains:
+                return self.domains[name]
+        return None
+
+    def channel_for(self, domain: str | None) -> str | None:
+        """The Slack channel results of ``domain`` go to."""
+        return self.domain_channels.get(domain or "", self.default_channel)
+
+
+@dataclass(frozen=True)
+class Normalised:
+    """What a delivery asks for: investigations, a deploy check, or nothing (with why)."""
+
+    requests: tuple[InvestigationRequest, ...] = ()
+    deploy: dict[str, Any] | None = None
+    ignored: str | None = None
+
+
+# -- reading payloads -------------------------------------------------------------------------------
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """Decode a request body that must be a JSON object.
+
+    Raises:
+        PayloadError: not UTF-8 JSON, or not an object.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError("body", f"body is not valid JSON ({exc}); send the vendor's JSON payload") from None
+    if not isinstance(data, dict):
+        raise PayloadError("body", "body must be a JSON object; send the vendor's JSON payload")
+    return data
+
+
+def _get(data: Mapping[str, Any], path: str, *, required: bool = True) -> Any:
+    """Read ``a.b.c`` from nested dicts; raise PayloadError naming the path when it is missing."""
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or node.get(part) in (None, ""):
+            if required:
+                raise PayloadError(path, f"missing field {path!r}; the payload does not look like this source's")
+            return None
+        node = node[part]
+    return node
+
+
+def _slug(value: str) -> str:
+    return "".join(c for c in value.lower() if c.isalnum())[:40] or "x"
+
+
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+# -- one normaliser per source ----------------------------------------------------------------------
+
+
+def normalise_jira(payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
+    """A Jira issue event -> a ticket investigation when labels and project pass the filters."""
+    event = _get(payload, "webhookEvent")
+    if event not in JIRA_EVENTS:
+        return Normalised(ignored=f"Jira event {event!r} is not handled")
+    key = str(_get(payload, "issue.key"))
+    fields = _get(payload, "issue.fields", required=False) or {}
+    project = (_get(fields, "project.key", required=False) or key.split("-", 1)[0]).upper()
+    if rules.jira_projects and project not in rules.jira_projects:
+        return Normalised(ignored=f"project {project} is not in JIRA_PROJECT_FILTER")
+    labels = {str(x).lower() for x in fields.get("labels") or []}
+    if not labels & {label.lower() for label in rules.jira_labels}:
+        return Normalised(ignored=f"issue {key} has none of the labels {', '.join(rules.jira_labels)}")
+    priority_name = str(_get(fields, "priority.name", required=False) or "").lower()
+    domain = rules.domain_for(project)
+    request = InvestigationRequest(
+        trigger={"ticket": key},
+        origin=Origin(kind="jira", jira_key=key, source="jira", channel=rules.channel_for(domain)),
+        mode=rules.mode,
+        domain=domain,
+        priority=_JIRA_PRIORITY.get(priority_name, "P2"),
+        fingerprint=f"jira:{key}",
+        requested_by=_get(payload, "user.accountId", required=False) or "jira",
+        sources=dict(rules.sources),
+        raw=dict(payload),
+    )
+    return Normalised(requests=(request,))
+
+
+def normalise_pagerduty(payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
+    """A PagerDuty v3 ``incident.triggered`` event -> an alert investigation (P1/P2 only)."""
+    event_type = _get(payload, "event.event_type")
+    if event_type != "incident.triggered":
+        return Normalised(ignored=f"PagerDuty event {event_type!r} is not handled")
+    incident = _get(payload, "event.data")
+    incident_id = str(_get(incident, "id"))
+    title = str(_get(incident, "title"))
+    priority = _get(incident, "priority.summary", required=False)
+    if priority is None:
+        # Accounts without incident priorities: a high-urgency incident counts as P2.
+        priority = "P2" if incident.get("urgency") == "high" else None
+    if priority not in rules.pagerduty_priorities:
+        return Normalised(ignored=f"PagerDuty priority {priority} is not one of {', '.join(rules.pagerduty_priorities)}")
+    service = _get(incident, "service.summary", required=False)
+    domain = rules.domain_for(service)
+    alert_id = f"pd-{_slug(incident_id)}"
+    request = InvestigationRequest(
+        trigger={
+            "alert": alert_id, "service": service, "title": title, "source": "pagerduty",
+            "ts": _get(incident, "created_at", required=False) or _get(payload, "event.occurred_at", required=False),
+            "url": incident.get("html_url"),
+        },
+        origin=Origin(kind="webhook", source="pagerduty", channel=rules.channel_for(domain)),
+        mode=rules.mode,
+        domain=domain,
+        priority=priority if priority in ("P1", "P2", "P3") else "P2",
+        fingerprint=f"pagerduty:{incident.get('incident_key') or incident_id}"[:128],
+        requested_by="pagerduty",
+        sources=dict(rules.sources),
+        raw=dict(payload),
+    )
+    return Normalised(requests=(request,))
+
+
+def _alert_priority(labels: Mapping[str, Any]) -> str:
+    explicit = str(labels.get("priority", "")).upper()
+    if explicit in ("P1", "P2", "P3"):
+        return explicit
+    return _SEVERITY_PRIORITY.get(str(labels.get("severity", "")).lower(), "P2")
+
+
+def normalise_alert_group(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
+    """A Grafana or Alertmanager (v4) notification -> one investigation per firing alert."""
+    alerts = _get(payload, "alerts")
+    if not isinstance(alerts, list):
+        raise PayloadError("alerts", "field 'alerts' must be a list of alerts")
+    requests = []
+    skipped = []
+    for i, alert in enumerate(alerts):
+        if not isinstance(alert, Mapping):
+            raise PayloadError(f"alerts[{i}]", f"alerts[{i}] must be an object")
+        if alert.get("status", "firing") != "firing":
+            continue
+        labels = _get(alert, "labels")
+        name = str(_get(alert, "labels.alertname"))
+        if not any(fnmatch.fnmatchcase(name, p) for p in rules.alert_name_patterns):
+            skipped.append(name)
+            continue
+        starts_at = str(_get(alert, "startsAt"))
+        fp = str(alert.get("fingerprint") or _hash(json.dumps(labels, sort_keys=True)))
+        service = labels.get("service") or labels.get("job") or labels.get("app")
+        domain = rules.domain_for(service)
+        annotations = alert.get("annotations") or {}
+        prefix = "am" if source == "alertmanager" else "gr"
+        requests.append(
+            InvestigationRequest(
+                trigger={
+                    "alert": f"{prefix}-{_slug(fp)}", "service": service, "source": source, "ts": starts_at,
+                    "title": annotations.get("summary") or name, "labels": dict(labels),
+                    "url": alert.get("generatorURL"),
+                },
+                origin=Origin(kind="webhook", source=source, channel=rules.channel_for(domain)),
+                mode=rules.mode,
+                domain=domain,
+                priority=_alert_priority(labels),
+                fingerprint=f"{source}:{fp}"[:128],
+                requested_by=source,
+                sources=dict(rules.sources),
+                raw=dict(alert),
+            )
+        )
+    if not requests:
+        why = f"alert names {sorted(set(skipped))} match no pattern" if skipped else "no firing alerts"
+        return Normalised(ignored=why)
+    return Normalised(requests=tuple(requests))
+
+
+def normalise_deploy(payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
+    """A deploy event -> a post-deploy health check request (production environments only)."""
+    service = str(_get(payload, "service"))
+    environment = str(_get(payload, "environment"))
+    if environment not in rules.deploy_environments:
+        return Normalised(ignored=f"environment {environment!r} is not one of {', '.join(rules.deploy_environments)}")
+    deployed_at = payload.get("deployed_at") or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        datetime.fromisoformat(str(deployed_at).replace("Z", "+00:00"))
+    except ValueError:
+        raise PayloadError(
+            "deployed_at", "field 'deployed_at' must be an ISO-8601 time, e.g. 2026-10-02T15:00:00Z"
+        ) from None
+    domain = payload.get("domain") or rules.domain_for(service)
+    return Normalised(
+        deploy={
+            "service": service, "environment": environment, "version": payload.get("version"),
+            "deployed_at": str(deployed_at), "domain": domain, "channel": rules.channel_for(domain),
+            "id": payload.get("id"), "sources": dict(rules.sources), "mode": rules.mode,
+        }
+    )
+
+
+def normalise(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
+    """Dispatch to the normaliser of ``source``.
+
+    Raises:
+        PayloadError: a field the source's payload must have is missing or malformed.
+        BadRequest: unknown source.
+    """
+    if source == "jira":
+        return normalise_jira(payload, rules)
+    if source == "pagerduty":
+        return normalise_pagerduty(payload, rules)
+    if source in ("grafana", "alertmanager"):
+        return normalise_alert_group(source, payload, rules)
+    if source == "deploy":
+        return normalise_deploy(payload, rules)
+    raise BadRequest(f"unknown webhook source {source!r}; use one of {', '.join(SOURCES)}")
+
+
+def delivery_key(source: str, payload: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> str:
+    """The id that makes a redelivery of the same event recognisable.
+
+    Jira: ``X-Atlassian-Webhook-Identifier``; PagerDuty: the event id; Grafana/Alertmanager:
+    the group key plus each alert's fingerprint and start; deploy: the ``id`` field or an
+    ``X-Delivery-Id`` header. Anything else falls back to a hash of the body.
+    """
+    key: str | None = None
+    if source == "jira":
+        key = headers.get("x-atlassian-webhook-identifier")
+    elif source == "pagerduty":
+        key = _get(payload, "event.id", required=False)
+    elif source in ("grafana", "alertmanager"):
+        alerts = payload.get("alerts") if isinstance(payload.get("alerts"), list) else []
+        parts = sorted(
+            f"{a.get('fingerprint')}@{a.get('startsAt')}:{a.get('status')}" for a in alerts if isinstance(a, Mapping)
+        )
+        key = _hash(str(payload.get("groupKey")), *parts)
+    elif source == "deploy":
+        key = payload.get("id") or headers.get("x-delivery-id")
+    return str(key)[:200] if key else "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+# -- persisting and processing deliveries --------------------------------------------------------------
+
+# start() checks for an open investigation and then creates one; two threads with the same
+# fingerprint in between would both create. Serialise per fingerprint within this process.
+_LOCKS = [threading.Lock() for _ in range(64)]
+
+
+def _lock_for(fingerprint: str | None) -> threading.Lock:
+    return _LOCKS[int(hashlib.md5((fingerprint or "").encode()).hexdigest(), 16) % len(_LOCKS)]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A stored delivery: its row id and whether it had been received before."""
+
+    delivery_id: int
+    duplicate: bool
+    status: str
+
+
+def accept(*, runtime: Any, source: str, key: str, payload: Mapping[str, Any]) -> Accepted:
+    """Persist a delivery before it is acknowledged; a replay returns the earlier row.
+
+    Returns:
+        Accepted(delivery_id, duplicate, status).
+    """
+    with runtime.session() as session:
+        row = InboundDelivery(source=source, delivery_key=key, payload=dict(payload), status="accepted")
+        session.add(row)
+        try:
+            session.commit()
+            return Accepted(row.id, duplicate=False, status="accepted")
+        except IntegrityError:
+            session.rollback()
+    with runtime.session() as session:
+        old = session.execute(
+            select(InboundDelivery).where(InboundDelivery.source == source, InboundDelivery.delivery_key == key)
+        ).scalar_one()
+        return Accepted(old.id, duplicate=True, status=old.status)
+
+
+def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_scheduler: Any = None) -> dict[str, Any]:
+    """Turn a stored delivery into investigations (or a scheduled deploy check) and mark it done.
+
+    Safe to call again for a row that was accepted but not finished: ``start`` attaches a
+    repeat to the investigation the first attempt opened (same fingerprint).
+
+    Args:
+        runtime: the pipeline runtime (``session()``, ``enqueue``).
+        delivery_id: the InboundDelivery row.
+        rules: filters and routing.
+        deploy_scheduler: ``callable(deploy: dict) -> None`` that schedules the post-deploy check.
+
+    Returns:
+        ``{"status", "investigations": [{"id", "created"}], "ignored"?: reason}``.
+    """
+    with runtime.session() as session:
+        row = session.get(InboundDelivery, delivery_id)
+        if row is None:
+            raise BadRequest(f"no inbound delivery {delivery_id}; nothing to process")
+        source, payload, status = row.source, dict(row.payload), row.status
+    if status in ("processed", "ignored", "scheduled"):
+        return {"status": status, "investigations": []}
+    result = normalise(source, payload, rules)
+    started: list[StartResult] = []
+    if result.deploy is not None:
+        if deploy_scheduler is None:
+            raise BadRequest("no deploy scheduler configured; run the listener through bot.http.create_app")
+        deploy_scheduler(result.deploy)
+        status = "scheduled"
+    elif result.requests:
+        for request in result.requests:
+            with _lock_for(request.fingerprint):
+                started.append(start(runtime=runtime, request=request))
+        status = "processed"
+    else:
+        status = "ignored"
+    with runtime.session() as session:
+        row = session.get(InboundDelivery, delivery_id)
+        row.status = status
+        if started:
+            row.investigation_id = started[0].investigation_id
+        session.commit()
+    out: dict[str, Any] = {
+        "status": status,
+        "investigations": [{"id": s.investigation_id, "created": s.created} for s in started],
+    }
+    if result.ignored:
+        out["ignored"] = result.ignored
+    return out
+
+
+def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any = None) -> int:
+    """Process every delivery that was accepted but never finished (e.g. the listener crashed).
+
+    Returns:
+        How many deliveries were processed.
+    """
+    with runtime.session() as session:
+        ids = list(
+            session.execute(
+                select(InboundDelivery.id)
+                .where(InboundDelivery.status == "accepted", InboundDelivery.source.in_(SOURCES))
+                .order_by(InboundDelivery.id)
+            ).scalars()
+        )
+    for delivery_id in ids:
+        try:
+            process(runtime=runtime, delivery_id=delivery_id, rules=rules, deploy_scheduler=deploy_scheduler)
+        except PayloadError:
+            # Only rows stored by an older listener can fail here (new ones are validated before
+            # storing); park them instead of retrying forever.
+            _mark(runtime, delivery_id, "failed")
+    return len(ids)
+
+
+def _mark(runtime: Any, delivery_id: int, status: str) -> None:
+    with runtime.session() as session:
+        row = session.get(InboundDelivery, delivery_id)
+        if row is not None:
+            row.status = status
+            session.commit()
