@@ -1,0 +1,425 @@
+"""Publish an investigation's progress into its Slack thread.
+
+One parent message in the channel (unless the investigation already lives in a
+thread, e.g. it was started by a reaction), one status message in the thread that
+is edited in place (``chat.update``) as phases go by, a reply per milestone, and the
+final report in Block Kit with its timeline chart (``files_upload_v2``).
+
+Exactly-once across a worker crash: every message we post carries Slack message
+``metadata`` naming the investigation and the event it answers. Before posting a
+message that may already have been posted by an attempt that died before its
+Delivery row was marked done, we look for that metadata in the thread (or channel)
+and reuse the message instead of posting again. Ids we learn are returned as the
+``external_ref`` that the pipeline stores on the Publication row.
+
+A 429 raises :class:`pipeline.publishing.RetryLater` with Slack's ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from publishers.chart import ChartError, has_chart, render_timeline
+
+# The pipeline's phases in order (docs/contracts.md, "The evidence engine").
+PHASES = (
+    ("CONTEXT_GATHERING", "Gather context"),
+    ("EVIDENCE", "Logs & metrics"),
+    ("CHANGES", "Changes"),
+    ("CORRELATION", "Correlate"),
+    ("HYPOTHESES", "Hypotheses"),
+    ("VERIFICATION", "Verify"),
+    ("FIX_PLAN", "Fix plan"),
+    ("REPORT", "Report"),
+)
+META_TYPE = "pm_investigation"
+ACTIONS = {
+    "rerun": "pm_rerun_deep",
+    "cancel": "pm_cancel",
+    "up": "pm_feedback_up",
+    "down": "pm_feedback_down",
+    "jira": "pm_publish_jira",
+}
+_VERDICT_EMOJI = {"CONFIRMED": ":white_check_mark:", "LIKELY": ":large_yellow_circle:",
+                  "INCONCLUSIVE": ":grey_question:", "DECLINED": ":grey_question:"}
+
+
+class SlackPublishError(RuntimeError):
+    """Slack refused a post for a reason retrying will not fix (the message names it)."""
+
+
+def _retry_later(seconds: float) -> Exception:
+    # Imported lazily: pipeline imports publishers, so a module-level import would cycle.
+    from pipeline.publishing import RetryLater
+
+    return RetryLater(seconds)
+
+
+def make_web_client(*, token: str, base_url: str, timeout: int = 10) -> WebClient:
+    """A WebClient pointed at SLACK_API_URL (the stand-in in tests, slack.com otherwise).
+
+    Args:
+        token: the bot token (``xoxb-…``).
+        base_url: settings.slack_api_url; a trailing slash is added when missing.
+        timeout: per-request timeout in seconds.
+    """
+    if not base_url.endswith("/"):
+        base_url += "/"
+    return WebClient(token=token, base_url=base_url, timeout=timeout)
+
+
+def make_slack_publisher(settings: Any) -> SlackPublisher | None:
+    """The Slack publisher for a worker's composition root, or None when SLACK_BOT_TOKEN is unset.
+
+    Args:
+        settings: store.config.Settings (slack_bot_token, slack_api_url).
+    """
+    if settings.slack_bot_token is None:
+        return None
+    client = make_web_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+    return SlackPublisher(client)
+
+
+# -- Block Kit ---------------------------------------------------------------------------------------
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _elapsed(inv: dict[str, Any], now: datetime | None = None) -> str:
+    start = _parse_time(inv.get("started_at")) or _parse_time(inv.get("created_at"))
+    if start is None:
+        return "0s"
+    end = _parse_time(inv.get("finished_at")) or now or datetime.now(UTC)
+    seconds = max(0, int((end - start).total_seconds()))
+    return f"{seconds // 60}m {seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def trigger_label(trigger: dict[str, Any]) -> str:
+    """A short human label for a trigger (ticket key, alert id or the text)."""
+    if trigger.get("ticket"):
+        return f"ticket {trigger['ticket']}"
+    if trigger.get("alert"):
+        title = f" — {trigger['title']}" if trigger.get("title") else ""
+        return f"alert {trigger['alert']}{title}"
+    return f"“{str(trigger.get('text', ''))[:150]}”"
+
+
+def phase_states(inv: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """``(phase, label, state)`` for the checklist; state is done | running | pending | failed."""
+    names = [p for p, _ in PHASES]
+    status, phase = inv.get("status"), inv.get("phase")
+    if status == "COMPLETE":
+        current = len(names)
+    elif phase in names:
+        current = names.index(phase)
+    else:
+        current = 0
+    out = []
+    for i, (name, label) in enumerate(PHASES):
+        if i < current:
+            state = "done"
+        elif i == current and status == "RUNNING":
+            state = "running"
+        elif i == current and status in ("FAILED", "CANCELLED"):
+            state = "failed"
+        else:
+            state = "pending"
+        out.append((name, label, state))
+    return out
+
+
+def progress_bar(done: int, total: int, width: int = 16) -> str:
+    """A text progress bar like ``████████░░░░ 50%``."""
+    filled = round(width * done / total) if total else 0
+    pct = round(100 * done / total) if total else 0
+    return "█" * filled + "░" * (width - filled) + f" {pct}%"
+
+
+def status_blocks(inv: dict[str, Any], now: datetime | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """The live status message: title, phase checklist, progress bar, elapsed, tokens and cost.
+
+    Args:
+        inv: the investigation dict (store.investigations.to_dict).
+        now: the time to measure elapsed against (defaults to now).
+
+    Returns:
+        ``(fallback_text, blocks)``.
+    """
+    states = phase_states(inv)
+    done = sum(1 for *_, s in states if s == "done")
+    icon = {"done": ":white_check_mark:", "running": ":hourglass_flowing_sand:", "pending": ":white_circle:",
+            "failed": ":x:"}
+    checklist = "\n".join(f"{icon[s]} {label}" for _, label, s in states)
+    tokens = int(inv.get("tokens_in") or 0) + int(inv.get("tokens_out") or 0)
+    status = inv.get("status", "QUEUED")
+    text = f"Investigation {inv['id']}: {status} ({done}/{len(states)} phases)"
+    blocks = [
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": f"*:mag: Investigating {trigger_label(inv.get('trigger') or {})}*\n"
+                                             f"`{inv['id']}` · mode *{inv.get('mode', 'balanced')}* · *{status}*"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": checklist}},
+        {"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"`{progress_bar(done, len(states))}`"},
+            {"type": "mrkdwn", "text": f":stopwatch: {_elapsed(inv, now)}"},
+            {"type": "mrkdwn", "text": f":abacus: {tokens:,} tokens · ${float(inv.get('cost_usd') or 0):.2f}"},
+        ]},
+    ]
+    if status in ("QUEUED", "RUNNING"):
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Cancel"}, "style": "danger",
+             "action_id": ACTIONS["cancel"], "value": inv["id"]}]})
+    return text, blocks
+
+
+def _evidence_line(item: dict[str, Any]) -> str:
+    ref = str(item.get("ref") or "")
+    shown = f"<{ref}|{item.get('source', 'link')}>" if ref.startswith(("http://", "https://")) else f"`{ref}`"
+    return f"• [{item.get('source', '?')}] {item.get('summary', '')} {shown if ref else ''}".rstrip()
+
+
+def report_blocks(inv: dict[str, Any], report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """The final report: verdict, root cause, confidence, evidence (with links), fix plan, buttons.
+
+    Args:
+        inv: the investigation dict.
+        report: the report JSON (docs/contracts.md).
+
+    Returns:
+        ``(fallback_text, blocks)`` (at most 50 blocks, texts under Slack's 3000-char limit).
+    """
+    verdict = str(report.get("verdict") or "INCONCLUSIVE")
+    confidence = report.get("confidence")
+    rc = report.get("root_cause") or {}
+    summary = rc.get("summary") or "No root cause identified."
+    where = ", ".join(x for x in (rc.get("service") and f"service *{rc['service']}*",
+                                  rc.get("change_id") and f"change `{rc['change_id']}`",
+                                  rc.get("category") and f"category {rc['category']}") if x)
+    text = f"{verdict} ({confidence}%): {summary}"
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text",
+                                    "text": f"{verdict} · confidence {confidence if confidence is not None else '?'}%"}},
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": f"{_VERDICT_EMOJI.get(verdict, '')} *Root cause:* {summary}"[:2900]
+                                     + (f"\n{where}" if where else "")}},
+    ]
+    hyps = report.get("hypotheses") or []
+    if hyps:
+        top = hyps[0]
+        lines = [_evidence_line(e) for e in (top.get("evidence") or [])[:6]]
+        counter = [_evidence_line(e) for e in (top.get("counter_evidence") or [])[:3]]
+        body = "*Evidence*\n" + ("\n".join(lines) or "• none recorded")
+        if counter:
+            body += "\n*Counter-evidence*\n" + "\n".join(counter)
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}})
+        others = [f"{h.get('rank', i + 2)}. {h.get('statement', '')} ({h.get('confidence', '?')}%)"
+                  for i, h in enumerate(hyps[1:3])]
+        if others:
+            blocks.append({"type": "context", "elements": [
+                {"type": "mrkdwn", "text": ("Other hypotheses: " + " · ".join(others))[:2900]}]})
+    steps = ((report.get("fix_plan") or {}).get("steps") or [])[:8]
+    if steps:
+        plan = "\n".join(f"{i}. *{s.get('action', '')}* {s.get('target') or ''} — {s.get('description') or ''}"
+                         f" _({s.get('priority', '')})_" for i, s in enumerate(steps, 1))
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": ("*Fix plan*\n" + plan)[:2900]}})
+    if report.get("missing_sources"):
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Missing sources: " + ", ".join(
+            map(str, report["missing_sources"]))}]})
+    inv_id = inv["id"]
+    blocks.append({"type": "actions", "block_id": f"pm_report:{inv_id}", "elements": [
+        {"type": "button", "text": {"type": "plain_text", "text": "Re-run deep"}, "action_id": ACTIONS["rerun"],
+         "value": inv_id},
+        {"type": "button", "text": {"type": "plain_text", "text": "Cancel"}, "action_id": ACTIONS["cancel"],
+         "value": inv_id},
+        {"type": "button", "text": {"type": "plain_text", "text": "👍 helpful"}, "action_id": ACTIONS["up"],
+         "value": inv_id},
+        {"type": "button", "text": {"type": "plain_text", "text": "👎 not helpful"}, "action_id": ACTIONS["down"],
+         "value": inv_id},
+        {"type": "button", "text": {"type": "plain_text", "text": "Publish to Jira"},
+         "action_id": ACTIONS["jira"], "value": inv_id},
+    ]})
+    return text[:3000], blocks
+
+
+# -- the publisher -------------------------------------------------------------------------------------
+
+
+class SlackPublisher:
+    """Deliver outbox events to the investigation's Slack thread (pipeline.publishing protocol)."""
+
+    sink = "slack"
+
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+
+    def deliver(self, event: dict[str, Any], investigation: dict[str, Any],
+                publication: dict[str, Any] | None) -> dict[str, Any]:
+        """Post or edit what ``event`` means for the thread.
+
+        Args:
+            event: the outbox event (``id``, ``seq``, ``kind``, ``payload``; ``attempts`` if known).
+            investigation: the investigation dict as it is now.
+            publication: this sink's Publication (``{"external_ref": {...}}``) or None.
+
+        Returns:
+            The external ids to remember: channel, thread_ts, parent_ts, status_ts (+ report ids).
+
+        Raises:
+            RetryLater: Slack answered 429 (honours Retry-After) or a transient server error.
+            SlackPublishError: Slack refused for good (e.g. channel_not_found, not_in_channel).
+        """
+        payload = event.get("payload") or {}
+        only = payload.get("only_sinks")
+        if only and self.sink not in only:
+            return {}
+        ref = dict((publication or {}).get("external_ref", publication or {}) or {})
+        origin = investigation.get("origin") or {}
+        channel = ref.get("channel") or origin.get("channel")
+        if not channel:
+            raise SlackPublishError(f"{investigation['id']} has no Slack channel in its origin; nothing to post to")
+        # Only look for an earlier attempt's message when there may have been one.
+        maybe_retry = int(event.get("attempts", 2)) > 1
+        try:
+            out = {"channel": channel}
+            thread_ts = ref.get("thread_ts") or origin.get("thread_ts")
+            if not thread_ts:
+                thread_ts = self._ensure_parent(investigation, channel, ref, maybe_retry)
+                out["parent_ts"] = thread_ts
+            out["thread_ts"] = thread_ts
+            status_ts = ref.get("status_ts") or self._ensure_status(investigation, channel, thread_ts, maybe_retry)
+            out["status_ts"] = status_ts
+            kind = event.get("kind")
+            if ref.get("status_ts"):  # a status message posted just now is already current
+                text, blocks = status_blocks(investigation)
+                self._call("chat_update", channel=channel, ts=status_ts, text=text, blocks=blocks)
+            key = f"event-{event.get('seq', event.get('id'))}"
+            if kind == "milestone":
+                body = payload.get("text") or "milestone"
+                if payload.get("followup"):
+                    body = f"<@{payload['user']}> {body}" if payload.get("user") else body
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
+            elif kind == "attached":
+                who = (payload.get("origin") or {}).get("user")
+                body = f":link: {'<@' + who + '> ' if who else ''}reported the same incident; following along here."
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
+            elif kind == "failed":
+                body = f":x: The investigation failed: {payload.get('error') or investigation.get('error')}"
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
+            elif kind == "cancelled":
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, ":no_entry: Cancelled.",
+                                            maybe_retry)
+            elif kind == "report":
+                out.update(self._publish_report(investigation, payload, channel, thread_ts, ref, maybe_retry))
+            return out
+        except SlackApiError as exc:
+            raise self._translate(exc) from exc
+
+    # -- steps -----------------------------------------------------------------------------------------
+    def _ensure_parent(self, inv: dict[str, Any], channel: str, ref: dict[str, Any], maybe_retry: bool) -> str:
+        if ref.get("parent_ts"):
+            return str(ref["parent_ts"])
+        if maybe_retry:
+            found = self._find_posted(inv["id"], "parent", channel, None)
+            if found:
+                return found
+        who = (inv.get("origin") or {}).get("user") or inv.get("requested_by")
+        text = f":mag: Investigating {trigger_label(inv.get('trigger') or {})}" + (f" for <@{who}>" if who else "")
+        text += f" · `{inv['id']}` · progress in the thread"
+        resp = self._call("chat_postMessage", channel=channel, text=text, metadata=self._meta(inv, "parent"))
+        return str(resp["ts"])
+
+    def _ensure_status(self, inv: dict[str, Any], channel: str, thread_ts: str, maybe_retry: bool) -> str:
+        if maybe_retry:
+            found = self._find_posted(inv["id"], "status", channel, thread_ts)
+            if found:
+                return found
+        text, blocks = status_blocks(inv)
+        resp = self._call("chat_postMessage", channel=channel, thread_ts=thread_ts, text=text, blocks=blocks,
+                          metadata=self._meta(inv, "status"))
+        return str(resp["ts"])
+
+    def _reply_once(self, inv: dict[str, Any], channel: str, thread_ts: str, role: str, text: str,
+                    maybe_retry: bool, blocks: list[dict[str, Any]] | None = None) -> str:
+        if maybe_retry:
+            found = self._find_posted(inv["id"], role, channel, thread_ts)
+            if found:
+                return found
+        kwargs: dict[str, Any] = {"blocks": blocks} if blocks else {}
+        resp = self._call("chat_postMessage", channel=channel, thread_ts=thread_ts, text=text[:3900],
+                          metadata=self._meta(inv, role), **kwargs)
+        return str(resp["ts"])
+
+    def _publish_report(self, inv: dict[str, Any], payload: dict[str, Any], channel: str, thread_ts: str,
+                        ref: dict[str, Any], maybe_retry: bool) -> dict[str, Any]:
+        report = payload.get("report") or inv.get("report") or {}
+        out: dict[str, Any] = {}
+        text, blocks = report_blocks(inv, report)
+        out["report_ts"] = ref.get("report_ts") or self._reply_once(
+            inv, channel, thread_ts, "report", text, maybe_retry, blocks)
+        if has_chart(report) and not ref.get("chart_file"):
+            filename = f"timeline-{inv['id']}.png"
+            existing = self._find_file(channel, thread_ts, filename) if maybe_retry else None
+            if existing:
+                out["chart_file"] = existing
+            else:
+                try:
+                    png = render_timeline(report["chart"], title=f"{inv['id']} timeline")
+                except ChartError as exc:
+                    out["chart_error"] = str(exc)
+                    return out
+                resp = self._call("files_upload_v2", channel=channel, thread_ts=thread_ts, content=png,
+                                  filename=filename, title=filename)
+                files = resp.get("files") or [resp.get("file") or {}]
+                out["chart_file"] = files[0].get("id")
+        return out
+
+    # -- Slack helpers -------------------------------------------------------------------------------
+    @staticmethod
+    def _meta(inv: dict[str, Any], role: str) -> dict[str, Any]:
+        return {"event_type": META_TYPE, "event_payload": {"investigation_id": inv["id"], "role": role}}
+
+    def _find_posted(self, inv_id: str, role: str, channel: str, thread_ts: str | None) -> str | None:
+        """The ts of a message we already posted for (inv_id, role), found by its metadata."""
+        if thread_ts:
+            resp = self._call("conversations_replies", channel=channel, ts=thread_ts, include_all_metadata=True,
+                              limit=200)
+        else:
+            resp = self._call("conversations_history", channel=channel, include_all_metadata=True, limit=100)
+        for msg in resp.get("messages") or []:
+            meta = msg.get("metadata") or {}
+            body = meta.get("event_payload") or {}
+            if meta.get("event_type") == META_TYPE and body.get("investigation_id") == inv_id \
+                    and body.get("role") == role:
+                return str(msg["ts"])
+        return None
+
+    def _find_file(self, channel: str, thread_ts: str, filename: str) -> str | None:
+        resp = self._call("conversations_replies", channel=channel, ts=thread_ts, limit=200)
+        for msg in resp.get("messages") or []:
+            for f in msg.get("files") or []:
+                if filename in (f.get("name"), f.get("title")):
+                    return str(f.get("id"))
+        return None
+
+    def _call(self, method: str, **kwargs: Any) -> Any:
+        return getattr(self.client, method)(**kwargs)
+
+    @staticmethod
+    def _translate(exc: SlackApiError) -> Exception:
+        resp = exc.response
+        status = getattr(resp, "status_code", 0)
+        if status == 429:
+            retry = resp.headers.get("Retry-After") or resp.headers.get("retry-after") or "1"
+            return _retry_later(float(retry))
+        if status >= 500:
+            return _retry_later(2.0)
+        error = (resp.data or {}).get("error") if isinstance(resp.data, dict) else None
+        return SlackPublishError(f"Slack refused the post ({error or status}); invite the bot to the channel "
+                                 "or check its scopes in app_manifest.yaml")
