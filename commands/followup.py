@@ -28,7 +28,7 @@ _CHANGE_KINDS = {"deploy", "config", "feature_flag", "db_migration", "migration"
 _STOP = {"the", "a", "an", "why", "not", "what", "about", "is", "was", "it", "in", "on", "of", "to", "did",
          "does", "show", "me", "change", "changes", "changed", "deploy", "deployment", "and", "or", "this",
          "that", "blame", "you", "we", "isn't", "wasn't", "cause", "root", "errors", "error", "any", "there",
-         "how", "about", "please", "for", "with", "from"}
+         "how", "please", "for", "with", "from"}
 
 
 def find_thread_investigation(*, session: Any, channel: str, thread_ts: str) -> str | None:
@@ -79,7 +79,8 @@ def ask(*, runtime: Any, investigation_id: str, question: str, user: str | None 
         except NotFound:
             raise BadRequest(f"no investigation {investigation_id!r}; start one with /investigate") from None
         inv_dict = investigations.to_dict(inv)
-        cps = [checkpoints.to_dict(cp) for cp in checkpoints.list_for(session=session, investigation_id=inv.id)]
+        cps = [{**checkpoints.to_dict(cp), "output": cp.output}
+               for cp in checkpoints.list_for(session=session, investigation_id=inv.id)]
         evs = [outbox.event_to_dict(e) for e in outbox.events(session=session, investigation_id=inv.id)]
         text = answer(question, inv_dict, cps, evs)
         outbox.append(session=session, investigation_id=inv.id, kind="milestone",
