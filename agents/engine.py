@@ -1,0 +1,238 @@
+"""The deterministic evidence engine: the investigation's phase functions (docs/contracts.md).
+
+Every phase takes and returns JSON-serialisable dicts so the pipeline can
+checkpoint between them. The engine reads a world only through
+``tools.call(capability, **args)``; a missing or failing source is recorded
+in ``missing_sources`` and lowers confidence instead of stopping the run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.evidence import ranking, report, signals
+from agents.evidence import verify as verification
+from agents.evidence.changes import LOOKBACK_S, score_change
+from agents.evidence.timeutil import fmt_ts, parse_ts
+from agents.evidence.toolcall import safe_call
+from agents.evidence.topology import CallGraph, locate_origin
+
+# Without a window, look this far back from the trigger (and a little after it).
+DEFAULT_LOOKBACK_S = 3 * 3600.0
+DEFAULT_LOOKAHEAD_S = 1800.0
+MAX_ROUNDS = 5
+
+
+def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] | None) -> dict[str, Any]:
+    """CONTEXT_GATHERING: resolve the trigger, the window, the topology and the alerts.
+
+    Params: tools — ToolSource; trigger — ``{"ticket": KEY} | {"alert": ID} |
+    {"text": ...}`` (None → world.describe's trigger); window — ``{start, end}``
+    ISO strings or None (→ world.describe's window, else trigger time −3 h/+30 min).
+    Returns: the context dict (window, anchor epoch seconds, trigger details,
+    topology services, alerts, known services, missing_sources).
+    """
+    missing: list[str] = []
+    describe = safe_call(tools, "world.describe", [], "describe")
+    trigger = dict(trigger or describe.get("trigger") or {})
+    trigger_ts, trigger_text, trigger_service, ticket, alert = None, "", None, None, None
+    if trigger.get("ticket"):
+        ticket = safe_call(tools, "tickets.get", missing, "tickets", key=str(trigger["ticket"])) or None
+        if ticket:
+            trigger_ts = parse_ts(ticket.get("ts"))
+            trigger_text = f"{ticket.get('summary', '')} {ticket.get('description', '')}"
+            comps = ticket.get("components") or []
+            trigger_service = comps[0] if comps else None
+    elif trigger.get("alert"):
+        alert = safe_call(tools, "alerts.get", missing, "alerts", id=str(trigger["alert"])) or None
+        if alert:
+            trigger_ts = parse_ts(alert.get("ts"))
+            trigger_text = str(alert.get("title", ""))
+            trigger_service = alert.get("service")
+    else:
+        trigger_text = str(trigger.get("text", ""))
+    win = _resolve_window(window, describe, trigger_ts)
+    start, end = parse_ts(win["start"]), parse_ts(win["end"])
+    topo = safe_call(tools, "topology.get", missing, "topology").get("services") or []
+    if not topo:
+        missing.append("topology (no call graph)")
+    alerts = safe_call(tools, "alerts.list", missing, "alerts", start=win["start"], end=win["end"]).get("alerts") or []
+    if trigger_ts is None:
+        # No dated trigger: anchor on the first alert, else the end of the window.
+        alert_times = [t for t in (parse_ts(a.get("ts")) for a in alerts) if t is not None]
+        trigger_ts = min(alert_times) if alert_times else end
+    anchor = min(max(trigger_ts, start), end)
+    known = {s["name"] for s in topo if s.get("name")}
+    listed = safe_call(tools, "metrics.list", missing, "metrics").get("metrics") or []
+    known |= {m["service"] for m in listed if m.get("service")}
+    return {"trigger": trigger, "trigger_ts": fmt_ts(trigger_ts), "anchor": anchor, "window": win,
+            "trigger_text": trigger_text[:2000], "trigger_service": trigger_service, "ticket": ticket,
+            "alert": alert, "domain": describe.get("domain"), "topology": topo, "alerts": alerts,
+            "known_services": sorted(known), "missing_sources": missing}
+
+
+def _resolve_window(window: dict[str, str] | None, describe: dict[str, Any], trigger_ts: float | None) -> dict:
+    for candidate in (window, describe.get("window")):
+        if candidate and parse_ts(candidate.get("start")) is not None and parse_ts(candidate.get("end")) is not None:
+            if parse_ts(candidate["start"]) < parse_ts(candidate["end"]):
+                return {"start": candidate["start"], "end": candidate["end"]}
+    if trigger_ts is None:
+        raise ValueError("No window and no dated trigger: pass window={'start': ISO, 'end': ISO} "
+                         "or a ticket/alert trigger that exists.")
+    return {"start": fmt_ts(trigger_ts - DEFAULT_LOOKBACK_S), "end": fmt_ts(trigger_ts + DEFAULT_LOOKAHEAD_S)}
+
+
+def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = None) -> dict[str, Any]:
+    """EVIDENCE: metric anomalies per service, the incident onset, log templates and callee mentions.
+
+    Params: tools — ToolSource; ctx — gather_context output; template_state —
+    object with load() -> bytes | None and save(bytes) persisting the drain3
+    miner per domain, or None.
+    Returns: ``{onset, series, services, templates, mentions, chart, missing_sources, logs}``.
+    """
+    missing: list[str] = []
+    metrics = signals.analyse_metrics(tools, ctx, missing)
+    services = metrics["services"]
+    onset = signals.incident_onset(services, ctx["anchor"])
+    onset_from = "metrics"
+    if onset is None:
+        onset, onset_from = ctx["anchor"] - 300.0, "trigger"
+    lines, log_info = signals.fetch_logs(tools, ctx, onset, missing)
+    known = sorted(set(ctx["known_services"]) | {str(line.get("service")) for line in lines if line.get("service")})
+    logs = signals.analyse_logs(lines, ctx=ctx, onset=onset, known=known, template_state=template_state,
+                                missing=missing)
+    for svc, info in logs["by_service"].items():
+        entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
+                                          "traffic_shift": 0.0, "error_level": None})
+        entry["new_errors"] = info["new_errors"]
+        entry["gone"] = info["gone"]
+        entry["new_error_first"] = info["new_error_first"]
+        # Log-only evidence: a service with new error shapes is anomalous even without metrics.
+        log_strength = 0.25 * min(info["new_errors"], 3) / 3 + 0.1 * min(info["gone"], 3) / 3
+        if info["new_errors"] and entry["onset"] is None and info["new_error_first"]:
+            entry["onset"] = min(info["new_error_first"])
+        entry["score"] = round(max(entry["score"], log_strength) + 0.5 * log_strength, 4)
+    return {"onset": fmt_ts(onset), "onset_from": onset_from, "series": metrics["series"][:60],
+            "services": services, "templates": logs["templates"], "mentions": logs["mentions"],
+            "chart": metrics["chart"], "missing_sources": missing, "logs": log_info,
+            "baseline_end": fmt_ts(metrics["baseline_end"])}
+
+
+def gather_changes(tools: Any, ctx: dict[str, Any]) -> dict[str, Any]:
+    """CHANGES: every recorded change from the look-back before the window to its end.
+
+    Returns: ``{changes: [...], missing_sources: [...]}``.
+    """
+    missing: list[str] = []
+    start = parse_ts(ctx["window"]["start"])
+    listed = safe_call(tools, "changes.list", missing, "changes", start=fmt_ts(start - LOOKBACK_S),
+                       end=ctx["window"]["end"]).get("changes") or []
+    if not listed and not missing:
+        missing.append("changes (no change records)")
+    return {"changes": listed, "missing_sources": missing}
+
+
+def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> dict[str, Any]:
+    """CORRELATION: locate the origin over the call graph and score every change against it.
+
+    Returns: ``{origins: [...], changes: [...scored...], neighbours, capacity_services}``.
+    """
+    graph = CallGraph(ctx.get("topology"))
+    for caller, named in sig.get("mentions", {}).items():
+        for callee in named:
+            graph.add_edge(caller, callee)
+    services = {}
+    for svc, info in sig.get("services", {}).items():
+        services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
+                         "new_errors": info.get("new_errors", 0)}
+    origins = locate_origin(graph, services, sig.get("mentions", {}))
+    onset = parse_ts(sig.get("onset"))
+    origin_rank: dict[str, float] = {}
+    neighbours: set[str] = set()
+    if origins:
+        best = origins[0]["score"]
+        for cand in origins:
+            if cand["score"] > 0 and not cand["victim_of"]:
+                origin_rank[cand["service"]] = max(0.0, cand["score"] / best) if best > 0 else 0.0
+        origin_rank[origins[0]["service"]] = 1.0
+        top = origins[0]["service"]
+        neighbours = (graph.calls.get(top, set()) | graph.callers(top)) - {top}
+    new_error_after = {svc: info.get("new_error_first", []) for svc, info in sig.get("services", {}).items()}
+    failing = {svc: info["error_level"] for svc, info in sig.get("services", {}).items()
+               if info.get("error_level") is not None}
+    scored = []
+    for change in chg.get("changes", []):
+        ts = parse_ts(change.get("ts"))
+        if ts is None:
+            continue
+        scored.append({**score_change(change, change_ts=ts, onset=onset, origin_rank=origin_rank,
+                                      neighbours=neighbours, new_error_after=new_error_after,
+                                      failing_share=failing), "ts": change.get("ts")})
+    scored.sort(key=lambda c: -c["score"])
+    surge = any(info.get("traffic_shift", 0.0) >= 0.3 for info in sig.get("services", {}).values())
+    capacity = [svc for svc, info in sig.get("services", {}).items() if info.get("saturation") and surge]
+    return {"origins": origins, "changes": scored, "neighbours": sorted(neighbours),
+            "capacity_services": capacity}
+
+
+def hypothesise(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
+                rejected: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """HYPOTHESES: ranked hypotheses with evidence, counter-evidence and calibrated confidence.
+
+    Params: rejected — hypotheses (``service``, ``change_id``) declined by earlier verification rounds.
+    Returns: ``{hypotheses: [...], rejected: [...]}``.
+    """
+    ctx_for_rank = {**ctx, "missing_sources": ctx.get("missing_sources", []) + sig.get("missing_sources", [])}
+    hyps = ranking.rank(ctx_for_rank, sig, cor, rejected or [])
+    return {"hypotheses": hyps, "rejected": list(rejected or [])}
+
+
+def verify(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
+           hyp: dict[str, Any]) -> dict[str, Any]:
+    """VERIFICATION: check the top hypothesis' predictions through the tools.
+
+    Returns: ``{outcome: CONFIRMED | LIKELY | DECLINED, hypothesis, checks}``.
+    """
+    return verification.check(tools, ctx, sig, chg, cor, hyp)
+
+
+def fix_plan(ctx: dict[str, Any], hyp: dict[str, Any], ver: dict[str, Any],
+             chg: dict[str, Any] | None = None) -> dict[str, Any]:
+    """FIX_PLAN: concrete steps for the top hypothesis (``chg`` adds versions and flag names)."""
+    return report.fix_plan(ctx, hyp, ver, (chg or {}).get("changes"))
+
+
+def build_report(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
+                 hyp: dict[str, Any], ver: dict[str, Any], fix: dict[str, Any]) -> dict[str, Any]:
+    """REPORT: the world-format report JSON plus fix_plan, timeline, chart and missing_sources."""
+    ctx_all = {**ctx, "missing_sources": ctx.get("missing_sources", []) + chg.get("missing_sources", [])}
+    return report.build(ctx_all, sig, chg, cor, hyp, ver, fix)
+
+
+def run_all(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] | None, *,
+            template_state: Any = None) -> dict[str, Any]:
+    """Run every phase in order, with the hypothesis ⇄ verification loop (≤ 5 rounds).
+
+    Params: tools — ToolSource; trigger and window as for gather_context;
+    template_state — see analyse_signals.
+    Returns: the report dict.
+    """
+    ctx = gather_context(tools, trigger, window)
+    sig = analyse_signals(tools, ctx, template_state=template_state)
+    chg = gather_changes(tools, ctx)
+    cor = correlate(ctx, sig, chg)
+    rejected: list[dict[str, Any]] = []
+    first_hyp = hyp = hypothesise(ctx, sig, chg, cor, rejected=rejected)
+    ver = verify(tools, ctx, sig, chg, cor, hyp)
+    for _ in range(MAX_ROUNDS - 1):
+        if ver["outcome"] != "DECLINED" or not hyp["hypotheses"]:
+            break
+        rejected.append(ver["hypothesis"])
+        hyp = hypothesise(ctx, sig, chg, cor, rejected=rejected)
+        if not hyp["hypotheses"]:
+            break
+        ver = verify(tools, ctx, sig, chg, cor, hyp)
+    if not hyp["hypotheses"]:
+        hyp, ver = first_hyp, {**ver, "outcome": "DECLINED"}
+    fix = fix_plan(ctx, hyp, ver, chg)
+    return build_report(ctx, sig, chg, cor, hyp, ver, fix)

@@ -1,0 +1,147 @@
+"""Hypotheses: combine origin candidates and scored changes into a ranked, evidenced list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.evidence import calibration
+
+# A change must score above this to beat "no change: the origin itself" (fitted
+# on the calibration suite; see bench/README.md).
+NULL_CHANGE_SCORE = 0.33
+MAX_HYPOTHESES = 6
+
+
+def _category_without_change(origin: dict[str, Any], cor: dict[str, Any]) -> str:
+    return "capacity" if origin["service"] in cor.get("capacity_services", []) else "dependency"
+
+
+def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
+         rejected: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Build and rank hypotheses, dropping any already rejected by verification.
+
+    Params: ctx, sig, cor — phase outputs; rejected — hypotheses (service, change_id) declined earlier.
+    Returns: hypotheses best first, each with rank, statement, service, change_id, category,
+    confidence, evidence, counter_evidence and ``score``/``features`` for inspection.
+    """
+    banned = {(r.get("service"), r.get("change_id")) for r in rejected}
+    origins = cor.get("origins", [])[:6]
+    if not origins:
+        return []
+    top_score = origins[0]["score"]
+    low = min(o["score"] for o in origins)
+    changes = [c for c in cor.get("changes", []) if c["position"] != "after"]
+    candidates = []
+    for index, origin in enumerate(origins):
+        norm = (origin["score"] - low) / max(top_score - low, 1e-6) if len(origins) > 1 else 1.0
+        base = origin["score"]
+        own = sorted((c for c in changes if c["service"] == origin["service"]), key=lambda c: -c["score"])
+        for change in own[:2]:
+            candidates.append(_hyp(origin, change, base + 2.0 * change["score"], norm))
+        candidates.append(_hyp(origin, None, base + 2.0 * NULL_CHANGE_SCORE, norm))
+        if index == 0:
+            # Changes on the origin's neighbours: a caller's bad migration or config can break a datastore.
+            for change in changes:
+                if change["service"] != origin["service"] and change["service"] in cor.get("neighbours", []):
+                    candidates.append(_hyp(origin, change, base + 2.0 * change["score"] - 0.4, norm,
+                                           service=change["service"]))
+    candidates = [c for c in candidates if (c["service"], c["change_id"]) not in banned]
+    seen, unique = set(), []
+    for cand in sorted(candidates, key=lambda c: -c["score"]):
+        key = (cand["service"], cand["change_id"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(cand)
+    unique = unique[:MAX_HYPOTHESES]
+    for position, hyp in enumerate(unique):
+        hyp["rank"] = position + 1
+        _finish(hyp, ctx, sig, cor, unique, position)
+    return unique
+
+
+def _hyp(origin: dict[str, Any], change: dict[str, Any] | None, score: float, norm: float,
+         service: str | None = None) -> dict[str, Any]:
+    return {"service": service or origin["service"], "change_id": change["id"] if change else None,
+            "category": change["kind"] if change else None, "score": round(score, 4), "origin": origin,
+            "change": change, "origin_norm": norm}
+
+
+def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
+            ranked: list[dict[str, Any]], position: int) -> None:
+    origin, change = hyp.pop("origin"), hyp.pop("change")
+    if hyp["category"] is None:
+        hyp["category"] = _category_without_change(origin, cor)
+    evidence, counter = [], []
+    svc = hyp["service"]
+    for series in sig.get("series", []):
+        if series["service"] == svc:
+            evidence.append({"source": "metrics", "ref": series["ref"],
+                             "summary": f"{series['name']} left its baseline at {series['onset']} "
+                                        f"({series['baseline']:.4g} → {series['level_after']:.4g})"})
+    for tpl in sig.get("templates", []):
+        if tpl["service"] == svc and tpl["kind"] in ("new", "burst") and tpl["level"] in ("WARN", "ERROR", "FATAL"):
+            evidence.append({"source": "logs", "ref": tpl["ref"],
+                             "summary": f"{tpl['kind']} {tpl['level']} template after onset ×{tpl['after']}: "
+                                        f"{tpl['template'][:120]}"})
+        elif tpl["service"] == svc and tpl["kind"] == "gone":
+            evidence.append({"source": "logs", "ref": tpl["ref"],
+                             "summary": f"template stopped after onset (×{tpl['before']} before): "
+                                        f"{tpl['template'][:120]}"})
+    evidence = evidence[:6]
+    for caller in origin.get("named_by", []):
+        evidence.append({"source": "logs", "ref": f"logs:{caller}",
+                         "summary": f"{caller} errors name {origin['service']}"})
+    if origin.get("explains"):
+        evidence.append({"source": "metrics", "ref": f"topology:{origin['service']}",
+                         "summary": "explains the anomalies of its callers: " + ", ".join(origin["explains"][:6])})
+    for victim in origin.get("victim_of", []):
+        counter.append({"source": "metrics", "ref": f"topology:{victim}",
+                        "summary": f"{origin['service']} calls {victim}, which is anomalous as early"})
+    if change is not None:
+        evidence.append({"source": "changes", "ref": change["id"], "summary": "; ".join(change["reasons"])})
+        for item in change["against"]:
+            counter.append({"source": "changes", "ref": change["id"], "summary": item})
+    for other in cor.get("changes", []):
+        if other["position"] == "after" and other["service"] == svc:
+            counter.append({"source": "changes", "ref": other["id"], "summary": "; ".join(other["against"])})
+    for alert in ctx.get("alerts", [])[:20]:
+        if alert.get("service") == svc:
+            evidence.append({"source": "alerts", "ref": str(alert.get("id")), "summary": str(alert.get("title"))[:160]})
+    if change is None:
+        best = max((c for c in cor.get("changes", []) if c["service"] == svc and c["position"] != "after"),
+                   key=lambda c: c["score"], default=None)
+        if best is not None:
+            counter.append({"source": "changes", "ref": best["id"],
+                            "summary": f"a {best['kind']} on {svc} preceded the onset (score {best['score']:.2f})"})
+    next_score = ranked[position + 1]["score"] if position + 1 < len(ranked) else hyp["score"] - 1.0
+    origins = cor.get("origins", [])
+    origin_margin = 0.0
+    if origins and origins[0]["service"] == origin["service"] and len(origins) > 1:
+        origin_margin = origins[0]["score"] - origins[1]["score"]
+    features = {
+        "margin": min(1.5, hyp["score"] - next_score) if position == 0 else -0.5,
+        "origin_strength": origin.get("strength", 0.0),
+        "origin_margin": min(1.5, origin_margin),
+        "has_change": 1.0 if change else 0.0,
+        "change_score": change["score"] if change else 0.0,
+        "named": 1.0 if origin.get("named_by") else 0.0,
+        "explains": min(1.0, len(origin.get("explains", [])) / 3),
+        "degraded": min(1.0, len(ctx.get("missing_sources", [])) / 2),
+    }
+    hyp["features"] = {k: round(v, 4) for k, v in features.items()}
+    hyp["confidence"] = calibration.confidence(features)
+    hyp["evidence"] = evidence
+    hyp["counter_evidence"] = counter
+    hyp["statement"] = _statement(hyp, change, origin)
+
+
+def _statement(hyp: dict[str, Any], change: dict[str, Any] | None, origin: dict[str, Any]) -> str:
+    svc = hyp["service"]
+    callers = origin.get("explains", [])
+    spread = f"; its callers {', '.join(callers[:4])} degraded as a result" if callers else ""
+    if change is not None:
+        return (f"{change['kind'].replace('_', ' ')} {change['id']} on {change['service']} broke {origin['service']} "
+                f"({'; '.join(change['reasons'][:2])}){spread}.")
+    if hyp["category"] == "capacity":
+        return f"{svc} saturated under load (no change explains it){spread}."
+    return f"{svc} failed on its own, with no recorded change to blame{spread}."

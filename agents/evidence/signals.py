@@ -1,0 +1,233 @@
+"""The EVIDENCE phase's work: metric anomalies per service and log templates around the onset."""
+
+from __future__ import annotations
+
+import math
+from statistics import median
+from typing import Any
+
+from agents.evidence import anomalies, logtemplates
+from agents.evidence.timeutil import fmt_ts, parse_ts
+from agents.evidence.toolcall import safe_call
+from agents.evidence.topology import mentioned_services
+
+# How much a metric family says about a service being broken (errors are the
+# most direct symptom, traffic changes the least).
+METRIC_WEIGHT = {"error": 1.0, "latency": 0.85, "_ms": 0.8, "cpu": 0.7, "mem": 0.7, "conn": 0.7,
+                 "requests": 0.35}
+# Fetch every line of small worlds; above this only WARN+ lines plus INFO samples.
+FULL_FETCH_LINES = 60_000
+SAMPLE_LINES = 15_000
+CHART_POINTS = 60
+
+
+def metric_weight(name: str) -> float:
+    """Weight of a metric name in a service's anomaly score (0.5 for unknown names)."""
+    lowered = name.lower()
+    for key, weight in METRIC_WEIGHT.items():
+        if key in lowered:
+            return weight
+    return 0.5
+
+
+def baseline_end(start: float, anchor: float) -> float:
+    """End of the baseline period: well before the trigger, so the incident does not poison it."""
+    margin = min(900.0, max(120.0, 0.3 * (anchor - start)))
+    return anchor - margin
+
+
+def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str]) -> dict[str, Any]:
+    """Analyse every metric series of the window.
+
+    Params: tools — ToolSource; ctx — gather_context's output; missing — collects missing sources.
+    Returns: ``{series: [...anomalous series...], services: {svc: {score, onset, metrics}}, chart: {...}}``.
+    """
+    window = ctx["window"]
+    start = parse_ts(window["start"])
+    anchor = ctx["anchor"]
+    b_end = baseline_end(start, anchor)
+    result = safe_call(tools, "metrics.series", missing, "metrics", start=window["start"], end=window["end"])
+    series_list = result.get("series") or []
+    if not series_list and "metrics" not in " ".join(missing):
+        missing.append("metrics (no samples in the window)")
+    out_series, services, chart = [], {}, {}
+    for item in series_list:
+        service, name = str(item.get("service") or "unknown"), str(item.get("name") or "")
+        points = [(parse_ts(p[0]), p[1]) for p in item.get("points") or [] if isinstance(p, list | tuple) and len(p) == 2]
+        points = [(t, v) for t, v in points if t is not None and isinstance(v, int | float)]
+        if name in ("error_rate", "latency_p95_ms"):
+            chart[f"{service}/{name}"] = _downsample(points)
+        info = anomalies.analyse_series(points, name=name, baseline_end=b_end, anchor=anchor)
+        if info is None:
+            continue
+        entry = services.setdefault(service, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
+                                              "traffic_shift": 0.0, "error_level": None})
+        if name == "error_rate":
+            entry["error_level"] = info["level_after"] if info["anomalous"] else info["baseline"]
+        if not info["anomalous"] or info["onset"] < b_end - 3600:
+            continue
+        strength = metric_weight(name) * (1.0 - math.exp(-info["severity"] / 8.0))
+        ref = f"metrics:{service}/{name}"
+        out_series.append({"ref": ref, "service": service, "name": name, "onset": fmt_ts(info["onset"]),
+                           "recovered": fmt_ts(info["recovered"]) if info["recovered"] else None,
+                           "baseline": round(info["baseline"], 6), "level_after": round(info["level_after"], 6),
+                           "severity": round(info["severity"], 2), "strength": round(strength, 4),
+                           "shift": round(info["shift"], 4)})
+        if "requests" in name.lower():
+            entry["traffic_shift"] = max(entry["traffic_shift"], info["shift"])
+        if anomalies.is_saturation(name) and info["severity"] >= anomalies.ONSET_Z:
+            entry["saturation"] = True
+        entry["metrics"].append(ref)
+        if strength > entry["score"]:
+            entry["score"] = round(strength, 4)
+        if metric_weight(name) >= 0.6 and (entry["onset"] is None or info["onset"] < entry["onset"]):
+            entry["onset"] = info["onset"]
+    for entry in services.values():
+        if entry["onset"] is None and entry["metrics"]:
+            entry["score"] = round(entry["score"] * 0.5, 4)
+    out_series.sort(key=lambda s: -s["strength"])
+    return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end}
+
+
+def _downsample(points: list[tuple[float, float]]) -> list[list[Any]]:
+    points = sorted(points)
+    if len(points) <= CHART_POINTS:
+        return [[fmt_ts(t), v] for t, v in points]
+    step = len(points) / CHART_POINTS
+    buckets = []
+    for index in range(CHART_POINTS):
+        chunk = points[int(index * step): int((index + 1) * step)]
+        if chunk:
+            # The max keeps spikes visible that a mean would flatten.
+            buckets.append([fmt_ts(chunk[0][0]), max(v for _, v in chunk)])
+    return buckets
+
+
+def incident_onset(services: dict[str, dict[str, Any]], anchor: float) -> float | None:
+    """The incident's onset: the earliest onset among the strongly anomalous services.
+
+    Only services at least half as anomalous as the most anomalous one vote, so
+    a weak noisy series cannot drag the onset an hour back.
+    """
+    scored = [(e["score"], e["onset"]) for e in services.values() if e.get("onset") is not None]
+    if not scored:
+        return None
+    top = max(s for s, _ in scored)
+    onsets = [o for s, o in scored if s >= 0.5 * top and o <= anchor + 600]
+    return min(onsets) if onsets else None
+
+
+def fetch_logs(tools: Any, ctx: dict[str, Any], onset: float, missing: list[str]) -> tuple[list[dict], dict]:
+    """Fetch the log lines to mine: all of a small window, else WARN+ plus INFO samples on each side.
+
+    Returns: (lines, info) where info holds ``total`` and ``sampled``.
+    """
+    window = ctx["window"]
+    head = safe_call(tools, "logs.search", missing, "logs", start=window["start"], end=window["end"], limit=1)
+    total = int(head.get("total") or 0)
+    if total == 0:
+        if not any(m.startswith("logs") for m in missing):
+            missing.append("logs (no lines in the window)")
+        return [], {"total": 0, "sampled": False}
+    if total <= FULL_FETCH_LINES:
+        return _page_all(tools, missing, start=window["start"], end=window["end"]), {"total": total, "sampled": False}
+    lines = _page_all(tools, missing, start=window["start"], end=window["end"], levels=["WARN", "ERROR", "FATAL"])
+    onset_iso = fmt_ts(onset)
+    for lo, hi in ((window["start"], onset_iso), (onset_iso, window["end"])):
+        page = safe_call(tools, "logs.search", missing, "logs", start=lo, end=hi, levels=["DEBUG", "INFO"],
+                         limit=SAMPLE_LINES)
+        lines.extend(page.get("lines") or [])
+    return lines, {"total": total, "sampled": True}
+
+
+def _page_all(tools: Any, missing: list[str], **args: Any) -> list[dict]:
+    lines: list[dict] = []
+    cursor = None
+    for _ in range(50):
+        page = safe_call(tools, "logs.search", missing, "logs", limit=500_000, cursor=cursor, **args)
+        lines.extend(page.get("lines") or [])
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    return lines
+
+
+def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known: list[str],
+                 template_state: Any, missing: list[str]) -> dict[str, Any]:
+    """Mine templates around the onset and find error text naming other services.
+
+    Params: lines — fetched log lines; ctx — the context; onset — epoch s;
+    known — known service names; template_state — load()/save() or None.
+    Returns: ``{templates: [...notable...], by_service: {svc: {new_errors, gone, error_excess}},
+    mentions: {caller: {callee: excess}}}``.
+    """
+    window = ctx["window"]
+    start, end = parse_ts(window["start"]), parse_ts(window["end"])
+    state = None
+    if template_state is not None:
+        try:
+            state = template_state.load()
+        except Exception:  # noqa: BLE001 — a broken store must not stop the investigation
+            state = None
+    miner = logtemplates.new_miner(state)
+    before_span, after_span = max(onset - start, 60.0), max(end - onset, 60.0)
+    stats = logtemplates.template_stats(lines, miner=miner, onset=onset, before_span=before_span,
+                                        after_span=after_span, parse_ts=parse_ts)
+    if template_state is not None:
+        try:
+            template_state.save(logtemplates.dump_miner(miner))
+        except Exception:  # noqa: BLE001
+            missing.append("template store (could not save the template miner)")
+    by_service: dict[str, dict[str, Any]] = {}
+    notable = []
+    for entry in stats:
+        svc = by_service.setdefault(entry["service"], {"new_errors": 0, "gone": 0, "error_excess": 0.0,
+                                                       "new_error_first": []})
+        is_error = entry["level"] in ("WARN", "ERROR", "FATAL")
+        if entry["kind"] in ("new", "burst") and is_error:
+            svc["new_errors"] += 1
+            if entry["first_after"] is not None:
+                svc["new_error_first"].append(entry["first_after"])
+        if entry["kind"] == "gone":
+            svc["gone"] += 1
+        if is_error:
+            svc["error_excess"] += entry["after"] - entry["before"] * after_span / before_span
+        if entry["kind"] != "steady":
+            notable.append({**entry, "ref": f"logs:{entry['service']}/{entry['id']}",
+                            "first_after": fmt_ts(entry["first_after"]) if entry["first_after"] else None})
+    notable.sort(key=lambda e: (e["kind"] == "gone", -e["after"]))
+    mentions = _mentions(lines, onset=onset, known=known, ratio=after_span / before_span)
+    return {"templates": notable[:80], "by_service": by_service, "mentions": mentions}
+
+
+def _mentions(lines: list[dict], *, onset: float, known: list[str], ratio: float) -> dict[str, dict[str, float]]:
+    counts: dict[tuple[str, str], list[int]] = {}
+    seen_msgs: dict[tuple[str, str], set[str]] = {}
+    for line in lines:
+        if str(line.get("level", "")).upper() not in ("WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"):
+            continue
+        ts = parse_ts(line.get("ts"))
+        if ts is None:
+            continue
+        own = str(line.get("service") or "")
+        message = str(line.get("message", ""))[: logtemplates.MAX_MESSAGE_CHARS]
+        key_msg = (own, message)
+        cache = seen_msgs.setdefault(key_msg, set())
+        if not cache:
+            cache.update(mentioned_services(message, known, own) or {""})
+        for callee in cache:
+            if not callee:
+                continue
+            slot = counts.setdefault((own, callee), [0, 0])
+            slot[0 if ts < onset else 1] += 1
+    out: dict[str, dict[str, float]] = {}
+    for (caller, callee), (before, after) in counts.items():
+        excess = after - before * ratio
+        if excess >= 2:
+            out.setdefault(caller, {})[callee] = round(excess, 2)
+    return out
+
+
+def median_or_none(values: list[float]) -> float | None:
+    """Median of a list, None when empty."""
+    return median(values) if values else None

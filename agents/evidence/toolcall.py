@@ -1,0 +1,25 @@
+"""Calling the tools defensively: a failing or absent source degrades the investigation, never ends it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def safe_call(tools: Any, capability: str, missing: list[str], source: str, **args: Any) -> dict[str, Any]:
+    """Call ``tools.call(capability, **args)``; on any failure record ``source`` as missing.
+
+    Params: tools — a ToolSource; capability — e.g. ``logs.search``; missing —
+    list that collects unavailable sources (appended once); source — the name
+    to record (``logs``, ``metrics``, ...); args — tool arguments (None values
+    are dropped).
+    Returns: the tool's dict, or {} when it failed.
+    """
+    clean = {k: v for k, v in args.items() if v is not None}
+    try:
+        result = tools.call(capability, **clean)
+    except Exception as exc:  # noqa: BLE001 — any tool failure is a missing source, by design
+        note = f"{source} ({capability} failed: {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})"
+        if not any(m.split(" ")[0] == source for m in missing):
+            missing.append(note)
+        return {}
+    return result if isinstance(result, dict) else {}

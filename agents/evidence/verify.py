@@ -1,0 +1,69 @@
+"""Verification: test the top hypothesis' predictions against the tools and demote it when they fail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.evidence.changes import flag_share
+from agents.evidence.timeutil import fmt_ts, parse_ts
+from agents.evidence.toolcall import safe_call
+
+
+def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
+          hyp: dict[str, Any]) -> dict[str, Any]:
+    """Run the top hypothesis' predictions.
+
+    Predictions: (1) a blamed change's new error templates are absent before
+    it; (2) the blamed service itself shows trouble after the onset (own
+    anomaly, new errors, or callers naming it); (3) a flag's rollout share is
+    not far from the failing share.
+    Params: tools — ToolSource; the phase outputs. Returns ``{outcome, hypothesis, checks}``
+    with outcome CONFIRMED | LIKELY | DECLINED.
+    """
+    ranked = hyp.get("hypotheses") or []
+    if not ranked:
+        return {"outcome": "DECLINED", "hypothesis": None, "checks": [
+            {"name": "has_hypothesis", "passed": False, "detail": "no hypothesis to verify"}]}
+    top = ranked[0]
+    checks = []
+    svc, change_id = top["service"], top.get("change_id")
+    missing: list[str] = []
+    change = next((c for c in chg.get("changes", []) if c.get("id") == change_id), None)
+    service_info = sig.get("services", {}).get(svc, {})
+    named = any(o["service"] == svc and o.get("named_by") for o in cor.get("origins", []))
+    trouble = service_info.get("score", 0) > 0 or named
+    checks.append({"name": "blamed_service_degraded", "passed": bool(trouble),
+                   "detail": f"{svc} shows its own anomaly or is named by failing callers" if trouble
+                   else f"{svc} shows no anomaly and nobody names it"})
+    if change is not None:
+        change_ts = parse_ts(change.get("ts"))
+        new_tpls = [t for t in sig.get("templates", []) if t["service"] == svc and t["kind"] in ("new", "burst")
+                    and t["level"] in ("WARN", "ERROR", "FATAL")]
+        if change_ts is not None and new_tpls:
+            example = new_tpls[0]["example"][:40]
+            start = ctx["window"]["start"]
+            before = safe_call(tools, "logs.search", missing, "logs", service=svc, text=example, start=start,
+                               end=fmt_ts(change_ts), limit=1)
+            seen_before = int(before.get("total") or 0)
+            checks.append({"name": "errors_absent_before_change", "passed": seen_before == 0,
+                           "detail": f"'{example}' seen {seen_before}× before {change_id}"})
+        share = flag_share(change) if change.get("kind") == "feature_flag" else None
+        failing = service_info.get("error_level")
+        if share is not None and failing is not None and failing > 0.02:
+            ok = failing <= share * 1.3 + 0.02
+            checks.append({"name": "flag_share_matches", "passed": ok,
+                           "detail": f"rollout {share:.0%}, failing share {failing:.0%}"})
+        onset = sig.get("onset")
+        if onset is not None and change_ts is not None:
+            ok = change_ts <= parse_ts(onset) + 75
+            checks.append({"name": "change_precedes_onset", "passed": ok,
+                           "detail": f"{change_id} at {change.get('ts')}, onset {onset}"})
+    failed = [c for c in checks if not c["passed"]]
+    if failed:
+        outcome = "DECLINED"
+    elif top.get("confidence", 0) >= 75:
+        outcome = "CONFIRMED"
+    else:
+        outcome = "LIKELY"
+    return {"outcome": outcome, "hypothesis": {"service": svc, "change_id": change_id,
+                                               "category": top.get("category")}, "checks": checks}
