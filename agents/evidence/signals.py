@@ -114,7 +114,11 @@ def incident_onset(services: dict[str, dict[str, Any]], anchor: float) -> float 
         return None
     top = max(s for s, _ in scored)
     onsets = [o for s, o in scored if s >= 0.5 * top and o <= anchor + 600]
-    return min(onsets) if onsets else None
+    if not onsets:
+        return None
+    # An incident starts before the alert or ticket that reports it: a later
+    # metric onset means the series lag (or the excursion is a later one).
+    return min(min(onsets), anchor - 60.0)
 
 
 def fetch_logs(tools: Any, ctx: dict[str, Any], onset: float, missing: list[str]) -> tuple[list[dict], dict]:

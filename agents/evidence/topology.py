@@ -96,6 +96,11 @@ def mentioned_services(message: str, names: list[str], own: str) -> set[str]:
 _WORD = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+def _not_earlier(caller_onset: float | None, onset: float | None) -> bool:
+    # A caller that went bad well before its callee was not broken by it.
+    return caller_onset is None or onset is None or caller_onset >= onset - ONSET_TOLERANCE_S
+
+
 def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                   mentions: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     """Score every implicated service as the incident's origin.
@@ -133,7 +138,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             if named or callee_onset is None or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
-        explains = sorted(s for s in upstream & implicated if s != service)
+        explains = sorted(s for s in upstream & implicated if s != service
+                          and _not_earlier(anomalies.get(s, {}).get("onset"), onset))
         strength = float(info.get("score", 0.0))
         if not strength and service in named_by:
             # No own telemetry, but callers blame it by name: moderate strength.
