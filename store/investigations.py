@@ -214,3 +214,44 @@ def to_dict(inv: Investigation) -> dict[str, Any]:
         "cost_usd": inv.cost_usd,
         "budget_usd": inv.budget_usd,
     }
+
+
+def acquire_lease(*, session: Session, investigation_id: str, owner: str, ttl_s: float) -> bool:
+    """Take (or renew) the right to run an investigation for ``ttl_s`` seconds.
+
+    One atomic UPDATE, so two workers racing for the same investigation cannot both win.
+
+    Returns:
+        True when ``owner`` now holds the lease; False when another live owner holds it.
+    """
+    from datetime import timedelta
+
+    from sqlalchemy import or_, update
+
+    now = utcnow()
+    result = session.execute(
+        update(Investigation)
+        .where(
+            Investigation.id == investigation_id,
+            or_(
+                Investigation.lease_until.is_(None),
+                Investigation.lease_until < now,
+                Investigation.lease_owner == owner,
+            ),
+        )
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=ttl_s), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def release_lease(*, session: Session, investigation_id: str, owner: str) -> None:
+    """Give the lease back (only when ``owner`` holds it)."""
+    from sqlalchemy import update
+
+    session.execute(
+        update(Investigation)
+        .where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )

@@ -194,6 +194,17 @@ def mark_retry(*, session: Session, delivery_id: int, retry_after_s: float, erro
     delivery.last_error = error
 
 
+def release(*, session: Session, delivery_id: int, retry_after_s: float = 0.0, error: str | None = None) -> None:
+    """Hand a claimed delivery back without counting the attempt (it was never tried, or the
+    sink asked to wait: a rate limit is not a failure)."""
+    delivery = _delivery(session, delivery_id)
+    delivery.status = "pending"
+    delivery.attempts = max(0, delivery.attempts - 1)
+    delivery.next_attempt_at = utcnow() + timedelta(seconds=max(0.0, retry_after_s))
+    if error is not None:
+        delivery.last_error = error
+
+
 def mark_failed(*, session: Session, delivery_id: int, error: str) -> None:
     """Give up on a delivery; it is kept with its error for the operator."""
     delivery = _delivery(session, delivery_id)

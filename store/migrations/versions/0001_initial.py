@@ -44,6 +44,8 @@ def upgrade() -> None:
         sa.Column("report", sa.JSON),
         sa.Column("error", sa.Text),
         sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("lease_owner", sa.String(80)),
+        sa.Column("lease_until", _TS),
         sa.Column("created_at", _TS, nullable=False),
         sa.Column("started_at", _TS),
         sa.Column("finished_at", _TS),

@@ -1,0 +1,21 @@
+"""Errors of the pipeline room. Each carries a message that says what to do."""
+
+
+class PipelineError(Exception):
+    """Base class of pipeline errors a user may see."""
+
+
+class BrokerUnavailable(PipelineError):
+    """The message broker (Redis or RabbitMQ) cannot be reached."""
+
+
+class BudgetExceeded(PipelineError):
+    """An investigation spent more than its budget."""
+
+
+class LeaseHeld(PipelineError):
+    """Another worker is running this investigation right now."""
+
+    def __init__(self, investigation_id: str, retry_after_s: float) -> None:
+        super().__init__(f"{investigation_id} is being run by another worker; retrying in {retry_after_s:.0f}s")
+        self.retry_after_s = retry_after_s

@@ -1,0 +1,121 @@
+"""The phase plan: which function runs each phase. The default is the evidence engine.
+
+A plan maps a phase name to ``fn(state: PhaseState) -> dict``. Tests may pass their own plan
+to exercise the machine in isolation; the product always runs :func:`engine_plan`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline import phases as P
+
+
+@dataclass
+class PhaseState:
+    """What a phase function gets: the investigation, earlier outputs, the tools, the loop state.
+
+    ``tools`` is opened on first use, so phases that need no tools (correlation, fix plan,
+    report) never start MCP servers.
+    """
+
+    investigation: dict[str, Any]
+    trigger: dict[str, Any]
+    window: dict[str, Any] | None
+    outputs: dict[str, Any]
+    round: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    template_state: Any = None
+    _tools_factory: Callable[[], Any] | None = None
+    _tools: Any = None
+    usage: dict[str, Any] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
+
+    @property
+    def tools(self) -> Any:
+        """The ToolSource (MCP gateway) for this investigation, opened lazily."""
+        if self._tools is None:
+            if self._tools_factory is None:
+                raise RuntimeError("this phase plan has no tools; build the runtime with a tools factory")
+            self._tools = self._tools_factory()
+        return self._tools
+
+    def record_usage(self, *, tokens_in: int = 0, tokens_out: int = 0, cost_usd: float = 0.0,
+                     model: str | None = None) -> None:
+        """Add an LLM call's usage to this phase (the deterministic engine records none)."""
+        self.usage["tokens_in"] += tokens_in
+        self.usage["tokens_out"] += tokens_out
+        self.usage["cost_usd"] += cost_usd
+        if model:
+            self.usage["model"] = model
+
+
+PhaseFn = Callable[[PhaseState], dict[str, Any]]
+Plan = Mapping[str, PhaseFn]
+
+
+def _initialize(state: PhaseState) -> dict[str, Any]:
+    """Check every tool server answers (the gateway's ``check``) before spending effort."""
+    tools = state.tools
+    check = getattr(tools, "check", None)
+    servers = check() if callable(check) else None
+    return {"servers": servers if isinstance(servers, (dict, list)) else None}
+
+
+def engine_plan() -> dict[str, PhaseFn]:
+    """The product's plan: the phase functions of ``agents.engine`` (docs/contracts.md).
+
+    Raises:
+        ImportError: the engine is not installed (the message says so).
+    """
+    from agents import engine
+
+    def analyse(state: PhaseState) -> dict[str, Any]:
+        o = state.outputs
+        # the drain3 state is persisted per domain only if the engine takes it
+        if state.template_state is not None and "template_state" in inspect.signature(
+            engine.analyse_signals
+        ).parameters:
+            return engine.analyse_signals(state.tools, o["ctx"], template_state=state.template_state)
+        return engine.analyse_signals(state.tools, o["ctx"])
+
+    return {
+        P.INITIALIZING: _initialize,
+        P.CONTEXT_GATHERING: lambda s: engine.gather_context(s.tools, s.trigger, s.window),
+        P.EVIDENCE: analyse,
+        P.CHANGES: lambda s: engine.gather_changes(s.tools, s.outputs["ctx"]),
+        P.CORRELATION: lambda s: engine.correlate(s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"]),
+        P.HYPOTHESES: lambda s: engine.hypothesise(
+            s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"], rejected=list(s.rejected)
+        ),
+        P.VERIFICATION: lambda s: engine.verify(
+            s.tools, s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"], s.outputs["hyp"]
+        ),
+        P.FIX_PLAN: lambda s: engine.fix_plan(s.outputs["ctx"], s.outputs["hyp"], s.outputs["ver"]),
+        P.REPORT: lambda s: engine.build_report(
+            s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
+            s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"],
+        ),
+    }
+
+
+def with_delay(plan: Plan, phase: str, seconds: float) -> dict[str, PhaseFn]:
+    """A copy of ``plan`` whose ``phase`` sleeps ``seconds`` first (test knob for crash tests)."""
+    import time
+
+    inner = plan[phase]
+
+    def slow(state: PhaseState) -> dict[str, Any]:
+        time.sleep(seconds)
+        return inner(state)
+
+    return {**plan, phase: slow}
+
+
+def check_plan(plan: Plan) -> None:
+    """Raise ValueError naming the phases a plan lacks."""
+    missing = [p for p in P.PLANNED_PHASES if p not in plan]
+    if missing:
+        raise ValueError(f"phase plan lacks {', '.join(missing)}; give a function for every phase")

@@ -1,0 +1,111 @@
+"""Draining the outbox to publishers (Slack, Jira, ...).
+
+A publisher is anything with ``deliver(event, investigation, publication) -> external_ref``.
+``publication`` is what the sink returned for earlier events of the same investigation and
+target (merged), so the publisher edits its status message in place instead of posting twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from store import investigations as invs
+from store import outbox
+
+log = logging.getLogger(__name__)
+#: A delivery that failed this many times with an unexpected error is given up on.
+MAX_ATTEMPTS = 5
+
+
+class RetryLater(Exception):
+    """Raised by a publisher when the sink asks to come back later (e.g. HTTP 429 Retry-After)."""
+
+    def __init__(self, retry_after_s: float, reason: str = "rate limited") -> None:
+        super().__init__(f"{reason}; retry in {retry_after_s:.1f}s")
+        self.retry_after_s = float(retry_after_s)
+
+
+class Publisher(Protocol):
+    """Delivers one progress event to one sink and returns the sink's ids for it."""
+
+    def deliver(self, event: dict, investigation: dict, publication: dict | None) -> dict: ...
+
+
+def target_for(sink: str, investigation: dict[str, Any], publisher: Any = None) -> str:
+    """Where in ``sink`` an investigation is published: the publisher says, else its origin."""
+    if publisher is not None and callable(getattr(publisher, "target", None)):
+        return str(publisher.target(investigation))
+    origin = investigation.get("origin") or {}
+    if sink == "slack" and origin.get("channel"):
+        return str(origin["channel"])
+    if sink == "jira" and origin.get("jira_key"):
+        return str(origin["jira_key"])
+    return "default"
+
+
+def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str, int]:
+    """Deliver the due events of ``sink`` once, oldest first.
+
+    Each delivery is claimed (leased) in one transaction, delivered outside any transaction,
+    and marked in another, so a crash between delivery and mark re-delivers at most once and
+    the publisher's Publication lookup makes that re-delivery an edit, not a second post.
+
+    Returns:
+        Counts: ``{"done": n, "retry": n, "failed": n}``.
+    """
+    counts = {"done": 0, "retry": 0, "failed": 0}
+    with runtime.session() as s:
+        claimed = outbox.claim_pending(session=s, sink=sink, limit=limit)
+    held: dict[str, float] = {}  # investigation → retry delay: keep its later events behind it
+    for c in claimed:
+        if c.investigation_id in held:
+            with runtime.session() as s:
+                outbox.release(session=s, delivery_id=c.delivery_id, retry_after_s=held[c.investigation_id])
+            continue
+        with runtime.session() as s:
+            inv = invs.to_dict(invs.get(session=s, investigation_id=c.investigation_id))
+            target = target_for(sink, inv, publisher)
+            pub = outbox.publication_to_dict(
+                outbox.get_publication(session=s, investigation_id=inv["id"], sink=sink, target=target)
+            )
+        try:
+            ref = publisher.deliver(c.event, inv, pub) or {}
+        except RetryLater as exc:
+            held[c.investigation_id] = exc.retry_after_s
+            with runtime.session() as s:
+                outbox.release(session=s, delivery_id=c.delivery_id, retry_after_s=exc.retry_after_s,
+                               error=str(exc))
+            counts["retry"] += 1
+            continue
+        except Exception as exc:  # a publisher bug or outage must not stop the other sinks
+            error = f"{type(exc).__name__}: {exc}"
+            with runtime.session() as s:
+                if c.attempts >= MAX_ATTEMPTS:
+                    outbox.mark_failed(session=s, delivery_id=c.delivery_id, error=error)
+                    counts["failed"] += 1
+                else:
+                    # exponential backoff: 2, 4, 8, 16 s
+                    outbox.mark_retry(session=s, delivery_id=c.delivery_id, retry_after_s=2.0 ** c.attempts,
+                                      error=error)
+                    held[c.investigation_id] = 2.0 ** c.attempts
+                    counts["retry"] += 1
+            log.warning("delivering event %s to %s failed (attempt %d): %s", c.event["id"], sink, c.attempts, error)
+            continue
+        with runtime.session() as s:
+            outbox.save_publication(session=s, investigation_id=inv["id"], sink=sink, target=target,
+                                    external_ref=dict(ref))
+            outbox.mark_done(session=s, delivery_id=c.delivery_id, external_ref=dict(ref))
+        counts["done"] += 1
+    return counts
+
+
+def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str, int]:
+    """Drain ``sink`` until nothing due is left (each round at most ``limit``)."""
+    total = {"done": 0, "retry": 0, "failed": 0}
+    while True:
+        counts = drain(runtime, sink, publisher, limit)
+        for k, v in counts.items():
+            total[k] += v
+        if counts["done"] + counts["failed"] == 0:
+            return total

@@ -1,0 +1,275 @@
+"""The composition of the pipeline: database, broker, artifact store, actors, worker.
+
+``build_runtime(settings)`` is called once per process by a composition root (the CLI, the
+worker, the HTTP app, the Slack bot); everything below receives the runtime explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import dramatiq
+from dramatiq import Worker
+from dramatiq.errors import Retry
+from dramatiq.middleware import CurrentMessage
+from sqlalchemy.orm import Session
+
+from pipeline import publishing, recovery
+from pipeline.broker import is_in_process, make_broker
+from pipeline.errors import LeaseHeld
+from pipeline.machine import Machine, retryable_errors
+from pipeline.middleware import CorrelationId, SessionCleanup, Timing
+from pipeline.plan import PhaseFn, engine_plan
+from pipeline.tools import open_tools
+from store import investigations as invs
+from store import outbox
+from store.artifacts import ArtifactStore, make_artifact_store
+from store.db import check_reachable, make_engine, make_session_factory
+from store.models import TERMINAL_STATUSES
+
+log = logging.getLogger(__name__)
+
+#: priority → (queue, dramatiq actor priority; lower runs first when a worker has a choice)
+QUEUES: dict[str, tuple[str, int]] = {
+    "P1": ("investigations.fast", 0),
+    "P2": ("investigations", 10),
+    "P3": ("investigations.background", 20),
+}
+PUBLISH_QUEUE = "publishing"
+ACTOR_NAMES = {"P1": "run_investigation_fast", "P2": "run_investigation", "P3": "run_investigation_background"}
+
+
+class WorkerHandle:
+    """A dramatiq Worker running as threads of this process."""
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+
+    def stop(self, timeout_ms: int = 30_000) -> None:
+        """Stop consuming, let running jobs finish (up to ``timeout_ms``), hand back prefetched ones."""
+        self._worker.stop(timeout=timeout_ms)
+
+
+class Runtime:
+    """Everything a process needs to create, run and publish investigations.
+
+    Build it with :func:`build_runtime`.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Any,
+        broker: dramatiq.Broker,
+        artifacts: ArtifactStore,
+        plan: Mapping[str, PhaseFn],
+        tools_factory: Callable[[dict[str, Any]], Any] | None,
+        lease_s: float,
+        max_retries: int,
+        min_backoff_ms: int,
+        max_backoff_ms: int,
+        timing: Timing,
+    ) -> None:
+        self.settings = settings
+        self.engine = make_engine(settings.effective_database_url)
+        self.session_factory = make_session_factory(self.engine)
+        self.broker = broker
+        self.artifacts = artifacts
+        self.timing = timing
+        self.max_retries = max_retries
+        self.publishers: dict[str, Any] = {}
+        self._open = threading.local()
+        self.machine = Machine(
+            session=self.session, artifacts=artifacts, plan=plan, tools_factory=tools_factory,
+            lease_s=lease_s, on_progress=self._progress,
+        )
+        self._declare_actors(min_backoff_ms, max_backoff_ms)
+
+    # -- sessions -------------------------------------------------------------------------
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block ends, rolls back when it raises, and closes."""
+        s = self.session_factory()
+        opened = self._open.__dict__.setdefault("sessions", [])
+        opened.append(s)
+        try:
+            yield s
+            s.commit()
+        except BaseException:
+            s.rollback()
+            raise
+        finally:
+            s.close()
+            if s in opened:
+                opened.remove(s)
+
+    def close_leftover_sessions(self) -> None:
+        """Close any session this thread left open (the SessionCleanup middleware calls it)."""
+        for s in list(self._open.__dict__.get("sessions", [])):
+            s.rollback()
+            s.close()
+        self._open.__dict__["sessions"] = []
+
+    # -- actors ---------------------------------------------------------------------------
+    def _declare_actors(self, min_backoff_ms: int, max_backoff_ms: int) -> None:
+        retryable = retryable_errors()
+        max_retries = self.max_retries
+
+        def retry_when(retries: int, exc: BaseException) -> bool:
+            if isinstance(exc, Retry):  # another worker holds the lease: wait it out, but not forever
+                return retries < 1000
+            return isinstance(exc, retryable) and retries < max_retries
+
+        def run(investigation_id: str) -> str:
+            message = CurrentMessage.get_current_message()
+            retries = (message.options.get("retries", 0) if message else 0) or 0
+            try:
+                return self.machine.advance(investigation_id, final_attempt=retries >= max_retries)
+            except LeaseHeld as exc:
+                raise Retry(str(exc), delay=int(exc.retry_after_s * 1000)) from None
+
+        self.run_actors: dict[str, dramatiq.Actor] = {}
+        for priority, (queue, prio) in QUEUES.items():
+            self.run_actors[priority] = dramatiq.actor(
+                run, broker=self.broker, actor_name=ACTOR_NAMES[priority], queue_name=queue, priority=prio,
+                retry_when=retry_when, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms,
+                time_limit=6 * 3600 * 1000,
+            )
+
+        def publish(investigation_id: str) -> None:
+            self.publish_now(investigation_id)
+
+        self.publish_actor = dramatiq.actor(
+            publish, broker=self.broker, actor_name="publish_events", queue_name=PUBLISH_QUEUE, priority=5,
+            max_retries=3, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms,
+        )
+
+    def enqueue(self, investigation_id: str, priority: str = "P2", *, delay_ms: int | None = None) -> None:
+        """Queue ``investigation_id`` on its priority's queue.
+
+        Raises:
+            ValueError: unknown priority.
+        """
+        if priority not in QUEUES:
+            raise ValueError(f"priority {priority!r} is unknown; use P1, P2 or P3")
+        self.run_actors[priority].send_with_options(args=(investigation_id,), delay=delay_ms)
+
+    # -- publishing -----------------------------------------------------------------------
+    def register_publisher(self, sink: str, publisher: Any) -> None:
+        """Deliver this process's outbox events of ``sink`` through ``publisher``."""
+        self.publishers[sink] = publisher
+
+    def _progress(self, investigation_id: str) -> None:
+        if self.publishers:
+            self.publish_actor.send(investigation_id)
+
+    def publish_now(self, investigation_id: str | None = None) -> dict[str, dict[str, int]]:
+        """Drain every registered sink once; re-schedule itself when a sink asked to wait."""
+        result = {sink: publishing.drain_all(self, sink, pub) for sink, pub in self.publishers.items()}
+        if any(c["retry"] for c in result.values()) and investigation_id is not None:
+            self.publish_actor.send_with_options(args=(investigation_id,), delay=1000)
+        return result
+
+    # -- worker ---------------------------------------------------------------------------
+    def start_worker(self, threads: int | None = None, *, recover: bool = True,
+                     stale_after_s: float | None = None) -> WorkerHandle:
+        """Start a dramatiq Worker in this process (embedded mode and ``pm worker``).
+
+        With ``recover``, investigations the queue lost are re-enqueued first: all open ones
+        without a live lease for the in-process queue (it starts empty), or those idle for
+        ``stale_after_s`` (default 10 min) for Redis/RabbitMQ.
+        """
+        if recover:
+            stale = stale_after_s if stale_after_s is not None else (0.0 if is_in_process(self.broker) else 600.0)
+            recovery.requeue_stale(self, stale_after_s=stale)
+        worker = Worker(self.broker, worker_threads=threads or self.settings.worker_threads, worker_timeout=200)
+        worker.start()
+        return WorkerHandle(worker)
+
+    def wait(self, investigation_id: str, timeout_s: float = 300.0, poll_s: float = 0.1) -> dict[str, Any]:
+        """Block until the investigation is COMPLETE, FAILED or CANCELLED.
+
+        Raises:
+            TimeoutError: it did not finish in ``timeout_s``; it keeps running.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.session() as s:
+                inv = invs.get(session=s, investigation_id=investigation_id)
+                if inv.status in TERMINAL_STATUSES:
+                    return invs.to_dict(inv)
+                phase = inv.phase
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{investigation_id} still {phase} after {timeout_s:.0f}s; check `pm worker` runs")
+            time.sleep(poll_s)
+
+    def events(self, investigation_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The investigation's progress events after ``after_seq``, as dicts."""
+        with self.session() as s:
+            return [outbox.event_to_dict(e) for e in outbox.events(session=s, investigation_id=investigation_id,
+                                                                   after_seq=after_seq)]
+
+    def close(self) -> None:
+        """Release the broker's and the database's connections."""
+        try:
+            self.broker.close()
+        finally:
+            self.engine.dispose()
+
+
+def build_runtime(
+    settings: Any,
+    *,
+    plan: Mapping[str, PhaseFn] | None = None,
+    tools_factory: Callable[[dict[str, Any]], Any] | None = None,
+    artifacts: ArtifactStore | None = None,
+    namespace: str | None = None,
+    redis_options: dict[str, Any] | None = None,
+    lease_s: float = 60.0,
+    max_retries: int = 3,
+    min_backoff_ms: int = 1000,
+    max_backoff_ms: int = 60_000,
+    check_db: bool = True,
+) -> Runtime:
+    """Compose the pipeline from ``settings`` and set its broker as dramatiq's global broker.
+
+    Args:
+        settings: a :class:`store.config.Settings`.
+        plan: phase → function; default the evidence engine (:func:`pipeline.plan.engine_plan`).
+        tools_factory: ``fn(investigation) -> ToolSource``; default the MCP gateway on its world.
+        artifacts: default from settings (S3_BUCKET, else PM_HOME/artifacts).
+        namespace: Redis key prefix (tests use a unique one).
+        redis_options: extra RedisBroker options (heartbeat_timeout, maintenance_chance, ...).
+        lease_s: how long a worker's claim on an investigation lasts between renewals.
+        max_retries: retries of a phase that raised a ToolError before the investigation FAILS.
+        check_db: fail fast when the database is unreachable.
+
+    Raises:
+        DatabaseUnavailable, BrokerUnavailable: naming the variable to fix.
+
+    Returns:
+        The runtime.
+    """
+    timing = Timing()
+    holder: dict[str, Runtime] = {}
+    broker = make_broker(
+        settings, namespace=namespace, redis_options=redis_options,
+        middleware=[CorrelationId(), timing, SessionCleanup(lambda: holder["rt"].close_leftover_sessions())],
+    )
+    dramatiq.set_broker(broker)
+    runtime = Runtime(
+        settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
+        plan=plan if plan is not None else engine_plan(),
+        tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
+        lease_s=lease_s, max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,
+        timing=timing,
+    )
+    holder["rt"] = runtime
+    if check_db:
+        check_reachable(runtime.engine)
+    return runtime
