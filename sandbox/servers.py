@@ -13,6 +13,7 @@ whose text says what to do.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -167,3 +168,31 @@ def build_server(world_dir: str | Path | World | WorldTools, source: str) -> MCP
     )
     builder(server, tools)
     return server
+
+
+_shared: dict[tuple[str, float], WorldTools] = {}
+_shared_lock = threading.Lock()
+
+
+def build_world_server(world_dir: str | Path, source: str) -> MCPServer:
+    """Like :func:`build_server`, but the servers of one world in one process share a single load.
+
+    Used by the gateway's ``inprocess`` transport (four servers, one world). The cache
+    key includes world.yaml's mtime so an edited world is reloaded.
+
+    Raises:
+        ToolArgumentError: unknown source. WorldError: the world cannot be loaded.
+    """
+    root = Path(world_dir).resolve()
+    try:
+        stamp = (root / "world.yaml").stat().st_mtime
+    except OSError:
+        stamp = 0.0  # load_world reports the missing file with a clear message
+    key = (str(root), stamp)
+    with _shared_lock:
+        tools = _shared.get(key)
+        if tools is None:
+            tools = WorldTools(root)
+            _shared.clear()  # keep one world: benches walk many worlds, each several times
+            _shared[key] = tools
+    return build_server(tools, source)
