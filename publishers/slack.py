@@ -25,8 +25,9 @@ from slack_sdk.errors import SlackApiError
 
 from publishers.chart import ChartError, has_chart, render_timeline
 
-# The pipeline's phases in order (docs/contracts.md, "The evidence engine").
+# The pipeline's planned phases in order (pipeline.phases.PLANNED_PHASES; PUBLISHING counts as done).
 PHASES = (
+    ("INITIALIZING", "Connect tools"),
     ("CONTEXT_GATHERING", "Gather context"),
     ("EVIDENCE", "Logs & metrics"),
     ("CHANGES", "Changes"),
@@ -116,7 +117,7 @@ def phase_states(inv: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(phase, label, state)`` for the checklist; state is done | running | pending | failed."""
     names = [p for p, _ in PHASES]
     status, phase = inv.get("status"), inv.get("phase")
-    if status == "COMPLETE":
+    if status == "COMPLETE" or phase in ("PUBLISHING", "COMPLETE"):
         current = len(names)
     elif phase in names:
         current = names.index(phase)

@@ -1,0 +1,30 @@
+""""Cancel" button: requester or admin only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.slack.context import pm
+from commands import investigate
+from commands.errors import CommandError
+from publishers.slack import ACTIONS
+
+
+def register(app: Any) -> None:
+    """Attach the listener to the Bolt app."""
+    app.action(ACTIONS["cancel"])(handle)
+
+
+def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
+    """Ask the investigation to stop; refusals and errors are ephemeral."""
+    ack()
+    ctx = pm(context)
+    inv_id = body["actions"][0]["value"]
+    user = body["user"]["id"]
+    channel = (body.get("channel") or {}).get("id")
+    try:
+        investigate.cancel(runtime=ctx.runtime, investigation_id=inv_id, user=user, admins=ctx.admins())
+    except CommandError as exc:
+        client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {exc}")
+        return
+    client.chat_postEphemeral(channel=channel, user=user, text=f"Cancelling `{inv_id}`.")

@@ -1,0 +1,30 @@
+"""👍 / 👎 buttons: the vote is kept on the persisted inbound delivery (status feedback_up/down)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.slack.context import pm
+from bot.slack.inbound import link
+from publishers.slack import ACTIONS
+
+
+def register(app: Any) -> None:
+    """Attach the listener to the Bolt app (one listener for both buttons)."""
+    app.action(re.compile(f"^({ACTIONS['up']}|{ACTIONS['down']})$"))(handle)
+
+
+def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
+    """Record the vote against the investigation and thank the voter."""
+    ack()
+    ctx = pm(context)
+    action = body["actions"][0]
+    vote = "feedback_up" if action["action_id"] == ACTIONS["up"] else "feedback_down"
+    key = context.get("delivery_key")
+    if key:
+        with ctx.runtime.session() as session:
+            link(session=session, key=key, investigation_id=action["value"], status=vote)
+    client.chat_postEphemeral(channel=(body.get("channel") or {}).get("id"), user=body["user"]["id"],
+                              text="Thanks, noted." if vote == "feedback_up" else
+                              "Thanks, noted. Reply in the thread with what was wrong and I'll keep it with the report.")

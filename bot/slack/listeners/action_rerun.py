@@ -1,0 +1,36 @@
+""""Re-run deep" button: requester or admin only; the new run posts into the same thread."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.slack.context import pm
+from commands import investigate
+from commands.errors import CommandError
+from commands.requests import Origin
+from publishers.slack import ACTIONS
+
+
+def register(app: Any) -> None:
+    """Attach the listener to the Bolt app."""
+    app.action(ACTIONS["rerun"])(handle)
+
+
+def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
+    """Start a deep re-run, or tell the clicker why not (ephemeral)."""
+    ack()
+    ctx = pm(context)
+    inv_id = body["actions"][0]["value"]
+    user = body["user"]["id"]
+    channel = (body.get("channel") or {}).get("id")
+    message = body.get("message") or {}
+    thread_ts = message.get("thread_ts") or message.get("ts")
+    try:
+        result = investigate.rerun(runtime=ctx.runtime, investigation_id=inv_id, mode="deep", user=user,
+                                   admins=ctx.admins(),
+                                   origin=Origin(kind="slack", channel=channel, thread_ts=thread_ts, user=user))
+    except CommandError as exc:
+        client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {exc}")
+        return
+    client.chat_postEphemeral(channel=channel, user=user,
+                              text=f"Re-running in deep mode as `{result.investigation_id}`.")

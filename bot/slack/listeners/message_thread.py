@@ -1,0 +1,61 @@
+"""A question in an investigation's thread: answer it there, from the investigation's evidence."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.slack.context import pm
+from bot.slack.inbound import claim, link
+from commands import followup
+from commands.errors import CommandError
+
+_QUESTION = re.compile(r"\?\s*$|^\s*(what|why|which|how|when|who|where|show|list|explain|tell|is|did|does|any)\b",
+                       re.IGNORECASE)
+_MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
+
+
+def register(app: Any) -> None:
+    """Attach the listener to the Bolt app."""
+    app.event("message")(handle)
+
+
+def handle(ack: Any, event: dict[str, Any], context: Any) -> None:
+    """Thread replies by people that read as questions; everything else is ignored."""
+    ack()
+    if not event.get("thread_ts") or event.get("bot_id") or event.get("subtype"):
+        return
+    if event.get("thread_ts") == event.get("ts"):
+        return
+    text = event.get("text") or ""
+    if not _QUESTION.search(_MENTION.sub("", text)) and not _MENTION.search(text):
+        return
+    answer_in_thread(pm(context), event)
+
+
+def answer_in_thread(ctx: Any, event: dict[str, Any]) -> str | None:
+    """Answer ``event`` if its thread belongs to an investigation (once per message).
+
+    The same message reaches us as a ``message`` and, when it mentions the bot, as an
+    ``app_mention``: the ``followup:<channel>:<ts>`` claim makes it one answer.
+
+    Returns:
+        The investigation id answered for, or None when the thread is not one of ours.
+    """
+    channel, thread_ts = event.get("channel"), event.get("thread_ts")
+    with ctx.runtime.session() as session:
+        inv_id = followup.find_thread_investigation(session=session, channel=channel, thread_ts=thread_ts)
+        if inv_id is None:
+            return None
+        key = f"followup:{channel}:{event.get('ts')}"
+        if not claim(session=session, key=key, payload=event):
+            return inv_id
+    question = _MENTION.sub("", event.get("text") or "").strip()
+    try:
+        followup.ask(runtime=ctx.runtime, investigation_id=inv_id, question=question, user=event.get("user"),
+                     message_ts=event.get("ts"))
+    except CommandError:
+        return None
+    with ctx.runtime.session() as session:
+        link(session=session, key=key, investigation_id=inv_id)
+    return inv_id

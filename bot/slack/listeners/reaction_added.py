@@ -1,0 +1,62 @@
+"""An emoji reaction (PM_SLACK_REACTION, default :mag:) on a message: investigate that message."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.slack.context import pm
+from bot.slack.inbound import link
+from bot.slack.normalise import reaction_request
+from commands import investigate
+from commands.alert_parse import parse_alert_message
+from commands.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Any) -> None:
+    """Attach the listener to the Bolt app."""
+    app.event("reaction_added")(handle)
+
+
+def fetch_message(client: Any, channel: str, ts: str) -> dict[str, Any] | None:
+    """The message at ``ts``: top-level via conversations.history, a thread reply via conversations.replies."""
+    resp = client.conversations_history(channel=channel, latest=ts, inclusive=True, limit=1)
+    for msg in resp.get("messages") or []:
+        if msg.get("ts") == ts:
+            return msg
+    resp = client.conversations_replies(channel=channel, ts=ts, inclusive=True, limit=1)
+    for msg in resp.get("messages") or []:
+        if msg.get("ts") == ts:
+            return msg
+    return None
+
+
+def handle(ack: Any, event: dict[str, Any], client: Any, context: Any) -> None:
+    """Parse the reacted-on message into a trigger and start (or join) its investigation."""
+    ack()
+    ctx = pm(context)
+    item = event.get("item") or {}
+    if event.get("reaction") != ctx.slack.reaction or item.get("type") != "message":
+        return
+    channel, ts, user = item.get("channel"), item.get("ts"), event.get("user")
+    message = fetch_message(client, channel, ts)
+    try:
+        if message is None:
+            raise CommandError("I cannot read that message; invite me to the channel and react again")
+        trigger = parse_alert_message(message)
+        service = trigger.get("service")
+        domain = service if service in ctx.slack.domain_channels else None
+        request = reaction_request(trigger, event, message, sources=ctx.sources, mode=ctx.slack.default_mode,
+                                   domain=domain)
+        result = investigate.start(runtime=ctx.runtime, request=request)
+    except CommandError as exc:
+        client.chat_postEphemeral(channel=channel, user=user, text=f":warning: {exc}")
+        return
+    key = context.get("delivery_key")
+    if key:
+        with ctx.runtime.session() as session:
+            link(session=session, key=key, investigation_id=result.investigation_id)
+    log.info("reaction by %s on %s/%s -> %s (created=%s)", user, channel, ts, result.investigation_id,
+             result.created)
