@@ -92,7 +92,7 @@ def make_broker(
         from dramatiq.brokers.redis import RedisBroker
 
         broker: dramatiq.Broker = RedisBroker(
-            url=settings.redis_url, namespace=namespace or "pm", **(redis_options or {})
+            url=settings.redis_url, namespace=namespace or getattr(settings, "queue_namespace", "pm"), **(redis_options or {})
         )
         _check_redis(broker, settings.redis_url)
     elif settings.rabbitmq_url:

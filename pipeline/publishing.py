@@ -71,26 +71,15 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str,
             )
         try:
             ref = publisher.deliver(c.event, inv, pub) or {}
-        except RetryLater as exc:
-            held[c.investigation_id] = exc.retry_after_s
+        except Exception as exc:
+            if not _asks_to_wait(exc):
+                _failed(runtime, c, exc, sink, counts, held)
+                continue
+            held[c.investigation_id] = float(exc.retry_after_s)
             with runtime.session() as s:
-                outbox.release(session=s, delivery_id=c.delivery_id, retry_after_s=exc.retry_after_s,
+                outbox.release(session=s, delivery_id=c.delivery_id, retry_after_s=float(exc.retry_after_s),
                                error=str(exc))
             counts["retry"] += 1
-            continue
-        except Exception as exc:  # a publisher bug or outage must not stop the other sinks
-            error = f"{type(exc).__name__}: {exc}"
-            with runtime.session() as s:
-                if c.attempts >= MAX_ATTEMPTS:
-                    outbox.mark_failed(session=s, delivery_id=c.delivery_id, error=error)
-                    counts["failed"] += 1
-                else:
-                    # exponential backoff: 2, 4, 8, 16 s
-                    outbox.mark_retry(session=s, delivery_id=c.delivery_id, retry_after_s=2.0 ** c.attempts,
-                                      error=error)
-                    held[c.investigation_id] = 2.0 ** c.attempts
-                    counts["retry"] += 1
-            log.warning("delivering event %s to %s failed (attempt %d): %s", c.event["id"], sink, c.attempts, error)
             continue
         with runtime.session() as s:
             outbox.save_publication(session=s, investigation_id=inv["id"], sink=sink, target=target,
@@ -98,6 +87,28 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str,
             outbox.mark_done(session=s, delivery_id=c.delivery_id, external_ref=dict(ref))
         counts["done"] += 1
     return counts
+
+
+def _asks_to_wait(exc: Exception) -> bool:
+    """A RetryLater, or a publisher's own mirror of it (publishers may not import the pipeline)."""
+    return isinstance(exc, RetryLater) or isinstance(getattr(exc, "retry_after_s", None), (int, float))
+
+
+def _failed(runtime: Any, c: Any, exc: Exception, sink: str, counts: dict[str, int],
+            held: dict[str, float]) -> None:
+    """A publisher bug or outage: back off exponentially, give up after MAX_ATTEMPTS."""
+    error = f"{type(exc).__name__}: {exc}"
+    with runtime.session() as s:
+        if c.attempts >= MAX_ATTEMPTS:
+            outbox.mark_failed(session=s, delivery_id=c.delivery_id, error=error)
+            counts["failed"] += 1
+        else:
+            # 2, 4, 8, 16 s: long enough for a blip to pass, short enough for a live thread
+            delay = 2.0 ** c.attempts
+            outbox.mark_retry(session=s, delivery_id=c.delivery_id, retry_after_s=delay, error=error)
+            held[c.investigation_id] = delay
+            counts["retry"] += 1
+    log.warning("delivering event %s to %s failed (attempt %d): %s", c.event["id"], sink, c.attempts, error)
 
 
 def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str, int]:

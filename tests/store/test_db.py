@@ -1,0 +1,56 @@
+"""Migrations on SQLite and PostgreSQL; engine settings; unreachable database errors."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from store.db import check_reachable, make_engine, upgrade
+from store.errors import DatabaseUnavailable
+
+TABLES = {
+    "investigations", "agent_runs", "phase_checkpoints", "progress_events", "deliveries",
+    "publications", "inbound_deliveries", "domain_configs",
+}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_upgrade_creates_every_table_and_is_idempotent(request, backend, tmp_path, monkeypatch):
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    monkeypatch.chdir(tmp_path)  # the script location must not depend on the working directory
+    upgrade(url)
+    upgrade(url)  # a second run finds nothing to do
+    engine = make_engine(url)
+    try:
+        insp = sa.inspect(engine)
+        assert TABLES <= set(insp.get_table_names())
+        uniques = {u["name"] for u in insp.get_unique_constraints("progress_events")}
+        assert "uq_event_seq" in uniques
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_engine_uses_wal_and_foreign_keys(sqlite_url):
+    engine = make_engine(sqlite_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar().lower() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+    finally:
+        engine.dispose()
+
+
+def test_unreachable_database_names_database_url():
+    engine = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/nothing?connect_timeout=1")
+    with pytest.raises(DatabaseUnavailable, match="DATABASE_URL=.*127.0.0.1:1"):
+        check_reachable(engine)
+    engine.dispose()
+
+
+def test_unusable_url_says_what_to_use():
+    with pytest.raises(DatabaseUnavailable, match="use sqlite:///path or postgresql"):
+        make_engine("mysql://x@localhost/db")
