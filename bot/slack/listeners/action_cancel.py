@@ -9,6 +9,8 @@ from commands import investigate
 from commands.errors import CommandError
 from publishers.slack import ACTIONS
 
+HANDLES = ("action", ACTIONS["cancel"])
+
 
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""

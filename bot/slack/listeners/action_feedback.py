@@ -9,6 +9,8 @@ from bot.slack.context import pm
 from bot.slack.inbound import link
 from publishers.slack import ACTIONS
 
+HANDLES = ("action", ACTIONS["up"], ACTIONS["down"])
+
 
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app (one listener for both buttons)."""

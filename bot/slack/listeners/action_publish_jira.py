@@ -10,6 +10,8 @@ from commands.errors import CommandError
 from publishers.slack import ACTIONS
 from store import outbox
 
+HANDLES = ("action", ACTIONS["jira"])
+
 
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""

@@ -10,6 +10,8 @@ from commands.errors import CommandError
 from commands.requests import Origin
 from publishers.slack import ACTIONS
 
+HANDLES = ("action", ACTIONS["rerun"])
+
 
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""

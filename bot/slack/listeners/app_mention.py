@@ -16,6 +16,9 @@ from commands.requests import InvestigationRequest, Origin
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
 
 
+HANDLES = ("event", "app_mention")
+
+
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""
     app.event("app_mention")(handle)

@@ -12,6 +12,8 @@ from commands import investigate
 from commands.errors import CommandError
 from publishers.slack import trigger_label
 
+HANDLES = ("command", "/investigate")
+
 
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""

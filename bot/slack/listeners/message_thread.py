@@ -15,6 +15,9 @@ _QUESTION = re.compile(r"\?\s*$|^\s*(what|why|which|how|when|who|where|show|list
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
 
 
+HANDLES = ("event", "message")
+
+
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""
     app.event("message")(handle)

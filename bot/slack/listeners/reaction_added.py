@@ -15,6 +15,9 @@ from commands.errors import CommandError
 log = logging.getLogger(__name__)
 
 
+HANDLES = ("event", "reaction_added")
+
+
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""
     app.event("reaction_added")(handle)

@@ -10,6 +10,8 @@ from bot.slack.listeners.command_investigate import start
 from bot.slack.normalise import slash_request
 from commands.errors import CommandError
 
+HANDLES = ("view", modal.CALLBACK_ID)
+
 
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""
