@@ -8,12 +8,18 @@ HEALTH_CHECK_THRESHOLD_MULTIPLIER.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from agents.healthcheck import compare, describe, parse_time
 from commands.investigate import StartResult, start
 from commands.requests import InvestigationRequest, Origin
+from pipeline.deploy_check import declare, enqueue_check
+from pipeline.tools import open_tools
+
+log = logging.getLogger(__name__)
 
 # Each window is at least 5 minutes (short delays still compare enough samples) and at most an hour.
 _MIN_WINDOW_S = 300
@@ -25,18 +31,42 @@ def window_for(delay_ms: int) -> int:
     return max(_MIN_WINDOW_S, min(_MAX_WINDOW_S, delay_ms // 1000))
 
 
-def schedule(*, runtime: Any, deploy: dict[str, Any], delay_ms: int) -> None:
-    """Queue the health check of ``deploy`` to run after ``delay_ms``.
+def register(*, runtime: Any, settings: Any, tools_factory: Callable[[dict[str, Any]], Any] | None = None) -> None:
+    """Declare the delayed check on the runtime's broker; call before ``runtime.start_worker()``.
 
-    Uses ``runtime.enqueue_delayed`` when the pipeline offers it, else this room's own actor
-    (``pipeline.deploy_check``).
+    Args:
+        runtime: the pipeline runtime.
+        settings: store.config.Settings (multiplier, delay, tools config).
+        tools_factory: ``fn({"id", "sources"}) -> ToolSource``; default the MCP gateway
+            (``pipeline.tools.open_tools``) on the deploy's sources.
     """
-    enqueue_delayed = getattr(runtime, "enqueue_delayed", None)
-    if callable(enqueue_delayed):
-        enqueue_delayed("deploy_check", {"deploy": deploy}, delay_ms=delay_ms)
-        return
-    from pipeline.deploy_check import enqueue_check
+    def open_for(deploy: dict[str, Any]) -> Any:
+        spec = {"id": f"deploy-check-{deploy['service']}", "sources": deploy.get("sources") or {}}
+        return tools_factory(spec) if tools_factory else open_tools(spec, settings)
 
+    def handle(deploy: dict[str, Any]) -> dict[str, Any]:
+        tools = open_for(deploy)
+        try:
+            result = run(
+                runtime=runtime, tools=tools, deploy=deploy,
+                multiplier=settings.health_check_threshold_multiplier, delay_ms=settings.post_deploy_check_delay_ms,
+            )
+        finally:
+            close = getattr(tools, "close", None)
+            if callable(close):
+                close()
+        log.info("post-deploy check: %s", describe(result))
+        return result
+
+    declare(runtime, handle)
+
+
+def schedule(*, runtime: Any, deploy: dict[str, Any], delay_ms: int) -> None:
+    """Queue the health check of ``deploy`` to run after ``delay_ms`` (see :func:`register`).
+
+    Raises:
+        pipeline.errors.PipelineError: :func:`register` was not called in this process.
+    """
     enqueue_check(runtime, deploy, delay_ms=delay_ms)
 
 

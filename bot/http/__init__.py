@@ -1,0 +1,1 @@
+"""The HTTP front door: Jira, alert and deploy webhooks (Starlette under uvicorn)."""

@@ -1,0 +1,82 @@
+"""The webhook listener's composition root: ``create_app(settings, runtime)``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+
+from bot.http import health_routes, webhook_routes
+from bot.http.context import ListenerContext
+from bot.http.settings import HttpSettings, load_http_settings, webhook_rules
+from commands import deploy_check
+from commands.signatures import parse_api_keys
+from commands.webhooks import resume_pending
+from store.config import Settings
+
+log = logging.getLogger(__name__)
+ToolsFactory = Callable[[dict[str, Any]], Any] | None
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def build_context(
+    settings: Settings, runtime: Any, http: HttpSettings | None = None, *, tools_factory: ToolsFactory = None
+) -> ListenerContext:
+    """Everything the routes need, from the settings and the pipeline runtime.
+
+    Also declares the delayed post-deploy check on the runtime's broker (before any worker starts).
+    """
+    http = http or load_http_settings()
+    deploy_check.register(runtime=runtime, settings=settings, tools_factory=tools_factory)
+
+    def schedule_deploy_check(deploy: dict[str, Any]) -> None:
+        deploy_check.schedule(runtime=runtime, deploy=deploy, delay_ms=settings.post_deploy_check_delay_ms)
+
+    return ListenerContext(
+        runtime=runtime,
+        rules=webhook_rules(settings, http),
+        api_keys=parse_api_keys(_secret(settings.api_keys)),
+        jira_secret=_secret(settings.jira_webhook_secret),
+        pagerduty_secret=_secret(settings.pagerduty_webhook_secret),
+        max_body_bytes=http.max_body_bytes,
+        deploy_scheduler=schedule_deploy_check,
+    )
+
+
+def create_app(
+    settings: Settings, runtime: Any, http: HttpSettings | None = None, *, tools_factory: ToolsFactory = None
+) -> Starlette:
+    """The Starlette app serving the webhooks and /healthz.
+
+    On startup it finishes deliveries an earlier process accepted but did not process.
+
+    Args:
+        settings: the product settings.
+        runtime: ``pipeline.runtime.build_runtime(settings)`` (its worker may or may not run here).
+        http: listener settings; read from the environment when omitted.
+        tools_factory: tools for the post-deploy check; default the MCP gateway (MCP_CONFIG / PM_WORLD).
+
+    Raises:
+        store.errors.ConfigError: a listener setting is invalid.
+    """
+    ctx = build_context(settings, runtime, http, tools_factory=tools_factory)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        resumed = await run_in_threadpool(
+            lambda: resume_pending(runtime=runtime, rules=ctx.rules, deploy_scheduler=ctx.deploy_scheduler)
+        )
+        if resumed:
+            log.info("resumed %d webhook deliveries left unprocessed", resumed)
+        yield
+
+    app = Starlette(routes=[*webhook_routes.routes(ctx), *health_routes.routes(ctx)], lifespan=lifespan)
+    app.state.context = ctx
+    return app

@@ -1,0 +1,102 @@
+"""Settings of the webhook listener and the schedules that store.config.Settings does not hold.
+
+Read in the listener's composition root only (``create_app`` / ``pm serve`` / ``pm schedule``).
+Lists are comma-separated; mappings are JSON objects.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from commands.webhooks import WebhookRules
+from store.config import Settings
+from store.errors import ConfigError
+
+
+def _csv(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(value or ())
+
+
+class HttpSettings(BaseSettings):
+    """Webhook filters, routing and schedule knobs (environment variables named by the aliases)."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    jira_labels: str = Field(default="auto-investigate,production-bug", alias="PM_JIRA_LABELS")
+    alert_name_patterns: str = Field(default="*", alias="PM_ALERT_NAME_PATTERNS")
+    pagerduty_priorities: str = Field(default="P1,P2", alias="PM_PAGERDUTY_PRIORITIES")
+    deploy_environments: str = Field(default="production", alias="PM_DEPLOY_ENVIRONMENTS")
+    domains: str = Field(default="{}", alias="PM_DOMAINS", description='JSON {"service or project": "domain"}')
+    domain_channels: str = Field(default="{}", alias="PM_DOMAIN_CHANNELS", description='JSON {"domain": "C123"}')
+    default_channel: str | None = Field(default=None, alias="PM_DEFAULT_CHANNEL")
+    domain_services: str = Field(
+        default="{}", alias="PM_DOMAIN_SERVICES", description='JSON {"domain": ["service", ...]} for health checks'
+    )
+    webhook_mode: str = Field(default="balanced", alias="PM_WEBHOOK_MODE")
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, alias="PM_WEBHOOK_MAX_BODY_BYTES")
+    slack_workspace_url: str | None = Field(default=None, alias="PM_SLACK_WORKSPACE_URL")
+    stale_p1_hours: float = Field(default=24.0, gt=0, alias="PM_STALE_P1_HOURS")
+    health_check_window_s: int = Field(default=3600, ge=60, alias="PM_HEALTH_CHECK_WINDOW_S")
+
+    @field_validator("domains", "domain_channels", "domain_services")
+    @classmethod
+    def _json_object(cls, v: str) -> str:
+        try:
+            parsed = json.loads(v or "{}")
+        except ValueError as exc:
+            raise ValueError(f"must be a JSON object ({exc})") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object")
+        return v or "{}"
+
+    @field_validator("webhook_mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if v not in ("fast", "balanced", "deep"):
+            raise ValueError("must be fast, balanced or deep")
+        return v
+
+    def mapping(self, name: str) -> dict[str, Any]:
+        """The JSON mapping setting ``name`` as a dict."""
+        return json.loads(getattr(self, name) or "{}")
+
+
+def load_http_settings(**overrides: Any) -> HttpSettings:
+    """Read the environment into :class:`HttpSettings`.
+
+    Raises:
+        ConfigError: naming the variable and what it expects.
+    """
+    try:
+        return HttpSettings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else "?"
+        info = HttpSettings.model_fields.get(field)
+        alias = info.alias if info is not None else field
+        raise ConfigError(f"{alias}: {err['msg']} (got {err.get('input')!r}); fix or unset it") from None
+
+
+def webhook_rules(settings: Settings, http: HttpSettings) -> WebhookRules:
+    """The filters and routing of :mod:`commands.webhooks` from both settings objects."""
+    sources: dict[str, Any] = {}
+    if settings.sandbox_world and not settings.mcp_config:
+        sources["world"] = str(settings.sandbox_world)
+    return WebhookRules(
+        jira_labels=_csv(http.jira_labels),
+        jira_projects=tuple(p.upper() for p in _csv(settings.jira_project_filter)),
+        pagerduty_priorities=_csv(http.pagerduty_priorities),
+        alert_name_patterns=_csv(http.alert_name_patterns) or ("*",),
+        deploy_environments=_csv(http.deploy_environments),
+        domains=http.mapping("domains"),
+        domain_channels=http.mapping("domain_channels"),
+        default_channel=http.default_channel,
+        mode=http.webhook_mode,
+        sources=sources,
+    )
