@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
+bash scripts/ensure-alertmanager.sh
 .venv/bin/ruff check .
 .venv/bin/lint-imports
 .venv/bin/python -m pytest -q "$@"
