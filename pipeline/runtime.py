@@ -74,6 +74,7 @@ class Runtime:
         min_backoff_ms: int,
         max_backoff_ms: int,
         timing: Timing,
+        queue_prefix: str = "",
     ) -> None:
         self.settings = settings
         self.engine = make_engine(settings.effective_database_url)
@@ -82,6 +83,7 @@ class Runtime:
         self.artifacts = artifacts
         self.timing = timing
         self.max_retries = max_retries
+        self.queue_prefix = queue_prefix
         self.publishers: dict[str, Any] = {}
         self._open = threading.local()
         self.machine = Machine(
@@ -125,18 +127,19 @@ class Runtime:
                 return retries < 1000
             return isinstance(exc, retryable) and retries < max_retries
 
-        def run(investigation_id: str) -> str:
+        def run(investigation_id: str) -> None:
             message = CurrentMessage.get_current_message()
             retries = (message.options.get("retries", 0) if message else 0) or 0
             try:
-                return self.machine.advance(investigation_id, final_attempt=retries >= max_retries)
+                self.machine.advance(investigation_id, final_attempt=retries >= max_retries)
             except LeaseHeld as exc:
                 raise Retry(str(exc), delay=int(exc.retry_after_s * 1000)) from None
 
         self.run_actors: dict[str, dramatiq.Actor] = {}
         for priority, (queue, prio) in QUEUES.items():
             self.run_actors[priority] = dramatiq.actor(
-                run, broker=self.broker, actor_name=ACTOR_NAMES[priority], queue_name=queue, priority=prio,
+                run, broker=self.broker, actor_name=ACTOR_NAMES[priority], queue_name=self.queue_prefix + queue,
+                priority=prio,
                 retry_when=retry_when, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms,
                 time_limit=6 * 3600 * 1000,
             )
@@ -145,7 +148,8 @@ class Runtime:
             self.publish_now(investigation_id)
 
         self.publish_actor = dramatiq.actor(
-            publish, broker=self.broker, actor_name="publish_events", queue_name=PUBLISH_QUEUE, priority=5,
+            publish, broker=self.broker, actor_name="publish_events", queue_name=self.queue_prefix + PUBLISH_QUEUE,
+            priority=5,
             max_retries=3, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms,
         )
 
@@ -243,7 +247,7 @@ def build_runtime(
         plan: phase → function; default the evidence engine (:func:`pipeline.plan.engine_plan`).
         tools_factory: ``fn(investigation) -> ToolSource``; default the MCP gateway on its world.
         artifacts: default from settings (S3_BUCKET, else PM_HOME/artifacts).
-        namespace: Redis key prefix (tests use a unique one).
+        namespace: Redis key prefix (default PM_QUEUE_NAMESPACE); on RabbitMQ a queue-name prefix.
         redis_options: extra RedisBroker options (heartbeat_timeout, maintenance_chance, ...).
         lease_s: how long a worker's claim on an investigation lasts between renewals.
         max_retries: retries of a phase that raised a ToolError before the investigation FAILS.
@@ -268,6 +272,8 @@ def build_runtime(
         tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
         lease_s=lease_s, max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,
         timing=timing,
+        # Redis keys carry the namespace already; RabbitMQ queues are global, so prefix their names
+        queue_prefix=f"{namespace}." if namespace and settings.rabbitmq_url and not settings.redis_url else "",
     )
     holder["rt"] = runtime
     if check_db:
