@@ -43,7 +43,7 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
             # Changes on the origin's neighbours: a caller's bad migration or config can break a datastore.
             for change in changes:
                 if change["service"] != origin["service"] and change["service"] in cor.get("neighbours", []):
-                    candidates.append(_hyp(origin, change, base + 2.0 * change["score"] - 0.4, norm,
+                    candidates.append(_hyp(origin, change, base + 2.0 * change["score"] - 1.0, norm,
                                            service=change["service"]))
     candidates = [c for c in candidates if (c["service"], c["change_id"]) not in banned]
     seen, unique = set(), []

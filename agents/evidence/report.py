@@ -104,7 +104,7 @@ def build(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: di
     ranked = hyp.get("hypotheses") or []
     missing = sorted(set(ctx.get("missing_sources", []) + sig.get("missing_sources", [])))
     public = [{k: h[k] for k in ("rank", "statement", "service", "change_id", "category", "confidence",
-                                  "evidence", "counter_evidence")} for h in ranked]
+                                  "evidence", "counter_evidence", "features")} for h in ranked]
     if ranked:
         top = ranked[0]
         conf = int(top["confidence"])

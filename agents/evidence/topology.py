@@ -16,6 +16,7 @@ from typing import Any
 
 # Two metric steps: onsets on a 60 s grid that differ by less are simultaneous.
 ONSET_TOLERANCE_S = 120.0
+MIN_NAMER_SCORE = 0.3
 
 
 class CallGraph:
@@ -116,7 +117,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
     implicated = {s for s, a in anomalies.items() if a.get("score", 0) > 0}
     named_by: dict[str, list[str]] = {}
     for caller, named in mentions.items():
-        if caller not in implicated:
+        # Only a clearly failing caller's words count: noisy services name others all day.
+        if anomalies.get(caller, {}).get("score", 0) < MIN_NAMER_SCORE:
             continue
         for callee, excess in named.items():
             if excess > 0:
@@ -135,11 +137,17 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         for callee in sorted(downstream & implicated):
             callee_onset = anomalies.get(callee, {}).get("onset")
             named = callee in mentions.get(service, {}) and mentions[service][callee] > 0
-            if named or callee_onset is None or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
+            if callee_onset is None and not named:
+                continue  # a callee with no onset of its own explains nothing unless named
+            if named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
         explains = sorted(s for s in upstream & implicated if s != service
                           and _not_earlier(anomalies.get(s, {}).get("onset"), onset))
+        if onset is None:
+            # Without telemetry of its own, a service explains only those that name it and their callers.
+            namers = set(named_by.get(service, []))
+            explains = sorted(s for s in explains if s in namers or graph.descendants(s) & namers)
         strength = float(info.get("score", 0.0))
         if not strength and service in named_by:
             # No own telemetry, but callers blame it by name: moderate strength.
