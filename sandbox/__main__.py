@@ -10,8 +10,11 @@ import argparse
 import sys
 
 from sandbox.errors import SandboxError
-from sandbox.serve import TRANSPORTS, serve
-from sandbox.tools import SOURCES
+from sandbox.world import load_world_meta
+
+# Kept here rather than imported from sandbox.serve: bad input should fail before the MCP stack loads.
+SOURCES = ("observability", "changes", "tickets", "chat")
+TRANSPORTS = ("stdio", "http")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +35,16 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (2 with a one-line message on bad input)."""
     args = _parser().parse_args(argv)
+    if args.transport == "stdio" and args.source is None:
+        print("error: stdio serves one source; pass --source observability|changes|tickets|chat", file=sys.stderr)
+        return 2
+    try:
+        load_world_meta(args.world)
+    except SandboxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from sandbox.serve import serve  # the MCP/uvicorn stack takes a while to import
+
     access_key = args.access_key
     if access_key is None and args.transport == "http":
         from store.config import load_settings  # only the HTTP path needs settings
