@@ -130,7 +130,7 @@ class ChangeBook:
             table = rng.choice(RESOURCES) + "s"
             col = rng.choice(COLUMNS)
             action = rng.choice(MIGRATION_ACTIONS).format(table=table, col=col)
-            migration = f"{self._day}_{rng.randint(0, 2359):04d}_{action}"
+            migration = f"{self._day}_{rng.randint(0, 23):02d}{rng.randint(0, 59):02d}_{action}"
             summary = rng.choice(MIGRATION_SUMMARIES).format(svc=svc.name, migration=migration, table=table)
             details = {"migration": migration, "table": table}
             if harmful:
