@@ -54,7 +54,7 @@ def parse_alert_message(message: dict) -> dict:
     blob = "\n".join(lines)
     source = _source(blob, message)
     title = _title(message, lines)
-    service = _service(message, blob, title)
+    service = _service(message, blob, title, alert_like=source is not None)
     alert_id = _alert_id(blob)
     trigger: dict = {"service": service, "title": title, "ts": _time(blob, message), "source": source}
     if alert_id:
@@ -144,7 +144,7 @@ def _clean_title(raw: str) -> str:
     return title[:200] or raw.strip()[:200]
 
 
-def _service(message: dict, blob: str, title: str) -> str | None:
+def _service(message: dict, blob: str, title: str, *, alert_like: bool) -> str | None:
     for att in message.get("attachments") or []:
         for fld in att.get("fields") or []:
             if str(fld.get("title", "")).strip().lower() in {"service", "impacted service", "services"}:
@@ -154,7 +154,8 @@ def _service(message: dict, blob: str, title: str) -> str | None:
     labelled = _SERVICE_LABEL.search(blob)
     if labelled:
         return labelled.group(1).lower()
-    for candidate in _SERVICE_PHRASE.findall(title):
+    # "... on pricing" names a service in alert titles; in a person's sentence it rarely does.
+    for candidate in _SERVICE_PHRASE.findall(title) if alert_like else []:
         if candidate not in _NOT_SERVICES:
             return candidate
     return None
