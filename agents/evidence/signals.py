@@ -62,6 +62,7 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str]) -> dict
             continue
         entry = services.setdefault(service, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                               "traffic_shift": 0.0, "error_level": None})
+        entry["has_metrics"] = True
         if name == "error_rate":
             entry["error_level"] = info["level_after"] if info["anomalous"] else info["baseline"]
         if not info["anomalous"] or info["onset"] < b_end - 3600:

@@ -121,7 +121,9 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         if anomalies.get(caller, {}).get("score", 0) < MIN_NAMER_SCORE:
             continue
         for callee, excess in named.items():
-            if excess > 0:
+            known = anomalies.get(callee, {})
+            # A callee whose own metrics look healthy is not broken, whatever callers say.
+            if excess > 0 and not (known.get("has_metrics") and known.get("score", 0) <= 0):
                 named_by.setdefault(callee, []).append(caller)
     implicated |= set(named_by)
     if not implicated:
