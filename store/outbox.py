@@ -158,12 +158,21 @@ def claim_pending(
         .with_for_update(skip_locked=True, of=Delivery)
     )
     claimed = []
+    lease_until = now + timedelta(seconds=lease_s)
     for delivery, event in session.execute(stmt).all():
-        delivery.attempts += 1
-        delivery.next_attempt_at = now + timedelta(seconds=lease_s)
+        # compare-and-set: SQLite has no SKIP LOCKED, so a concurrent drainer that read the same
+        # row loses here instead of delivering it a second time
+        won = session.execute(
+            update(Delivery)
+            .where(Delivery.id == delivery.id, Delivery.status == "pending", Delivery.next_attempt_at <= now)
+            .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
+            continue
         claimed.append(
             Claimed(
-                delivery_id=delivery.id, sink=sink, attempts=delivery.attempts,
+                delivery_id=delivery.id, sink=sink, attempts=delivery.attempts + 1,
                 event=event_to_dict(event), investigation_id=event.investigation_id,
             )
         )
