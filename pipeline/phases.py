@@ -48,19 +48,3 @@ OUTPUT_NAMES = {
     REPORT: "rep",
 }
 
-
-def steps(verdicts: list[str]) -> list[tuple[str, int]]:
-    """The (phase, round) steps implied by the verification outcomes seen so far.
-
-    Args:
-        verdicts: the outcome of each finished VERIFICATION round, in order.
-
-    Returns:
-        The steps up to the next undecided one (callers run them in order).
-    """
-    out = [(p, 0) for p in LEAD_PHASES]
-    for rnd in range(1, MAX_ROUNDS + 1):
-        out += [(HYPOTHESES, rnd), (VERIFICATION, rnd)]
-        if rnd > len(verdicts) or verdicts[rnd - 1] != DECLINED:
-            break
-    return out + [(p, 0) for p in TAIL_PHASES]

@@ -134,3 +134,16 @@ def test_requeue_stale_rebuilds_a_lost_in_process_queue(sqlite_url, tmp_path):
         handle.stop()
         rt.close()
     assert (P.INITIALIZING, 0) not in plan.runs and plan.runs[(P.CONTEXT_GATHERING, 0)] == 1
+
+
+@pytest.mark.parametrize("env, names", [
+    ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS_URL=redis://127.0.0.1:1/0"),
+    ({"RABBITMQ_URL": "amqp://guest:secret@127.0.0.1:1/"}, "RABBITMQ_URL=amqp://guest:\\*\\*\\*@127.0.0.1:1/"),
+])
+def test_unreachable_broker_names_the_variable_and_hides_the_password(env, names):
+    from pipeline.broker import make_broker
+    from pipeline.errors import BrokerUnavailable
+
+    with pytest.raises(BrokerUnavailable, match=names) as info:
+        make_broker(Settings(**env))
+    assert "secret" not in str(info.value)
