@@ -232,10 +232,10 @@ class Gateway:
             srv.holder = asyncio.ensure_future(self._hold(srv, ready, closing))
             srv.holders.append(srv.holder)
             try:
-                srv.client = await asyncio.wait_for(asyncio.shield(ready), srv.spec.timeout_s)
+                srv.client = await asyncio.wait_for(asyncio.shield(ready), srv.spec.connect_timeout_s)
             except TimeoutError:
                 closing.set()
-                raise _Transient(f"no MCP session within {srv.spec.timeout_s:g}s", reconnect=True) from None
+                raise _Transient(f"no MCP session within {srv.spec.connect_timeout_s:g}s", reconnect=True) from None
             except GatewayConfigError:
                 raise
             except Exception as exc:

@@ -8,7 +8,7 @@ The YAML shape (seed 001: capability contracts with pluggable providers)::
         command: "{python}"
         args: ["-m", "sandbox", "serve", "--world", "{world}", "--source", "observability"]
         env: {PYTHONPATH: "{project_root}"}
-        timeout_s: 30
+        timeout_s: 30                    # per call; connect_timeout_s (30) bounds starting a session
         retries: 2                       # extra attempts, exponential backoff with jitter
         # http:      url: "http://127.0.0.1:8931/mcp", headers: {Authorization: "Bearer {mcp_access_key}"}
         # inprocess: factory: "sandbox.servers:build_server", kwargs: {world_dir: "{world}", source: observability}
@@ -54,6 +54,7 @@ class ServerSpec:
     factory: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
     timeout_s: float = 30.0
+    connect_timeout_s: float = 30.0
     retries: int = 2
     backoff_s: float = 0.2
 
@@ -122,6 +123,8 @@ def _server(name: str, raw: Any, variables: dict[str, str]) -> ServerSpec:
     common = {
         "name": name, "transport": transport,
         "timeout_s": float(_number(raw, "timeout_s", 30.0, where, 0.001)),
+        # Starting a stdio server (a Python process) can take seconds; that must not eat the call timeout.
+        "connect_timeout_s": float(_number(raw, "connect_timeout_s", 30.0, where, 0.001)),
         "retries": int(_number(raw, "retries", 2, where, 0)),
         "backoff_s": float(_number(raw, "backoff_s", 0.2, where, 0)),
     }
