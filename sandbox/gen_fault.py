@@ -149,11 +149,14 @@ def _propagate(rng: random.Random, plan: Plan, services: dict[str, Service], cap
             for caller in callers_of(plan.services, callee):
                 if caller in plan.effects or (depth > 1 and rng.random() < 0.2):
                     continue
-                att = rng.uniform(0.3, 0.7)
+                # As in the shared examples: the first hop takes 20-70 % of the callee's errors, further
+                # hops about as much as their callee (retries compound); timeouts double or triple latency.
+                att = rng.uniform(0.2, 0.7) if depth == 1 else rng.uniform(0.6, 1.3)
+                err = min(plan.effects[plan.origin].err_add * 0.9, parent.err_add * att)
                 eff = Effect(
                     caller, parent.start + rng.randint(30, 240), None, rng.randint(30, 180),
-                    err_add=max(0.02, parent.err_add * att), lat_x=1 + max(0.4, parent.lat_x - 1) * rng.uniform(0.5, 1.2),
-                    log_rate=max(0.06, (parent.log_rate or 0.3) * rng.uniform(0.4, 0.8)),
+                    err_add=max(0.02, err), lat_x=rng.uniform(1.6, 3.2),
+                    log_rate=max(0.06, (parent.log_rate or 0.3) * rng.uniform(0.4, 1.1)),
                     templates=_caller_templates(rng, services[callee], capacity_mode if depth == 1 else ""),
                     fixed={"svc": caller, "callee": callee, "port": services[callee].port or 8080,
                            "peer": callee},

@@ -60,7 +60,7 @@ def add_alerts(rng: random.Random, plan: Plan) -> dict[str, dict[str, object]]:
     if early and not any(plan.effects[n].depth for n in wanted):
         wanted.add(rng.choice([n for n, e in plan.effects.items() if e.depth]))
     times: dict[str, int] = {}
-    for name in wanted:
+    for name in sorted(wanted):  # sorted: set order changes with PYTHONHASHSEED, the draws must not
         eff = plan.effects[name]
         times[name] = _minute_up(eff.start + eff.ramp // 2 + rng.randint(180, 480))
     if plan.origin in times:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +16,7 @@ import yaml
 
 from sandbox.generator import DECOY_KINDS, FAMILIES, GeneratorError, generate_suite, generate_world
 
+ROOT = Path(__file__).resolve().parents[2]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 KEYS = {
     "logs": {"ts", "service", "level", "message"},
@@ -151,15 +155,24 @@ def test_feature_flag_error_rate_follows_rollout_share(family_worlds: dict[str, 
     assert 0.4 * pct / 100 < after - before < 1.1 * pct / 100
 
 
+def _suite_in_child(out: Path, hash_seed: str) -> Path:
+    """Generate a small suite in a fresh interpreter with its own string-hash seed (set order differs)."""
+    code = ("import sys; from pathlib import Path; from sandbox.generator import generate_suite; "
+            "generate_suite(Path(sys.argv[1]), count=7, seed=4)")
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env, cwd=ROOT, timeout=120)
+    return out
+
+
 def test_same_arguments_give_identical_files(tmp_path: Path) -> None:
-    a = generate_world(tmp_path / "a", family="config", seed=11, log_lines=800, name="w")
-    b = generate_world(tmp_path / "b", family="config", seed=11, log_lines=800, name="w")
-    c = generate_world(tmp_path / "c", family="config", seed=12, log_lines=800, name="w")
-    files = sorted(p.name for p in a.iterdir())
-    assert files == sorted(p.name for p in b.iterdir()) and "truth.yaml" in files
+    a = _suite_in_child(tmp_path / "a", "1")
+    b = _suite_in_child(tmp_path / "b", "2")
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file()) and len(files) == 7 * 9
     for f in files:
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    assert (a / "logs.jsonl").read_bytes() != (c / "logs.jsonl").read_bytes()
+    c = generate_world(tmp_path / "c", family="deploy", seed=5, log_lines=800, name="gen-0000-deploy")
+    assert (a / "gen-0000-deploy" / "logs.jsonl").read_bytes() != (c / "logs.jsonl").read_bytes()
 
 
 def test_suite_round_robin_and_every_decoy_kind(tmp_path: Path) -> None:
