@@ -48,6 +48,7 @@ class FakeSlack:
         self.acks: dict[str, dict[str, Any]] = {}
         self.ack_times: dict[str, float] = {}
         self.sent_times: dict[str, float] = {}
+        self.post_times: dict[tuple[str, str], float] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.rate_limited: list[dict[str, Any]] = []
@@ -287,6 +288,7 @@ class FakeSlack:
         if a.get("thread_ts") and not self._find(channel, a["thread_ts"]):
             return {"ok": False, "error": "thread_not_found"}
         self.messages.setdefault(channel, []).append(msg)
+        self.post_times[(channel, msg["ts"])] = time.perf_counter()
         return {"ok": True, "channel": channel, "ts": msg["ts"], "message": msg}
 
     def _m_chat_update(self, a: dict) -> dict:
