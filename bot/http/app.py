@@ -12,10 +12,10 @@ from starlette.concurrency import run_in_threadpool
 
 from bot.http import health_routes, webhook_routes
 from bot.http.context import ListenerContext
+from bot.http.processor import DeliveryProcessor
 from bot.http.settings import HttpSettings, load_http_settings, webhook_rules
 from commands import deploy_check
 from commands.signatures import parse_api_keys
-from commands.webhooks import resume_pending
 from store.config import Settings
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,16 @@ def build_context(
     def schedule_deploy_check(deploy: dict[str, Any]) -> None:
         deploy_check.schedule(runtime=runtime, deploy=deploy, delay_ms=settings.post_deploy_check_delay_ms)
 
+    rules = webhook_rules(settings, http)
     return ListenerContext(
         runtime=runtime,
-        rules=webhook_rules(settings, http),
+        rules=rules,
         api_keys=parse_api_keys(_secret(settings.api_keys)),
         jira_secret=_secret(settings.jira_webhook_secret),
         pagerduty_secret=_secret(settings.pagerduty_webhook_secret),
         max_body_bytes=http.max_body_bytes,
         deploy_scheduler=schedule_deploy_check,
+        processor=DeliveryProcessor(runtime, rules, schedule_deploy_check),
     )
 
 
@@ -55,7 +57,8 @@ def create_app(
 ) -> Starlette:
     """The Starlette app serving the webhooks and /healthz.
 
-    On startup it finishes deliveries an earlier process accepted but did not process.
+    On startup its background processor first finishes deliveries an earlier process accepted but
+    did not process; on shutdown it processes what is queued.
 
     Args:
         settings: the product settings.
@@ -70,12 +73,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        resumed = await run_in_threadpool(
-            lambda: resume_pending(runtime=runtime, rules=ctx.rules, deploy_scheduler=ctx.deploy_scheduler)
-        )
-        if resumed:
-            log.info("resumed %d webhook deliveries left unprocessed", resumed)
-        yield
+        ctx.processor.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(ctx.processor.stop)
 
     app = Starlette(routes=[*webhook_routes.routes(ctx), *health_routes.routes(ctx)], lifespan=lifespan)
     app.state.context = ctx

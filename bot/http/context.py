@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.http.processor import DeliveryProcessor
 from commands.webhooks import WebhookRules
 
 
@@ -20,6 +21,7 @@ class ListenerContext:
         jira_secret / pagerduty_secret: HMAC secrets; when unset those routes take a bearer token.
         max_body_bytes: larger bodies get 413.
         deploy_scheduler: ``callable(deploy_dict)`` that queues the post-deploy check.
+        processor: the background processor of stored deliveries.
     """
 
     runtime: Any
@@ -29,3 +31,4 @@ class ListenerContext:
     pagerduty_secret: str | None
     max_body_bytes: int
     deploy_scheduler: Callable[[dict[str, Any]], None]
+    processor: DeliveryProcessor

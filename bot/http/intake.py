@@ -1,13 +1,13 @@
-"""The one path every webhook takes: read, authenticate, validate, persist, process, answer.
+"""The one path every webhook takes: read, authenticate, validate, persist, answer, process.
 
 Bad input is answered before anything is stored (413, 401, 400, 202 ignored). An accepted
-delivery is committed to ``inbound_deliveries`` before processing starts, so a crash after that
-loses nothing: the sender's retry (same delivery key) or the startup sweep finishes it.
+delivery is committed to ``inbound_deliveries`` before the 202, then processed on the listener's
+background thread; a crash after the commit loses nothing: the sender's retry (same delivery key)
+or the startup sweep finishes it.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -19,9 +19,7 @@ from starlette.responses import JSONResponse, Response
 from bot.http.context import ListenerContext
 from bot.http.problems import BodyTooLarge, problem, read_body
 from commands.signatures import SignatureError
-from commands.webhooks import PayloadError, accept, delivery_key, normalise, parse_json, process
-
-log = logging.getLogger(__name__)
+from commands.webhooks import PayloadError, accept, delivery_key, normalise, parse_json
 
 Authenticate = Callable[[bytes, Headers], None]
 
@@ -36,7 +34,7 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
         authenticate: raises SignatureError when the delivery is not from the sender.
 
     Returns:
-        202 processed/ignored, 200 duplicate, or a problem+json 400/401/413/503.
+        202 accepted/ignored, 200 duplicate, or a problem+json 400/401/413.
     """
     try:
         body = await read_body(request, ctx.max_body_bytes)
@@ -54,26 +52,16 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
     if normalised.ignored:
         return JSONResponse({"status": "ignored", "reason": normalised.ignored}, status_code=202)
     key = delivery_key(source, payload, request.headers, body)
-    return await run_in_threadpool(_store_and_process, ctx, source, key, payload)
+    return await run_in_threadpool(_store, ctx, source, key, payload)
 
 
-def _store_and_process(ctx: ListenerContext, source: str, key: str, payload: dict[str, Any]) -> Response:
+def _store(ctx: ListenerContext, source: str, key: str, payload: dict[str, Any]) -> Response:
     accepted = accept(runtime=ctx.runtime, source=source, key=key, payload=payload)
     if accepted.duplicate and accepted.status != "accepted":
         return JSONResponse(
             {"status": "duplicate", "delivery_id": accepted.delivery_id, "original_status": accepted.status},
             status_code=200,
         )
-    try:
-        out = process(
-            runtime=ctx.runtime, delivery_id=accepted.delivery_id, rules=ctx.rules,
-            deploy_scheduler=ctx.deploy_scheduler,
-        )
-    except Exception:
-        # Stored but not processed: ask the sender to retry; the retry (or the startup sweep) resumes it.
-        log.exception("processing %s delivery %s failed", source, accepted.delivery_id)
-        return problem(
-            503, "Processing deferred",
-            f"delivery {accepted.delivery_id} is stored and will be processed; retry later or check the listener log",
-        )
-    return JSONResponse({"delivery_id": accepted.delivery_id, **out}, status_code=202)
+    # New, or a redelivery of one never finished: (re)submit; processing a finished row is a no-op.
+    ctx.processor.submit(accepted.delivery_id)
+    return JSONResponse({"status": "accepted", "delivery_id": accepted.delivery_id}, status_code=202)
