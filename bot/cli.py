@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -35,6 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries(debug: bool) -> None:
+    """Keep library log noise (worker tracebacks, retries) off a user's terminal.
+
+    Failures reach the user as one line through the progress events; PM_DEBUG=1 shows everything.
+    """
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        for name in ("dramatiq", "pika", "mcp", "httpx", "botocore", "alembic"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `pm` console script."""
     parser = build_parser()
@@ -44,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     debug = os.environ.get("PM_DEBUG", "") not in ("", "0")
+    _quiet_libraries(debug)
     with friendly_errors(debug=debug) as outcome:
         from store.config import load_settings
 

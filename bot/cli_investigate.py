@@ -42,6 +42,30 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.set_defaults(func=run_show)
 
 
+def check_world(world_dir: Path) -> dict[str, Any]:
+    """Load the whole world once, so a malformed file fails here, before anything is recorded.
+
+    Raises:
+        WorldError: a file is malformed, or the trigger names a ticket/alert the world does not hold.
+    """
+    from sandbox.errors import WorldError
+    from sandbox.world import load_world
+
+    world = load_world(world_dir)
+    trigger = world.trigger
+    if trigger.get("ticket") and trigger["ticket"] not in {t.get("key") for t in world.tickets}:
+        raise WorldError(
+            f"{world_dir / 'world.yaml'}: trigger ticket {trigger['ticket']!r} is not in tickets.jsonl; "
+            "add the ticket or change the trigger"
+        )
+    if trigger.get("alert") and trigger["alert"] not in {a.get("id") for a in world.alerts}:
+        raise WorldError(
+            f"{world_dir / 'world.yaml'}: trigger alert {trigger['alert']!r} is not in alerts.jsonl; "
+            "add the alert or change the trigger"
+        )
+    return world.meta()
+
+
 def _runtime(settings: Settings) -> Any:
     from pipeline.runtime import build_runtime
     from store.db import upgrade
@@ -53,10 +77,9 @@ def _runtime(settings: Settings) -> Any:
 def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
     """Validate the world, record and enqueue the investigation, follow it, print the report."""
     from publishers.markdown import render_report
-    from sandbox.world import load_world_meta
 
     world_dir = args.world.resolve()
-    meta = load_world_meta(world_dir)  # raises WorldError before anything is written
+    meta = check_world(world_dir)  # raises WorldError before anything is written
     trigger: dict[str, Any] = dict(meta["trigger"])
     trigger["window"] = meta["window"]
     request = InvestigationRequest(
