@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import random
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from typing import Any
 
 import httpx2
 from mcp import Client
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
@@ -58,6 +59,19 @@ class _Server:
     closing: asyncio.Event | None = None
     lock: asyncio.Lock | None = None
     holders: list[asyncio.Task] = field(default_factory=list)
+    errlog: Any = None  # stdio only: the server's stderr, so a start-up failure can be quoted
+
+    def stderr_tail(self) -> str:
+        """The last line the stdio server wrote on stderr, or ''."""
+        if self.errlog is None or self.errlog.closed:
+            return ""
+        try:
+            self.errlog.flush()
+            self.errlog.seek(0)
+            lines = [ln for ln in self.errlog.read()[-4000:].splitlines() if ln.strip()]
+        except (OSError, ValueError):
+            return ""
+        return lines[-1].strip() if lines else ""
 
 
 class _Transient(Exception):
@@ -137,7 +151,7 @@ class Gateway:
                                 "capabilities: in the MCP config", capability=capability)
             if self._closed:
                 raise ToolError(f"{capability}: the gateway is closed; open a new one", capability=capability)
-            future = asyncio.run_coroutine_threadsafe(self._call(route, args, record), self._loop)
+            future = asyncio.run_coroutine_threadsafe(self._call_paged(route, args, record), self._loop)
             result = future.result()
             record["ok"] = True
             return result
@@ -184,10 +198,14 @@ class Gateway:
 
     # ------------------------------------------------------------ loop side: sessions
 
-    async def _make_client(self, spec: ServerSpec, stack: AsyncExitStack) -> Client:
+    async def _make_client(self, srv: _Server, stack: AsyncExitStack) -> Client:
+        spec = srv.spec
         if spec.transport == "stdio":
             params = StdioServerParameters(command=spec.command or "", args=spec.args, env=spec.env, cwd=spec.cwd)
-            return Client(params, cache=None)
+            # The server's stderr goes to a temp file so a failed start can be explained in the ToolError.
+            errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            srv.errlog = errlog
+            return Client(stdio_client(params, errlog=errlog), cache=None)
         if spec.transport == "http":
             # streamable_http_client leaves a client it is given open, so the stack owns it.
             http = await stack.enter_async_context(httpx2.AsyncClient(
@@ -206,7 +224,7 @@ class Gateway:
         """Own one client session for its whole life: anyio scopes must exit in the task that entered them."""
         try:
             async with AsyncExitStack() as stack:
-                client = await self._make_client(srv.spec, stack)
+                client = await self._make_client(srv, stack)
                 await stack.enter_async_context(client)
                 if not ready.done():
                     ready.set_result(client)
@@ -240,7 +258,9 @@ class Gateway:
                 raise
             except Exception as exc:
                 closing.set()
-                raise _Transient(f"cannot connect ({_describe(exc)})", reconnect=True) from None
+                said = srv.stderr_tail()
+                raise _Transient(f"cannot connect ({_describe(exc)})" + (f"; the server said: {said}" if said else ""),
+                                 reconnect=True) from None
             return srv.client
 
     def _drop(self, srv: _Server) -> None:
@@ -259,6 +279,9 @@ class Gateway:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=2)
+        for srv in self._servers.values():
+            if srv.errlog is not None:
+                srv.errlog.close()
 
     # ------------------------------------------------------------ loop side: calls
 
@@ -280,6 +303,28 @@ class Gateway:
         except BaseException as exc:  # noqa: BLE001 - transport failures arrive as many types (groups too)
             raise _Transient(f"transport failed ({_describe(exc)})", reconnect=True) from None
 
+    async def _call_paged(self, route: Route, args: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+        """Fetch a large ``limit`` as several pages when the route sets ``page_size``.
+
+        Why: a single multi-megabyte JSON-RPC line crawls through the SDK's stdio reader
+        (superlinear in the line length), while 50,000-line pages stay fast. Pages follow
+        the contract's paging shape: ``limit``/``cursor`` in, ``lines``/``next_cursor``/``total`` out.
+        """
+        limit = args.get("limit")
+        if not route.page_size or not isinstance(limit, int) or limit <= route.page_size:
+            return await self._call(route, args, record)
+        lines: list[Any] = []
+        cursor = args.get("cursor")
+        page: dict[str, Any] = {}
+        while len(lines) < limit:
+            page = await self._call(route, {**args, "limit": min(route.page_size, limit - len(lines)),
+                                            "cursor": cursor}, record)
+            lines.extend(page.get("lines") or [])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        return {**page, "lines": lines, "next_cursor": cursor}
+
     async def _call(self, route: Route, args: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         srv = self._servers[route.server]
         payload = {route.renames.get(k, k): v for k, v in args.items() if v is not None}
@@ -292,7 +337,7 @@ class Gateway:
                     f"{where}: circuit open after repeated failures ({last}); retry in "
                     f"{srv.breaker.retry_in():.0f}s or check that the server runs",
                     capability=route.capability, server=route.server, retryable=True)
-            record["attempts"] = attempt
+            record["attempts"] += 1
             try:
                 result = await self._attempt(srv, route, payload)
             except MCPError as exc:
@@ -311,14 +356,14 @@ class Gateway:
                 continue
             srv.breaker.record_success()
             return self._decode(result, where, route, record)
-        raise ToolError(f"{where} failed after {record['attempts']} attempt(s): {last}; check that the server "
+        raise ToolError(f"{where} failed after {srv.spec.retries + 1} attempt(s): {last}; check that the server "
                         "runs and is reachable", capability=route.capability, server=route.server, retryable=True)
 
     @staticmethod
     def _decode(result: Any, where: str, route: Route, record: dict[str, Any]) -> dict[str, Any]:
         """Turn a CallToolResult into a dict: JSON text content first, then structured content."""
         text = "".join(getattr(c, "text", "") for c in (result.content or []) if getattr(c, "type", "") == "text")
-        record["bytes"] = len(text) if text.isascii() else len(text.encode("utf-8"))
+        record["bytes"] += len(text) if text.isascii() else len(text.encode("utf-8"))
         if result.is_error:
             message = text.strip().splitlines()[0] if text.strip() else "the tool reported an error"
             raise ToolError(f"{where} failed: {message}", capability=route.capability, server=route.server)

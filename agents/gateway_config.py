@@ -13,7 +13,7 @@ The YAML shape (seed 001: capability contracts with pluggable providers)::
         # http:      url: "http://127.0.0.1:8931/mcp", headers: {Authorization: "Bearer {mcp_access_key}"}
         # inprocess: factory: "sandbox.servers:build_server", kwargs: {world_dir: "{world}", source: observability}
     capabilities:
-      logs.search: {server: observability, tool: logs_search}
+      logs.search: {server: observability, tool: logs_search, page_size: 50000}
       # a real provider: {server: grafana, tool: query_loki_logs, args: {service: app, text: query}}
     circuit_breaker: {failures: 5, reset_s: 30}
 
@@ -68,6 +68,7 @@ class Route:
     tool: str
     renames: dict[str, str] = field(default_factory=dict)
     fixed: dict[str, Any] = field(default_factory=dict)
+    page_size: int | None = None  # fetch a larger ``limit`` as pages of this size (limit/cursor paging)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,10 @@ def _route(capability: str, raw: Any, servers: dict[str, ServerSpec]) -> Route:
         raise GatewayConfigError(f"{where}.args: expected a mapping of our argument -> the tool's argument name")
     if not isinstance(fixed, dict):
         raise GatewayConfigError(f"{where}.fixed: expected a mapping of extra arguments sent on every call")
-    return Route(capability, str(raw["server"]), str(raw["tool"]), dict(renames), dict(fixed))
+    page_size = raw.get("page_size")
+    if page_size is not None and (isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1):
+        raise GatewayConfigError(f"{where}.page_size: expected a positive integer (lines per page)")
+    return Route(capability, str(raw["server"]), str(raw["tool"]), dict(renames), dict(fixed), page_size)
 
 
 def load_config_document(config: dict[str, Any] | str | Path) -> dict[str, Any]:

@@ -149,3 +149,14 @@ def test_config_from_a_yaml_file(tmp_path):
         assert gw.call("world.describe")["name"] == "example-1"
     with pytest.raises(GatewayConfigError, match="cannot read"):
         open_gateway(tmp_path / "missing.yaml", variables={})
+
+
+def test_large_limit_is_fetched_in_pages_when_the_route_says_so(reference):
+    config = default_sandbox_config("inprocess")
+    config["capabilities"]["logs.search"]["page_size"] = 500
+    with open_gateway(config, variables={"world": str(EXAMPLE)}) as gw:
+        assert gw.call("logs.search", limit=500000) == reference.call("logs.search", limit=500000)
+        assert gw.calls[-1]["attempts"] == 7  # ceil(3073 / 500) pages, one attempt each
+        partial = gw.call("logs.search", limit=1200, level="INFO")
+        assert partial == reference.call("logs.search", limit=1200, level="INFO")
+        assert partial["next_cursor"] == "1200" and gw.calls[-1]["attempts"] == 3

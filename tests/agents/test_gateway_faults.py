@@ -128,11 +128,14 @@ def test_tool_errors_are_not_retried_and_sessions_are_reused(tmp_path):
 
 
 def test_check_names_an_unreachable_server_and_a_missing_tool(tmp_path):
-    dead = {"servers": {"dead": {"transport": "stdio", "command": "{python}", "args": ["-c", "pass"]}},
+    dead = {"servers": {"dead": {"transport": "stdio", "command": "{python}",
+                                 "args": ["-c", "import sys; sys.exit('error: world.yaml: not found; fix it')"]}},
             "capabilities": {"x.dead": {"server": "dead", "tool": "anything"}}}
     with open_gateway(dead, variables={}) as gw:
-        with pytest.raises(ToolError, match="MCP server 'dead' is unreachable"):
+        with pytest.raises(ToolError) as info:
             gw.check()
+    assert "MCP server 'dead' is unreachable" in str(info.value)
+    assert "the server said: error: world.yaml: not found; fix it" in str(info.value)
     config = _config(tmp_path, timeout_s=5)
     config["capabilities"]["x.gone"] = {"server": "faulty", "tool": "no_such_tool"}
     with open_gateway(config, variables={}) as gw:
