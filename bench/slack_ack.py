@@ -56,8 +56,10 @@ def main() -> int:
             except TimeoutError:
                 pass
             firsts = []
+            with fake.lock:
+                posts = list(fake.post_times.items())
             for channel, env in envelopes:
-                times = [t for (c, _), t in fake.post_times.items() if c == channel]
+                times = [t for (c, _), t in posts if c == channel]
                 if times:
                     firsts.append(min(times) - fake.sent_times[env])
             dropped = args.n - len(firsts)

@@ -159,6 +159,7 @@ def test_help_bad_input_status_and_refused_cancel_are_ephemeral(slack: tuple[Fak
     assert "needs one investigation id" in fake.wait_ack(fake.slash_command("status"))["text"]
     assert "no investigation" in fake.wait_ack(fake.slash_command("status inv-nope"))["text"]
     fake.wait_ack(fake.slash_command("checkout is slow since noon deep", user="U1"))
+    fake.wait_for(lambda: _count(bot, Investigation) == 1, 10, "the investigation row")  # start() runs after ack
     with bot.runtime.session() as s:
         inv = s.scalars(select(Investigation)).one()
         assert inv.mode == "deep" and inv.trigger == {"text": "checkout is slow since noon"}
