@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ class ListenerContext:
         max_body_bytes: larger bodies get 413.
         deploy_scheduler: ``callable(deploy_dict)`` that queues the post-deploy check.
         processor: the background processor of stored deliveries.
+        write_lock: held around database writes in this process when the database is SQLite (one
+            writer at a time anyway; waiting on a Python lock beats SQLite's sleeping busy handler).
     """
 
     runtime: Any
@@ -32,3 +35,4 @@ class ListenerContext:
     max_body_bytes: int
     deploy_scheduler: Callable[[dict[str, Any]], None]
     processor: DeliveryProcessor
+    write_lock: AbstractContextManager[Any]

@@ -56,7 +56,8 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
 
 
 def _store(ctx: ListenerContext, source: str, key: str, payload: dict[str, Any]) -> Response:
-    accepted = accept(runtime=ctx.runtime, source=source, key=key, payload=payload)
+    with ctx.write_lock:
+        accepted = accept(runtime=ctx.runtime, source=source, key=key, payload=payload)
     if accepted.duplicate and accepted.status != "accepted":
         return JSONResponse(
             {"status": "duplicate", "delivery_id": accepted.delivery_id, "original_status": accepted.status},

@@ -7,9 +7,11 @@ process (start() checks for an open investigation, then creates one).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
+from contextlib import AbstractContextManager
 from typing import Any
 
 from commands.webhooks import WebhookRules, process, resume_pending
@@ -25,10 +27,15 @@ class DeliveryProcessor:
         runtime: the pipeline runtime.
         rules: filters and routing.
         deploy_scheduler: queues post-deploy checks.
+        write_lock: held while processing one delivery (see ListenerContext.write_lock).
     """
 
-    def __init__(self, runtime: Any, rules: WebhookRules, deploy_scheduler: Any) -> None:
+    def __init__(
+        self, runtime: Any, rules: WebhookRules, deploy_scheduler: Any,
+        write_lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
         self.runtime, self.rules, self.deploy_scheduler = runtime, rules, deploy_scheduler
+        self.write_lock = write_lock or contextlib.nullcontext()
         self._queue: queue.Queue[int | str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="pm-webhook-processor", daemon=True)
 
@@ -77,8 +84,9 @@ class DeliveryProcessor:
                     self._resume()
                     continue
                 assert isinstance(delivery_id, int)
-                process(runtime=self.runtime, delivery_id=delivery_id, rules=self.rules,
-                        deploy_scheduler=self.deploy_scheduler)
+                with self.write_lock:
+                    process(runtime=self.runtime, delivery_id=delivery_id, rules=self.rules,
+                            deploy_scheduler=self.deploy_scheduler)
             except Exception:
                 # The row stays "accepted": a redelivery or the next startup sweep finishes it.
                 log.exception("processing webhook delivery %s failed", delivery_id)
