@@ -55,6 +55,7 @@ class ChangeBook:
         self._day = day
         self._ids: set[str] = set()
         self._versions: dict[str, tuple[int, int, int]] = {}
+        self._rollbacks: set[str] = set()
 
     def _id(self) -> str:
         while True:
@@ -63,15 +64,40 @@ class ChangeBook:
                 self._ids.add(cid)
                 return cid
 
+    def _bump(self, prev: tuple[int, int, int]) -> tuple[int, int, int]:
+        major, minor, patch = prev
+        step = self._rng.random()
+        return (major, minor, patch + self._rng.randint(1, 4)) if step < 0.6 else (major, minor + 1, 0) \
+            if step < 0.95 else (major + 1, 0, 0)
+
     def _version(self, svc: str) -> tuple[str, str]:
         rng = self._rng
         prev = self._versions.get(svc) or (rng.randint(1, 9), rng.randint(0, 40), rng.randint(0, 99))
-        major, minor, patch = prev
-        step = rng.random()
-        new = (major, minor, patch + rng.randint(1, 4)) if step < 0.6 else (major, minor + 1, 0) if step < 0.95 \
-            else (major + 1, 0, 0)
+        new = self._bump(prev)
         self._versions[svc] = new
         return ".".join(map(str, new)), ".".join(map(str, prev))
+
+    def renumber(self, changes: list[Change]) -> None:
+        """Make deploy versions climb in time order per service (changes are drafted out of order).
+
+        A rollback goes back to the version before the deploy it undoes. Summaries that quote a
+        version are rewritten to match.
+
+        Params:
+            changes: all changes of the world, sorted by ``ts``.
+        """
+        rng = self._rng
+        current: dict[str, tuple[int, int, int]] = {}
+        before: dict[str, tuple[int, int, int]] = {}
+        for c in changes:
+            if c.kind != "deploy":
+                continue
+            cur = current.get(c.service) or (rng.randint(1, 9), rng.randint(0, 40), rng.randint(0, 99))
+            new = before.get(c.service, self._bump(cur)) if c.id in self._rollbacks else self._bump(cur)
+            old_text = str(c.details["version"])
+            c.details["version"], c.details["previous_version"] = ".".join(map(str, new)), ".".join(map(str, cur))
+            c.summary = c.summary.replace(old_text, str(c.details["version"]))
+            before[c.service], current[c.service] = cur, new
 
     def draft(self, kind: str, svc: Service, ts: int, *, harmful: bool) -> Drafted:
         """Draft one change of ``kind`` on ``svc`` at ``ts`` seconds.
@@ -167,4 +193,6 @@ class ChangeBook:
         else:
             summary = f"Revert {d['action']} on {culprit.service}"
             details = {"resource": d["resource"], "action": "revert"}
-        return Change(self._id(), ts, culprit.kind, culprit.service, rng.choice(PEOPLE), summary, details)
+        change = Change(self._id(), ts, culprit.kind, culprit.service, rng.choice(PEOPLE), summary, details)
+        self._rollbacks.add(change.id)
+        return change

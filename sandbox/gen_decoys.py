@@ -61,6 +61,26 @@ def add_background_changes(rng: random.Random, plan: Plan, book: ChangeBook) -> 
         a, b = rng.choice(spans)
         svc = rng.choice(others)
         plan.changes.append(book.draft(_harmless_kind(rng, svc), svc, rng.randint(a, b), harmful=False).change)
+    _earlier_origin_change(rng, plan, book)
+
+
+def _earlier_origin_change(rng: random.Random, plan: Plan, book: ChangeBook) -> None:
+    """Sometimes give a change-caused origin an earlier, harmless change of its own (teams ship twice a day).
+
+    It lands at least 25 minutes before the culprit, so the culprit stays the origin's last change before
+    the onset and the truth stays unambiguous.
+    """
+    if plan.culprit is None or rng.random() < 0.65:
+        return
+    culprit = next(c for c in plan.changes if c.id == plan.culprit)
+    latest = culprit.ts - 25 * 60
+    if latest <= 60:
+        return
+    origin = next(s for s in plan.services if s.name == plan.origin)
+    kind = culprit.kind if rng.random() < 0.6 else _harmless_kind(rng, origin)
+    earlier = book.draft(kind, origin, rng.randint(60, latest), harmful=False).change
+    plan.changes.append(earlier)
+    plan.notes.append(f"earlier_change_on_origin={earlier.id}")
 
 
 def add_decoys(rng: random.Random, plan: Plan, book: ChangeBook) -> None:

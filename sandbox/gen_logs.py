@@ -64,7 +64,9 @@ def write_logs(path: Path, rng: random.Random, plan: Plan, log_lines: int) -> in
     noise_p = rng.uniform(0.015, 0.035)
     debug_p = rng.choice((0.0, 0.0, 0.02, 0.05))
     info = INFO_KV if plan.log_style == "kv" else INFO_PLAIN
-    stamps = [iso(plan.start, s) for s in range(plan.duration_s)]
+    # One strftime per minute, not per second: seconds are appended to the minute's prefix.
+    prefixes = [iso(plan.start, m * 60)[:-4] for m in range(minutes + 1)]
+    stamps = [f"{prefixes[s // 60]}:{s % 60:02d}Z" for s in range(plan.duration_s)]
     dumps = json.JSONEncoder(ensure_ascii=True).encode
     lines: list[tuple[int, str]] = []
 
@@ -99,7 +101,8 @@ def write_logs(path: Path, rng: random.Random, plan: Plan, log_lines: int) -> in
         for t0, n in _fault_minutes(rng, eff, minutes, rate):
             for _ in range(n):
                 template = eff.templates[0] if rng.random() < 0.5 else rng.choice(eff.templates)
-                level = "WARN" if eff.depth and rng.random() < 0.1 else "ERROR"
+                r = rng.random()
+                level = ("WARN" if r < 0.1 else "ERROR") if eff.depth else ("FATAL" if r < 0.03 else "ERROR")
                 emit(max(eff.start, t0 + rng.randrange(60)), eff.service, level, fill(rng, template, eff.fixed))
     for src in plan.noisy:
         rate = base * weight.get(src.service, 1.0) * src.per_min

@@ -55,6 +55,7 @@ def plan_world(rng: random.Random, *, name: str, family: str, services: int, dur
     add_decoys(rng, plan, book)
     add_recovery(rng, plan, book)
     plan.changes.sort(key=lambda c: (c.ts, c.id))
+    book.renumber(plan.changes)
     alerts = add_alerts(rng, plan)
     add_trigger(rng, plan, alerts)
     return plan

@@ -70,13 +70,18 @@ def check_world(data: dict, family: str) -> None:
         assert trigger["ticket"] in {t["key"] for t in data["tickets"]}
     if "alert" in trigger:
         assert trigger["alert"] in {a["id"] for a in data["alerts"]}
+    lo, hi = start.strftime("%Y-%m-%dT%H:%M:%SZ"), end.strftime("%Y-%m-%dT%H:%M:%SZ")
     for kind in ("logs", "metrics", "changes", "alerts", "tickets", "chat"):
-        for rec in data[kind]:
-            assert start <= _ts(rec["ts"]) <= end, (kind, rec)
+        # Same fixed-width format everywhere, so string order is time order (and much cheaper to check).
+        assert all(lo <= rec["ts"] <= hi for rec in data[kind]), kind
     assert {r["level"] for r in data["logs"]} <= {"DEBUG", "INFO", "WARN", "ERROR", "FATAL"}
     assert not stores & {r["service"] for r in data["logs"]}, "datastores do not log"
+    last_version: dict[str, str] = {}
     for c in data["changes"]:
         assert c["service"] in names and DETAILS[c["kind"]] <= c["details"].keys()
+        if c["kind"] == "deploy":  # versions chain in time order per service
+            assert last_version.get(c["service"], c["details"]["previous_version"]) == c["details"]["previous_version"]
+            last_version[c["service"]] = c["details"]["version"]
     for a in data["alerts"]:
         assert a["source"] in ("pagerduty", "grafana", "alertmanager") and a["service"] in names
         assert re.match(r"^(P[1-4]|critical|warning)$", a["severity"])
@@ -96,6 +101,10 @@ def check_world(data: dict, family: str) -> None:
     else:
         change = next(c for c in data["changes"] if c["id"] == rc["change_id"])
         assert _ts(change["ts"]) < onset and change["service"] == rc["service"]
+        # The culprit is its service's last change before the onset, by a clear margin.
+        for c in data["changes"]:
+            if c["service"] == rc["service"] and c["id"] != change["id"] and _ts(c["ts"]) < onset:
+                assert (_ts(change["ts"]) - _ts(c["ts"])).total_seconds() >= 25 * 60
         assert rc["category"] == change["kind"]
         if family != "dependency_change":
             assert change["kind"] == family
