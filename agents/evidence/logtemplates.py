@@ -30,9 +30,12 @@ _B = r"(?<![\w.:/<>-])"  # a token boundary on the left: the match must not cont
 _MASKS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<UUID>"),
     (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"), "<TS>"),
+    # ctime / syslog dates ("Sun Jul 10 03:04:05 2005", "Jul 10 03:04:05"): a month name is a value too.
+    (re.compile(r"\b(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),? )?(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) +"
+                r"\d{1,2},? \d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?: \d{4})?\b"), "<TS>"),
     (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])"), "<IP>"),
     # host:port, whatever the number of labels ("wpad:80", "github.com:443", "a.b.c:8080").
-    (re.compile(_B + r"[A-Za-z][\w-]*(?:\.[\w-]+)*:\d{1,5}(?![\w.:])"), "<HOST>"),
+    (re.compile(_B + r"(?=[\w.-]*[A-Za-z][\w.-]*:\d)[\w-]+(?:\.[\w-]+)*:\d{1,5}(?![\w.:])"), "<HOST>"),
     # Dotted host names with three labels or more and a digit-free TLD ("proxy.cse.cuhk.edu.hk").
     (re.compile(_B + r"(?:[a-z0-9-]+\.){2,}(?:com|net|org|edu|gov|io|cn|hk|uk|de|jp|ru|local|internal)(?![\w.])"),
      "<HOST>"),
@@ -66,6 +69,10 @@ _VALUE = "<V>"
 # 14 Loghub-2k systems, never per dataset.
 SIM_TH = 0.7
 DEPTH = 5
+# A drain wildcard with at most this many distinct plain words is constant text (see split_alternatives).
+SPLIT_MAX_VALUES = 3
+# Ids of split alternatives live above drain's own counter (which starts at 1 and counts up).
+_SPLIT_BASE = 1 << 31
 
 
 def mask(message: str) -> str:
@@ -122,14 +129,18 @@ def dump_miner(miner: TemplateMiner) -> bytes:
 
 
 def mine(miner: TemplateMiner, masked_messages: Iterable[str]) -> dict[str, int]:
-    """Feed each distinct masked message to drain3 once, then merge clusters of the same shape.
+    """Mine the distinct masked messages: drain3, then split constant alternatives, then merge same shapes.
 
-    Named masks (``<IP>``, ``<NUM>``, ...) reach drain3 as its own wildcard ``<*>`` so a variable in the
-    first tokens does not split drain's prefix tree. The merge post-pass is recomputed from the whole tree
-    on every call (see merge_clusters), so it needs no state of its own.
+    1. Each distinct message goes to drain3 once; named masks (``<IP>``, ``<NUM>``, ...) reach it as one
+       literal token (see _VALUE).
+    2. split_alternatives: a drain wildcard whose values in this call are a few unmasked words
+       ("VM Started" / "VM Paused", "HTTPS" / "SOCKS5") is a constant, not a parameter.
+    3. merge_shapes: groups whose templates differ only in parameters, or in the length of a parameter run,
+       are one template.
     Params: miner — from new_miner(); masked_messages — outputs of mask().
-    Returns: masked message → cluster id (the smallest drain id of its merged group). Ids stay valid
-    across calls because drain3 keeps a cluster's id when it widens the template.
+    Returns: masked message → template id. A drain cluster keeps its drain id across calls when it is not
+    split; a split alternative gets a stable id derived from its cluster and words (>= 2**31). Steps 2 and 3
+    are recomputed on every call, so they need no saved state.
     """
     raw: dict[str, int] = {}
     for text in masked_messages:
@@ -137,8 +148,56 @@ def mine(miner: TemplateMiner, masked_messages: Iterable[str]) -> dict[str, int]
             continue
         result = miner.add_log_message(_NAMED.sub(_VALUE, text))
         raw[text] = int(result["cluster_id"])
-    representative = merge_clusters(miner)
-    return {text: representative.get(cid, cid) for text, cid in raw.items()}
+    units = {cid: cluster.get_template().replace(_VALUE, "<*>")
+             for cid, cluster in miner.drain.id_to_cluster.items()}
+    members: dict[int, list[str]] = {}
+    for text, cid in raw.items():
+        members.setdefault(cid, []).append(text)
+    unit_of: dict[str, int] = {}
+    for cid, texts in members.items():
+        parts = split_alternatives(cid, units.get(cid, ""), texts)
+        if len(parts) > 1:
+            units.pop(cid, None)
+        for unit_id, (template, part_texts) in parts.items():
+            units[unit_id] = template
+            for text in part_texts:
+                unit_of[text] = unit_id
+    representative, miner.merged_templates = merge_shapes(units)
+    return {text: representative[unit_of[text]] for text in raw}
+
+
+def split_alternatives(cluster_id: int, template: str, texts: list[str]) -> dict[int, tuple[str, list[str]]]:
+    """Split a drain cluster on wildcard positions that hold only a few distinct unmasked words.
+
+    Drain generalises any differing token once the similarity threshold is met, so "VM Started" and
+    "VM Paused" become "VM <*>" (over-merging, the most common Drain error in Jiang et al., ISSTA 2024).
+    Real parameters are masked (numbers, ids, addresses) or take many values (user names); a position
+    with at most SPLIT_MAX_VALUES plain words is treated as part of the constant text.
+    Params: cluster_id — drain id; template — its template (``<*>`` wildcards); texts — member messages
+    (masked, one token count). Returns: unit id → (template, texts); ``{cluster_id: ...}`` when not split.
+    """
+    tokens = template.split()
+    rows = [text.split() for text in texts]
+    positions = []
+    for index, token in enumerate(tokens):
+        if token != "<*>":
+            continue
+        values = {row[index] for row in rows if index < len(row)}
+        if 1 < len(values) <= SPLIT_MAX_VALUES and not any("<" in value for value in values):
+            positions.append(index)
+    if not positions:
+        return {cluster_id: (template, texts)}
+    parts: dict[int, tuple[str, list[str]]] = {}
+    for text, row in zip(texts, rows, strict=True):
+        words = tuple(row[i] if i < len(row) else "" for i in positions)
+        unit_id = _SPLIT_BASE | (zlib.crc32(f"{cluster_id}|{' '.join(words)}".encode()) & 0x7FFFFFFF)
+        if unit_id not in parts:
+            filled = list(tokens)
+            for i, word in zip(positions, words, strict=True):
+                filled[i] = word
+            parts[unit_id] = (" ".join(filled), [])
+        parts[unit_id][1].append(text)
+    return parts
 
 
 _WILD = re.compile(r"(?:<\*>|<V>|\d+)+")
@@ -146,7 +205,7 @@ _ONLY_WILD = re.compile(r"[\W_]*<\*>(?:[\W_]*<\*>)*[\W_]*")
 
 
 def _shape(template: str) -> tuple[str, ...]:
-    """A template's shape: every token holding a wildcard or a digit becomes ``<*>``, runs of them collapse.
+    """A template's shape: wildcards and digit runs become ``<*>``, tokens of only those collapse to one.
 
     Two templates of one shape differ only in parameter positions, or in how many parameters a run holds
     (a list of ids, "1234 bytes" vs "1234 bytes (1.2 KB)") — the variable-length parameters that Drain's
@@ -164,26 +223,21 @@ def _shape(template: str) -> tuple[str, ...]:
     return tuple(out)
 
 
-def merge_clusters(miner: TemplateMiner) -> dict[int, int]:
-    """Group drain clusters of one shape (see _shape) and name each group by its smallest cluster id.
+def merge_shapes(units: dict[int, str]) -> tuple[dict[int, int], dict[int, str]]:
+    """Group templates of one shape (see _shape); each group is named by its smallest id.
 
-    Params: miner — a drain3 miner. Side effect: the group templates are kept on the miner for
-    template_text(). Returns: cluster id → group id, for every cluster of the miner.
+    Params: units — template id → template. Returns: (id → group id for every unit, group id → template).
     """
     groups: dict[tuple[str, ...], list[int]] = {}
-    templates = {cid: cluster.get_template().replace(_VALUE, "<*>")
-                 for cid, cluster in miner.drain.id_to_cluster.items()}
-    for cid in sorted(templates):
-        groups.setdefault(_shape(templates[cid]), []).append(cid)
+    for unit_id in sorted(units):
+        groups.setdefault(_shape(units[unit_id]), []).append(unit_id)
     representative: dict[int, int] = {}
     merged: dict[int, str] = {}
-    for shape, members in groups.items():
-        for cid in members:
-            representative[cid] = members[0]
-        merged[members[0]] = templates[members[0]] if len(members) == 1 else _widen(
-            [templates[cid] for cid in members], shape)
-    miner.merged_templates = merged
-    return representative
+    for shape, ids in groups.items():
+        for unit_id in ids:
+            representative[unit_id] = ids[0]
+        merged[ids[0]] = units[ids[0]] if len(ids) == 1 else _widen([units[i] for i in ids], shape)
+    return representative, merged
 
 
 def _widen(templates: list[str], shape: tuple[str, ...]) -> str:
@@ -195,7 +249,7 @@ def _widen(templates: list[str], shape: tuple[str, ...]) -> str:
 
 
 def template_text(miner: TemplateMiner, cluster_id: int) -> str:
-    """The current template string of a cluster or merged group (empty when unknown)."""
+    """The current template string of a template id from mine() (empty when unknown)."""
     merged = getattr(miner, "merged_templates", None)
     if merged and cluster_id in merged:
         return merged[cluster_id]
