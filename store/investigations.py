@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from store import outbox
@@ -21,7 +22,10 @@ _SLUG_MAX = 24
 
 def _slug(trigger: dict[str, Any]) -> str:
     """Lowercase alphanumeric slug of the trigger's ticket key, alert id or text (≤ 24 chars)."""
-    raw = str(trigger.get("ticket") or trigger.get("alert") or trigger.get("text") or "incident")
+    key = trigger.get("ticket") or trigger.get("alert")
+    if key:  # keys read as one word, as in the seed's inv-2026-02-21-143000-sched45895
+        return re.sub(r"[^a-z0-9]+", "", str(key).lower())[:_SLUG_MAX] or "incident"
+    raw = str(trigger.get("text") or "incident")
     slug = re.sub(r"[^a-z0-9]+", "-", raw.lower()).strip("-")[:_SLUG_MAX].strip("-")
     return slug or "incident"
 
@@ -80,8 +84,7 @@ def create(
     # Two triggers in the same second with the same slug: a short random suffix keeps ids unique.
     while session.get(Investigation, inv_id) is not None:
         inv_id = f"{new_id(trigger, now)}-{secrets.token_hex(2)}"
-    inv = Investigation(
-        id=inv_id,
+    fields = dict(
         origin=dict(origin or {}),
         trigger=dict(trigger),
         sources=dict(sources or {}),
@@ -101,8 +104,19 @@ def create(
         cost_usd=0.0,
         cancel_requested=False,
     )
-    session.add(inv)
-    session.flush()
+    # Two writers may pick the same free id at once (another process, same second, same slug):
+    # insert under a savepoint and take a suffixed id when the database says it is taken.
+    for _attempt in range(8):
+        inv = Investigation(id=inv_id, **fields)
+        try:
+            with session.begin_nested():
+                session.add(inv)
+                session.flush()
+            break
+        except IntegrityError:
+            inv_id = f"{new_id(trigger, now)}-{secrets.token_hex(3)}"
+    else:  # pragma: no cover - eight collisions in a row would mean a broken clock or RNG
+        raise RuntimeError("could not allocate a unique investigation id; try again")
     outbox.append(
         session=session,
         investigation_id=inv.id,
