@@ -20,6 +20,9 @@ from sandbox.gen_model import NoisySource, Plan, Service
 from sandbox.gen_vocab import NOISY_DECOY
 
 DECOY_KINDS = ("near_change", "noisy_errors", "late_change", "early_victim_alert")
+# Late changes land at least 4 minutes after the onset: metrics come per minute and faults ramp up, so
+# anything closer could not be told apart from a cause by the evidence a world offers.
+_LATE_MIN_S = 240
 _HARMLESS_KINDS = ("deploy",) * 11 + ("config",) * 4 + ("feature_flag",) * 3 + ("db_migration", "infra")
 
 
@@ -47,7 +50,7 @@ def add_background_changes(rng: random.Random, plan: Plan, book: ChangeBook) -> 
     others = [s for s in plan.services if s.name != plan.origin]
     count = rng.randint(2, 4) + len(plan.services) // 8
     if "late_change" in plan.decoys or "near_change" in plan.decoys:
-        spans = [(60, plan.onset - 15 * 60), (plan.onset + 60, plan.duration_s - 60)]
+        spans = [(60, plan.onset - 15 * 60), (plan.onset + _LATE_MIN_S, plan.duration_s - 60)]
     elif plan.decoys:
         spans = [(60, plan.onset - 15 * 60)]
     else:
@@ -106,7 +109,7 @@ def add_decoys(rng: random.Random, plan: Plan, book: ChangeBook) -> None:
         for _ in range(rng.randint(1, 2)):
             on_origin = rng.random() < 0.5
             svc = by_name[plan.origin] if on_origin else rng.choice(others)
-            ts = rng.randint(plan.onset + 60, max(plan.onset + 61, latest))
+            ts = rng.randint(plan.onset + _LATE_MIN_S, max(plan.onset + _LATE_MIN_S + 1, latest))
             kind = plan.category if on_origin and plan.culprit else _harmless_kind(rng, svc)
             if kind not in ("deploy", "config", "feature_flag", "db_migration", "infra"):
                 kind = _harmless_kind(rng, svc)

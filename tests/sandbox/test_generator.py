@@ -202,6 +202,7 @@ def test_suite_round_robin_and_every_decoy_kind(tmp_path: Path) -> None:
                 assert any(0 < (onset - _ts(c["ts"])).total_seconds() <= 600 for c in others)
             elif kind == "late_change":
                 assert any(_ts(c["ts"]) > onset for c in others)
+                assert all((_ts(c["ts"]) - onset).total_seconds() >= 240 for c in others if _ts(c["ts"]) > onset)
             elif kind == "early_victim_alert":
                 first = next(a for a in data["alerts"] if a["service"] in affected)
                 assert first["service"] != rc["service"]
