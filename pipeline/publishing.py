@@ -10,20 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from publishers.errors import RetryLater
 from store import investigations as invs
 from store import outbox
 
 log = logging.getLogger(__name__)
 #: A delivery that failed this many times with an unexpected error is given up on.
 MAX_ATTEMPTS = 5
-
-
-class RetryLater(Exception):
-    """Raised by a publisher when the sink asks to come back later (e.g. HTTP 429 Retry-After)."""
-
-    def __init__(self, retry_after_s: float, reason: str = "rate limited") -> None:
-        super().__init__(f"{reason}; retry in {retry_after_s:.1f}s")
-        self.retry_after_s = float(retry_after_s)
 
 
 class Publisher(Protocol):
@@ -86,11 +79,13 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str,
                                     external_ref=dict(ref))
             outbox.mark_done(session=s, delivery_id=c.delivery_id, external_ref=dict(ref))
         counts["done"] += 1
+    # The longest wait a sink asked for: the caller schedules the next drain after it.
+    counts["wait_ms"] = int(max(held.values(), default=0.0) * 1000)
     return counts
 
 
 def _asks_to_wait(exc: Exception) -> bool:
-    """A RetryLater, or a publisher's own mirror of it (publishers may not import the pipeline)."""
+    """A RetryLater, or any exception that carries a ``retry_after_s`` (a sink client's own)."""
     return isinstance(exc, RetryLater) or isinstance(getattr(exc, "retry_after_s", None), (int, float))
 
 
@@ -113,10 +108,10 @@ def _failed(runtime: Any, c: Any, exc: Exception, sink: str, counts: dict[str, i
 
 def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str, int]:
     """Drain ``sink`` until nothing due is left (each round at most ``limit``)."""
-    total = {"done": 0, "retry": 0, "failed": 0}
+    total = {"done": 0, "retry": 0, "failed": 0, "wait_ms": 0}
     while True:
         counts = drain(runtime, sink, publisher, limit)
         for k, v in counts.items():
-            total[k] += v
+            total[k] = max(total[k], v) if k == "wait_ms" else total[k] + v
         if counts["done"] + counts["failed"] == 0:
             return total

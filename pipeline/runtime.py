@@ -176,7 +176,10 @@ class Runtime:
         """Drain every registered sink once; re-schedule itself when a sink asked to wait."""
         result = {sink: publishing.drain_all(self, sink, pub) for sink, pub in self.publishers.items()}
         if any(c["retry"] for c in result.values()) and investigation_id is not None:
-            self.publish_actor.send_with_options(args=(investigation_id,), delay=1000)
+            # Come back when the slowest sink said to (Retry-After), plus a little so the
+            # delivery is due by then; never sooner than 1 s.
+            wait_ms = max(c.get("wait_ms", 0) for c in result.values())
+            self.publish_actor.send_with_options(args=(investigation_id,), delay=max(1000, wait_ms + 250))
         return result
 
     # -- worker ---------------------------------------------------------------------------

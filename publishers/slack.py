@@ -12,7 +12,7 @@ Delivery row was marked done, we look for that metadata in the thread (or channe
 and reuse the message instead of posting again. Ids we learn are returned as the
 ``external_ref`` that the pipeline stores on the Publication row.
 
-A 429 raises :class:`pipeline.publishing.RetryLater` with Slack's ``Retry-After``.
+A 429 raises :class:`publishers.errors.RetryLater` with Slack's ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from publishers.chart import ChartError, has_chart, render_timeline
+from publishers.errors import RetryLater
 
 # The pipeline's planned phases in order (pipeline.phases.PLANNED_PHASES; PUBLISHING counts as done).
 PHASES = (
@@ -54,9 +55,6 @@ class SlackPublishError(RuntimeError):
 
 
 def _retry_later(seconds: float) -> Exception:
-    # Imported lazily: pipeline imports publishers, so a module-level import would cycle.
-    from pipeline.publishing import RetryLater
-
     return RetryLater(seconds)
 
 
