@@ -41,8 +41,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.worker import run_worker as _run
 
-    _run(settings)
-    return 0
+    return _run(settings, configure=lambda runtime: register_publishers(runtime, settings))
+
+
+def register_publishers(runtime: object, settings: Settings) -> list[str]:
+    """Register the sinks this worker can reach (Slack when SLACK_BOT_TOKEN is set).
+
+    Returns:
+        The registered sink names.
+    """
+    from publishers.slack import make_slack_publisher
+
+    sinks = []
+    slack = make_slack_publisher(settings)
+    if slack is not None:
+        runtime.register_publisher("slack", slack)  # type: ignore[attr-defined]
+        sinks.append("slack")
+    return sinks
 
 
 def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
