@@ -144,7 +144,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     services = {}
     for svc, info in sig.get("services", {}).items():
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
-                         "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False)}
+                         "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
+                         "families": info.get("families", {})}
     origins = locate_origin(graph, services, sig.get("mentions", {}))
     onset = parse_ts(sig.get("onset"))
     origin_rank: dict[str, float] = {}

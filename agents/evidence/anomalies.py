@@ -169,3 +169,69 @@ def _pick_segment(segments: list[tuple[int, int]], times: list[float], anchor: f
     if before:
         return before[-1]
     return segments[0]
+
+
+# A series is sparse when its samples cover less than this share of the span
+# from its first sample to the anchor: traces sampled in pockets, scrapes that
+# failed. A robust baseline needs history, so sparse series get a contrast test.
+SPARSE_COVERAGE = 0.5
+# Practical-significance thresholds of the contrast test, per metric family
+# (the same tests as the "in world" sanity check of the Nezha TrainTicket
+# worlds' README: error rate +0.10, latency at least 2x and 20 ms higher, CPU
+# +0.20); reaching a threshold counts as a robust z of ONSET_Z.
+CONTRAST_HORIZON_S = 300.0
+CONTRAST_LAG_S = 30.0
+
+
+def is_sparse(points: list[tuple[float, float]], *, anchor: float) -> bool:
+    """True when the samples before the anchor cover less than SPARSE_COVERAGE of their span.
+
+    Params: points — (epoch s, value) pairs; anchor — the trigger time.
+    Returns: True for pocketed or very short series (fewer than 4 samples count as sparse).
+    """
+    times = sorted(t for t, _ in points if t is not None)
+    if len(times) < 4:
+        return True
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    if not gaps:
+        return True
+    step = gaps[len(gaps) // 2]
+    span = max(step, min(anchor, times[-1]) - times[0])
+    covered = sum(1 for t in times if t <= anchor) * step
+    return covered < SPARSE_COVERAGE * span
+
+
+def contrast_series(points: list[tuple[float, float]], *, name: str, anchor: float) -> dict[str, Any] | None:
+    """Judge a sparse series by contrast: samples just after the trigger against all earlier ones.
+
+    The "after" level is the median of the samples from CONTRAST_LAG_S before
+    the anchor to CONTRAST_HORIZON_S after it (a median, so one busy minute is
+    no incident); the baseline is the median of every earlier sample.
+    Params: points — (epoch s, value) pairs; name — metric name; anchor — trigger time.
+    Returns: None without samples on both sides, else a dict shaped like analyse_series'.
+    """
+    clean = sorted((float(t), float(v)) for t, v in points
+                   if t is not None and isinstance(v, int | float) and v == v)
+    split = anchor - CONTRAST_LAG_S
+    before = [v for t, v in clean if t < split]
+    after_pts = [(t, v) for t, v in clean if split <= t <= anchor + CONTRAST_HORIZON_S]
+    if not before or not after_pts:
+        return None
+    level = median(before)
+    after = median(v for _, v in after_pts)
+    lowered = name.lower()
+    if "error" in lowered:
+        ratio = (after - level) / 0.10
+    elif "latency" in lowered or lowered.endswith("_ms"):
+        ratio = min(after / max(level, 1e-9) / 2.0, (after - level) / 20.0)
+    elif lowered.startswith("cpu") or "cpu_" in lowered:
+        ratio = (after - level) / 0.20
+    else:
+        ratio = 0.0
+    result: dict[str, Any] = {"baseline": level, "scale": 0.0, "anomalous": False, "onset": None,
+                              "recovered": None, "severity": 0.0, "peak_z": 0.0, "level_after": after,
+                              "shift": (after - level) / max(abs(level), 1e-9), "sparse": True}
+    if ratio >= 1.0:
+        severity = min(MAX_Z, ONSET_Z * ratio)
+        result.update({"anomalous": True, "onset": after_pts[0][0], "severity": severity, "peak_z": severity})
+    return result

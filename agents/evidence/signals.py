@@ -19,6 +19,8 @@ METRIC_WEIGHT = {"error": 1.0, "latency": 0.85, "_ms": 0.8, "cpu": 0.7, "mem": 0
 FULL_FETCH_LINES = 60_000
 SAMPLE_LINES = 15_000
 CHART_POINTS = 60
+LATE_ONSET_S = 180.0
+RECOVERED_BEFORE_S = 300.0
 
 
 def metric_weight(name: str) -> float:
@@ -57,7 +59,10 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str]) -> dict
         points = [(t, v) for t, v in points if t is not None and isinstance(v, int | float)]
         if name in ("error_rate", "latency_p95_ms"):
             chart[f"{service}/{name}"] = _downsample(points)
-        info = anomalies.analyse_series(points, name=name, baseline_end=b_end, anchor=anchor)
+        if anomalies.is_sparse(points, anchor=anchor):
+            info = anomalies.contrast_series(points, name=name, anchor=anchor)
+        else:
+            info = anomalies.analyse_series(points, name=name, baseline_end=b_end, anchor=anchor)
         if info is None:
             continue
         entry = services.setdefault(service, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
@@ -65,7 +70,11 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str]) -> dict
         entry["has_metrics"] = True
         if name == "error_rate":
             entry["error_level"] = info["level_after"] if info["anomalous"] else info["baseline"]
-        if not info["anomalous"] or info["onset"] < b_end - 3600:
+        # An excursion that starts well after the trigger is a later event, not this incident's.
+        if not info["anomalous"] or info["onset"] < b_end - 3600 or info["onset"] > anchor + LATE_ONSET_S:
+            continue
+        # An excursion that was over well before the trigger is an earlier event, not this incident.
+        if info["recovered"] is not None and info["recovered"] < anchor - RECOVERED_BEFORE_S:
             continue
         strength = metric_weight(name) * (1.0 - math.exp(-info["severity"] / 8.0))
         ref = f"metrics:{service}/{name}"
@@ -79,8 +88,10 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str]) -> dict
         if anomalies.is_saturation(name) and info["severity"] >= anomalies.ONSET_Z:
             entry["saturation"] = True
         entry["metrics"].append(ref)
-        if strength > entry["score"]:
-            entry["score"] = round(strength, 4)
+        family = _family(name)
+        entry.setdefault("families", {})
+        entry["families"][family] = max(entry["families"].get(family, 0.0), strength)
+        entry["score"] = _combine(entry["families"])
         if metric_weight(name) >= 0.6 and (entry["onset"] is None or info["onset"] < entry["onset"]):
             entry["onset"] = info["onset"]
     for entry in services.values():
@@ -88,6 +99,28 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str]) -> dict
             entry["score"] = round(entry["score"] * 0.5, 4)
     out_series.sort(key=lambda s: -s["strength"])
     return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end}
+
+
+def _family(name: str) -> str:
+    lowered = name.lower()
+    if "error" in lowered:
+        return "error"
+    if "latency" in lowered or lowered.endswith("_ms"):
+        return "latency"
+    if lowered.startswith("cpu") or "_cpu" in lowered:
+        return "cpu"
+    if anomalies.is_saturation(name):
+        return "saturation"
+    return "other"
+
+
+def _combine(families: dict[str, float]) -> float:
+    # Independent modalities that agree (errors and latency and saturation on
+    # one service) are stronger evidence than one series alone, the idea of
+    # multi-modal RCA (Yu et al., Nezha, ESEC/FSE 2023); the strongest family
+    # leads and the others add half their strength.
+    ordered = sorted(families.values(), reverse=True)
+    return round(ordered[0] + 0.5 * sum(ordered[1:]), 4) if ordered else 0.0
 
 
 def _downsample(points: list[tuple[float, float]]) -> list[list[Any]]:

@@ -17,6 +17,8 @@ from typing import Any
 # Two metric steps: onsets on a 60 s grid that differ by less are simultaneous.
 ONSET_TOLERANCE_S = 120.0
 MIN_NAMER_SCORE = 0.3
+# A callee explains a caller's anomaly only when at least this fraction as anomalous.
+EXPLAIN_SHARE = 0.5
 
 
 class CallGraph:
@@ -136,11 +138,18 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         onset = info.get("onset")
         downstream = graph.descendants(service)
         victim_of = []
+        # A service's own CPU running out is not something a slow or failing callee causes.
+        own_cpu = float(info.get("families", {}).get("cpu", 0.0))
+        if own_cpu >= EXPLAIN_SHARE * float(info.get("score", 0.0)) > 0:
+            downstream = set()
         for callee in sorted(downstream & implicated):
             callee_onset = anomalies.get(callee, {}).get("onset")
             named = callee in mentions.get(service, {}) and mentions[service][callee] > 0
             if callee_onset is None and not named:
                 continue  # a callee with no onset of its own explains nothing unless named
+            callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
+            if not named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)):
+                continue  # a faint blip downstream cannot explain a strong anomaly here
             if named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
