@@ -81,7 +81,13 @@ def _earlier_origin_change(rng: random.Random, plan: Plan, book: ChangeBook) -> 
         return
     origin = next(s for s in plan.services if s.name == plan.origin)
     kind = culprit.kind if rng.random() < 0.6 else _harmless_kind(rng, origin)
-    earlier = book.draft(kind, origin, rng.randint(60, latest), harmful=False).change
+    ts = rng.randint(60, latest)
+    for _ in range(5):  # a setting's history must chain: the earlier change must not touch the culprit's key
+        earlier = book.draft(kind, origin, ts, harmful=False).change
+        if earlier.kind != "config" or earlier.details["key"] != culprit.details.get("key"):
+            break
+    else:
+        return
     plan.changes.append(earlier)
     plan.notes.append(f"earlier_change_on_origin={earlier.id}")
 

@@ -105,6 +105,8 @@ def check_world(data: dict, family: str) -> None:
         for c in data["changes"]:
             if c["service"] == rc["service"] and c["id"] != change["id"] and _ts(c["ts"]) < onset:
                 assert (_ts(change["ts"]) - _ts(c["ts"])).total_seconds() >= 25 * 60
+                if c["kind"] == "config" == change["kind"] and c["details"]["key"] == change["details"]["key"]:
+                    assert c["details"]["to"] == change["details"]["from"], "a setting's history chains"
         assert rc["category"] == change["kind"]
         if family != "dependency_change":
             assert change["kind"] == family
