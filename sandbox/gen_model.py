@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sandbox.errors import WorldError
 
-class GeneratorError(ValueError):
-    """Bad arguments to the world generator; the message says which and what to pass instead."""
+
+class GeneratorError(WorldError, ValueError):
+    """Bad arguments to the world generator; the message says which and what to pass instead.
+
+    A WorldError so the CLI prints it as a one-line ``pm: error:`` like other world problems.
+    """
 
 
 @dataclass
