@@ -235,18 +235,24 @@ def merge_shapes(units: dict[int, str]) -> tuple[dict[int, int], dict[int, str]]
         groups.setdefault(_shape(units[unit_id]), []).append(unit_id)
     representative: dict[int, int] = {}
     merged: dict[int, str] = {}
-    for shape, ids in groups.items():
+    for ids in groups.values():
         for unit_id in ids:
             representative[unit_id] = ids[0]
-        merged[ids[0]] = units[ids[0]] if len(ids) == 1 else _widen([units[i] for i in ids], shape)
+        merged[ids[0]] = units[ids[0]] if len(ids) == 1 else _widen([units[i] for i in ids])
     return representative, merged
 
 
-def _widen(templates: list[str], shape: tuple[str, ...]) -> str:
-    """One template for a merged group: position-wise wildcards when all have one length, else the shape."""
+def _widen(templates: list[str]) -> str:
+    """One template for a merged group: position-wise wildcards when all have one length, else the first
+    template with its runs of wildcards collapsed."""
     token_lists = [t.split() for t in templates]
     if len({len(tokens) for tokens in token_lists}) != 1:
-        return " ".join(shape)
+        # Keep the first template's words (the shape would also hide digits inside words like "en0").
+        out: list[str] = []
+        for token in token_lists[0]:
+            if not (token == "<*>" and out and out[-1] == "<*>"):
+                out.append(token)
+        return " ".join(out)
     return " ".join(column[0] if len(set(column)) == 1 else "<*>" for column in zip(*token_lists, strict=True))
 
 

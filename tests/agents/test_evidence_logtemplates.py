@@ -1,6 +1,14 @@
 """Unit tests of agents.evidence.logtemplates: masks, mining, persistence, classification."""
 
-from agents.evidence.logtemplates import classify, dump_miner, mask, mine, new_miner, template_stats
+from agents.evidence.logtemplates import (
+    classify,
+    dump_miner,
+    mask,
+    mine,
+    new_miner,
+    template_stats,
+    template_text,
+)
 from agents.evidence.timeutil import parse_ts
 
 
@@ -45,3 +53,56 @@ def test_template_stats_finds_new_error_template():
                            after_span=1200, parse_ts=parse_ts)
     errors = [s for s in stats if s["level"] == "ERROR"]
     assert len(errors) == 1 and errors[0]["kind"] == "new" and errors[0]["after"] == 20
+
+
+def test_generic_masks_hosts_sizes_dates_ipv6_lists():
+    assert mask("13.client-channel.google.com:443 open through proxy proxy.cse.cuhk.edu.hk:5070 HTTPS") == \
+        "<HOST> open through proxy <HOST> HTTPS"
+    assert mask("27694 bytes (27.0 KB) sent, 474 bytes sent") == "<SIZE> bytes sent, <NUM> bytes sent"
+    assert mask("lifetime <1 sec") == mask("lifetime 01:07:37").replace("<TIME>", "<DUR>")
+    assert mask("connection from 1.2.3.4 at Sun Jul 10 03:04:05 2005") == "connection from <IP> at <TS>"
+    assert mask("addr fe80::c6b3:1ff:fecd:7f up") == "addr <IP> up"
+    assert mask("client 10.0.0.1,10.0.0.2 GET") == "client <IP> GET"
+    # Digits inside a word belong to the word: the interface name stays readable and whole.
+    assert mask("Link Up on awdl0 IO80211Family") == "Link Up on awdl0 IO80211Family"
+
+
+def _templates(messages: list[str]) -> tuple[dict[str, int], object]:
+    miner = new_miner()
+    return mine(miner, [mask(m) for m in messages]), miner
+
+
+def test_few_plain_words_at_a_wildcard_are_constants():
+    messages = [f"[instance: 3f2a9c1e-1b2c-4d5e-8f90-{i:012d}] VM {state} (Lifecycle Event)"
+                for i, state in enumerate(["Started", "Paused", "Started", "Paused", "Paused"])]
+    assignment, miner = _templates(messages)
+    ids = {assignment[mask(m)] for m in messages}
+    assert len(ids) == 2
+    assert {template_text(miner, i) for i in ids} == {"[instance: <*>] VM Started (Lifecycle Event)",
+                                                      "[instance: <*>] VM Paused (Lifecycle Event)"}
+
+
+def test_many_words_at_a_wildcard_stay_one_parameter():
+    users = ["root", "admin", "guest", "oracle", "test", "ftp"]
+    messages = [f"Failed password for {u} from 10.0.0.{i} port {4000 + i} ssh2" for i, u in enumerate(users)]
+    assignment, miner = _templates(messages)
+    ids = {assignment[mask(m)] for m in messages}
+    assert len(ids) == 1
+    assert template_text(miner, ids.pop()) == "Failed password for <*> from <*> port <*> ssh2"
+
+
+def test_variable_length_parameter_runs_merge():
+    messages = ["en0: Supported channels 1 2 3", "en0: Supported channels 1 2 3 4 5 6 7 8",
+                "host-a:80 close, 10 bytes sent", "host-b:80 close, 2048 bytes (2.0 KB) sent"]
+    assignment, miner = _templates(messages)
+    assert assignment[mask(messages[0])] == assignment[mask(messages[1])]
+    assert assignment[mask(messages[2])] == assignment[mask(messages[3])]
+    assert assignment[mask(messages[0])] != assignment[mask(messages[2])]
+    assert template_text(miner, assignment[mask(messages[0])]) == "en0: Supported channels <*>"
+
+
+def test_split_ids_are_stable_across_runs():
+    messages = ["Location icon should now be in state 'Active'", "Location icon should now be in state 'Inactive'"]
+    first, miner = _templates(messages)
+    again = mine(new_miner(dump_miner(miner)), [mask(m) for m in reversed(messages)])
+    assert first == again and len(set(first.values())) == 2
