@@ -15,22 +15,12 @@ from typing import Any
 
 from jira import JIRA, JIRAError
 
+from publishers.errors import RetryLater
+
 REPORT_MARKER = "production-master:report"
 START_MARKER = "production-master:start"
 _RETRY_STATUSES = {429, 500, 502, 503, 504}
 _MAX_INLINE_WAIT_S = 10.0
-
-
-class RetryLater(Exception):
-    """Jira is rate limiting or failing; deliver again after ``retry_after_s`` seconds.
-
-    Mirrors ``pipeline.publishing.RetryLater`` (publishers may not import the pipeline); the
-    outbox treats any exception with a ``retry_after_s`` attribute the same way.
-    """
-
-    def __init__(self, retry_after_s: float, message: str) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
 
 
 class JiraPublishError(Exception):
@@ -186,7 +176,7 @@ class JiraPublisher:
                     ) from None
                 wait = _retry_after(exc, attempt)
                 if attempt == self.attempts or wait > _MAX_INLINE_WAIT_S:
-                    raise RetryLater(wait, f"Jira answered HTTP {status} to {what}; retrying in {wait:.0f}s") from None
+                    raise RetryLater(wait, f"Jira answered HTTP {status} to {what}") from None
                 self.sleep(wait)
         raise AssertionError("unreachable")
 
