@@ -24,6 +24,8 @@ PERSIST_SHARE = 0.6
 PERSIST_LEN = 5
 # Severities are capped so one absurd series cannot dominate a ranking.
 MAX_Z = 50.0
+LATENCY_MIN_RATIO = 1.3
+LATENCY_MIN_RISE_MS = 20.0
 
 _UP_ONLY = ("error", "latency", "_ms", "cpu", "mem", "db_conn", "connections", "saturation", "queue",
             "timeout", "restart", "gc_")
@@ -110,6 +112,8 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     excursion = zs[start:end]
     values = [v for _, v in clean[start:end]]
     level_after = median(values)
+    if not _practically_significant(name, level, level_after):
+        return result
     result.update({
         "anomalous": True,
         "onset": clean[start][0],
@@ -120,6 +124,17 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
         "shift": (level_after - level) / max(abs(level), 1e-9),
     })
     return result
+
+
+def _practically_significant(name: str, level: float, level_after: float) -> bool:
+    # Why: coarse series (histogram-bucket latencies, flat baselines) have a
+    # tiny robust spread, so statistically "far" can be operationally nothing.
+    # A latency excursion whose typical level is under 1.3x the baseline is not
+    # what an operator calls slow, nor is a rise of a few milliseconds.
+    lowered = name.lower()
+    if "latency" in lowered or lowered.endswith("_ms"):
+        return level_after >= LATENCY_MIN_RATIO * level and level_after - level >= LATENCY_MIN_RISE_MS
+    return True
 
 
 def _excursions(zs: list[float]) -> list[tuple[int, int]]:

@@ -150,6 +150,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
             if not named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
+            if not named and named_by.get(service):
+                continue  # failing callers blame this service by name, and it blames nobody below
             if named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
@@ -169,7 +171,10 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         elif service in named_by:
             early = 0.5
         others = max(1, len(implicated) - 1)
-        score = (1.0 * strength + 1.2 * len(explains) / others + 0.8 * min(1.0, len(named_by.get(service, [])) / 2)
+        # Explaining many callers is evidence, but a popular leaf has many callers
+        # by construction: count the share of its own callers that degraded.
+        explain_share = 0.5 * len(explains) / others + 0.5 * len(explains) / max(1, len(upstream))
+        score = (1.5 * strength + 1.2 * explain_share + 0.8 * min(1.0, len(named_by.get(service, [])) / 2)
                  + 0.6 * early + 0.4 * min(1.0, info.get("new_errors", 0) / 2) - 1.5 * (1 if victim_of else 0))
         out.append({"service": service, "score": round(score, 4), "victim_of": victim_of, "explains": explains,
                     "named_by": sorted(named_by.get(service, [])), "onset": onset, "strength": round(strength, 4)})
