@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from commands.errors import BadRequest, NotAllowed
 from commands.requests import InvestigationRequest, Origin
 from store import investigations, outbox
@@ -38,29 +40,42 @@ def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
         if request.fingerprint:
             existing = investigations.find_open_by_fingerprint(session=session, fingerprint=request.fingerprint)
             if existing is not None:
-                outbox.append(
-                    session=session,
-                    investigation_id=existing.id,
-                    kind="attached",
-                    payload={"origin": request.origin.to_dict(), "trigger": request.trigger},
-                )
-                session.commit()
-                return StartResult(existing.id, created=False)
-        inv = investigations.create(
-            session=session,
-            trigger=request.trigger,
-            origin=request.origin.to_dict(),
-            mode=request.mode,
-            domain=request.domain,
-            sources=request.sources,
-            priority=request.priority,
-            fingerprint=request.fingerprint,
-            requested_by=request.requested_by,
-        )
-        session.commit()
+                return _attach(session, existing.id, request)
+        try:
+            inv = investigations.create(
+                session=session,
+                trigger=request.trigger,
+                origin=request.origin.to_dict(),
+                mode=request.mode,
+                domain=request.domain,
+                sources=request.sources,
+                priority=request.priority,
+                fingerprint=request.fingerprint,
+                requested_by=request.requested_by,
+            )
+            session.commit()
+        except IntegrityError:
+            # Another front door opened one with this fingerprint between our look and our
+            # insert (the database's partial unique index said so): attach to it instead.
+            session.rollback()
+            existing = investigations.find_open_by_fingerprint(session=session, fingerprint=request.fingerprint or "")
+            if existing is None:
+                raise
+            return _attach(session, existing.id, request)
         inv_id = inv.id
     runtime.enqueue(inv_id, priority=request.priority)
     return StartResult(inv_id, created=True)
+
+
+def _attach(session: Any, investigation_id: str, request: InvestigationRequest) -> StartResult:
+    outbox.append(
+        session=session,
+        investigation_id=investigation_id,
+        kind="attached",
+        payload={"origin": request.origin.to_dict(), "trigger": request.trigger},
+    )
+    session.commit()
+    return StartResult(investigation_id, created=False)
 
 
 def status(*, runtime: Any, investigation_id: str) -> dict[str, Any]:

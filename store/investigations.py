@@ -114,6 +114,8 @@ def create(
                 session.flush()
             break
         except IntegrityError:
+            if session.get(Investigation, inv_id) is None:
+                raise  # not the id: e.g. an open investigation already holds this fingerprint
             inv_id = f"{new_id(trigger, now)}-{secrets.token_hex(3)}"
     else:  # pragma: no cover - eight collisions in a row would mean a broken clock or RNG
         raise RuntimeError("could not allocate a unique investigation id; try again")

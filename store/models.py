@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -58,6 +59,17 @@ class Investigation(Base):
     """One investigation of one incident, from trigger to report."""
 
     __tablename__ = "investigations"
+    # At most one OPEN investigation per fingerprint, enforced by the database so two front
+    # doors racing on the same alert cannot both start one (commands.investigate.start attaches).
+    __table_args__ = (
+        Index(
+            "uq_open_fingerprint",
+            "fingerprint",
+            unique=True,
+            sqlite_where=text("fingerprint IS NOT NULL AND status IN ('QUEUED', 'RUNNING')"),
+            postgresql_where=text("fingerprint IS NOT NULL AND status IN ('QUEUED', 'RUNNING')"),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     origin: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
