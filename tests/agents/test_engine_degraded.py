@@ -2,12 +2,12 @@
 
 import json
 import shutil
-from pathlib import Path
 
 from agents import engine
 from sandbox.tools import WorldTools
+from tests.paths import SHARED
 
-EXAMPLE = Path("/work/shared/worlds/example-2")
+EXAMPLE = (SHARED / "worlds/example-2")
 
 
 def _copy(tmp_path, drop=()):

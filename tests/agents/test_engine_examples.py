@@ -4,15 +4,15 @@ truth.yaml is read here, in the test only: the engine never sees it.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from agents import engine
 from sandbox.tools import WorldTools
+from tests.paths import SHARED
 
-WORLDS = Path("/work/shared/worlds")
+WORLDS = (SHARED / "worlds")
 
 
 @pytest.mark.parametrize("name", ["example-1", "example-2"])

@@ -14,8 +14,9 @@ from agents.errors import GatewayConfigError, ToolError
 from agents.gateway import default_sandbox_config, open_gateway
 from agents.tools import ToolSource
 from sandbox.tools import WorldTools
+from tests.paths import SHARED
 
-EXAMPLE = Path("/work/shared/worlds/example-1")
+EXAMPLE = (SHARED / "worlds/example-1")
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,6 @@ shipping deploy chg-4817 at 15:27:20 changed nothing.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -25,8 +24,9 @@ from sandbox.tools import WorldTools
 from store.config import load_settings
 from store.db import upgrade
 from store.models import InboundDelivery, Investigation
+from tests.paths import SHARED
 
-WORLD = Path("/work/shared/worlds/example-2")
+WORLD = (SHARED / "worlds/example-2")
 
 
 @pytest.fixture()

@@ -20,9 +20,10 @@ from sandbox.tools import WorldTools
 from store.config import load_settings
 from store.db import upgrade
 from store.models import Investigation
+from tests.paths import SHARED
 
 ROOT = Path(__file__).resolve().parents[2]
-WORLD = Path("/work/shared/worlds/example-2")
+WORLD = (SHARED / "worlds/example-2")
 
 
 def _pm(args, home):

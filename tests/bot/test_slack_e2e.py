@@ -19,8 +19,9 @@ from bot.slack.settings import SlackSettings
 from store.config import load_settings
 from store.models import Delivery, InboundDelivery, Investigation
 from tests.fakes.slack_server import FakeSlack
+from tests.paths import SHARED
 
-WORLD = Path("/work/shared/worlds/example-2")
+WORLD = (SHARED / "worlds/example-2")
 pytestmark = pytest.mark.integration
 
 

@@ -21,8 +21,9 @@ from store import agent_runs, checkpoints
 from store import investigations as invs
 from store.config import Settings
 from store.db import upgrade
+from tests.paths import SHARED
 
-WORLD = Path("/work/shared/worlds/example-1")
+WORLD = (SHARED / "worlds/example-1")
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -18,8 +18,9 @@ from mcp.client.streamable_http import streamable_http_client
 from sandbox.errors import ToolArgumentError
 from sandbox.servers import build_server
 from sandbox.tools import SOURCES, WorldTools
+from tests.paths import SHARED
 
-EXAMPLE = Path("/work/shared/worlds/example-1")
+EXAMPLE = (SHARED / "worlds/example-1")
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration

@@ -5,14 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from sandbox.errors import NotFoundError, ToolArgumentError
 from sandbox.tools import SOURCES, WorldTools
+from tests.paths import SHARED
 
-EXAMPLE = Path("/work/shared/worlds/example-1")
+EXAMPLE = (SHARED / "worlds/example-1")
 RANK = {"DEBUG": 0, "INFO": 1, "WARN": 2, "ERROR": 3, "FATAL": 4}
 
 

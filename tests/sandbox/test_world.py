@@ -9,8 +9,9 @@ import pytest
 
 from sandbox.errors import WorldError
 from sandbox.world import MAX_MESSAGE_CHARS, load_world, load_world_meta
+from tests.paths import SHARED
 
-EXAMPLE = Path("/work/shared/worlds/example-1")
+EXAMPLE = (SHARED / "worlds/example-1")
 
 WORLD_YAML = "name: tiny\nwindow: {start: 2026-02-20T06:00:00Z, end: 2026-02-20T10:00:00Z}\ntrigger: {text: boom}\n"
 
