@@ -60,6 +60,18 @@ def test_investigate_json_on_embedded_defaults(tmp_path):
     listed = run_pm(["investigations", "list", "--json"], home=tmp_path)
     rows = json.loads(listed.stdout)
     assert len(rows) == 1 and rows[0]["status"] == "COMPLETE"
+    # every MCP call the gateway made is timed and recorded on an AgentRun
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'pm.sqlite3'}")
+    with engine.connect() as c:
+        calls = [
+            call
+            for (raw,) in c.execute(sa.text("select tool_calls from agent_runs"))
+            for call in (json.loads(raw) if isinstance(raw, str) else raw or [])
+        ]
+    engine.dispose()
+    capabilities = {call["capability"] for call in calls}
+    assert {"logs.search", "metrics.series", "changes.list"} <= capabilities, capabilities
+    assert all(call["duration_ms"] >= 0 and "ok" in call for call in calls)
 
 
 def test_investigate_markdown(tmp_path):
