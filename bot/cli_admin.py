@@ -22,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve = sb_sub.add_parser("serve", help="serve an incident world as MCP tools")
     serve.add_argument("--world", required=True, type=Path)
     serve.add_argument("--source", default=None, help="observability | changes | tickets | chat (default: all, http)")
-    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio")
+    serve.add_argument(
+        "--transport", choices=("stdio", "http"), default=None,
+        help="default: stdio with --source, else streamable HTTP serving every source",
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8931)
     serve.set_defaults(func=run_sandbox_serve)
@@ -78,7 +81,8 @@ def run_sandbox_serve(args: argparse.Namespace, settings: Settings) -> int:
     from sandbox.serve import serve
 
     access_key = settings.mcp_access_key.get_secret_value() if settings.mcp_access_key else None
-    serve(args.world, args.source, transport=args.transport, host=args.host, port=args.port, access_key=access_key)
+    transport = args.transport or ("stdio" if args.source else "http")
+    serve(args.world, args.source, transport=transport, host=args.host, port=args.port, access_key=access_key)
     return 0
 
 

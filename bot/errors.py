@@ -24,7 +24,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ("store.errors", "StoreError"),
         ("commands.errors", "CommandError"),
         ("agents.errors", "AgentError"),
-        ("sandbox.errors", "WorldError"),
+        ("sandbox.errors", "SandboxError"),
         ("pipeline.errors", "PipelineError"),
     ):
         try:
