@@ -3,8 +3,11 @@
 "what changed in payments?", "show the errors", "why not the checkout deploy?",
 "what's the root cause?", "status?" are answered from the investigation's report,
 its phase checkpoints and its progress events. The answer is deterministic: the same
-question on the same evidence gives the same text. (A Claude-written answer, when an
-API key is configured, is a later addition; this is the fallback it would keep.)
+question on the same evidence gives the same text. When the composition root passes an
+``answerer`` (``agents.followup.make_answerer(settings)``, i.e. ANTHROPIC_API_KEY is set), Claude
+writes the answer from the same evidence instead; its tokens and cost are stored on an AgentRun
+(agent ``followup``) and the investigation. If Claude fails (API error, timeout, budget), the
+deterministic answer is posted with a note saying so.
 
 The answer goes back through the outbox as a ``milestone`` event flagged ``followup``,
 so it reaches Slack exactly once, with the same 429 handling as any progress update.
@@ -12,14 +15,16 @@ so it reaches Slack exactly once, with the same 429 handling as any progress upd
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
 
+from agents.llm import Completion, LLMError
 from commands.errors import BadRequest
-from store import checkpoints, investigations, outbox
+from store import agent_runs, checkpoints, investigations, outbox
 from store.errors import NotFound
 from store.models import Investigation, Publication
 
@@ -56,8 +61,14 @@ def find_thread_investigation(*, session: Any, channel: str, thread_ts: str) -> 
     return by_origin or by_pub
 
 
+FOLLOWUP_AGENT = "followup"
+FOLLOWUP_PHASE = "FOLLOWUP"
+
+log = logging.getLogger(__name__)
+
+
 def ask(*, runtime: Any, investigation_id: str, question: str, user: str | None = None,
-        message_ts: str | None = None) -> str:
+        message_ts: str | None = None, answerer: Any = None) -> str:
     """Answer ``question`` and queue the answer as a ``milestone`` (followup) event.
 
     Args:
@@ -66,6 +77,7 @@ def ask(*, runtime: Any, investigation_id: str, question: str, user: str | None 
         question: the user's text (bot mention already removed).
         user: who asked (the answer mentions them).
         message_ts: the question's Slack ts (kept on the event for traceability).
+        answerer: an ``agents.followup.FollowupAnswerer`` (Claude), or None for the deterministic answer.
 
     Returns:
         The answer text.
@@ -82,9 +94,41 @@ def ask(*, runtime: Any, investigation_id: str, question: str, user: str | None 
         cps = [{**checkpoints.to_dict(cp), "output": cp.output}
                for cp in checkpoints.list_for(session=session, investigation_id=inv.id)]
         evs = [outbox.event_to_dict(e) for e in outbox.events(session=session, investigation_id=inv.id)]
+        remaining = (inv.budget_usd - (inv.cost_usd or 0.0)) if inv.budget_usd is not None else None
+        run_id = None
+        if answerer is not None:
+            run_id = agent_runs.start(session=session, investigation_id=inv.id, agent=FOLLOWUP_AGENT,
+                                      phase=FOLLOWUP_PHASE, model=answerer.model).id
+    payload: dict[str, Any] = {"followup": True, "user": user, "question_ts": message_ts}
+    done: Completion | None = None
+    error: str | None = None
+    if answerer is not None:
+        # The model call runs outside any database session: it can take seconds.
+        try:
+            done = answerer.answer(question, inv_dict, cps, budget_usd=remaining)
+        except LLMError as exc:  # API error, timeout, or BudgetExceeded: the message says which
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 — a bug in the LLM path must still leave an answer
+            log.exception("follow-up answerer failed")
+            error = f"{type(exc).__name__} in the Claude answerer"
+    if done is not None:
+        text = done.text
+        payload.update(answered_by="claude", model=done.model, tokens_in=done.tokens_in,
+                       tokens_out=done.tokens_out, cost_usd=done.cost_usd)
+    else:
         text = answer(question, inv_dict, cps, evs)
-        outbox.append(session=session, investigation_id=inv.id, kind="milestone",
-                      payload={"text": text, "followup": True, "user": user, "question_ts": message_ts})
+        payload["answered_by"] = "evidence"
+        if error is not None:
+            text += f"\n\n_(Claude could not answer: {error}. This answer comes straight from the evidence.)_"
+            payload["llm_error"] = error
+    with runtime.session() as session:
+        if run_id is not None:
+            agent_runs.finish(session=session, run_id=run_id, status="done" if done else "failed",
+                              tokens_in=done.tokens_in if done else 0, tokens_out=done.tokens_out if done else 0,
+                              cost_usd=done.cost_usd if done else 0.0, error=error,
+                              trace_ref=done.message_id if done else None)
+        outbox.append(session=session, investigation_id=investigation_id, kind="milestone",
+                      payload={"text": text, **payload})
         session.commit()
     return text
 
