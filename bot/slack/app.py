@@ -1,14 +1,17 @@
-"""The Bolt app factory: one middleware that persists/dedups deliveries, one listener per file."""
+"""The Bolt app factory: one middleware that injects the BotContext, one listener per file.
+
+Persisting and deduplicating a delivery happens before the app runs, in
+:class:`bot.slack.socket.PersistThenAckHandler`, which puts its key into ``context["delivery_key"]``.
+"""
 
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
-from slack_bolt import App, BoltResponse
+from slack_bolt import App
 
 from bot.slack.context import BotContext
-from bot.slack.inbound import claim, delivery_key
 
 # Every listener module; each has register(app). tests/bot/test_slack_manifest.py checks this
 # list against app_manifest.yaml in both directions.
@@ -35,20 +38,16 @@ def create_app(ctx: BotContext, *, verify_token: bool = True) -> App:
     Returns:
         The App with every listener of :data:`LISTENERS` registered.
     """
-    app = App(client=ctx.client, token_verification_enabled=verify_token, process_before_response=False)
+    # process_before_response: the listener runs on the socket-mode thread and dispatch returns
+    # when it does. Listeners only ack, normalise and hand off (ctx.handoff), so that is quick,
+    # and the ack is not stuck behind other listeners in Bolt's 5-thread listener pool.
+    app = App(client=ctx.client, token_verification_enabled=verify_token, process_before_response=True)
 
-    def inject_and_dedup(body: dict[str, Any], context: Any, next: Any) -> Any:  # noqa: A002 - Bolt's name
+    def inject(context: Any, next: Any) -> Any:  # noqa: A002 - Bolt's name
         context["pm"] = ctx
-        key = delivery_key(body, ctx.slack.reaction)
-        if key is not None:
-            with ctx.runtime.session() as session:
-                if not claim(session=session, key=key, payload=body):
-                    # A re-sent envelope: ack it (empty 200) and do nothing else.
-                    return BoltResponse(status=200, body="")
-            context["delivery_key"] = key
         return next()
 
-    app.use(inject_and_dedup)
+    app.use(inject)
     for name in LISTENERS:
         importlib.import_module(name).register(app)
     return app

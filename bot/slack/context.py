@@ -24,6 +24,7 @@ class BotContext:
         slack: the PM_SLACK_* settings.
         client: the WebClient (SLACK_API_URL) listeners use for views.open / ephemerals.
         sources: extra investigation sources for every request (tests: ``{"world": dir}``).
+        handoff: runs a listener's work after its ack (:class:`bot.slack.handoff.Handoff`).
     """
 
     runtime: Any
@@ -31,6 +32,7 @@ class BotContext:
     slack: SlackSettings
     client: WebClient
     sources: dict[str, Any] = field(default_factory=dict)
+    handoff: Any = None
 
     def admins(self) -> frozenset[str]:
         """Admin user ids: PM_SLACK_ADMINS users plus the members of its user groups (S…)."""

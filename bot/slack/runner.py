@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from slack_bolt.adapter.socket_mode import SocketModeHandler
-
 from bot.slack.app import create_app
 from bot.slack.context import BotContext
+from bot.slack.handoff import Handoff
+from bot.slack.journal import InboundJournal
+from bot.slack.replay import replay_unfinished
 from bot.slack.settings import SlackSettings
+from bot.slack.socket import PersistThenAckHandler
 from bot.slack.sweeper import Sweeper
 from publishers.slack import SlackPublisher, make_web_client
 from store.errors import ConfigError
@@ -54,28 +56,45 @@ class SlackBot:
         # The publisher gets its own client: a 429 there must become RetryLater, not a sleep.
         self.runtime.register_publisher("slack", SlackPublisher(make_web_client(
             token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)))
+        self.journal = InboundJournal(runtime.session)
+        self.sweeper = Sweeper(runtime, periodic=self.replay)
+        self.handoff = Handoff(self.journal, on_done=self.sweeper.poke)
         self.ctx = BotContext(runtime=runtime, settings=settings, slack=slack, client=self.client,
-                              sources=dict(sources or {}))
+                              sources=dict(sources or {}), handoff=self.handoff)
         self.app = create_app(self.ctx, verify_token=verify_token)
-        self.handler = SocketModeHandler(self.app, app_token=settings.slack_app_token.get_secret_value(),
-                                         web_client=self.client)
+        # 16 socket-mode threads: each waits a few ms for the journal's group commit, so more
+        # of them share one commit during a burst (the builtin default is 10).
+        self.handler = PersistThenAckHandler(self.app, journal=self.journal, reaction=slack.reaction,
+                                             app_token=settings.slack_app_token.get_secret_value(),
+                                             web_client=self.client, concurrency=16)
         self._want_worker = worker
         self._worker: Any = None
-        self._sweeper: Sweeper | None = None
 
     def start(self) -> SlackBot:
-        """Start the worker and sweeper, open the socket-mode connection; returns at once."""
+        """Start the worker, journal and sweeper, replay unfinished deliveries, connect; returns at once."""
         if self._want_worker:
             self._worker = self.runtime.start_worker()
-        self._sweeper = Sweeper(self.runtime).start()
+        self.journal.start()
+        self.sweeper.start()
+        self.replay()
         self.handler.connect()
         log.info("slack bot connected (api %s)", self.client.base_url)
         return self
 
+    def replay(self, older_than_s: float = 60.0) -> int:
+        """Re-run deliveries acked by an earlier process that died before their work finished.
+
+        Returns:
+            How many were replayed (see :mod:`bot.slack.replay`).
+        """
+        return replay_unfinished(app=self.app, runtime=self.runtime, journal=self.journal,
+                                 older_than_s=older_than_s)
+
     def stop(self) -> None:
-        """Close the connection, then stop the sweeper and the worker."""
+        """Close the connection, finish handed-off work, then stop the journal, sweeper and worker."""
         self.handler.close()
-        if self._sweeper:
-            self._sweeper.stop()
+        self.handoff.stop()
+        self.journal.stop()
+        self.sweeper.stop()
         if self._worker:
             self._worker.stop(timeout_ms=10_000)

@@ -1,45 +1,102 @@
-"""A small loop that drains the Slack outbox while deliveries are pending.
+"""Drain the Slack outbox from the bot process: right after a start, and as a safety net.
 
 The publish job runs on every progress event and re-schedules itself one second after a
 429. A delivery whose Retry-After is longer than that (or that lands a moment after the
 re-run) would otherwise wait for the investigation's next event, which after the final
-report never comes. This loop is the safety net: every ``interval_s`` it drains when
-something is pending for the sink.
+report never comes; and a freshly created investigation has no event that wakes the
+publish job until a worker picks it up. So this loop drains whenever it is poked (after a
+listener's hand-off recorded something) and every ``interval_s`` anyway.
+
+Draining runs in ``lanes`` parallel lanes, each a :func:`pipeline.publishing.drain` of a few
+deliveries. Order within an investigation still holds: ``outbox.claim_pending`` never
+claims an event while an earlier event of the same investigation is pending (a claimed one
+counts as pending until it is marked), and its compare-and-set keeps two lanes from claiming
+the same row. So different investigations' threads are posted in parallel, each thread in order.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
+from pipeline import publishing
 from store import outbox
 
 log = logging.getLogger(__name__)
 
 
 class Sweeper:
-    """Background thread: ``runtime.publish_now()`` whenever ``sink`` has pending deliveries."""
+    """Background thread that drains ``sink`` in parallel lanes when poked or every ``interval_s``.
 
-    def __init__(self, runtime: Any, sink: str = "slack", interval_s: float = 0.5) -> None:
+    Args:
+        runtime: the pipeline runtime (``session()``, ``publishers``).
+        sink: the outbox sink to drain.
+        interval_s: the safety-net period.
+        lanes: parallel drains (each holds one database connection while it claims or marks).
+        batch: deliveries a lane claims at once; small, so a burst spreads over the lanes.
+        periodic: also call this every ``period_s`` (the runner's replay of unfinished deliveries).
+    """
+
+    def __init__(self, runtime: Any, sink: str = "slack", interval_s: float = 0.5, lanes: int = 4,
+                 batch: int = 5, periodic: Callable[[], Any] | None = None, period_s: float = 30.0) -> None:
         self.runtime, self.sink, self.interval_s = runtime, sink, interval_s
+        self.lanes, self.batch = lanes, batch
+        self.periodic, self.period_s = periodic, period_s
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pm-slack-drain")
         self._thread = threading.Thread(target=self._loop, name="pm-slack-sweeper", daemon=True)
 
     def start(self) -> Sweeper:
         self._thread.start()
         return self
 
+    def poke(self) -> None:
+        """Drain now (something was just recorded)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(10)
+        self._pool.shutdown(wait=True)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        last_periodic = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                with self.runtime.session() as s:
-                    pending = outbox.pending_count(session=s, sink=self.sink)
-                if pending:
-                    self.runtime.publish_now()
+                if self.periodic and time.monotonic() - last_periodic >= self.period_s:
+                    last_periodic = time.monotonic()
+                    self.periodic()
+                self.sweep()
             except Exception:  # noqa: BLE001 - keep sweeping; the next round retries
                 log.exception("slack outbox sweep failed")
+
+    def sweep(self) -> int:
+        """Drain until nothing is due; returns how many deliveries were done."""
+        publisher = self.runtime.publishers.get(self.sink)
+        if publisher is None:
+            return 0
+        with self.runtime.session() as s:
+            if not outbox.pending_count(session=s, sink=self.sink):
+                return 0
+        futures = [self._pool.submit(self._lane, publisher) for _ in range(self.lanes)]
+        wait(futures)
+        return sum(f.result() for f in futures)
+
+    def _lane(self, publisher: Any) -> int:
+        done = 0
+        while not self._stop.is_set():
+            counts = publishing.drain(self.runtime, self.sink, publisher, self.batch)
+            done += counts["done"]
+            if counts["done"] + counts["failed"] == 0:
+                return done
+        return done

@@ -18,8 +18,13 @@ def register(app: Any) -> None:
 
 
 def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Ask the investigation to stop; refusals and errors are ephemeral."""
+    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
     ack()
+    pm(context).handoff.defer(context, _work, body, client, context)
+
+
+def _work(body: dict[str, Any], client: Any, context: Any) -> None:
+    """Ask the investigation to stop; refusals and errors are ephemeral."""
     ctx = pm(context)
     inv_id = body["actions"][0]["value"]
     user = body["user"]["id"]

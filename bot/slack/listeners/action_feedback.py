@@ -18,8 +18,13 @@ def register(app: Any) -> None:
 
 
 def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Record the vote against the investigation and thank the voter."""
+    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
     ack()
+    pm(context).handoff.defer(context, _work, body, client, context)
+
+
+def _work(body: dict[str, Any], client: Any, context: Any) -> None:
+    """Record the vote against the investigation and thank the voter."""
     ctx = pm(context)
     action = body["actions"][0]
     vote = "feedback_up" if action["action_id"] == ACTIONS["up"] else "feedback_down"

@@ -19,8 +19,13 @@ def register(app: Any) -> None:
 
 
 def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Append a ``report`` event for the jira sink only (the Slack publisher skips it)."""
+    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
     ack()
+    pm(context).handoff.defer(context, _work, body, client, context)
+
+
+def _work(body: dict[str, Any], client: Any, context: Any) -> None:
+    """Append a ``report`` event for the jira sink only (the Slack publisher skips it)."""
     ctx = pm(context)
     inv_id = body["actions"][0]["value"]
     channel, user = (body.get("channel") or {}).get("id"), body["user"]["id"]

@@ -19,8 +19,13 @@ def register(app: Any) -> None:
 
 
 def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Start a deep re-run, or tell the clicker why not (ephemeral)."""
+    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
     ack()
+    pm(context).handoff.defer(context, _work, body, client, context)
+
+
+def _work(body: dict[str, Any], client: Any, context: Any) -> None:
+    """Start a deep re-run, or tell the clicker why not (ephemeral)."""
     ctx = pm(context)
     inv_id = body["actions"][0]["value"]
     user = body["user"]["id"]

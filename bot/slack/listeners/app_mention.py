@@ -25,8 +25,13 @@ def register(app: Any) -> None:
 
 
 def handle(ack: Any, event: dict[str, Any], client: Any, context: Any) -> None:
-    """Answer in a thread, or treat ``@bot <what> [mode]`` like ``/investigate`` on that message."""
+    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
     ack()
+    pm(context).handoff.defer(context, _work, event, client, context)
+
+
+def _work(event: dict[str, Any], client: Any, context: Any) -> None:
+    """Answer in a thread, or treat ``@bot <what> [mode]`` like ``/investigate`` on that message."""
     ctx = pm(context)
     if event.get("thread_ts") and event.get("thread_ts") != event.get("ts"):
         if answer_in_thread(ctx, event) is not None:

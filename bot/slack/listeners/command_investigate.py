@@ -33,9 +33,9 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
         ack(text=usage)
     elif cmd.kind == "modal":
         ack()
-        # The trigger_id dies 3 s after the command: open the form before anything slow.
-        client.views_open(trigger_id=body["trigger_id"], view=modal.view(body.get("channel_id"),
-                                                                          ctx.slack.default_mode))
+        # The trigger_id dies 3 s after the command: the ui lane never waits behind a burst of starts.
+        ctx.handoff.defer(context, client.views_open, ui=True, trigger_id=body["trigger_id"],
+                          view=modal.view(body.get("channel_id"), ctx.slack.default_mode))
     elif cmd.kind == "status":
         try:
             inv = investigate.status(runtime=ctx.runtime, investigation_id=cmd.investigation_id)
@@ -54,7 +54,8 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
         ack(text=f"Cancelling `{cmd.investigation_id}`; it stops at the next phase boundary.")
     else:
         ack(text=f":hourglass_flowing_sand: Starting an investigation of {trigger_label(cmd.trigger or {})}…")
-        start(ctx, body, slash_request(cmd, body, sources=ctx.sources), context.get("delivery_key"), client)
+        ctx.handoff.defer(context, start, ctx, body, slash_request(cmd, body, sources=ctx.sources),
+                          context.get("delivery_key"), client)
 
 
 def start(ctx: Any, body: dict[str, Any], request: Any, key: str | None, client: Any) -> None:

@@ -24,8 +24,13 @@ def register(app: Any) -> None:
 
 
 def handle(ack: Any, event: dict[str, Any], context: Any) -> None:
-    """Thread replies by people that read as questions; everything else is ignored."""
+    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
     ack()
+    pm(context).handoff.defer(context, _work, event, context)
+
+
+def _work(event: dict[str, Any], context: Any) -> None:
+    """Thread replies by people that read as questions; everything else is ignored."""
     if not event.get("thread_ts") or event.get("bot_id") or event.get("subtype"):
         return
     if event.get("thread_ts") == event.get("ts"):

@@ -37,8 +37,13 @@ def fetch_message(client: Any, channel: str, ts: str) -> dict[str, Any] | None:
 
 
 def handle(ack: Any, event: dict[str, Any], client: Any, context: Any) -> None:
-    """Parse the reacted-on message into a trigger and start (or join) its investigation."""
+    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
     ack()
+    pm(context).handoff.defer(context, _work, event, client, context)
+
+
+def _work(event: dict[str, Any], client: Any, context: Any) -> None:
+    """Parse the reacted-on message into a trigger and start (or join) its investigation."""
     ctx = pm(context)
     item = event.get("item") or {}
     if event.get("reaction") != ctx.slack.reaction or item.get("type") != "message":

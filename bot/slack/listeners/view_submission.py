@@ -32,4 +32,4 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
     ack()
     request = slash_request(cmd, {**body, "user_id": (body.get("user") or {}).get("id")}, sources=ctx.sources,
                             channel=channel)
-    start(ctx, body, request, context.get("delivery_key"), client)
+    ctx.handoff.defer(context, start, ctx, body, request, context.get("delivery_key"), client)
