@@ -25,13 +25,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from commands.errors import BadRequest
 from commands.investigate import StartResult, start
 from commands.requests import InvestigationRequest, Origin
-from store.models import InboundDelivery
+from store import investigations, outbox
+from store.models import InboundDelivery, utcnow
 
 SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy")
 JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
@@ -448,3 +451,166 @@ def _mark(runtime: Any, delivery_id: int, status: str) -> None:
         if row is not None:
             row.status = status
             session.commit()
+
+
+# -- the listener's batched path: one transaction for many deliveries ------------------------------------
+
+#: A delivery to store: (source, delivery key, payload).
+Incoming = tuple[str, str, Mapping[str, Any]]
+
+
+def _insert_ignoring_conflicts(session: Session):  # noqa: ANN202 - a dialect-specific Insert
+    """``INSERT ... ON CONFLICT DO NOTHING`` for the session's database (SQLite or PostgreSQL).
+
+    Both dialects spell it the same way (SQLite >= 3.24, PostgreSQL >= 9.5), and both return
+    only the rows actually inserted from ``RETURNING`` (SQLite >= 3.35), which is what tells a new
+    delivery from a replay without a SELECT per delivery.
+    """
+    dialect = session.get_bind().dialect.name
+    module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
+    if module is None:
+        raise BadRequest(f"database dialect {dialect!r} is not supported; use SQLite or PostgreSQL")
+    return module.insert(InboundDelivery).on_conflict_do_nothing(index_elements=["source", "delivery_key"])
+
+
+def accept_many(*, session: Session, deliveries: list[Incoming]) -> list[Accepted]:
+    """Store many deliveries in the session's transaction; replays (same source and key) keep their row.
+
+    The caller commits; the deliveries are persisted only then (and only then may it answer 2xx).
+    One multi-row INSERT plus, when there are replays, one SELECT: the cost of a batch hardly grows
+    with its size, which is what lets the listener commit concurrent requests together.
+
+    Args:
+        session: the session whose transaction holds the inserts.
+        deliveries: ``(source, key, payload)`` in arrival order; a key may repeat within the batch.
+
+    Returns:
+        One :class:`Accepted` per delivery, in order. The first occurrence of a new key is
+        ``duplicate=False``; later ones in the batch and keys stored earlier are ``duplicate=True``.
+    """
+    if not deliveries:
+        return []
+    now = utcnow()
+    unique: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for source, key, payload in deliveries:
+        unique.setdefault((source, key), payload)
+    rows = [
+        {"source": s, "delivery_key": k, "payload": dict(p), "status": "accepted", "received_at": now}
+        for (s, k), p in unique.items()
+    ]
+    stmt = _insert_ignoring_conflicts(session).values(rows).returning(
+        InboundDelivery.id, InboundDelivery.source, InboundDelivery.delivery_key
+    )
+    inserted = {(s, k): i for i, s, k in session.execute(stmt)}
+    known: dict[tuple[str, str], tuple[int, str]] = {pair: (i, "accepted") for pair, i in inserted.items()}
+    replays = [pair for pair in unique if pair not in inserted]
+    if replays:
+        found = session.execute(
+            select(InboundDelivery.id, InboundDelivery.source, InboundDelivery.delivery_key, InboundDelivery.status)
+            .where(tuple_(InboundDelivery.source, InboundDelivery.delivery_key).in_(replays))
+        )
+        known.update({(s, k): (i, st) for i, s, k, st in found})
+    out = []
+    fresh = set(inserted)
+    for source, key, _payload in deliveries:
+        delivery_id, status = known[(source, key)]
+        out.append(Accepted(delivery_id, duplicate=(source, key) not in fresh, status=status))
+        fresh.discard((source, key))
+    return out
+
+
+def _start_in(session: Session, request: InvestigationRequest, open_by_fp: dict[str, str]) -> StartResult:
+    """:func:`commands.investigate.start` inside the caller's transaction (no commit, no enqueue).
+
+    Same rule: a fingerprint with an open investigation gets an ``attached`` event, otherwise a new
+    investigation is created; the partial unique index on open fingerprints settles a race with
+    another writer (the savepoint rolls back only this insert). ``open_by_fp`` remembers what this
+    transaction found or opened, so a storm of repeats costs no lookup each.
+    """
+    fp = request.fingerprint
+    existing = open_by_fp.get(fp) if fp else None
+    if fp and existing is None:
+        found = investigations.find_open_by_fingerprint(session=session, fingerprint=fp)
+        existing = found.id if found is not None else None
+    if existing is None:
+        try:
+            with session.begin_nested():
+                inv = investigations.create(
+                    session=session, trigger=request.trigger, origin=request.origin.to_dict(), mode=request.mode,
+                    domain=request.domain, sources=request.sources, priority=request.priority, fingerprint=fp,
+                    requested_by=request.requested_by,
+                )
+        except IntegrityError:
+            found = investigations.find_open_by_fingerprint(session=session, fingerprint=fp or "")
+            if found is None:
+                raise
+            existing = found.id
+        else:
+            if fp:
+                open_by_fp[fp] = inv.id
+            return StartResult(inv.id, created=True)
+    if fp:
+        open_by_fp[fp] = existing
+    outbox.append(
+        session=session, investigation_id=existing, kind="attached",
+        payload={"origin": request.origin.to_dict(), "trigger": request.trigger},
+    )
+    return StartResult(existing, created=False)
+
+
+def process_many(
+    *, runtime: Any, delivery_ids: list[int], rules: WebhookRules, deploy_scheduler: Any = None
+) -> dict[int, str]:
+    """Process many stored deliveries in one transaction, then enqueue what it opened.
+
+    Equivalent to :func:`process` for each id, at a fraction of the commits. Rows already finished
+    are skipped; a row whose stored payload no longer normalises is marked ``failed``; deploy
+    deliveries go through :func:`process` one by one after the commit (they schedule a message,
+    which must not be sent for a transaction that could still roll back and be retried).
+
+    Raises:
+        Exception: whatever the database raised; nothing of the batch is then committed (the
+            caller may retry the ids one by one with :func:`process` to isolate a bad row).
+
+    Returns:
+        delivery id -> its status afterwards (ids not found are left out).
+    """
+    statuses: dict[int, str] = {}
+    created: list[tuple[str, str]] = []
+    deploys: list[int] = []
+    with runtime.session() as session:
+        rows = session.execute(
+            select(InboundDelivery).where(InboundDelivery.id.in_(delivery_ids)).order_by(InboundDelivery.id)
+        ).scalars()
+        open_by_fp: dict[str, str] = {}
+        for row in rows:
+            if row.status != "accepted":
+                statuses[row.id] = row.status
+                continue
+            try:
+                result = normalise(row.source, row.payload, rules)
+            except PayloadError:
+                row.status = "failed"  # stored by an older listener that validated less; do not retry forever
+            else:
+                if result.deploy is not None:
+                    deploys.append(row.id)
+                    continue
+                started = []
+                for request in result.requests:
+                    outcome = _start_in(session, request, open_by_fp)
+                    started.append(outcome)
+                    if outcome.created:
+                        created.append((outcome.investigation_id, request.priority))
+                row.status = "processed" if started else "ignored"
+                if started:
+                    row.investigation_id = started[0].investigation_id
+            statuses[row.id] = row.status
+        session.commit()
+    # After the commit, as start() does: a worker must find the investigation it is sent.
+    for investigation_id, priority in created:
+        runtime.enqueue(investigation_id, priority=priority)
+    for delivery_id in deploys:
+        statuses[delivery_id] = process(
+            runtime=runtime, delivery_id=delivery_id, rules=rules, deploy_scheduler=deploy_scheduler
+        )["status"]
+    return statuses

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -41,8 +40,6 @@ def build_context(
         deploy_check.schedule(runtime=runtime, deploy=deploy, delay_ms=settings.post_deploy_check_delay_ms)
 
     rules = webhook_rules(settings, http)
-    sqlite = settings.effective_database_url.startswith("sqlite")
-    write_lock: Any = threading.Lock() if sqlite else contextlib.nullcontext()
     return ListenerContext(
         runtime=runtime,
         rules=rules,
@@ -51,8 +48,7 @@ def build_context(
         pagerduty_secret=_secret(settings.pagerduty_webhook_secret),
         max_body_bytes=http.max_body_bytes,
         deploy_scheduler=schedule_deploy_check,
-        processor=DeliveryProcessor(runtime, rules, schedule_deploy_check, write_lock),
-        write_lock=write_lock,
+        processor=DeliveryProcessor(runtime, rules, schedule_deploy_check),
     )
 
 

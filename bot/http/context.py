@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +21,7 @@ class ListenerContext:
         jira_secret / pagerduty_secret: HMAC secrets; when unset those routes take a bearer token.
         max_body_bytes: larger bodies get 413.
         deploy_scheduler: ``callable(deploy_dict)`` that queues the post-deploy check.
-        processor: the background processor of stored deliveries.
-        write_lock: held around database writes in this process when the database is SQLite (one
-            writer at a time anyway; waiting on a Python lock beats SQLite's sleeping busy handler).
+        processor: the database thread that stores deliveries (group commit) and processes them.
     """
 
     runtime: Any
@@ -35,4 +32,3 @@ class ListenerContext:
     max_body_bytes: int
     deploy_scheduler: Callable[[dict[str, Any]], None]
     processor: DeliveryProcessor
-    write_lock: AbstractContextManager[Any]

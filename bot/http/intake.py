@@ -9,17 +9,17 @@ or the startup sweep finishes it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from bot.http.context import ListenerContext
 from bot.http.problems import BodyTooLarge, problem, read_body
+from bot.http.processor import ListenerStopped
 from commands.signatures import SignatureError
-from commands.webhooks import PayloadError, accept, delivery_key, normalise, parse_json
+from commands.webhooks import PayloadError, delivery_key, normalise, parse_json
 
 Authenticate = Callable[[bytes, Headers], None]
 
@@ -34,7 +34,8 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
         authenticate: raises SignatureError when the delivery is not from the sender.
 
     Returns:
-        202 accepted/ignored, 200 duplicate, or a problem+json 400/401/413.
+        202 accepted/ignored, 200 duplicate, a problem+json 400/401/413, or 503 when the
+        delivery could not be stored (the sender retries).
     """
     try:
         body = await read_body(request, ctx.max_body_bytes)
@@ -52,17 +53,16 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
     if normalised.ignored:
         return JSONResponse({"status": "ignored", "reason": normalised.ignored}, status_code=202)
     key = delivery_key(source, payload, request.headers, body)
-    return await run_in_threadpool(_store, ctx, source, key, payload)
-
-
-def _store(ctx: ListenerContext, source: str, key: str, payload: dict[str, Any]) -> Response:
-    with ctx.write_lock:
-        accepted = accept(runtime=ctx.runtime, source=source, key=key, payload=payload)
+    try:
+        # Returns once the delivery is committed (group commit on the listener's database thread).
+        accepted = await ctx.processor.store(source, key, payload)
+    except (ListenerStopped, SQLAlchemyError) as exc:
+        detail = f"the delivery could not be stored ({type(exc).__name__}); retry it shortly"
+        return problem(503, "Service unavailable", detail, headers={"Retry-After": "5"})
     if accepted.duplicate and accepted.status != "accepted":
         return JSONResponse(
             {"status": "duplicate", "delivery_id": accepted.delivery_id, "original_status": accepted.status},
             status_code=200,
         )
-    # New, or a redelivery of one never finished: (re)submit; processing a finished row is a no-op.
-    ctx.processor.submit(accepted.delivery_id)
+    # New, or a redelivery of one never finished (the processor has queued it again).
     return JSONResponse({"status": "accepted", "delivery_id": accepted.delivery_id}, status_code=202)

@@ -12,10 +12,12 @@ class BodyTooLarge(Exception):
     """The request body is larger than the listener accepts (answer 413)."""
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """A ``application/problem+json`` response (RFC 9457) with ``extra`` members such as ``field``."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
