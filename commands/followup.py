@@ -91,7 +91,7 @@ def ask(*, runtime: Any, investigation_id: str, question: str, user: str | None 
         except NotFound:
             raise BadRequest(f"no investigation {investigation_id!r}; start one with /investigate") from None
         inv_dict = investigations.to_dict(inv)
-        cps = [{**checkpoints.to_dict(cp), "output": cp.output}
+        cps = [{**checkpoints.to_dict(cp), "output": _output(runtime, cp)}
                for cp in checkpoints.list_for(session=session, investigation_id=inv.id)]
         evs = [outbox.event_to_dict(e) for e in outbox.events(session=session, investigation_id=inv.id)]
         remaining = (inv.budget_usd - (inv.cost_usd or 0.0)) if inv.budget_usd is not None else None
@@ -131,6 +131,20 @@ def ask(*, runtime: Any, investigation_id: str, question: str, user: str | None 
                       payload={"text": text, **payload})
         session.commit()
     return text
+
+
+def _output(runtime: Any, cp: Any) -> Any:
+    """A checkpoint's output: inline, or (when it was too large to keep inline) from the artifact store."""
+    if cp.output is not None or not cp.output_ref:
+        return cp.output
+    artifacts = getattr(runtime, "artifacts", None)
+    if artifacts is None:
+        return None
+    try:
+        return artifacts.get_json(cp.output_ref)
+    except Exception as exc:  # noqa: BLE001 — a lost artifact narrows the answer, it must not stop it
+        log.warning("cannot read %s for a follow-up: %s", cp.output_ref, exc)
+        return None
 
 
 # -- the deterministic answerer ---------------------------------------------------------------------
