@@ -63,8 +63,7 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str,
                 outbox.get_publication(session=s, investigation_id=inv["id"], sink=sink, target=target)
             )
         try:
-            # attempts lets a publisher skip its "posted before?" look-up on a first attempt
-            ref = publisher.deliver({**c.event, "attempts": c.attempts}, inv, pub) or {}
+            ref = publisher.deliver(c.event, inv, pub) or {}
         except Exception as exc:
             if not _asks_to_wait(exc):
                 _failed(runtime, c, exc, sink, counts, held)
