@@ -60,6 +60,14 @@ _MASKS: list[tuple[re.Pattern[str], str, str]] = [
     # A comma list of masked values ("10.0.0.1,10.0.0.2") is one value of variable length.
     (re.compile(r"<([A-Z]+)>(?:,\s?<[A-Z]+>)+"), r"<\1>", ","),
 ]
+# A code location is constant text, not a variable: "TravelServiceImpl#457", "c.s.FooImpl#37",
+# "[dispatcherServlet]#175" (an identifier joined to a line number by '#') and "Handler.java:42" (a source
+# file joined by ':'). Masking its number would merge a log statement with its neighbours, and a statement
+# that stops being reached (a code path skipped after a fault) would vanish inside a template still logged.
+_SOURCE_EXT = ("java", "scala", "kt", "groovy", "py", "go", "rb", "js", "ts", "cs", "php", "rs", "swift",
+               "cpp", "cc", "c", "h")
+_CODE_LOC = re.compile(r"(?:(?<=[A-Za-z_$\]])#|(?:" + "|".join(f"(?<=\\.{ext})" for ext in _SOURCE_EXT)
+                       + r"):)\d+(?![\w.:])")
 _NAMED = re.compile(r"<[A-Z]+>")
 # Every named mask reaches drain3 as this one literal token: equal tokens count as similar in drain's
 # distance (its own "<*>" does not), and one spelling keeps a masked first token on one tree branch.
@@ -78,11 +86,28 @@ _SPLIT_BASE = 1 << 31
 def mask(message: str) -> str:
     """Cut a message to MAX_MESSAGE_CHARS and replace variable parts by ``<UUID>``, ``<IP>``, ``<NUM>``, ..."""
     text = message[:MAX_MESSAGE_CHARS] if isinstance(message, str) else str(message)[:MAX_MESSAGE_CHARS]
+    kept: list[str] = []
+    if "#" in text or ":" in text:
+        text = _CODE_LOC.sub(lambda m: _protect(kept, m.group(0)), text)
     for pattern, token, needle in _MASKS:
         # Skip a pattern whose required character is absent: a substring test is far cheaper than a scan.
         if needle in text:
             text = pattern.sub(token, text)
+    if kept:
+        text = _PROTECTED.sub(lambda m: kept[ord(m.group(1)) - ord("a")], text)
     return " ".join(text.split())
+
+
+# A protected code location waits in the text as NUL + one letter + NUL: no mask matches letters between
+# control characters, and 26 locations per message are plenty (later ones are masked as usual).
+_PROTECTED = re.compile("\x00([a-z])\x00")
+
+
+def _protect(kept: list[str], location: str) -> str:
+    if len(kept) >= 26:
+        return location
+    kept.append(location)
+    return f"\x00{chr(ord('a') + len(kept) - 1)}\x00"
 
 
 def miner_config() -> TemplateMinerConfig:
@@ -187,6 +212,8 @@ def split_alternatives(cluster_id: int, template: str, texts: list[str]) -> dict
         values = {row[index] for row in rows if index < len(row)}
         if 1 < len(values) <= SPLIT_MAX_VALUES and not any("<" in value for value in values):
             positions.append(index)
+        elif len(values) > 1 and all(_CODE_LOC.search(value) for value in values):
+            positions.append(index)  # code locations are constant text, however many there are
     if not positions:
         return {cluster_id: (template, texts)}
     parts: dict[int, tuple[str, list[str]]] = {}
@@ -216,6 +243,10 @@ def _shape(template: str) -> tuple[str, ...]:
     """
     out: list[str] = []
     for token in template.split():
+        if _CODE_LOC.search(token):
+            # A code location names one log statement: two statements never share a shape.
+            out.append(token)
+            continue
         token = _WILD.sub("<*>", token)
         if _ONLY_WILD.fullmatch(token):
             token = "<*>"
@@ -266,18 +297,23 @@ def template_text(miner: TemplateMiner, cluster_id: int) -> str:
 
 
 def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: float,
-                   before_span: float, after_span: float, parse_ts) -> list[dict[str, Any]]:
+                   before_span: float, after_span: float, parse_ts,
+                   recent_from: float | None = None, recent_to: float | None = None) -> list[dict[str, Any]]:
     """Count each (service, template) before and after the onset and classify it.
 
     Params: lines — log lines (``ts``, ``service``, ``level``, ``message``);
     miner — a drain3 miner; onset — epoch seconds; before_span / after_span —
     seconds covered by the lines on each side (for rates); parse_ts — ISO →
-    epoch function.
+    epoch function; recent_from / recent_to — a second split (epoch s; default
+    the onset) and the end of its recent side (default none), counted as
+    ``earlier`` / ``recent``.
     Returns: one dict per (service, template): ``id`` (``T<cluster>``),
     ``service``, ``template``, ``level`` (worst seen), ``before``, ``after``,
     ``first_after`` (ISO-free epoch of the first line after onset or None),
-    ``kind`` (``new`` | ``burst`` | ``gone`` | ``steady``), ``example``.
+    ``kind`` (``new`` | ``burst`` | ``gone`` | ``steady``), ``example``,
+    ``earlier`` / ``recent`` (counts before / since recent_from).
     """
+    split = onset if recent_from is None else recent_from
     masked = [mask(line.get("message", "")) for line in lines]
     assignment = mine(miner, masked)
     rank = {"DEBUG": 0, "INFO": 1, "WARN": 2, "WARNING": 2, "ERROR": 3, "FATAL": 4, "CRITICAL": 4}
@@ -290,9 +326,13 @@ def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: 
         entry = stats.get(key)
         if entry is None:
             entry = {"id": f"T{key[1]}", "service": key[0], "level_rank": 0, "before": 0, "after": 0,
-                     "first_after": None, "example": str(line.get("message", ""))[:300]}
+                     "earlier": 0, "recent": 0, "first_after": None, "example": str(line.get("message", ""))[:300]}
             stats[key] = entry
         entry["level_rank"] = max(entry["level_rank"], rank.get(str(line.get("level", "")).upper(), 1))
+        if ts < split:
+            entry["earlier"] += 1
+        elif recent_to is None or ts < recent_to:
+            entry["recent"] += 1
         if ts < onset:
             entry["before"] += 1
         else:

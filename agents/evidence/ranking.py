@@ -83,6 +83,11 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
             evidence.append({"source": "logs", "ref": tpl["ref"],
                              "summary": f"{tpl['kind']} {tpl['level']} template after onset ×{tpl['after']}: "
                                         f"{tpl['template'][:120]}"})
+        elif tpl["service"] == svc and tpl["kind"] == "skipped":
+            evidence.append({"source": "logs", "ref": tpl["ref"],
+                             "summary": f"statement no longer reached (×{tpl['before']} before, ×{tpl['after']} "
+                                        f"since) while its usual predecessor logged ×{tpl['leader_after']}: "
+                                        f"{tpl['template'][:120]}"})
         elif tpl["service"] == svc and tpl["kind"] == "gone":
             evidence.append({"source": "logs", "ref": tpl["ref"],
                              "summary": f"template stopped after onset (×{tpl['before']} before): "

@@ -6,7 +6,7 @@ import math
 from statistics import median
 from typing import Any
 
-from agents.evidence import anomalies, logtemplates
+from agents.evidence import anomalies, logtemplates, skipped
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
 from agents.evidence.topology import mentioned_services
@@ -21,6 +21,11 @@ SAMPLE_LINES = 15_000
 CHART_POINTS = 60
 LATE_ONSET_S = 180.0
 RECOVERED_BEFORE_S = 300.0
+# A statement counts as skipped when silent since this long before the trigger: a metric onset can sit far
+# earlier (an earlier event's excursion), but a fault is live by the time it is reported.
+SKIP_RECENT_S = 180.0
+# ... and judged over a few minutes only: a fault can be short, and the statement returns once it is over.
+SKIP_SPAN_S = 420.0
 
 
 def metric_weight(name: str) -> float:
@@ -209,8 +214,10 @@ def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known:
             state = None
     miner = logtemplates.new_miner(state)
     before_span, after_span = max(onset - start, 60.0), max(end - onset, 60.0)
+    recent_from = max(onset, ctx["anchor"] - SKIP_RECENT_S)
     stats = logtemplates.template_stats(lines, miner=miner, onset=onset, before_span=before_span,
-                                        after_span=after_span, parse_ts=parse_ts)
+                                        after_span=after_span, parse_ts=parse_ts, recent_from=recent_from,
+                                        recent_to=recent_from + SKIP_SPAN_S)
     if template_state is not None:
         try:
             template_state.save(logtemplates.dump_miner(miner))
@@ -220,7 +227,7 @@ def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known:
     notable = []
     for entry in stats:
         svc = by_service.setdefault(entry["service"], {"new_errors": 0, "gone": 0, "error_excess": 0.0,
-                                                       "new_error_first": []})
+                                                       "new_error_first": [], "skipped": 0})
         is_error = entry["level"] in ("WARN", "ERROR", "FATAL")
         if entry["kind"] in ("new", "burst") and is_error:
             svc["new_errors"] += 1
@@ -233,7 +240,16 @@ def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known:
         if entry["kind"] != "steady":
             notable.append({**entry, "ref": f"logs:{entry['service']}/{entry['id']}",
                             "first_after": fmt_ts(entry["first_after"]) if entry["first_after"] else None})
-    notable.sort(key=lambda e: (e["kind"] == "gone", -e["after"]))
+    window_end = min(end, recent_from + SKIP_SPAN_S)
+    for item in skipped.find_skipped(stats, earlier_span=recent_from - start,
+                                     recent_span=window_end - recent_from):
+        by_service[item["service"]]["skipped"] += 1
+        notable.append({"id": item["id"], "service": item["service"], "template": item["template"],
+                        "level": "INFO", "kind": "skipped", "before": item["earlier"], "after": item["recent"],
+                        "leader": item["leader"], "leader_after": item["leader_recent"],
+                        "tail": item["tail"], "first_after": None,
+                        "ref": f"logs:{item['service']}/{item['id']}"})
+    notable.sort(key=lambda e: (e["kind"] in ("gone", "skipped"), -e["after"]))
     mentions = _mentions(lines, onset=onset, known=known, ratio=after_span / before_span)
     return {"templates": notable[:80], "by_service": by_service, "mentions": mentions}
 

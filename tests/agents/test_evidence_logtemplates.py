@@ -48,7 +48,7 @@ def test_template_stats_finds_new_error_template():
     lines = [{"ts": f"2026-01-01T10:{m:02d}:00Z", "service": "api", "level": "INFO", "message": f"served {m} requests"}
              for m in range(0, 60)]
     lines += [{"ts": f"2026-01-01T10:{m:02d}:30Z", "service": "api", "level": "ERROR",
-               "message": f"NullPointerException at Handler.java:{m}"} for m in range(40, 60)]
+               "message": f"NullPointerException at Handler.java:42 for order {m}"} for m in range(40, 60)]
     stats = template_stats(lines, miner=new_miner(), onset=parse_ts("2026-01-01T10:40:00Z"), before_span=2400,
                            after_span=1200, parse_ts=parse_ts)
     errors = [s for s in stats if s["level"] == "ERROR"]
