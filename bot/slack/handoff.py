@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bot.slack import gate
+
 log = logging.getLogger(__name__)
 
 
@@ -34,8 +36,10 @@ class Handoff:
     def __init__(self, journal: Any, threads: int = 4, on_done: Callable[[], None] | None = None) -> None:
         self.journal = journal
         self.on_done = on_done
-        self._work = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pm-slack-work")
-        self._ui = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pm-slack-ui")
+        self._work = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pm-slack-work",
+                                        initializer=gate.join, initargs=("low",))
+        self._ui = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pm-slack-ui",
+                                      initializer=gate.join, initargs=("low",))
 
     def defer(self, context: Any, fn: Callable[..., Any], *args: Any, ui: bool = False, **kwargs: Any) -> None:
         """Run ``fn(*args, **kwargs)`` after the ack; mark the request's delivery processed when it returns.

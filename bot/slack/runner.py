@@ -7,6 +7,7 @@ from typing import Any
 
 from bot.slack.app import create_app
 from bot.slack.context import BotContext
+from bot.slack.gate import WriteGate
 from bot.slack.handoff import Handoff
 from bot.slack.journal import InboundJournal
 from bot.slack.replay import replay_unfinished
@@ -56,9 +57,11 @@ class SlackBot:
         # The publisher gets its own client: a 429 there must become RetryLater, not a sleep.
         self.runtime.register_publisher("slack", SlackPublisher(make_web_client(
             token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)))
+        if runtime.engine.dialect.name == "sqlite":
+            WriteGate().install(runtime.engine)  # one writer: the ack path's commit goes first
         self.journal = InboundJournal(runtime.session)
         self.sweeper = Sweeper(runtime, periodic=self.replay)
-        self.handoff = Handoff(self.journal, on_done=self.sweeper.poke)
+        self.handoff = Handoff(self.journal, threads=2, on_done=self.sweeper.poke)
         self.ctx = BotContext(runtime=runtime, settings=settings, slack=slack, client=self.client,
                               sources=dict(sources or {}), handoff=self.handoff)
         self.app = create_app(self.ctx, verify_token=verify_token)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
+from bot.slack import gate
 from pipeline import publishing
 from store import outbox
 
@@ -48,7 +49,8 @@ class Sweeper:
         self.periodic, self.period_s = periodic, period_s
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pm-slack-drain")
+        self._pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pm-slack-drain",
+                                        initializer=gate.join, initargs=("low",))
         self._thread = threading.Thread(target=self._loop, name="pm-slack-sweeper", daemon=True)
 
     def start(self) -> Sweeper:
