@@ -81,9 +81,18 @@ def engine_plan() -> dict[str, PhaseFn]:
             return engine.analyse_signals(state.tools, o["ctx"], template_state=state.template_state)
         return engine.analyse_signals(state.tools, o["ctx"])
 
+    def context(state: PhaseState) -> dict[str, Any]:
+        ctx = engine.gather_context(state.tools, state.trigger, state.window)
+        # A ticket source wrapped around the gateway (pipeline.tools.JiraTickets) notes its own failures.
+        notes = getattr(state.tools, "missing_sources", None)
+        if isinstance(notes, list) and notes:
+            ctx["missing_sources"] = list(ctx.get("missing_sources") or []) + [
+                n for n in notes if n not in (ctx.get("missing_sources") or [])]
+        return ctx
+
     return {
         P.INITIALIZING: _initialize,
-        P.CONTEXT_GATHERING: lambda s: engine.gather_context(s.tools, s.trigger, s.window),
+        P.CONTEXT_GATHERING: context,
         P.EVIDENCE: analyse,
         P.CHANGES: lambda s: engine.gather_changes(s.tools, s.outputs["ctx"]),
         P.CORRELATION: lambda s: engine.correlate(s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"]),

@@ -1,12 +1,26 @@
-"""Opening the tools (the MCP gateway) for one investigation."""
+"""Opening the tools (the MCP gateway) for one investigation, with Jira as the ticket source.
+
+When the investigation's trigger is a ticket and Jira is configured (JIRA_URL, JIRA_USER,
+JIRA_API_TOKEN), :class:`JiraTickets` wraps the gateway: ``tickets.get`` is answered from Jira
+through the `jira` library, everything else goes to the gateway. If Jira cannot answer, the
+gateway's own ``tickets.get`` is asked instead and the failure is kept in ``missing_sources``
+(the CONTEXT_GATHERING phase adds it to the context), so a Jira outage degrades the
+investigation instead of failing it.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+JIRA_FIELDS = "summary,description,labels,components,status,reporter,created,priority"
+JIRA_TIMEOUT_S = 10.0
 
 
 def world_for(investigation: dict[str, Any], settings: Any) -> Path | None:
@@ -39,4 +53,115 @@ def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
             f"{investigation.get('id')}: no tools to investigate with; set MCP_CONFIG, or PM_WORLD / --world "
             "to a sandbox world"
         )
-    return open_gateway(config, variables={"world": str(world or ""), "python": sys.executable})
+    gateway = open_gateway(config, variables={"world": str(world or ""), "python": sys.executable})
+    return with_jira(gateway, investigation, settings)
+
+
+def with_jira(tools: Any, investigation: dict[str, Any], settings: Any) -> Any:
+    """``tools`` wrapped by :class:`JiraTickets` when the trigger is a ticket and Jira is configured.
+
+    Args:
+        tools: the ToolSource to wrap (the gateway).
+        investigation: the investigation dict (its ``trigger``).
+        settings: store.config.Settings (jira_url, jira_user, jira_api_token).
+
+    Returns:
+        The wrapper, or ``tools`` unchanged.
+    """
+    trigger = investigation.get("trigger") or {}
+    token = getattr(settings, "jira_api_token", None)
+    if not (trigger.get("ticket") and getattr(settings, "jira_url", None) and getattr(settings, "jira_user", None)
+            and token is not None):
+        return tools
+    from publishers.jira import connect
+
+    secret = token.get_secret_value() if hasattr(token, "get_secret_value") else str(token)
+    client = connect(settings.jira_url, settings.jira_user, secret, timeout_s=JIRA_TIMEOUT_S)
+    return JiraTickets(tools, client, url=settings.jira_url)
+
+
+class JiraTickets:
+    """A ToolSource that answers ``tickets.get`` from Jira and passes every other call to ``inner``.
+
+    Args:
+        inner: the wrapped ToolSource (the gateway); its other attributes (``check``, ``close``) show through.
+        client: a ``jira.JIRA`` client.
+        url: the Jira base URL (for the ticket's link).
+
+    Attributes:
+        missing_sources: notes on Jira failures, for the context's ``missing_sources``.
+    """
+
+    def __init__(self, inner: Any, client: Any, *, url: str) -> None:
+        self.inner = inner
+        self.client = client
+        self.url = url.rstrip("/")
+        self.missing_sources: list[str] = []
+
+    def call(self, capability: str, **args: Any) -> dict[str, Any]:
+        """Answer ``tickets.get`` from Jira (falling back to ``inner``); pass everything else on."""
+        if capability == "tickets.get" and args.get("key"):
+            key = str(args["key"])
+            try:
+                return ticket_from_jira(self.client.issue(key, fields=JIRA_FIELDS).raw, self.url)
+            except Exception as exc:  # noqa: BLE001 — Jira down, refused or missing: degrade, never fail
+                note = f"jira (tickets.get {key} failed: {_reason(exc)})"
+                log.warning("%s; asking the tool servers instead", note)
+                if note not in self.missing_sources:
+                    self.missing_sources.append(note)
+        return self.inner.call(capability, **args)
+
+    def __getattr__(self, name: str) -> Any:
+        # check(), close() and anything else the gateway offers.
+        return getattr(self.inner, name)
+
+
+def ticket_from_jira(raw: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """A Jira REST v2 issue as the ``tickets.get`` ticket dict (world-format ticket fields).
+
+    Args:
+        raw: the issue JSON (``{"key", "fields": {...}}``).
+        base_url: JIRA_URL, for the ticket's browse link.
+
+    Returns:
+        ``{key, ts, summary, description, labels, components, status, reporter, priority, url, source}``.
+    """
+    f = raw.get("fields") or {}
+
+    def name(v: Any, attr: str = "name") -> Any:
+        return v.get(attr) or v.get("name") if isinstance(v, dict) else v
+
+    return {
+        "key": raw.get("key"),
+        "ts": _utc(f.get("created")),
+        "summary": f.get("summary") or "",
+        "description": f.get("description") or "",
+        "labels": list(f.get("labels") or []),
+        "components": [name(c) for c in (f.get("components") or []) if name(c)],
+        "status": name(f.get("status")),
+        "reporter": name(f.get("reporter"), "displayName"),
+        "priority": name(f.get("priority")),
+        "url": f"{base_url}/browse/{raw.get('key')}",
+        "source": "jira",
+    }
+
+
+def _utc(value: Any) -> str | None:
+    # Jira sends "2026-02-15T12:17:00.000+0000"; the tools speak ISO-8601 UTC with Z.
+    if not value:
+        return None
+    try:
+        parsed = datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reason(exc: Exception) -> str:
+    status = getattr(exc, "status_code", None)
+    if status:
+        return f"HTTP {status}"
+    return type(exc).__name__

@@ -53,6 +53,18 @@ class FakeJira:
         self.issues[key] = {"summary": summary, "labels": list(labels), **fields}
         self.comments.setdefault(key, [])
 
+    def add_incident_issue(self, key: str, *, summary: str, description: str, labels: tuple[str, ...] = (),
+                           components: tuple[str, ...] = (), status: str = "Open",
+                           reporter: str = "Support Bot", created: str = "2026-02-15T12:17:00.000+0000",
+                           priority: str = "High") -> None:
+        """Create an issue with the fields a bug ticket has, shaped as Jira REST v2 returns them
+        (components/status/priority as objects with ``name``, reporter with ``displayName``)."""
+        self.add_issue(key, summary, labels, description=description,
+                       components=[{"id": str(10000 + i), "name": c} for i, c in enumerate(components)],
+                       status={"name": status, "statusCategory": {"key": "new"}},
+                       reporter={"displayName": reporter, "emailAddress": "support@example.com"},
+                       created=created, priority={"name": priority})
+
     def fail_next(self, status: int, retry_after: int | None = None, count: int = 1) -> None:
         """Answer the next ``count`` requests with ``status`` (and a Retry-After header if given)."""
         with self._lock:
