@@ -62,10 +62,10 @@ _INSTRUCTION_LIKE = [
     r"\b(act|behave)\s+as\b[^.\n]{0,60}",
     r"\bpretend\s+(to\s+be|you)\b[^.\n]{0,60}",
     r"\bdo\s+not\s+(tell|mention|reveal)\b[^.\n]{0,60}",
-    r"(?m)^\s*(human|assistant|system|user)\s*:",
+    r"^\s*(human|assistant|system|user)\s*:",
     r"\[/?INST\]|<\|[^|>]{0,40}\|>|</?(system|instructions?)>",
 ]
-_INSTRUCTION_RE = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTION_LIKE), re.IGNORECASE)
+_INSTRUCTION_RE = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTION_LIKE), re.IGNORECASE | re.MULTILINE)
 _BROADCAST_RE = re.compile(r"<!(channel|here|everyone)(\|[^>]*)?>|@(channel|here|everyone)\b", re.IGNORECASE)
 
 
