@@ -25,6 +25,7 @@ class BotContext:
         client: the WebClient (SLACK_API_URL) listeners use for views.open / ephemerals.
         sources: extra investigation sources for every request (tests: ``{"world": dir}``).
         handoff: runs a listener's work after its ack (:class:`bot.slack.handoff.Handoff`).
+        followup_answerer: Claude answerer for thread questions (agents.followup), None = evidence only.
     """
 
     runtime: Any
@@ -33,6 +34,7 @@ class BotContext:
     client: WebClient
     sources: dict[str, Any] = field(default_factory=dict)
     handoff: Any = None
+    followup_answerer: Any = None
 
     def admins(self) -> frozenset[str]:
         """Admin user ids: PM_SLACK_ADMINS users plus the members of its user groups (S…)."""

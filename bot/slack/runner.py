@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from agents.followup import make_answerer
 from bot.slack.app import create_app
 from bot.slack.context import BotContext
 from bot.slack.gate import WriteGate
@@ -63,7 +64,8 @@ class SlackBot:
         self.sweeper = Sweeper(runtime, periodic=self.replay)
         self.handoff = Handoff(self.journal, threads=2, on_done=self.sweeper.poke)
         self.ctx = BotContext(runtime=runtime, settings=settings, slack=slack, client=self.client,
-                              sources=dict(sources or {}), handoff=self.handoff)
+                              sources=dict(sources or {}), handoff=self.handoff,
+                              followup_answerer=make_answerer(settings))
         self.app = create_app(self.ctx, verify_token=verify_token)
         # 16 socket-mode threads: each waits a few ms for the journal's group commit, so more
         # of them share one commit during a burst (the builtin default is 10).

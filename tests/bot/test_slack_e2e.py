@@ -182,3 +182,39 @@ def test_no_argument_opens_the_form_and_submitting_it_starts(slack: tuple[FakeSl
     fake.wait_ack(fake.interactive({"type": "view_submission", "user": {"id": "U1"}, "view": view}))
     parent = _parent(fake, "C7")
     assert "PAY-44706" in parent["text"]
+
+
+def test_follow_up_is_answered_by_claude_when_configured(tmp_path: Path) -> None:
+    """With ANTHROPIC_API_KEY set, a thread question is answered by Claude (a stand-in Messages API)."""
+    from tests.fakes.anthropic_server import FakeAnthropic
+
+    claude = FakeAnthropic().start()
+    claude.reply("The pricing deploy chg-3835 is the cause; roll it back.")
+    try:
+        with FakeSlack() as fake:
+            settings = load_settings(
+                PM_HOME=str(tmp_path / "pm"), SLACK_BOT_TOKEN="xoxb-test", SLACK_APP_TOKEN="xapp-test",
+                SLACK_API_URL=fake.api_url, PM_WORKER_THREADS=2,
+                ANTHROPIC_API_KEY=claude.api_key, ANTHROPIC_BASE_URL=claude.url,
+            )
+            bot = SlackBot(settings, SlackSettings(), sources={"world": str(WORLD)}, verify_token=False).start()
+            try:
+                fake.wait_connected()
+                fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))
+                parent = _parent(fake, "C1")
+                _chart_in(fake, "C1", parent["ts"])
+                q = fake.add_message("C1", "what should we do?", user="U1", thread_ts=parent["ts"])
+                fake.wait_ack(fake.event({"type": "message", "channel": "C1", "user": "U1", "text": "what should we do?",
+                                          "ts": q["ts"], "thread_ts": parent["ts"]}))
+                answer = fake.wait_for(
+                    lambda: next((m["text"] for m in fake.thread("C1", parent["ts"])
+                                  if m.get("user") == "UBOT" and float(m["ts"]) > float(q["ts"])), None),
+                    30, "Claude's answer")
+            finally:
+                bot.stop()
+                bot.runtime.close()
+    finally:
+        claude.stop()
+    assert "roll it back" in answer
+    assert len(claude.requests) == 1
+    assert "chg-3835" in str(claude.requests[0])  # the evidence went into the prompt

@@ -61,7 +61,7 @@ def answer_in_thread(ctx: Any, event: dict[str, Any]) -> str | None:
     question = _MENTION.sub("", event.get("text") or "").strip()
     try:
         followup.ask(runtime=ctx.runtime, investigation_id=inv_id, question=question, user=event.get("user"),
-                     message_ts=event.get("ts"))
+                     message_ts=event.get("ts"), answerer=ctx.followup_answerer)
     except CommandError:
         return None
     with ctx.runtime.session() as session:
