@@ -9,9 +9,14 @@ the service only, next to Nezha's 86.7 / 97.8 / 97.8 (Yu et al., "Nezha:
 Interpretable Fine-Grained Root Causes Analysis for Microservices on
 Multi-modal Observability Data", ESEC/FSE 2023, Table 3). ``--calibrate``
 fits the confidence model's coefficients on the suite and prints them.
+``--large N`` also scores N bigger worlds (services 20 and 30, 240 min,
+families in turn) made by ``generate_world``. At the end a reliability table
+(confidence bins → accuracy, expected calibration error; Guo et al., "On
+Calibration of Modern Neural Networks", ICML 2017) and the AUROC over every
+world scored, which includes wrong answers (Nezha's).
 
-Usage: .venv/bin/python bench/rca.py [--count 60] [--seed 202] [--calibrate]
-       [--nezha /work/shared/eval/nezha-tt] [--transport inprocess|direct]
+Usage: .venv/bin/python bench/rca.py [--count 60] [--seed 202] [--calibrate] [--large 0]
+       [--nezha /work/shared/eval/nezha-tt] [--transport inprocess|direct] [--quiet]
 """
 
 from __future__ import annotations
@@ -144,6 +149,54 @@ def summarise(title: str, rows: list[dict], *, service_only: bool = False) -> No
     print(f"mean time per world {sum(r['time'] for r in rows) / n * 1000:.0f} ms (engine only, excl. gateway open)")
 
 
+def reliability(rows: list[dict], bins: int = 5) -> tuple[list[tuple[int, int, int, float, float]], float]:
+    """Reliability table and expected calibration error of the reported confidence (0..100) vs top-1 hit.
+
+    Params: rows — run_suite rows; bins — equal-width confidence bins.
+    Returns: ([(lo, hi, n, mean confidence, accuracy) per non-empty bin], ECE as a 0..1 fraction).
+    """
+    table, ece, n = [], 0.0, len(rows)
+    width = 100 / bins
+    for index in range(bins):
+        lo, hi = index * width, (index + 1) * width
+        members = [r for r in rows if lo <= r["confidence"] < hi or (index == bins - 1 and r["confidence"] >= hi)]
+        if not members:
+            continue
+        conf = sum(r["confidence"] for r in members) / len(members) / 100
+        acc = sum(r["hit1"] for r in members) / len(members)
+        table.append((int(lo), int(hi), len(members), conf, acc))
+        ece += len(members) / n * abs(conf - acc)
+    return table, ece
+
+
+def print_reliability(title: str, rows: list[dict]) -> None:
+    """Print the reliability table, ECE and AUROC of a set of scored worlds."""
+    if not rows:
+        return
+    table, ece = reliability(rows)
+    roc = auroc([r["confidence"] for r in rows], [r["hit1"] for r in rows])
+    wrong = sum(1 for r in rows if not r["hit1"])
+    print(f"\n== calibration, {title}: {len(rows)} worlds, {wrong} wrong top-1")
+    print("confidence   n   mean conf  accuracy")
+    for lo, hi, count, conf, acc in table:
+        print(f"{lo:>3}-{hi:<3}   {count:>4}   {conf:8.3f}  {acc:8.3f}")
+    print(f"ECE {ece:.3f}   AUROC {roc:.3f}" if roc is not None else f"ECE {ece:.3f}   AUROC n/a (one class)")
+
+
+def large_worlds(tmp: Path, count: int, seed: int) -> list[Path]:
+    """``count`` worlds of 20 or 30 services over 240 minutes, families in turn, decoys on."""
+    from sandbox.generator import FAMILIES, generate_world
+
+    worlds = []
+    for index in range(count):
+        family = FAMILIES[index % len(FAMILIES)]
+        services = 20 if index % 2 == 0 else 30
+        name = f"large-{index:03d}-{family}"
+        worlds.append(generate_world(tmp / name, family=family, seed=seed * 1000 + index, services=services,
+                                     duration_min=240, log_lines=20_000, name=name))
+    return worlds
+
+
 def fit(rows: list[dict]) -> dict[str, float]:
     """Fit the logistic confidence model by gradient descent on (features, top-1 hit)."""
     data = [(r["features"], 1.0 if r["hit1"] else 0.0) for r in rows if r["features"]]
@@ -171,7 +224,9 @@ def main() -> None:
     parser.add_argument("--nezha", default=None, help="also score the Nezha TrainTicket worlds (service only)")
     parser.add_argument("--transport", default="inprocess", choices=["inprocess", "direct"])
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--large", type=int, default=0, help="also score N worlds of 20/30 services, 240 min")
     args = parser.parse_args()
+    scored: dict[str, list[dict]] = {}
     from sandbox.generator import generate_suite
 
     with tempfile.TemporaryDirectory(prefix="pm-rca-") as tmp:
@@ -180,18 +235,36 @@ def main() -> None:
         print(f"generated {len(worlds)} worlds (seed {args.seed}) in {time.perf_counter() - started:.1f} s")
         rows = run_suite(worlds, args.transport, quiet=args.quiet)
         summarise(f"generated suite seed {args.seed}", rows)
-        if args.calibrate:
-            print("fitted coefficients:", fit(rows))
+        scored["generated"] = rows
         by_family: dict[str, list[bool]] = {}
         for r in rows:
             by_family.setdefault(r["world"].split("-", 2)[-1], []).append(r["hit1"])
         print("top-1 by family:", {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_family.items())})
+        if args.large:
+            started = time.perf_counter()
+            big = large_worlds(Path(tmp) / "large", args.large, args.seed)
+            print(f"\ngenerated {len(big)} large worlds in {time.perf_counter() - started:.1f} s")
+            scored["large"] = run_suite(big, args.transport, quiet=args.quiet)
+            summarise(f"large worlds (20/30 services, 240 min) seed {args.seed}", scored["large"])
     shared = [Path(p) for p in sorted(glob.glob("/work/shared/worlds/*")) if (Path(p) / "truth.yaml").exists()]
-    summarise("shared example worlds", run_suite(shared, args.transport, quiet=args.quiet))
+    scored["examples"] = run_suite(shared, args.transport, quiet=args.quiet)
+    summarise("shared example worlds", scored["examples"])
     if args.nezha:
         nezha = [Path(p) for p in sorted(glob.glob(str(Path(args.nezha) / "tt-*")))]
-        summarise("nezha-tt (service only)", run_suite(nezha, args.transport, service_only=True, quiet=args.quiet),
-                  service_only=True)
+        scored["nezha"] = run_suite(nezha, args.transport, service_only=True, quiet=args.quiet)
+        summarise("nezha-tt (service only)", scored["nezha"], service_only=True)
+    if args.nezha:
+        # Calibration protocol: fit on the suite plus the odd-numbered Nezha worlds (tt-001, tt-003, ...);
+        # the even-numbered ones are never fitted on, so report them apart.
+        fit_half = [r for r in scored["nezha"] if int(r["world"].split("-")[-1]) % 2 == 1]
+        held_out = [r for r in scored["nezha"] if int(r["world"].split("-")[-1]) % 2 == 0]
+        print_reliability("nezha-tt odd worlds (calibration half)", fit_half)
+        print_reliability("nezha-tt even worlds (held out from calibration)", held_out)
+    if args.calibrate:
+        fitting = scored["generated"] + (fit_half if args.nezha else [])
+        print(f"\nfitted coefficients on {len(fitting)} worlds (suite seed {args.seed}"
+              f"{' + odd nezha-tt' if args.nezha else ''}):", fit(fitting))
+    print_reliability(f"everything scored ({', '.join(scored)})", [r for rows in scored.values() for r in rows])
 
 
 if __name__ == "__main__":
