@@ -63,7 +63,10 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str,
                 outbox.get_publication(session=s, investigation_id=inv["id"], sink=sink, target=target)
             )
         try:
-            ref = publisher.deliver(c.event, inv, pub) or {}
+            # attempts > 1 tells a publisher an earlier try may have reached the sink already
+            # (it then looks before posting); a first try skips that look-up.
+            event = dict(c.event, attempts=max(2, c.attempts) if c.redelivery else 1)
+            ref = publisher.deliver(event, inv, pub) or {}
         except Exception as exc:
             if not _asks_to_wait(exc):
                 _failed(runtime, c, exc, sink, counts, held)

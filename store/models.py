@@ -183,6 +183,9 @@ class Delivery(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     external_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # When a drainer first took this delivery; never reset (unlike attempts, which a 429 gives
+    # back), so a later claim knows an earlier try may already have reached the sink.
+    first_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Publication(Base):

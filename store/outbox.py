@@ -118,6 +118,7 @@ class Claimed:
     attempts: int
     event: dict[str, Any]
     investigation_id: str
+    redelivery: bool = False  # an earlier claim may already have reached the sink
 
 
 def claim_pending(
@@ -165,7 +166,8 @@ def claim_pending(
         won = session.execute(
             update(Delivery)
             .where(Delivery.id == delivery.id, Delivery.status == "pending", Delivery.next_attempt_at <= now)
-            .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until)
+            .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until,
+                    first_claimed_at=func.coalesce(Delivery.first_claimed_at, now))
             .execution_options(synchronize_session=False)
         ).rowcount
         if won != 1:
@@ -174,6 +176,7 @@ def claim_pending(
             Claimed(
                 delivery_id=delivery.id, sink=sink, attempts=delivery.attempts + 1,
                 event=event_to_dict(event), investigation_id=event.investigation_id,
+                redelivery=delivery.first_claimed_at is not None,
             )
         )
     session.flush()

@@ -195,3 +195,19 @@ def test_lease_is_exclusive_until_it_expires(sessions):
         assert invs.acquire_lease(session=s, investigation_id=inv_id, owner="a", ttl_s=-1)  # renew, expired
     with sessions() as s, s.begin():
         assert invs.acquire_lease(session=s, investigation_id=inv_id, owner="b", ttl_s=60)
+
+
+def test_a_released_delivery_is_claimed_again_as_a_redelivery(sessions):
+    """A 429 gives the attempt back, but the next claim must still know an earlier try may have posted."""
+    inv_id = _create(sessions, origin={"kind": "slack", "channel": "C1"})
+    with sessions() as s, s.begin():
+        first = outbox.claim_pending(session=s, sink="slack", limit=1)
+    assert [c.redelivery for c in first] == [False]
+    with sessions() as s, s.begin():
+        outbox.release(session=s, delivery_id=first[0].delivery_id, retry_after_s=0.0)
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    with sessions() as s, s.begin():
+        again = outbox.claim_pending(session=s, sink="slack", now=later)
+    assert again[0].delivery_id == first[0].delivery_id
+    assert again[0].attempts == 1 and again[0].redelivery is True
+    assert inv_id == again[0].investigation_id
