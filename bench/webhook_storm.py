@@ -79,6 +79,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux /proc; proc(5) fields 14, 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(sorted_values: list[float], q: float) -> float:
     # Nearest-rank percentile (NIST/Hyndman-Fan definition 1): no interpolation between samples.
     index = max(0, min(len(sorted_values) - 1, int(-(-q * len(sorted_values) // 1)) - 1))
@@ -133,10 +139,12 @@ def main() -> int:
                 latencies.append(dt)
                 statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
 
+        listener_cpu0, client_cpu0 = _cpu_s(child.pid), time.process_time()
         wall0 = time.perf_counter()
         with ThreadPoolExecutor(args.concurrency) as pool:
             list(pool.map(send, bodies))
         wall = time.perf_counter() - wall0
+        listener_cpu, client_cpu = _cpu_s(child.pid) - listener_cpu0, time.process_time() - client_cpu0
 
         # Count what the database holds, through the same settings the listener used.
         os.environ.update(PM_HOME=home)
@@ -178,6 +186,9 @@ def main() -> int:
     print(f"  latency ms           p50 {_percentile(ms, 0.50):.1f}  p95 {_percentile(ms, 0.95):.1f}  "
           f"p99 {_percentile(ms, 0.99):.1f}  max {ms[-1]:.1f}  mean {statistics.fmean(ms):.1f}  (target p99 < 50)")
     print(f"  throughput           {args.deliveries / wall:.0f} deliveries/s over {wall:.1f} s")
+    print(f"  CPU during the storm listener {listener_cpu * 1000 / args.deliveries:.2f} ms/delivery "
+          f"({listener_cpu / wall:.0%} of a core), load generator {client_cpu * 1000 / args.deliveries:.2f} ms/delivery "
+          f"({client_cpu / wall:.0%} of a core); machine load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  deliveries stored    {stored}; processed {processed}; lost {lost} "
           f"(processing finished {drain:.1f} s after the last answer)")
     print(f"  investigations       {investigations} (expected {args.fingerprints})")

@@ -8,9 +8,10 @@ takes everything that arrived meanwhile, inserts it with one multi-row statement
 then releases every waiting request (group commit, as databases do for their own logs: Gray &
 Reuter, "Transaction Processing", 9.4.7). A delivery is still committed before its 2xx.
 
-Between two intake batches the thread processes a small chunk of stored deliveries in one
-transaction, sized so a chunk takes about ``chunk_budget_s``: a request that arrives meanwhile waits
-at most about that long. Processing on this single thread also keeps the check-then-create of an
+Between two intake batches the thread processes a chunk of stored deliveries in one transaction,
+paced by :class:`bot.http.pacing.Pacer`: while requests pour in, processing takes a bounded share of
+the time in short chunks (a request waits for at most one), and drains the backlog once intake is
+quiet. Processing on this single thread also keeps the check-then-create of an
 investigation serial within the process (the database's partial unique index covers other
 processes), and leaves SQLite one writer per process, so no request sleeps in SQLite's busy handler.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import queue
 import threading
@@ -28,6 +30,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bot.http.pacing import Pacer
 from commands.webhooks import SOURCES, Accepted, WebhookRules, accept_many, process, process_many
 from store.models import InboundDelivery
 
@@ -60,15 +63,15 @@ class DeliveryProcessor:
         rules: filters and routing.
         deploy_scheduler: queues post-deploy checks.
         max_batch: most deliveries stored by one commit.
-        chunk_budget_s: about how long one processing chunk may hold the thread.
+        pacer: when processing may run while deliveries arrive (default :class:`Pacer`).
     """
 
     def __init__(
         self, runtime: Any, rules: WebhookRules, deploy_scheduler: Any, *, max_batch: int = 256,
-        chunk_budget_s: float = 0.005,
+        pacer: Pacer | None = None,
     ) -> None:
         self.runtime, self.rules, self.deploy_scheduler = runtime, rules, deploy_scheduler
-        self.max_batch, self.chunk_budget_s = max_batch, chunk_budget_s
+        self.max_batch, self.pacer = max_batch, pacer or Pacer()
         self._queue: queue.Queue[_Store | str] = queue.Queue()
         self._pending: dict[int, None] = {}  # ids to process, in arrival order (a dict: no repeats)
         self._per_delivery_s = 0.002  # running estimate of one delivery's processing time
@@ -121,26 +124,35 @@ class DeliveryProcessor:
 
     def _loop(self) -> None:
         stop = False
+        wait_s: float | None = None  # None: nothing to process, block until something arrives
         while not (stop and self._queue.empty() and not self._pending):
-            items = self._take(block=not self._pending and not stop)
+            items = self._take(timeout_s=wait_s)
             stores = [i for i in items if isinstance(i, _Store)]
             if stores:
                 self._store_batch(stores)
+                self.pacer.intake(time.monotonic())
             if _RESUME in items:
                 self._resume()
             stop = stop or _STOP in items
+            wait_s = None
             if self._pending:
-                self._process_chunk()
+                budget_s, wait_s = self.pacer.next_chunk(time.monotonic())
+                if stop:  # shutting down: no request will come, drain at full speed
+                    budget_s, wait_s = self.pacer.idle_chunk_s, 0.0
+                if budget_s:
+                    self._process_chunk(budget_s)
+                    wait_s = 0.0 if self._pending else None
             for _ in items:
                 self._queue.task_done()
             with self._idle:
                 self._idle.notify_all()
 
-    def _take(self, *, block: bool) -> list[_Store | str]:
-        """Everything queued right now (up to ``max_batch``), waiting for the first item if ``block``."""
+    def _take(self, *, timeout_s: float | None) -> list[_Store | str]:
+        """Everything queued right now (up to ``max_batch``), waiting up to ``timeout_s`` for the first
+        item (None: as long as it takes; 0: not at all)."""
         items: list[_Store | str] = []
         try:
-            items.append(self._queue.get(block=block))
+            items.append(self._queue.get(block=timeout_s != 0, timeout=timeout_s or None))
             while len(items) < self.max_batch:
                 items.append(self._queue.get_nowait())
         except queue.Empty:
@@ -176,10 +188,10 @@ class DeliveryProcessor:
         except Exception:  # the database may be briefly away; new deliveries still get processed
             log.exception("looking for unprocessed webhook deliveries failed")
 
-    def _process_chunk(self) -> None:
-        size = max(1, min(64, int(self.chunk_budget_s / self._per_delivery_s)))
-        ids = list(self._pending)[:size]
-        t0 = time.perf_counter()
+    def _process_chunk(self, budget_s: float) -> None:
+        size = max(1, min(64, int(budget_s / self._per_delivery_s)))
+        ids = list(itertools.islice(self._pending, size))
+        t0 = time.monotonic()
         try:
             process_many(runtime=self.runtime, delivery_ids=ids, rules=self.rules,
                          deploy_scheduler=self.deploy_scheduler)
@@ -188,10 +200,11 @@ class DeliveryProcessor:
             self._process_one_by_one(ids)
         else:
             # Exponential moving average: chunk sizes follow the cost without jumping on one outlier.
-            per = (time.perf_counter() - t0) / len(ids)
+            per = (time.monotonic() - t0) / len(ids)
             self._per_delivery_s = 0.8 * self._per_delivery_s + 0.2 * per
         for delivery_id in ids:
             self._pending.pop(delivery_id, None)
+        self.pacer.ran(time.monotonic(), time.monotonic() - t0)
 
     def _process_one_by_one(self, ids: list[int]) -> None:
         for delivery_id in ids:
