@@ -261,6 +261,7 @@ class Gateway:
                 said = srv.stderr_tail()
                 raise _Transient(f"cannot connect ({_describe(exc)})" + (f"; the server said: {said}" if said else ""),
                                  reconnect=True) from None
+            assert srv.client is not None, "a ready MCP session always carries its client"
             return srv.client
 
     def _drop(self, srv: _Server) -> None:

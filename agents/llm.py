@@ -204,8 +204,8 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def _error_type(exc: Any) -> str:
-    body = exc.body if isinstance(getattr(exc, "body", None), dict) else {}
-    err = body.get("error") if isinstance(body.get("error"), dict) else body
+    body: dict[str, Any] = exc.body if isinstance(getattr(exc, "body", None), dict) else {}
+    err: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else body
     return str(err.get("type") or type(exc).__name__)
 
 

@@ -44,7 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.worker import run_worker as _run
 
-    return _run(settings, configure=lambda runtime: register_publishers(runtime, settings))
+    def configure(runtime: object) -> None:
+        register_publishers(runtime, settings)
+
+    return _run(settings, configure=configure)
 
 
 def register_publishers(runtime: object, settings: Settings) -> list[str]:

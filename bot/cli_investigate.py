@@ -120,8 +120,8 @@ def _follow(runtime: Any, investigation_id: str, view: ProgressView, *, timeout:
     with view:
         while True:
             with runtime.session() as session:
-                events = [
-                    {"seq": e.seq, "kind": e.kind, "payload": e.payload or {}}
+                events: list[dict[str, Any]] = [
+                    {"seq": int(e.seq), "kind": str(e.kind), "payload": dict(e.payload or {})}
                     for e in outbox.events(session=session, investigation_id=investigation_id, after_seq=after)
                 ]
             for event in events:

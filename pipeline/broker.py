@@ -33,7 +33,7 @@ class InProcessBroker(StubBroker):
 
     def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 100) -> _InProcessConsumer:
         consumer = super().consume(queue_name, prefetch, timeout)
-        return _InProcessConsumer(consumer.queue, consumer.dead_letters, prefetch, timeout)
+        return _InProcessConsumer(consumer.queue, consumer.dead_letters, prefetch, timeout)  # type: ignore[attr-defined]
 
 
 def _check_redis(broker: Any, url: str) -> None:

@@ -36,9 +36,9 @@ def declare(runtime: Any, handler: Callable[[dict[str, Any]], Any], *, max_retri
         handler(deploy)
 
     return dramatiq.actor(
-        deploy_health_check, broker=runtime.broker, actor_name=ACTOR_NAME, queue_name=QUEUE,
+        broker=runtime.broker, actor_name=ACTOR_NAME, queue_name=QUEUE,
         max_retries=max_retries, min_backoff=5_000, max_backoff=300_000,
-    )
+    )(deploy_health_check)
 
 
 def enqueue_check(runtime: Any, deploy: dict[str, Any], *, delay_ms: int) -> None:

@@ -138,7 +138,7 @@ class Machine:
             window=inv_dict["trigger"].get("window"),
             outputs={},
             template_state=_TemplateState(self.artifacts, inv_dict["domain"]),
-            _tools_factory=(lambda: self._tools_factory(inv_dict)) if self._tools_factory else None,
+            _tools_factory=_bind(self._tools_factory, inv_dict),
         )
         try:
             for phase, rnd in self._steps(investigation_id, state):
@@ -347,3 +347,10 @@ class Machine:
             thread.join(timeout=5)
 
         return halt
+
+
+def _bind(factory: Any, inv_dict: dict[str, Any]) -> Any:
+    """``factory`` with the investigation bound (phases open tools lazily), or None."""
+    if factory is None:
+        return None
+    return lambda: factory(inv_dict)

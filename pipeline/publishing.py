@@ -71,9 +71,10 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str,
             if not _asks_to_wait(exc):
                 _failed(runtime, c, exc, sink, counts, held)
                 continue
-            held[c.investigation_id] = float(exc.retry_after_s)
+            wait_s = float(getattr(exc, "retry_after_s", 1.0))
+            held[c.investigation_id] = wait_s
             with runtime.session() as s:
-                outbox.release(session=s, delivery_id=c.delivery_id, retry_after_s=float(exc.retry_after_s),
+                outbox.release(session=s, delivery_id=c.delivery_id, retry_after_s=wait_s,
                                error=str(exc))
             counts["retry"] += 1
             continue

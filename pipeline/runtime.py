@@ -138,20 +138,20 @@ class Runtime:
         self.run_actors: dict[str, dramatiq.Actor] = {}
         for priority, (queue, prio) in QUEUES.items():
             self.run_actors[priority] = dramatiq.actor(
-                run, broker=self.broker, actor_name=ACTOR_NAMES[priority], queue_name=self.queue_prefix + queue,
+                broker=self.broker, actor_name=ACTOR_NAMES[priority], queue_name=self.queue_prefix + queue,
                 priority=prio,
                 retry_when=retry_when, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms,
                 time_limit=6 * 3600 * 1000,
-            )
+            )(run)
 
         def publish(investigation_id: str) -> None:
             self.publish_now(investigation_id)
 
         self.publish_actor = dramatiq.actor(
-            publish, broker=self.broker, actor_name="publish_events", queue_name=self.queue_prefix + PUBLISH_QUEUE,
+            broker=self.broker, actor_name="publish_events", queue_name=self.queue_prefix + PUBLISH_QUEUE,
             priority=5,
             max_retries=3, min_backoff=min_backoff_ms, max_backoff=max_backoff_ms,
-        )
+        )(publish)
 
     def enqueue(self, investigation_id: str, priority: str = "P2", *, delay_ms: int | None = None) -> None:
         """Queue ``investigation_id`` on its priority's queue.

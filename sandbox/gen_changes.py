@@ -132,11 +132,11 @@ class ChangeBook:
                 else f"{svc.name}-{short.lower()}"
             if harmful:
                 pct = rng.choice((5, 10, 20, 25, 30, 40, 50, 75))
-                frm = rng.choice((0, 0, 1, 5)) if pct > 5 else 0
+                pct_from = rng.choice((0, 0, 1, 5)) if pct > 5 else 0
             else:
-                frm, pct = rng.choice(((50, 100), (0, 10), (25, 50), (10, 25)))
-            summary = rng.choice(FLAG_SUMMARIES).format(flag=flag, to=f"{pct}%", from_=f"{frm}%")
-            details = {"flag": flag, "from": f"{frm}%", "to": f"{pct}%", "rollout_pct": pct}
+                pct_from, pct = rng.choice(((50, 100), (0, 10), (25, 50), (10, 25)))
+            summary = rng.choice(FLAG_SUMMARIES).format(flag=flag, to=f"{pct}%", from_=f"{pct_from}%")
+            details = {"flag": flag, "from": f"{pct_from}%", "to": f"{pct}%", "rollout_pct": pct}
             if harmful:
                 templates = tuple(rng.sample(FLAG_ERRORS, rng.randint(1, 2)))
                 fixed["flag"] = flag

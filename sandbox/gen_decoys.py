@@ -124,14 +124,14 @@ def add_decoys(rng: random.Random, plan: Plan, book: ChangeBook) -> None:
         bystanders = [s.name for s in plan.services if s.store is None and s.name not in plan.effects] or \
             [s.name for s in plan.services if s.store is None and s.name != plan.origin]
         for _ in range(rng.randint(1, 2)):
-            svc = rng.choice(bystanders)
+            noisy = rng.choice(bystanders)
             template = rng.choice(NOISY_DECOY)
             if rng.random() < 0.5:
                 start = rng.randint(0, max(1, plan.duration_s - 6 * 60))
-                plan.noisy.append(NoisySource(svc, template, start, start + rng.randint(3, 6) * 60,
+                plan.noisy.append(NoisySource(noisy, template, start, start + rng.randint(3, 6) * 60,
                                               rng.uniform(4.0, 10.0)))
             else:
-                plan.noisy.append(NoisySource(svc, template, 0, plan.duration_s, rng.uniform(0.15, 0.4)))
+                plan.noisy.append(NoisySource(noisy, template, 0, plan.duration_s, rng.uniform(0.15, 0.4)))
 
 
 def add_recovery(rng: random.Random, plan: Plan, book: ChangeBook) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from sandbox.gen_decoys import DECOY_KINDS
@@ -52,7 +52,7 @@ def _jsonl(path: Path, records: Sequence[dict[str, object]]) -> None:
             fh.write(json.dumps(rec) + "\n")
 
 
-def _flow(mapping: dict[str, object]) -> str:
+def _flow(mapping: Mapping[str, object]) -> str:
     """Render a flat mapping as a YAML flow mapping (JSON text is valid YAML)."""
     return json.dumps(mapping)
 

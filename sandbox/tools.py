@@ -174,7 +174,7 @@ class WorldTools:
         min_level = _level(cap, "level", level)
         level_set = _str_list(cap, "levels", levels)
         if level_set is not None:
-            level_set = [_level(cap, "levels", v) for v in level_set]
+            level_set = [lv for lv in (_level(cap, "levels", v) for v in level_set) if lv is not None]
         t0, t1 = _time(cap, "start", start), _time(cap, "end", end)
         needle = (_str(cap, "text", text) or "").lower() or None
         key = (service, min_level, tuple(sorted(level_set)) if level_set else None, t0, t1, needle)

@@ -169,7 +169,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     for lineno, line in numbered:
         try:
             rec = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise WorldError(f"{path.name}:{lineno}: not valid JSON ({exc.msg}); fix or delete the line") from None
         if not isinstance(rec, dict):
             raise WorldError(f"{path.name}:{lineno}: expected a JSON object per line; fix or delete the line")

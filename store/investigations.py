@@ -258,7 +258,7 @@ def acquire_lease(*, session: Session, investigation_id: str, owner: str, ttl_s:
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=ttl_s), updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def release_lease(*, session: Session, investigation_id: str, owner: str) -> None:

@@ -69,7 +69,7 @@ def append(
     locked = session.execute(
         update(Investigation).where(Investigation.id == investigation_id).values(updated_at=now)
     )
-    if locked.rowcount == 0:
+    if locked.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound(f"no investigation {investigation_id!r} to append a {kind} event to")
     last = session.scalar(
         select(func.max(ProgressEvent.seq)).where(ProgressEvent.investigation_id == investigation_id)
@@ -169,7 +169,7 @@ def claim_pending(
             .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until,
                     first_claimed_at=func.coalesce(Delivery.first_claimed_at, now))
             .execution_options(synchronize_session=False)
-        ).rowcount
+        ).rowcount  # type: ignore[attr-defined]
         if won != 1:
             continue
         claimed.append(
