@@ -12,6 +12,7 @@ from typing import Any
 
 from agents.evidence import ranking, report, signals
 from agents.evidence import verify as verification
+from agents.evidence.anchor import alert_burst_start, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
@@ -64,9 +65,13 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
         missing.append("topology (no call graph)")
     alerts = safe_call(tools, "alerts.list", missing, "alerts", start=win["start"], end=win["end"]).get("alerts") or []
     if trigger_ts is None:
-        # No dated trigger: anchor on the first alert, else the end of the window.
-        alert_times = [t for t in (parse_ts(a.get("ts")) for a in alerts) if t is not None]
-        trigger_ts = min(alert_times) if alert_times else end
+        # No dated trigger: the clock time its words name ("since about 08:08 UTC"), else the first
+        # alert of the densest alert burst (lone early warnings are noise), else the end of the window.
+        trigger_ts = time_in_text(trigger_text, start, end)
+    if trigger_ts is None:
+        trigger_ts = alert_burst_start(t for t in (parse_ts(a.get("ts")) for a in alerts) if t is not None)
+    if trigger_ts is None:
+        trigger_ts = end
     anchor = min(max(trigger_ts, start), end)
     known = {s["name"] for s in topo if s.get("name")}
     listed = safe_call(tools, "metrics.list", missing, "metrics").get("metrics") or []
@@ -107,6 +112,9 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
     known = sorted(set(ctx["known_services"]) | {str(line.get("service")) for line in lines if line.get("service")})
     logs = signals.analyse_logs(lines, ctx=ctx, onset=onset, known=known, template_state=template_state,
                                 missing=missing)
+    for entry in services.values():
+        # Kept apart from log evidence: a service whose metrics are all quiet is healthy, whatever its logs say.
+        entry["metric_score"] = entry["score"]
     for svc, info in logs["by_service"].items():
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                           "traffic_shift": 0.0, "error_level": None})
@@ -154,6 +162,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     for svc, info in sig.get("services", {}).items():
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
                          "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
+                         "metric_score": info.get("metric_score", info.get("score", 0.0)),
                          "families": info.get("families", {})}
     origins = locate_origin(graph, services, sig.get("mentions", {}))
     onset = parse_ts(sig.get("onset"))

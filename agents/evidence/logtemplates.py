@@ -316,7 +316,8 @@ def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: 
     split = onset if recent_from is None else recent_from
     masked = [mask(line.get("message", "")) for line in lines]
     assignment = mine(miner, masked)
-    rank = {"DEBUG": 0, "INFO": 1, "WARN": 2, "WARNING": 2, "ERROR": 3, "FATAL": 4, "CRITICAL": 4}
+    rank = {"TRACE": 0, "DEBUG": 0, "INFO": 1, "WARN": 2, "WARNING": 2, "ERR": 3, "ERROR": 3, "FATAL": 4,
+            "CRITICAL": 4}
     stats: dict[tuple[str, int], dict[str, Any]] = {}
     for line, text in zip(lines, masked, strict=True):
         ts = parse_ts(line.get("ts"))
@@ -339,7 +340,9 @@ def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: 
             entry["after"] += 1
             if entry["first_after"] is None or ts < entry["first_after"]:
                 entry["first_after"] = ts
-    names = {v: k for k, v in rank.items()}
+    # Report the canonical name of each rank (aliases such as CRITICAL or WARNING would otherwise
+    # slip past every "WARN/ERROR/FATAL" test downstream).
+    names = {0: "DEBUG", 1: "INFO", 2: "WARN", 3: "ERROR", 4: "FATAL"}
     out = []
     for (_, cluster_id), entry in stats.items():
         entry["template"] = template_text(miner, cluster_id)[:300]

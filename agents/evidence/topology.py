@@ -125,7 +125,9 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         for callee, excess in named.items():
             known = anomalies.get(callee, {})
             # A callee whose own metrics look healthy is not broken, whatever callers say.
-            if excess > 0 and not (known.get("has_metrics") and known.get("score", 0) <= 0):
+            # (Its own noisy logs do not count: only a metric excursion shows a callee is failing.)
+            quiet = known.get("has_metrics") and known.get("metric_score", known.get("score", 0)) <= 0
+            if excess > 0 and not quiet:
                 named_by.setdefault(callee, []).append(caller)
     implicated |= set(named_by)
     if not implicated:
@@ -144,7 +146,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             downstream = set()
         for callee in sorted(downstream & implicated):
             callee_onset = anomalies.get(callee, {}).get("onset")
-            named = callee in mentions.get(service, {}) and mentions[service][callee] > 0
+            named = service in named_by.get(callee, [])
             if callee_onset is None and not named:
                 continue  # a callee with no onset of its own explains nothing unless named
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
@@ -155,13 +157,16 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             if named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
+        strength = float(info.get("score", 0.0))
+        # A faint anomaly here cannot explain a much stronger one upstream, unless the caller names it.
         explains = sorted(s for s in upstream & implicated if s != service
-                          and _not_earlier(anomalies.get(s, {}).get("onset"), onset))
+                          and _not_earlier(anomalies.get(s, {}).get("onset"), onset)
+                          and (s in named_by.get(service, [])
+                               or strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))))
         if onset is None:
             # Without telemetry of its own, a service explains only those that name it and their callers.
             namers = set(named_by.get(service, []))
             explains = sorted(s for s in explains if s in namers or graph.descendants(s) & namers)
-        strength = float(info.get("score", 0.0))
         if not strength and service in named_by:
             # No own telemetry, but callers blame it by name: moderate strength.
             strength = 0.5
