@@ -16,7 +16,7 @@ from agents.evidence.anchor import alert_burst_start, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
-from agents.evidence.topology import CallGraph, locate_origin
+from agents.evidence.topology import CallGraph, against_topology, locate_origin
 
 # Without a window, look this far back from the trigger (and a little after it).
 DEFAULT_LOOKBACK_S = 3 * 3600.0
@@ -155,7 +155,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     Returns: ``{origins: [...], changes: [...scored...], neighbours, capacity_services}``.
     """
     graph = CallGraph(ctx.get("topology"))
-    for caller, named in sig.get("mentions", {}).items():
+    mentions = against_topology(graph, sig.get("mentions", {}))
+    for caller, named in mentions.items():
         for callee in named:
             graph.add_edge(caller, callee)
     services = {}
@@ -164,7 +165,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
                          "families": info.get("families", {})}
-    origins = locate_origin(graph, services, sig.get("mentions", {}))
+    origins = locate_origin(graph, services, mentions)
     onset = parse_ts(sig.get("onset"))
     origin_rank: dict[str, float] = {}
     neighbours: set[str] = set()

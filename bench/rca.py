@@ -207,7 +207,7 @@ def suite(folder: Path, count: int, seed: int) -> list[Path]:
 
 
 def large_worlds(tmp: Path, count: int, seed: int) -> list[Path]:
-    """``count`` worlds of 20 or 30 services over 240 minutes, families in turn, decoys on."""
+    """``count`` worlds of 20 or 30 services over 240 minutes, families in turn, decoys on (reused if there)."""
     from sandbox.generator import FAMILIES, generate_world
 
     worlds = []
@@ -215,6 +215,9 @@ def large_worlds(tmp: Path, count: int, seed: int) -> list[Path]:
         family = FAMILIES[index % len(FAMILIES)]
         services = 20 if index % 2 == 0 else 30
         name = f"large-{index:03d}-{family}"
+        if (tmp / name / "truth.yaml").exists():
+            worlds.append(tmp / name)  # left by an earlier --keep run
+            continue
         worlds.append(generate_world(tmp / name, family=family, seed=seed * 1000 + index, services=services,
                                      duration_min=240, log_lines=20_000, name=name))
     return worlds
@@ -257,7 +260,8 @@ def main() -> None:
     dump = args.dump_misses
     with tempfile.TemporaryDirectory(prefix="pm-rca-") as tmp:
         started = time.perf_counter()
-        worlds = suite(Path(args.keep) if args.keep else Path(tmp), args.count, args.seed)
+        folder = Path(args.keep) if args.keep else Path(tmp)
+        worlds = suite(folder, args.count, args.seed) if args.count > 0 else []
         if args.only:
             worlds = [w for w in worlds if args.only in w.name]
         print(f"generated {len(worlds)} worlds (seed {args.seed}) in {time.perf_counter() - started:.1f} s")
@@ -270,7 +274,7 @@ def main() -> None:
         print("top-1 by family:", {k: f"{sum(v)}/{len(v)}" for k, v in sorted(by_family.items())})
         if args.large:
             started = time.perf_counter()
-            big = large_worlds(Path(tmp) / "large", args.large, args.seed)
+            big = large_worlds(folder / f"large-{args.seed}", args.large, args.seed)
             print(f"\ngenerated {len(big)} large worlds in {time.perf_counter() - started:.1f} s")
             scored["large"] = run_suite(big, args.transport, quiet=args.quiet, dump=dump)
             summarise(f"large worlds (20/30 services, 240 min) seed {args.seed}", scored["large"])

@@ -96,6 +96,31 @@ def mentioned_services(message: str, names: list[str], own: str) -> set[str]:
     return found
 
 
+def against_topology(graph: CallGraph, mentions: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Drop mentions of a service's own (direct or indirect) callers: a callee does not depend on them.
+
+    When the topology says A calls B (or reaches it through others), B's error text naming A ("TLS
+    handshake failed for A") is noise, neither a call edge nor blame; taking it as an edge would close
+    a cycle and make each the other's victim.
+    Params: graph — the topology call graph (before mention edges); mentions — caller → {named → excess}.
+    Returns: the mentions without those that run against a known call edge.
+    """
+    out: dict[str, dict[str, float]] = {}
+    below: dict[str, set[str]] = {}
+    for caller, named in mentions.items():
+        kept = {}
+        for callee, excess in named.items():
+            for svc in (caller, callee):
+                if svc not in below:
+                    below[svc] = graph.descendants(svc) if svc in graph.calls else set()
+            if caller in below[callee] and callee not in below[caller]:
+                continue  # the named service sits upstream of the one complaining
+            kept[callee] = excess
+        if kept:
+            out[caller] = kept
+    return out
+
+
 _WORD = re.compile(r"[A-Za-z0-9_.-]+")
 
 
