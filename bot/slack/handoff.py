@@ -31,11 +31,15 @@ class Handoff:
         threads: size of the work pool. SQLite has one writer, so more threads mostly wait;
             PostgreSQL takes more (keep it under the engine's pool size).
         on_done: called after each successful piece of work (the sweeper's ``poke``).
+        pressure: an :class:`~bot.slack.pressure.AckPressure`; ``work`` steps aside while acks are due
+            (the ``ui`` lane does not: a ``views.open`` is as urgent as an ack).
     """
 
-    def __init__(self, journal: Any, threads: int = 4, on_done: Callable[[], None] | None = None) -> None:
+    def __init__(self, journal: Any, threads: int = 4, on_done: Callable[[], None] | None = None,
+                 pressure: Any = None) -> None:
         self.journal = journal
         self.on_done = on_done
+        self.pressure = pressure
         self._work = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="pm-slack-work",
                                         initializer=gate.join, initargs=("low",))
         self._ui = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pm-slack-ui",
@@ -51,14 +55,24 @@ class Handoff:
         """
         key = context.get("delivery_key")
         context["handed_off"] = True
-        (self._ui if ui else self._work).submit(self._run, key, fn, args, kwargs)
+        replay = bool(context.get("replay"))
+        if ui:
+            self._ui.submit(self._run, key, fn, args, kwargs, False, replay)
+        else:
+            self._work.submit(self._run, key, fn, args, kwargs, True, replay)
 
-    def _run(self, key: str | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _run(self, key: str | None, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+             yield_to_acks: bool, replay: bool = False) -> None:
+        if yield_to_acks and self.pressure is not None:
+            self.pressure.wait_quiet()
         try:
             fn(*args, **kwargs)
         except Exception:  # noqa: BLE001 - a pool thread has nobody to raise to
             log.exception("deferred Slack work %s failed; delivery %s stays accepted for replay",
                           getattr(fn, "__name__", fn), key)
+            if key and replay:
+                # A replayed row is ``replaying``, which the replay never picks up: hand it back.
+                self.journal.mark(key, "accepted")
             return
         if key:
             self.journal.mark(key)

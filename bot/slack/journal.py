@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: At most this many envelopes per transaction (keeps the IN (...) look-up small).
 MAX_BATCH = 200
+#: Marks held back behind inserts are written anyway once this many have piled up.
+MAX_CARRY = 2000
 
 
 class JournalClosed(RuntimeError):
@@ -47,6 +49,7 @@ class InboundJournal:
         self._queue: queue.Queue[tuple[str, Any, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="pm-slack-journal", daemon=True)
         self._closed = False
+        self._carry: list[tuple[str, str]] = []  # marks held back while inserts (acks) are waiting
 
     def start(self) -> InboundJournal:
         self._thread.start()
@@ -88,8 +91,15 @@ class InboundJournal:
     def _loop(self) -> None:
         gate.join("high")  # the acks wait for this thread's commits: let it in first
         while True:
-            first = self._queue.get()
+            try:
+                # Carried marks are written once the queue has been quiet for a moment.
+                first = self._queue.get(timeout=0.05 if self._carry else None)
+            except queue.Empty:
+                self._write([])
+                continue
             if first is None:
+                if self._carry:
+                    self._write([])
                 return
             batch = [first]
             # Take whatever else arrived meanwhile: the burst shares this commit.
@@ -106,7 +116,11 @@ class InboundJournal:
 
     def _write(self, batch: list[tuple[str, Any, Any]]) -> None:
         inserts = [(args, fut) for op, args, fut in batch if op == "insert"]
-        marks = [args for op, args, _ in batch if op == "mark"]
+        marks = self._carry + [args for op, args, _ in batch if op == "mark"]
+        self._carry = []
+        if inserts and len(marks) < MAX_CARRY:
+            # Acks wait for this commit; marks do not: keep it small and write them when quiet.
+            self._carry, marks = marks, []
         try:
             results = self._commit(inserts, marks)
         except IntegrityError:
@@ -153,8 +167,17 @@ class InboundJournal:
 
     @staticmethod
     def _apply_marks(session: Any, marks: list[tuple[str, str]]) -> None:
+        # One UPDATE per status (in practice one: "processed") instead of one per key: under a
+        # burst the marks of hundreds of finished deliveries ride along with each group commit.
+        by_status: dict[str, list[str]] = {}
         for key, status in marks:
-            session.execute(update(InboundDelivery)
-                            .where(InboundDelivery.source == SOURCE, InboundDelivery.delivery_key == key,
-                                   InboundDelivery.status.in_(("accepted", "replaying")))
-                            .values(status=status))
+            by_status.setdefault(status, []).append(key)
+        for status, keys in by_status.items():
+            for i in range(0, len(keys), MAX_BATCH):
+                session.execute(update(InboundDelivery)
+                                .where(InboundDelivery.source == SOURCE,
+                                       InboundDelivery.delivery_key.in_(keys[i:i + MAX_BATCH]),
+                                       InboundDelivery.status.in_(("accepted", "replaying")))
+                                .values(status=status)
+                                # a fresh session holds no rows: skip the ORM's in-Python evaluation
+                                .execution_options(synchronize_session=False))

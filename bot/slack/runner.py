@@ -11,6 +11,7 @@ from bot.slack.context import BotContext
 from bot.slack.gate import WriteGate
 from bot.slack.handoff import Handoff
 from bot.slack.journal import InboundJournal
+from bot.slack.pressure import AckPressure
 from bot.slack.replay import replay_unfinished
 from bot.slack.settings import SlackSettings
 from bot.slack.socket import PersistThenAckHandler
@@ -61,8 +62,10 @@ class SlackBot:
         if runtime.engine.dialect.name == "sqlite":
             WriteGate().install(runtime.engine)  # one writer: the ack path's commit goes first
         self.journal = InboundJournal(runtime.session)
-        self.sweeper = Sweeper(runtime, periodic=self.replay)
-        self.handoff = Handoff(self.journal, threads=2, on_done=self.sweeper.poke)
+        # Background work (starts, outbox lanes) steps aside while envelopes wait for their ack.
+        self.pressure = AckPressure()
+        self.sweeper = Sweeper(runtime, periodic=self.replay, pressure=self.pressure)
+        self.handoff = Handoff(self.journal, threads=2, on_done=self.sweeper.poke, pressure=self.pressure)
         self.ctx = BotContext(runtime=runtime, settings=settings, slack=slack, client=self.client,
                               sources=dict(sources or {}), handoff=self.handoff,
                               followup_answerer=make_answerer(settings))
@@ -71,7 +74,7 @@ class SlackBot:
         # of them share one commit during a burst (the builtin default is 10).
         self.handler = PersistThenAckHandler(self.app, journal=self.journal, reaction=slack.reaction,
                                              app_token=settings.slack_app_token.get_secret_value(),
-                                             web_client=self.client, concurrency=16)
+                                             web_client=self.client, concurrency=16, pressure=self.pressure)
         self._want_worker = worker
         self._worker: Any = None
 

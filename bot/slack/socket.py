@@ -32,15 +32,33 @@ class PersistThenAckHandler(SocketModeHandler):
         app: the Bolt app (:func:`bot.slack.app.create_app`).
         journal: an :class:`~bot.slack.journal.InboundJournal`.
         reaction: the emoji that starts an investigation (other reactions are not persisted).
+        pressure: an :class:`~bot.slack.pressure.AckPressure` told of every envelope received
+            and acked, so background work steps aside while acks are due (None: not counted).
         kw: passed to SocketModeHandler (``app_token``, ``web_client``, ``concurrency``).
     """
 
-    def __init__(self, app: Any, *, journal: Any, reaction: str, **kw: Any) -> None:
+    def __init__(self, app: Any, *, journal: Any, reaction: str, pressure: Any = None, **kw: Any) -> None:
         super().__init__(app, **kw)
         self.journal = journal
         self.reaction = reaction
+        self.pressure = pressure
+        if pressure is not None:
+            # Called on the socket's receiver thread for every frame, before it is queued for a
+            # worker thread: counts envelopes from the moment they arrive, not when a thread is free.
+            self.client.on_message_listeners.append(self._arrived)
+
+    def _arrived(self, raw: str) -> None:
+        if '"envelope_id"' in raw:
+            self.pressure.arrived()
 
     def handle(self, client: Any, req: SocketModeRequest) -> None:  # type: ignore[override]
+        try:
+            self._handle(client, req)
+        finally:
+            if self.pressure is not None:
+                self.pressure.acked()
+
+    def _handle(self, client: Any, req: SocketModeRequest) -> None:
         start = time()
         body = req.payload if isinstance(req.payload, dict) else {}
         key = delivery_key(body, self.reaction)

@@ -40,10 +40,13 @@ class Sweeper:
         lanes: parallel drains (each holds one database connection while it claims or marks).
         batch: deliveries a lane claims at once; small, so a burst spreads over the lanes.
         periodic: also call this every ``period_s`` (the runner's replay of unfinished deliveries).
+        pressure: an :class:`~bot.slack.pressure.AckPressure`; each lane steps aside while acks are due.
     """
 
     def __init__(self, runtime: Any, sink: str = "slack", interval_s: float = 0.5, lanes: int = 4,
-                 batch: int = 5, periodic: Callable[[], Any] | None = None, period_s: float = 30.0) -> None:
+                 batch: int = 5, periodic: Callable[[], Any] | None = None, period_s: float = 30.0,
+                 pressure: Any = None) -> None:
+        self.pressure = pressure
         self.runtime, self.sink, self.interval_s = runtime, sink, interval_s
         self.lanes, self.batch = lanes, batch
         self.periodic, self.period_s = periodic, period_s
@@ -97,6 +100,8 @@ class Sweeper:
     def _lane(self, publisher: Any) -> int:
         done = 0
         while not self._stop.is_set():
+            if self.pressure is not None:
+                self.pressure.wait_quiet()
             counts = publishing.drain(self.runtime, self.sink, publisher, self.batch)
             done += counts["done"]
             if counts["done"] + counts["failed"] == 0:
