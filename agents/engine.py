@@ -12,7 +12,7 @@ from typing import Any
 
 from agents.evidence import ranking, report, signals
 from agents.evidence import verify as verification
-from agents.evidence.anchor import alert_burst_start, time_in_text
+from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
@@ -43,6 +43,7 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
     describe = safe_call(tools, "world.describe", [], "describe")
     trigger = dict(trigger or describe.get("trigger") or {})
     trigger_ts, trigger_text, trigger_service, ticket, alert = None, "", None, None, None
+    anchor_from = "trigger"
     if trigger.get("ticket"):
         ticket = safe_call(tools, "tickets.get", missing, "tickets", key=str(trigger["ticket"])) or None
         if ticket:
@@ -67,16 +68,18 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
     if trigger_ts is None:
         # No dated trigger: the clock time its words name ("since about 08:08 UTC"), else the first
         # alert of the densest alert burst (lone early warnings are noise), else the end of the window.
-        trigger_ts = time_in_text(trigger_text, start, end)
+        trigger_ts, anchor_from = time_in_text(trigger_text, start, end), "text"
     if trigger_ts is None:
         trigger_ts = alert_burst_start(t for t in (parse_ts(a.get("ts")) for a in alerts) if t is not None)
+        anchor_from = "alerts"
     if trigger_ts is None:
-        trigger_ts = end
+        trigger_ts, anchor_from = end, "window_end"
     anchor = min(max(trigger_ts, start), end)
     known = {s["name"] for s in topo if s.get("name")}
     listed = safe_call(tools, "metrics.list", missing, "metrics").get("metrics") or []
     known |= {m["service"] for m in listed if m.get("service")}
-    return {"trigger": trigger, "trigger_ts": fmt_ts(trigger_ts), "anchor": anchor, "window": win,
+    return {"trigger": trigger, "trigger_ts": fmt_ts(trigger_ts), "anchor": anchor, "anchor_from": anchor_from,
+            "window": win,
             "trigger_text": trigger_text[:2000], "trigger_service": trigger_service, "ticket": ticket,
             "alert": alert, "domain": describe.get("domain"), "topology": topo, "alerts": alerts,
             "known_services": sorted(known), "missing_sources": missing}
@@ -102,7 +105,11 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
     Returns: ``{onset, series, services, templates, mentions, chart, missing_sources, logs}``.
     """
     missing: list[str] = []
-    metrics = signals.analyse_metrics(tools, ctx, missing)
+    window = ctx["window"]
+    series = safe_call(tools, "metrics.series", missing, "metrics", start=window["start"],
+                       end=window["end"]).get("series") or []
+    ctx = {**ctx, "anchor": refine_anchor(series, ctx)}
+    metrics = signals.analyse_metrics(tools, ctx, missing, series_list=series)
     services = metrics["services"]
     onset = signals.incident_onset(services, ctx["anchor"])
     onset_from = "metrics"
@@ -129,7 +136,8 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
         if info["new_errors"] and entry["onset"] is None and info["new_error_first"]:
             entry["onset"] = min(info["new_error_first"])
         entry["score"] = round(max(entry["score"], log_strength) + 0.5 * log_strength, 4)
-    return {"onset": fmt_ts(onset), "onset_from": onset_from, "series": metrics["series"][:60],
+    return {"onset": fmt_ts(onset), "onset_from": onset_from, "anchor": fmt_ts(ctx["anchor"]),
+            "series": metrics["series"][:60],
             "services": services, "templates": logs["templates"], "mentions": logs["mentions"],
             "chart": metrics["chart"], "missing_sources": missing, "logs": log_info,
             "baseline_end": fmt_ts(metrics["baseline_end"])}

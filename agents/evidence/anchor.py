@@ -11,10 +11,13 @@ densest burst of alerts.
 
 from __future__ import annotations
 
+import bisect
+import math
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from agents.evidence import anomalies
 from agents.evidence.timeutil import parse_ts
 
 # Clock times a person writes: "08:08", "8:08 UTC", "20:42:10". A date before it
@@ -26,6 +29,18 @@ TEXT_TIME_SLACK_S = 120.0
 # Alerts within this span of a burst's first alert belong to the burst (an incident's alerts
 # follow each other within minutes as it spreads to callers).
 ALERT_BURST_S = 20 * 60.0
+# Series change points within this span of the first belong to one incident (it spreads in minutes).
+METRIC_BURST_S = 10 * 60.0
+# A shift counts when the series sits this many noise units above its earlier level, and stays there.
+SHIFT_Z = 5.0
+STAY_SHARE = 0.7
+MIN_HISTORY = 10
+# Without a report time, a shift must last this many samples (10 min on the usual 60 s step).
+HOLD_SAMPLES = 10
+# A report this long after the metrics' burst is late: the baseline before it would hold the incident.
+LATE_REPORT_S = 15 * 60.0
+# The anchor then sits this long after the burst, as a prompt report would.
+REPORT_DELAY_S = 180.0
 
 
 def time_in_text(text: str, start: float, end: float) -> float | None:
@@ -67,3 +82,84 @@ def alert_burst_start(times: Iterable[float]) -> float | None:
         if count > best_count:
             best, best_count = first, count
     return best
+
+
+def series_shift(points: list[tuple[float, float]], *, name: str, until: float,
+                 hold: int | None = None) -> tuple[float, float] | None:
+    """The first lasting upward shift of one bad-when-up series (errors, latency, saturation) before ``until``.
+
+    The level before a candidate point is the median of everything earlier, the noise the spread of
+    first differences (robust to one level shift: 1.4826·MAD/√2, Rousseeuw & Croux 1993); the point
+    counts when the next samples up to ``until`` (or the next ``hold`` samples) mostly stay SHIFT_Z
+    noise units above that level.
+    Params: points — (epoch s, value) sorted by time; name — metric name; until — last time considered;
+    hold — how many samples the shift must last (None: until ``until``; an incident may have ended).
+    Returns: (time of the shift, median z after it), or None when the series never shifts that way.
+    """
+    values = [v for t, v in points if t <= until]
+    times = [t for t, _ in points if t <= until]
+    if len(values) < MIN_HISTORY + 3 or anomalies.direction(name) != "up":
+        return None
+    diffs = sorted(abs(b - a) for a, b in zip(values, values[1:], strict=False))
+    mad = diffs[len(diffs) // 2] * 1.4826 / math.sqrt(2.0)
+    earlier = sorted(values[:MIN_HISTORY])
+    for index in range(MIN_HISTORY, len(values) - 2):
+        if index > MIN_HISTORY:
+            bisect.insort(earlier, values[index - 1])
+        level = earlier[len(earlier) // 2]
+        scale = max(mad, anomalies.noise_floor(name, level))
+        if (values[index] - level) / scale < SHIFT_Z:
+            continue
+        after = [(v - level) / scale for v in values[index: index + hold if hold else len(values)]]
+        if sum(1 for z in after if z >= SHIFT_Z) < STAY_SHARE * len(after):
+            continue
+        return times[index], sorted(after)[len(after) // 2]
+    return None
+
+
+def metric_burst(series: list[dict], *, until: float, hold: int | None = None) -> float | None:
+    """When the incident began by the metrics: the first shift of the densest burst of series shifts.
+
+    Params: series — metrics.series items (``service``, ``name``, ``points``); until — last time
+    considered (the trigger time, or the window's end without one); hold — see series_shift.
+    Returns: epoch s of the burst's first shift, or None when no two series (or no error series) shift.
+    """
+    shifts: list[tuple[float, float]] = []
+    for item in series:
+        name = str(item.get("name") or "")
+        points = sorted((parse_ts(p[0]), float(p[1])) for p in item.get("points") or []
+                        if isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[1], int | float)
+                        and parse_ts(p[0]) is not None)
+        found = series_shift(points, name=name, until=until, hold=hold)
+        if found is not None:
+            # Error series are the most direct symptom, so they weigh most (signals.METRIC_WEIGHT's order).
+            weight = 1.0 if "error" in name.lower() else 0.6
+            shifts.append((found[0], weight * (1.0 - math.exp(-found[1] / 8.0))))
+    shifts.sort()
+    best, best_weight = None, 0.0
+    for index, (first, _) in enumerate(shifts):
+        weight = sum(w for t, w in shifts[index:] if t - first <= METRIC_BURST_S)
+        if weight > best_weight + 1e-9:
+            best, best_weight = first, weight
+    return best if best_weight >= 0.9 else None
+
+
+def refine_anchor(series: list[dict], ctx: dict) -> float:
+    """The anchor the evidence phase should use: the context's, unless the metrics say otherwise.
+
+    Without a dated trigger (anchor at the window's end) the metrics' burst sets it. A dated report
+    that comes more than LATE_REPORT_S after a burst still ongoing at report time (a ticket filed an
+    hour in) moves back to just after the burst, so the baseline is taken before the incident.
+    Params: series — metrics.series items of the window; ctx — gather_context output.
+    Returns: epoch seconds.
+    """
+    anchor = float(ctx["anchor"])
+    if ctx.get("anchor_from") == "window_end":
+        # Nothing dates the report, so the incident may be over by the window's end (rolled back):
+        # a shift need only last a while.
+        burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
+        return anchor if burst is None else min(anchor, burst + REPORT_DELAY_S)
+    burst = metric_burst(series, until=anchor)
+    if burst is not None and burst < anchor - LATE_REPORT_S:
+        return burst + REPORT_DELAY_S
+    return anchor

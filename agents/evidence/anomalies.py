@@ -44,6 +44,11 @@ def is_saturation(name: str) -> bool:
     return any(key in lowered for key in _SATURATION)
 
 
+def noise_floor(name: str, level: float) -> float:
+    """The smallest spread a series of this metric is given (see _floor)."""
+    return _floor(name, level)
+
+
 def _floor(name: str, level: float) -> float:
     # Why a floor: a perfectly flat baseline has MAD 0 and would turn noise
     # into infinite z; 5% of the level (or half a percentage point for rates

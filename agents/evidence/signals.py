@@ -43,18 +43,21 @@ def baseline_end(start: float, anchor: float) -> float:
     return anchor - margin
 
 
-def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str]) -> dict[str, Any]:
+def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
+                    series_list: list[dict] | None = None) -> dict[str, Any]:
     """Analyse every metric series of the window.
 
-    Params: tools — ToolSource; ctx — gather_context's output; missing — collects missing sources.
+    Params: tools — ToolSource; ctx — gather_context's output; missing — collects missing sources;
+    series_list — the window's metrics.series items when already fetched (None: fetch them).
     Returns: ``{series: [...anomalous series...], services: {svc: {score, onset, metrics}}, chart: {...}}``.
     """
     window = ctx["window"]
     start = parse_ts(window["start"])
     anchor = ctx["anchor"]
     b_end = baseline_end(start, anchor)
-    result = safe_call(tools, "metrics.series", missing, "metrics", start=window["start"], end=window["end"])
-    series_list = result.get("series") or []
+    if series_list is None:
+        series_list = safe_call(tools, "metrics.series", missing, "metrics", start=window["start"],
+                                end=window["end"]).get("series") or []
     if not series_list and "metrics" not in " ".join(missing):
         missing.append("metrics (no samples in the window)")
     out_series, services, chart = [], {}, {}
