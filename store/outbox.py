@@ -87,6 +87,57 @@ def append(
     return event
 
 
+def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any] | None]]) -> list[ProgressEvent]:
+    """Append many events, in order, as :func:`append` would one by one, in a few statements.
+
+    For a burst of events (a webhook storm attaching repeats): one UPDATE locks every investigation
+    concerned, one query reads their last ``seq`` and one their origins, and the events and their
+    deliveries are inserted in bulk, instead of five statements per event.
+
+    Args:
+        events: ``(investigation_id, kind, payload)``; several may name the same investigation.
+
+    Raises:
+        ValueError: unknown kind.
+        NotFound: an investigation does not exist.
+
+    Returns:
+        The events (flushed, not committed), in the order given.
+    """
+    if not events:
+        return []
+    for _inv, kind, _payload in events:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {kind!r} is unknown; use one of {', '.join(EVENT_KINDS)}")
+    now = utcnow()
+    ids = sorted({inv_id for inv_id, _kind, _payload in events})
+    locked = session.execute(update(Investigation).where(Investigation.id.in_(ids)).values(updated_at=now))
+    if locked.rowcount != len(ids):
+        raise NotFound(f"an investigation of {', '.join(ids)} does not exist; cannot append events to it")
+    last: dict[str, int] = dict(
+        session.execute(
+            select(ProgressEvent.investigation_id, func.max(ProgressEvent.seq))
+            .where(ProgressEvent.investigation_id.in_(ids))
+            .group_by(ProgressEvent.investigation_id)
+        ).all()
+    )
+    origins = dict(session.execute(select(Investigation.id, Investigation.origin).where(Investigation.id.in_(ids))).all())
+    appended = []
+    for inv_id, kind, payload in events:
+        last[inv_id] = last.get(inv_id, 0) + 1
+        appended.append(ProgressEvent(investigation_id=inv_id, seq=last[inv_id], kind=kind, payload=payload or {},
+                                      created_at=now))
+    session.add_all(appended)
+    session.flush()
+    session.add_all(
+        Delivery(event_id=event.id, sink=sink, status="pending", attempts=0, next_attempt_at=now)
+        for event in appended
+        for sink in sinks_for_origin(origins[event.investigation_id] or {})
+    )
+    session.flush()
+    return appended
+
+
 def event_to_dict(event: ProgressEvent) -> dict[str, Any]:
     """A JSON-serialisable view of one event."""
     return {
