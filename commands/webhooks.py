@@ -532,13 +532,16 @@ def _open_by_fingerprint(session: Session, fingerprints: set[str]) -> dict[str, 
     return {fp: inv_id for fp, inv_id in found}  # the newest wins, as in find_open_by_fingerprint
 
 
-def _start_in(session: Session, request: InvestigationRequest, open_by_fp: dict[str, str]) -> StartResult:
+def _start_in(
+    session: Session, request: InvestigationRequest, open_by_fp: dict[str, str], attached: list[Any]
+) -> StartResult:
     """:func:`commands.investigate.start` inside the caller's transaction (no commit, no enqueue).
 
     Same rule: a fingerprint with an open investigation gets an ``attached`` event, otherwise a new
     investigation is created; the partial unique index on open fingerprints settles a race with
     another writer (the savepoint rolls back only this insert). ``open_by_fp`` holds the open
-    investigations this transaction looked up or opened (one query per batch, not one per delivery).
+    investigations this transaction looked up or opened (one query per batch, not one per delivery);
+    the ``attached`` events are collected in ``attached`` for the caller to append in bulk.
     """
     fp = request.fingerprint
     existing = open_by_fp.get(fp) if fp else None
@@ -561,10 +564,7 @@ def _start_in(session: Session, request: InvestigationRequest, open_by_fp: dict[
             return StartResult(inv.id, created=True)
     if fp:
         open_by_fp[fp] = existing
-    outbox.append(
-        session=session, investigation_id=existing, kind="attached",
-        payload={"origin": request.origin.to_dict(), "trigger": request.trigger},
-    )
+    attached.append((existing, "attached", {"origin": request.origin.to_dict(), "trigger": request.trigger}))
     return StartResult(existing, created=False)
 
 
@@ -608,16 +608,19 @@ def process_many(
                 todo.append((row, result))
         fingerprints = {r.fingerprint for _row, result in todo for r in result.requests if r.fingerprint}
         open_by_fp = _open_by_fingerprint(session, fingerprints)
+        attached: list[Any] = []
         for row, result in todo:
             started = []
             for request in result.requests:
-                outcome = _start_in(session, request, open_by_fp)
+                outcome = _start_in(session, request, open_by_fp, attached)
                 started.append(outcome)
                 if outcome.created:
                     created.append((outcome.investigation_id, request.priority))
             row.status = statuses[row.id] = "processed" if started else "ignored"
             if started:
                 row.investigation_id = started[0].investigation_id
+        # In order, after every "created" of this chunk: each investigation's events keep their order.
+        outbox.append_many(session=session, events=attached)
         session.commit()
     # After the commit, as start() does: a worker must find the investigation it is sent.
     for investigation_id, priority in created:

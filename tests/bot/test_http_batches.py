@@ -5,13 +5,13 @@ in-process broker."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from commands.webhooks import WebhookRules, accept_many, delivery_key, process_many
 from pipeline.runtime import build_runtime
 from store.config import load_settings
 from store.db import upgrade
-from store.models import InboundDelivery, Investigation
+from store.models import Delivery, InboundDelivery, Investigation
 from tests.commands.test_webhooks import alert_group_payload
 
 
@@ -48,7 +48,7 @@ def test_process_many_opens_one_investigation_per_fingerprint_and_attaches_the_r
     deliveries = [_delivery(fp, second) for second in range(3) for fp in ("x", "y")]
     with runtime.session() as s:
         ids = [a.delivery_id for a in accept_many(session=s, deliveries=deliveries)]
-    rules = WebhookRules()
+    rules = WebhookRules(default_channel="C0STORM")  # a Slack origin: every event owes the slack sink a delivery
     assert process_many(runtime=runtime, delivery_ids=ids[:3], rules=rules) == dict.fromkeys(ids[:3], "processed")
     assert process_many(runtime=runtime, delivery_ids=ids, rules=rules) == dict.fromkeys(ids, "processed")
     with runtime.session() as s:
@@ -58,6 +58,10 @@ def test_process_many_opens_one_investigation_per_fingerprint_and_attaches_the_r
     assert rows == {i: invs[f"alertmanager:{'xy'[n % 2]}"] for n, i in enumerate(ids)}
     for inv_id in invs.values():
         assert [e["kind"] for e in runtime.events(inv_id)] == ["created", "attached", "attached"]
+        assert [e["seq"] for e in runtime.events(inv_id)] == [1, 2, 3]
+    with runtime.session() as s:
+        sinks = s.execute(select(Delivery.sink, func.count()).group_by(Delivery.sink)).all()
+    assert sinks == [("slack", 6)]
     assert runtime.broker.queues["investigations.fast"].qsize() == 2
 
 
