@@ -16,10 +16,15 @@ Run: PYTHONPATH=. .venv/bin/python bench/slack_ack.py [--n 500] [--runs 2]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+from sqlalchemy import create_engine, make_url, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,9 +40,32 @@ def pct(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, round(q / 100 * len(ordered)) - 1))]
 
 
-def run_once(n: int, database_url: str | None) -> dict[str, object]:
-    """One burst of ``n`` commands against a fresh bot; returns the child's measurements."""
-    with tempfile.TemporaryDirectory() as tmp, SlackServerProcess() as fake:
+@contextlib.contextmanager
+def fresh_database(server_url: str | None) -> Iterator[str | None]:
+    """A new, uniquely named PostgreSQL database on ``server_url``'s server, dropped afterwards.
+
+    Each run starts empty: rows left by an earlier run (its stand-in Slack is gone) would
+    otherwise be retried by the sweeper and charged to this run.
+    """
+    if not server_url:
+        yield None
+        return
+    name = f"pm_slack_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run_once(n: int, server_url: str | None) -> dict[str, object]:
+    """One burst of ``n`` commands against a fresh bot (and a fresh database); returns the child's measurements."""
+    with tempfile.TemporaryDirectory() as tmp, SlackServerProcess() as fake, \
+            fresh_database(server_url) as database_url:
         extra = {"DATABASE_URL": database_url} if database_url else {}
         settings = load_settings(PM_HOME=tmp, SLACK_BOT_TOKEN="xoxb-b", SLACK_APP_TOKEN="xapp-b",
                                  SLACK_API_URL=fake.api_url, **extra)
@@ -72,7 +100,8 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--runs", type=int, default=1, help="repeat the burst against a fresh bot")
     parser.add_argument("--database-url", default=None,
-                        help="PostgreSQL URL of an empty database you created (default: embedded SQLite)")
+                        help="PostgreSQL URL of a database to connect to; each run creates and drops its own "
+                             "database on that server (default: embedded SQLite)")
     args = parser.parse_args()
     print(f"database: {'PostgreSQL' if args.database_url else 'embedded SQLite'}")
     bad = 0
