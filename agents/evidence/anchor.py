@@ -102,6 +102,9 @@ def series_shift(points: list[tuple[float, float]], *, name: str, until: float,
         return None
     diffs = sorted(abs(b - a) for a, b in zip(values, values[1:], strict=False))
     mad = diffs[len(diffs) // 2] * 1.4826 / math.sqrt(2.0)
+    low = min(values)
+    if low >= 0 and max(values) - low < SHIFT_Z * max(mad, anomalies.noise_floor(name, low)):
+        return None  # no sample can stand SHIFT_Z units above any earlier level (cheap early exit)
     earlier = sorted(values[:MIN_HISTORY])
     for index in range(MIN_HISTORY, len(values) - 2):
         if index > MIN_HISTORY:
@@ -125,11 +128,18 @@ def metric_burst(series: list[dict], *, until: float, hold: int | None = None) -
     Returns: epoch s of the burst's first shift, or None when no two series (or no error series) shift.
     """
     shifts: list[tuple[float, float]] = []
+    stamps: dict[str, float | None] = {}  # series share their sample times: parse each once
     for item in series:
         name = str(item.get("name") or "")
-        points = sorted((parse_ts(p[0]), float(p[1])) for p in item.get("points") or []
-                        if isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[1], int | float)
-                        and parse_ts(p[0]) is not None)
+        points = []
+        for p in item.get("points") or []:
+            if isinstance(p, list | tuple) and len(p) == 2 and isinstance(p[1], int | float):
+                key = str(p[0])
+                if key not in stamps:
+                    stamps[key] = parse_ts(key)
+                if stamps[key] is not None:
+                    points.append((stamps[key], float(p[1])))
+        points.sort()
         found = series_shift(points, name=name, until=until, hold=hold)
         if found is not None:
             # Error series are the most direct symptom, so they weigh most (signals.METRIC_WEIGHT's order).
@@ -149,7 +159,8 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
 
     Without a dated trigger (anchor at the window's end) the metrics' burst sets it. A dated report
     that comes more than LATE_REPORT_S after a burst still ongoing at report time (a ticket filed an
-    hour in) moves back to just after the burst, so the baseline is taken before the incident.
+    hour in) moves back to just after the burst, so the baseline is taken before the incident; so does
+    one that comes after a lasting burst already over, when nothing is wrong at report time.
     Params: series — metrics.series items of the window; ctx — gather_context output.
     Returns: epoch seconds.
     """
@@ -160,6 +171,10 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
         burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
         return anchor if burst is None else min(anchor, burst + REPORT_DELAY_S)
     burst = metric_burst(series, until=anchor)
+    if burst is None:
+        # Nothing is still wrong at report time: the report may come after the incident ended (a
+        # ticket filed after a rollback), so take a burst that lasted a while and ended before it.
+        burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
     if burst is not None and burst < anchor - LATE_REPORT_S:
         return burst + REPORT_DELAY_S
     return anchor

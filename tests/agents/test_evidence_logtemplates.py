@@ -106,3 +106,14 @@ def test_split_ids_are_stable_across_runs():
     first, miner = _templates(messages)
     again = mine(new_miner(dump_miner(miner)), [mask(m) for m in reversed(messages)])
     assert first == again and len(set(first.values())) == 2
+
+
+def test_level_aliases_are_reported_by_their_canonical_name():
+    from agents.evidence.logtemplates import new_miner, template_stats
+    from agents.evidence.timeutil import parse_ts
+
+    lines = [{"ts": "2026-01-01T00:10:00Z", "service": "a", "level": "CRITICAL", "message": "failed to decode x"},
+             {"ts": "2026-01-01T00:11:00Z", "service": "b", "level": "WARNING", "message": "slow disk on y"}]
+    stats = template_stats(lines, miner=new_miner(None), onset=parse_ts("2026-01-01T00:05:00Z"),
+                           before_span=300.0, after_span=600.0, parse_ts=parse_ts)
+    assert {(s["service"], s["level"]) for s in stats} == {("a", "FATAL"), ("b", "WARN")}

@@ -35,3 +35,12 @@ def test_later_callee_does_not_explain_an_earlier_caller():
     anomalies = {"api": {"score": 0.9, "onset": 100.0}, "cache": {"score": 0.5, "onset": 1000.0}}
     ranked = locate_origin(graph, anomalies, {})
     assert ranked[0]["service"] == "api"
+
+
+def test_a_callee_naming_its_caller_is_neither_edge_nor_blame():
+    from agents.evidence.topology import against_topology
+
+    graph = CallGraph([{"name": "web", "calls": ["api"]}, {"name": "api", "calls": ["db"]}, {"name": "db"}])
+    mentions = {"web": {"api": 28.0}, "api": {"web": 2.0}, "db": {"web": 3.0, "cache": 4.0}}
+    kept = against_topology(graph, mentions)
+    assert kept == {"web": {"api": 28.0}, "db": {"cache": 4.0}}
