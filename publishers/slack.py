@@ -160,7 +160,7 @@ def status_blocks(inv: dict[str, Any], now: datetime | None = None) -> tuple[str
     tokens = int(inv.get("tokens_in") or 0) + int(inv.get("tokens_out") or 0)
     status = inv.get("status", "QUEUED")
     text = f"Investigation {inv['id']}: {status} ({done}/{len(states)} phases)"
-    blocks = [
+    blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn",
                                      "text": f"*:mag: Investigating {trigger_label(inv.get('trigger') or {})}*\n"
                                              f"`{inv['id']}` · mode *{inv.get('mode', 'balanced')}* · *{status}*"}},

@@ -53,7 +53,7 @@ class SlackSettings(BaseSettings):
         if not isinstance(v, str):
             return v
         pairs = {}
-        for item in _split(v):  # type: ignore[union-attr]
+        for item in _split(v):  # type: ignore[union-attr,attr-defined]
             domain, sep, channel = item.partition("=")
             if not sep or not domain.strip() or not channel.strip():
                 raise ValueError(f"{item!r} is not domain=channel")

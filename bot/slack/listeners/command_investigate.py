@@ -38,7 +38,7 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
                           view=modal.view(body.get("channel_id"), ctx.slack.default_mode))
     elif cmd.kind == "status":
         try:
-            inv = investigate.status(runtime=ctx.runtime, investigation_id=cmd.investigation_id)
+            inv = investigate.status(runtime=ctx.runtime, investigation_id=cmd.investigation_id or "")
         except CommandError as exc:
             ack(text=f":warning: {exc}")
             return
@@ -46,7 +46,7 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
         ack(text=f"`{inv['id']}`: *{inv['status']}*, phase {inv['phase']}{verdict}")
     elif cmd.kind == "cancel":
         try:
-            investigate.cancel(runtime=ctx.runtime, investigation_id=cmd.investigation_id,
+            investigate.cancel(runtime=ctx.runtime, investigation_id=cmd.investigation_id or "",
                                user=body.get("user_id"), admins=ctx.admins())
         except CommandError as exc:
             ack(text=f":no_entry: {exc}")

@@ -51,6 +51,8 @@ def answer_in_thread(ctx: Any, event: dict[str, Any]) -> str | None:
         The investigation id answered for, or None when the thread is not one of ours.
     """
     channel, thread_ts = event.get("channel"), event.get("thread_ts")
+    if not channel or not thread_ts:
+        return None
     with ctx.runtime.session() as session:
         inv_id = followup.find_thread_investigation(session=session, channel=channel, thread_ts=thread_ts)
         if inv_id is None:

@@ -49,6 +49,8 @@ def _work(event: dict[str, Any], client: Any, context: Any) -> None:
     if event.get("reaction") != ctx.slack.reaction or item.get("type") != "message":
         return
     channel, ts, user = item.get("channel"), item.get("ts"), event.get("user")
+    if not channel or not ts:  # a reaction without its message: nothing to investigate
+        return
     message = fetch_message(client, channel, ts)
     try:
         if message is None:
