@@ -26,7 +26,7 @@ class Pacer:
 
     share: float = 0.25
     busy_chunk_s: float = 0.008
-    idle_chunk_s: float = 0.02
+    idle_chunk_s: float = 0.05
     quiet_s: float = 0.1
     _last_intake: float = float("-inf")
     _not_before: float = float("-inf")
