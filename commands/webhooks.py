@@ -2,9 +2,9 @@
 
 Each vendor payload is read once, here, into :class:`~commands.requests.InvestigationRequest`
 objects (with a fingerprint for dedup and a priority for the queue) or into a reason to ignore
-it. The listener persists every accepted delivery (:func:`accept`) before it answers, then
-:func:`process` turns the stored row into investigations, so a crash between the two loses
-nothing: :func:`resume_pending` picks the row up again.
+it. The listener persists every accepted delivery (:func:`accept_many`, many per commit) before it
+answers, then :func:`process_many` (or :func:`process`, one at a time) turns stored rows into
+investigations, so a crash between the two loses nothing: :func:`resume_pending` picks rows up again.
 
 Payload shapes followed:
 * Jira Cloud issue webhooks (``webhookEvent`` ``jira:issue_created`` / ``jira:issue_updated``).
@@ -347,27 +347,6 @@ class Accepted:
     delivery_id: int
     duplicate: bool
     status: str
-
-
-def accept(*, runtime: Any, source: str, key: str, payload: Mapping[str, Any]) -> Accepted:
-    """Persist a delivery before it is acknowledged; a replay returns the earlier row.
-
-    Returns:
-        Accepted(delivery_id, duplicate, status).
-    """
-    with runtime.session() as session:
-        row = InboundDelivery(source=source, delivery_key=key, payload=dict(payload), status="accepted")
-        session.add(row)
-        try:
-            session.commit()
-            return Accepted(row.id, duplicate=False, status="accepted")
-        except IntegrityError:
-            session.rollback()
-    with runtime.session() as session:
-        old = session.execute(
-            select(InboundDelivery).where(InboundDelivery.source == source, InboundDelivery.delivery_key == key)
-        ).scalar_one()
-        return Accepted(old.id, duplicate=True, status=old.status)
 
 
 def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_scheduler: Any = None) -> dict[str, Any]:

@@ -202,7 +202,7 @@ def test_oversized_bodies_get_413_declared_or_streamed(listener):
 def test_an_accepted_but_unprocessed_delivery_is_finished_on_restart_and_on_redelivery(tmp_path, sqlite_url):
     first = Listener(tmp_path, sqlite_url)
     try:
-        # What a crash right after accept() leaves behind: the stored row, nothing processed.
+        # What a crash right after storing leaves behind: the stored row, nothing processed.
         with first.runtime.session() as s:
             s.add(InboundDelivery(source="pagerduty", delivery_key="E-crash", status="accepted",
                                   payload=pagerduty_payload(incident_id="PCRASH1", event_id="E-crash")))
