@@ -285,6 +285,10 @@ def main() -> None:
         nezha = [Path(p) for p in sorted(glob.glob(str(Path(args.nezha) / "tt-*")))]
         scored["nezha"] = run_suite(nezha, args.transport, service_only=True, quiet=args.quiet)
         summarise("nezha-tt (service only)", scored["nezha"], service_only=True)
+        # Develop on the odd-numbered worlds, check on the even-numbered ones (held out).
+        for half, parity in (("odd, development half", 1), ("even, held-out half", 0)):
+            part = [r for r in scored["nezha"] if int(r["world"].split("-")[-1]) % 2 == parity]
+            summarise(f"nezha-tt {half} (service only)", part, service_only=True)
     if args.nezha:
         # Calibration protocol: fit on the suite plus the odd-numbered Nezha worlds (tt-001, tt-003, ...);
         # the even-numbered ones are never fitted on, so report them apart.

@@ -1,0 +1,143 @@
+"""Short-window contrast: what changed on each service in the minutes around the anchor.
+
+A report (alert, ticket) comes one to a few minutes after a fault starts, so
+the fault's own change sits in a short stretch around the anchor. Comparing
+that stretch with the minutes just before it, per service and signal, and
+scaling the difference by the service's own minute-to-minute variability in
+the window, ignores what was already odd earlier (an earlier fault's leftover
+"pocket" of data, a service that errs all the time). The same before/after
+contrast of a short window is how Nezha compares fault and fault-free phases
+(Yu et al., ESEC/FSE 2023); this is our own minimal form of it on per-minute
+aggregates.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import mean, median
+from typing import Any
+
+# The "after" stretch: from this long before the anchor (the fault precedes its report) ...
+AFTER_FROM_S = 150.0
+# ... to this long after it.
+AFTER_TO_S = 90.0
+# The "before" stretch ends where the after stretch begins and reaches back this far.
+BEFORE_SPAN_S = 480.0
+# A rise must be this many units of the service's own variability to count.
+MIN_Z = 3.0
+# z at which a signal's strength reaches 1 - 1/e of its weight.
+Z_SCALE = 6.0
+# Practical size of a change per signal family (below it, no operator would call it a change):
+# error rate +0.10, latency +20 ms and 1.3x, CPU +0.10.
+ERROR_MIN_RISE = 0.10
+LATENCY_MIN_RISE_MS = 20.0
+LATENCY_MIN_RATIO = 1.3
+CPU_MIN_RISE = 0.10
+# How much each signal says about the service itself being broken. Latency seen by a service's callers
+# includes the network and the service's queue, so it is the service's own latency, counted apart.
+WEIGHTS = {"error": 1.0, "latency": 0.8, "caller_latency": 0.8, "cpu": 0.6}
+
+
+def signal_family(name: str) -> str | None:
+    """Map a metric name to a contrast family (``error``, ``latency``, ``caller_latency``, ``cpu``) or None."""
+    lowered = name.lower()
+    if "error" in lowered:
+        return "error"
+    if "caller" in lowered and ("latency" in lowered or lowered.endswith("_ms")):
+        return "caller_latency"
+    if "mesh" in lowered:
+        return None  # sidecar latency: histogram-bucket steps, not the service's work
+    if "latency" in lowered or lowered.endswith("_ms"):
+        return "latency"
+    if lowered.startswith("cpu") or "_cpu" in lowered:
+        return "cpu"
+    return None
+
+
+def _noise(values: list[float]) -> float:
+    # Variability from first differences (divided by sqrt 2, the spread of one sample under white
+    # noise), as in the anchor's shift test: a level shift moves one difference only, a noisy
+    # service moves all of them.
+    diffs = sorted(abs(b - a) for a, b in zip(values, values[1:], strict=False))
+    if not diffs:
+        return 0.0
+    return 1.4826 * diffs[len(diffs) // 2] / math.sqrt(2.0)
+
+
+def _practical(family: str, before: float, after: float) -> bool:
+    if family == "error":
+        return after - before >= ERROR_MIN_RISE
+    if family in ("latency", "caller_latency"):
+        return after - before >= LATENCY_MIN_RISE_MS and after >= LATENCY_MIN_RATIO * max(before, 1e-9)
+    return after - before >= CPU_MIN_RISE
+
+
+def _floor(family: str, level: float) -> float:
+    # A flat series has no variability: give it the smallest spread an operator would notice.
+    if family == "error":
+        return 0.02
+    if family == "cpu":
+        return 0.02
+    return max(5.0, 0.1 * abs(level))
+
+
+def series_contrast(points: list[tuple[float, float]], *, family: str, anchor: float) -> dict[str, Any] | None:
+    """Contrast one series' short stretch around the anchor with the minutes before it.
+
+    Params: points — (epoch s, value) pairs, any order; family — signal_family's answer; anchor — epoch s.
+    Returns: None without samples on both sides, else ``{before, after, z, strength, first_after}``
+    (strength 0 when the rise is small or within the service's own variability).
+    """
+    clean = sorted((float(t), float(v)) for t, v in points if v == v)
+    split, stop = anchor - AFTER_FROM_S, anchor + AFTER_TO_S
+    before = [v for t, v in clean if split - BEFORE_SPAN_S <= t < split]
+    after_pts = [(t, v) for t, v in clean if split <= t <= stop]
+    if not before or not after_pts:
+        return None
+    level_before = median(before)
+    # The mean over the short stretch: a fault can show for one or two minutes only.
+    level_after = mean(v for _, v in after_pts)
+    window_values = [v for t, v in clean if t <= stop]
+    spread = max(_noise(window_values), _floor(family, level_before))
+    z = (level_after - level_before) / spread
+    strength = 0.0
+    if z >= MIN_Z and _practical(family, level_before, level_after):
+        strength = WEIGHTS[family] * (1.0 - math.exp(-(z - MIN_Z + 1.0) / Z_SCALE))
+    first = next((t for t, v in after_pts if v > level_before + MIN_Z * spread), after_pts[0][0])
+    return {"before": level_before, "after": level_after, "z": round(z, 3), "strength": round(strength, 4),
+            "first_after": first}
+
+
+def service_contrasts(series_list: list[dict[str, Any]], *, anchor: float,
+                      parse_ts: Any) -> dict[str, dict[str, Any]]:
+    """Per service: the contrast of each signal family and a combined strength.
+
+    Params: series_list — metrics.series items; anchor — epoch s; parse_ts — ISO → epoch s (or None).
+    Returns: ``{service: {score, onset, signals: {family: {before, after, z, strength}}}}`` for every
+    service with at least one judged signal; ``score`` is the strongest family plus half of the others
+    (agreeing modalities are stronger evidence), ``onset`` the first clear sample of a scoring family.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in series_list:
+        family = signal_family(str(item.get("name") or ""))
+        if family is None:
+            continue
+        points = []
+        for pair in item.get("points") or []:
+            if isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[1], int | float):
+                ts = parse_ts(pair[0])
+                if ts is not None:
+                    points.append((ts, float(pair[1])))
+        result = series_contrast(points, family=family, anchor=anchor)
+        if result is None:
+            continue
+        entry = out.setdefault(str(item.get("service") or "unknown"), {"score": 0.0, "onset": None, "signals": {}})
+        kept = entry["signals"].get(family)
+        if kept is None or result["strength"] > kept["strength"]:
+            entry["signals"][family] = result
+    for entry in out.values():
+        strengths = sorted((s["strength"] for s in entry["signals"].values()), reverse=True)
+        entry["score"] = round(strengths[0] + 0.5 * sum(strengths[1:]), 4) if strengths else 0.0
+        onsets = [s["first_after"] for s in entry["signals"].values() if s["strength"] > 0]
+        entry["onset"] = min(onsets) if onsets else None
+    return out
