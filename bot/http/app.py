@@ -40,6 +40,7 @@ def build_context(
         deploy_check.schedule(runtime=runtime, deploy=deploy, delay_ms=settings.post_deploy_check_delay_ms)
 
     rules = webhook_rules(settings, http)
+    server_db = not settings.effective_database_url.startswith("sqlite")
     return ListenerContext(
         runtime=runtime,
         rules=rules,
@@ -48,7 +49,7 @@ def build_context(
         pagerduty_secret=_secret(settings.pagerduty_webhook_secret),
         max_body_bytes=http.max_body_bytes,
         deploy_scheduler=schedule_deploy_check,
-        processor=DeliveryProcessor(runtime, rules, schedule_deploy_check),
+        processor=DeliveryProcessor(runtime, rules, schedule_deploy_check, separate_processing=server_db),
     )
 
 

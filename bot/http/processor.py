@@ -64,20 +64,30 @@ class DeliveryProcessor:
         deploy_scheduler: queues post-deploy checks.
         max_batch: most deliveries stored by one commit.
         pacer: when processing may run while deliveries arrive (default :class:`Pacer`).
+        separate_processing: process on a second thread. For a server database (PostgreSQL), where
+            processing mostly waits for round trips: storing then goes on while a chunk waits. Not
+            for SQLite, which has one writer at a time anyway.
     """
 
     def __init__(
         self, runtime: Any, rules: WebhookRules, deploy_scheduler: Any, *, max_batch: int = 256,
-        pacer: Pacer | None = None,
+        pacer: Pacer | None = None, separate_processing: bool = False,
     ) -> None:
         self.runtime, self.rules, self.deploy_scheduler = runtime, rules, deploy_scheduler
         self.max_batch, self.pacer = max_batch, pacer or Pacer()
         self._queue: queue.Queue[_Store | str] = queue.Queue()
         self._pending: dict[int, None] = {}  # ids to process, in arrival order (a dict: no repeats)
+        self._pending_lock = threading.Lock()
         self._per_delivery_s = 0.002  # running estimate of one delivery's processing time
         self._idle = threading.Condition()
         self._stopping = False
+        self._intake_done = False
+        self._work = threading.Event()  # set when the processing thread has something new to look at
         self._thread = threading.Thread(target=self._loop, name="pm-webhook-db", daemon=True)
+        self._processing_thread = (
+            threading.Thread(target=self._processing_loop, name="pm-webhook-process", daemon=True)
+            if separate_processing else None
+        )
 
     # -- called from other threads ---------------------------------------------------------------
 
@@ -85,6 +95,8 @@ class DeliveryProcessor:
         """Finish what an earlier process left (rows still ``accepted``), then serve new deliveries."""
         self._queue.put(_RESUME)
         self._thread.start()
+        if self._processing_thread is not None:
+            self._processing_thread.start()
         return self
 
     async def store(self, source: str, key: str, payload: Mapping[str, Any]) -> Accepted:
@@ -116,6 +128,8 @@ class DeliveryProcessor:
             self._stopping = True
             self._queue.put(_STOP)
             self._thread.join(timeout=timeout_s)
+        if self._processing_thread is not None and self._processing_thread.is_alive():
+            self._processing_thread.join(timeout=timeout_s)
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -123,9 +137,10 @@ class DeliveryProcessor:
         return self._queue.unfinished_tasks == 0 and not self._pending
 
     def _loop(self) -> None:
+        separate = self._processing_thread is not None
         stop = False
         wait_s: float | None = None  # None: nothing to process, block until something arrives
-        while not (stop and self._queue.empty() and not self._pending):
+        while not (stop and self._queue.empty() and (separate or not self._pending)):
             items = self._take(timeout_s=wait_s)
             stores = [i for i in items if isinstance(i, _Store)]
             if stores:
@@ -135,17 +150,41 @@ class DeliveryProcessor:
                 self._resume()
             stop = stop or _STOP in items
             wait_s = None
-            if self._pending:
-                budget_s, wait_s = self.pacer.next_chunk(time.monotonic())
-                if stop:  # shutting down: no request will come, drain at full speed
-                    budget_s, wait_s = self.pacer.idle_chunk_s, 0.0
-                if budget_s:
-                    self._process_chunk(budget_s)
-                    wait_s = 0.0 if self._pending else None
+            if separate:
+                self._work.set()
+            elif self._pending:
+                wait_s = self._process_paced(draining=stop)
             for _ in items:
                 self._queue.task_done()
-            with self._idle:
-                self._idle.notify_all()
+            self._notify_idle()
+        self._intake_done = True
+        self._work.set()
+
+    def _processing_loop(self) -> None:
+        """The second thread (``separate_processing``): process what the intake thread stored."""
+        wait_s: float | None = None
+        while True:
+            self._work.wait(timeout=wait_s)
+            self._work.clear()
+            done = self._intake_done  # read before looking at pending: nothing is added after it is set
+            wait_s = self._process_paced(draining=done) if self._pending else None
+            self._notify_idle()
+            if done and not self._pending:
+                return
+
+    def _process_paced(self, *, draining: bool) -> float | None:
+        """Process one chunk if the pacer allows; returns how long to wait before the next (None: idle)."""
+        budget_s, wait_s = self.pacer.next_chunk(time.monotonic())
+        if draining:  # shutting down: no request will come, drain at full speed
+            budget_s = self.pacer.idle_chunk_s
+        if not budget_s:
+            return wait_s
+        self._process_chunk(budget_s)
+        return 0.0 if self._pending else None
+
+    def _notify_idle(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
 
     def _take(self, *, timeout_s: float | None) -> list[_Store | str]:
         """Everything queued right now (up to ``max_batch``), waiting up to ``timeout_s`` for the first
@@ -169,9 +208,11 @@ class DeliveryProcessor:
             for s in stores:
                 s.future.set_exception(exc)
             return
+        with self._pending_lock:
+            for result in accepted:
+                if result.status == "accepted":  # new, or a replay of one never finished
+                    self._pending[result.delivery_id] = None
         for s, result in zip(stores, accepted, strict=True):
-            if result.status == "accepted":  # new, or a replay of one never finished
-                self._pending[result.delivery_id] = None
             s.future.set_result(result)
 
     def _resume(self) -> None:
@@ -182,7 +223,8 @@ class DeliveryProcessor:
                     .where(InboundDelivery.status == "accepted", InboundDelivery.source.in_(SOURCES))
                     .order_by(InboundDelivery.id)
                 ).scalars()
-                self._pending.update(dict.fromkeys(ids))
+                with self._pending_lock:
+                    self._pending.update(dict.fromkeys(ids))
             if self._pending:
                 log.info("resuming %d webhook deliveries left unprocessed", len(self._pending))
         except Exception:  # the database may be briefly away; new deliveries still get processed
@@ -190,7 +232,8 @@ class DeliveryProcessor:
 
     def _process_chunk(self, budget_s: float) -> None:
         size = max(1, min(64, int(budget_s / self._per_delivery_s)))
-        ids = list(itertools.islice(self._pending, size))
+        with self._pending_lock:
+            ids = list(itertools.islice(self._pending, size))
         t0 = time.monotonic()
         try:
             process_many(runtime=self.runtime, delivery_ids=ids, rules=self.rules,
@@ -202,8 +245,9 @@ class DeliveryProcessor:
             # Exponential moving average: chunk sizes follow the cost without jumping on one outlier.
             per = (time.monotonic() - t0) / len(ids)
             self._per_delivery_s = 0.8 * self._per_delivery_s + 0.2 * per
-        for delivery_id in ids:
-            self._pending.pop(delivery_id, None)
+        with self._pending_lock:
+            for delivery_id in ids:
+                self._pending.pop(delivery_id, None)
         self.pacer.ran(time.monotonic(), time.monotonic() - t0)
 
     def _process_one_by_one(self, ids: list[int]) -> None:
