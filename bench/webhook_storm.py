@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -192,6 +193,7 @@ def main() -> int:
     print(f"  deliveries stored    {stored}; processed {processed}; lost {lost} "
           f"(processing finished {drain:.1f} s after the last answer)")
     print(f"  investigations       {investigations} (expected {args.fingerprints})")
+    shutil.rmtree(home, ignore_errors=True)  # the SQLite file of this run (PostgreSQL data stays for a look)
     ok = investigations == args.fingerprints and lost == 0 and statuses.get(202, 0) == args.deliveries
     print("  result               " + ("OK" if ok else "FAILED"))
     return 0 if ok else 1
