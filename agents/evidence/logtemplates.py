@@ -298,7 +298,8 @@ def template_text(miner: TemplateMiner, cluster_id: int) -> str:
 
 def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: float,
                    before_span: float, after_span: float, parse_ts,
-                   recent_from: float | None = None, recent_to: float | None = None) -> list[dict[str, Any]]:
+                   recent_from: float | None = None, recent_to: float | None = None,
+                   contrast: tuple[float, float, float] | None = None) -> list[dict[str, Any]]:
     """Count each (service, template) before and after the onset and classify it.
 
     Params: lines — log lines (``ts``, ``service``, ``level``, ``message``);
@@ -311,7 +312,9 @@ def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: 
     ``service``, ``template``, ``level`` (worst seen), ``before``, ``after``,
     ``first_after`` (ISO-free epoch of the first line after onset or None),
     ``kind`` (``new`` | ``burst`` | ``gone`` | ``steady``), ``example``,
-    ``earlier`` / ``recent`` (counts before / since recent_from).
+    ``earlier`` / ``recent`` (counts before / since recent_from); with ``contrast``
+    (before_from, split, stop) epoch s also ``c_prior`` (lines before split),
+    ``c_before`` (in [before_from, split)), ``c_after`` (in [split, stop]).
     """
     split = onset if recent_from is None else recent_from
     masked = [mask(line.get("message", "")) for line in lines]
@@ -327,8 +330,16 @@ def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: 
         entry = stats.get(key)
         if entry is None:
             entry = {"id": f"T{key[1]}", "service": key[0], "level_rank": 0, "before": 0, "after": 0,
-                     "earlier": 0, "recent": 0, "first_after": None, "example": str(line.get("message", ""))[:300]}
+                     "earlier": 0, "recent": 0, "first_after": None, "example": str(line.get("message", ""))[:300],
+                     "c_prior": 0, "c_before": 0, "c_after": 0}
             stats[key] = entry
+        if contrast is not None:
+            if ts < contrast[1]:
+                entry["c_prior"] += 1
+                if ts >= contrast[0]:
+                    entry["c_before"] += 1
+            elif ts <= contrast[2]:
+                entry["c_after"] += 1
         entry["level_rank"] = max(entry["level_rank"], rank.get(str(line.get("level", "")).upper(), 1))
         if ts < split:
             entry["earlier"] += 1

@@ -6,7 +6,7 @@ import math
 from statistics import median
 from typing import Any
 
-from agents.evidence import anomalies, logtemplates, skipped
+from agents.evidence import anomalies, logcontrast, logtemplates, skipped
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
 from agents.evidence.topology import mentioned_services
@@ -199,13 +199,16 @@ def _page_all(tools: Any, missing: list[str], **args: Any) -> list[dict]:
 
 
 def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known: list[str],
-                 template_state: Any, missing: list[str]) -> dict[str, Any]:
+                 template_state: Any, missing: list[str],
+                 contrast_bounds: tuple[float, float, float] | None = None) -> dict[str, Any]:
     """Mine templates around the onset and find error text naming other services.
 
     Params: lines — fetched log lines; ctx — the context; onset — epoch s;
-    known — known service names; template_state — load()/save() or None.
+    known — known service names; template_state — load()/save() or None;
+    contrast_bounds — (before_from, split, stop) epoch s of the short-window log contrast, or None.
     Returns: ``{templates: [...notable...], by_service: {svc: {new_errors, gone, error_excess}},
-    mentions: {caller: {callee: excess}}}``.
+    mentions: {caller: {callee: excess}}, log_contrast: {svc: {...}}, named_near: {callee: {caller: n}}}``
+    (the last two empty without contrast_bounds).
     """
     window = ctx["window"]
     start, end = parse_ts(window["start"]), parse_ts(window["end"])
@@ -220,7 +223,7 @@ def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known:
     recent_from = max(onset, ctx["anchor"] - SKIP_RECENT_S)
     stats = logtemplates.template_stats(lines, miner=miner, onset=onset, before_span=before_span,
                                         after_span=after_span, parse_ts=parse_ts, recent_from=recent_from,
-                                        recent_to=recent_from + SKIP_SPAN_S)
+                                        recent_to=recent_from + SKIP_SPAN_S, contrast=contrast_bounds)
     if template_state is not None:
         try:
             template_state.save(logtemplates.dump_miner(miner))
@@ -254,7 +257,14 @@ def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known:
                         "ref": f"logs:{item['service']}/{item['id']}"})
     notable.sort(key=lambda e: (e["kind"] in ("gone", "skipped"), -e["after"]))
     mentions = _mentions(lines, onset=onset, known=known, ratio=after_span / before_span)
-    return {"templates": notable[:80], "by_service": by_service, "mentions": mentions}
+    log_contrast: dict[str, dict[str, Any]] = {}
+    near: dict[str, dict[str, float]] = {}
+    if contrast_bounds is not None:
+        log_contrast = logcontrast.service_log_contrast(stats, bounds=contrast_bounds,
+                                                        history_s=contrast_bounds[1] - start)
+        near = logcontrast.named_near(lines, known=known, bounds=contrast_bounds, parse_ts=parse_ts)
+    return {"templates": notable[:80], "by_service": by_service, "mentions": mentions,
+            "log_contrast": log_contrast, "named_near": near}
 
 
 def _mentions(lines: list[dict], *, onset: float, known: list[str], ratio: float) -> dict[str, dict[str, float]]:
