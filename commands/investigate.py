@@ -37,45 +37,67 @@ def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
         StartResult with the id of the new (or the open) investigation.
     """
     with runtime.session() as session:
-        if request.fingerprint:
-            existing = investigations.find_open_by_fingerprint(session=session, fingerprint=request.fingerprint)
-            if existing is not None:
-                return _attach(session, existing.id, request)
+        result, attach = open_or_attach(session=session, request=request)
+        if attach is not None:
+            outbox.append(session=session, investigation_id=result.investigation_id, kind="attached", payload=attach)
+        session.commit()
+    if result.created:
+        runtime.enqueue(result.investigation_id, priority=request.priority)
+    return result
+
+
+def open_or_attach(
+    *, session: Any, request: InvestigationRequest, open_by_fp: dict[str, str] | None = None
+) -> tuple[StartResult, dict[str, Any] | None]:
+    """The rule behind :func:`start`, inside the caller's transaction (no commit, no enqueue).
+
+    A fingerprint with an open investigation is attached to it; otherwise a new investigation
+    is created. The database's partial unique index on open fingerprints settles a race with
+    another writer (the savepoint rolls back only this insert, and the winner is attached to).
+
+    Args:
+        session: the caller's session; the caller commits and enqueues what was created.
+        request: the normalised request.
+        open_by_fp: fingerprint -> open investigation id, when the caller looked them up for a
+            whole batch (then no per-request query is made); it is updated with what opens here.
+
+    Returns:
+        The result, and the ``attached`` event payload to append when it was attached (else None).
+    """
+    fp = request.fingerprint
+    if fp and open_by_fp is not None:
+        existing = open_by_fp.get(fp)
+    elif fp:
+        found = investigations.find_open_by_fingerprint(session=session, fingerprint=fp)
+        existing = found.id if found is not None else None
+    else:
+        existing = None
+    if existing is None:
         try:
-            inv = investigations.create(
-                session=session,
-                trigger=request.trigger,
-                origin=request.origin.to_dict(),
-                mode=request.mode,
-                domain=request.domain,
-                sources=request.sources,
-                priority=request.priority,
-                fingerprint=request.fingerprint,
-                requested_by=request.requested_by,
-            )
-            session.commit()
+            with session.begin_nested():
+                inv = investigations.create(
+                    session=session,
+                    trigger=request.trigger,
+                    origin=request.origin.to_dict(),
+                    mode=request.mode,
+                    domain=request.domain,
+                    sources=request.sources,
+                    priority=request.priority,
+                    fingerprint=fp,
+                    requested_by=request.requested_by,
+                )
         except IntegrityError:
-            # Another front door opened one with this fingerprint between our look and our
-            # insert (the database's partial unique index said so): attach to it instead.
-            session.rollback()
-            existing = investigations.find_open_by_fingerprint(session=session, fingerprint=request.fingerprint or "")
-            if existing is None:
+            winner = investigations.find_open_by_fingerprint(session=session, fingerprint=fp or "")
+            if winner is None:
                 raise
-            return _attach(session, existing.id, request)
-        inv_id = inv.id
-    runtime.enqueue(inv_id, priority=request.priority)
-    return StartResult(inv_id, created=True)
-
-
-def _attach(session: Any, investigation_id: str, request: InvestigationRequest) -> StartResult:
-    outbox.append(
-        session=session,
-        investigation_id=investigation_id,
-        kind="attached",
-        payload={"origin": request.origin.to_dict(), "trigger": request.trigger},
-    )
-    session.commit()
-    return StartResult(investigation_id, created=False)
+            existing = winner.id
+        else:
+            if fp and open_by_fp is not None:
+                open_by_fp[fp] = inv.id
+            return StartResult(inv.id, created=True), None
+    if fp and open_by_fp is not None:
+        open_by_fp[fp] = existing
+    return StartResult(existing, created=False), {"origin": request.origin.to_dict(), "trigger": request.trigger}
 
 
 def status(*, runtime: Any, investigation_id: str) -> dict[str, Any]:

@@ -27,13 +27,12 @@ from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from commands.errors import BadRequest
-from commands.investigate import StartResult, start
+from commands.investigate import StartResult, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
-from store import investigations, outbox
+from store import outbox
 from store.models import OPEN_STATUSES, InboundDelivery, Investigation, utcnow
 
 SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy")
@@ -514,37 +513,12 @@ def _open_by_fingerprint(session: Session, fingerprints: set[str]) -> dict[str, 
 def _start_in(
     session: Session, request: InvestigationRequest, open_by_fp: dict[str, str], attached: list[Any]
 ) -> StartResult:
-    """:func:`commands.investigate.start` inside the caller's transaction (no commit, no enqueue).
-
-    Same rule: a fingerprint with an open investigation gets an ``attached`` event, otherwise a new
-    investigation is created; the partial unique index on open fingerprints settles a race with
-    another writer (the savepoint rolls back only this insert). ``open_by_fp`` holds the open
-    investigations this transaction looked up or opened (one query per batch, not one per delivery);
-    the ``attached`` events are collected in ``attached`` for the caller to append in bulk.
-    """
-    fp = request.fingerprint
-    existing = open_by_fp.get(fp) if fp else None
-    if existing is None:
-        try:
-            with session.begin_nested():
-                inv = investigations.create(
-                    session=session, trigger=request.trigger, origin=request.origin.to_dict(), mode=request.mode,
-                    domain=request.domain, sources=request.sources, priority=request.priority, fingerprint=fp,
-                    requested_by=request.requested_by,
-                )
-        except IntegrityError:
-            found = investigations.find_open_by_fingerprint(session=session, fingerprint=fp or "")
-            if found is None:
-                raise
-            existing = found.id
-        else:
-            if fp:
-                open_by_fp[fp] = inv.id
-            return StartResult(inv.id, created=True)
-    if fp:
-        open_by_fp[fp] = existing
-    attached.append((existing, "attached", {"origin": request.origin.to_dict(), "trigger": request.trigger}))
-    return StartResult(existing, created=False)
+    """:func:`commands.investigate.open_or_attach` for a batch: ``attached`` events are collected
+    for the caller to append in bulk; ``open_by_fp`` holds the batch's open investigations."""
+    result, attach = open_or_attach(session=session, request=request, open_by_fp=open_by_fp)
+    if attach is not None:
+        attached.append((result.investigation_id, "attached", attach))
+    return result
 
 
 def process_many(
