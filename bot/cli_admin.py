@@ -51,25 +51,16 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register_publishers(runtime: object, settings: Settings) -> list[str]:
-    """Register what a worker process runs besides investigations.
-
-    The deploy-check actor always; the Slack publisher when SLACK_BOT_TOKEN is set; the Jira
-    publisher when JIRA_URL, JIRA_USER and JIRA_API_TOKEN are set.
+    """Register what a worker process runs besides investigations (see bot.http.wiring).
 
     Returns:
         The registered sink names.
     """
     from bot.http.settings import load_http_settings
     from bot.http.wiring import configure_runtime
-    from publishers.slack import make_slack_publisher
 
     configure_runtime(runtime, settings, load_http_settings())
-    sinks = ["jira"] if "jira" in getattr(runtime, "publishers", {}) else []
-    slack = make_slack_publisher(settings)
-    if slack is not None:
-        runtime.register_publisher("slack", slack)  # type: ignore[attr-defined]
-        sinks.append("slack")
-    return sinks
+    return sorted(getattr(runtime, "publishers", {}))
 
 
 def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:

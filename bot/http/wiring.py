@@ -1,7 +1,8 @@
-"""Wire this front door's pieces into a pipeline runtime: the deploy-check actor and the Jira sink.
+"""Wire a worker process's extras into a pipeline runtime: the deploy-check actor and the sinks.
 
-Call :func:`configure_runtime` in every process that runs a worker (``pm serve`` does; ``pm worker``
-should pass it as its ``configure`` hook) so delayed deploy checks and Jira publishing work there.
+:func:`configure_runtime` runs in every process that runs a worker (``pm serve`` and ``pm worker``),
+so delayed deploy checks work there and alert- or Jira-triggered investigations are published to
+their Slack channel (per domain) and their Jira ticket. ``pm bot`` registers its own Slack sink.
 """
 
 from __future__ import annotations
@@ -14,8 +15,14 @@ from store.config import Settings
 
 
 def configure_runtime(runtime: Any, settings: Settings, http: HttpSettings, *, tools_factory: Any = None) -> None:
-    """Declare the deploy-check actor and, when JIRA_URL/JIRA_USER/JIRA_API_TOKEN are set, the Jira publisher."""
+    """Declare the deploy-check actor; register the Slack publisher when SLACK_BOT_TOKEN is set and the
+    Jira publisher when JIRA_URL/JIRA_USER/JIRA_API_TOKEN are set."""
+    from publishers.slack import make_slack_publisher
+
     deploy_check.register(runtime=runtime, settings=settings, tools_factory=tools_factory)
+    slack = make_slack_publisher(settings)
+    if slack is not None:
+        runtime.register_publisher("slack", slack)
     if settings.jira_url and settings.jira_user and settings.jira_api_token:
         from publishers.jira import JiraPublisher, connect
 
