@@ -318,7 +318,7 @@ def delivery_key(source: str, payload: Mapping[str, Any], headers: Mapping[str, 
     elif source == "pagerduty":
         key = _get(payload, "event.id", required=False)
     elif source in ("grafana", "alertmanager"):
-        alerts = payload.get("alerts") if isinstance(payload.get("alerts"), list) else []
+        alerts: list[Any] = payload["alerts"] if isinstance(payload.get("alerts"), list) else []
         parts = sorted(
             f"{a.get('fingerprint')}@{a.get('startsAt')}:{a.get('status')}" for a in alerts if isinstance(a, Mapping)
         )
@@ -507,7 +507,7 @@ def _open_by_fingerprint(session: Session, fingerprints: set[str]) -> dict[str, 
         .where(Investigation.fingerprint.in_(fingerprints), Investigation.status.in_(OPEN_STATUSES))
         .order_by(Investigation.created_at)
     )
-    return {fp: inv_id for fp, inv_id in found}  # the newest wins, as in find_open_by_fingerprint
+    return {str(fp): inv_id for fp, inv_id in found}  # the newest wins, as in find_open_by_fingerprint
 
 
 def _start_in(

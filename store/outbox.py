@@ -112,7 +112,7 @@ def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any]
     now = utcnow()
     ids = sorted({inv_id for inv_id, _kind, _payload in events})
     locked = session.execute(update(Investigation).where(Investigation.id.in_(ids)).values(updated_at=now))
-    if locked.rowcount != len(ids):
+    if locked.rowcount != len(ids):  # type: ignore[attr-defined]
         raise NotFound(f"an investigation of {', '.join(ids)} does not exist; cannot append events to it")
     last: dict[str, int] = dict(
         session.execute(
@@ -121,7 +121,7 @@ def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any]
             .group_by(ProgressEvent.investigation_id)
         ).all()
     )
-    origins = dict(session.execute(select(Investigation.id, Investigation.origin).where(Investigation.id.in_(ids))).all())
+    origins: dict[str, Any] = dict(session.execute(select(Investigation.id, Investigation.origin).where(Investigation.id.in_(ids))).all())
     appended = []
     for inv_id, kind, payload in events:
         last[inv_id] = last.get(inv_id, 0) + 1

@@ -60,7 +60,9 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
                                 end=window["end"]).get("series") or []
     if not series_list and "metrics" not in " ".join(missing):
         missing.append("metrics (no samples in the window)")
-    out_series, services, chart = [], {}, {}
+    out_series: list[Any] = []
+    services: dict[str, Any] = {}
+    chart: dict[str, Any] = {}
     for item in series_list:
         service, name = str(item.get("service") or "unknown"), str(item.get("name") or "")
         points = [(parse_ts(p[0]), p[1]) for p in item.get("points") or [] if isinstance(p, list | tuple) and len(p) == 2]

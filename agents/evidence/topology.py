@@ -186,15 +186,15 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             downstream = set()
         for callee in sorted(downstream & implicated):
             callee_onset = anomalies.get(callee, {}).get("onset")
-            named = service in named_by.get(callee, [])
-            if callee_onset is None and not named:
+            callee_named = service in named_by.get(callee, [])
+            if callee_onset is None and not callee_named:
                 continue  # a callee with no onset of its own explains nothing unless named
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
-            if not named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)):
+            if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
-            if not named and (named_by.get(service) or near.get(service)):
+            if not callee_named and (named_by.get(service) or near.get(service)):
                 continue  # failing callers blame this service by name, and it blames nobody below
-            if named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
+            if callee_named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
         strength = float(info.get("score", 0.0))
