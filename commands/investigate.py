@@ -53,7 +53,7 @@ def open_or_attach(
 
     A fingerprint with an open investigation is attached to it; otherwise a new investigation
     is created. The database's partial unique index on open fingerprints settles a race with
-    another writer (the savepoint rolls back only this insert, and the winner is attached to).
+    another writer (create's savepoint rolls back only this insert, and the winner is attached to).
 
     Args:
         session: the caller's session; the caller commits and enqueues what was created.
@@ -74,18 +74,21 @@ def open_or_attach(
         existing = None
     if existing is None:
         try:
-            with session.begin_nested():
-                inv = investigations.create(
-                    session=session,
-                    trigger=request.trigger,
-                    origin=request.origin.to_dict(),
-                    mode=request.mode,
-                    domain=request.domain,
-                    sources=request.sources,
-                    priority=request.priority,
-                    fingerprint=fp,
-                    requested_by=request.requested_by,
-                )
+            # create() inserts under its own savepoint and re-raises a conflict that is not its id
+            # (here: another open investigation with this fingerprint). No savepoint of ours around
+            # it: on SQLite a read inside an open transaction would pin a snapshot that a later
+            # write could not upgrade from while another connection writes.
+            inv = investigations.create(
+                session=session,
+                trigger=request.trigger,
+                origin=request.origin.to_dict(),
+                mode=request.mode,
+                domain=request.domain,
+                sources=request.sources,
+                priority=request.priority,
+                fingerprint=fp,
+                requested_by=request.requested_by,
+            )
         except IntegrityError:
             winner = investigations.find_open_by_fingerprint(session=session, fingerprint=fp or "")
             if winner is None:
