@@ -50,3 +50,20 @@ class BotContext:
 def pm(context: Any) -> BotContext:
     """The BotContext from a Bolt listener's ``context``."""
     return context["pm"]
+
+
+def ack_and_defer(work: Any) -> Any:
+    """A button listener that acks at once and runs ``work(body, client, context)`` in the hand-off pool.
+
+    Args:
+        work: the slow part (database, Web API calls); it never delays the ack.
+
+    Returns:
+        The Bolt listener function.
+    """
+
+    def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
+        ack()
+        pm(context).handoff.defer(context, work, body, client, context)
+
+    return handle

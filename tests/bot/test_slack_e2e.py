@@ -218,3 +218,37 @@ def test_follow_up_is_answered_by_claude_when_configured(tmp_path: Path) -> None
     assert "roll it back" in answer
     assert len(claude.requests) == 1
     assert "chg-3835" in str(claude.requests[0])  # the evidence went into the prompt
+
+
+def test_report_buttons_rerun_and_feedback_are_authorised(slack: tuple[FakeSlack, SlackBot]) -> None:
+    """Re-run deep is refused to a stranger and allowed to the requester; a vote is recorded."""
+    fake, bot = slack
+    fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))
+    parent = _parent(fake, "C1")
+    _chart_in(fake, "C1", parent["ts"])
+    with bot.runtime.session() as s:
+        first = s.scalars(select(Investigation)).one()
+        first_id = first.id
+
+    def click(action_id: str, user: str) -> None:
+        fake.wait_ack(fake.interactive({  # every click has its own trigger_id, as Slack sends it
+            "type": "block_actions", "user": {"id": user}, "channel": {"id": "C1"},
+            "message": {"ts": parent["ts"], "thread_ts": parent["ts"]}, "trigger_id": f"t-{action_id}-{user}",
+            "actions": [{"action_id": action_id, "value": first_id, "type": "button"}],
+        }))
+
+    click("pm_rerun_deep", "USTRANGER")
+    refusal = fake.wait_for(lambda: next((e for e in fake.ephemerals if e.get("user") == "USTRANGER"), None),
+                            15, "an ephemeral refusal")
+    assert "only the requester or an admin" in refusal["text"]
+    assert _count(bot, Investigation) == 1
+    click("pm_rerun_deep", "U1")
+    fake.wait_for(lambda: _count(bot, Investigation) == 2, 15, "the deep re-run")
+    with bot.runtime.session() as s:
+        rerun = s.scalars(select(Investigation).where(Investigation.id != first_id)).one()
+        assert rerun.mode == "deep" and rerun.trigger == first.trigger
+        assert rerun.origin["channel"] == "C1" and rerun.origin["thread_ts"] == parent["ts"]
+    click("pm_feedback_up", "U2")
+    thanks = fake.wait_for(lambda: next((e for e in fake.ephemerals if e.get("user") == "U2"), None),
+                           15, "a thank-you for the vote")
+    assert thanks["text"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack.context import pm
+from bot.slack.context import ack_and_defer, pm
 from commands import investigate
 from commands.errors import CommandError
 from publishers.slack import ACTIONS
@@ -15,12 +15,6 @@ HANDLES = ("action", ACTIONS["cancel"])
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""
     app.action(ACTIONS["cancel"])(handle)
-
-
-def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
-    ack()
-    pm(context).handoff.defer(context, _work, body, client, context)
 
 
 def _work(body: dict[str, Any], client: Any, context: Any) -> None:
@@ -35,3 +29,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
         client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {exc}")
         return
     client.chat_postEphemeral(channel=channel, user=user, text=f"Cancelling `{inv_id}`.")
+
+
+# Ack at once; the work above runs in the hand-off pool.
+handle = ack_and_defer(_work)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot.slack.context import pm
+from bot.slack.context import ack_and_defer, pm
 from bot.slack.inbound import link
 from publishers.slack import ACTIONS
 
@@ -15,12 +15,6 @@ HANDLES = ("action", ACTIONS["up"], ACTIONS["down"])
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app (one listener for both buttons)."""
     app.action(re.compile(f"^({ACTIONS['up']}|{ACTIONS['down']})$"))(handle)
-
-
-def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
-    ack()
-    pm(context).handoff.defer(context, _work, body, client, context)
 
 
 def _work(body: dict[str, Any], client: Any, context: Any) -> None:
@@ -35,3 +29,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
     client.chat_postEphemeral(channel=(body.get("channel") or {}).get("id"), user=body["user"]["id"],
                               text="Thanks, noted." if vote == "feedback_up" else
                               "Thanks, noted. Reply in the thread with what was wrong and I'll keep it with the report.")
+
+
+# Ack at once; the work above runs in the hand-off pool.
+handle = ack_and_defer(_work)

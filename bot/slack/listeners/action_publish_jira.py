@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack.context import pm
+from bot.slack.context import ack_and_defer, pm
 from commands import investigate
 from commands.errors import CommandError
 from publishers.slack import ACTIONS
@@ -16,12 +16,6 @@ HANDLES = ("action", ACTIONS["jira"])
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""
     app.action(ACTIONS["jira"])(handle)
-
-
-def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
-    ack()
-    pm(context).handoff.defer(context, _work, body, client, context)
 
 
 def _work(body: dict[str, Any], client: Any, context: Any) -> None:
@@ -44,3 +38,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
                       payload={"report": inv["report"], "only_sinks": ["jira"], "jira_key": key, "by": user})
         session.commit()
     client.chat_postEphemeral(channel=channel, user=user, text=f"Publishing the report to {key}.")
+
+
+# Ack at once; the work above runs in the hand-off pool.
+handle = ack_and_defer(_work)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.slack.context import pm
+from bot.slack.context import ack_and_defer, pm
 from commands import investigate
 from commands.errors import CommandError
 from commands.requests import Origin
@@ -16,12 +16,6 @@ HANDLES = ("action", ACTIONS["rerun"])
 def register(app: Any) -> None:
     """Attach the listener to the Bolt app."""
     app.action(ACTIONS["rerun"])(handle)
-
-
-def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Ack, then hand the rest to the work pool (the ack never waits for it)."""
-    ack()
-    pm(context).handoff.defer(context, _work, body, client, context)
 
 
 def _work(body: dict[str, Any], client: Any, context: Any) -> None:
@@ -41,3 +35,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
         return
     client.chat_postEphemeral(channel=channel, user=user,
                               text=f"Re-running in deep mode as `{result.investigation_id}`.")
+
+
+# Ack at once; the work above runs in the hand-off pool.
+handle = ack_and_defer(_work)
