@@ -52,8 +52,9 @@ def friendly_errors(*, debug: bool) -> Iterator[Outcome]:
         if debug:
             raise
         outcome.error = exc
+        first_line = (str(exc).strip().splitlines() or [""])[0]
         print(
-            f"pm: error: {type(exc).__name__}: {exc} (unexpected; rerun with PM_DEBUG=1 for a traceback)",
+            f"pm: error: {type(exc).__name__}: {first_line} (unexpected; rerun with PM_DEBUG=1 for details)",
             file=sys.stderr,
         )
 

@@ -7,6 +7,9 @@ psycopg 3 is the server default.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -132,8 +135,42 @@ def upgrade(url: str, revision: str = "heads") -> None:
     from alembic import command
 
     engine = make_engine(url)
+    # SQLite's first connection turns a fresh file to WAL, which must not race either: check
+    # it under the (file) lock; PostgreSQL is checked first so an outage reads as one.
+    sqlite = engine.dialect.name == "sqlite"
     try:
-        check_reachable(engine)
+        if not sqlite:
+            check_reachable(engine)
+        # Several processes may start on a fresh database at once (parallel `pm investigate`
+        # runs, a worker and a listener): only one may migrate at a time, or both create tables.
+        with _migration_lock(engine, url):
+            if sqlite:
+                check_reachable(engine)
+            command.upgrade(alembic_config(url), revision)
     finally:
         engine.dispose()
-    command.upgrade(alembic_config(url), revision)
+
+
+@contextlib.contextmanager
+def _migration_lock(engine: Engine, url: str) -> Iterator[None]:
+    """Hold a cross-process lock while migrating: a file lock beside a SQLite file, an advisory
+    lock on PostgreSQL (released when its connection closes, so a crashed migrator frees it)."""
+    file = _sqlite_file(url) if engine.dialect.name == "sqlite" else None
+    if file is not None:
+        with open(file.with_name(file.name + ".migrate.lock"), "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            # an arbitrary constant naming "Production Master migrations"
+            conn.execute(text("SELECT pg_advisory_lock(727274001)"))
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(727274001)"))
+        return
+    yield

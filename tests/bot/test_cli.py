@@ -172,3 +172,18 @@ def test_unreachable_broker_names_the_variable(tmp_path):
 def test_invalid_setting_names_the_variable(tmp_path):
     proc = run_pm(["investigations", "list"], home=tmp_path, env_extra={"PORT": "http"})
     assert_one_line_error(proc, "PORT")
+
+
+def test_parallel_runs_on_a_fresh_home_all_finish(tmp_path):
+    """Several `pm investigate` started at once on a fresh home: one migrates, all report."""
+    worlds = ["demo-deploy", "demo-capacity", "demo-config"]
+    env = dict(CLEAN_ENV, PM_HOME=str(tmp_path))
+    procs = [
+        subprocess.Popen(PM + ["investigate", "--world", str(WORLDS / w), "--json"], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for w in worlds
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+        assert_spec_report(json.loads(out))

@@ -54,3 +54,32 @@ def test_unreachable_database_names_database_url():
 def test_unusable_url_says_what_to_use():
     with pytest.raises(DatabaseUnavailable, match="use sqlite:///path or postgresql"):
         make_engine("mysql://x@localhost/db")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_concurrent_first_upgrades_do_not_collide(request, backend):
+    """Processes starting together on a fresh database: one migrates, the others wait and find it done."""
+    import threading
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def migrate() -> None:
+        barrier.wait()
+        try:
+            upgrade(url)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    engine = make_engine(url)
+    try:
+        assert TABLES <= set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
