@@ -22,8 +22,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
@@ -51,18 +53,19 @@ def prompt_text(body: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """The server's state: scripted replies, failures and the request log."""
 
+    thread_name = "fake-anthropic"
+
     def __init__(self, api_key: str = "sk-ant-test-0123456789") -> None:
+        super().__init__()
         self.api_key = api_key
         self.requests: list[dict[str, Any]] = []
         self.responder: Callable[[dict[str, Any]], str] | None = None
         self._script: list[tuple[str, Any]] = []
         self._delays: list[float] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- test controls ---------------------------------------------------------------------------
     def reply(self, text: str, *, input_tokens: int | None = None, output_tokens: int | None = None,
@@ -82,32 +85,6 @@ class FakeAnthropic:
         with self._lock:
             self._delays.append(seconds)
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeAnthropic:
-        """Serve on a free loopback port in a daemon thread."""
-        fake = self
-
-        class Handler(_Handler):
-            state = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="fake-anthropic", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Shut the server down and wait for its thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     # -- request handling ------------------------------------------------------------------------
     def _next(self) -> tuple[str, Any] | None:
@@ -221,3 +198,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, payload, extra)
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
             return
+
+
+FakeAnthropic.handler = _Handler  # the handler class is defined after the fake it serves

@@ -21,8 +21,10 @@ import json
 import re
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.loopback import LoopbackServer
 
 _ISSUE = re.compile(r"^/rest/api/2/issue/([^/]+)$")
 _COMMENTS = re.compile(r"^/rest/api/2/issue/([^/]+)/comment$")
@@ -33,10 +35,13 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
 
 
-class FakeJira:
+class FakeJira(LoopbackServer):
     """The server's state: issues, comments, queued failures and the request log."""
 
+    thread_name = "fake-jira"
+
     def __init__(self, user: str = "bot@example.com", token: str = "jira-token") -> None:
+        super().__init__()
         self.user, self.token = user, token
         self.issues: dict[str, dict[str, Any]] = {}
         self.comments: dict[str, list[dict[str, Any]]] = {}
@@ -44,8 +49,6 @@ class FakeJira:
         self._failures: list[tuple[int, int | None]] = []
         self._next_id = 10000
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- test controls ---------------------------------------------------------------------------
     def add_issue(self, key: str, summary: str = "An issue", labels: tuple[str, ...] = (), **fields: Any) -> None:
@@ -70,33 +73,6 @@ class FakeJira:
         with self._lock:
             self._failures.extend([(status, retry_after)] * count)
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeJira:
-        """Serve on a free loopback port in a daemon thread."""
-        fake = self
-
-        class Handler(_Handler):
-            state = fake
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-jira", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Shut the server down and wait for its thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     # -- request handling (called by the handler) --------------------------------------------------
     def _take_failure(self) -> tuple[int, int | None] | None:
@@ -211,3 +187,6 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:  # noqa: N802
         self._dispatch("PUT")
+
+
+FakeJira.handler = _Handler  # the handler class is defined after the fake it serves
