@@ -3,7 +3,6 @@ provider-shaped server that needs its arguments renamed."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from agents.gateway import default_sandbox_config, open_gateway
 from agents.tools import ToolSource
 from sandbox.tools import WorldTools
 from tests.paths import SHARED
+from tests.sandbox_http import base_url, serving
 
 EXAMPLE = (SHARED / "worlds/example-1")
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,21 +68,10 @@ def test_inprocess_gateway_serves_large_pages(reference):
 
 @pytest.fixture()
 def http_url():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "serve", "--world", str(EXAMPLE), "--transport", "http", "--port", "0",
-         "--access-key", "k-123"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stderr.readline()
-        assert "listening on" in line, line
-        yield line.split("listening on ", 1)[1].split()[0].rsplit("/", 2)[0]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()
+    command = [sys.executable, "-m", "sandbox", "serve", "--world", str(EXAMPLE), "--transport", "http",
+               "--port", "0", "--access-key", "k-123"]
+    with serving(command) as urls:
+        yield base_url(urls[0])
 
 
 def test_http_gateway_with_access_key(http_url, reference):

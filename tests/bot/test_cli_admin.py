@@ -11,6 +11,7 @@ import sqlalchemy as sa
 import yaml
 
 from agents.gateway import default_sandbox_config, open_gateway
+from tests.sandbox_http import base_url, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 PM = [sys.executable, "-m", "bot.cli"]
@@ -54,17 +55,10 @@ def test_db_upgrade_twice_on_postgres(tmp_path, pg_url):
 
 
 def test_sandbox_serve_over_http_with_an_access_key(tmp_path):
-    proc = subprocess.Popen(PM + ["sandbox", "serve", "--world", str(DEMO), "--port", "0"], cwd=ROOT,
-                            env=_env(tmp_path, MCP_ACCESS_KEY="k-9"), stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stderr.readline()
-        assert "listening on" in line, line
-        base = line.split("listening on ", 1)[1].split()[0].rsplit("/", 2)[0]
-        with open_gateway(default_sandbox_config("http"), variables={"mcp_url": base, "mcp_access_key": "k-9"}) as gw:
+    with serving(PM + ["sandbox", "serve", "--world", str(DEMO), "--port", "0"],
+                 env=_env(tmp_path, MCP_ACCESS_KEY="k-9")) as urls:
+        variables = {"mcp_url": base_url(urls[0]), "mcp_access_key": "k-9"}
+        with open_gateway(default_sandbox_config("http"), variables=variables) as gw:
             changes = gw.call("changes.list")["changes"]
             assert changes and all({"id", "ts", "kind", "service"} <= set(c) for c in changes)
             assert gw.call("topology.get")["services"]
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stderr.close()

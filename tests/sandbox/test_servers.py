@@ -19,6 +19,7 @@ from sandbox.errors import ToolArgumentError
 from sandbox.servers import build_server
 from sandbox.tools import SOURCES, WorldTools
 from tests.paths import SHARED
+from tests.sandbox_http import serving
 
 EXAMPLE = (SHARED / "worlds/example-1")
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,22 +88,10 @@ def test_stdio_subprocess_serves_a_source(reference):
 @pytest.fixture()
 def http_server():
     """``python -m sandbox serve --transport http`` (all sources) with an access key, on a free port."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "serve", "--world", str(EXAMPLE), "--transport", "http", "--port", "0",
-         "--access-key", "s3cret"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    try:
-        line = proc.stderr.readline()
-        assert "listening on" in line, line
-        urls = line.split("listening on ", 1)[1].split()
+    command = [sys.executable, "-m", "sandbox", "serve", "--world", str(EXAMPLE), "--transport", "http",
+               "--port", "0", "--access-key", "s3cret"]
+    with serving(command) as urls:
         yield {url.rsplit("/", 2)[1]: url for url in urls}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        proc.stderr.close()
 
 
 def test_http_serves_all_sources_behind_the_access_key(http_server, reference):
