@@ -842,10 +842,10 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
         surge = rng.uniform(1.8, 3.5)
         ramp_start = onset - rng.uniform(240, 900)
         # the surge: every service on the way from the entries to the origin gets more traffic
-        for path in chain_up(w, origin, rng, 3):
-            for s in path:
-                w.effects.setdefault(s, []).append(Effect(start=ramp_start, end=end, ramp=onset - ramp_start,
-                                                          rps=surge, cpu=0.05))
+        surged = list(dict.fromkeys(s for path in chain_up(w, origin, rng, 3) for s in path))
+        for s in surged:
+            w.effects.setdefault(s, []).append(Effect(start=ramp_start, end=end, ramp=onset - ramp_start,
+                                                      rps=surge, cpu=0.05))
         eff.rps = 1.0
         ctx["surge"] = surge
     w.effects.setdefault(origin, []).append(eff)
@@ -1081,8 +1081,8 @@ def add_decoy_changes(w: World, f: Fault) -> None:
     for _ in range(rng.randint(2, 8)):
         svc = rng.choice(apps)
         ts = rng.uniform(w.start + 60, w.end - 60)
-        if svc == f.origin and f.change and abs(ts - f.onset) < 1800:
-            svc = rng.choice(others)
+        if svc == f.origin and (f.change and abs(ts - f.onset) < 1800 or -1200 < ts - f.onset < 0):
+            svc = rng.choice(others)  # no harmless change on the origin just before the onset
         add_change(w, ts, rng.choice(kinds), svc)
     # near the onset, on other services
     for _ in range(rng.randint(1, 3)):
@@ -1339,11 +1339,11 @@ def generate_world(out: Path, family: str, seed: int, name: str) -> Path:
 
 
 def generate_suite(out: Path, count: int, seed: int) -> list[Path]:
-    """``count`` worlds, families in turn, named ``alt-{seed}-{i:03d}-{family}``."""
+    """``count`` worlds, families in turn, named ``alt{seed}-{i:03d}``."""
     worlds = []
     for i in range(count):
         family = FAMILIES[i % len(FAMILIES)]
-        name = f"alt-{seed}-{i:03d}-{family}"
+        name = f"alt{seed}-{i:03d}"  # neutral: the family is in truth.yaml only
         worlds.append(generate_world(out / name, family, seed * 100_003 + i, name))
     return worlds
 
