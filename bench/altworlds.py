@@ -314,6 +314,8 @@ def dress_services(rng: random.Random, w: World, host_style: str) -> None:
         if rng.random() < 0.3:
             names.append("latency_p50_ms")
         if rng.random() < 0.2:
+            names.append("latency_p99_ms")
+        if rng.random() < 0.2:
             names.append("http_5xx_per_s")
         if rng.random() < 0.2:
             names.append("thread_pool_active")
@@ -437,6 +439,14 @@ def own_error(s: Svc, rng: random.Random, flavour: str, ctx: dict[str, Any]) -> 
                              rng.choice(["OOMKilled: container exceeded memory limit 2Gi",
                                          "java.lang.OutOfMemoryError: Java heap space",
                                          "fatal error: runtime: out of memory"]))
+    if flavour == "nochange":
+        msg = {"app/disk": rng.choice(["write /var/lib/app/spool: no space left on device",
+                                       "failed to persist session: ENOSPC: no space left on device"]),
+               "app/cert": rng.choice(["tls: failed to verify certificate: x509: certificate has expired",
+                                       "client certificate for upstream mTLS expired at 00:00:00Z"]),
+               "app/node": rng.choice(["health check failed: kubelet reports node NotReady",
+                                       "readiness probe failed: connection refused"])}[ctx["why"]]
+        return "ERROR", wrap(s, "ERROR", "request failed", msg, status=503)
     if flavour == "infra":
         msg = rng.choice(["liveness probe failed: HTTP probe failed with statuscode: 503",
                           "failed to mount secret volume: secret not found",
@@ -674,6 +684,9 @@ def pick_origin(w: World, family: str, rng: random.Random) -> str:
     apps = [s for s in w.apps() if s.kind == "app"] or w.apps()
     if family == "dependency":
         deps = [s for s in w.services.values() if s.kind in ("datastore", "external")]
+        inner = [s for s in apps if any(w.services[c].kind in ("app", "entry") for c in w.callers(s.name))]
+        if inner and (not deps or rng.random() < 0.3):
+            return rng.choice(inner).name  # an app that breaks with no change (disk, cert, bad node)
         return rng.choice(deps).name
     if family == "dependency_change":
         deep = [s for s in apps if w.callers(s.name) and all(c != s.name for c in w.callers(s.name))]
@@ -703,7 +716,7 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
     eff = Effect(start=onset, end=end, ramp=rng.choice([0, 30, 60, 120]), err=err, lat=rng.uniform(1.0, 2.5))
     if family == "deploy":
         v, pv = version_pair(rng)
-        variant = rng.choice(["code", "code", "latency"])
+        variant = rng.choice(["code", "code", "latency", "canary"])
         summary = rng.choice([f"{origin} {v}: {rng.choice(['new pricing rules', 'migrate to SDK v3', 'refactor request parsing', 'support multi-currency', 'drop legacy endpoint'])}",
                               f"Deploy {origin} {v}", f"release {v}", f"{origin}: {rng.choice(HARMLESS['deploy'])}"])
         change = add_change(w, onset - rng.uniform(60, 600), "deploy", origin, harmful={}, summary=summary,
@@ -711,6 +724,10 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
         if variant == "latency":
             eff.err, eff.lat, eff.cpu = rng.uniform(0.02, 0.08), rng.uniform(3, 8), rng.uniform(0.15, 0.35)
             own_flavour, victim_mode = "saturation", "timeout"
+        elif variant == "canary":  # only the canary instance runs the new version
+            ctx["only_host"] = o.hosts[0]
+            eff.err = rng.uniform(0.6, 0.95) / len(o.hosts)
+            eff.lat = 1.1
     elif family == "feature_flag":
         pct = rng.choice([5, 10, 20, 25, 30, 50])
         flag = rng.choice([f"{origin.split('-')[0]}.{rng.choice(['new-checkout-flow', 'v2-tax-engine', 'async-capture', 'batch-writes', 'smart-routing', 'cache-v2'])}",
@@ -819,6 +836,9 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
     elif family == "dependency":
         variant = o.kind + ("/" + o.engine if o.engine else "")
         own_flavour = None
+        if o.kind == "app":
+            own_flavour, variant = "nochange", "app/" + rng.choice(["disk", "cert", "node"])
+            ctx["why"] = variant
         victim_mode = rng.choice(["refused", "timeout", "timeout", "5xx"]) if o.kind == "external" else rng.choice(["refused", "timeout"])
         eff.err = 0.0 if o.kind == "datastore" else err
         eff.lat = rng.uniform(3, 20)
@@ -923,6 +943,7 @@ def write_metrics(w: World, path: Path) -> None:
                 "latency_p95_ms": round(s.base_lat * (1 + 0.2 * (load - 1)) * lat * rng.gauss(1, 0.06)
                                         * (rng.uniform(1.5, 3) if noisy_lat and rng.random() < 0.04 else 1), 1),
                 "latency_p50_ms": round(s.base_lat * 0.45 * lat ** 0.8 * rng.gauss(1, 0.05), 1),
+                "latency_p99_ms": round(s.base_lat * 2.2 * lat * rng.gauss(1, 0.12), 1),
                 "cpu_util": round(min(1.0, max(0.01, s.base_cpu * (0.7 + 0.3 * load * rps) + cpu + sat * 0 + rng.gauss(0, 0.02))), 3),
                 "mem_util": round(min(1.0, max(0.05, s.base_mem + mem_walk + mem + rng.gauss(0, 0.006))), 3),
                 "db_connections": int(min(s.pool, max(0, s.base_conn * load * rps + conn * s.pool + rng.gauss(0, 1.5)))),
@@ -943,9 +964,11 @@ def write_metrics(w: World, path: Path) -> None:
             fh.write(json.dumps({"ts": iso(t), "service": svc, "name": name, "value": value}) + "\n")
 
 
-def log(w: World, t: float, s: Svc, level: str, message: str, trace: bool = False) -> None:
+def log(w: World, t: float, s: Svc, level: str, message: str, trace: bool = False, host: str | None = None) -> None:
     rec = {"ts": iso(t), "service": s.name, "level": level, "message": message}
-    if s.hosts and w.rng.random() < 0.92:
+    if host:
+        rec["host"] = host
+    elif s.hosts and w.rng.random() < 0.92:
         rec["host"] = w.rng.choice(s.hosts)
     if trace:
         rec["trace_id"] = hexid(w.rng, 32)
@@ -1034,7 +1057,7 @@ def write_fault_logs(w: World, f: Fault) -> None:
         t = f.onset + rng.uniform(0, 20)
         while t < stop:
             lvl, msg = own_error(o, rng, f.own_flavour, f.ctx)
-            log(w, t, o, lvl, msg)
+            log(w, t, o, lvl, msg, host=f.ctx.get("only_host"))
             t += rng.expovariate(per_min / 60)
         if f.family == "feature_flag":
             t = f.onset
@@ -1063,9 +1086,11 @@ def write_fault_logs(w: World, f: Fault) -> None:
         per_min = max(1.0, min(25.0, (3 + f.err * 40) * 0.7 ** depth))
         t = f.onset + 20 * depth + rng.uniform(0, 30)
         mode = f.victim_mode if depth == 1 else rng.choice(["5xx", "timeout", "circuit"])
+        warn_only = rng.random() < 0.2  # some callers log failed calls as warnings (they retry)
         while t < stop:
             m = mode if rng.random() < 0.8 else rng.choice(["5xx", "timeout", "circuit"])
             lvl, msg = callee_error(v, rng, c, w.alias[callee], m)
+            lvl = "WARN" if warn_only else lvl
             log(w, t, v, lvl, msg, trace=rng.random() < 0.3)
             t += rng.expovariate(per_min / 60)
 
@@ -1312,7 +1337,9 @@ def generate_world(out: Path, family: str, seed: int, name: str) -> Path:
     write_metrics(w, out / "metrics.jsonl")
     topo_omitted = rng.random() < 0.08
     if not topo_omitted:
-        topo = {"services": [{"name": s.name, "calls": s.calls, "tier": s.tier} for s in svcs.values()]}
+        tiers = rng.random() < 0.7
+        topo = {"services": [{"name": s.name, "calls": s.calls, **({"tier": s.tier} if tiers else {})}
+                             for s in svcs.values()]}
         (out / "topology.yaml").write_text(yaml.safe_dump(topo, sort_keys=False, default_flow_style=None))
     else:
         w.decoys.append("no-topology")
