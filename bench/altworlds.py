@@ -879,7 +879,10 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
                 continue
             seen.add(svc)
             victims.append((svc, callee, depth))
-            strength = (err if family != "feature_flag" else eff.err) * (0.75 ** depth) * rng.uniform(0.5, 0.9)
+            # Callers of a slow origin time out, so their error rate may exceed the origin's own (as in real
+            # incidents); callers of an origin that fails fast only pass on its errors, diluted.
+            slow = family in ("db_migration", "capacity", "dependency") or variant in ("latency", "pool", "timeout")
+            strength = (err if slow else eff.err) * (0.75 ** depth) * rng.uniform(0.5, 0.9)
             if family == "dependency" and o.kind == "datastore":
                 strength = rng.uniform(0.1, 0.4) * (0.8 ** (depth - 1))
             w.effects.setdefault(svc, []).append(Effect(start=onset + 20 * depth, end=end, ramp=60,
@@ -1103,16 +1106,24 @@ def add_decoy_changes(w: World, f: Fault) -> None:
     apps = [s.name for s in w.apps()]
     others = [s for s in apps if s != f.origin]
     kinds = ["deploy", "deploy", "deploy", "config", "feature_flag", "infra", "db_migration"]
+    db_clients = set(w.callers(f.origin)) if w.services[f.origin].kind == "datastore" else set()
     for _ in range(rng.randint(2, 8)):
         svc = rng.choice(apps)
         ts = rng.uniform(w.start + 60, w.end - 60)
         if svc == f.origin and (f.change and abs(ts - f.onset) < 1800 or -1200 < ts - f.onset < 0):
             svc = rng.choice(others)  # no harmless change on the origin just before the onset
-        add_change(w, ts, rng.choice(kinds), svc)
-    # near the onset, on other services
+        kind = rng.choice(kinds)
+        if svc in db_clients and kind in ("db_migration", "config", "infra") and -1800 < ts - f.onset < 0:
+            kind = "deploy"
+        add_change(w, ts, kind, svc)
+    # near the onset, on other services; never a schema or config change by a client of a failing datastore
+    # just before it fails (that would be a plausible cause, not a decoy)
     for _ in range(rng.randint(1, 3)):
         svc = rng.choice(others)
-        add_change(w, f.onset - rng.uniform(30, 720), rng.choice(kinds), svc)
+        kind = rng.choice(kinds)
+        if svc in db_clients and kind in ("db_migration", "config", "infra"):
+            kind = "deploy"
+        add_change(w, f.onset - rng.uniform(30, 720), kind, svc)
         w.decoys.append(f"near:{svc}")
     if rng.random() < 0.4 and f.trigger_service != f.origin:
         add_change(w, f.onset - rng.uniform(60, 600), rng.choice(["deploy", "config"]), f.trigger_service)
@@ -1199,11 +1210,13 @@ def write_alerts(w: World, f: Fault) -> dict | None:
     return trig
 
 
-def time_phrase(rng: random.Random, onset: float, now: float) -> str:
-    mins = int((now - onset) // 60)
-    return rng.choice([f"since about {hhmm(onset)} UTC", f"starting {hhmm(onset)}Z", f"since ~{hhmm(onset)} UTC",
-                       f"for the last {max(5, (mins // 5) * 5)} minutes or so", "since a while ago",
-                       f"from {hhmm(onset)} (UTC)"])
+def time_phrase(rng: random.Random, onset: float, now: float | None) -> str:
+    """When it started, as a human writes it; relative only where the text has a time of its own (a ticket)."""
+    options = [f"since about {hhmm(onset)} UTC", f"starting {hhmm(onset)}Z", f"since ~{hhmm(onset)} UTC",
+               "since a while ago", f"from {hhmm(onset)} (UTC)"]
+    if now is not None:
+        options.append(f"for the last {max(5, (int((now - onset) // 60) // 5) * 5)} minutes or so")
+    return rng.choice(options)
 
 
 def write_tickets_chat(w: World, f: Fault, trig_alert: dict) -> dict:
@@ -1266,8 +1279,8 @@ def write_tickets_chat(w: World, f: Fault, trig_alert: dict) -> dict:
         return {"ticket": key}
     if trigger_kind == "alert":
         return {"alert": trig_alert["id"]}
-    return {"text": rng.choice([f"{tsvc} is throwing {sym} {time_phrase(rng, f.onset, ts_t)}",
-                                f"users cannot use {tsvc} - {sym} {time_phrase(rng, f.onset, ts_t)}, please check",
+    return {"text": rng.choice([f"{tsvc} is throwing {sym} {time_phrase(rng, f.onset, None)}",
+                                f"users cannot use {tsvc} - {sym} {time_phrase(rng, f.onset, None)}, please check",
                                 f"{sym} on {tsvc}"])}
 
 

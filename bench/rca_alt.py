@@ -5,7 +5,14 @@ world exactly as ``bench/rca.py`` does (its ``run_suite``: ``engine.run_all`` ov
 prints top-1 / top-3 on (service, change_id), abstain accuracy, confidence AUROC, mean time, and
 top-1 / top-3 per family and per variant, read from each world's truth.yaml ``alt`` block.
 
-Usage: .venv/bin/python bench/rca_alt.py [--count 60] [--seed 1] [--keep DIR] [--dump-misses]
+``--why`` re-runs the engine's first phases on every top-1 miss and tags what misled it (heuristics, for
+a human to confirm): ``onset-early/late Nmin`` (the engine's onset vs the writer's), ``culprit-ruled-after``
+(the culprit change scored as landing after that onset), ``old-change-beats-none`` (no change to blame, but
+an older change on the right service won), ``other-change-same-service``, ``victim-above-origin`` (the
+answer's service is a caller of the truth and the engine knew it), ``unrelated-service`` (neither),
+``declined-by-verify`` (the right pair ranked first, then verification demoted it).
+
+Usage: .venv/bin/python bench/rca_alt.py [--count 60] [--seed 1] [--keep DIR] [--dump-misses] [--why]
        [--transport direct|inprocess] [--only TEXT] [--quiet]
 """
 
@@ -47,6 +54,52 @@ def by_key(rows: list[dict], worlds: dict[str, Path], key: str) -> dict[str, str
     return {k: f"{sum(r['hit1'] for r in v)}/{sum(r['hit3'] for r in v)}/{len(v)}" for k, v in sorted(groups.items())}
 
 
+def why(world: Path, row: dict) -> list[str]:
+    """Heuristic tags for a top-1 miss (see the module docstring); never raises."""
+    try:
+        from agents import engine
+        from agents.evidence.timeutil import parse_ts
+        from sandbox.tools import WorldTools
+
+        truth = yaml.safe_load((world / "truth.yaml").read_text())
+        want_svc, want_chg = truth["root_cause"]["service"], truth["root_cause"]["change_id"]
+        onset = parse_ts(truth["alt"]["onset"])
+        tools = WorldTools(world)
+        ctx = engine.gather_context(tools, None, None)
+        sig = engine.analyse_signals(tools, ctx)
+        chg = engine.gather_changes(tools, ctx)
+        cor = engine.correlate(ctx, sig, chg)
+        hyp = engine.hypothesise(ctx, sig, chg, cor, rejected=[])
+    except Exception as exc:  # noqa: BLE001 - a diagnosis aid must not break the bench
+        return [f"why-failed: {exc.__class__.__name__}: {exc}"]
+    tags = []
+    got_svc, got_chg = row["keys"][0] if row["keys"] else (None, None)
+    est = parse_ts(sig.get("onset"))
+    if est is not None and abs(est - onset) > 90:
+        tags.append(f"onset-{'early' if est < onset else 'late'} {abs(est - onset) / 60:.1f}min")
+    scored = {c["id"]: c for c in cor.get("changes", [])}
+    if want_chg and scored.get(want_chg, {}).get("position") == "after":
+        tags.append("culprit-ruled-after")
+    if want_chg is None and got_svc == want_svc and got_chg:
+        dt = onset - parse_ts(scored.get(got_chg, {}).get("ts") or truth["alt"]["onset"])
+        tags.append(f"old-change-beats-none ({dt / 60:.0f} min before)")
+    elif want_chg and got_svc == want_svc and got_chg != want_chg:
+        tags.append("other-change-same-service" if got_chg else "no-change-attached")
+    if got_svc != want_svc:
+        origins = {o["service"]: o for o in cor.get("origins", [])}
+        if want_svc in (origins.get(got_svc) or {}).get("victim_of", []):
+            tags.append("victim-above-origin")
+        else:
+            tags.append("unrelated-service")
+    first = (hyp.get("hypotheses") or [{}])[0]
+    if (first.get("service"), first.get("change_id")) == (want_svc, want_chg):
+        tags.append("declined-by-verify")
+    anchor = ctx.get("anchor")
+    if anchor is not None and abs(anchor - onset) > 600:
+        tags.append(f"anchor {(anchor - onset) / 60:+.0f}min from {ctx.get('anchor_from')}")
+    return tags
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=60)
@@ -56,6 +109,7 @@ def main() -> None:
     parser.add_argument("--dump-misses", action="store_true", help="print every top-3 miss's hypotheses")
     parser.add_argument("--only", default=None, help="score only worlds whose name contains this text")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--why", action="store_true", help="tag what misled the engine on every top-1 miss")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pm-alt-") as tmp:
         folder = Path(args.keep) if args.keep else Path(tmp)
@@ -77,7 +131,10 @@ def main() -> None:
             for r in misses:
                 alt = alt_of(named[r["world"]])
                 print(f"  {r['world']}: {alt.get('family')}/{alt.get('variant')} want={r['truth']} got={r['keys'][:3]} "
-                      f"conf={r['confidence']} trigger_svc={alt.get('trigger_service')} decoys={alt.get('decoys')}")
+                      f"conf={r['confidence']} trigger={alt.get('trigger')}:{alt.get('trigger_service')} "
+                      f"decoys={alt.get('decoys')}")
+                if args.why:
+                    print(f"      why: {why(named[r['world']], r)}")
         print_reliability(f"alt suite seed {args.seed}", rows)
 
 
