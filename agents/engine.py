@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.evidence import anomalies, contrast, logcontrast, ranking, report, signals
+from agents.evidence import anomalies, contrast, logcontrast, ranking, report, signals, signatures
 from agents.evidence import verify as verification
 from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
@@ -39,6 +39,12 @@ CONTRAST_HISTORY_S = 3600.0
 # 0.6 -> 0.435 / 0.182: it helps the half it was developed on and hurts the held-out half, so it is
 # reported as evidence (services[svc]["log_contrast"]) but not scored. See bench/README.md, round 5.
 LOG_CONTRAST_WEIGHT = 0.0
+# Weights of the fault signatures that do not propagate to callers (agents/evidence/signatures.py): the
+# wait gap (callers wait, the service does not work longer: a delay on the path to it) and the first error
+# line of trace-joined logs (the writer, not its callers). Each strength is 0..1.
+WAIT_GAP_WEIGHT = 3.5
+FIRST_ERROR_WEIGHT = 1.0
+SATURATION_WEIGHT = 1.0
 
 
 def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] | None) -> dict[str, Any]:
@@ -166,12 +172,43 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
         if info["new_errors"] and entry["onset"] is None and info["new_error_first"]:
             entry["onset"] = min(info["new_error_first"])
         entry["score"] = round(max(entry["score"], log_strength) + 0.5 * log_strength, 4)
+    _add_signatures(services, series, lines, anchor=ctx["anchor"])
     return {"onset": fmt_ts(onset), "onset_from": onset_from, "anchor": fmt_ts(ctx["anchor"]),
             "series": metrics["series"][:60],
             "services": services, "templates": logs["templates"], "mentions": logs["mentions"],
             "named_near": logs["named_near"] if short or pocketed else {},
             "chart": metrics["chart"], "missing_sources": missing, "logs": log_info,
             "baseline_end": fmt_ts(metrics["baseline_end"])}
+
+
+def _add_signatures(services: dict[str, dict[str, Any]], series: list[dict[str, Any]], lines: list[dict[str, Any]],
+                    *, anchor: float) -> None:
+    """Add the wait-gap and first-error signatures around the anchor to each service's score (in place)."""
+    split, stop = anchor - contrast.AFTER_FROM_S, anchor + contrast.AFTER_TO_S
+    gaps = signatures.wait_gaps(series, anchor=anchor, split=split, stop=stop, parse_ts=parse_ts)
+    traces = signatures.joined_traces(lines)
+    firsts = signatures.first_errors(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
+    sats = signatures.saturations(series, split=split, stop=stop, parse_ts=parse_ts)
+    for svc in sorted(set(gaps) | set(firsts) | set(sats)):
+        gap = gaps.get(svc, {}).get("strength", 0.0)
+        first = firsts.get(svc, {}).get("strength", 0.0)
+        sat = sats.get(svc, {}).get("strength", 0.0)
+        if not gap and not first and not sat:
+            continue
+        entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
+                                          "traffic_shift": 0.0, "error_level": None})
+        entry["signature"] = {"wait_gap": gaps.get(svc), "first_error": firsts.get(svc), "saturation": sats.get(svc)}
+        entry["score"] = round(float(entry.get("score", 0.0)) + WAIT_GAP_WEIGHT * gap + FIRST_ERROR_WEIGHT * first
+                               + SATURATION_WEIGHT * sat, 4)
+        # How clearly the service's own fault shows (0..1): locate_origin does not make it a victim of callees.
+        entry["own_fault"] = round(max(gap, first, sat), 4)
+        families = entry.setdefault("families", {})
+        for key, value in (("network", WAIT_GAP_WEIGHT * gap), ("first_error", FIRST_ERROR_WEIGHT * first),
+                           ("cpu", SATURATION_WEIGHT * sat)):
+            if value:
+                families[key] = max(float(families.get(key, 0.0)), value)
+        if entry.get("onset") is None:
+            entry["onset"] = split
 
 
 def _is_pocketed(item: dict[str, Any], anchor: float) -> bool:
@@ -235,7 +272,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
                          "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
-                         "families": info.get("families", {})}
+                         "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0)}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {})
     onset = parse_ts(sig.get("onset"))
     origin_rank: dict[str, float] = {}

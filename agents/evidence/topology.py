@@ -19,6 +19,8 @@ ONSET_TOLERANCE_S = 120.0
 MIN_NAMER_SCORE = 0.3
 # A callee explains a caller's anomaly only when at least this fraction as anomalous.
 EXPLAIN_SHARE = 0.5
+# A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
+OWN_FAULT_SHARE = 0.2
 
 
 class CallGraph:
@@ -182,7 +184,10 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         victim_of = []
         # A service's own CPU running out is not something a slow or failing callee causes.
         own_cpu = float(info.get("families", {}).get("cpu", 0.0))
-        if own_cpu >= EXPLAIN_SHARE * float(info.get("score", 0.0)) > 0:
+        # Nor a delay on the path to it (its callers wait while it does not work longer), a utilisation at
+        # its limit, or errors it logged before any service it called did in the same traces: a fault
+        # signature of its own (engine._add_signatures, ``own_fault`` 0..1).
+        if own_cpu >= EXPLAIN_SHARE * float(info.get("score", 0.0)) > 0 or float(info.get("own_fault", 0.0)) >= OWN_FAULT_SHARE:
             downstream = set()
         for callee in sorted(downstream & implicated):
             callee_onset = anomalies.get(callee, {}).get("onset")

@@ -1,0 +1,235 @@
+"""Fault signatures that point at one service rather than at everyone on the failing path.
+
+Error rates and latencies propagate up the call graph: a broken callee makes
+its callers fail and wait too. Two views do not propagate:
+
+- **Wait gap.** A service's callers measure how long they waited for it
+  (``caller_latency*``), the service measures its own work (``latency*``).
+  A delay on the network path to one service (or in its sidecar) widens the
+  gap between the two for that service only; its callers' own latency rises
+  with it, but their gap does not. We compare each service's gap in the
+  stretch around the anchor with the lower quartile of its earlier samples
+  (an earlier pocket of the same fault must not become the baseline) and
+  demand that the rise stand far above the other services' rises.
+- **First error of a trace.** When log lines carry trace ids that join
+  services, the earliest ERROR line of a trace was written by the service
+  where the failure began; callers log theirs after the callee answered.
+  Counting, per service and error shape, how many traces it opens the errors
+  of in the stretch, against the share it opened earlier, blames the writer,
+  not its callers.
+
+A third, **saturation**, is local by nature: a utilisation (a 0..1 share of
+a limit, such as ``cpu_util``) that sat well below its limit and reaches it
+in the stretch says the service itself ran out of room; a caller of a slow
+service waits, it does not burn its own CPU.
+
+The first two are our own reading of the ideas in Nezha (Yu et al., ESEC/FSE 2023: log
+and trace events per code region, compared across a fault and a fault-free
+phase) and MicroRank (Yu et al., WWW 2021: spans on failing traces localise
+the fault), on per-minute aggregates and trace-joined logs.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import mean
+from typing import Any
+
+from agents.evidence.logtemplates import mask
+
+# A wait-gap rise must be at least this many ms ...
+GAP_MIN_RISE_MS = 50.0
+# ... and more than this many times the typical (80th percentile) rise among all services: a delay on
+# one service's path stands out by an order of magnitude, while p95 waits of lightly used services jump
+# by a few typical rises all the time (nezha-tt: noise up to ~40x, network delays 45x to 700x).
+GAP_OUTLIER_RATIO = 15.0
+# Ratio at which the strength reaches 1 (log scale between the two).
+GAP_FULL_RATIO = 150.0
+# Only log lines with a trace id shared by two or more services count as trace-joined; a world where
+# fewer than this share of multi-line traces span services has per-line ids, not traces.
+MIN_JOINED_SHARE = 0.2
+MIN_JOINED_TRACES = 20
+# Excess first errors at which the strength reaches 1 - 1/e.
+FIRST_ERROR_SCALE = 4.0
+# A service must open at least this many more traces' errors than expected to count.
+MIN_FIRST_ERROR_EXCESS = 2.0
+ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
+# A utilisation saturates when it reaches this share of its limit in the stretch ...
+SATURATED = 0.8
+# ... rising by at least this much over its earlier median within minutes (a service that always runs hot
+# is not news, nor one that warms under a surge walking in from its callers).
+MIN_SATURATION_RISE = 0.5
+
+
+def _quantile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(share * (len(ordered) - 1))]
+
+
+def _is_caller_latency(name: str) -> bool:
+    lowered = name.lower()
+    return "caller" in lowered and ("latency" in lowered or lowered.endswith("_ms"))
+
+
+def _is_own_latency(name: str) -> bool:
+    lowered = name.lower()
+    return ("latency" in lowered or lowered.endswith("_ms")) and "caller" not in lowered and "mesh" not in lowered
+
+
+def wait_gaps(series_list: list[dict[str, Any]], *, anchor: float, split: float, stop: float,
+              parse_ts: Any) -> dict[str, dict[str, Any]]:
+    """Per service: the rise of (callers' wait − own latency) in [split, stop] over its earlier level.
+
+    Params: series_list — metrics.series items; anchor — epoch s (kept for the record);
+    split, stop — the stretch (epoch s); parse_ts — ISO → epoch s (or None).
+    Returns: ``{service: {before, after, rise, ratio, strength}}`` for services with both series and
+    samples in the stretch; ``ratio`` is the rise over the typical rise of all services, ``strength``
+    0..1 (0 unless the rise is practically large and an outlier among services).
+    """
+    caller: dict[str, dict[float, float]] = {}
+    own: dict[str, dict[float, float]] = {}
+    for item in series_list:
+        name, svc = str(item.get("name") or ""), str(item.get("service") or "")
+        target = caller if _is_caller_latency(name) else own if _is_own_latency(name) else None
+        if target is None or not svc or svc in target:
+            continue
+        points: dict[float, float] = {}
+        for pair in item.get("points") or []:
+            if isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[1], int | float):
+                ts = parse_ts(pair[0])
+                if ts is not None and pair[1] == pair[1]:
+                    points[ts] = float(pair[1])
+        target[svc] = points
+    raw: dict[str, dict[str, Any]] = {}
+    for svc, waits in caller.items():
+        work = own.get(svc) or {}
+        gap = {t: w - work[t] for t, w in waits.items() if t in work}
+        after = [g for t, g in gap.items() if split <= t <= stop]
+        if not after:
+            continue
+        earlier = [g for t, g in gap.items() if t < split]
+        # The lower quartile: a window can hold an earlier pocket of the same fault, which the median
+        # would take for the normal level; a gap is a wait, never below 0 for long.
+        before = max(0.0, _quantile(earlier, 0.25)) if earlier else 0.0
+        raw[svc] = {"before": round(before, 2), "after": round(mean(after), 2),
+                    "rise": round(mean(after) - before, 2)}
+    if not raw:
+        return {}
+    typical = max(_quantile([abs(v["rise"]) for v in raw.values()], 0.8), 1.0)
+    top = max(v["rise"] for v in raw.values())
+    for info in raw.values():
+        ratio = info["rise"] / typical
+        info["ratio"] = round(ratio, 2)
+        strength = 0.0
+        if info["rise"] >= GAP_MIN_RISE_MS and ratio > GAP_OUTLIER_RATIO:
+            strength = min(1.0, math.log(ratio / GAP_OUTLIER_RATIO) / math.log(GAP_FULL_RATIO / GAP_OUTLIER_RATIO))
+            # A delay on one path makes every caller of that service wait; the callers' own callers see a
+            # smaller echo of it. Only the largest rise gets the full strength.
+            strength *= info["rise"] / top
+        info["strength"] = round(strength, 4)
+    return raw
+
+
+def joined_traces(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]] | None:
+    """Lines grouped by trace id, in the order given, or None when ids do not join services.
+
+    Params: lines — log lines (``trace_id``, ``service``, ``level``, ``message``, ``ts``), time-ordered.
+    Returns: ``{trace_id: [lines]}`` or None (too few traces, or ids that never span two services).
+    """
+    traces: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        tid = line.get("trace_id")
+        if tid:
+            traces.setdefault(str(tid), []).append(line)
+    multi = [ls for ls in traces.values() if len(ls) >= 2]
+    if len(multi) < MIN_JOINED_TRACES:
+        return None
+    spanning = sum(1 for ls in multi if len({str(x.get("service")) for x in ls}) >= 2)
+    if spanning < MIN_JOINED_SHARE * len(multi):
+        return None
+    return traces
+
+
+def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop: float,
+                 parse_ts: Any) -> dict[str, dict[str, Any]]:
+    """Per service: traces in [split, stop] whose first error line it wrote, beyond its earlier share.
+
+    Params: traces — joined_traces' answer; split, stop — the stretch (epoch s); parse_ts — ISO → epoch s.
+    Returns: ``{service: {after, expected, excess, shapes, strength}}`` for services that opened the errors
+    of a trace in the stretch. Per error shape, the expected count is the shape's share of earlier traces
+    times the traces seen in the stretch (all of them when there is no earlier trace: nothing to compare).
+    """
+    seen = {"before": 0, "after": 0}
+    counts: dict[tuple[str, str], list[int]] = {}
+    for trace in traces.values():
+        start = parse_ts(trace[0].get("ts"))
+        if start is None or start > stop:
+            continue
+        phase = "after" if start >= split else "before"
+        seen[phase] += 1
+        first = next((x for x in trace if str(x.get("level", "")).upper() in ERROR_LEVELS), None)
+        if first is None:
+            continue
+        key = (str(first.get("service")), mask(str(first.get("message", ""))[:300])[:120])
+        counts.setdefault(key, [0, 0])[1 if phase == "after" else 0] += 1
+    if seen["before"] < MIN_JOINED_TRACES:
+        return {}  # no earlier traces to compare with: every error shape would look new
+    ratio = seen["after"] / seen["before"]
+    out: dict[str, dict[str, Any]] = {}
+    for (svc, _shape), (before, after) in counts.items():
+        if not after:
+            continue
+        expected = before * ratio
+        entry = out.setdefault(svc, {"after": 0, "expected": 0.0, "excess": 0.0, "shapes": 0})
+        entry["after"] += after
+        entry["expected"] = round(entry["expected"] + expected, 2)
+        if after - expected > 0:
+            entry["excess"] = round(entry["excess"] + after - expected, 2)
+            entry["shapes"] += 1
+    for entry in out.values():
+        excess = entry["excess"]
+        strength = 0.0
+        if excess >= MIN_FIRST_ERROR_EXCESS:
+            strength = (1.0 - math.exp(-excess / FIRST_ERROR_SCALE)) * excess / (excess + entry["expected"] + 1.0)
+        entry["strength"] = round(strength, 4)
+    return out
+
+
+def _is_utilisation(name: str) -> bool:
+    lowered = name.lower()
+    return "util" in lowered or lowered.startswith("cpu") or "_cpu" in lowered
+
+
+def saturations(series_list: list[dict[str, Any]], *, split: float, stop: float,
+                parse_ts: Any) -> dict[str, dict[str, Any]]:
+    """Per service: utilisations (0..1 shares of a limit) that reach their limit in [split, stop].
+
+    Params: series_list — metrics.series items; split, stop — the stretch (epoch s); parse_ts — ISO → epoch s.
+    Returns: ``{service: {metric, before, peak, strength}}`` for services with a saturating utilisation
+    (the strongest one); series with values above 1.05 are not shares and are skipped.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for item in series_list:
+        name, svc = str(item.get("name") or ""), str(item.get("service") or "")
+        if not svc or not _is_utilisation(name):
+            continue
+        points = []
+        for pair in item.get("points") or []:
+            if isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[1], int | float):
+                ts = parse_ts(pair[0])
+                if ts is not None and pair[1] == pair[1]:
+                    points.append((ts, float(pair[1])))
+        if not points or max(v for _, v in points) > 1.05:
+            continue
+        after = [v for t, v in points if split <= t <= stop]
+        earlier = sorted(v for t, v in points if t < split)
+        if not after or not earlier:
+            continue
+        before, peak = earlier[len(earlier) // 2], max(after)
+        if peak < SATURATED or peak - before < MIN_SATURATION_RISE:
+            continue
+        strength = min(1.0, (peak - before) / (MIN_SATURATION_RISE + 0.2))
+        if strength > out.get(svc, {}).get("strength", 0.0):
+            out[svc] = {"metric": name, "before": round(before, 4), "peak": round(peak, 4),
+                        "strength": round(strength, 4)}
+    return out

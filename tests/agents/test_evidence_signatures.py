@@ -1,0 +1,162 @@
+"""Fault signatures that do not propagate to callers (agents/evidence/signatures.py) and their use."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from agents import engine
+from agents.evidence import signatures
+from agents.evidence.timeutil import fmt_ts, parse_ts
+from sandbox.tools import WorldTools
+
+T0 = 1_700_000_000.0
+ANCHOR = T0 + 1200.0
+SPLIT, STOP = ANCHOR - 150.0, ANCHOR + 90.0
+
+
+def _series(service: str, name: str, values: list[float], step: float = 60.0) -> dict:
+    return {"service": service, "name": name,
+            "points": [[fmt_ts(T0 + i * step), v] for i, v in enumerate(values)]}
+
+
+def _flat_then(level: float, after: float, n: int = 24, jump_at: int = 18) -> list[float]:
+    return [level if i < jump_at else after for i in range(n)]
+
+
+def test_wait_gap_blames_the_service_callers_wait_for_not_the_callers() -> None:
+    # "db": callers wait 2 s longer while its own work stays at 10 ms (a delay on the path to it).
+    # "api": calls db, so both its own latency and its callers' wait rise together: no gap.
+    series = [
+        _series("db", "caller_latency_p95_ms", _flat_then(12.0, 2012.0)),
+        _series("db", "latency_p95_ms", _flat_then(10.0, 10.0)),
+        _series("api", "caller_latency_p95_ms", _flat_then(60.0, 2070.0)),
+        _series("api", "latency_p95_ms", _flat_then(55.0, 2060.0)),
+    ] + [s for i in range(6) for s in (_series(f"svc{i}", "caller_latency_p95_ms", _flat_then(20.0 + i, 22.0 + i)),
+                                       _series(f"svc{i}", "latency_p95_ms", _flat_then(18.0 + i, 19.0 + i)))]
+    gaps = signatures.wait_gaps(series, anchor=ANCHOR, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert gaps["db"]["rise"] == 2000.0
+    assert gaps["db"]["strength"] == 1.0
+    assert gaps["api"]["strength"] == 0.0
+
+
+def test_wait_gap_ignores_an_earlier_pocket_of_the_same_fault_as_baseline() -> None:
+    # An earlier pocket of the same delay (samples 6-7) must not become the normal level.
+    waits = [12.0] * 6 + [2012.0, 2012.0] + [12.0] * 10 + [2012.0] * 6
+    series = [_series("db", "caller_latency_p95_ms", waits), _series("db", "latency_p95_ms", [10.0] * 24)]
+    series += [s for i in range(6) for s in (_series(f"svc{i}", "caller_latency_p95_ms", [20.0 + i] * 24),
+                                             _series(f"svc{i}", "latency_p95_ms", [18.0 + i] * 24))]
+    gaps = signatures.wait_gaps(series, anchor=ANCHOR, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert gaps["db"]["before"] == 2.0 and gaps["db"]["strength"] == 1.0
+
+
+def test_wait_gap_needs_both_series() -> None:
+    series = [_series("db", "latency_p95_ms", _flat_then(10.0, 900.0))]
+    assert signatures.wait_gaps(series, anchor=ANCHOR, split=SPLIT, stop=STOP, parse_ts=parse_ts) == {}
+
+
+def _trace_lines(tid: str, at: float, chain: list[tuple[str, str, str]]) -> list[dict]:
+    return [{"ts": fmt_ts(at + i * 0.01), "service": svc, "level": level, "message": msg, "trace_id": tid}
+            for i, (svc, level, msg) in enumerate(chain)]
+
+
+def _traces(before: int, after: int, broken: list[tuple[str, str, str]]) -> list[dict]:
+    ok = [("gateway", "INFO", "request in"), ("orders", "INFO", "order query"), ("stock", "INFO", "stock read")]
+    lines: list[dict] = []
+    for i in range(before):
+        lines += _trace_lines(f"b{i}", SPLIT - 400 + i, ok)
+    for i in range(after):
+        lines += _trace_lines(f"a{i}", SPLIT + 10 + i, broken)
+    return lines
+
+
+def test_first_error_of_a_trace_blames_its_writer_not_the_callers_that_log_after_it() -> None:
+    broken = [("gateway", "INFO", "request in"), ("stock", "ERROR", "stock row 42 missing"),
+              ("orders", "ERROR", "order failed: stock answered 500"), ("gateway", "ERROR", "request failed")]
+    traces = signatures.joined_traces(_traces(30, 10, broken))
+    assert traces is not None
+    firsts = signatures.first_errors(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert set(firsts) == {"stock"}
+    assert firsts["stock"]["excess"] == 10 and firsts["stock"]["strength"] > 0.8
+
+
+def test_first_error_discounts_a_shape_the_service_always_opened() -> None:
+    noisy = [("gateway", "INFO", "request in"), ("stock", "ERROR", "cache miss for 17")]
+    lines = []
+    for i in range(30):
+        lines += _trace_lines(f"b{i}", SPLIT - 400 + i, noisy)
+    for i in range(10):
+        lines += _trace_lines(f"a{i}", SPLIT + 10 + i, noisy)
+    firsts = signatures.first_errors(signatures.joined_traces(lines), split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert firsts["stock"]["strength"] == 0.0
+
+
+def test_first_error_needs_earlier_traces_and_ids_that_join_services() -> None:
+    broken = [("gateway", "INFO", "request in"), ("stock", "ERROR", "stock row 42 missing")]
+    traces = signatures.joined_traces(_traces(0, 30, broken))
+    assert signatures.first_errors(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts) == {}
+    # One id per line (as some generators write them) is not a trace.
+    per_line = [{"ts": fmt_ts(SPLIT + i), "service": "stock", "level": "ERROR", "message": "x", "trace_id": f"t{i}"}
+                for i in range(100)]
+    assert signatures.joined_traces(per_line) is None
+
+
+def test_saturation_needs_a_share_that_reaches_its_limit_from_well_below() -> None:
+    series = [_series("cache", "cpu_util", _flat_then(0.02, 0.97)),
+              _series("hot", "cpu_util", _flat_then(0.85, 0.95)),       # always hot: not news
+              _series("web", "cpu_util", _flat_then(0.10, 0.40)),       # rose, far from its limit
+              _series("box", "cpu_seconds", _flat_then(5.0, 90.0))]     # not a share of a limit
+    sats = signatures.saturations(series, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert set(sats) == {"cache"} and sats["cache"]["strength"] == 1.0
+
+
+def _write_world(root: Path) -> Path:
+    """A small world: a leaf ("stock") behind a network delay, its caller ("orders") slow because of it.
+
+    A second callee ("prices") works slower too, by less: without the wait gap it is the deeper anomaly
+    in its own latency, and stock's own latency never moves."""
+    world = root / "gap-world"
+    world.mkdir()
+    start, end = T0, T0 + 1800.0
+    (world / "world.yaml").write_text(yaml.safe_dump({
+        "name": "gap-world", "window": {"start": fmt_ts(start), "end": fmt_ts(end)},
+        "trigger": {"alert": "a1"}, "domain": "test"}))
+    (world / "topology.yaml").write_text(yaml.safe_dump({"services": [
+        {"name": "gateway", "calls": ["orders", "users"], "tier": "frontend"},
+        {"name": "orders", "calls": ["stock", "prices"], "tier": "core"},
+        {"name": "users", "calls": [], "tier": "backend"},
+        {"name": "stock", "calls": [], "tier": "backend"},
+        {"name": "prices", "calls": [], "tier": "backend"}]}))
+    (world / "alerts.jsonl").write_text(json.dumps({
+        "id": "a1", "ts": fmt_ts(ANCHOR), "source": "alertmanager", "service": "gateway", "severity": "critical",
+        "title": "High p95 latency on gateway", "labels": {}}) + "\n")
+    (world / "changes.jsonl").write_text("")
+    (world / "logs.jsonl").write_text("")
+    rows = []
+    jump = ANCHOR - 120.0
+    for i in range(30):
+        ts = start + 60.0 * i
+        slow = ts >= jump
+        own = {"gateway": 40.0, "orders": 30.0, "users": 8.0, "stock": 10.0, "prices": 9.0}
+        wait = {"gateway": 42.0, "orders": 32.0, "users": 10.0, "stock": 12.0, "prices": 11.0}
+        if slow:
+            own["orders"] += 2000.0
+            own["gateway"] += 2000.0
+            wait["orders"] += 2000.0
+            wait["gateway"] += 2000.0
+            wait["stock"] += 2000.0
+            own["prices"] += 600.0
+            wait["prices"] += 600.0
+        for svc in own:
+            rows.append({"ts": fmt_ts(ts), "service": svc, "name": "latency_p95_ms", "value": own[svc] + i % 3})
+            rows.append({"ts": fmt_ts(ts), "service": svc, "name": "caller_latency_p95_ms", "value": wait[svc] + i % 3})
+            rows.append({"ts": fmt_ts(ts), "service": svc, "name": "error_rate", "value": 0.0})
+    (world / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return world
+
+
+def test_engine_blames_the_service_behind_the_wait_gap(tmp_path: Path) -> None:
+    report = engine.run_all(WorldTools(_write_world(tmp_path)), None, None)
+    assert report["hypotheses"][0]["service"] == "stock"
