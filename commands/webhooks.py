@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from commands.errors import BadRequest
-from commands.investigate import StartResult, open_or_attach, start
+from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
 from store import outbox
 from store.models import OPEN_STATUSES, InboundDelivery, Investigation, utcnow
@@ -498,18 +498,6 @@ def accept_many(*, session: Session, deliveries: list[Incoming]) -> list[Accepte
     return out
 
 
-def _open_by_fingerprint(session: Session, fingerprints: set[str]) -> dict[str, str]:
-    """fingerprint -> id of its open investigation (the newest), for many fingerprints in one query."""
-    if not fingerprints:
-        return {}
-    found = session.execute(
-        select(Investigation.fingerprint, Investigation.id)
-        .where(Investigation.fingerprint.in_(fingerprints), Investigation.status.in_(OPEN_STATUSES))
-        .order_by(Investigation.created_at)
-    )
-    return {str(fp): inv_id for fp, inv_id in found}  # the newest wins, as in find_open_by_fingerprint
-
-
 def _start_in(
     session: Session, request: InvestigationRequest, open_by_fp: dict[str, str], attached: list[Any]
 ) -> StartResult:
@@ -560,7 +548,7 @@ def process_many(
             else:
                 todo.append((row, result))
         fingerprints = {r.fingerprint for _row, result in todo for r in result.requests if r.fingerprint}
-        open_by_fp = _open_by_fingerprint(session, fingerprints)
+        open_by_fp = open_by_fingerprint(session, fingerprints)
         attached: list[Any] = []
         for row, result in todo:
             started = []

@@ -258,6 +258,32 @@ class SlackPublisher:
     def __init__(self, client: WebClient) -> None:
         self.client = client
 
+    def open_thread(self, event: dict[str, Any], investigation: dict[str, Any],
+                    publication: dict[str, Any] | None) -> dict[str, Any]:
+        """Post the parent message when the investigation has no thread yet (pipeline.publishing calls
+        this for a whole batch before delivering any event, so a burst's threads all open first).
+
+        Returns:
+            ``{"channel", "parent_ts", "thread_ts"}`` when a parent was posted (or found), else ``{}``.
+
+        Raises:
+            RetryLater, SlackPublishError: as :meth:`deliver`.
+        """
+        payload = event.get("payload") or {}
+        only = payload.get("only_sinks")
+        if only and self.sink not in only:
+            return {}
+        ref = dict((publication or {}).get("external_ref", publication or {}) or {})
+        origin = investigation.get("origin") or {}
+        channel = ref.get("channel") or origin.get("channel")
+        if not channel or ref.get("thread_ts") or origin.get("thread_ts"):
+            return {}
+        try:
+            parent = self._ensure_parent(investigation, channel, ref, int(event.get("attempts", 2)) > 1)
+        except SlackApiError as exc:
+            raise self._translate(exc) from exc
+        return {"channel": channel, "parent_ts": parent, "thread_ts": parent}
+
     def deliver(self, event: dict[str, Any], investigation: dict[str, Any],
                 publication: dict[str, Any] | None) -> dict[str, Any]:
         """Post or edit what ``event`` means for the thread.

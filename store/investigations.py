@@ -7,7 +7,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -84,26 +84,9 @@ def create(
     # Two triggers in the same second with the same slug: a short random suffix keeps ids unique.
     while session.get(Investigation, inv_id) is not None:
         inv_id = f"{new_id(trigger, now)}-{secrets.token_hex(2)}"
-    fields = dict(
-        origin=dict(origin or {}),
-        trigger=dict(trigger),
-        sources=dict(sources or {}),
-        mode=mode,
-        domain=domain,
-        priority=priority,
-        fingerprint=fingerprint,
-        requested_by=requested_by,
-        status="QUEUED",
-        phase="QUEUED",
-        round=0,
-        budget_usd=budget_usd,
-        created_at=now,
-        updated_at=now,
-        tokens_in=0,
-        tokens_out=0,
-        cost_usd=0.0,
-        cancel_requested=False,
-    )
+    fields = _fields(trigger=trigger, origin=origin, mode=mode, domain=domain, sources=sources,
+                     priority=priority, fingerprint=fingerprint, requested_by=requested_by,
+                     budget_usd=budget_usd, now=now)
     # Two writers may pick the same free id at once (another process, same second, same slug):
     # insert under a savepoint and take a suffixed id when the database says it is taken.
     for _attempt in range(8):
@@ -128,6 +111,77 @@ def create(
     return inv
 
 
+def _fields(*, trigger: dict[str, Any], origin: dict[str, Any], mode: str, domain: str | None,
+            sources: dict[str, Any] | None, priority: str, fingerprint: str | None, requested_by: str | None,
+            budget_usd: float | None, now: datetime) -> dict[str, Any]:
+    """The columns of a new QUEUED investigation (everything but its id)."""
+    return dict(
+        origin=dict(origin or {}),
+        trigger=dict(trigger),
+        sources=dict(sources or {}),
+        mode=mode,
+        domain=domain,
+        priority=priority,
+        fingerprint=fingerprint,
+        requested_by=requested_by,
+        status="QUEUED",
+        phase="QUEUED",
+        round=0,
+        budget_usd=budget_usd,
+        created_at=now,
+        updated_at=now,
+        tokens_in=0,
+        tokens_out=0,
+        cost_usd=0.0,
+        cancel_requested=False,
+    )
+
+
+def create_many(*, session: Session, specs: list[dict[str, Any]], now: datetime | None = None) -> list[str]:
+    """Record many new QUEUED investigations and their ``created`` events in a few statements.
+
+    The same rows and events as :func:`create` called once per spec, for a burst (e.g. 500 slash
+    commands): one look-up of taken ids, one multi-row INSERT, and :func:`outbox.append_many`,
+    instead of a savepoint, a flush and five statements per investigation. The caller commits.
+
+    Args:
+        specs: keyword arguments of :func:`create` (``trigger``, ``origin``, ``mode``, ``domain``,
+            ``sources``, ``priority``, ``fingerprint``, ``requested_by``, ``budget_usd``).
+        now: the creation time of all of them.
+
+    Raises:
+        ValueError: a spec's trigger, mode or priority is not one the product knows (nothing is written).
+        IntegrityError: another writer took an id or opened one of these fingerprints meanwhile; the
+            caller rolls back and may fall back to :func:`create` one by one.
+
+    Returns:
+        The new ids, in the order of ``specs``.
+    """
+    if not specs:
+        return []
+    now = now or utcnow()
+    for spec in specs:
+        _validate(spec["trigger"], spec.get("mode", "balanced"), spec.get("priority", "P2"))
+    wanted = [new_id(spec["trigger"], now) for spec in specs]
+    taken = set(session.scalars(select(Investigation.id).where(Investigation.id.in_(set(wanted)))))
+    ids: list[str] = []
+    for inv_id in wanted:
+        while inv_id in taken:  # same second, same slug: a short random suffix, as create() does
+            inv_id = f"{wanted[len(ids)]}-{secrets.token_hex(3)}"
+        taken.add(inv_id)
+        ids.append(inv_id)
+    rows = [dict(id=inv_id, **_fields(
+        trigger=spec["trigger"], origin=spec.get("origin") or {}, mode=spec.get("mode", "balanced"),
+        domain=spec.get("domain"), sources=spec.get("sources"), priority=spec.get("priority", "P2"),
+        fingerprint=spec.get("fingerprint"), requested_by=spec.get("requested_by"),
+        budget_usd=spec.get("budget_usd"), now=now)) for inv_id, spec in zip(ids, specs, strict=True)]
+    session.execute(insert(Investigation), rows)
+    outbox.append_many(session=session, events=[
+        (row["id"], "created", {"trigger": row["trigger"], "mode": row["mode"], "priority": row["priority"],
+                                "domain": row["domain"]}) for row in rows])
+    return ids
+
+
 def get(*, session: Session, investigation_id: str, for_update: bool = False) -> Investigation:
     """The investigation with ``investigation_id``.
 
@@ -141,6 +195,14 @@ def get(*, session: Session, investigation_id: str, for_update: bool = False) ->
     if inv is None:
         raise NotFound(f"no investigation {investigation_id!r}; list recent ones with `pm status`")
     return inv
+
+
+def get_many(*, session: Session, investigation_ids: set[str] | list[str]) -> dict[str, Investigation]:
+    """id -> investigation for every id that exists (one query; for batches of outbox deliveries)."""
+    if not investigation_ids:
+        return {}
+    rows = session.scalars(select(Investigation).where(Investigation.id.in_(set(investigation_ids))))
+    return {inv.id: inv for inv in rows}
 
 
 def list_recent(*, session: Session, limit: int = 20, status: str | None = None) -> list[Investigation]:

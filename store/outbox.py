@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, exists, func, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Table, and_, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
 
 from store.errors import NotFound
 from store.models import Delivery, Investigation, ProgressEvent, Publication, utcnow
@@ -87,12 +87,13 @@ def append(
     return event
 
 
-def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any] | None]]) -> list[ProgressEvent]:
+def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any] | None]]) -> list[int]:
     """Append many events, in order, as :func:`append` would one by one, in a few statements.
 
-    For a burst of events (a webhook storm attaching repeats): one UPDATE locks every investigation
-    concerned, one query reads their last ``seq`` and one their origins, and the events and their
-    deliveries are inserted in bulk, instead of five statements per event.
+    For a burst of events (a webhook storm attaching repeats, 500 slash commands' ``created``
+    events): one UPDATE locks every investigation concerned, one query reads their last ``seq``
+    and one their origins, and the events and their deliveries are inserted with two Core
+    multi-row INSERTs (ORM objects cost ~0.3 ms each here, most of a burst's start time).
 
     Args:
         events: ``(investigation_id, kind, payload)``; several may name the same investigation.
@@ -102,7 +103,7 @@ def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any]
         NotFound: an investigation does not exist.
 
     Returns:
-        The events (flushed, not committed), in the order given.
+        The new events' ids, in the order given.
     """
     if not events:
         return []
@@ -111,7 +112,8 @@ def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any]
             raise ValueError(f"event kind {kind!r} is unknown; use one of {', '.join(EVENT_KINDS)}")
     now = utcnow()
     ids = sorted({inv_id for inv_id, _kind, _payload in events})
-    locked = session.execute(update(Investigation).where(Investigation.id.in_(ids)).values(updated_at=now))
+    locked = session.execute(update(Investigation).where(Investigation.id.in_(ids)).values(updated_at=now)
+                             .execution_options(synchronize_session=False))
     if locked.rowcount != len(ids):  # type: ignore[attr-defined]
         raise NotFound(f"an investigation of {', '.join(ids)} does not exist; cannot append events to it")
     last: dict[str, int] = dict(
@@ -122,20 +124,19 @@ def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any]
         ).all()
     )
     origins: dict[str, Any] = dict(session.execute(select(Investigation.id, Investigation.origin).where(Investigation.id.in_(ids))).all())
-    appended = []
+    rows: list[dict[str, Any]] = []
     for inv_id, kind, payload in events:
         last[inv_id] = last.get(inv_id, 0) + 1
-        appended.append(ProgressEvent(investigation_id=inv_id, seq=last[inv_id], kind=kind, payload=payload or {},
-                                      created_at=now))
-    session.add_all(appended)
-    session.flush()
-    session.add_all(
-        Delivery(event_id=event.id, sink=sink, status="pending", attempts=0, next_attempt_at=now)
-        for event in appended
-        for sink in sinks_for_origin(origins[event.investigation_id] or {})
-    )
-    session.flush()
-    return appended
+        rows.append({"investigation_id": inv_id, "seq": last[inv_id], "kind": kind, "payload": payload or {},
+                     "created_at": now})
+    event_ids = list(session.scalars(
+        insert(ProgressEvent).returning(ProgressEvent.id, sort_by_parameter_order=True), rows))
+    deliveries = [{"event_id": event_id, "sink": sink, "status": "pending", "attempts": 0, "next_attempt_at": now}
+                  for event_id, row in zip(event_ids, rows, strict=True)
+                  for sink in sinks_for_origin(origins[row["investigation_id"]] or {})]
+    if deliveries:
+        session.execute(insert(Delivery), deliveries)
+    return event_ids
 
 
 def event_to_dict(event: ProgressEvent) -> dict[str, Any]:
@@ -189,47 +190,49 @@ def claim_pending(
         The claimed deliveries.
     """
     now = now or utcnow()
-    earlier_d = aliased(Delivery)
-    earlier_e = aliased(ProgressEvent)
-    blocked = exists().where(
-        earlier_d.sink == sink,
-        earlier_d.status == "pending",
-        earlier_d.event_id == earlier_e.id,
-        earlier_e.investigation_id == ProgressEvent.investigation_id,
-        earlier_e.seq < ProgressEvent.seq,
+    # Each investigation's earliest undelivered event for this sink: only that one may be claimed.
+    # (One grouped pass over the pending rows; a NOT EXISTS per candidate row was quadratic in the
+    # backlog and took ~0.1 s per claim with 1,000 deliveries pending after a burst.)
+    first = (
+        select(ProgressEvent.investigation_id.label("inv"), func.min(ProgressEvent.seq).label("seq"))
+        .join(Delivery, Delivery.event_id == ProgressEvent.id)
+        .where(Delivery.sink == sink, Delivery.status == "pending")
+        .group_by(ProgressEvent.investigation_id)
+        .subquery()
     )
     stmt = (
         select(Delivery, ProgressEvent)
         .join(ProgressEvent, ProgressEvent.id == Delivery.event_id)
-        .where(
-            and_(Delivery.sink == sink, Delivery.status == "pending", Delivery.next_attempt_at <= now),
-            ~blocked,
-        )
+        .join(first, and_(first.c.inv == ProgressEvent.investigation_id, first.c.seq == ProgressEvent.seq))
+        .where(and_(Delivery.sink == sink, Delivery.status == "pending", Delivery.next_attempt_at <= now))
         .order_by(ProgressEvent.id)
         .limit(limit)
         .with_for_update(skip_locked=True, of=Delivery)
     )
-    claimed = []
+    rows = session.execute(stmt).all()
+    if not rows:
+        return []
     lease_until = now + timedelta(seconds=lease_s)
-    for delivery, event in session.execute(stmt).all():
-        # compare-and-set: SQLite has no SKIP LOCKED, so a concurrent drainer that read the same
-        # row loses here instead of delivering it a second time
-        won = session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery.id, Delivery.status == "pending", Delivery.next_attempt_at <= now)
-            .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until,
-                    first_claimed_at=func.coalesce(Delivery.first_claimed_at, now))
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        if won != 1:
-            continue
-        claimed.append(
-            Claimed(
-                delivery_id=delivery.id, sink=sink, attempts=delivery.attempts + 1,
-                event=event_to_dict(event), investigation_id=event.investigation_id,
-                redelivery=delivery.first_claimed_at is not None,
-            )
+    # compare-and-set, all rows in one statement: SQLite has no SKIP LOCKED, so a concurrent drainer
+    # that read the same rows loses here instead of delivering them a second time.
+    won = set(session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_([d.id for d, _e in rows]), Delivery.status == "pending",
+               Delivery.next_attempt_at <= now)
+        .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until,
+                first_claimed_at=func.coalesce(Delivery.first_claimed_at, now))
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ))
+    claimed = [
+        Claimed(
+            delivery_id=delivery.id, sink=sink, attempts=delivery.attempts + 1,
+            event=event_to_dict(event), investigation_id=event.investigation_id,
+            redelivery=delivery.first_claimed_at is not None,
         )
+        for delivery, event in rows
+        if delivery.id in won
+    ]
     session.flush()
     return claimed
 
@@ -291,6 +294,15 @@ def get_publication(*, session: Session, investigation_id: str, sink: str, targe
     return session.scalars(stmt).first()
 
 
+def publications_for(*, session: Session, investigation_ids: set[str], sink: str) -> dict[tuple[str, str], Publication]:
+    """(investigation id, target) -> publication in ``sink``, for many investigations in one query."""
+    if not investigation_ids:
+        return {}
+    rows = session.scalars(select(Publication).where(Publication.investigation_id.in_(investigation_ids),
+                                                     Publication.sink == sink))
+    return {(pub.investigation_id, pub.target): pub for pub in rows}
+
+
 def save_publication(
     *, session: Session, investigation_id: str, sink: str, target: str, external_ref: dict[str, Any]
 ) -> Publication:
@@ -303,6 +315,38 @@ def save_publication(
     pub.updated_at = utcnow()
     session.flush()
     return pub
+
+
+def save_publications(*, session: Session, sink: str, items: list[tuple[str, str, dict[str, Any]]]) -> list[Publication]:
+    """:func:`save_publication` for many ``(investigation id, target, external_ref)`` in one look-up and one flush."""
+    if not items:
+        return []
+    known = publications_for(session=session, investigation_ids={i for i, _t, _r in items}, sink=sink)
+    now = utcnow()
+    out = []
+    for inv_id, target, ref in items:
+        pub = known.get((inv_id, target))
+        if pub is None:
+            pub = known[(inv_id, target)] = Publication(investigation_id=inv_id, sink=sink, target=target,
+                                                        external_ref={})
+            session.add(pub)
+        pub.external_ref = {**(pub.external_ref or {}), **(ref or {})}
+        pub.updated_at = now
+        out.append(pub)
+    session.flush()
+    return out
+
+
+def mark_many_done(*, session: Session, done: list[tuple[int, dict[str, Any] | None]]) -> None:
+    """:func:`mark_done` for many ``(delivery id, external_ref)`` in one executemany."""
+    if not done:
+        return
+    table = cast(Table, Delivery.__table__)
+    session.execute(
+        update(table).where(table.c.id == bindparam("did")).values(status="done", external_ref=bindparam("ref"),
+                                                                   last_error=None),
+        [{"did": delivery_id, "ref": ref} for delivery_id, ref in done],
+    )
 
 
 def publication_to_dict(pub: Publication | None) -> dict[str, Any] | None:

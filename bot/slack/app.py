@@ -1,7 +1,7 @@
 """The Bolt app factory: one middleware that injects the BotContext, one listener per file.
 
 Persisting and deduplicating a delivery happens before the app runs, in
-:class:`bot.slack.socket.PersistThenAckHandler`, which puts its key into ``context["delivery_key"]``.
+:class:`bot.slack.front.SocketFront`, which puts its key into ``context["delivery_key"]``.
 """
 
 from __future__ import annotations

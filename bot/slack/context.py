@@ -26,6 +26,7 @@ class BotContext:
         sources: extra investigation sources for every request (tests: ``{"world": dir}``).
         handoff: runs a listener's work after its ack (:class:`bot.slack.handoff.Handoff`).
         followup_answerer: Claude answerer for thread questions (agents.followup), None = evidence only.
+        starts: records acked starts in batches (:class:`bot.slack.starts.StartBatcher`).
     """
 
     runtime: Any
@@ -35,6 +36,7 @@ class BotContext:
     sources: dict[str, Any] = field(default_factory=dict)
     handoff: Any = None
     followup_answerer: Any = None
+    starts: Any = None
 
     def admins(self) -> frozenset[str]:
         """Admin user ids: PM_SLACK_ADMINS users plus the members of its user groups (S…)."""

@@ -9,9 +9,9 @@ makes the second arrival a no-op.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import update
+from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
 
 from store.models import InboundDelivery
@@ -67,3 +67,20 @@ def link(*, session: Any, key: str, investigation_id: str, status: str = "proces
         .values(investigation_id=investigation_id, status=status)
     )
     session.commit()
+
+
+def link_many(*, session: Any, links: list[tuple[str, str]], status: str = "processed") -> None:
+    """:func:`link` for many deliveries in one executemany (a burst of starts); the caller commits.
+
+    Args:
+        links: ``(delivery key, investigation id)`` pairs.
+    """
+    if not links:
+        return
+    table = cast(Table, InboundDelivery.__table__)
+    session.execute(
+        update(table)
+        .where(table.c.source == SOURCE, table.c.delivery_key == bindparam("k"))
+        .values(investigation_id=bindparam("inv"), status=status),
+        [{"k": key[:200], "inv": inv_id} for key, inv_id in links],
+    )

@@ -76,11 +76,19 @@ class InboundJournal:
             JournalClosed: the journal is stopping (do not ack).
             Exception: the database error of the batch (do not ack; Slack re-sends).
         """
+        return self.submit(key, payload).result(timeout)
+
+    def submit(self, key: str, payload: dict[str, Any]) -> Future[bool]:
+        """Queue one delivery; the future's result is what :meth:`record` returns (for asyncio callers).
+
+        Raises:
+            JournalClosed: the journal is stopping (do not ack).
+        """
         if self._closed:
             raise JournalClosed("the Slack bot is stopping; the envelope is left for Slack to re-send")
         done: Future[bool] = Future()
         self._queue.put(("insert", (key[:200], payload), done))
-        return done.result(timeout)
+        return done
 
     def mark(self, key: str, status: str = "processed") -> None:
         """Set a delivery's status without waiting (batched with the next inserts)."""

@@ -8,13 +8,15 @@ from typing import Any
 from agents.followup import make_answerer
 from bot.slack.app import create_app
 from bot.slack.context import BotContext
+from bot.slack.front import SocketFront
 from bot.slack.gate import WriteGate
 from bot.slack.handoff import Handoff
 from bot.slack.journal import InboundJournal
+from bot.slack.listeners import command_investigate
 from bot.slack.pressure import AckPressure
 from bot.slack.replay import replay_unfinished
 from bot.slack.settings import SlackSettings
-from bot.slack.socket import PersistThenAckHandler
+from bot.slack.starts import StartBatcher
 from bot.slack.sweeper import Sweeper
 from publishers.slack import SlackPublisher, make_web_client
 from store.errors import ConfigError
@@ -66,15 +68,15 @@ class SlackBot:
         self.pressure = AckPressure()
         self.sweeper = Sweeper(runtime, periodic=self.replay, pressure=self.pressure)
         self.handoff = Handoff(self.journal, threads=2, on_done=self.sweeper.poke, pressure=self.pressure)
+        self.starts = StartBatcher(runtime, self.journal, self.client, on_done=self.sweeper.poke,
+                                   pressure=self.pressure)
         self.ctx = BotContext(runtime=runtime, settings=settings, slack=slack, client=self.client,
                               sources=dict(sources or {}), handoff=self.handoff,
-                              followup_answerer=make_answerer(settings))
+                              followup_answerer=make_answerer(settings), starts=self.starts)
         self.app = create_app(self.ctx, verify_token=verify_token)
-        # 16 socket-mode threads: each waits a few ms for the journal's group commit, so more
-        # of them share one commit during a burst (the builtin default is 10).
-        self.handler = PersistThenAckHandler(self.app, journal=self.journal, reaction=slack.reaction,
-                                             app_token=settings.slack_app_token.get_secret_value(),
-                                             web_client=self.client, concurrency=16, pressure=self.pressure)
+        self.front = SocketFront(self.app, journal=self.journal, reaction=slack.reaction,
+                                 app_token=settings.slack_app_token.get_secret_value(),
+                                 api_url=settings.slack_api_url, quick=self._quick, pressure=self.pressure)
         self._want_worker = worker
         self._worker: Any = None
 
@@ -83,11 +85,18 @@ class SlackBot:
         if self._want_worker:
             self._worker = self.runtime.start_worker()
         self.journal.start()
+        self.starts.start()
         self.sweeper.start()
         self.replay()
-        self.handler.connect()
+        self.front.connect()
         log.info("slack bot connected (api %s)", self.client.base_url)
         return self
+
+    def _quick(self, body: dict[str, Any]) -> Any:
+        """Commands acked without the Bolt app (see :mod:`bot.slack.front`)."""
+        if body.get("command") == "/investigate":
+            return command_investigate.quick_ack(body, self.ctx)
+        return None
 
     def replay(self, older_than_s: float = 60.0) -> int:
         """Re-run deliveries acked by an earlier process that died before their work finished.
@@ -100,8 +109,9 @@ class SlackBot:
 
     def stop(self) -> None:
         """Close the connection, finish handed-off work, then stop the journal, sweeper and worker."""
-        self.handler.close()
+        self.front.close()
         self.handoff.stop()
+        self.starts.stop()
         self.journal.stop()
         self.sweeper.stop()
         if self._worker:

@@ -7,11 +7,11 @@ report never comes; and a freshly created investigation has no event that wakes 
 publish job until a worker picks it up. So this loop drains whenever it is poked (after a
 listener's hand-off recorded something) and every ``interval_s`` anyway.
 
-Draining runs in ``lanes`` parallel lanes, each a :func:`pipeline.publishing.drain` of a few
-deliveries. Order within an investigation still holds: ``outbox.claim_pending`` never
-claims an event while an earlier event of the same investigation is pending (a claimed one
-counts as pending until it is marked), and its compare-and-set keeps two lanes from claiming
-the same row. So different investigations' threads are posted in parallel, each thread in order.
+Each round is one :func:`pipeline.publishing.drain` of up to ``MAX_BATCH`` deliveries: one claim,
+one read, one mark, and the Slack calls made by ``lanes`` threads at once. Order within an
+investigation still holds: ``outbox.claim_pending`` claims at most one event per investigation
+(its earliest undelivered one), so the calls of one round belong to different threads; and the
+new threads of a round are all opened (parent messages) before any status message is posted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bot.slack import gate
@@ -28,6 +28,9 @@ from pipeline import publishing
 from store import outbox
 
 log = logging.getLogger(__name__)
+
+#: The most deliveries one round claims (leased for outbox.DEFAULT_LEASE_S; ~1 s of Slack calls at 4 lanes).
+MAX_BATCH = 500
 
 
 class Sweeper:
@@ -37,18 +40,17 @@ class Sweeper:
         runtime: the pipeline runtime (``session()``, ``publishers``).
         sink: the outbox sink to drain.
         interval_s: the safety-net period.
-        lanes: parallel drains (each holds one database connection while it claims or marks).
-        batch: deliveries a lane claims at once; small, so a burst spreads over the lanes.
+        lanes: Slack calls made at once within a round (threads; no database connection each).
         periodic: also call this every ``period_s`` (the runner's replay of unfinished deliveries).
         pressure: an :class:`~bot.slack.pressure.AckPressure`; each lane steps aside while acks are due.
     """
 
     def __init__(self, runtime: Any, sink: str = "slack", interval_s: float = 0.5, lanes: int = 4,
-                 batch: int = 5, periodic: Callable[[], Any] | None = None, period_s: float = 30.0,
+                 periodic: Callable[[], Any] | None = None, period_s: float = 30.0,
                  pressure: Any = None) -> None:
         self.pressure = pressure
         self.runtime, self.sink, self.interval_s = runtime, sink, interval_s
-        self.lanes, self.batch = lanes, batch
+        self.lanes = lanes
         self.periodic, self.period_s = periodic, period_s
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -71,6 +73,7 @@ class Sweeper:
         self._pool.shutdown(wait=True)
 
     def _loop(self) -> None:
+        gate.join("low")  # this thread claims and marks (SQLite: the journal's commits go first)
         last_periodic = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(self.interval_s)
@@ -93,16 +96,11 @@ class Sweeper:
         with self.runtime.session() as s:
             if not outbox.pending_count(session=s, sink=self.sink):
                 return 0
-        futures = [self._pool.submit(self._lane, publisher) for _ in range(self.lanes)]
-        wait(futures)
-        return sum(f.result() for f in futures)
-
-    def _lane(self, publisher: Any) -> int:
         done = 0
         while not self._stop.is_set():
             if self.pressure is not None:
                 self.pressure.wait_quiet()
-            counts = publishing.drain(self.runtime, self.sink, publisher, self.batch)
+            counts = publishing.drain(self.runtime, self.sink, publisher, MAX_BATCH, pool=self._pool)
             done += counts["done"]
             if counts["done"] + counts["failed"] == 0:
                 return done

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bot.slack import modal
 from bot.slack.context import pm
-from bot.slack.inbound import link
 from bot.slack.normalise import USAGE, parse_slash, slash_request
 from commands import investigate
 from commands.errors import CommandError
@@ -20,18 +20,46 @@ def register(app: Any) -> None:
     app.command("/investigate")(handle)
 
 
-def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
-    """Dispatch one slash command; every reply is ephemeral (the ack's response)."""
-    ctx = pm(context)
+def quick_ack(body: dict[str, Any], ctx: Any) -> tuple[dict[str, Any], Callable[[str | None, bool], None] | None] | None:
+    """The ack of a command whose answer needs neither the database nor Slack: usage, help, start.
+
+    The socket front (:mod:`bot.slack.front`) acks these without running the Bolt app, so a burst
+    of ``/investigate`` is acked at the speed of the journal; :func:`handle` uses the same answers.
+
+    Returns:
+        ``(ack payload, then)`` where ``then(delivery_key, replay)`` queues the work to do after the
+        ack (None: nothing), or None when the command needs :func:`handle` (modal, status, cancel).
+    """
     usage = USAGE.format(reaction=ctx.slack.reaction)
     try:
         cmd = parse_slash(body.get("text", ""), ctx.slack.default_mode)
     except CommandError as exc:
-        ack(text=f":warning: {exc}\n{usage}")
-        return
+        return {"text": f":warning: {exc}\n{usage}"}, None
     if cmd.kind == "help":
-        ack(text=usage)
-    elif cmd.kind == "modal":
+        return {"text": usage}, None
+    if cmd.kind != "start":
+        return None
+    request = slash_request(cmd, body, sources=ctx.sources)
+
+    def then(key: str | None, replay: bool) -> None:
+        ctx.starts.submit(request, key, replay=replay)
+
+    return {"text": f":hourglass_flowing_sand: Starting an investigation of {trigger_label(cmd.trigger or {})}…"}, then
+
+
+def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
+    """Dispatch one slash command; every reply is ephemeral (the ack's response)."""
+    ctx = pm(context)
+    quick = quick_ack(body, ctx)
+    if quick is not None:
+        payload, then = quick
+        ack(**payload)
+        if then is not None:
+            context["handed_off"] = True  # the start batcher links (and so finishes) the delivery
+            then(context.get("delivery_key"), bool(context.get("replay")))
+        return
+    cmd = parse_slash(body.get("text", ""), ctx.slack.default_mode)
+    if cmd.kind == "modal":
         ack()
         # The trigger_id dies 3 s after the command: the ui lane never waits behind a burst of starts.
         ctx.handoff.defer(context, client.views_open, ui=True, trigger_id=body["trigger_id"],
@@ -52,20 +80,3 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
             ack(text=f":no_entry: {exc}")
             return
         ack(text=f"Cancelling `{cmd.investigation_id}`; it stops at the next phase boundary.")
-    else:
-        ack(text=f":hourglass_flowing_sand: Starting an investigation of {trigger_label(cmd.trigger or {})}…")
-        ctx.handoff.defer(context, start, ctx, body, slash_request(cmd, body, sources=ctx.sources),
-                          context.get("delivery_key"), client)
-
-
-def start(ctx: Any, body: dict[str, Any], request: Any, key: str | None, client: Any) -> None:
-    """Start (or attach to) the investigation and tell the requester which one it is."""
-    result = investigate.start(runtime=ctx.runtime, request=request)
-    if key:
-        with ctx.runtime.session() as session:
-            link(session=session, key=key, investigation_id=result.investigation_id)
-    if not result.created:
-        user = request.requested_by
-        client.chat_postEphemeral(channel=request.origin.channel, user=user,
-                                  text=f"This is already being investigated in `{result.investigation_id}`; "
-                                       "I added you to it.")

@@ -6,7 +6,6 @@ from typing import Any
 
 from bot.slack import modal
 from bot.slack.context import pm
-from bot.slack.listeners.command_investigate import start
 from bot.slack.normalise import slash_request
 from commands.errors import CommandError
 
@@ -32,4 +31,5 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
     ack()
     request = slash_request(cmd, {**body, "user_id": (body.get("user") or {}).get("id")}, sources=ctx.sources,
                             channel=channel)
-    ctx.handoff.defer(context, start, ctx, body, request, context.get("delivery_key"), client)
+    context["handed_off"] = True  # the start batcher links (and so finishes) the delivery
+    ctx.starts.submit(request, context.get("delivery_key"), replay=bool(context.get("replay")))
