@@ -1,9 +1,9 @@
 """A stand-in Slack on loopback: the Web API methods the bot uses and a socket-mode websocket.
 
 It speaks Slack's wire protocol so the real ``slack_sdk`` WebClient, the real Bolt app
-and the real builtin socket-mode client talk to it unchanged:
+and slack_sdk's socket-mode clients (the bot uses the aiohttp one) talk to it unchanged:
 
-* Web API: ``POST/GET /api/<method>`` with form, query or JSON bodies, ``Authorization:
+* Web API (an aiohttp server on its own thread): ``POST/GET /api/<method>`` with form, query or JSON bodies, ``Authorization:
   Bearer`` tokens, ``{"ok": true, ...}`` answers, HTTP 429 + ``Retry-After`` on demand.
 * Socket mode: ``apps.connections.open`` returns ``ws://127.0.0.1:<port>/link``; the
   websocket sends ``hello`` and then the envelopes a test pushes
@@ -23,10 +23,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import parse_qsl
 
+from aiohttp import web
 from websockets.asyncio.server import ServerConnection, serve
 
 BOT_USER = "UBOT"
@@ -57,7 +57,10 @@ class FakeSlack:
         self._base = int(time.time())
         self._ws_connections: list[ServerConnection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._http: ThreadingHTTPServer | None = None
+        self._http_port = 0
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+        self._http_stop: asyncio.Future | None = None
+        self._http_ready = threading.Event()
         self._threads: list[threading.Thread] = []
         self._ws_ready = threading.Event()
         self._ws_stop: asyncio.Future | None = None
@@ -73,16 +76,13 @@ class FakeSlack:
 
     def start(self) -> None:
         """Listen on two free loopback ports (Web API over HTTP, socket mode over ws)."""
-        fake = self
-
-        class Handler(_ApiHandler):
-            slack = fake
-
-        self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._http.daemon_threads = True
-        t = threading.Thread(target=self._http.serve_forever, name="fake-slack-http", daemon=True)
+        # aiohttp on its own event-loop thread: a thread per connection (http.server) made the
+        # stand-in, not the bot, the bottleneck of a 500-command burst.
+        t = threading.Thread(target=lambda: asyncio.run(self._http_main()), name="fake-slack-http", daemon=True)
         t.start()
         self._threads.append(t)
+        if not self._http_ready.wait(5):
+            raise RuntimeError("the stand-in Slack Web API did not start")
         w = threading.Thread(target=lambda: asyncio.run(self._ws_main()), name="fake-slack-ws", daemon=True)
         w.start()
         self._threads.append(w)
@@ -93,17 +93,67 @@ class FakeSlack:
         """Close both servers and wait for their threads."""
         if self._loop and self._ws_stop:
             self._loop.call_soon_threadsafe(self._ws_stop.set_result, None)
-        if self._http:
-            self._http.shutdown()
-            self._http.server_close()
+        if self._http_loop and self._http_stop:
+            self._http_loop.call_soon_threadsafe(self._http_stop.set_result, None)
         for t in self._threads:
             t.join(5)
 
     @property
     def api_url(self) -> str:
         """Base URL for ``WebClient(base_url=...)`` / SLACK_API_URL."""
-        assert self._http is not None
-        return f"http://127.0.0.1:{self._http.server_address[1]}/api/"
+        assert self._http_port, "start() the fake first"
+        return f"http://127.0.0.1:{self._http_port}/api/"
+
+    # -- Web API over HTTP ------------------------------------------------
+    async def _http_main(self) -> None:
+        self._http_loop = asyncio.get_running_loop()
+        self._http_stop = self._http_loop.create_future()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._http_handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._http_port = runner.addresses[0][1]
+        self._http_ready.set()
+        try:
+            await self._http_stop
+        finally:
+            await runner.cleanup()
+
+    async def _http_handler(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        status, payload, ctype, headers = self.http_call(request.path, request.query_string,
+                                                         request.headers.get("Authorization", ""),
+                                                         request.headers.get("Content-Type", ""), body)
+        return web.Response(status=status, body=payload, headers={"Content-Type": ctype, **(headers or {})})
+
+    def http_call(self, path: str, query: str, authorization: str, ctype: str,
+                  body: bytes) -> tuple[int, bytes, str, dict[str, str] | None]:
+        """One Web API (or file upload) request → (status, body, content type, extra headers)."""
+        if path.startswith("/upload/"):
+            ok = self.receive_upload(path.rsplit("/", 1)[1], body)
+            return (200 if ok else 404), b"OK - %d" % len(body), "text/plain", None
+        if not path.startswith("/api/"):
+            return 404, b"not found", "text/plain", None
+        method = path[len("/api/"):]
+        if not authorization.startswith("Bearer "):
+            return _json(200, {"ok": False, "error": "not_authed"})
+        retry_after = self._throttle(method)
+        if retry_after is not None:
+            return _json(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
+        args: dict[str, Any] = dict(parse_qsl(query))
+        if body and ctype.startswith("application/json"):
+            args.update(json.loads(body))
+        elif body:
+            args.update(parse_qsl(body.decode()))
+        for key in _JSON_FIELDS:
+            if isinstance(args.get(key), str):
+                try:
+                    args[key] = json.loads(args[key])
+                except ValueError:
+                    pass
+        return _json(200, self.call(method, args))
 
     # -- socket mode -----------------------------------------------------
     async def _ws_main(self) -> None:
@@ -364,8 +414,7 @@ class FakeSlack:
         file_id = f"F{len(self.uploads) + 1:05d}"
         self.uploads[file_id] = {"filename": a.get("filename"), "length": int(a.get("length") or 0),
                                  "data": None, "shared": None}
-        assert self._http is not None
-        url = f"http://127.0.0.1:{self._http.server_address[1]}/upload/{file_id}"
+        url = f"http://127.0.0.1:{self._http_port}/upload/{file_id}"
         return {"ok": True, "upload_url": url, "file_id": file_id}
 
     def _m_files_completeUploadExternal(self, a: dict) -> dict:
@@ -396,59 +445,5 @@ class FakeSlack:
             return True
 
 
-class _ApiHandler(BaseHTTPRequestHandler):
-    slack: FakeSlack
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        return
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._dispatch(b"")
-
-    def do_POST(self) -> None:  # noqa: N802
-        length = int(self.headers.get("Content-Length") or 0)
-        self._dispatch(self.rfile.read(length) if length else b"")
-
-    def _dispatch(self, body: bytes) -> None:
-        url = urlparse(self.path)
-        if url.path.startswith("/upload/"):
-            ok = self.slack.receive_upload(url.path.rsplit("/", 1)[1], body)
-            self._reply(200 if ok else 404, b"OK - %d" % len(body), "text/plain")
-            return
-        if not url.path.startswith("/api/"):
-            self._reply(404, b"not found", "text/plain")
-            return
-        method = url.path[len("/api/"):]
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
-            self._json(200, {"ok": False, "error": "not_authed"})
-            return
-        retry_after = self.slack._throttle(method)
-        if retry_after is not None:
-            self._json(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
-            return
-        args: dict[str, Any] = dict(parse_qsl(url.query))
-        ctype = self.headers.get("Content-Type", "")
-        if body and ctype.startswith("application/json"):
-            args.update(json.loads(body))
-        elif body:
-            args.update(parse_qsl(body.decode()))
-        for key in _JSON_FIELDS:
-            if isinstance(args.get(key), str):
-                try:
-                    args[key] = json.loads(args[key])
-                except ValueError:
-                    pass
-        self._json(200, self.slack.call(method, args))
-
-    def _json(self, status: int, payload: dict, headers: dict[str, str] | None = None) -> None:
-        self._reply(status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers)
-
-    def _reply(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+def _json(status: int, payload: dict, headers: dict[str, str] | None = None) -> tuple[int, bytes, str, dict[str, str] | None]:
+    return status, json.dumps(payload).encode(), "application/json; charset=utf-8", headers
