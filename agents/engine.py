@@ -45,6 +45,7 @@ LOG_CONTRAST_WEIGHT = 0.0
 WAIT_GAP_WEIGHT = 3.5
 FIRST_ERROR_WEIGHT = 1.0
 SATURATION_WEIGHT = 1.0
+SKIPPED_TRACE_WEIGHT = 1.0
 
 
 def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] | None) -> dict[str, Any]:
@@ -188,23 +189,26 @@ def _add_signatures(services: dict[str, dict[str, Any]], series: list[dict[str, 
     gaps = signatures.wait_gaps(series, anchor=anchor, split=split, stop=stop, parse_ts=parse_ts)
     traces = signatures.joined_traces(lines)
     firsts = signatures.first_errors(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
+    skips = signatures.skipped_in_traces(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
     sats = signatures.saturations(series, split=split, stop=stop, parse_ts=parse_ts)
-    for svc in sorted(set(gaps) | set(firsts) | set(sats)):
+    for svc in sorted(set(gaps) | set(firsts) | set(sats) | set(skips)):
         gap = gaps.get(svc, {}).get("strength", 0.0)
         first = firsts.get(svc, {}).get("strength", 0.0)
         sat = sats.get(svc, {}).get("strength", 0.0)
-        if not gap and not first and not sat:
+        skip = skips.get(svc, {}).get("strength", 0.0)
+        if not gap and not first and not sat and not skip:
             continue
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                           "traffic_shift": 0.0, "error_level": None})
-        entry["signature"] = {"wait_gap": gaps.get(svc), "first_error": firsts.get(svc), "saturation": sats.get(svc)}
+        entry["signature"] = {"wait_gap": gaps.get(svc), "first_error": firsts.get(svc), "saturation": sats.get(svc),
+                              "skipped_in_traces": skips.get(svc)}
         entry["score"] = round(float(entry.get("score", 0.0)) + WAIT_GAP_WEIGHT * gap + FIRST_ERROR_WEIGHT * first
-                               + SATURATION_WEIGHT * sat, 4)
+                               + SATURATION_WEIGHT * sat + SKIPPED_TRACE_WEIGHT * skip, 4)
         # How clearly the service's own fault shows (0..1): locate_origin does not make it a victim of callees.
-        entry["own_fault"] = round(max(gap, first, sat), 4)
+        entry["own_fault"] = round(max(gap, first, sat, skip), 4)
         families = entry.setdefault("families", {})
         for key, value in (("network", WAIT_GAP_WEIGHT * gap), ("first_error", FIRST_ERROR_WEIGHT * first),
-                           ("cpu", SATURATION_WEIGHT * sat)):
+                           ("cpu", SATURATION_WEIGHT * sat), ("skipped", SKIPPED_TRACE_WEIGHT * skip)):
             if value:
                 families[key] = max(float(families.get(key, 0.0)), value)
         if entry.get("onset") is None:

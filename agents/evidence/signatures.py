@@ -18,7 +18,13 @@ its callers fail and wait too. Two views do not propagate:
   of in the stretch, against the share it opened earlier, blames the writer,
   not its callers.
 
-A third, **saturation**, is local by nature: a utilisation (a 0..1 share of
+A statement a service always logged after another one in the same trace,
+and no longer does while the first goes on (**skipped in traces**), is how
+an exception between the two shows when nothing else does (Nezha's code
+region no longer reached). Within one trace the pairing is exact, unlike
+counts over a window, so a few traces are enough.
+
+A fourth, **saturation**, is local by nature: a utilisation (a 0..1 share of
 a limit, such as ``cpu_util``) that sat well below its limit and reaches it
 in the stretch says the service itself ran out of room; a caller of a slow
 service waits, it does not burn its own CPU.
@@ -36,6 +42,7 @@ from statistics import mean
 from typing import Any
 
 from agents.evidence.logtemplates import mask
+from agents.evidence.skipped import binomial_cdf
 
 # A wait-gap rise must be at least this many ms ...
 GAP_MIN_RISE_MS = 50.0
@@ -54,6 +61,14 @@ FIRST_ERROR_SCALE = 4.0
 # A service must open at least this many more traces' errors than expected to count.
 MIN_FIRST_ERROR_EXCESS = 2.0
 ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
+# Skipped in traces: the follower came after its leader in at least this share of earlier traces that hold
+# the leader (and at least SKIP_MIN_EARLIER of them) ...
+SKIP_MIN_FOLLOW = 0.66
+SKIP_MIN_EARLIER = 2
+# ... and P(so few followers | that share) in the stretch is below this (strict: a service has many pairs).
+SKIP_MAX_TAIL = 1e-5
+# -log10(tail) above -log10(SKIP_MAX_TAIL) at which the strength reaches 1.
+SKIP_FULL_DECADES = 5.0
 # A utilisation saturates when it reaches this share of its limit in the stretch ...
 SATURATED = 0.8
 # ... rising by at least this much over its earlier median within minutes (a service that always runs hot
@@ -192,6 +207,67 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
         if excess >= MIN_FIRST_ERROR_EXCESS:
             strength = (1.0 - math.exp(-excess / FIRST_ERROR_SCALE)) * excess / (excess + entry["expected"] + 1.0)
         entry["strength"] = round(strength, 4)
+    return out
+
+
+def _shapes(trace: list[dict[str, Any]], cache: dict[str, str]) -> dict[str, list[str]]:
+    """Per service: the masked shapes of its non-error lines in one trace, in order."""
+    out: dict[str, list[str]] = {}
+    for line in trace:
+        if str(line.get("level", "")).upper() in ERROR_LEVELS:
+            continue
+        text = str(line.get("message", ""))[:200]
+        shape = cache.get(text)
+        if shape is None:
+            shape = cache[text] = mask(text)[:120]
+        out.setdefault(str(line.get("service")), []).append(shape)
+    return out
+
+
+def skipped_in_traces(traces: dict[str, list[dict[str, Any]]], *, split: float, stop: float,
+                      parse_ts: Any) -> dict[str, dict[str, Any]]:
+    """Per service: a statement that followed another in its earlier traces and stops following it.
+
+    Params: traces — joined_traces' answer; split, stop — the stretch (epoch s); parse_ts — ISO → epoch s.
+    Returns: ``{service: {leader, follower, earlier_share, traces, followed, tail, strength}}`` for the
+    most unlikely silence of each service whose binomial tail is below SKIP_MAX_TAIL.
+    """
+    cache: dict[str, str] = {}
+    earlier: dict[str, list[list[str]]] = {}
+    recent: dict[str, list[list[str]]] = {}
+    for trace in traces.values():
+        start = parse_ts(trace[0].get("ts"))
+        if start is None or start > stop:
+            continue
+        target = recent if start >= split else earlier
+        for svc, seq in _shapes(trace, cache).items():
+            target.setdefault(svc, []).append(seq)
+    out: dict[str, dict[str, Any]] = {}
+    for svc, now in recent.items():
+        leaders: dict[str, int] = {}
+        pairs: dict[tuple[str, str], int] = {}
+        for seq in earlier.get(svc, []):
+            for lead in set(seq):
+                leaders[lead] = leaders.get(lead, 0) + 1
+                for follow in set(seq[seq.index(lead) + 1:]) - {lead}:
+                    pairs[(lead, follow)] = pairs.get((lead, follow), 0) + 1
+        best = None
+        for (lead, follow), both in pairs.items():
+            if leaders[lead] < SKIP_MIN_EARLIER:
+                continue
+            share = min(0.95, both / leaders[lead])
+            if share < SKIP_MIN_FOLLOW:
+                continue
+            holding = [seq for seq in now if lead in seq]
+            followed = sum(1 for seq in holding if follow in seq[seq.index(lead) + 1:])
+            tail = binomial_cdf(followed, len(holding), share) if holding else 1.0
+            if tail <= SKIP_MAX_TAIL and (best is None or tail < best["tail"]):
+                best = {"leader": lead, "follower": follow, "earlier_share": round(share, 3),
+                        "traces": len(holding), "followed": followed, "tail": tail}
+        if best is not None:
+            decades = -math.log10(max(best["tail"], 1e-300)) + math.log10(SKIP_MAX_TAIL)
+            best["strength"] = round(min(1.0, decades / SKIP_FULL_DECADES), 4)
+            out[svc] = best
     return out
 
 

@@ -160,3 +160,26 @@ def _write_world(root: Path) -> Path:
 def test_engine_blames_the_service_behind_the_wait_gap(tmp_path: Path) -> None:
     report = engine.run_all(WorldTools(_write_world(tmp_path)), None, None)
     assert report["hypotheses"][0]["service"] == "stock"
+
+
+def test_skipped_in_traces_finds_a_statement_no_longer_reached_after_its_leader() -> None:
+    good = [("gateway", "INFO", "request in"), ("trips", "INFO", "query trips start"),
+            ("trips", "INFO", "query trips done, 3 found")]
+    cut = [("gateway", "INFO", "request in"), ("trips", "INFO", "query trips start"),
+           ("gateway", "ERROR", "request failed")]
+    lines = []
+    for i in range(8):
+        lines += _trace_lines(f"b{i}", SPLIT - 400 + i, good)
+    for i in range(9):
+        lines += _trace_lines(f"a{i}", SPLIT + 10 + i, cut)
+    traces = {}
+    for line in lines:
+        traces.setdefault(line["trace_id"], []).append(line)
+    skips = signatures.skipped_in_traces(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert set(skips) == {"trips"}
+    assert skips["trips"]["follower"].startswith("query trips done") and skips["trips"]["followed"] == 0
+    assert skips["trips"]["strength"] > 0.5
+    # The same traces with the follower still there: nothing is skipped.
+    for i in range(9):
+        traces[f"a{i}"] = _trace_lines(f"a{i}", SPLIT + 10 + i, good)
+    assert signatures.skipped_in_traces(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts) == {}
