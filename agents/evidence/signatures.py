@@ -251,7 +251,7 @@ def skipped_in_traces(traces: dict[str, list[dict[str, Any]]], *, split: float, 
                 leaders[lead] = leaders.get(lead, 0) + 1
                 for follow in set(seq[seq.index(lead) + 1:]) - {lead}:
                     pairs[(lead, follow)] = pairs.get((lead, follow), 0) + 1
-        best = None
+        best: dict[str, Any] | None = None
         for (lead, follow), both in pairs.items():
             if leaders[lead] < SKIP_MIN_EARLIER:
                 continue
@@ -261,11 +261,11 @@ def skipped_in_traces(traces: dict[str, list[dict[str, Any]]], *, split: float, 
             holding = [seq for seq in now if lead in seq]
             followed = sum(1 for seq in holding if follow in seq[seq.index(lead) + 1:])
             tail = binomial_cdf(followed, len(holding), share) if holding else 1.0
-            if tail <= SKIP_MAX_TAIL and (best is None or tail < best["tail"]):
+            if tail <= SKIP_MAX_TAIL and (best is None or tail < float(best["tail"])):
                 best = {"leader": lead, "follower": follow, "earlier_share": round(share, 3),
                         "traces": len(holding), "followed": followed, "tail": tail}
         if best is not None:
-            decades = -math.log10(max(best["tail"], 1e-300)) + math.log10(SKIP_MAX_TAIL)
+            decades = -math.log10(max(float(best["tail"]), 1e-300)) + math.log10(SKIP_MAX_TAIL)
             best["strength"] = round(min(1.0, decades / SKIP_FULL_DECADES), 4)
             out[svc] = best
     return out
