@@ -109,7 +109,7 @@ class SocketFront:
         key = delivery_key(body, self.reaction)
         if key is not None:
             try:
-                new = await asyncio.wrap_future(self.journal.submit(key, body))
+                new = await self.journal.submit_async(key, body)
             except Exception:  # noqa: BLE001 - not persisted: no ack, so Slack re-sends it
                 log.exception("could not persist Slack envelope %s; leaving it unacked", req.envelope_id)
                 return
