@@ -125,9 +125,12 @@ class Effect:
     mem: float = 0.0
     conn: float = 0.0  # fraction of pool added
     rps: float = 1.0
+    flap: float = 0.0  # > 0: on for the first half of every ``flap`` seconds (an intermittent fault)
 
     def level(self, t: float) -> float:
         if t < self.start or t >= self.end:
+            return 0.0
+        if self.flap and (t - self.start) % self.flap >= self.flap / 2:
             return 0.0
         return min(1.0, (t - self.start) / self.ramp) if self.ramp > 0 else 1.0
 
@@ -153,6 +156,7 @@ class World:
     change_seq: int = 0
     change_style: str = "chg"
     people: list[str] = field(default_factory=list)
+    millis: bool = False
 
     def callers(self, name: str) -> list[str]:
         return [s.name for s in self.services.values() if name in s.calls]
@@ -716,7 +720,7 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
     eff = Effect(start=onset, end=end, ramp=rng.choice([0, 30, 60, 120]), err=err, lat=rng.uniform(1.0, 2.5))
     if family == "deploy":
         v, pv = version_pair(rng)
-        variant = rng.choice(["code", "code", "latency", "canary"])
+        variant = rng.choice(["code", "code", "latency", "canary", "rollout"])
         summary = rng.choice([f"{origin} {v}: {rng.choice(['new pricing rules', 'migrate to SDK v3', 'refactor request parsing', 'support multi-currency', 'drop legacy endpoint'])}",
                               f"Deploy {origin} {v}", f"release {v}", f"{origin}: {rng.choice(HARMLESS['deploy'])}"])
         change = add_change(w, onset - rng.uniform(60, 600), "deploy", origin, harmful={}, summary=summary,
@@ -724,6 +728,8 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
         if variant == "latency":
             eff.err, eff.lat, eff.cpu = rng.uniform(0.02, 0.08), rng.uniform(3, 8), rng.uniform(0.15, 0.35)
             own_flavour, victim_mode = "saturation", "timeout"
+        elif variant == "rollout":  # a slow rolling update: errors grow as new pods replace old ones
+            eff.ramp = rng.uniform(600, 1200)
         elif variant == "canary":  # only the canary instance runs the new version
             ctx["only_host"] = o.hosts[0]
             eff.err = rng.uniform(0.6, 0.95) / len(o.hosts)
@@ -844,6 +850,10 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
         eff.lat = rng.uniform(3, 20)
         eff.cpu = rng.choice([0.0, 0.3, 0.5])
         eff.conn = rng.choice([0.0, -0.8, 0.9])
+        if o.kind != "app" and rng.random() < 0.3:  # intermittent: up and down every few minutes
+            eff.flap = rng.choice([120.0, 240.0, 360.0])
+            ctx["flap"] = eff.flap
+            variant += "+flap"
     elif family == "capacity":
         variant = rng.choice(["cpu", "memory", "connections"])
         own_flavour = "oom" if variant == "memory" else "saturation"
@@ -885,8 +895,9 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
             strength = (err if slow else eff.err) * (0.75 ** depth) * rng.uniform(0.5, 0.9)
             if family == "dependency" and o.kind == "datastore":
                 strength = rng.uniform(0.1, 0.4) * (0.8 ** (depth - 1))
-            w.effects.setdefault(svc, []).append(Effect(start=onset + 20 * depth, end=end, ramp=60,
-                                                        err=strength, lat=1 + (eff.lat - 1) * 0.5 ** depth + 0.2))
+            w.effects.setdefault(svc, []).append(Effect(start=onset + 20 * depth, end=end, ramp=60 + eff.ramp * 0.5,
+                                                        err=strength, lat=1 + (eff.lat - 1) * 0.5 ** depth + 0.2,
+                                                        flap=eff.flap))
     entries = [v for v, _, _ in victims if w.services[v].kind == "entry"]
     if family in ("dependency", "dependency_change"):
         trigger_service = entries[0] if entries else (victims[-1][0] if victims else origin)
@@ -894,6 +905,7 @@ def inject(w: World, family: str, rng: random.Random) -> Fault:
         trigger_service = origin if rng.random() < 0.5 or not victims else rng.choice(victims)[0]
     else:
         trigger_service = origin if rng.random() < 0.45 or not victims else rng.choice([v for v, _, _ in victims])
+    ctx["ramp"] = eff.ramp
     return Fault(family=family, variant=variant, origin=origin, change=change, onset=onset, end=end,
                  victims=victims, trigger_service=trigger_service, own_flavour=own_flavour,
                  victim_mode=victim_mode, ctx=ctx, err=eff.err)
@@ -968,7 +980,10 @@ def write_metrics(w: World, path: Path) -> None:
 
 
 def log(w: World, t: float, s: Svc, level: str, message: str, trace: bool = False, host: str | None = None) -> None:
-    rec = {"ts": iso(t), "service": s.name, "level": level, "message": message}
+    stamp = iso(t)
+    if w.millis:  # e.g. 2026-02-20T08:00:01.234Z: still ISO-8601 UTC with a Z
+        stamp = f"{stamp[:-1]}.{int((t % 1) * 1000):03d}Z"
+    rec = {"ts": stamp, "service": s.name, "level": level, "message": message}
     if host:
         rec["host"] = host
     elif s.hosts and w.rng.random() < 0.92:
@@ -1055,12 +1070,19 @@ def write_fault_logs(w: World, f: Fault) -> None:
     rng = w.rng
     o = w.services[f.origin]
     stop = f.ctx.get("stop", w.end)
+    shape = Effect(start=f.onset, end=stop, ramp=max(f.ctx.get("ramp", 0.0), 1.0), flap=f.ctx.get("flap", 0.0))
+
+    def live(t: float) -> bool:
+        """Whether the fault shows at ``t`` (intermittent faults pause, slow rollouts grow)."""
+        return rng.random() < shape.level(t)
+
     if f.own_flavour and o.kind in ("app", "entry"):
         per_min = max(2.0, min(40.0, 4 + f.err * 60))
         t = f.onset + rng.uniform(0, 20)
         while t < stop:
-            lvl, msg = own_error(o, rng, f.own_flavour, f.ctx)
-            log(w, t, o, lvl, msg, host=f.ctx.get("only_host"))
+            if live(t):
+                lvl, msg = own_error(o, rng, f.own_flavour, f.ctx)
+                log(w, t, o, lvl, msg, host=f.ctx.get("only_host"))
             t += rng.expovariate(per_min / 60)
         if f.family == "feature_flag":
             t = f.onset
@@ -1081,7 +1103,8 @@ def write_fault_logs(w: World, f: Fault) -> None:
                 "mysql": ["[ERROR] InnoDB: Cannot allocate memory for the buffer pool", "Too many connections"]}
         options = msgs.get(o.engine, ["node unhealthy: heartbeat missed"])
         while t < stop:
-            log(w, t, o, "ERROR", rng.choice(options))
+            if live(t):
+                log(w, t, o, "ERROR", rng.choice(options))
             t += rng.expovariate(2 / 60)
     for svc, callee, depth in f.victims:
         v = w.services[svc]
@@ -1094,7 +1117,8 @@ def write_fault_logs(w: World, f: Fault) -> None:
             m = mode if rng.random() < 0.8 else rng.choice(["5xx", "timeout", "circuit"])
             lvl, msg = callee_error(v, rng, c, w.alias[callee], m)
             lvl = "WARN" if warn_only else lvl
-            log(w, t, v, lvl, msg, trace=rng.random() < 0.3)
+            if live(t - 20 * depth):
+                log(w, t, v, lvl, msg, trace=rng.random() < 0.3)
             t += rng.expovariate(per_min / 60)
 
 
@@ -1333,6 +1357,7 @@ def generate_world(out: Path, family: str, seed: int, name: str) -> Path:
         alias[nm] = a
     w = World(rng=rng, name=name, start=start, end=start + duration * 60, step=step, services=svcs, alias=alias)
     w.people = rng.sample(PEOPLE, 6)
+    w.millis = rng.random() < 0.25
     w.change_style = rng.choice(["chg", "CHG", "typed", "uuid"])
     dress_services(rng, w, rng.choice(["k8s", "vm", "numbered", "fqdn"]))
     w.onset = start + duration * 60 * rng.uniform(0.45, 0.72) + rng.uniform(0, 59)
@@ -1345,6 +1370,9 @@ def generate_world(out: Path, family: str, seed: int, name: str) -> Path:
     write_fault_logs(w, f)
     if rng.random() < 0.35:
         unrelated_burst(w, f)
+    if f.change and w.services[f.origin].kind == "app" and rng.random() < 0.12:
+        w.logs = [r for r in w.logs if r["service"] != f.origin]  # its log shipping is broken: metrics only
+        w.decoys.append("silent-origin")
     trigger = write_tickets_chat(w, f, trig_alert)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics(w, out / "metrics.jsonl")
