@@ -252,3 +252,37 @@ def test_report_buttons_rerun_and_feedback_are_authorised(slack: tuple[FakeSlack
     thanks = fake.wait_for(lambda: next((e for e in fake.ephemerals if e.get("user") == "U2"), None),
                            15, "a thank-you for the vote")
     assert thanks["text"]
+
+
+def test_a_burst_of_commands_is_acked_then_every_thread_opens_before_any_status(tmp_path: Path) -> None:
+    """40 commands at once, no worker: each acked with its "starting" ephemeral, one investigation and
+    one parent per channel, and the outbox opens every new thread before posting status messages."""
+    with FakeSlack() as fake:
+        settings = load_settings(PM_HOME=str(tmp_path / "pm"), SLACK_BOT_TOKEN="xoxb-test",
+                                 SLACK_APP_TOKEN="xapp-test", SLACK_API_URL=fake.api_url)
+        bot = SlackBot(settings, SlackSettings(), sources={"world": str(WORLD)}, worker=False,
+                       verify_token=False).start()
+        try:
+            fake.wait_connected()
+            channels = [f"CB{i}" for i in range(40)]
+            envelopes = [fake.slash_command(f"checkout is slow {i}", user=f"U{i}", channel=c)
+                         for i, c in enumerate(channels)]
+            for env in envelopes:
+                assert "Starting an investigation" in fake.wait_ack(env)["text"]
+            fake.wait_for(lambda: all(len(fake.bot_messages(c)) >= 2 for c in channels), 30,
+                          "a parent and a status message in every channel")
+            _wait_outbox_drained(fake, bot)
+            assert _count(bot, Investigation) == 40
+            with bot.runtime.session() as s:
+                assert set(s.scalars(select(InboundDelivery.status))) == {"processed"}
+                assert None not in set(s.scalars(select(InboundDelivery.investigation_id)))
+            posts = [args for method, args in fake.calls if method == "chat.postMessage"]
+            assert len(posts) == 80  # one parent and one status message each, nothing twice
+            kinds = ["status" if p.get("thread_ts") else "parent" for p in posts]
+            # the burst lands in a few outbox rounds; within a round, parents come first
+            pattern = "".join(k[0] for k in kinds)  # e.g. "pppp…ssss…": 40 parents, then 40 statuses
+            rounds = pattern.count("ps") + 1
+            assert pattern.index("s") >= 10 and rounds <= 3, pattern
+        finally:
+            bot.stop()
+            bot.runtime.close()
