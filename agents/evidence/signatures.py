@@ -60,6 +60,7 @@ MIN_JOINED_TRACES = 20
 FIRST_ERROR_SCALE = 4.0
 # A service must open at least this many more traces' errors than expected to count.
 MIN_FIRST_ERROR_EXCESS = 2.0
+NO_HISTORY_SHARE = 0.3
 ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
 # Skipped in traces: the follower came after its leader in at least this share of earlier traces that hold
 # the leader (and at least SKIP_MIN_EARLIER of them) ...
@@ -187,9 +188,10 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
             continue
         key = (str(first.get("service")), mask(str(first.get("message", ""))[:300])[:120])
         counts.setdefault(key, [0, 0])[1 if phase == "after" else 0] += 1
-    if seen["before"] < MIN_JOINED_TRACES:
-        return {}  # no earlier traces to compare with: every error shape would look new
-    ratio = seen["after"] / seen["before"]
+    # Without earlier traces every error shape looks new: the counts still say who failed first, at a
+    # share NO_HISTORY_SHARE of the strength.
+    history = seen["before"] >= MIN_JOINED_TRACES
+    ratio = seen["after"] / seen["before"] if history else 0.0
     out: dict[str, dict[str, Any]] = {}
     for (svc, _shape), (before, after) in counts.items():
         if not after:
@@ -206,6 +208,7 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
         strength = 0.0
         if excess >= MIN_FIRST_ERROR_EXCESS:
             strength = (1.0 - math.exp(-excess / FIRST_ERROR_SCALE)) * excess / (excess + entry["expected"] + 1.0)
+            strength *= 1.0 if history else NO_HISTORY_SHARE
         entry["strength"] = round(strength, 4)
     return out
 
