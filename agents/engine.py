@@ -173,7 +173,7 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
         if info["new_errors"] and entry["onset"] is None and info["new_error_first"]:
             entry["onset"] = min(info["new_error_first"])
         entry["score"] = round(max(entry["score"], log_strength) + 0.5 * log_strength, 4)
-    _add_signatures(services, series, lines, anchor=ctx["anchor"])
+    _add_signatures(services, series, lines, anchor=ctx["anchor"], known=known)
     return {"onset": fmt_ts(onset), "onset_from": onset_from, "anchor": fmt_ts(ctx["anchor"]),
             "series": metrics["series"][:60],
             "services": services, "templates": logs["templates"], "mentions": logs["mentions"],
@@ -183,12 +183,12 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
 
 
 def _add_signatures(services: dict[str, dict[str, Any]], series: list[dict[str, Any]], lines: list[dict[str, Any]],
-                    *, anchor: float) -> None:
+                    *, anchor: float, known: list[str]) -> None:
     """Add the wait-gap and first-error signatures around the anchor to each service's score (in place)."""
     split, stop = anchor - contrast.AFTER_FROM_S, anchor + contrast.AFTER_TO_S
     gaps = signatures.wait_gaps(series, anchor=anchor, split=split, stop=stop, parse_ts=parse_ts)
     traces = signatures.joined_traces(lines)
-    firsts = signatures.first_errors(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
+    firsts = signatures.first_errors(traces, split=split, stop=stop, parse_ts=parse_ts, known=known) if traces else {}
     skips = signatures.skipped_in_traces(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
     sats = signatures.saturations(series, split=split, stop=stop, parse_ts=parse_ts)
     for svc in sorted(set(gaps) | set(firsts) | set(sats) | set(skips)):

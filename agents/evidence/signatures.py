@@ -43,6 +43,7 @@ from typing import Any
 
 from agents.evidence.logtemplates import mask
 from agents.evidence.skipped import binomial_cdf
+from agents.evidence.topology import mentioned_services
 
 # A wait-gap rise must be at least this many ms ...
 GAP_MIN_RISE_MS = 50.0
@@ -167,10 +168,12 @@ def joined_traces(lines: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]
 
 
 def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop: float,
-                 parse_ts: Any) -> dict[str, dict[str, Any]]:
+                 parse_ts: Any, known: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Per service: traces in [split, stop] whose first error line it wrote, beyond its earlier share.
 
-    Params: traces — joined_traces' answer; split, stop — the stretch (epoch s); parse_ts — ISO → epoch s.
+    Params: traces — joined_traces' answer; split, stop — the stretch (epoch s); parse_ts — ISO → epoch s;
+    known — service names: a first error whose text names another service ("no instances available for
+    X", "call to X timed out") reports that service's trouble, not the writer's, and is not counted.
     Returns: ``{service: {after, expected, excess, shapes, strength}}`` for services that opened the errors
     of a trace in the stretch. Per error shape, the expected count is the shape's share of earlier traces
     times the traces seen in the stretch (all of them when there is no earlier trace: nothing to compare).
@@ -186,7 +189,10 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
         first = next((x for x in trace if str(x.get("level", "")).upper() in ERROR_LEVELS), None)
         if first is None:
             continue
-        key = (str(first.get("service")), mask(str(first.get("message", ""))[:300])[:120])
+        text = str(first.get("message", ""))[:300]
+        if known and mentioned_services(text, known, str(first.get("service"))):
+            continue
+        key = (str(first.get("service")), mask(text)[:120])
         counts.setdefault(key, [0, 0])[1 if phase == "after" else 0] += 1
     # Without earlier traces every error shape looks new: the counts still say who failed first, at a
     # share NO_HISTORY_SHARE of the strength.

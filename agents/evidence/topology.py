@@ -229,6 +229,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                  + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2))
         out.append({"service": service, "score": round(score, 4), "victim_of": victim_of, "explains": explains,
                     "named_by": sorted(named_by.get(service, [])), "named_near": near.get(service, []),
-                    "onset": onset, "strength": round(strength, 4)})
+                    "onset": onset, "strength": round(strength, 4),
+                    "own_fault": round(float(info.get("own_fault", 0.0)), 4)})
     out.sort(key=lambda c: (-c["score"], c["service"]))
     return out

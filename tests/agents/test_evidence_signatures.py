@@ -82,6 +82,16 @@ def test_first_error_of_a_trace_blames_its_writer_not_the_callers_that_log_after
     assert firsts["stock"]["excess"] == 10 and firsts["stock"]["strength"] > 0.8
 
 
+def test_first_error_that_names_another_service_is_not_the_writers_own() -> None:
+    # "orders" logs first, but its error reports trouble reaching "stock": not a fault of its own code.
+    broken = [("gateway", "INFO", "request in"), ("orders", "ERROR", "no instances available for stock"),
+              ("gateway", "ERROR", "request failed")]
+    traces = signatures.joined_traces(_traces(30, 10, broken))
+    known = ["gateway", "orders", "stock"]
+    assert signatures.first_errors(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts, known=known) == {}
+    assert set(signatures.first_errors(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts)) == {"orders"}
+
+
 def test_first_error_discounts_a_shape_the_service_always_opened() -> None:
     noisy = [("gateway", "INFO", "request in"), ("stock", "ERROR", "cache miss for 17")]
     lines = []
