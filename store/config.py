@@ -10,6 +10,7 @@ the environment, no LLM.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,11 @@ class Settings(BaseSettings):
     mcp_config: Path | None = Field(default=None, alias="MCP_CONFIG")
     sandbox_world: Path | None = Field(
         default=None, alias="PM_WORLD", description="World served by the sandbox MCP servers when MCP_CONFIG is unset"
+    )
+    sandbox_transport: Literal["inprocess", "stdio"] = Field(
+        default="inprocess", alias="PM_SANDBOX_TRANSPORT",
+        description="How the bundled sandbox MCP servers are reached when MCP_CONFIG is unset: in this process "
+                    "over in-memory MCP streams (one world load), or one stdio subprocess per source",
     )
     otel_exporter_otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     jira_project_filter: str | None = Field(default=None, alias="JIRA_PROJECT_FILTER")

@@ -74,8 +74,10 @@ def test_investigate_json_on_embedded_defaults(tmp_path):
     assert all(call["duration_ms"] >= 0 and "ok" in call for call in calls)
 
 
-def test_investigate_markdown(tmp_path):
-    proc = run_pm(["investigate", "--world", str(demo_world())], home=tmp_path)
+def test_investigate_markdown_with_stdio_sandbox_servers(tmp_path):
+    # PM_SANDBOX_TRANSPORT=stdio: one MCP server subprocess per source instead of in-process streams
+    proc = run_pm(["investigate", "--world", str(demo_world())], home=tmp_path,
+                  env_extra={"PM_SANDBOX_TRANSPORT": "stdio"})
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("# Investigation report")
     assert "## Root cause" in proc.stdout
