@@ -43,7 +43,7 @@ LOG_CONTRAST_WEIGHT = 0.0
 # wait gap (callers wait, the service does not work longer: a delay on the path to it) and the first error
 # line of trace-joined logs (the writer, not its callers). Each strength is 0..1.
 WAIT_GAP_WEIGHT = 3.5
-FIRST_ERROR_WEIGHT = 1.0
+FIRST_ERROR_WEIGHT = 2.0
 SATURATION_WEIGHT = 1.0
 SKIPPED_TRACE_WEIGHT = 1.0
 
