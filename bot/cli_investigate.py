@@ -49,9 +49,9 @@ def check_world(world_dir: Path) -> dict[str, Any]:
         WorldError: a file is malformed, or the trigger names a ticket/alert the world does not hold.
     """
     from sandbox.errors import WorldError
-    from sandbox.world import load_world
+    from sandbox.servers import shared_tools
 
-    world = load_world(world_dir)
+    world = shared_tools(world_dir).world  # the in-process sandbox servers reuse this load
     trigger = world.trigger
     if trigger.get("ticket") and trigger["ticket"] not in {t.get("key") for t in world.tickets}:
         raise WorldError(

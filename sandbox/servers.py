@@ -174,14 +174,14 @@ _shared: dict[tuple[str, float], WorldTools] = {}
 _shared_lock = threading.Lock()
 
 
-def build_world_server(world_dir: str | Path, source: str) -> MCPServer:
-    """Like :func:`build_server`, but the servers of one world in one process share a single load.
+def shared_tools(world_dir: str | Path) -> WorldTools:
+    """The process's one loaded copy of ``world_dir`` (loading it when it is not the cached one).
 
-    Used by the gateway's ``inprocess`` transport (four servers, one world). The cache
-    key includes world.yaml's mtime so an edited world is reloaded.
+    ``pm investigate`` loads the world here to validate it before recording anything, and the
+    in-process servers the investigation then opens reuse that load instead of parsing it again.
 
     Raises:
-        ToolArgumentError: unknown source. WorldError: the world cannot be loaded.
+        WorldError: the world cannot be loaded.
     """
     root = Path(world_dir).resolve()
     try:
@@ -195,4 +195,16 @@ def build_world_server(world_dir: str | Path, source: str) -> MCPServer:
             tools = WorldTools(root)
             _shared.clear()  # keep one world: benches walk many worlds, each several times
             _shared[key] = tools
-    return build_server(tools, source)
+    return tools
+
+
+def build_world_server(world_dir: str | Path, source: str) -> MCPServer:
+    """Like :func:`build_server`, but the servers of one world in one process share a single load.
+
+    Used by the gateway's ``inprocess`` transport (four servers, one world). The cache
+    key includes world.yaml's mtime so an edited world is reloaded.
+
+    Raises:
+        ToolArgumentError: unknown source. WorldError: the world cannot be loaded.
+    """
+    return build_server(shared_tools(world_dir), source)
