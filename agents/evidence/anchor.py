@@ -70,17 +70,45 @@ def time_in_text(text: str, start: float, end: float) -> float | None:
     return min(max(found) + TEXT_TIME_SLACK_S, end)
 
 
-def alert_burst_start(times: Iterable[float]) -> float | None:
-    """The first alert of the densest burst of alerts (ties: the earlier burst).
+def alert_weight(severity: object) -> float:
+    """How much one alert says that an incident is under way, by its severity (0..1).
 
-    Params: times — alert timestamps (epoch s). Returns: epoch s, or None without alerts.
+    Paging severities (P1/P2, critical, high, error) count fully; warnings and P3/P4 (a certificate
+    expiring in 14 days, a disk at 85 %, a watchdog) are what fires all day and count little. An alert
+    without a severity gets the middle weight.
     """
-    ordered = sorted(times)
-    best, best_count = None, 0
-    for index, first in enumerate(ordered):
-        count = sum(1 for t in ordered[index:] if t - first <= ALERT_BURST_S)
-        if count > best_count:
-            best, best_count = first, count
+    text = str(severity or "").strip().lower()
+    if not text:
+        return 0.5
+    for keys, weight in ((("p1", "sev1", "sev-1", "critical", "crit", "page", "emergency", "fatal"), 1.0),
+                         (("p2", "sev2", "sev-2", "high", "error", "major"), 0.8),
+                         (("p3", "sev3", "sev-3", "warn", "medium", "moderate", "minor"), 0.25),
+                         (("p4", "p5", "sev4", "sev-4", "low", "info", "none"), 0.1)):
+        if any(text == key or text.startswith(key) for key in keys):
+            return weight
+    return 0.5
+
+
+def alert_burst_start(times: Iterable[float], weights: Iterable[float] | None = None) -> float | None:
+    """The first alert of the heaviest burst of alerts (ties: the earlier burst).
+
+    Params: times — alert timestamps (epoch s); weights — each alert's alert_weight (None: all 1).
+    A burst starts at an alert at least half as heavy as the heaviest one (a low-severity warning that
+    happens to fire just before the pages does not date the incident) and weighs the sum of its alerts'
+    weights within ALERT_BURST_S. Returns: epoch s, or None without alerts.
+    """
+    times = list(times)
+    pairs = sorted(zip(times, list(weights) if weights is not None else [1.0] * len(times), strict=False))
+    if not pairs:
+        return None
+    heaviest = max(w for _, w in pairs)
+    best, best_weight = None, 0.0
+    for index, (first, weight) in enumerate(pairs):
+        if weight < 0.5 * heaviest:
+            continue
+        total = sum(w for t, w in pairs[index:] if t - first <= ALERT_BURST_S)
+        if total > best_weight + 1e-9:
+            best, best_weight = first, total
     return best
 
 
@@ -165,6 +193,15 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
     Returns: epoch seconds.
     """
     anchor = float(ctx["anchor"])
+    if ctx.get("anchor_from") == "alerts" and ctx.get("alerts"):
+        # Dated by the alerts: weigh them by severity (the context phase counted every alert alike).
+        dated = [(parse_ts(a.get("ts")), alert_weight(a.get("severity"))) for a in ctx["alerts"]]
+        dated = [(t, w) for t, w in dated if t is not None]
+        start = parse_ts((ctx.get("window") or {}).get("start"))
+        end = parse_ts((ctx.get("window") or {}).get("end"))
+        weighed = alert_burst_start([t for t, _ in dated], [w for _, w in dated])
+        if weighed is not None:
+            anchor = min(max(weighed, start if start is not None else weighed), end if end is not None else weighed)
     if ctx.get("anchor_from") == "window_end":
         # Nothing dates the report, so the incident may be over by the window's end (rolled back):
         # a shift need only last a while.

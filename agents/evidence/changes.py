@@ -20,6 +20,16 @@ LOOKBACK_S = 4 * 3600.0
 AFTER_TOLERANCE_S = 75.0
 # Half-life of the time score: a change 15 min before the onset scores 0.5.
 HALF_LIFE_S = 900.0
+# Half-life of the link between a change and the origin it touched: a change 20 min before the onset
+# carries half the weight of being on the origin, one an hour before an eighth. Culprits land minutes
+# before the onset (our generator: 0.5-12 min; the independent writer: 0.4-7 min; slow rolling deploys
+# a little more), and on both writers harmless changes on the origin sit 25-120 min before it.
+LINK_HALF_LIFE_S = 1200.0
+# New errors on a change's service that begin within this long after it "begin right after it".
+FOLLOW_S = 15 * 60.0
+# How far the incident onset estimate may sit before the true onset (it is the earliest onset among
+# several series): a change this long after it still counts when every new error on its service follows it.
+MAX_ONSET_ERROR_S = 10 * 60.0
 
 KIND_PRIOR = {"deploy": 1.0, "feature_flag": 0.95, "config": 0.9, "db_migration": 0.9, "infra": 0.85}
 
@@ -57,17 +67,29 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
     kind = str(change.get("kind") or "")
     reasons: list[str] = []
     against: list[str] = []
+    firsts = sorted(new_error_after.get(service, []))
+    # The service's new errors begin right after the change: the clearest link a change can have.
+    leads = bool(firsts) and firsts[0] >= change_ts - 30 and firsts[0] - change_ts <= FOLLOW_S
     if onset is None:
         position, dt, time_score = "unknown", None, 0.3
+        closeness = 0.5
     else:
         dt = onset - change_ts
-        if dt < -AFTER_TOLERANCE_S:
+        if dt < -AFTER_TOLERANCE_S and not (leads and dt >= -MAX_ONSET_ERROR_S):
             against.append(f"lands {int(-dt)} s after the onset, so it cannot have caused it")
             return {"id": change.get("id"), "service": service, "kind": kind, "score": 0.0,
                     "dt_s": dt, "position": "after", "reasons": reasons, "against": against}
         position = "before"
+        if dt < -AFTER_TOLERANCE_S:
+            # The onset is an estimate (the earliest of several series, some noisy); the change's own
+            # service says more: every new error there comes after it.
+            reasons.append(f"lands {int(-dt)} s after the estimated onset, but before every new error on its service")
+            dt = 0.0
         time_score = math.pow(0.5, max(dt, 0.0) / HALF_LIFE_S)
+        closeness = math.pow(0.5, max(dt, 0.0) / LINK_HALF_LIFE_S)
         reasons.append(f"{int(max(dt, 0) // 60)} min before the onset")
+        if dt > LINK_HALF_LIFE_S and not leads:
+            against.append(f"lands {int(dt // 60)} min before the onset, and its service's errors began much later")
     origin = origin_rank.get(service, 0.0)
     if origin >= 0.999:
         reasons.append("on the origin service")
@@ -78,9 +100,10 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         reasons.append("on the origin's call path")
     if not origin and not path:
         against.append("its service is not implicated by the telemetry")
-    firsts = new_error_after.get(service, [])
     follows = any(ts >= change_ts - 30 for ts in firsts)
-    if follows:
+    if leads:
+        reasons.append("new error templates on its service begin right after it")
+    elif follows:
         reasons.append("new error templates on its service appear after it")
     share_fit = 0.0
     share = flag_share(change) if kind == "feature_flag" else None
@@ -94,7 +117,13 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
             against.append(f"rollout {share:.0%} does not match failing share {failing:.0%}")
             share_fit = -0.5
     prior = KIND_PRIOR.get(kind, 0.7)
-    score = prior * (0.35 * time_score + 0.45 * max(origin, path) + 0.15 * follows + 0.1 * share_fit)
+    # Being on the origin links a change to the incident only as far as it is close in time to it (or the
+    # origin's new errors begin right after it): a change an hour before a traffic surge saturates the
+    # same service is history, not cause. Without the link an old change on the origin outscored
+    # "no change" (bench/README.md, issue #3: 12 of 37 misses on independently written worlds).
+    link = max(closeness, 1.0 if leads else 0.0)
+    score = prior * (0.35 * time_score + 0.45 * max(origin, path) * link + 0.15 * leads + 0.05 * follows
+                     + 0.1 * share_fit)
     if not origin and not path:
         score *= 0.3
     return {"id": change.get("id"), "service": service, "kind": kind, "score": round(score, 4),

@@ -20,6 +20,8 @@ FULL_FETCH_LINES = 60_000
 SAMPLE_LINES = 15_000
 CHART_POINTS = 60
 LATE_ONSET_S = 180.0
+# A series dates its service's onset only when at least this share as strong as the service's strongest one.
+ONSET_STRENGTH_SHARE = 0.6
 RECOVERED_BEFORE_S = 300.0
 # A statement counts as skipped when silent since this long before the trigger: a metric onset can sit far
 # earlier (an earlier event's excursion), but a fault is live by the time it is reported.
@@ -62,6 +64,7 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         missing.append("metrics (no samples in the window)")
     out_series: list[Any] = []
     services: dict[str, Any] = {}
+    onsets: dict[str, list[tuple[float, float]]] = {}
     chart: dict[str, Any] = {}
     for item in series_list:
         service, name = str(item.get("service") or "unknown"), str(item.get("name") or "")
@@ -102,13 +105,30 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         entry.setdefault("families", {})
         entry["families"][family] = max(entry["families"].get(family, 0.0), strength)
         entry["score"] = _combine(entry["families"])
-        if metric_weight(name) >= 0.6 and (entry["onset"] is None or info["onset"] < entry["onset"]):
-            entry["onset"] = info["onset"]
+        if metric_weight(name) >= 0.6:
+            onsets.setdefault(service, []).append((info["onset"], strength))
+    for service, found in onsets.items():
+        services[service]["onset"] = service_onset(found)
     for entry in services.values():
         if entry["onset"] is None and entry["metrics"]:
             entry["score"] = round(entry["score"] * 0.5, 4)
     out_series.sort(key=lambda s: -s["strength"])
     return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end}
+
+
+def service_onset(found: list[tuple[float, float]]) -> float | None:
+    """When one service went bad: the earliest onset among its strong series.
+
+    Params: found — (onset epoch s, strength) of the service's anomalous series.
+    Returns: the earliest onset of a series at least ONSET_STRENGTH_SHARE as strong as its strongest one,
+    or None without series. Why: a faint series of the same service (a slow memory drift, a cron job's
+    CPU spike, one latency blip) often crosses its threshold minutes before the errors that make the
+    incident; a person dates the service's trouble by its clear symptoms, not by its faintest one.
+    """
+    if not found:
+        return None
+    strongest = max(strength for _, strength in found)
+    return min(onset for onset, strength in found if strength >= ONSET_STRENGTH_SHARE * strongest)
 
 
 def _family(name: str) -> str:

@@ -2,11 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from agents.evidence.changes import flag_share
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
+
+# New error templates of the blamed service tested for absence before its change (the majority must be new).
+MAX_TEMPLATES_CHECKED = 3
+# Literal parts of a template shorter than this say little (": ", '", "').
+MIN_NEEDLE_CHARS = 8
+MAX_NEEDLES = 3
+_PLACEHOLDER = re.compile(r"<[^<>\s]{1,16}>")
+
+
+def template_needles(template: str, example: str) -> list[str]:
+    """The most distinctive literal parts of a mined template, to search for its lines by substring.
+
+    A raw prefix of the example is not distinctive when messages share a structured head (JSON in the
+    message: ``{"level": "error", "msg": "request failed", ...``); the template's literal parts between
+    its variables are. Params: template — the mined template (variables as ``<*>``); example — one
+    line of it. Returns: up to MAX_NEEDLES parts found verbatim in the example, longest first (the
+    example's first 60 characters when the template has none).
+    """
+    parts = sorted({p.strip() for p in _PLACEHOLDER.split(template) if len(p.strip()) >= MIN_NEEDLE_CHARS},
+                   key=lambda p: (-len(p), p))
+    needles = [p for p in parts if p in example][:MAX_NEEDLES]
+    return needles or ([example[:60]] if example else [])
 
 
 def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
@@ -37,16 +60,21 @@ def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, A
                    else f"{svc} shows no anomaly and nobody names it"})
     if change is not None:
         change_ts = parse_ts(change.get("ts"))
-        new_tpls = [t for t in sig.get("templates", []) if t["service"] == svc and t["kind"] in ("new", "burst")
-                    and t["level"] in ("WARN", "ERROR", "FATAL")]
+        new_tpls = [t for t in sig.get("templates", []) if t["service"] == svc and t["kind"] == "new"
+                    and t["level"] in ("WARN", "ERROR", "FATAL")][:MAX_TEMPLATES_CHECKED]
         if change_ts is not None and new_tpls:
-            example = new_tpls[0]["example"][:40]
             start = ctx["window"]["start"]
-            before = safe_call(tools, "logs.search", missing, "logs", service=svc, text=example, start=start,
-                               end=fmt_ts(change_ts), limit=1)
-            seen_before = int(before.get("total") or 0)
-            checks.append({"name": "errors_absent_before_change", "passed": seen_before == 0,
-                           "detail": f"'{example}' seen {seen_before}× before {change_id}"})
+            seen = []
+            for tpl in new_tpls:
+                needles = template_needles(str(tpl.get("template") or ""), str(tpl.get("example") or ""))
+                counts = [int(safe_call(tools, "logs.search", missing, "logs", service=svc, text=needle, start=start,
+                                        end=fmt_ts(change_ts), limit=1).get("total") or 0) for needle in needles]
+                # A line of the template holds every literal part of it, so the rarest part bounds its count.
+                seen.append((min(counts) if counts else 0, needles[0] if needles else tpl.get("example", "")[:40]))
+            before_change = [item for item in seen if item[0] > 0]
+            checks.append({"name": "errors_absent_before_change", "passed": 2 * len(before_change) <= len(seen),
+                           "detail": "; ".join(f"'{needle[:60]}' seen {count}× before {change_id}"
+                                               for count, needle in seen)})
         share = flag_share(change) if change.get("kind") == "feature_flag" else None
         failing = service_info.get("error_level")
         if share is not None and failing is not None and failing > 0.02:
@@ -55,7 +83,10 @@ def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, A
                            "detail": f"rollout {share:.0%}, failing share {failing:.0%}"})
         onset = sig.get("onset")
         if onset is not None and change_ts is not None:
-            ok = change_ts <= parse_ts(onset) + 75
+            scored = next((c for c in cor.get("changes", []) if c.get("id") == change_id), None)
+            # The correlation phase may admit a change just after the onset estimate when every new error
+            # of its service follows it (changes.score_change): its position is the verdict.
+            ok = scored["position"] != "after" if scored else change_ts <= parse_ts(onset) + 75
             checks.append({"name": "change_precedes_onset", "passed": ok,
                            "detail": f"{change_id} at {change.get('ts')}, onset {onset}"})
     failed = [c for c in checks if not c["passed"]]

@@ -1,0 +1,62 @@
+"""Generalisation (issue #3): the onset is dated by clear symptoms, not by stray spikes, faint series or warnings."""
+
+import random
+
+from agents.evidence import anchor, signals
+from agents.evidence.anomalies import analyse_series
+from agents.evidence.timeutil import fmt_ts, parse_ts
+
+T0 = parse_ts("2026-03-01T10:00:00Z")
+
+
+def _points(values, step=60):
+    return [(T0 + step * i, v) for i, v in enumerate(values)]
+
+
+def test_stray_spikes_before_the_shift_do_not_date_the_excursion():
+    rng = random.Random(3)
+    values = [0.001 + rng.uniform(0, 0.001) for _ in range(60)]
+    for minute in (50, 52, 53):  # a few one-minute spikes just before the incident
+        values[minute] = 0.03
+    values += [0.4 + rng.uniform(-0.05, 0.05) for _ in range(20)]
+    info = analyse_series(_points(values), name="error_rate", baseline_end=T0 + 60 * 40, anchor=T0 + 60 * 65)
+    assert info["anomalous"] and info["onset"] == T0 + 60 * 60
+
+
+def test_a_ramp_keeps_its_first_clear_samples():
+    values = [0.01] * 40 + [0.01 + 0.02 * k for k in range(1, 16)] + [0.3] * 10
+    info = analyse_series(_points(values), name="error_rate", baseline_end=T0 + 60 * 30, anchor=T0 + 60 * 60)
+    assert info["anomalous"] and T0 + 60 * 40 <= info["onset"] <= T0 + 60 * 43
+
+
+def test_a_service_is_dated_by_its_strong_series_not_a_faint_early_one():
+    onset = T0 + 3600
+    # errors (strong) at the onset, memory drift (faint) 8 minutes before
+    assert signals.service_onset([(onset, 0.99), (onset - 480, 0.3), (onset + 60, 0.8)]) == onset
+    assert signals.service_onset([(onset, 0.7), (onset - 300, 0.65)]) == onset - 300
+    assert signals.service_onset([]) is None
+
+
+def test_alert_severity_weights():
+    assert anchor.alert_weight("P1") == anchor.alert_weight("critical") == 1.0
+    assert anchor.alert_weight("warning") < 0.5 and anchor.alert_weight("P4") < 0.5
+    assert anchor.alert_weight(None) == 0.5
+
+
+def test_low_severity_warnings_do_not_start_the_burst():
+    warn, page = anchor.alert_weight("warning"), anchor.alert_weight("P2")
+    times = [T0 + 1000, T0 + 1500, T0 + 1900, T0 + 2000]
+    weights = [warn, warn, page, warn]
+    assert anchor.alert_burst_start(times, weights) == T0 + 1900
+    # Without weights every alert counts alike: the older behaviour, kept for callers that pass none.
+    assert anchor.alert_burst_start(times) == T0 + 1000
+
+
+def test_refine_anchor_weighs_the_alerts_it_was_dated_by():
+    alerts = [{"ts": fmt_ts(T0 + 600), "severity": "warning", "title": "Disk usage 85%"},
+              {"ts": fmt_ts(T0 + 2400), "severity": "P1", "title": "High error rate"}]
+    ctx = {"anchor": T0 + 600, "anchor_from": "alerts", "alerts": alerts,
+           "window": {"start": fmt_ts(T0), "end": fmt_ts(T0 + 7200)}}
+    assert anchor.refine_anchor([], ctx) == T0 + 2400
+    dated = {**ctx, "anchor_from": "trigger"}
+    assert anchor.refine_anchor([], dated) == T0 + 600
