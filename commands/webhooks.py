@@ -33,7 +33,7 @@ from commands.errors import BadRequest
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
 from store import outbox
-from store.models import OPEN_STATUSES, InboundDelivery, Investigation, utcnow
+from store.models import InboundDelivery, utcnow
 
 SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy")
 JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
