@@ -96,6 +96,9 @@ def dump_miss(report: dict[str, Any], want: Any) -> None:
     for h in report["hypotheses"]:
         print(f"       #{h['rank']} {(h['service'], h['change_id'])} score={h.get('score')} conf={h['confidence']} "
               f"cat={h['category']} features={h.get('features')}")
+        if h["rank"] == 1:
+            for item in h.get("evidence", [])[:3]:
+                print(f"          evidence: {item['summary'][:160]}")
 
 
 def run_suite(worlds: list[Path], transport: str, *, service_only: bool = False, quiet: bool = False,
@@ -283,7 +286,9 @@ def main() -> None:
     summarise("shared example worlds", scored["examples"])
     if args.nezha:
         nezha = [Path(p) for p in sorted(glob.glob(str(Path(args.nezha) / "tt-*")))]
-        scored["nezha"] = run_suite(nezha, args.transport, service_only=True, quiet=args.quiet)
+        if args.only:
+            nezha = [w for w in nezha if args.only in w.name]
+        scored["nezha"] = run_suite(nezha, args.transport, service_only=True, quiet=args.quiet, dump=dump)
         summarise("nezha-tt (service only)", scored["nezha"], service_only=True)
         # Develop on the odd-numbered worlds, check on the even-numbered ones (held out).
         for half, parity in (("odd, development half", 1), ("even, held-out half", 0)):

@@ -73,6 +73,7 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         hyp["category"] = _category_without_change(origin, cor)
     evidence, counter = [], []
     svc = hyp["service"]
+    evidence.extend(_signature_evidence(svc, sig.get("services", {}).get(svc, {}).get("signature") or {}))
     for series in sig.get("series", []):
         if series["service"] == svc:
             evidence.append({"source": "metrics", "ref": series["ref"],
@@ -138,6 +139,34 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     hyp["evidence"] = evidence
     hyp["counter_evidence"] = counter
     hyp["statement"] = _statement(hyp, change, origin)
+
+
+def _signature_evidence(svc: str, signature: dict[str, Any]) -> list[dict[str, str]]:
+    """Evidence items for the fault signatures of one service (engine._add_signatures), clearest first."""
+    items = []
+    gap = signature.get("wait_gap") or {}
+    if gap.get("strength"):
+        items.append((gap["strength"], {"source": "metrics", "ref": f"metrics:{svc}/caller_latency",
+                      "summary": f"callers wait {gap['rise']:.0f} ms longer for {svc} than before "
+                                 f"({gap['before']:.0f} → {gap['after']:.0f} ms beyond its own latency), "
+                                 f"{gap['ratio']:.0f}x the typical rise: a delay on the path to it"}))
+    first = signature.get("first_error") or {}
+    if first.get("strength"):
+        items.append((first["strength"], {"source": "logs", "ref": f"logs:{svc}/first-errors",
+                      "summary": f"{svc} wrote the first ERROR line of {first['after']} traces around the report "
+                                 f"({first['expected']:.1f} expected from earlier traces): failures begin there"}))
+    skip = signature.get("skipped_in_traces") or {}
+    if skip.get("strength"):
+        items.append((skip["strength"], {"source": "logs", "ref": f"logs:{svc}/skipped-in-traces",
+                      "summary": f"in {skip['traces']} traces {svc} logged '{skip['leader'][:60]}' but only "
+                                 f"{skip['followed']} times its usual follower '{skip['follower'][:60]}' "
+                                 f"(earlier {skip['earlier_share']:.0%} of traces): a code region no longer reached"}))
+    sat = signature.get("saturation") or {}
+    if sat.get("strength"):
+        items.append((sat["strength"], {"source": "metrics", "ref": f"metrics:{svc}/{sat['metric']}",
+                      "summary": f"{sat['metric']} of {svc} reached {sat['peak']:.2f} of its limit "
+                                 f"(earlier {sat['before']:.2f})"}))
+    return [item for _, item in sorted(items, key=lambda pair: -pair[0])]
 
 
 def _statement(hyp: dict[str, Any], change: dict[str, Any] | None, origin: dict[str, Any]) -> str:

@@ -171,7 +171,11 @@ def _write_world(root: Path) -> Path:
 
 def test_engine_blames_the_service_behind_the_wait_gap(tmp_path: Path) -> None:
     report = engine.run_all(WorldTools(_write_world(tmp_path)), None, None)
-    assert report["hypotheses"][0]["service"] == "stock"
+    top = report["hypotheses"][0]
+    assert top["service"] == "stock"
+    # The signature is the first piece of evidence, in the report's own sources.
+    assert top["evidence"][0]["source"] == "metrics"
+    assert top["evidence"][0]["summary"].startswith("callers wait 2000 ms longer for stock")
 
 
 def test_skipped_in_traces_finds_a_statement_no_longer_reached_after_its_leader() -> None:
