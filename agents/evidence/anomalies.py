@@ -112,7 +112,6 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     if not segments:
         return result
     start, end = _pick_segment(segments, [t for t, _ in clean], anchor)
-    start = _sustained_start(zs, start, end)
     while start > 0 and zs[start - 1] > RAMP_Z and clean[start - 1][0] >= baseline_end - 3600:
         start -= 1
     excursion = zs[start:end]
@@ -130,21 +129,6 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
         "shift": (level_after - level) / max(abs(level), 1e-9),
     })
     return result
-
-
-def _sustained_start(zs: list[float], start: int, end: int) -> int:
-    """Where the excursion settles: the first sample from which it stays above ONSET_Z for PERSIST_LEN samples.
-
-    Why: a noisy series has isolated spikes (a cron job, a retry storm of one minute) that merge with the
-    real excursion through the gap tolerance of _excursions and drag its onset minutes early. A person
-    reading the chart dates the incident where the level shifts and stays, not at the last stray spike
-    before it. Falls back to ``start`` when no run is that clean (a flapping series).
-    """
-    for index in range(start, end):
-        run = zs[index: min(end, index + PERSIST_LEN)]
-        if run and all(z > ONSET_Z for z in run):
-            return index
-    return start
 
 
 def _practically_significant(name: str, level: float, level_after: float) -> bool:

@@ -1,32 +1,9 @@
-"""Generalisation (issue #3): the onset is dated by clear symptoms, not by stray spikes, faint series or warnings."""
-
-import random
+"""Generalisation (issue #3): the onset is dated by clear symptoms, not by faint series or warnings."""
 
 from agents.evidence import anchor, signals
-from agents.evidence.anomalies import analyse_series
 from agents.evidence.timeutil import fmt_ts, parse_ts
 
 T0 = parse_ts("2026-03-01T10:00:00Z")
-
-
-def _points(values, step=60):
-    return [(T0 + step * i, v) for i, v in enumerate(values)]
-
-
-def test_stray_spikes_before_the_shift_do_not_date_the_excursion():
-    rng = random.Random(3)
-    values = [0.001 + rng.uniform(0, 0.001) for _ in range(60)]
-    for minute in (50, 52, 53):  # a few one-minute spikes just before the incident
-        values[minute] = 0.03
-    values += [0.4 + rng.uniform(-0.05, 0.05) for _ in range(20)]
-    info = analyse_series(_points(values), name="error_rate", baseline_end=T0 + 60 * 40, anchor=T0 + 60 * 65)
-    assert info["anomalous"] and info["onset"] == T0 + 60 * 60
-
-
-def test_a_ramp_keeps_its_first_clear_samples():
-    values = [0.01] * 40 + [0.01 + 0.02 * k for k in range(1, 16)] + [0.3] * 10
-    info = analyse_series(_points(values), name="error_rate", baseline_end=T0 + 60 * 30, anchor=T0 + 60 * 60)
-    assert info["anomalous"] and T0 + 60 * 40 <= info["onset"] <= T0 + 60 * 43
 
 
 def test_a_service_is_dated_by_its_strong_series_not_a_faint_early_one():
