@@ -62,6 +62,8 @@ FIRST_ERROR_SCALE = 4.0
 # A service must open at least this many more traces' errors than expected to count.
 MIN_FIRST_ERROR_EXCESS = 2.0
 NO_HISTORY_SHARE = 0.3
+# Earlier traces this far apart belong to different pockets of trace data.
+POCKET_GAP_S = 120.0
 ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
 # Skipped in traces: the follower came after its leader in at least this share of earlier traces that hold
 # the leader (and at least SKIP_MIN_EARLIER of them) ...
@@ -180,6 +182,7 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
     """
     seen = {"before": 0, "after": 0}
     counts: dict[tuple[str, str], list[int]] = {}
+    earlier: list[tuple[float, tuple[str, str] | None]] = []
     for trace in traces.values():
         start = parse_ts(trace[0].get("ts"))
         if start is None or start > stop:
@@ -187,22 +190,30 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
         phase = "after" if start >= split else "before"
         seen[phase] += 1
         first = next((x for x in trace if str(x.get("level", "")).upper() in ERROR_LEVELS), None)
-        if first is None:
-            continue
-        text = str(first.get("message", ""))[:300]
-        if known and mentioned_services(text, known, str(first.get("service"))):
+        text = str(first.get("message", ""))[:300] if first is not None else ""
+        if first is None or (known and mentioned_services(text, known, str(first.get("service")))):
+            if phase == "before":
+                earlier.append((start, None))
             continue
         key = (str(first.get("service")), mask(text)[:120])
         counts.setdefault(key, [0, 0])[1 if phase == "after" else 0] += 1
+        if phase == "before":
+            earlier.append((start, key))
     # Without earlier traces every error shape looks new: the counts still say who failed first, at a
     # share NO_HISTORY_SHARE of the strength.
     history = seen["before"] >= MIN_JOINED_TRACES
     ratio = seen["after"] / seen["before"] if history else 0.0
+    quietest = _quietest_pocket_shares(earlier)
     out: dict[str, dict[str, Any]] = {}
-    for (svc, _shape), (before, after) in counts.items():
+    for key, (before, after) in counts.items():
+        svc = key[0]
         if not after:
             continue
         expected = before * ratio
+        if quietest is not None:
+            # Telemetry in pockets: an earlier pocket can hold the same fault (faults recur minutes apart),
+            # so a shape is expected at its share in the pocket where it was rarest.
+            expected = min(expected, quietest.get(key, 0.0) * seen["after"])
         entry = out.setdefault(svc, {"after": 0, "expected": 0.0, "excess": 0.0, "shapes": 0})
         entry["after"] += after
         entry["expected"] = round(entry["expected"] + expected, 2)
@@ -278,6 +289,27 @@ def skipped_in_traces(traces: dict[str, list[dict[str, Any]]], *, split: float, 
             best["strength"] = round(min(1.0, decades / SKIP_FULL_DECADES), 4)
             out[svc] = best
     return out
+
+
+def _quietest_pocket_shares(earlier: list[tuple[float, tuple[str, str] | None]]) -> dict[tuple[str, str], float] | None:
+    """Per error shape, its lowest share of traces among the earlier pockets of trace data.
+
+    Params: earlier — (start epoch s, first-error key or None) of each earlier trace.
+    Returns: ``{key: share}`` minimised over pockets (runs of traces with no gap over POCKET_GAP_S) of at least
+    MIN_JOINED_TRACES traces; None with fewer than two such pockets (one pocket is the pooled share already).
+    """
+    pockets: list[list[tuple[str, str] | None]] = []
+    last = None
+    for start, key in sorted(earlier, key=lambda item: item[0]):
+        if last is None or start - last > POCKET_GAP_S:
+            pockets.append([])
+        pockets[-1].append(key)
+        last = start
+    full = [p for p in pockets if len(p) >= MIN_JOINED_TRACES]
+    if len(full) < 2:
+        return None
+    keys = {k for p in full for k in p if k is not None}
+    return {key: min(sum(1 for k in p if k == key) / len(p) for p in full) for key in keys}
 
 
 def _is_utilisation(name: str) -> bool:

@@ -199,3 +199,19 @@ def test_skipped_in_traces_finds_a_statement_no_longer_reached_after_its_leader(
     for i in range(9):
         traces[f"a{i}"] = _trace_lines(f"a{i}", SPLIT + 10 + i, good)
     assert signatures.skipped_in_traces(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts) == {}
+
+
+def test_first_error_expects_a_shape_at_its_rarest_earlier_pocket() -> None:
+    # Two earlier pockets of trace data: a clean one, then one where the same fault already showed.
+    # Pooled, the fault's shape would look expected; the clean pocket says it is not normal.
+    ok = [("gateway", "INFO", "request in"), ("stock", "INFO", "stock read")]
+    broken = [("gateway", "INFO", "request in"), ("stock", "ERROR", "stock row 42 missing")]
+    lines = []
+    for i in range(30):
+        lines += _trace_lines(f"p{i}", SPLIT - 900 + i, ok)
+    for i in range(30):
+        lines += _trace_lines(f"q{i}", SPLIT - 400 + i, broken)
+    for i in range(30):
+        lines += _trace_lines(f"a{i}", SPLIT + 10 + i, broken)
+    firsts = signatures.first_errors(signatures.joined_traces(lines), split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert firsts["stock"]["expected"] == 0.0 and firsts["stock"]["strength"] > 0.9
