@@ -27,6 +27,8 @@ HALF_LIFE_S = 900.0
 LINK_HALF_LIFE_S = 1200.0
 # New errors on a change's service that begin within this long after it "begin right after it".
 FOLLOW_S = 15 * 60.0
+# Share of the "new errors after it" credit a change gets on a service that is no candidate origin.
+VICTIM_ERRORS_SHARE = 0.3
 # How far the incident onset estimate may sit before the true onset (it is the earliest onset among
 # several series): a change this long after it still counts when every new error on its service follows it.
 MAX_ONSET_ERROR_S = 10 * 60.0
@@ -122,8 +124,11 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
     # same service is history, not cause. Without the link an old change on the origin outscored
     # "no change" (bench/README.md, issue #3: 12 of 37 misses on independently written worlds).
     link = max(closeness, 1.0 if leads else 0.0)
-    score = prior * (0.35 * time_score + 0.45 * max(origin, path) * link + 0.15 * leads + 0.05 * follows
-                     + 0.1 * share_fit)
+    # New errors right after the change say it broke its service only when that service is a candidate
+    # origin: a victim's new errors are its callee's failure passed on, and begin with it whatever changed.
+    own_errors = 1.0 if origin > 0 else VICTIM_ERRORS_SHARE
+    score = prior * (0.35 * time_score + 0.45 * max(origin, path) * link
+                     + own_errors * (0.15 * leads + 0.05 * follows) + 0.1 * share_fit)
     if not origin and not path:
         score *= 0.3
     return {"id": change.get("id"), "service": service, "kind": kind, "score": round(score, 4),

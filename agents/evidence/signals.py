@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from statistics import median
 from typing import Any
 
@@ -291,6 +292,7 @@ def analyse_logs(lines: list[dict], *, ctx: dict[str, Any], onset: float, known:
 
 def _mentions(lines: list[dict], *, onset: float, known: list[str], ratio: float) -> dict[str, dict[str, float]]:
     counts: dict[tuple[str, str], list[int]] = {}
+    known_set = set(known)
     seen_msgs: dict[tuple[str, str], set[str]] = {}
     for line in lines:
         if str(line.get("level", "")).upper() not in ("WARN", "WARNING", "ERROR", "FATAL", "CRITICAL"):
@@ -303,7 +305,7 @@ def _mentions(lines: list[dict], *, onset: float, known: list[str], ratio: float
         key_msg = (own, message)
         cache = seen_msgs.setdefault(key_msg, set())
         if not cache:
-            cache.update(mentioned_services(message, known, own) or {""})
+            cache.update((mentioned_services(message, known, own) | alias_mentions(message, known_set, own)) or {""})
         for callee in cache:
             if not callee:
                 continue
@@ -315,6 +317,27 @@ def _mentions(lines: list[dict], *, onset: float, known: list[str], ratio: float
         if excess >= 2:
             out.setdefault(caller, {})[callee] = round(excess, 2)
     return out
+
+
+# Suffixes a deployment adds to a service's name in the addresses its callers log (a Kubernetes Service
+# object "feed-svc" in front of the app "feed"): "feed-svc:8080", "http://feed-service/...".
+_ALIAS = re.compile(r"(?<![A-Za-z0-9_.-])([A-Za-z0-9][A-Za-z0-9_-]*?)[-_](?:svc|service|srv)(?![A-Za-z0-9_-])")
+
+
+def alias_mentions(message: str, known: set[str], own: str) -> set[str]:
+    """Known services a message names through a deployment alias (``feed-svc`` for ``feed``).
+
+    Only when the alias itself is no known service (a topology with both ``feed`` and ``feed-svc``
+    means two services) and the base is not the logger itself.
+    Params: message — log text; known — known service names; own — the logging service.
+    Returns: the set of known names found.
+    """
+    found = set()
+    for match in _ALIAS.finditer(message):
+        alias, base = match.group(0), match.group(1)
+        if alias not in known and base in known and base != own:
+            found.add(base)
+    return found
 
 
 def median_or_none(values: list[float]) -> float | None:

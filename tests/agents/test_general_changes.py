@@ -83,3 +83,14 @@ def test_verification_finds_a_json_error_new_after_the_change(tmp_path):
     old = '{"level": "error", "msg": "query failed", "error": "deadlock detected"}'
     sig["templates"] = [{"service": "pay", "kind": "new", "level": "ERROR", "template": old, "example": old}]
     assert verify.check(tools, ctx, sig, {"changes": [change]}, cor, hyp)["outcome"] == "DECLINED"
+
+
+def test_new_errors_on_a_victim_lend_its_change_less_weight():
+    change = {"id": "c1", "service": "web", "kind": "deploy"}  # web is on the origin's path, no origin itself
+    on_victim = _score(change, ONSET - 300)
+    as_origin = score_change(change, change_ts=ONSET - 300, onset=ONSET, origin_rank={"web": 0.6}, neighbours=set(),
+                             new_error_after={"web": [ONSET + 30]}, failing_share={})
+    with_errors = score_change(change, change_ts=ONSET - 300, onset=ONSET, origin_rank={"pay": 1.0},
+                               neighbours={"web"}, new_error_after={"web": [ONSET + 30]}, failing_share={})
+    assert with_errors["score"] - on_victim["score"] < 0.5 * (0.15 + 0.05)
+    assert as_origin["score"] > with_errors["score"]

@@ -37,3 +37,16 @@ def test_refine_anchor_weighs_the_alerts_it_was_dated_by():
     assert anchor.refine_anchor([], ctx) == T0 + 2400
     dated = {**ctx, "anchor_from": "trigger"}
     assert anchor.refine_anchor([], dated) == T0 + 600
+
+
+def test_callers_naming_a_service_through_its_deployment_alias_count_as_mentions():
+    known = {"feed", "edge-proxy", "partner-api", "feed-svc-legacy"}
+    msg = 'upstream timed out while reading response header, upstream: "http://feed-svc:8080/v1/lookup"'
+    assert signals.alias_mentions(msg, known, "edge-proxy") == {"feed"}
+    assert signals.alias_mentions("circuit open for feed-svc", known | {"feed-svc"}, "x") == set()  # a service of its own
+    assert signals.alias_mentions("feed-svc pool exhausted", known, "feed") == set()  # its own name
+    t0 = T0 + 3600
+    lines = [{"ts": fmt_ts(t0 + 10 * i), "service": "edge-proxy", "level": "ERROR",
+              "message": f"upstream connect error to feed-svc:8080 attempt {i}"} for i in range(6)]
+    mentions = signals._mentions(lines, onset=t0, known=sorted(known), ratio=1.0)
+    assert mentions == {"edge-proxy": {"feed": 6.0}}
