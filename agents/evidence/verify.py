@@ -32,6 +32,34 @@ def template_needles(template: str, example: str) -> list[str]:
     return needles or ([example[:60]] if example else [])
 
 
+# A request-rate rise of at least this share (+50 %) on a saturated service is a surge that can saturate it.
+SURGE_SHIFT = 0.5
+# A surge that begins this long after a change was not set off by it (retry storms follow a change at once).
+SURGE_AFTER_CHANGE_S = 300.0
+
+
+def load_surge(sig: dict[str, Any], service: str, *, after: float) -> dict[str, Any] | None:
+    """A traffic surge on a saturated ``service`` that began well after ``after`` (a change's time), or None.
+
+    A person reading a capacity incident sees the requests climb, then CPU, memory or the pool run out,
+    and does not blame a change made before the load arrived (bench/README.md, issue #3: old changes on
+    a saturated origin outranked "no change"). Params: sig — the evidence phase's output; service —
+    the blamed service; after — epoch s. Returns: the anomalous requests series (``name``, ``onset``,
+    ``shift``) or None.
+    """
+    info = sig.get("services", {}).get(service, {})
+    if not info.get("saturation"):
+        return None
+    for series in sig.get("series", []):
+        name = str(series.get("name", "")).lower()
+        if series.get("service") != service or not any(key in name for key in ("request", "rps", "qps", "throughput")):
+            continue
+        start = parse_ts(series.get("onset"))
+        if start is not None and float(series.get("shift") or 0.0) >= SURGE_SHIFT and start >= after + SURGE_AFTER_CHANGE_S:
+            return series
+    return None
+
+
 def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
           hyp: dict[str, Any]) -> dict[str, Any]:
     """Run the top hypothesis' predictions.
@@ -81,6 +109,12 @@ def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, A
             ok = failing <= share * 1.3 + 0.02
             checks.append({"name": "flag_share_matches", "passed": ok,
                            "detail": f"rollout {share:.0%}, failing share {failing:.0%}"})
+        surge = load_surge(sig, svc, after=change_ts) if change_ts is not None else None
+        if surge is not None:
+            checks.append({"name": "fault_not_explained_by_load", "passed": False,
+                           "detail": f"{svc} saturated under a traffic surge ({surge['name']} ×{1 + surge['shift']:.1f} "
+                                     f"from {surge['onset']}) that began {int((parse_ts(surge['onset']) - change_ts) // 60)}"
+                                     f" min after {change_id}: load, not the change, explains the fault"})
         onset = sig.get("onset")
         if onset is not None and change_ts is not None:
             scored = next((c for c in cor.get("changes", []) if c.get("id") == change_id), None)

@@ -94,3 +94,21 @@ def test_new_errors_on_a_victim_lend_its_change_less_weight():
                                neighbours={"web"}, new_error_after={"web": [ONSET + 30]}, failing_share={})
     assert with_errors["score"] - on_victim["score"] < 0.5 * (0.15 + 0.05)
     assert as_origin["score"] > with_errors["score"]
+
+
+def test_a_change_made_before_a_traffic_surge_saturated_its_service_is_declined(tmp_path):
+    tools = _world(tmp_path)
+    change = {"id": "c1", "service": "pay", "kind": "deploy", "ts": fmt_ts(ONSET - 1800)}
+    surge = {"service": "pay", "name": "requests_per_s", "onset": fmt_ts(ONSET - 300), "shift": 1.4}
+    sig = {"onset": fmt_ts(ONSET), "services": {"pay": {"score": 1.0, "saturation": True}},
+           "series": [surge], "templates": []}
+    cor = {"origins": [{"service": "pay", "named_by": []}],
+           "changes": [{"id": "c1", "service": "pay", "position": "before"}]}
+    hyp = {"hypotheses": [{"service": "pay", "change_id": "c1", "confidence": 90}]}
+    ctx = {"window": {"start": fmt_ts(ONSET - 3600), "end": fmt_ts(ONSET + 1800)}}
+    result = verify.check(tools, ctx, sig, {"changes": [change]}, cor, hyp)
+    assert result["outcome"] == "DECLINED"
+    assert [c["name"] for c in result["checks"] if not c["passed"]] == ["fault_not_explained_by_load"]
+    # Not saturated, or the surge began with the change (a retry storm it set off): no verdict on load.
+    assert verify.load_surge({**sig, "services": {"pay": {"saturation": False}}}, "pay", after=ONSET - 1800) is None
+    assert verify.load_surge(sig, "pay", after=ONSET - 400) is None
