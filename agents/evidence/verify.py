@@ -11,8 +11,8 @@ from agents.evidence.toolcall import safe_call
 
 # New error templates of the blamed service tested for absence before its change (the majority must be new).
 MAX_TEMPLATES_CHECKED = 3
-# Literal parts of a template shorter than this say little (": ", '", "').
-MIN_NEEDLE_CHARS = 8
+# Literal parts of a template shorter than this say little (": ", '", "', "[status=").
+MIN_NEEDLE_CHARS = 12
 MAX_NEEDLES = 3
 _PLACEHOLDER = re.compile(r"<[^<>\s]{1,16}>")
 
@@ -23,13 +23,31 @@ def template_needles(template: str, example: str) -> list[str]:
     A raw prefix of the example is not distinctive when messages share a structured head (JSON in the
     message: ``{"level": "error", "msg": "request failed", ...``); the template's literal parts between
     its variables are. Params: template — the mined template (variables as ``<*>``); example — one
-    line of it. Returns: up to MAX_NEEDLES parts found verbatim in the example, longest first (the
-    example's first 60 characters when the template has none).
+    line of it. Returns: up to MAX_NEEDLES runs of the template's literal words found verbatim in the
+    example, longest first (the example's first 60 characters when there is none).
     """
-    parts = sorted({p.strip() for p in _PLACEHOLDER.split(template) if len(p.strip()) >= MIN_NEEDLE_CHARS},
-                   key=lambda p: (-len(p), p))
-    needles = [p for p in parts if p in example][:MAX_NEEDLES]
-    return needles or ([example[:60]] if example else [])
+    runs: set[str] = set()
+    for part in _PLACEHOLDER.split(template):
+        runs.update(_verbatim_runs(part, example))
+    parts = sorted((p for p in runs if len(p) >= MIN_NEEDLE_CHARS), key=lambda p: (-len(p), p))
+    return parts[:MAX_NEEDLES] or ([example[:60]] if example else [])
+
+
+def _verbatim_runs(part: str, example: str) -> list[str]:
+    # The miner joins a multi-line message (a stack trace) with single spaces; the line itself keeps its
+    # newlines and indents. Runs of the part's words that occur verbatim in the example are searchable.
+    runs, current = [], ""
+    for word in part.split():
+        joined = f"{current} {word}" if current else word
+        if joined in example:
+            current = joined
+            continue
+        if current:
+            runs.append(current)
+        current = word if word in example else ""
+    if current:
+        runs.append(current)
+    return [run.strip() for run in runs]
 
 
 # A request-rate rise of at least this share (+50 %) on a saturated service is a surge that can saturate it.

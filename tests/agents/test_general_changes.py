@@ -48,6 +48,17 @@ def test_template_needles_skip_a_shared_structured_head():
     assert verify.template_needles("<*> <*>", "abc def") == ["abc def"]
 
 
+def test_template_needles_of_a_stack_trace_are_verbatim_runs_of_its_lines():
+    template = ("request failed: TypeError: Cannot read properties of undefined (reading 'code') "
+                "at handle (<*>:<*>:<*>) at processTicks (node:internal/process/task_queues:<*>:<*>) [status=<*>]")
+    example = ("request failed: TypeError: Cannot read properties of undefined (reading 'code')\n"
+               "    at handle (/srv/app.js:204:17)\n    at processTicks (node:internal/process/task_queues:95:5) [status=500]")
+    needles = verify.template_needles(template, example)
+    assert needles[0] == "request failed: TypeError: Cannot read properties of undefined (reading 'code')"
+    assert all(needle in example and len(needle) >= verify.MIN_NEEDLE_CHARS for needle in needles)
+    assert "[status=" not in needles  # too short to tell one template from another
+
+
 def _world(tmp_path):
     start = ONSET - 3600
     (tmp_path / "world.yaml").write_text(yaml.safe_dump({
