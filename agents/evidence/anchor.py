@@ -188,7 +188,8 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
     Without a dated trigger (anchor at the window's end) the metrics' burst sets it. A dated report
     that comes more than LATE_REPORT_S after a burst still ongoing at report time (a ticket filed an
     hour in) moves back to just after the burst, so the baseline is taken before the incident; so does
-    one that comes after a lasting burst already over, when nothing is wrong at report time.
+    one that comes after a lasting burst already over, when nothing is wrong at report time. A late dated
+    report whose words name a clock time before it (time_in_text) moves to that time instead.
     Params: series — metrics.series items of the window; ctx — gather_context output.
     Returns: epoch seconds.
     """
@@ -207,6 +208,13 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
         # a shift need only last a while.
         burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
         return anchor if burst is None else min(anchor, burst + REPORT_DELAY_S)
+    if ctx.get("anchor_from") == "trigger" and ctx.get("trigger_text"):
+        # A late report that says when it started ("errors on checkout from 07:16 UTC"): the reporter's
+        # stated time beats a metric burst, which may be an unrelated earlier shift (a cron job's CPU).
+        start = parse_ts((ctx.get("window") or {}).get("start"))
+        stated = time_in_text(str(ctx["trigger_text"]), start, anchor) if start is not None else None
+        if stated is not None and stated < anchor - LATE_REPORT_S:
+            return stated
     burst = metric_burst(series, until=anchor)
     if burst is None:
         # Nothing is still wrong at report time: the report may come after the incident ended (a

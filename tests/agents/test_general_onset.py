@@ -50,3 +50,13 @@ def test_callers_naming_a_service_through_its_deployment_alias_count_as_mentions
               "message": f"upstream connect error to feed-svc:8080 attempt {i}"} for i in range(6)]
     mentions = signals._mentions(lines, onset=t0, known=sorted(known), ratio=1.0)
     assert mentions == {"edge-proxy": {"feed": 6.0}}
+
+
+def test_a_late_ticket_that_states_when_it_started_is_anchored_there():
+    ctx = {"anchor": T0 + 3600 + 1500, "anchor_from": "trigger",
+           "trigger_text": "Merchants say errors on checkout from 11:00 (UTC).",
+           "window": {"start": fmt_ts(T0), "end": fmt_ts(T0 + 7200)}}
+    assert anchor.refine_anchor([], ctx) == T0 + 3600 + anchor.TEXT_TIME_SLACK_S
+    # A prompt ticket keeps its own time; a time after the report is no start time.
+    assert anchor.refine_anchor([], {**ctx, "anchor": T0 + 3600 + 600}) == T0 + 3600 + 600
+    assert anchor.refine_anchor([], {**ctx, "trigger_text": "errors from 12:10 UTC"}) == T0 + 3600 + 1500
