@@ -10,6 +10,9 @@ from agents.evidence import calibration
 # on the calibration suite; see bench/README.md).
 NULL_CHANGE_SCORE = 0.33
 MAX_HYPOTHESES = 6
+# An origin whose own new errors name another failing candidate may be that candidate's victim (bench/README.md
+# "Victims and confidence"): its hypotheses lose this much score.
+BLAME_PENALTY = 1.0
 
 
 def _category_without_change(origin: dict[str, Any], cor: dict[str, Any]) -> str:
@@ -34,7 +37,7 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
     candidates = []
     for index, origin in enumerate(origins):
         norm = (origin["score"] - low) / max(top_score - low, 1e-6) if len(origins) > 1 else 1.0
-        base = origin["score"]
+        base = origin["score"] - BLAME_PENALTY * _victim_features(origin, origins)["blames_failing"]
         own = sorted((c for c in changes if c["service"] == origin["service"]), key=lambda c: -c["score"])
         for change in own[:2]:
             candidates.append(_hyp(origin, change, base + 2.0 * change["score"], norm))
@@ -100,6 +103,9 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     if origin.get("explains"):
         evidence.append({"source": "metrics", "ref": f"topology:{origin['service']}",
                          "summary": "explains the anomalies of its callers: " + ", ".join(origin["explains"][:6])})
+    for blamed in _blamed(origin, cor.get("origins", [])):
+        counter.append({"source": "logs", "ref": f"logs:{origin['service']}",
+                        "summary": f"{origin['service']} errors name {blamed}, which failed no later"})
     for victim in origin.get("victim_of", []):
         counter.append({"source": "metrics", "ref": f"topology:{victim}",
                         "summary": f"{origin['service']} calls {victim}, which is anomalous as early"})
@@ -134,11 +140,35 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         "explains": min(1.0, len(origin.get("explains", [])) / 3),
         "degraded": min(1.0, len(ctx.get("missing_sources", [])) / 2),
     }
+    features.update(_victim_features(origin, origins))
     hyp["features"] = {k: round(v, 4) for k, v in features.items()}
     hyp["confidence"] = calibration.confidence(features)
     hyp["evidence"] = evidence
     hyp["counter_evidence"] = counter
     hyp["statement"] = _statement(hyp, change, origin)
+
+
+def _victim_features(origin: dict[str, Any], origins: list[dict[str, Any]]) -> dict[str, float]:
+    """Signs that the origin is itself a victim (features for calibration; diagnostic ones are not weighed).
+
+    ``blames_failing`` — the origin's own new errors name another candidate whose own telemetry shows a failure
+    (an onset) no later than the origin's: the origin may be that service's victim, so its rank is less sure.
+    (A named candidate with no telemetry of its own — ``names_silent`` — was no such sign on the alt suites:
+    there the origin's own change was right, so it is reported but not weighed.) ``victim`` — it calls a
+    candidate anomalous as early (topology ``victim_of``), already a score penalty; reported only.
+    """
+    named = [o for o in origins if o["service"] != origin["service"] and origin["service"] in o.get("named_by", [])]
+    return {"blames_failing": 1.0 if _blamed(origin, origins) else 0.0,
+            "names_silent": 1.0 if any(o.get("onset") is None for o in named) else 0.0,
+            "victim": 1.0 if origin.get("victim_of") else 0.0}
+
+
+def _blamed(origin: dict[str, Any], origins: list[dict[str, Any]]) -> list[str]:
+    """Other candidates the origin's own errors name whose telemetry failed no later than the origin's did."""
+    svc, onset = origin["service"], origin.get("onset")
+    # A callee that only broke after the origin did is not its cause.
+    return [o["service"] for o in origins if o["service"] != svc and svc in o.get("named_by", [])
+            and o.get("onset") is not None and (onset is None or o["onset"] <= onset)]
 
 
 def _signature_evidence(svc: str, signature: dict[str, Any]) -> list[dict[str, str]]:

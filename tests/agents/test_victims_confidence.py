@@ -1,0 +1,64 @@
+"""An origin whose own errors blame another failing candidate ranks lower and is less sure (issue #3)."""
+
+from agents.evidence import calibration, ranking
+
+
+def _origin(service, score, *, named_by=(), onset=1000.0, victim_of=(), explains=()):
+    return {"service": service, "score": score, "victim_of": list(victim_of), "explains": list(explains),
+            "named_by": list(named_by), "named_near": [], "onset": onset, "strength": 1.5, "own_fault": 0.0}
+
+
+def _rank(origins):
+    ctx = {"alerts": [], "missing_sources": []}
+    sig = {"services": {}, "series": [], "templates": []}
+    cor = {"origins": origins, "changes": [], "neighbours": [], "capacity_services": []}
+    return ranking.rank(ctx, sig, cor, [])
+
+
+def test_top_origin_blaming_a_failing_candidate_is_less_sure():
+    # "checkout" ranks first by far, but its own errors name "pg-orders", whose metrics moved as early.
+    blamed = _rank([_origin("checkout", 5.0, named_by=["web"], explains=["web"]),
+                    _origin("pg-orders", 2.8, named_by=["checkout"], onset=990.0)])
+    # The same ranking where the second candidate is named by someone else.
+    plain = _rank([_origin("checkout", 5.0, named_by=["web"], explains=["web"]),
+                   _origin("pg-orders", 2.8, named_by=["web"], onset=990.0)])
+    assert blamed[0]["service"] == plain[0]["service"] == "checkout"
+    assert blamed[0]["features"]["blames_failing"] == 1.0
+    assert plain[0]["features"]["blames_failing"] == 0.0
+    assert blamed[0]["confidence"] < plain[0]["confidence"]
+    assert any("errors name pg-orders" in c["summary"] for c in blamed[0]["counter_evidence"])
+    assert not any("errors name" in c["summary"] for c in plain[0]["counter_evidence"])
+
+
+def test_callee_named_by_the_leading_victim_outranks_it():
+    # checkout leads pg-orders by less than the penalty; its errors name pg-orders, which failed first.
+    ranked = _rank([_origin("checkout", 3.2, named_by=["web"], explains=["web"], victim_of=["pg-orders"]),
+                    _origin("pg-orders", 3.2 - ranking.BLAME_PENALTY + 0.2, named_by=["checkout"], onset=990.0,
+                            explains=["checkout"])])
+    assert ranking.BLAME_PENALTY > 0
+    assert [h["service"] for h in ranked[:2]] == ["pg-orders", "checkout"]
+    assert ranked[0]["change_id"] is None and ranked[0]["category"] == "dependency"
+
+
+def test_callee_that_failed_only_later_is_no_blame():
+    # pg-orders' own onset comes after checkout's: checkout's errors naming it do not make checkout a victim.
+    ranked = _rank([_origin("checkout", 3.2, named_by=["web"], explains=["web"]),
+                    _origin("pg-orders", 2.8, named_by=["checkout"], onset=1300.0)])
+    assert ranked[0]["service"] == "checkout"
+    assert ranked[0]["features"]["blames_failing"] == 0.0
+
+
+def test_named_callee_without_telemetry_is_reported_but_not_weighed():
+    # The named candidate has no onset (no telemetry of its own): a diagnostic flag, no confidence cost.
+    silent = _rank([_origin("checkout", 3.2, named_by=["web"], explains=["web"]),
+                    _origin("tax-api", 2.8, named_by=["checkout"], onset=None)])
+    plain = _rank([_origin("checkout", 3.2, named_by=["web"], explains=["web"]),
+                   _origin("tax-api", 2.8, named_by=["web"], onset=None)])
+    assert silent[0]["features"]["names_silent"] == 1.0
+    assert silent[0]["features"]["blames_failing"] == 0.0
+    assert silent[0]["confidence"] == plain[0]["confidence"]
+
+
+def test_blames_failing_coefficient_lowers_probability():
+    base = {"origin_strength": 2.0, "origin_margin": 1.0, "named": 1.0}
+    assert calibration.confidence({**base, "blames_failing": 1.0}) < calibration.confidence(base)
