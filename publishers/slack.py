@@ -269,13 +269,10 @@ class SlackPublisher:
         Raises:
             RetryLater, SlackPublishError: as :meth:`deliver`.
         """
-        payload = event.get("payload") or {}
-        only = payload.get("only_sinks")
-        if only and self.sink not in only:
+        where = self._where(event, investigation, publication)
+        if where is None:
             return {}
-        ref = dict((publication or {}).get("external_ref", publication or {}) or {})
-        origin = investigation.get("origin") or {}
-        channel = ref.get("channel") or origin.get("channel")
+        ref, origin, channel = where
         if not channel or ref.get("thread_ts") or origin.get("thread_ts"):
             return {}
         try:
@@ -300,13 +297,11 @@ class SlackPublisher:
             RetryLater: Slack answered 429 (honours Retry-After) or a transient server error.
             SlackPublishError: Slack refused for good (e.g. channel_not_found, not_in_channel).
         """
-        payload = event.get("payload") or {}
-        only = payload.get("only_sinks")
-        if only and self.sink not in only:
+        where = self._where(event, investigation, publication)
+        if where is None:
             return {}
-        ref = dict((publication or {}).get("external_ref", publication or {}) or {})
-        origin = investigation.get("origin") or {}
-        channel = ref.get("channel") or origin.get("channel")
+        ref, origin, channel = where
+        payload = event.get("payload") or {}
         if not channel:
             raise SlackPublishError(f"{investigation['id']} has no Slack channel in its origin; nothing to post to")
         # Only look for an earlier attempt's message when there may have been one.
@@ -345,6 +340,16 @@ class SlackPublisher:
             return out
         except SlackApiError as exc:
             raise self._translate(exc) from exc
+
+    def _where(self, event: dict[str, Any], investigation: dict[str, Any], publication: dict[str, Any] | None
+               ) -> tuple[dict[str, Any], dict[str, Any], str | None] | None:
+        """(ids already posted, origin, channel) for an event, or None when the event is not for this sink."""
+        only = (event.get("payload") or {}).get("only_sinks")
+        if only and self.sink not in only:
+            return None
+        ref = dict((publication or {}).get("external_ref", publication or {}) or {})
+        origin = investigation.get("origin") or {}
+        return ref, origin, ref.get("channel") or origin.get("channel")
 
     # -- steps -----------------------------------------------------------------------------------------
     def _ensure_parent(self, inv: dict[str, Any], channel: str, ref: dict[str, Any], maybe_retry: bool) -> str:

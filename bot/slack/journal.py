@@ -38,6 +38,24 @@ GATHER_STEP_S = 0.001
 MAX_CARRY = 2000
 
 
+def take_batch(q: queue.Queue[Any], first: Any, limit: int) -> tuple[list[Any], bool]:
+    """``first`` plus whatever is queued already, up to ``limit`` items, without waiting.
+
+    Returns:
+        The batch, and True when the stop mark (None) was taken from the queue on the way.
+    """
+    batch = [first]
+    while len(batch) < limit:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
 class JournalClosed(RuntimeError):
     """The journal was stopped; the envelope stays unacked and Slack re-sends it to a live bot."""
 
@@ -132,17 +150,10 @@ class InboundJournal:
                 return
             if first[0] == "insert":
                 self._gather()
-            batch = [first]
             # Take whatever else arrived meanwhile: the burst shares this commit.
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)  # stop after this batch
-                    break
-                batch.append(item)
+            batch, stopping = take_batch(self._queue, first, MAX_BATCH)
+            if stopping:
+                self._queue.put(None)  # stop after this batch
             self._write(batch)
 
     def _gather(self) -> None:

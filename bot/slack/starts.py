@@ -25,6 +25,7 @@ from typing import Any
 
 from bot.slack import gate
 from bot.slack.inbound import link_many
+from bot.slack.journal import take_batch
 from commands import investigate
 from commands.requests import InvestigationRequest
 
@@ -92,17 +93,7 @@ class StartBatcher:
                 return
             if self.pressure is not None:
                 self.pressure.wait_quiet()
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
+            batch, stop = take_batch(self._queue, first, MAX_BATCH)
             try:
                 self._run(batch)
             finally:
