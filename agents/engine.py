@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.evidence import anomalies, contrast, logcontrast, ranking, report, signals, signatures
+from agents.evidence import anomalies, contrast, logcontrast, peers, ranking, report, signals, signatures
 from agents.evidence import verify as verification
 from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
@@ -135,6 +135,10 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
         onset, onset_from = ctx["anchor"] - 300.0, "trigger"
     lines, log_info = signals.fetch_logs(tools, ctx, onset, missing)
     known = sorted(set(ctx["known_services"]) | {str(line.get("service")) for line in lines if line.get("service")})
+    # Peers with no telemetry and no topology entry (a third-party API) are candidates only by name.
+    start, end = parse_ts(window["start"]) or onset, parse_ts(window["end"]) or onset
+    found = peers.discover(lines, known=known, onset=onset, ratio=max(end - onset, 60.0) / max(onset - start, 60.0))
+    known = sorted(set(known) | set(found))
     bounds = logcontrast.stretch(ctx["anchor"], after_from_s=contrast.AFTER_FROM_S,
                                  after_to_s=contrast.AFTER_TO_S, before_span_s=contrast.BEFORE_SPAN_S)
     logs = signals.analyse_logs(lines, ctx=ctx, onset=onset, known=known, template_state=template_state,

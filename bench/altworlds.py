@@ -1423,6 +1423,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     worlds = generate_suite(Path(args.out), args.count, args.seed)
+    # The marker bench/rca_alt.py --keep looks for, so it reuses this suite instead of writing it again.
+    (Path(args.out) / f".alt-suite-{args.seed}-{args.count}").write_text("written by bench/altworlds.py\n")
     print(f"wrote {len(worlds)} worlds to {args.out}")
 
 

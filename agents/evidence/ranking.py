@@ -13,6 +13,8 @@ MAX_HYPOTHESES = 6
 # An origin whose own new errors name another failing candidate may be that candidate's victim (bench/README.md
 # "Victims and confidence"): its hypotheses lose this much score.
 BLAME_PENALTY = 1.0
+# A silent callee named by an origin with no change to blame ranks this far above the origin's own "no change".
+SILENT_MARGIN = 0.05
 
 
 def _category_without_change(origin: dict[str, Any], cor: dict[str, Any]) -> str:
@@ -42,6 +44,8 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
         for change in own[:2]:
             candidates.append(_hyp(origin, change, base + 2.0 * change["score"], norm))
         candidates.append(_hyp(origin, None, base + 2.0 * NULL_CHANGE_SCORE, norm))
+        if not own or own[0]["score"] < NULL_CHANGE_SCORE:
+            candidates.extend(_silent_callees(origin, cor.get("origins", []), base + 2.0 * NULL_CHANGE_SCORE, norm))
         if index == 0:
             # Changes on the origin's neighbours: a caller's bad migration or config can break a datastore.
             for change in changes:
@@ -60,6 +64,24 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
         hyp["rank"] = position + 1
         _finish(hyp, ctx, sig, cor, unique, position)
     return unique
+
+
+def _silent_callees(origin: dict[str, Any], origins: list[dict[str, Any]], score: float,
+                    norm: float) -> list[dict[str, Any]]:
+    """Hypotheses for the callees with no telemetry of their own that the origin's errors name, just above it.
+
+    A third-party API or an unwatched datastore shows only through its callers: when the origin's errors name
+    one and no change of the origin's own explains them, the named callee is the likelier cause
+    (bench/README.md, "External dependencies").
+    """
+    out = []
+    for other in origins:
+        if other["service"] != origin["service"] and origin["service"] in other.get("named_by", []) \
+                and other.get("onset") is None:
+            # What we know of it is its namer's failure: its confidence rests on the namer's strength.
+            out.append(_hyp({**other, "strength": max(float(other.get("strength", 0.0)), float(origin.get("strength", 0.0)))},
+                            None, score + SILENT_MARGIN, norm))
+    return out
 
 
 def _hyp(origin: dict[str, Any], change: dict[str, Any] | None, score: float, norm: float,

@@ -48,14 +48,44 @@ def test_callee_that_failed_only_later_is_no_blame():
     assert ranked[0]["features"]["blames_failing"] == 0.0
 
 
-def test_named_callee_without_telemetry_is_reported_but_not_weighed():
-    # The named candidate has no onset (no telemetry of its own): a diagnostic flag, no confidence cost.
-    silent = _rank([_origin("checkout", 3.2, named_by=["web"], explains=["web"]),
-                    _origin("tax-api", 2.8, named_by=["checkout"], onset=None)])
+def _rank_with_changes(origins, changes):
+    ctx = {"alerts": [], "missing_sources": []}
+    sig = {"services": {}, "series": [], "templates": []}
+    cor = {"origins": origins, "changes": changes, "neighbours": [], "capacity_services": []}
+    return ranking.rank(ctx, sig, cor, [])
+
+
+def _change(cid, service, score):
+    return {"id": cid, "service": service, "kind": "deploy", "score": score, "position": "before",
+            "reasons": ["deployed 3 min before the onset"], "against": []}
+
+
+def test_silent_callee_named_by_an_origin_without_a_change_ranks_just_above_it():
+    # checkout leads by far, but its errors name tax-api, which has no telemetry at all (a third-party API).
+    ranked = _rank([_origin("checkout", 3.2, named_by=["web"], explains=["web"]),
+                    _origin("tax-api", 0.9, named_by=["checkout"], onset=None)])
+    assert [(h["service"], h["change_id"]) for h in ranked[:2]] == [("tax-api", None), ("checkout", None)]
+    assert ranked[0]["category"] == "dependency"
+    # Its confidence rests on its namer's strength, not on the 0.5 a bare name gets.
+    assert ranked[0]["features"]["origin_strength"] == 1.5
+    assert any("checkout errors name tax-api" in e["summary"] for e in ranked[0]["evidence"])
+    # Named by someone else than the leading origin: no promotion.
     plain = _rank([_origin("checkout", 3.2, named_by=["web"], explains=["web"]),
-                   _origin("tax-api", 2.8, named_by=["web"], onset=None)])
+                   _origin("tax-api", 0.9, named_by=["web"], onset=None)])
+    assert plain[0]["service"] == "checkout"
+
+
+def test_origin_with_its_own_change_keeps_the_lead_over_a_silent_callee():
+    # checkout's own deploy explains why its calls to tax-api fail (a bad endpoint, a broken client).
+    origins = [_origin("checkout", 3.2, named_by=["web"], explains=["web"]),
+               _origin("tax-api", 0.9, named_by=["checkout"], onset=None)]
+    silent = _rank_with_changes(origins, [_change("chg-1", "checkout", 0.7)])
+    plain = _rank_with_changes([origins[0], _origin("tax-api", 0.9, named_by=["web"], onset=None)],
+                               [_change("chg-1", "checkout", 0.7)])
+    assert (silent[0]["service"], silent[0]["change_id"]) == ("checkout", "chg-1")
     assert silent[0]["features"]["names_silent"] == 1.0
     assert silent[0]["features"]["blames_failing"] == 0.0
+    # Reported, not weighed in the confidence.
     assert silent[0]["confidence"] == plain[0]["confidence"]
 
 
