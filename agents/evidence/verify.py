@@ -11,6 +11,11 @@ from agents.evidence.toolcall import safe_call
 
 # New error templates of the blamed service tested for absence before its change (the majority must be new).
 MAX_TEMPLATES_CHECKED = 3
+# A new template's literal parts seen before the change count as "there before" only at more than this share of
+# the template's pace since the onset (per second).
+BEFORE_PACE_SHARE = 0.1
+# Only new templates with at least this many lines since the onset are checked.
+MIN_TEMPLATE_AFTER = 5
 # Literal parts of a template shorter than this say little (": ", '", "', "[status=").
 MIN_NEEDLE_CHARS = 12
 MAX_NEEDLES = 3
@@ -106,21 +111,34 @@ def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, A
                    else f"{svc} shows no anomaly and nobody names it"})
     if change is not None:
         change_ts = parse_ts(change.get("ts"))
+        # A template of a few lines is too thin to judge a change by (a noisy caller's stray warnings).
         new_tpls = [t for t in sig.get("templates", []) if t["service"] == svc and t["kind"] == "new"
-                    and t["level"] in ("WARN", "ERROR", "FATAL")][:MAX_TEMPLATES_CHECKED]
+                    and t["level"] in ("WARN", "ERROR", "FATAL")
+                    and not (isinstance(t.get("after"), int | float) and t["after"] < MIN_TEMPLATE_AFTER)
+                    ][:MAX_TEMPLATES_CHECKED]
         if change_ts is not None and new_tpls:
             start = ctx["window"]["start"]
+            before_span = max(60.0, change_ts - (parse_ts(start) or change_ts))
+            onset_ts = parse_ts(sig.get("onset")) or change_ts
+            after_span = max(60.0, (parse_ts(ctx["window"].get("end")) or onset_ts) - onset_ts)
             seen = []
             for tpl in new_tpls:
                 needles = template_needles(str(tpl.get("template") or ""), str(tpl.get("example") or ""))
                 counts = [int(safe_call(tools, "logs.search", missing, "logs", service=svc, text=needle, start=start,
                                         end=fmt_ts(change_ts), limit=1).get("total") or 0) for needle in needles]
                 # A line of the template holds every literal part of it, so the rarest part bounds its count.
-                seen.append((min(counts) if counts else 0, needles[0] if needles else tpl.get("example", "")[:40]))
-            before_change = [item for item in seen if item[0] > 0]
+                count = min(counts) if counts else 0
+                # Literal parts can be a generic envelope (``level=error msg="call failed" err="``) that a
+                # stray older line shares: the template was there before only if it came at a pace near
+                # its pace since the onset, not once in hours.
+                after = tpl.get("after")
+                there = count > 0 and (not isinstance(after, int | float) or after <= 0
+                                       or count / before_span > BEFORE_PACE_SHARE * float(after) / after_span)
+                seen.append((count, needles[0] if needles else tpl.get("example", "")[:40], there))
+            before_change = [item for item in seen if item[2]]
             checks.append({"name": "errors_absent_before_change", "passed": 2 * len(before_change) <= len(seen),
                            "detail": "; ".join(f"'{needle[:60]}' seen {count}× before {change_id}"
-                                               for count, needle in seen)})
+                                               for count, needle, _ in seen)})
         share = flag_share(change) if change.get("kind") == "feature_flag" else None
         failing = service_info.get("error_level")
         if share is not None and failing is not None and failing > 0.02:

@@ -123,3 +123,49 @@ def test_a_change_made_before_a_traffic_surge_saturated_its_service_is_declined(
     # Not saturated, or the surge began with the change (a retry storm it set off): no verdict on load.
     assert verify.load_surge({**sig, "services": {"pay": {"saturation": False}}}, "pay", after=ONSET - 1800) is None
     assert verify.load_surge(sig, "pay", after=ONSET - 400) is None
+
+
+def _with_lines(tmp_path, extra):
+    lines = [json.loads(line) for line in (tmp_path / "logs.jsonl").read_text().splitlines()] + extra
+    lines.sort(key=lambda line: line["ts"])
+    (tmp_path / "logs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return WorldTools(tmp_path)
+
+
+def _envelope_check(tools, after):
+    change = {"id": "c1", "service": "pay", "kind": "feature_flag", "ts": fmt_ts(ONSET - 120)}
+    template = 'level=error msg="call failed" err="<*>"'
+    example = 'level=error msg="call failed" err="smart-routing: no route for tenant 42"'
+    sig = {"onset": fmt_ts(ONSET), "services": {"pay": {"score": 1.0}},
+           "templates": [{"service": "pay", "kind": "new", "level": "ERROR", "template": template,
+                          "example": example, "after": after}]}
+    cor = {"origins": [{"service": "pay", "named_by": []}],
+           "changes": [{"id": "c1", "service": "pay", "position": "before"}]}
+    hyp = {"hypotheses": [{"service": "pay", "change_id": "c1", "confidence": 90}]}
+    ctx = {"window": {"start": fmt_ts(ONSET - 3600), "end": fmt_ts(ONSET + 1800)}}
+    return verify.check(tools, ctx, sig, {"changes": [change]}, cor, hyp)
+
+
+def _stray(offset):
+    return {"ts": fmt_ts(ONSET - offset), "service": "pay", "level": "ERROR",
+            "message": 'level=error msg="call failed" err="redis: connection pool timeout"'}
+
+
+def test_a_stray_older_line_sharing_a_generic_envelope_does_not_decline_the_change(tmp_path):
+    _world(tmp_path)
+    # Only the logfmt envelope is literal in this template, and one older line an hour before shares it.
+    tools = _with_lines(tmp_path, [_stray(3000)])
+    result = _envelope_check(tools, after=45)
+    assert result["outcome"] == "CONFIRMED", result["checks"]
+    # The same envelope at a pace near the template's own before the change: it was there before, declined.
+    tools = _with_lines(tmp_path, [_stray(3000 - 120 * k) for k in range(1, 15)])
+    assert _envelope_check(tools, after=45)["outcome"] == "DECLINED"
+
+
+def test_thin_new_templates_are_not_checked(tmp_path):
+    _world(tmp_path)
+    tools = _with_lines(tmp_path, [_stray(3000 - 120 * k) for k in range(0, 15)])
+    # Three lines since the onset are too few to judge the change by: no errors_absent_before_change check.
+    result = _envelope_check(tools, after=3)
+    assert "errors_absent_before_change" not in [c["name"] for c in result["checks"]]
+    assert result["outcome"] == "CONFIRMED"
