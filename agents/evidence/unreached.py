@@ -150,23 +150,23 @@ def unreached_callees(traces: dict[str, list[dict[str, Any]]], *, split: float, 
         per: dict[str, tuple[float, bool, tuple[str, str, str]]] = {}
         for key, (inside, _) in gaps.items():
             for callee, share in expected.get(key, ()):
-                reached = callee in inside
+                hit = callee in inside
                 if callee in per:
                     old = per[callee]
-                    per[callee] = (max(old[0], share), old[1] or reached, old[2] if old[0] >= share else key)
+                    per[callee] = (max(old[0], share), old[1] or hit, old[2] if old[0] >= share else key)
                 else:
-                    per[callee] = (share, reached, key)
+                    per[callee] = (share, hit, key)
         for callee, trial in per.items():
             trials.setdefault(callee, []).append(trial)
     out: dict[str, dict[str, Any]] = {}
     for callee, rows in trials.items():
-        reached = sum(1 for _, hit, _ in rows if hit)
+        count = sum(1 for _, hit, _ in rows if hit)
         probs = [p for p, _, _ in rows]
-        tail = poisson_binomial_cdf(reached, probs)
+        tail = poisson_binomial_cdf(count, probs)
         if tail > MAX_TAIL:
             continue
         key = next((k for _, hit, k in rows if not hit), rows[0][2])
         out[callee] = {"caller": key[0], "leader": key[1], "resume": key[2], "traces": len(rows),
-                       "reached": reached, "expected": round(sum(probs), 2), "tail": tail,
+                       "reached": count, "expected": round(sum(probs), 2), "tail": tail,
                        "strength": round(min(1.0, -math.log10(max(tail, 1e-300)) / FULL_DECADES), 4)}
     return out
