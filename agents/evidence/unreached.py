@@ -82,6 +82,8 @@ def poisson_binomial_cdf(k: int, probs: list[float]) -> float:
     Params: k — observed successes; probs — each trial's success probability (0..1).
     Returns: the lower tail probability.
     """
+    if k >= len(probs):
+        return 1.0
     dist = [1.0]
     for p in probs:
         nxt = [0.0] * (len(dist) + 1)

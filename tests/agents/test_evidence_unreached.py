@@ -1,0 +1,93 @@
+"""Callees no longer reached between two of their caller's trace lines (agents/evidence/unreached.py)."""
+
+from __future__ import annotations
+
+from agents.evidence import ranking, signatures, unreached
+from agents.evidence.timeutil import fmt_ts, parse_ts
+
+T0 = 1_700_000_000.0
+ANCHOR = T0 + 1200.0
+SPLIT, STOP = ANCHOR - 150.0, ANCHOR + 90.0
+
+# A caller ("basic") logs a line, calls "prices" (which logs one line), logs the next line, then calls
+# "stations" the same way. A trace starts at the entry ("travel").
+HEALTHY = [("travel", "query trips start"), ("basic", "query price config"), ("prices", "price query for route 7"),
+           ("basic", "price config done"), ("stations", "station list read"), ("basic", "stations done"),
+           ("travel", "query trips done")]
+# The price handler throws before it logs: basic logs its two lines back to back, and goes on.
+SKIPPED = [step for step in HEALTHY if step[0] != "prices"]
+# A different failure: basic itself stops after its first line (the trace is cut short, nothing is skipped).
+CUT = HEALTHY[:2]
+
+
+def _trace(tid: str, at: float, steps: list[tuple[str, str]]) -> list[dict]:
+    return [{"ts": fmt_ts(at + i * 0.01), "service": svc, "level": "INFO", "message": msg, "trace_id": tid}
+            for i, (svc, msg) in enumerate(steps)]
+
+
+def _lines(before: list[list[tuple[str, str]]], after: list[list[tuple[str, str]]]) -> list[dict]:
+    lines: list[dict] = []
+    for i, steps in enumerate(before):
+        lines += _trace(f"b{i}", SPLIT - 300 + 5 * i, steps)
+    for i, steps in enumerate(after):
+        lines += _trace(f"a{i}", SPLIT + 10 + 5 * i, steps)
+    return lines
+
+
+def _unreached(lines: list[dict]) -> dict:
+    traces = signatures.joined_traces(lines)
+    assert traces is not None
+    return unreached.unreached_callees(traces, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+
+
+def test_a_callee_skipped_between_its_callers_lines_is_blamed_not_the_caller() -> None:
+    out = _unreached(_lines([HEALTHY] * 24, [SKIPPED] * 5))
+    # basic's own lines changed, but basic still logs its second line: prices, not basic, was skipped.
+    assert set(out) == {"prices"}
+    found = out["prices"]
+    assert (found["caller"], found["leader"], found["resume"]) == ("basic", "query price config", "price config done")
+    assert found["traces"] == 5 and found["reached"] == 0
+    assert abs(found["tail"] - 0.05 ** 5) < 1e-15 and 0.0 < found["strength"] <= 1.0
+
+
+def test_a_callee_still_reached_or_a_trace_cut_short_is_no_signature() -> None:
+    # Reached as before: nothing.
+    assert _unreached(_lines([HEALTHY] * 24, [HEALTHY] * 5)) == {}
+    # The caller fails after its first line: the gap (L, R) never closes, so no callee counts as skipped.
+    assert _unreached(_lines([HEALTHY] * 24, [CUT] * 5)) == {}
+
+
+def test_a_loose_pattern_or_one_missed_trace_is_not_enough() -> None:
+    # Earlier, basic reached prices between these two lines in only 2 of 3 traces: not a pattern.
+    assert _unreached(_lines([HEALTHY, HEALTHY, SKIPPED] * 8, [SKIPPED] * 5)) == {}
+    # One trace without the callee is chance (tail 0.05 > MAX_TAIL).
+    assert _unreached(_lines([HEALTHY] * 24, [SKIPPED])) == {}
+
+
+def test_the_expected_share_comes_from_the_healthiest_earlier_stretch() -> None:
+    # An earlier pocket of the same fault (right before the stretch, 20 traces) must not make the skip normal:
+    # the first pocket, well apart in time, still shows the pattern.
+    lines: list[dict] = []
+    for i in range(6):
+        lines += _trace(f"h{i}", SPLIT - 900 + 5 * i, HEALTHY)
+    for i in range(20):
+        lines += _trace(f"f{i}", SPLIT - 300 + 5 * i, SKIPPED)
+    for i in range(4):
+        lines += _trace(f"a{i}", SPLIT + 10 + 5 * i, SKIPPED)
+    assert set(_unreached(lines)) == {"prices"}
+    # With only the faulty pocket before, there is no healthy pattern to miss.
+    assert _unreached([x for x in lines if not x["trace_id"].startswith("h")]) == {}
+    # Pooled over both pockets the share is 6 of 26: the pooled share would have missed the skip.
+
+
+def test_poisson_binomial_cdf() -> None:
+    assert abs(unreached.poisson_binomial_cdf(0, [0.5, 0.5, 0.5]) - 0.125) < 1e-12
+    assert abs(unreached.poisson_binomial_cdf(1, [0.9, 0.5]) - (0.1 * 0.5 + 0.9 * 0.5 + 0.1 * 0.5)) < 1e-12
+    assert unreached.poisson_binomial_cdf(2, [0.3, 0.3]) > 1.0 - 1e-12
+
+
+def test_the_signature_becomes_the_hypothesis_evidence() -> None:
+    found = _unreached(_lines([HEALTHY] * 24, [SKIPPED] * 5))["prices"]
+    items = ranking._signature_evidence("prices", {"unreached": found})
+    assert items and items[0]["source"] == "logs"
+    assert items[0]["summary"].startswith("basic no longer reaches prices between 'query price config'")
