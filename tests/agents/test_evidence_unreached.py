@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from agents.evidence import ranking, signatures, unreached
+from agents.evidence.logtemplates import mask
 from agents.evidence.timeutil import fmt_ts, parse_ts
 
 T0 = 1_700_000_000.0
@@ -91,3 +92,18 @@ def test_the_signature_becomes_the_hypothesis_evidence() -> None:
     items = ranking._signature_evidence("prices", {"unreached": found})
     assert items and items[0]["source"] == "logs"
     assert items[0]["summary"].startswith("basic no longer reaches prices between 'query price config'")
+
+
+
+def test_a_long_line_is_cut_between_tokens_so_one_statement_keeps_one_shape() -> None:
+    # Two lines of one statement with different id lists: cut at a fixed length, an id is cut in half (left
+    # unmasked) and the two lines get two shapes.
+    ids = ["92708982-77af-4318-be25-57ccb0ff69ad", "aefcef3f-3f42-46e8-afd7-6cb2a928bd3d",
+           "a3f256c1-0e43-4f7d-9c21-121bf258101f", "084837bb-53c8-4438-87c8-0321a4d09917",
+           "f3d4d4ef-693b-4456-8eed-59c0d717dd08", "20eb7120-5e6d-4a4c-9b3b-6a1f0e2d9c11"]
+    head = "f.m.s.BasicServiceImpl#405 [getRoutesByRouteIds][Get Route By Ids][Route IDs: ["
+    one = head + ", ".join(ids[:5]) + "]]"
+    two = head + ", ".join(ids[:3] + ids[5:]) + "]]"
+    assert mask(one[:200])[:120] != mask(two[:200])[:120]
+    assert unreached._head(one).endswith(",")
+    assert mask(unreached._head(one))[:120] == mask(unreached._head(two))[:120]
