@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import yaml
+
+from agents import engine
 from agents.evidence import ranking, signatures, unreached
 from agents.evidence.logtemplates import mask
 from agents.evidence.timeutil import fmt_ts, parse_ts
+from sandbox.tools import WorldTools
 
 T0 = 1_700_000_000.0
 ANCHOR = T0 + 1200.0
@@ -107,3 +114,42 @@ def test_a_long_line_is_cut_between_tokens_so_one_statement_keeps_one_shape() ->
     assert mask(one[:200])[:120] != mask(two[:200])[:120]
     assert unreached._head(one).endswith(",")
     assert mask(unreached._head(one))[:120] == mask(unreached._head(two))[:120]
+
+
+def _write_world(root: Path) -> Path:
+    """A world where "prices" throws before it logs: only the shape of basic's traces shows it.
+
+    A decoy: "stations" gets slower from two minutes before the report (its own latency, nothing else)."""
+    world = root / "unreached-world"
+    world.mkdir()
+    start, end = T0, T0 + 1800.0
+    (world / "world.yaml").write_text(yaml.safe_dump({
+        "name": "unreached-world", "window": {"start": fmt_ts(start), "end": fmt_ts(end)},
+        "trigger": {"alert": "a1"}, "domain": "test"}))
+    (world / "topology.yaml").write_text(yaml.safe_dump({"services": [
+        {"name": "travel", "calls": ["basic"], "tier": "frontend"},
+        {"name": "basic", "calls": ["prices", "stations"], "tier": "core"},
+        {"name": "prices", "calls": [], "tier": "backend"},
+        {"name": "stations", "calls": [], "tier": "backend"}]}))
+    (world / "alerts.jsonl").write_text(json.dumps({
+        "id": "a1", "ts": fmt_ts(ANCHOR), "source": "alertmanager", "service": "travel", "severity": "warning",
+        "title": "High p95 latency on travel", "labels": {}}) + "\n")
+    (world / "changes.jsonl").write_text("")
+    lines = _lines([HEALTHY] * 24, [SKIPPED] * 5)
+    (world / "logs.jsonl").write_text("".join(json.dumps(x) + "\n" for x in sorted(lines, key=lambda x: x["ts"])))
+    rows = []
+    for i in range(30):
+        for svc in ("travel", "basic", "prices", "stations"):
+            slow = 400.0 if svc == "stations" and start + 60.0 * i >= ANCHOR - 120.0 else 0.0
+            rows.append({"ts": fmt_ts(start + 60.0 * i), "service": svc, "name": "latency_p95_ms",
+                         "value": 20.0 + i % 3 + slow})
+            rows.append({"ts": fmt_ts(start + 60.0 * i), "service": svc, "name": "error_rate", "value": 0.0})
+    (world / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return world
+
+
+def test_engine_blames_the_callee_its_caller_no_longer_reaches(tmp_path: Path) -> None:
+    report = engine.run_all(WorldTools(_write_world(tmp_path)), None, None)
+    top = report["hypotheses"][0]
+    assert top["service"] == "prices"
+    assert top["evidence"][0]["summary"].startswith("basic no longer reaches prices")
