@@ -184,7 +184,9 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
     X", "call to X timed out") reports that service's trouble, not the writer's, and is not counted.
     Returns: ``{service: {after, expected, excess, shapes, strength}}`` for services that opened the errors
     of a trace in the stretch. Per error shape, the expected count is the shape's share of earlier traces
-    times the traces seen in the stretch (all of them when there is no earlier trace: nothing to compare).
+    times the traces seen in the stretch (all of them when there is no earlier trace: nothing to compare);
+    for a writer whose share of the traces at least doubled (WRITER_SURGE), at least its share of the
+    writer's own earlier traces times the writer's traces in the stretch.
     """
     seen = {"before": 0, "after": 0}
     counts: dict[tuple[str, str], list[int]] = {}
