@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.evidence import anomalies, contrast, logcontrast, peers, ranking, report, signals, signatures
+from agents.evidence import (
+    anomalies,
+    contrast,
+    logcontrast,
+    peers,
+    ranking,
+    report,
+    signals,
+    signatures,
+    unreached,
+)
 from agents.evidence import verify as verification
 from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
@@ -188,31 +198,39 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
 
 def _add_signatures(services: dict[str, dict[str, Any]], series: list[dict[str, Any]], lines: list[dict[str, Any]],
                     *, anchor: float, known: list[str]) -> None:
-    """Add the wait-gap and first-error signatures around the anchor to each service's score (in place)."""
+    """Add the fault signatures around the anchor to each service's score (in place).
+
+    Wait gap, first error, saturation, skipped within traces (agents/evidence/signatures.py) and callees
+    no longer reached by their callers (agents/evidence/unreached.py).
+    """
     split, stop = anchor - contrast.AFTER_FROM_S, anchor + contrast.AFTER_TO_S
     gaps = signatures.wait_gaps(series, anchor=anchor, split=split, stop=stop, parse_ts=parse_ts)
     traces = signatures.joined_traces(lines)
     firsts = signatures.first_errors(traces, split=split, stop=stop, parse_ts=parse_ts, known=known) if traces else {}
     skips = signatures.skipped_in_traces(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
+    unreach = unreached.unreached_callees(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
     sats = signatures.saturations(series, split=split, stop=stop, parse_ts=parse_ts)
-    for svc in sorted(set(gaps) | set(firsts) | set(sats) | set(skips)):
+    for svc in sorted(set(gaps) | set(firsts) | set(sats) | set(skips) | set(unreach)):
         gap = gaps.get(svc, {}).get("strength", 0.0)
         first = firsts.get(svc, {}).get("strength", 0.0)
         sat = sats.get(svc, {}).get("strength", 0.0)
         skip = skips.get(svc, {}).get("strength", 0.0)
-        if not gap and not first and not sat and not skip:
+        unr = unreach.get(svc, {}).get("strength", 0.0)
+        if not gap and not first and not sat and not skip and not unr:
             continue
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                           "traffic_shift": 0.0, "error_level": None})
         entry["signature"] = {"wait_gap": gaps.get(svc), "first_error": firsts.get(svc), "saturation": sats.get(svc),
-                              "skipped_in_traces": skips.get(svc)}
+                              "skipped_in_traces": skips.get(svc), "unreached": unreach.get(svc)}
         entry["score"] = round(float(entry.get("score", 0.0)) + WAIT_GAP_WEIGHT * gap + FIRST_ERROR_WEIGHT * first
-                               + SATURATION_WEIGHT * sat + SKIPPED_TRACE_WEIGHT * skip, 4)
+                               + SATURATION_WEIGHT * sat + SKIPPED_TRACE_WEIGHT * skip
+                               + unreached.SCORE_WEIGHT * unr, 4)
         # How clearly the service's own fault shows (0..1): locate_origin does not make it a victim of callees.
-        entry["own_fault"] = round(max(gap, first, sat, skip), 4)
+        entry["own_fault"] = round(max(gap, first, sat, skip, unr), 4)
         families = entry.setdefault("families", {})
         for key, value in (("network", WAIT_GAP_WEIGHT * gap), ("first_error", FIRST_ERROR_WEIGHT * first),
-                           ("cpu", SATURATION_WEIGHT * sat), ("skipped", SKIPPED_TRACE_WEIGHT * skip)):
+                           ("cpu", SATURATION_WEIGHT * sat), ("skipped", SKIPPED_TRACE_WEIGHT * skip),
+                           ("unreached", unreached.SCORE_WEIGHT * unr)):
             if value:
                 families[key] = max(float(families.get(key, 0.0)), value)
         if entry.get("onset") is None:

@@ -213,6 +213,13 @@ def _signature_evidence(svc: str, signature: dict[str, Any]) -> list[dict[str, s
                       "summary": f"in {skip['traces']} traces {svc} logged '{skip['leader'][:60]}' but only "
                                  f"{skip['followed']} times its usual follower '{skip['follower'][:60]}' "
                                  f"(earlier {skip['earlier_share']:.0%} of traces): a code region no longer reached"}))
+    unreached = signature.get("unreached") or {}
+    if unreached.get("strength"):
+        items.append((unreached["strength"], {"source": "logs", "ref": f"logs:{svc}/unreached-in-traces",
+                      "summary": f"{unreached['caller']} no longer reaches {svc} between "
+                                 f"'{unreached['leader'][:50]}' and '{unreached['resume'][:50]}': "
+                                 f"{unreached['reached']} of {unreached['traces']} traces did "
+                                 f"({unreached['expected']:.1f} expected from earlier traces)"}))
     sat = signature.get("saturation") or {}
     if sat.get("strength"):
         items.append((sat["strength"], {"source": "metrics", "ref": f"metrics:{svc}/{sat['metric']}",

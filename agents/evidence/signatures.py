@@ -62,6 +62,12 @@ FIRST_ERROR_SCALE = 4.0
 # A service must open at least this many more traces' errors than expected to count.
 MIN_FIRST_ERROR_EXCESS = 2.0
 NO_HISTORY_SHARE = 0.3
+# A writer whose share of the traces grew at least this much in the stretch is expected to open errors in
+# proportion to its own traces, not to all traces: a service that always fails some requests fails more of
+# them when its traffic surges (nezha-tt: a batch writer's traffic jumps 4x between pockets).
+WRITER_SURGE = 2.0
+# A pocket must hold at least this many traces of the writer to give it an errors-per-own-trace share.
+MIN_WRITER_TRACES = 3
 # Earlier traces this far apart belong to different pockets of trace data.
 POCKET_GAP_S = 120.0
 ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL")
@@ -178,32 +184,43 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
     X", "call to X timed out") reports that service's trouble, not the writer's, and is not counted.
     Returns: ``{service: {after, expected, excess, shapes, strength}}`` for services that opened the errors
     of a trace in the stretch. Per error shape, the expected count is the shape's share of earlier traces
-    times the traces seen in the stretch (all of them when there is no earlier trace: nothing to compare).
+    times the traces seen in the stretch (all of them when there is no earlier trace: nothing to compare);
+    for a writer whose share of the traces at least doubled (WRITER_SURGE), at least its share of the
+    writer's own earlier traces times the writer's traces in the stretch.
     """
     seen = {"before": 0, "after": 0}
     counts: dict[tuple[str, str], list[int]] = {}
     earlier: list[tuple[float, tuple[str, str] | None]] = []
+    # Traces each service took part in, before / in the stretch, and per earlier trace its services.
+    held: dict[str, list[int]] = {}
+    members_earlier: list[tuple[float, tuple[str, str] | None, set[str]]] = []
     for trace in traces.values():
         start = parse_ts(trace[0].get("ts"))
         if start is None or start > stop:
             continue
         phase = "after" if start >= split else "before"
         seen[phase] += 1
+        members = {str(x.get("service")) for x in trace}
+        for member in members:
+            held.setdefault(member, [0, 0])[1 if phase == "after" else 0] += 1
         first = next((x for x in trace if str(x.get("level", "")).upper() in ERROR_LEVELS), None)
         text = str(first.get("message", ""))[:300] if first is not None else ""
         if first is None or (known and mentioned_services(text, known, str(first.get("service")))):
             if phase == "before":
                 earlier.append((start, None))
+                members_earlier.append((start, None, members))
             continue
         key = (str(first.get("service")), mask(text)[:120])
         counts.setdefault(key, [0, 0])[1 if phase == "after" else 0] += 1
         if phase == "before":
             earlier.append((start, key))
+            members_earlier.append((start, key, members))
     # Without earlier traces every error shape looks new: the counts still say who failed first, at a
     # share NO_HISTORY_SHARE of the strength.
     history = seen["before"] >= MIN_JOINED_TRACES
     ratio = seen["after"] / seen["before"] if history else 0.0
     quietest = _quietest_pocket_shares(earlier)
+    per_own = _quietest_own_shares(members_earlier) if history else {}
     out: dict[str, dict[str, Any]] = {}
     for key, (before, after) in counts.items():
         svc = key[0]
@@ -214,6 +231,13 @@ def first_errors(traces: dict[str, list[dict[str, Any]]], *, split: float, stop:
             # Telemetry in pockets: an earlier pocket can hold the same fault (faults recur minutes apart),
             # so a shape is expected at its share in the pocket where it was rarest.
             expected = min(expected, quietest.get(key, 0.0) * seen["after"])
+        own_before, own_after = held.get(svc, [0, 0])
+        if history and own_before >= MIN_WRITER_TRACES and seen["after"] \
+                and own_after / seen["after"] >= WRITER_SURGE * own_before / seen["before"]:
+            # The writer's traffic surged: expect its errors per trace it took part in (at that share's
+            # quietest earlier pocket), so more requests failing at the usual rate are no new fault.
+            share = min(before / own_before, per_own.get(key, 1.0))
+            expected = max(expected, share * own_after)
         entry = out.setdefault(svc, {"after": 0, "expected": 0.0, "excess": 0.0, "shapes": 0})
         entry["after"] += after
         entry["expected"] = round(entry["expected"] + expected, 2)
@@ -310,6 +334,36 @@ def _quietest_pocket_shares(earlier: list[tuple[float, tuple[str, str] | None]])
         return None
     keys = {k for p in full for k in p if k is not None}
     return {key: min(sum(1 for k in p if k == key) / len(p) for p in full) for key in keys}
+
+
+def _quietest_own_shares(earlier: list[tuple[float, tuple[str, str] | None, set[str]]]
+                         ) -> dict[tuple[str, str], float]:
+    """Per error shape, its lowest share of the writer's own traces among the earlier pockets.
+
+    Params: earlier — (start epoch s, first-error key or None, services in the trace) of each earlier trace.
+    Returns: ``{key: share}`` minimised over pockets of at least MIN_JOINED_TRACES traces holding at least
+    MIN_WRITER_TRACES traces of the key's writer; keys with fewer than two such pockets are left out.
+    """
+    pockets: list[tuple[dict[str, int], dict[tuple[str, str], int], list[int]]] = []
+    last = None
+    for start, key, members in sorted(earlier, key=lambda item: item[0]):
+        if last is None or start - last > POCKET_GAP_S:
+            pockets.append(({}, {}, [0]))
+        held, opened, size = pockets[-1]
+        size[0] += 1
+        for member in members:
+            held[member] = held.get(member, 0) + 1
+        if key is not None:
+            opened[key] = opened.get(key, 0) + 1
+        last = start
+    full = [p for p in pockets if p[2][0] >= MIN_JOINED_TRACES]
+    shares: dict[tuple[str, str], list[float]] = {}
+    keys = {k for _, opened, _ in full for k in opened}
+    for key in keys:
+        for held, opened, _ in full:
+            if held.get(key[0], 0) >= MIN_WRITER_TRACES:
+                shares.setdefault(key, []).append(opened.get(key, 0) / held[key[0]])
+    return {key: min(values) for key, values in shares.items() if len(values) >= 2}
 
 
 def _is_utilisation(name: str) -> bool:

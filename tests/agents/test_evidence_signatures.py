@@ -215,3 +215,49 @@ def test_first_error_expects_a_shape_at_its_rarest_earlier_pocket() -> None:
         lines += _trace_lines(f"a{i}", SPLIT + 10 + i, broken)
     firsts = signatures.first_errors(signatures.joined_traces(lines), split=SPLIT, stop=STOP, parse_ts=parse_ts)
     assert firsts["stock"]["expected"] == 0.0 and firsts["stock"]["strength"] > 0.9
+
+
+
+def _pocketed(pockets: list[tuple[float, int, int]], after: tuple[int, int], *, failing_before: bool = True) -> list[dict]:
+    """Traces in earlier pockets (start, other traces, batch traces) and in the stretch (other, batch).
+
+    A batch trace holds a "batch" line and, when failing, an ERROR "job state wrong" line; the other traces
+    are healthy "orders" requests. In the stretch the batch always fails."""
+    ok = [("gateway", "INFO", "request in"), ("orders", "INFO", "order query")]
+    failing = [("batch", "INFO", "job start"), ("batch", "ERROR", "job state wrong for 7")]
+    healthy = [("batch", "INFO", "job start"), ("batch", "INFO", "job done")]
+    lines: list[dict] = []
+    for p, (start, others, batches) in enumerate(pockets + [(SPLIT + 5, *after)]):
+        batch = failing if failing_before or start >= SPLIT else healthy
+        for i in range(others):
+            lines += _trace_lines(f"o{p}-{i}", start + i * 0.5, ok)
+        for i in range(batches):
+            lines += _trace_lines(f"b{p}-{i}", start + 0.25 + i * 0.5, batch)
+    return lines
+
+
+def test_first_error_of_a_surging_writer_is_expected_per_its_own_traces() -> None:
+    # The batch opens the errors of every trace it runs in, in each earlier pocket. In the stretch its traffic
+    # quadruples (2 -> 8 traces among 40): measured against all traces its errors look new; per its own traces
+    # they are as usual.
+    lines = _pocketed([(SPLIT - 900, 38, 2), (SPLIT - 400, 38, 2)], (32, 8))
+    firsts = signatures.first_errors(signatures.joined_traces(lines), split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert firsts["batch"]["expected"] == 8.0 and firsts["batch"]["strength"] == 0.0
+
+
+def test_first_error_of_a_surging_writer_that_never_failed_before_is_new() -> None:
+    # Same surge, but the batch never failed before: its errors are new, whatever its traffic.
+    lines = _pocketed([(SPLIT - 900, 38, 2), (SPLIT - 400, 38, 2)], (32, 8), failing_before=False)
+    firsts = signatures.first_errors(signatures.joined_traces(lines), split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert firsts["batch"]["expected"] == 0.0 and firsts["batch"]["strength"] > 0.5
+
+
+def test_first_error_without_a_surge_keeps_the_all_traces_expectation() -> None:
+    # Its traffic share holds (12 of 50 -> 10 of 40), its failures per trace jump (1 in 6 -> all): new.
+    lines = _pocketed([(SPLIT - 900, 38, 12), (SPLIT - 400, 38, 12)], (30, 10), failing_before=False)
+    # Two earlier failures per pocket (of 12 batch traces).
+    for p, start in enumerate((SPLIT - 900, SPLIT - 400)):
+        for i in range(2):
+            lines += _trace_lines(f"x{p}-{i}", start + 30 + i, [("batch", "ERROR", "job state wrong for 9")])
+    firsts = signatures.first_errors(signatures.joined_traces(lines), split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert firsts["batch"]["expected"] < 2.0 and firsts["batch"]["strength"] > 0.5
