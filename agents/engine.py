@@ -177,6 +177,7 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                           "traffic_shift": 0.0, "error_level": None})
         entry["new_errors"] = info["new_errors"]
+        entry["error_excess"] = round(float(info.get("error_excess", 0.0)), 2)
         entry["gone"] = info["gone"]
         entry["new_error_first"] = info["new_error_first"]
         entry["skipped"] = info.get("skipped", 0)

@@ -15,6 +15,8 @@ MAX_HYPOTHESES = 6
 BLAME_PENALTY = 1.0
 # A silent callee named by an origin with no change to blame ranks this far above the origin's own "no change".
 SILENT_MARGIN = 0.05
+# Share of an origin's excess error lines naming a silent callee at which its errors are about that callee.
+ABOUT_CALLEE_SHARE = 0.6
 
 
 def _category_without_change(origin: dict[str, Any], cor: dict[str, Any]) -> str:
@@ -46,6 +48,11 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
         candidates.append(_hyp(origin, None, base + 2.0 * NULL_CHANGE_SCORE, norm))
         if not own or own[0]["score"] < NULL_CHANGE_SCORE:
             candidates.extend(_silent_callees(origin, cor.get("origins", []), base + 2.0 * NULL_CHANGE_SCORE, norm))
+        elif own[0].get("kind") == "deploy" and _errors_about_callee(origin, sig, cor.get("origins", [])):
+            # A code deploy breaks the service's own paths; when most of its new errors are failed calls to a
+            # silent callee, the callee is the likelier cause (a config, flag or infra change on the caller can
+            # break those calls itself, so only a deploy yields).
+            candidates.extend(_silent_callees(origin, cor.get("origins", []), base + 2.0 * own[0]["score"], norm))
         if index == 0:
             # Changes on the origin's neighbours: a caller's bad migration or config can break a datastore.
             for change in changes:
@@ -64,6 +71,16 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
         hyp["rank"] = position + 1
         _finish(hyp, ctx, sig, cor, unique, position)
     return unique
+
+
+def _errors_about_callee(origin: dict[str, Any], sig: dict[str, Any], origins: list[dict[str, Any]]) -> bool:
+    """Whether most of the origin's excess error lines name one silent callee it is a victim of."""
+    svc = origin["service"]
+    excess = float(sig.get("services", {}).get(svc, {}).get("error_excess", 0.0))
+    named = sig.get("mentions", {}).get(svc, {})
+    silent = [o["service"] for o in origins if o["service"] != svc and svc in o.get("named_by", [])
+              and o.get("onset") is None and o["service"] in origin.get("victim_of", [])]
+    return excess > 0 and any(float(named.get(s, 0.0)) >= ABOUT_CALLEE_SHARE * excess for s in silent)
 
 
 def _silent_callees(origin: dict[str, Any], origins: list[dict[str, Any]], score: float,

@@ -92,3 +92,27 @@ def test_origin_with_its_own_change_keeps_the_lead_over_a_silent_callee():
 def test_blames_failing_coefficient_lowers_probability():
     base = {"origin_strength": 2.0, "origin_margin": 1.0, "named": 1.0}
     assert calibration.confidence({**base, "blames_failing": 1.0}) < calibration.confidence(base)
+
+
+def _rank_sig(origins, changes, *, excess, naming):
+    ctx = {"alerts": [], "missing_sources": []}
+    sig = {"services": {"checkout": {"error_excess": excess}}, "series": [], "templates": [],
+           "mentions": {"checkout": {"tax-api": naming}}}
+    cor = {"origins": origins, "changes": changes, "neighbours": [], "capacity_services": []}
+    return ranking.rank(ctx, sig, cor, [])
+
+
+def test_a_deploy_yields_to_a_silent_callee_its_errors_are_about():
+    origins = [_origin("checkout", 3.2, named_by=["web"], explains=["web"], victim_of=["tax-api"]),
+               _origin("tax-api", 0.9, named_by=["checkout"], onset=None)]
+    deploy = {**_change("chg-1", "checkout", 0.85), "kind": "deploy"}
+    # 90 of the 100 excess error lines of checkout name tax-api: the errors are about the callee.
+    ranked = _rank_sig(origins, [deploy], excess=100.0, naming=90.0)
+    assert [(h["service"], h["change_id"]) for h in ranked[:2]] == [("tax-api", None), ("checkout", "chg-1")]
+    # A few of them only: checkout's own deploy keeps the lead.
+    ranked = _rank_sig(origins, [deploy], excess=100.0, naming=20.0)
+    assert (ranked[0]["service"], ranked[0]["change_id"]) == ("checkout", "chg-1")
+    # A config change on checkout can break its calls to tax-api by itself (a timeout, an endpoint): it keeps the lead.
+    config = {**_change("chg-2", "checkout", 0.85), "kind": "config"}
+    ranked = _rank_sig(origins, [config], excess=100.0, naming=90.0)
+    assert (ranked[0]["service"], ranked[0]["change_id"]) == ("checkout", "chg-2")
