@@ -76,28 +76,29 @@ def discover(lines: list[dict[str, Any]], *, known: list[str], onset: float, rat
     Returns: ``{name: excess}`` for names with at least MIN_EXCESS_LINES excess lines.
     """
     ours = {name.lower() for name in known}
-    hosts = {str(line.get("host")).lower() for line in lines if line.get("host")}
     counts: dict[str, list[int]] = {}
     cache: dict[str, set[str]] = {}
     for line in lines:
         if str(line.get("level", "")).upper() not in ERROR_LEVELS:
             continue
-        ts = parse_ts(line.get("ts"))
-        if ts is None:
-            continue
         message = str(line.get("message", ""))[:2000]
         names = cache.get(message)
         if names is None:
-            names = cache[message] = peer_names(message)
+            names = cache[message] = {n for n in peer_names(message) if n not in ours and not _is_ours(n, ours)}
+        if not names:
+            continue
+        ts = parse_ts(line.get("ts"))
+        if ts is None:
+            continue
         for name in names:
             counts.setdefault(name, [0, 0])[0 if ts < onset else 1] += 1
-    out = {}
-    for name, (before, after) in counts.items():
-        excess = after - before * ratio
-        if excess < MIN_EXCESS_LINES or name in ours or name in hosts or _is_ours(name, ours):
-            continue
-        out[name] = round(excess, 2)
-    return out
+    found = {name: round(after - before * ratio, 2) for name, (before, after) in counts.items()
+             if after - before * ratio >= MIN_EXCESS_LINES}
+    if found:
+        # A pod or host of ours that a line names (``host=web-7d9f``) is no peer.
+        hosts = {str(line.get("host")).lower() for line in lines if line.get("host")}
+        found = {name: excess for name, excess in found.items() if name not in hosts}
+    return found
 
 
 def _is_ours(name: str, ours: set[str]) -> bool:
