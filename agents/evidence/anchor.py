@@ -31,6 +31,8 @@ TEXT_TIME_SLACK_S = 120.0
 ALERT_BURST_S = 20 * 60.0
 # Series change points within this span of the first belong to one incident (it spreads in minutes).
 METRIC_BURST_S = 10 * 60.0
+# ... but a first change point that the next one follows only this much later is no part of the spread.
+BURST_GAP_S = 5 * 60.0
 # A shift counts when the series sits this many noise units above its earlier level, and stays there.
 SHIFT_Z = 5.0
 STAY_SHARE = 0.7
@@ -174,12 +176,20 @@ def metric_burst(series: list[dict], *, until: float, hold: int | None = None) -
             weight = 1.0 if "error" in name.lower() else 0.6
             shifts.append((found[0], weight * (1.0 - math.exp(-found[1] / 8.0))))
     shifts.sort()
-    best, best_weight = None, 0.0
+    best, best_weight, best_index = None, 0.0, 0
     for index, (first, _) in enumerate(shifts):
         weight = sum(w for t, w in shifts[index:] if t - first <= METRIC_BURST_S)
         if weight > best_weight + 1e-9:
-            best, best_weight = first, weight
-    return best if best_weight >= 0.9 else None
+            best, best_weight, best_index = first, weight, index
+    if best is None or best_weight < 0.9:
+        return None
+    # An incident spreads from series to series within minutes: a lone shift that the rest of the burst
+    # follows only after a long quiet gap (a slow memory drift crossing its line, a cron job's CPU) is
+    # earlier noise that the window happened to reach, so the burst starts at the next shift.
+    members = [t for t, _ in shifts[best_index:] if t - best <= METRIC_BURST_S]
+    while len(members) > 1 and members[1] - members[0] > BURST_GAP_S:
+        members = members[1:]
+    return members[0]
 
 
 def refine_anchor(series: list[dict], ctx: dict) -> float:
@@ -208,6 +218,7 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
         # a shift need only last a while.
         burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
         return anchor if burst is None else min(anchor, burst + REPORT_DELAY_S)
+    stated = None
     if ctx.get("anchor_from") == "trigger" and ctx.get("trigger_text"):
         # A late report that says when it started ("errors on checkout from 07:16 UTC"): the reporter's
         # stated time beats a metric burst, which may be an unrelated earlier shift (a cron job's CPU).
@@ -221,5 +232,9 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
         # ticket filed after a rollback), so take a burst that lasted a while and ended before it.
         burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
     if burst is not None and burst < anchor - LATE_REPORT_S:
+        if stated is not None and burst < stated - 2 * TEXT_TIME_SLACK_S:
+            # The reporter names a start after the burst (stated carries one slack already): the burst is
+            # an earlier shift (a traffic surge before the saturation, a cron job), not what was reported.
+            return stated
         return burst + REPORT_DELAY_S
     return anchor

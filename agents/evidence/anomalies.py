@@ -26,6 +26,10 @@ PERSIST_LEN = 5
 MAX_Z = 50.0
 LATENCY_MIN_RATIO = 1.3
 LATENCY_MIN_RISE_MS = 20.0
+# An excursion no higher than 1 / REPEAT_SHARE times the series' previous one, and about as long, repeats it ...
+REPEAT_SHARE = 0.6
+# ... when the series was back within its band this long in between (periodic jobs run every 10 min or more).
+REPEAT_GAP_S = 360.0
 
 _UP_ONLY = ("error", "latency", "_ms", "cpu", "mem", "db_conn", "connections", "saturation", "queue",
             "timeout", "restart", "gc_")
@@ -85,7 +89,8 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     ``baseline`` (median), ``scale``, ``anomalous``, ``onset`` (epoch s or
     None), ``recovered`` (epoch s or None), ``severity`` (median robust z of
     the excursion, capped), ``peak_z``, ``level_after`` (median value in the
-    excursion) and ``shift`` (relative change of the level).
+    excursion) and ``shift`` (relative change of the level); an excursion that repeats the previous one
+    (_recurs: a periodic job's next run) is not anomalous and carries ``recurrent: True``.
     """
     clean = sorted((float(t), float(v)) for t, v in points
                    if t is not None and isinstance(v, int | float) and v == v)
@@ -112,6 +117,8 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     if not segments:
         return result
     start, end = _pick_segment(segments, [t for t, _ in clean], anchor)
+    if _recurs(segments, (start, end), zs, [t for t, _ in clean]):
+        return {**result, "recurrent": True}
     while start > 0 and zs[start - 1] > RAMP_Z and clean[start - 1][0] >= baseline_end - 3600:
         start -= 1
     excursion = zs[start:end]
@@ -129,6 +136,26 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
         "shift": (level_after - level) / max(abs(level), 1e-9),
     })
     return result
+
+
+def _recurs(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[float], times: list[float]) -> bool:
+    """True when an excursion repeats the series' previous one after a quiet spell: a periodic job's next run.
+
+    A periodic job (a reconcile every 30 min, a cache warm-up every 10) lifts CPU and latency by about the
+    same amount for the same few minutes each time; a person reading the chart sees the pattern and does not
+    date an incident by its next run. The excursion counts as a repeat when the previous one rose at least
+    REPEAT_SHARE as high, the new one lasts no more than twice as long (plus two samples: a fault that stays
+    is no repeat), and the series was quiet for REPEAT_GAP_S in between (a flapping fault comes back within
+    minutes, and its flaps are the incident).
+    """
+    start, end = chosen
+    earlier = [seg for seg in segments if seg[1] <= start]
+    if not earlier:
+        return False
+    first, last = earlier[-1]
+    if times[start] - times[last - 1] < REPEAT_GAP_S:
+        return False
+    return max(zs[first:last]) >= REPEAT_SHARE * max(zs[start:end]) and end - start <= 2 * (last - first) + 2
 
 
 def _practically_significant(name: str, level: float, level_after: float) -> bool:

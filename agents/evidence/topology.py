@@ -21,6 +21,8 @@ MIN_NAMER_SCORE = 0.3
 EXPLAIN_SHARE = 0.5
 # A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
 OWN_FAULT_SHARE = 0.2
+# Signature families (engine._add_signatures) read from traces rather than from the service's own resources.
+TRACE_FAMILIES = ("network", "first_error", "skipped")
 
 
 class CallGraph:
@@ -137,6 +139,19 @@ def _not_earlier(caller_onset: float | None, onset: float | None) -> bool:
     return caller_onset is None or onset is None or caller_onset >= onset - ONSET_TOLERANCE_S
 
 
+def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
+    """Services whose error text names ``service``, or names a service whose errors name it, and so on."""
+    seen: set[str] = set()
+    queue = deque(named_by.get(service, []))
+    while queue:
+        caller = queue.popleft()
+        if caller in seen or caller == service:
+            continue
+        seen.add(caller)
+        queue.extend(named_by.get(caller, []))
+    return seen
+
+
 def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                   mentions: dict[str, dict[str, float]], *,
                   named_near: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
@@ -187,11 +202,18 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         # Nor a delay on the path to it (its callers wait while it does not work longer), a utilisation at
         # its limit, or errors it logged before any service it called did in the same traces: a fault
         # signature of its own (engine._add_signatures, ``own_fault`` 0..1).
-        if own_cpu >= EXPLAIN_SHARE * float(info.get("score", 0.0)) > 0 or float(info.get("own_fault", 0.0)) >= OWN_FAULT_SHARE:
-            downstream = set()
+        own = own_cpu >= EXPLAIN_SHARE * float(info.get("score", 0.0)) > 0 or float(info.get("own_fault", 0.0)) >= OWN_FAULT_SHARE
+        # Of those, only what its traces show (a delay on the path to it, errors it wrote first, code it no
+        # longer reaches) also holds against a callee its own errors name: a busy or saturated service (a
+        # cron job's CPU, a traffic surge) whose errors are about a callee failing at least half as clearly
+        # fails because of it.
+        traced = any(float(info.get("families", {}).get(key, 0.0)) > 0 for key in TRACE_FAMILIES)
         for callee in sorted(downstream & implicated):
             callee_onset = anomalies.get(callee, {}).get("onset")
             callee_named = service in named_by.get(callee, [])
+            if own and (traced or not callee_named or float(anomalies.get(callee, {}).get("score", 0.0))
+                        < EXPLAIN_SHARE * float(info.get("score", 0.0))):
+                continue
             if callee_onset is None and not callee_named:
                 continue  # a callee with no onset of its own explains nothing unless named
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
@@ -204,8 +226,12 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         upstream = graph.ancestors(service)
         strength = float(info.get("score", 0.0))
         # A faint anomaly here cannot explain a much stronger one upstream, unless the caller names it.
+        chain = _blamers(service, named_by)
+        # A caller whose errors name this service (directly or through the callees it names in turn) is
+        # explained by it even when one of its series moved earlier (a surge's CPU, a cron job): the
+        # error text says what its errors are about, an onset is only its earliest strong series.
         explains = sorted(s for s in upstream & implicated if s != service
-                          and _not_earlier(anomalies.get(s, {}).get("onset"), onset)
+                          and (s in chain or _not_earlier(anomalies.get(s, {}).get("onset"), onset))
                           and (s in named_by.get(service, [])
                                or strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))))
         if onset is None:

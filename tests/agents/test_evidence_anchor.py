@@ -71,3 +71,28 @@ def test_undated_report_takes_a_burst_that_is_already_over():
     assert anchor.refine_anchor(series, ctx) == onset + anchor.REPORT_DELAY_S
     # A dated report long after that burst ended also moves back to it (a ticket filed after a rollback).
     assert anchor.refine_anchor(series, {"anchor": END - 60, "anchor_from": "trigger"}) == onset + 180
+
+
+def test_a_lone_early_shift_does_not_start_the_burst():
+    series, onset = _world()
+    # A slow drift that crosses its line 7 min before the incident falls inside the burst's 10 min span.
+    drift = _series("d", "mem_util", 0.5, onset - 420, 0.2, seed=5)
+    assert anchor.metric_burst(series + [drift], until=END) == onset
+    # Shifts that follow one another within minutes all belong to the burst.
+    near = _series("d", "mem_util", 0.5, onset - 120, 0.2, seed=5)
+    assert anchor.metric_burst(series + [near], until=END) == onset - 120
+
+
+def test_a_late_ticket_naming_a_start_after_an_earlier_burst_is_anchored_at_the_named_time():
+    series, onset = _world()  # the burst starts at START + 3000 (20:50)
+    surge = [_series(s, "cpu_util", 0.3, onset - 780, 0.4, seed=10 + i) for i, s in enumerate("efghij")]
+    ctx = {"anchor": onset + 960, "anchor_from": "trigger", "trigger_text": "errors on a starting 20:50Z",
+           "window": {"start": fmt_ts(START), "end": fmt_ts(END)}}
+    # Without the stated time the late report moves back to the surge's burst 13 min earlier ...
+    plain = {**ctx, "trigger_text": "errors on a"}
+    assert anchor.refine_anchor(series + surge, plain) == onset - 780 + anchor.REPORT_DELAY_S
+    # ... with it, the reporter's time wins over a burst before it.
+    assert anchor.refine_anchor(series + surge, ctx) == onset + anchor.TEXT_TIME_SLACK_S
+    # A stated time close to the burst keeps the burst.
+    assert anchor.refine_anchor(series, {**ctx, "trigger_text": "errors on a starting 20:51Z"}) == (
+        onset + anchor.REPORT_DELAY_S)

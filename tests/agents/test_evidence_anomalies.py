@@ -87,3 +87,44 @@ def test_coarse_latency_bucket_steps_are_not_anomalous():
     info = analyse_series(_series(values), name="mesh_latency_p95_ms", baseline_end=T0 + 60 * 30,
                           anchor=T0 + 60 * 50)
     assert not info["anomalous"]
+
+
+def _periodic_cpu(seed, *, fault_from=None):
+    # A job lifts CPU by 0.25 for 5 min every 30 min (15 s step); a fault, if any, lifts it for good.
+    rng = random.Random(seed)
+    points = []
+    for i in range(360):
+        ts = T0 + 15 * i
+        value = 0.35 + rng.uniform(-0.02, 0.02) + (0.25 if (i * 15) % 1800 < 300 else 0.0)
+        if fault_from is not None and ts >= fault_from:
+            value += 0.3
+        points.append((ts, value))
+    return points
+
+
+def test_a_periodic_jobs_next_spike_is_no_incident():
+    points = _periodic_cpu(3)
+    anchor = T0 + 3600 + 120  # the third spike starts at 60 min
+    info = analyse_series(points, name="cpu_util", baseline_end=anchor - 900, anchor=anchor)
+    assert not info["anomalous"] and info.get("recurrent")
+    # A first spike, with no earlier one to repeat, is an excursion.
+    first = [(t, v) for t, v in points if t >= T0 + 2100]
+    assert analyse_series(first, name="cpu_util", baseline_end=anchor - 900, anchor=anchor)["anomalous"]
+
+
+def test_a_fault_that_stays_is_no_repeat_of_a_periodic_spike():
+    anchor = T0 + 3600 + 120
+    points = _periodic_cpu(3, fault_from=T0 + 3600)
+    info = analyse_series(points, name="cpu_util", baseline_end=anchor - 900, anchor=anchor)
+    assert info["anomalous"]
+    assert info["onset"] == T0 + 3600
+
+
+def test_a_flapping_faults_next_flap_is_still_an_incident():
+    # Up 3 min, down 3 min from 40 min on: its flaps come back within minutes, so none repeats a job's run.
+    rng = random.Random(4)
+    points = [(T0 + 15 * i, 0.01 + rng.uniform(-0.002, 0.002) + (0.3 if i * 15 >= 2400 and (i * 15) % 360 < 180 else 0))
+              for i in range(360)]
+    anchor = T0 + 3600
+    info = analyse_series(points, name="error_rate", baseline_end=anchor - 900, anchor=anchor)
+    assert info["anomalous"] and not info.get("recurrent")
