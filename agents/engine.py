@@ -306,8 +306,11 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     neighbours: set[str] = set()
     if origins:
         best = origins[0]["score"]
+        onsets = {cand["service"]: cand.get("onset") for cand in origins}
         for cand in origins:
-            if cand["score"] > 0 and not cand["victim_of"]:
+            # A victim of a callee with telemetry of its own is no origin; one that only names a silent callee
+            # (a third-party API) may have broken those calls itself (a timeout, an endpoint), so its changes count.
+            if cand["score"] > 0 and not [v for v in cand["victim_of"] if onsets.get(v) is not None]:
                 origin_rank[cand["service"]] = max(0.0, cand["score"] / best) if best > 0 else 0.0
         origin_rank[origins[0]["service"]] = 1.0
         top = origins[0]["service"]
