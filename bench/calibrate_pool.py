@@ -4,20 +4,26 @@ The confidence model (agents/evidence/calibration.py) was first fitted on one su
 Unseen worlds come from other writers, so this script pools the scored worlds of several writers: our
 generator (``bench/rca.py`` suites), the independent writer (``bench/altworlds.py`` suites) and the Nezha
 TrainTicket worlds (service only, odd numbers to fit, even numbers held out). It prints, for the fitting
-pool and the held-out pool, AUROC and expected calibration error (Guo et al., ICML 2017) of the shipped
-coefficients and of coefficients fitted on the fitting pool (``bench.rca.fit``: L2-penalised logistic
-regression, Platt scaling).
+pool and the held-out pool, overall and per writer (own / alt / nezha), AUROC and expected calibration error
+(Guo et al., ICML 2017) of the shipped coefficients and of coefficients fitted on the fitting pool
+(L2-penalised logistic regression, Platt scaling, as ``bench.rca.fit``, with the hand-set coefficients held
+fixed while the others are fitted).
 
 Usage:
-  .venv/bin/python bench/calibrate_pool.py --own 101 --alt 2,3,7 --nezha /work/shared/eval/nezha-tt \\
-      --held-own 202 --held-alt 11,12,13 [--alt-dir /tmp/alt] [--own-dir /tmp/own] [--transport direct]
+  .venv/bin/python bench/calibrate_pool.py --own 101 --alt 2,3,4,7,12 --nezha /work/shared/eval/nezha-tt \\
+      --held-own 202 --held-alt 5,6,11,13 [--alt-dir /tmp/alt] [--own-dir /tmp/own] [--transport direct] \\
+      [--hand degraded,names_silent] [--cache DIR]
 Alt suites are read from (or written to) ``<alt-dir>/s<seed>``, own suites from ``<own-dir>/s<seed>``.
+``--cache DIR`` keeps each suite's scored rows (features, top-1 hit) in ``DIR/<writer><seed>.json`` and reuses
+them: valid while the engine's ranking features do not change (the confidence is recomputed from them).
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,19 +37,64 @@ def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 
 
+def _cached(args: argparse.Namespace, name: str, run) -> list[dict]:
+    """The rows of one suite, from ``--cache`` when there, else ``run()`` (then saved there)."""
+    path = Path(args.cache) / f"{name}.json" if args.cache else None
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    rows = run()
+    for row in rows:
+        row["writer"] = name.rstrip("0123456789")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, default=str))
+    return rows
+
+
 def _rows(args: argparse.Namespace, own: list[int], alt: list[int], nezha_parity: int | None) -> list[dict]:
     rows: list[dict] = []
     for seed in own:
-        worlds = rca.suite(Path(args.own_dir) / f"s{seed}", 60, seed)
-        rows += rca.run_suite(worlds, args.transport, quiet=True)
+        rows += _cached(args, f"own{seed}", lambda seed=seed: rca.run_suite(
+            rca.suite(Path(args.own_dir) / f"s{seed}", 60, seed), args.transport, quiet=True))
     for seed in alt:
-        worlds = rca_alt.suite(Path(args.alt_dir) / f"s{seed}", 60, seed)
-        rows += rca.run_suite(worlds, args.transport, quiet=True)
+        rows += _cached(args, f"alt{seed}", lambda seed=seed: rca.run_suite(
+            rca_alt.suite(Path(args.alt_dir) / f"s{seed}", 60, seed), args.transport, quiet=True))
     if args.nezha and nezha_parity is not None:
-        nezha = [Path(p) for p in sorted(glob.glob(str(Path(args.nezha) / "tt-*")))
-                 if int(Path(p).name.split("-")[-1]) % 2 == nezha_parity]
-        rows += rca.run_suite(nezha, args.transport, service_only=True, quiet=True)
+        nezha = _cached(args, "nezha", lambda: rca.run_suite(
+            [Path(p) for p in sorted(glob.glob(str(Path(args.nezha) / "tt-*")))], args.transport,
+            service_only=True, quiet=True))
+        rows += [r for r in nezha if int(r["world"].split("-")[-1]) % 2 == nezha_parity]
     return rows
+
+
+def writer_of(row: dict) -> str:
+    """own / alt / nezha: the writer of a scored world (by its folder name)."""
+    name = row["world"]
+    return "nezha" if name.startswith("tt-") else "alt" if name.startswith("alt") else "own"
+
+
+def fit(rows: list[dict], fixed: dict[str, float], *, l2: float = 0.01, steps: int = 4000) -> dict[str, float]:
+    """Fit the logistic confidence model on (features, top-1 hit), ``fixed`` coefficients held as they are.
+
+    The same gradient descent and L2 penalty as ``bench.rca.fit``; a hand-set coefficient enters as an offset
+    so the fitted ones do not absorb (or double) what it already accounts for.
+    Returns: rounded coefficients, bias and every calibration.FEATURES key.
+    """
+    free = [k for k in calibration.FEATURES if k not in fixed]
+    data = [(r["features"], 1.0 if r["hit1"] else 0.0) for r in rows if r["features"]]
+    offsets = [sum(v * float(feats.get(k, 0.0)) for k, v in fixed.items()) for feats, _ in data]
+    weights = {"bias": 0.0, **dict.fromkeys(free, 0.0)}
+    for _ in range(steps):
+        grad = dict.fromkeys(weights, 0.0)
+        for (feats, y), offset in zip(data, offsets, strict=True):
+            z = offset + weights["bias"] + sum(weights[k] * feats.get(k, 0.0) for k in free)
+            p = 1.0 / (1.0 + math.exp(-max(-30, min(30, z))))
+            grad["bias"] += p - y
+            for k in free:
+                grad[k] += (p - y) * feats.get(k, 0.0)
+        for k in weights:
+            weights[k] -= 0.1 * (grad[k] / len(data) + l2 * weights[k])
+    return {**{k: round(v, 3) for k, v in weights.items()}, **fixed}
 
 
 def _rescore(rows: list[dict], coefficients: dict[str, float]) -> list[dict]:
@@ -58,6 +109,20 @@ def _rescore(rows: list[dict], coefficients: dict[str, float]) -> list[dict]:
         calibration.COEFFICIENTS.update(saved)
 
 
+def _summary(title: str, rows: list[dict]) -> None:
+    """One line per writer and one for all: worlds, wrong top-1, AUROC, ECE."""
+    print(f"-- {title}")
+    for name in ("own", "alt", "nezha", "all"):
+        part = [r for r in rows if name == "all" or writer_of(r) == name]
+        if not part:
+            continue
+        _, ece = rca.reliability(part)
+        roc = rca.auroc([r["confidence"] for r in part], [r["hit1"] for r in part])
+        wrong = sum(1 for r in part if not r["hit1"])
+        print(f"   {name:<6} {len(part):>4} worlds {wrong:>3} wrong   AUROC {'n/a  ' if roc is None else f'{roc:.3f}'}"
+              f"   ECE {ece:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--own", default="101", help="own-generator seeds to fit on")
@@ -68,19 +133,25 @@ def main() -> None:
     parser.add_argument("--own-dir", default="/tmp/own")
     parser.add_argument("--alt-dir", default="/tmp/alt")
     parser.add_argument("--transport", default="direct", choices=["inprocess", "direct"])
+    parser.add_argument("--hand", default="degraded,names_silent",
+                        help="coefficients kept at their shipped (hand-set) values while the others are fitted")
+    parser.add_argument("--l2", type=float, default=0.01, help="L2 penalty of the fit")
+    parser.add_argument("--cache", default=None, help="keep / reuse each suite's scored rows in this folder")
+    parser.add_argument("--tables", action="store_true", help="also print the reliability tables")
     args = parser.parse_args()
     fitting = _rows(args, _seeds(args.own), _seeds(args.alt), 1)
     held = _rows(args, _seeds(args.held_own), _seeds(args.held_alt), 0)
     shipped = dict(calibration.COEFFICIENTS)
-    fitted = rca.fit(fitting)
     # Hand-set priors the pools cannot fit (no such worlds, or too few) keep their shipped values.
-    for key in ("degraded",):
-        fitted[key] = shipped.get(key, fitted.get(key, 0.0))
+    fixed = {k: shipped.get(k, 0.0) for k in args.hand.split(",") if k.strip()}
+    fitted = fit(fitting, fixed, l2=args.l2)
     print("shipped:", shipped)
     print("fitted: ", fitted)
     for title, rows in (("fitting pool", fitting), ("held-out pool", held)):
-        rca.print_reliability(f"{title}, shipped coefficients", rows)
-        rca.print_reliability(f"{title}, fitted coefficients", _rescore(rows, fitted))
+        for label, scored in (("shipped", _rescore(rows, shipped)), ("fitted", _rescore(rows, fitted))):
+            _summary(f"{title}, {label} coefficients", scored)
+            if args.tables:
+                rca.print_reliability(f"{title}, {label} coefficients", scored)
 
 
 if __name__ == "__main__":

@@ -192,9 +192,10 @@ def _victim_features(origin: dict[str, Any], origins: list[dict[str, Any]]) -> d
 
     ``blames_failing`` — the origin's own new errors name another candidate whose own telemetry shows a failure
     (an onset) no later than the origin's: the origin may be that service's victim, so its rank is less sure.
-    (A named candidate with no telemetry of its own — ``names_silent`` — was no such sign on the alt suites:
-    there the origin's own change was right, so it is reported but not weighed.) ``victim`` — it calls a
-    candidate anomalous as early (topology ``victim_of``), already a score penalty; reported only.
+    ``names_silent`` — its errors name a candidate with no telemetry of its own (an external API, an unmonitored
+    store): not weighed in the ranking (the origin's own change was mostly right), but it lowers the confidence
+    (5 of 7 such top answers right on the calibration pool). ``victim`` — it calls a candidate anomalous as
+    early (topology ``victim_of``), already a score penalty; reported only.
     """
     named = [o for o in origins if o["service"] != origin["service"] and origin["service"] in o.get("named_by", [])]
     return {"blames_failing": 1.0 if _blamed(origin, origins) else 0.0,
