@@ -27,7 +27,9 @@ counts over a window, so a few traces are enough.
 A fourth, **saturation**, is local by nature: a utilisation (a 0..1 share of
 a limit, such as ``cpu_util``) that sat well below its limit and reaches it
 in the stretch says the service itself ran out of room; a caller of a slow
-service waits, it does not burn its own CPU.
+service waits, it does not burn its own CPU. A periodic job's next run on top
+of a level that a surge raised reaches the limit too; when earlier runs rose
+as high above their level, the stretch is judged by its level, not its peak.
 
 The first two are our own reading of the ideas in Nezha (Yu et al., ESEC/FSE 2023: log
 and trace events per code region, compared across a fault and a fault-free
