@@ -88,9 +88,9 @@ SATURATED = 0.8
 MIN_SATURATION_RISE = 0.5
 # A series whose earlier history holds excursions above its median (at least two, each a run of points more
 # than max(SPIKE_MIN_HEIGHT, SPIKE_MAD_FACTOR x its median absolute deviation) above it) has a recurring
-# job: a stretch peak that stands above the stretch's own level (its lower quartile) by no more than
-# RECURRING_TOLERANCE x the height those excursions reached at least twice is that job's next run riding on
-# the level, and the level, not the peak, is what the stretch reached.
+# job: a stretch peak that stands above the stretch's own level (its lower quartile) by more than that noise
+# floor and no more than RECURRING_TOLERANCE x the height those excursions reached at least twice is that
+# job's next run riding on the level, and the level, not the peak, is what the stretch reached.
 SPIKE_MIN_HEIGHT = 0.05
 SPIKE_MAD_FACTOR = 4.0
 RECURRING_TOLERANCE = 1.25
@@ -381,18 +381,19 @@ def _is_utilisation(name: str) -> bool:
     return "util" in lowered or lowered.startswith("cpu") or "_cpu" in lowered
 
 
-def _recurring_height(points: list[tuple[float, float]], median: float) -> float | None:
-    """The height above ``median`` that the earlier excursions of a series reached at least twice, or None.
+def _recurring_height(points: list[tuple[float, float]], median: float) -> tuple[float | None, float]:
+    """The height above ``median`` that the earlier excursions of a series reached at least twice.
 
     Params: points — earlier (epoch s, value) pairs; median — their median.
-    Returns: the second-highest excursion peak above the median (None with fewer than two excursions).
+    Returns: ``(height, floor)``: the second-highest excursion peak above the median (None with fewer than
+    two excursions) and the least height that counts as an excursion (above the series' noise).
     """
     mad = sorted(abs(v - median) for _, v in points)[len(points) // 2]
-    floor = median + max(SPIKE_MIN_HEIGHT, SPIKE_MAD_FACTOR * mad)
+    floor = max(SPIKE_MIN_HEIGHT, SPIKE_MAD_FACTOR * mad)
     peaks: list[float] = []
     inside = False
     for _, value in sorted(points):
-        if value > floor:
+        if value > median + floor:
             if inside:
                 peaks[-1] = max(peaks[-1], value - median)
             else:
@@ -400,7 +401,7 @@ def _recurring_height(points: list[tuple[float, float]], median: float) -> float
             inside = True
         else:
             inside = False
-    return sorted(peaks)[-2] if len(peaks) >= 2 else None
+    return (sorted(peaks)[-2] if len(peaks) >= 2 else None), floor
 
 
 def saturations(series_list: list[dict[str, Any]], *, split: float, stop: float,
@@ -431,9 +432,10 @@ def saturations(series_list: list[dict[str, Any]], *, split: float, stop: float,
         before, peak = earlier[len(earlier) // 2], max(after)
         # A periodic job's run on top of a level raised by a surge reaches the limit without being news:
         # judge the level the stretch holds when its peak stands above it no more than the earlier runs did.
-        recurring = _recurring_height([(t, v) for t, v in points if t < split], before)
+        # (A peak within the noise of a level that sits at the limit is no such run.)
+        recurring, floor = _recurring_height([(t, v) for t, v in points if t < split], before)
         level = sorted(after)[len(after) // 4]
-        if recurring is not None and peak - level <= RECURRING_TOLERANCE * recurring:
+        if recurring is not None and floor < peak - level <= RECURRING_TOLERANCE * recurring:
             peak = level
         if peak < SATURATED or peak - before < MIN_SATURATION_RISE:
             continue

@@ -152,8 +152,12 @@ def test_saturation_skips_a_periodic_job_riding_on_a_raised_level() -> None:
     # No job: the same raised level with one new 0.27 jump in the stretch is news (no earlier runs).
     single = [0.40 + 0.01 * ((i * 7) % 3 - 1) if i < 35 else 0.65 for i in range(60)]
     single[43] = single[44] = 0.92
-    sats = signatures.saturations([series("worker", worker), series("hot", hot), series("single", single)],
-                                  split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    # Small earlier excursions (0.08), then the service sits at its limit in the stretch, wobbling by 0.04:
+    # the wobble is no job's run, the service saturated.
+    pinned = [0.48 + (0.08 if i % 10 in (3, 4) else 0.0) if i < 40 else 0.95 + 0.02 * (i % 3) for i in range(60)]
+    sats = signatures.saturations([series("worker", worker), series("hot", hot), series("single", single),
+                                   series("pinned", pinned)], split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert "pinned" in sats
     assert max(worker[40:45]) >= signatures.SATURATED            # the job's run does reach the line
     assert "worker" not in sats
     assert sats["hot"]["peak"] >= 0.95
