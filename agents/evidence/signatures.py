@@ -27,7 +27,9 @@ counts over a window, so a few traces are enough.
 A fourth, **saturation**, is local by nature: a utilisation (a 0..1 share of
 a limit, such as ``cpu_util``) that sat well below its limit and reaches it
 in the stretch says the service itself ran out of room; a caller of a slow
-service waits, it does not burn its own CPU.
+service waits, it does not burn its own CPU. A periodic job's next run on top
+of a level that a surge raised reaches the limit too; when earlier runs rose
+as high above their level, the stretch is judged by its level, not its peak.
 
 The first two are our own reading of the ideas in Nezha (Yu et al., ESEC/FSE 2023: log
 and trace events per code region, compared across a fault and a fault-free
@@ -84,6 +86,14 @@ SATURATED = 0.8
 # ... rising by at least this much over its earlier median within minutes (a service that always runs hot
 # is not news, nor one that warms under a surge walking in from its callers).
 MIN_SATURATION_RISE = 0.5
+# A series whose earlier history holds excursions above its median (at least two, each a run of points more
+# than max(SPIKE_MIN_HEIGHT, SPIKE_MAD_FACTOR x its median absolute deviation) above it) has a recurring
+# job: a stretch peak that stands above the stretch's own level (its lower quartile) by more than that noise
+# floor and no more than RECURRING_TOLERANCE x the height those excursions reached at least twice is that
+# job's next run riding on the level, and the level, not the peak, is what the stretch reached.
+SPIKE_MIN_HEIGHT = 0.05
+SPIKE_MAD_FACTOR = 4.0
+RECURRING_TOLERANCE = 1.25
 
 
 def _quantile(values: list[float], share: float) -> float:
@@ -371,6 +381,29 @@ def _is_utilisation(name: str) -> bool:
     return "util" in lowered or lowered.startswith("cpu") or "_cpu" in lowered
 
 
+def _recurring_height(points: list[tuple[float, float]], median: float) -> tuple[float | None, float]:
+    """The height above ``median`` that the earlier excursions of a series reached at least twice.
+
+    Params: points — earlier (epoch s, value) pairs; median — their median.
+    Returns: ``(height, floor)``: the second-highest excursion peak above the median (None with fewer than
+    two excursions) and the least height that counts as an excursion (above the series' noise).
+    """
+    mad = sorted(abs(v - median) for _, v in points)[len(points) // 2]
+    floor = max(SPIKE_MIN_HEIGHT, SPIKE_MAD_FACTOR * mad)
+    peaks: list[float] = []
+    inside = False
+    for _, value in sorted(points):
+        if value > median + floor:
+            if inside:
+                peaks[-1] = max(peaks[-1], value - median)
+            else:
+                peaks.append(value - median)
+            inside = True
+        else:
+            inside = False
+    return (sorted(peaks)[-2] if len(peaks) >= 2 else None), floor
+
+
 def saturations(series_list: list[dict[str, Any]], *, split: float, stop: float,
                 parse_ts: Any) -> dict[str, dict[str, Any]]:
     """Per service: utilisations (0..1 shares of a limit) that reach their limit in [split, stop].
@@ -397,6 +430,13 @@ def saturations(series_list: list[dict[str, Any]], *, split: float, stop: float,
         if not after or not earlier:
             continue
         before, peak = earlier[len(earlier) // 2], max(after)
+        # A periodic job's run on top of a level raised by a surge reaches the limit without being news:
+        # judge the level the stretch holds when its peak stands above it no more than the earlier runs did.
+        # (A peak within the noise of a level that sits at the limit is no such run.)
+        recurring, floor = _recurring_height([(t, v) for t, v in points if t < split], before)
+        level = sorted(after)[len(after) // 4]
+        if recurring is not None and floor < peak - level <= RECURRING_TOLERANCE * recurring:
+            peak = level
         if peak < SATURATED or peak - before < MIN_SATURATION_RISE:
             continue
         strength = min(1.0, (peak - before) / (MIN_SATURATION_RISE + 0.2))

@@ -124,6 +124,46 @@ def test_saturation_needs_a_share_that_reaches_its_limit_from_well_below() -> No
     assert set(sats) == {"cache"} and sats["cache"]["strength"] == 1.0
 
 
+def _cron_on_a_level(level_from: float, level_to: float, rise_at: int, spike: float, n: int = 60,
+                     period: int = 10) -> list[float]:
+    """A utilisation at ``level_from`` (``level_to`` from point ``rise_at``) with a ``spike``-high run of a
+    periodic job every ``period`` points, two points long, the last one inside the stretch."""
+    values = []
+    for i in range(n):
+        base = level_from if i < rise_at else level_to
+        values.append(base + (spike if i % period in (3, 4) else 0.0) + 0.01 * ((i * 7) % 3 - 1))
+    return values
+
+
+def test_saturation_skips_a_periodic_job_riding_on_a_raised_level() -> None:
+    # One point a minute from 40 min before the stretch: the stretch holds points 40..44, the job runs at
+    # points 3-4, 13-14, ..., 43-44 (one run inside the stretch).
+    t0 = SPLIT - 40 * 60.0
+
+    def series(service: str, values: list[float]) -> dict:
+        return {"service": service, "name": "cpu_util",
+                "points": [[fmt_ts(t0 + i * 60.0), v] for i, v in enumerate(values)]}
+
+    # The job lifts CPU by 0.27 every 10 min; a surge raised the level from 0.40 to 0.65 a few minutes before
+    # the stretch, so the job's run in the stretch reaches 0.92: its earlier runs reached the same height.
+    worker = _cron_on_a_level(0.40, 0.65, 35, 0.27)
+    # The same job, but the service itself saturates in the stretch (0.40 -> 0.97): still a saturation.
+    hot = [v if i < 40 else 0.97 for i, v in enumerate(_cron_on_a_level(0.40, 0.40, 35, 0.27))]
+    # No job: the same raised level with one new 0.27 jump in the stretch is news (no earlier runs).
+    single = [0.40 + 0.01 * ((i * 7) % 3 - 1) if i < 35 else 0.65 for i in range(60)]
+    single[43] = single[44] = 0.92
+    # Small earlier excursions (0.08), then the service sits at its limit in the stretch, wobbling by 0.04:
+    # the wobble is no job's run, the service saturated.
+    pinned = [0.48 + (0.08 if i % 10 in (3, 4) else 0.0) if i < 40 else 0.95 + 0.02 * (i % 3) for i in range(60)]
+    sats = signatures.saturations([series("worker", worker), series("hot", hot), series("single", single),
+                                   series("pinned", pinned)], split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert "pinned" in sats
+    assert max(worker[40:45]) >= signatures.SATURATED            # the job's run does reach the line
+    assert "worker" not in sats
+    assert sats["hot"]["peak"] >= 0.95
+    assert "single" in sats
+
+
 def _write_world(root: Path) -> Path:
     """A small world: a leaf ("stock") behind a network delay, its caller ("orders") slow because of it.
 
