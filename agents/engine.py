@@ -211,29 +211,27 @@ def _add_signatures(services: dict[str, dict[str, Any]], series: list[dict[str, 
     skips = signatures.skipped_in_traces(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
     unreach = unreached.unreached_callees(traces, split=split, stop=stop, parse_ts=parse_ts) if traces else {}
     sats = signatures.saturations(series, split=split, stop=stop, parse_ts=parse_ts)
-    for svc in sorted(set(gaps) | set(firsts) | set(sats) | set(skips) | set(unreach)):
-        gap = gaps.get(svc, {}).get("strength", 0.0)
-        first = firsts.get(svc, {}).get("strength", 0.0)
-        sat = sats.get(svc, {}).get("strength", 0.0)
-        skip = skips.get(svc, {}).get("strength", 0.0)
-        unr = unreach.get(svc, {}).get("strength", 0.0)
-        if not gap and not first and not sat and not skip and not unr:
+    # signature key → (its results, family, weight); the order is the order of the score's sum.
+    found = {"wait_gap": (gaps, "network", WAIT_GAP_WEIGHT), "first_error": (firsts, "first_error", FIRST_ERROR_WEIGHT),
+             "saturation": (sats, "cpu", SATURATION_WEIGHT),
+             "skipped_in_traces": (skips, "skipped", SKIPPED_TRACE_WEIGHT),
+             "unreached": (unreach, "unreached", unreached.SCORE_WEIGHT)}
+    for svc in sorted(set().union(*(results for results, _, _ in found.values()))):
+        strengths = {key: float(results.get(svc, {}).get("strength", 0.0)) for key, (results, _, _) in found.items()}
+        if not any(strengths.values()):
             continue
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                           "traffic_shift": 0.0, "error_level": None})
-        entry["signature"] = {"wait_gap": gaps.get(svc), "first_error": firsts.get(svc), "saturation": sats.get(svc),
-                              "skipped_in_traces": skips.get(svc), "unreached": unreach.get(svc)}
-        entry["score"] = round(float(entry.get("score", 0.0)) + WAIT_GAP_WEIGHT * gap + FIRST_ERROR_WEIGHT * first
-                               + SATURATION_WEIGHT * sat + SKIPPED_TRACE_WEIGHT * skip
-                               + unreached.SCORE_WEIGHT * unr, 4)
-        # How clearly the service's own fault shows (0..1): locate_origin does not make it a victim of callees.
-        entry["own_fault"] = round(max(gap, first, sat, skip, unr), 4)
+        entry["signature"] = {key: results.get(svc) for key, (results, _, _) in found.items()}
+        score = float(entry.get("score", 0.0))
         families = entry.setdefault("families", {})
-        for key, value in (("network", WAIT_GAP_WEIGHT * gap), ("first_error", FIRST_ERROR_WEIGHT * first),
-                           ("cpu", SATURATION_WEIGHT * sat), ("skipped", SKIPPED_TRACE_WEIGHT * skip),
-                           ("unreached", unreached.SCORE_WEIGHT * unr)):
-            if value:
-                families[key] = max(float(families.get(key, 0.0)), value)
+        for key, (_, family, weight) in found.items():
+            score += weight * strengths[key]
+            if weight * strengths[key]:
+                families[family] = max(float(families.get(family, 0.0)), weight * strengths[key])
+        entry["score"] = round(score, 4)
+        # How clearly the service's own fault shows (0..1): locate_origin does not make it a victim of callees.
+        entry["own_fault"] = round(max(strengths.values()), 4)
         if entry.get("onset") is None:
             entry["onset"] = split
 

@@ -78,9 +78,14 @@ def _errors_about_callee(origin: dict[str, Any], sig: dict[str, Any], origins: l
     svc = origin["service"]
     excess = float(sig.get("services", {}).get(svc, {}).get("error_excess", 0.0))
     named = sig.get("mentions", {}).get(svc, {})
-    silent = [o["service"] for o in origins if o["service"] != svc and svc in o.get("named_by", [])
-              and o.get("onset") is None and o["service"] in origin.get("victim_of", [])]
-    return excess > 0 and any(float(named.get(s, 0.0)) >= ABOUT_CALLEE_SHARE * excess for s in silent)
+    return excess > 0 and any(float(named.get(o["service"], 0.0)) >= ABOUT_CALLEE_SHARE * excess
+                              for o in _silent_named(origin, origins) if o["service"] in origin.get("victim_of", []))
+
+
+def _silent_named(origin: dict[str, Any], origins: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Other candidates the origin's errors name that have no telemetry of their own (no onset)."""
+    return [o for o in origins if o["service"] != origin["service"] and origin["service"] in o.get("named_by", [])
+            and o.get("onset") is None]
 
 
 def _silent_callees(origin: dict[str, Any], origins: list[dict[str, Any]], score: float,
@@ -91,14 +96,10 @@ def _silent_callees(origin: dict[str, Any], origins: list[dict[str, Any]], score
     one and no change of the origin's own explains them, the named callee is the likelier cause
     (bench/README.md, "External dependencies").
     """
-    out = []
-    for other in origins:
-        if other["service"] != origin["service"] and origin["service"] in other.get("named_by", []) \
-                and other.get("onset") is None:
-            # What we know of it is its namer's failure: its confidence rests on the namer's strength.
-            out.append(_hyp({**other, "strength": max(float(other.get("strength", 0.0)), float(origin.get("strength", 0.0)))},
-                            None, score + SILENT_MARGIN, norm))
-    return out
+    # What we know of such a callee is its namer's failure: its confidence rests on the namer's strength.
+    namer = float(origin.get("strength", 0.0))
+    return [_hyp({**other, "strength": max(float(other.get("strength", 0.0)), namer)}, None, score + SILENT_MARGIN, norm)
+            for other in _silent_named(origin, origins)]
 
 
 def _hyp(origin: dict[str, Any], change: dict[str, Any] | None, score: float, norm: float,
@@ -193,13 +194,12 @@ def _victim_features(origin: dict[str, Any], origins: list[dict[str, Any]]) -> d
     ``blames_failing`` — the origin's own new errors name another candidate whose own telemetry shows a failure
     (an onset) no later than the origin's: the origin may be that service's victim, so its rank is less sure.
     ``names_silent`` — its errors name a candidate with no telemetry of its own (an external API, an unmonitored
-    store): not weighed in the ranking (the origin's own change was mostly right), but it lowers the confidence
-    (5 of 7 such top answers right on the calibration pool). ``victim`` — it calls a candidate anomalous as
+    store): it lowers the confidence (5 of 7 such top answers right on the calibration pool), and the ranking
+    puts that callee just above the origin when no change of the origin's own explains it (``_silent_callees``). ``victim`` — it calls a candidate anomalous as
     early (topology ``victim_of``), already a score penalty; reported only.
     """
-    named = [o for o in origins if o["service"] != origin["service"] and origin["service"] in o.get("named_by", [])]
     return {"blames_failing": 1.0 if _blamed(origin, origins) else 0.0,
-            "names_silent": 1.0 if any(o.get("onset") is None for o in named) else 0.0,
+            "names_silent": 1.0 if _silent_named(origin, origins) else 0.0,
             "victim": 1.0 if origin.get("victim_of") else 0.0}
 
 
@@ -211,38 +211,35 @@ def _blamed(origin: dict[str, Any], origins: list[dict[str, Any]]) -> list[str]:
             and o.get("onset") is not None and (onset is None or o["onset"] <= onset)]
 
 
+# Evidence line of each fault signature (engine._add_signatures): (key, source, ref suffix, summary).
+_SIGNATURE_LINES: tuple[tuple[str, str, Any, Any], ...] = (
+    ("wait_gap", "metrics", lambda v: "caller_latency",
+     lambda svc, v: f"callers wait {v['rise']:.0f} ms longer for {svc} than before ({v['before']:.0f} → "
+                    f"{v['after']:.0f} ms beyond its own latency), {v['ratio']:.0f}x the typical rise: "
+                    f"a delay on the path to it"),
+    ("first_error", "logs", lambda v: "first-errors",
+     lambda svc, v: f"{svc} wrote the first ERROR line of {v['after']} traces around the report "
+                    f"({v['expected']:.1f} expected from earlier traces): failures begin there"),
+    ("skipped_in_traces", "logs", lambda v: "skipped-in-traces",
+     lambda svc, v: f"in {v['traces']} traces {svc} logged '{v['leader'][:60]}' but only {v['followed']} times its "
+                    f"usual follower '{v['follower'][:60]}' (earlier {v['earlier_share']:.0%} of traces): "
+                    f"a code region no longer reached"),
+    ("unreached", "logs", lambda v: "unreached-in-traces",
+     lambda svc, v: f"{v['caller']} no longer reaches {svc} between '{v['leader'][:50]}' and '{v['resume'][:50]}': "
+                    f"{v['reached']} of {v['traces']} traces did ({v['expected']:.1f} expected from earlier traces)"),
+    ("saturation", "metrics", lambda v: v["metric"],
+     lambda svc, v: f"{v['metric']} of {svc} reached {v['peak']:.2f} of its limit (earlier {v['before']:.2f})"),
+)
+
+
 def _signature_evidence(svc: str, signature: dict[str, Any]) -> list[dict[str, str]]:
     """Evidence items for the fault signatures of one service (engine._add_signatures), clearest first."""
     items = []
-    gap = signature.get("wait_gap") or {}
-    if gap.get("strength"):
-        items.append((gap["strength"], {"source": "metrics", "ref": f"metrics:{svc}/caller_latency",
-                      "summary": f"callers wait {gap['rise']:.0f} ms longer for {svc} than before "
-                                 f"({gap['before']:.0f} → {gap['after']:.0f} ms beyond its own latency), "
-                                 f"{gap['ratio']:.0f}x the typical rise: a delay on the path to it"}))
-    first = signature.get("first_error") or {}
-    if first.get("strength"):
-        items.append((first["strength"], {"source": "logs", "ref": f"logs:{svc}/first-errors",
-                      "summary": f"{svc} wrote the first ERROR line of {first['after']} traces around the report "
-                                 f"({first['expected']:.1f} expected from earlier traces): failures begin there"}))
-    skip = signature.get("skipped_in_traces") or {}
-    if skip.get("strength"):
-        items.append((skip["strength"], {"source": "logs", "ref": f"logs:{svc}/skipped-in-traces",
-                      "summary": f"in {skip['traces']} traces {svc} logged '{skip['leader'][:60]}' but only "
-                                 f"{skip['followed']} times its usual follower '{skip['follower'][:60]}' "
-                                 f"(earlier {skip['earlier_share']:.0%} of traces): a code region no longer reached"}))
-    unreached = signature.get("unreached") or {}
-    if unreached.get("strength"):
-        items.append((unreached["strength"], {"source": "logs", "ref": f"logs:{svc}/unreached-in-traces",
-                      "summary": f"{unreached['caller']} no longer reaches {svc} between "
-                                 f"'{unreached['leader'][:50]}' and '{unreached['resume'][:50]}': "
-                                 f"{unreached['reached']} of {unreached['traces']} traces did "
-                                 f"({unreached['expected']:.1f} expected from earlier traces)"}))
-    sat = signature.get("saturation") or {}
-    if sat.get("strength"):
-        items.append((sat["strength"], {"source": "metrics", "ref": f"metrics:{svc}/{sat['metric']}",
-                      "summary": f"{sat['metric']} of {svc} reached {sat['peak']:.2f} of its limit "
-                                 f"(earlier {sat['before']:.2f})"}))
+    for key, source, ref, summary in _SIGNATURE_LINES:
+        value = signature.get(key) or {}
+        if value.get("strength"):
+            items.append((value["strength"], {"source": source, "ref": f"{source}:{svc}/{ref(value)}",
+                                              "summary": summary(svc, value)}))
     return [item for _, item in sorted(items, key=lambda pair: -pair[0])]
 
 
