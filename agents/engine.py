@@ -8,6 +8,7 @@ in ``missing_sources`` and lowers confidence instead of stopping the run.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from agents.evidence import (
@@ -87,7 +88,10 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             trigger_service = alert.get("service")
     else:
         trigger_text = str(trigger.get("text", ""))
-    win = _resolve_window(window, describe, trigger_ts)
+    if trigger_ts is None and parse_ts(trigger.get("at")) is not None:
+        # A live trigger says when it happened (pm investigate --at, a webhook's own time).
+        trigger_ts, anchor_from = parse_ts(trigger.get("at")), "at"
+    win = _resolve_window(window, describe, trigger_ts, trigger)
     start, end = parse_ts(win["start"]), parse_ts(win["end"])
     topo = safe_call(tools, "topology.get", missing, "topology").get("services") or []
     if not topo:
@@ -113,15 +117,30 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             "known_services": sorted(known), "missing_sources": missing}
 
 
-def _resolve_window(window: dict[str, str] | None, describe: dict[str, Any], trigger_ts: float | None) -> dict:
+def _resolve_window(window: dict[str, str] | None, describe: dict[str, Any], trigger_ts: float | None,
+                    trigger: dict[str, Any] | None = None) -> dict:
+    """The window to read: the given one, the world's, else around the trigger time.
+
+    Around the trigger: ``lookback_s`` before it and ``lookahead_s`` after it (the trigger may carry
+    both, from sources.yaml's ``window:``), never ending in the future; with no dated trigger at all
+    (a live free-text ask), the trigger time is now.
+    """
     for candidate in (window, describe.get("window")):
         if candidate and parse_ts(candidate.get("start")) is not None and parse_ts(candidate.get("end")) is not None:
             if parse_ts(candidate["start"]) < parse_ts(candidate["end"]):
                 return {"start": candidate["start"], "end": candidate["end"]}
+    trigger = trigger or {}
+    lookback = _seconds(trigger.get("lookback_s"), DEFAULT_LOOKBACK_S)
+    lookahead = _seconds(trigger.get("lookahead_s"), DEFAULT_LOOKAHEAD_S)
+    now = time.time()
     if trigger_ts is None:
-        raise ValueError("No window and no dated trigger: pass window={'start': ISO, 'end': ISO} "
-                         "or a ticket/alert trigger that exists.")
-    return {"start": fmt_ts(trigger_ts - DEFAULT_LOOKBACK_S), "end": fmt_ts(trigger_ts + DEFAULT_LOOKAHEAD_S)}
+        trigger_ts = now
+    end = max(min(trigger_ts + lookahead, now), trigger_ts + 60.0)
+    return {"start": fmt_ts(trigger_ts - lookback), "end": fmt_ts(end)}
+
+
+def _seconds(value: Any, default: float) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) and value > 0 else default
 
 
 def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = None) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 
+from agents import merge
 from agents.circuit import CircuitBreaker
 from agents.errors import CircuitOpenError, GatewayConfigError, ToolError
 from agents.gateway_config import GatewayConfig, Route, ServerSpec, default_sandbox_config, parse_config
@@ -110,6 +111,8 @@ class Gateway:
         self.config = config
         self.on_call = on_call
         self.calls: list[dict[str, Any]] = []
+        #: tolerant configs: servers the last check() could not reach, with why.
+        self.unreachable: dict[str, str] = {}
         self._servers = {
             name: _Server(spec, CircuitBreaker(config.breaker_failures, config.breaker_reset_s))
             for name, spec in config.servers.items()
@@ -151,8 +154,9 @@ class Gateway:
                                 "capabilities: in the MCP config", capability=capability)
             if self._closed:
                 raise ToolError(f"{capability}: the gateway is closed; open a new one", capability=capability)
-            future = asyncio.run_coroutine_threadsafe(self._call_paged(route, args, record), self._loop)
-            result = future.result()
+            many = self.config.fanout.get(capability)
+            coro = self._call_many(many, args, record) if many else self._call_paged(route, args, record)
+            result = asyncio.run_coroutine_threadsafe(coro, self._loop).result()
             record["ok"] = True
             return result
         except ToolError as exc:
@@ -326,6 +330,28 @@ class Gateway:
                 break
         return {**page, "lines": lines, "next_cursor": cursor}
 
+    async def _call_many(self, routes: tuple[Route, ...], args: dict[str, Any],
+                         record: dict[str, Any]) -> dict[str, Any]:
+        """Ask every provider of a capability at once and merge their answers (agents/merge.py)."""
+        capability = routes[0].capability
+        record["server"] = "+".join(r.server for r in routes)
+        per_route: list[dict[str, Any] | None] = [dict(args) for _ in routes]
+        if capability == "logs.search":
+            cursors = merge.split_cursor(args.get("cursor"), len(routes))
+            if cursors is not None:  # a later page: ask only the providers that have more
+                per_route = [None if c is None else {**args, "cursor": c} for c in cursors]
+            elif args.get("cursor") is not None:
+                raise ToolError("logs.search: 'cursor' is not one we issued; pass next_cursor as is",
+                                capability=capability)
+        asked = [(i, r, a) for i, (r, a) in enumerate(zip(routes, per_route, strict=True)) if a is not None]
+        outcomes = await asyncio.gather(*(self._call_paged(r, a, record) for _, r, a in asked), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancellation, KeyboardInterrupt: not a provider failure
+        if capability == "logs.search":
+            return merge.merge_logs_page([(i, r.server, o) for (i, r, _), o in zip(asked, outcomes, strict=True)])
+        return merge.merge(capability, [(r.server, o) for (_, r, _), o in zip(asked, outcomes, strict=True)])
+
     async def _call(self, route: Route, args: dict[str, Any], record: dict[str, Any]) -> dict[str, Any]:
         srv = self._servers[route.server]
         payload = {route.renames.get(k, k): v for k, v in args.items() if v is not None}
@@ -395,11 +421,20 @@ class Gateway:
         # Connect to all servers at once: stdio servers each take a moment to start.
         names = list(self._servers)
         found = await asyncio.gather(*(self._list(n, self._servers[n]) for n in names), return_exceptions=True)
+        if self.config.tolerant:
+            # Real sources: what answers is used, what does not is named by the calls that fail later.
+            up = {n: f for n, f in zip(names, found, strict=True) if not isinstance(f, BaseException)}
+            if not up:
+                raise next(f for f in found if isinstance(f, BaseException))
+            self.unreachable = {n: str(f) for n, f in zip(names, found, strict=True) if isinstance(f, BaseException)}
+            return up  # type: ignore[return-value]
         for outcome in found:
             if isinstance(outcome, BaseException):
                 raise outcome
         listed: dict[str, list[str]] = dict(zip(names, found, strict=True))  # type: ignore[arg-type]
-        for route in self.config.routes.values():
+        every = [r for cap, r in self.config.routes.items() if cap not in self.config.fanout]
+        every += [r for many in self.config.fanout.values() for r in many]
+        for route in every:
             if route.tool not in listed[route.server]:
                 raise ToolError(f"MCP server {route.server!r} does not offer tool {route.tool!r} (capability "
                                 f"{route.capability}); it offers: {', '.join(listed[route.server]) or 'nothing'}",

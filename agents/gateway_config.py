@@ -14,6 +14,8 @@ The YAML shape (seed 001: capability contracts with pluggable providers)::
         # inprocess: factory: "sandbox.servers:build_server", kwargs: {world_dir: "{world}", source: observability}
     capabilities:
       logs.search: {server: observability, tool: logs_search, page_size: 50000}
+      # several providers: a list; all are asked and their answers merged (agents/merge.py)
+      # logs.counts: [{server: files, tool: logs_counts}, {server: loki, tool: logs_counts}]
       # a real provider: {server: grafana, tool: query_loki_logs, args: {service: app, text: query}}
     circuit_breaker: {failures: 5, reset_s: 30}
 
@@ -79,6 +81,12 @@ class GatewayConfig:
     routes: dict[str, Route]
     breaker_failures: int = 5
     breaker_reset_s: float = 30.0
+    #: Capabilities answered by several servers (a list under capabilities:): every route, in order.
+    #: ``routes`` holds the first of each. The gateway asks them all and merges (agents/merge.py).
+    fanout: dict[str, tuple[Route, ...]] = field(default_factory=dict)
+    #: ``tolerant: true``: :meth:`Gateway.check` passes while at least one server answers (real sources:
+    #: an unreachable one is named in the report's missing_sources instead of stopping the investigation).
+    tolerant: bool = False
 
 
 def default_variables() -> dict[str, str]:
@@ -219,12 +227,24 @@ def parse_config(config: dict[str, Any] | str | Path, variables: dict[str, str] 
     if not isinstance(raw_caps, dict) or not raw_caps:
         raise GatewayConfigError("capabilities: missing or empty; map e.g. logs.search: {server: S, tool: T}")
     servers = {str(name): _server(str(name), raw, values) for name, raw in raw_servers.items()}
-    routes = {str(cap): _route(str(cap), raw, servers) for cap, raw in raw_caps.items()}
+    routes: dict[str, Route] = {}
+    fanout: dict[str, tuple[Route, ...]] = {}
+    for cap, raw in raw_caps.items():
+        if isinstance(raw, list):
+            if not raw:
+                raise GatewayConfigError(f"capabilities.{cap}: an empty list; give at least one {{server, tool}}")
+            many = tuple(_route(str(cap), item, servers) for item in raw)
+            routes[str(cap)] = many[0]
+            if len(many) > 1:
+                fanout[str(cap)] = many
+        else:
+            routes[str(cap)] = _route(str(cap), raw, servers)
     breaker = doc.get("circuit_breaker") or {}
     if not isinstance(breaker, dict):
         raise GatewayConfigError("circuit_breaker: expected {failures: N, reset_s: S}")
     return GatewayConfig(servers, routes, int(_number(breaker, "failures", 5, "circuit_breaker", 1)),
-                         float(_number(breaker, "reset_s", 30.0, "circuit_breaker", 0)))
+                         float(_number(breaker, "reset_s", 30.0, "circuit_breaker", 0)), fanout,
+                         bool(doc.get("tolerant", False)))
 
 
 def default_sandbox_config(transport: str = "stdio") -> dict[str, Any]:

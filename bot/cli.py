@@ -20,6 +20,7 @@ from bot.errors import EXIT_USAGE, exit_code_for, friendly_errors
 COMMAND_MODULES: list[str] = [
     "bot.cli_investigate",
     "bot.cli_admin",
+    "bot.cli_sources",
     "bot.http.cli",
     "bot.slack.cli",
 ]

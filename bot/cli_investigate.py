@@ -18,8 +18,19 @@ TERMINAL_EVENTS = ("report", "failed", "cancelled")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("investigate", help="investigate an incident world offline and print the report")
-    p.add_argument("--world", required=True, type=Path, help="an incident world directory (see docs)")
+    p = sub.add_parser("investigate", help="investigate an incident (a bundled world offline, or real sources) "
+                       "and print the report")
+    p.add_argument("--world", type=Path, help="an incident world directory (see docs/worlds.md)")
+    p.add_argument("--sources", type=Path, help="a sources.yaml of real systems (docs/sources.md); default PM_SOURCES")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--text", help="with --sources: what is wrong, in words")
+    what.add_argument("--ticket", help="with --sources: a ticket key (from the tickets: source)")
+    what.add_argument("--alert", help="with --sources: an alert id (from the alerts: source)")
+    p.add_argument("--at", help="with --sources: when it happened (ISO-8601, e.g. 2026-12-06T08:10:00Z); default "
+                   "the ticket's or alert's time, else now")
+    p.add_argument("--start", help="with --sources: the window to read starts here (ISO-8601)")
+    p.add_argument("--end", help="with --sources: the window to read ends here (ISO-8601); both or neither")
+    p.add_argument("--domain", help="with --sources: the owning domain (free text)")
     p.add_argument("--mode", choices=MODES, default="balanced")
     p.add_argument("--json", action="store_true", help="print only the report JSON on stdout")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the report")
@@ -74,10 +85,7 @@ def _runtime(settings: Settings) -> Any:
     return build_runtime(settings)
 
 
-def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
-    """Validate the world, record and enqueue the investigation, follow it, print the report."""
-    from publishers.markdown import render_report
-
+def _world_request(args: argparse.Namespace) -> tuple[InvestigationRequest, str]:
     world_dir = args.world.resolve()
     meta = check_world(world_dir)  # raises WorldError before anything is written
     trigger: dict[str, Any] = dict(meta["trigger"])
@@ -90,11 +98,53 @@ def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
         sources={"world": str(world_dir)},
         requested_by="cli",
     )
+    return request, str(meta["name"])
+
+
+def _sources_request(args: argparse.Namespace, path: Path) -> tuple[InvestigationRequest, str]:
+    from commands.live import live_trigger
+    from store.sources_file import load_sources
+
+    sources = load_sources(path)  # raises ConfigError (one line naming the entry) before anything is written
+    trigger = live_trigger(text=args.text, ticket=args.ticket, alert=args.alert, at=args.at, start=args.start,
+                           end=args.end, lookback_s=sources.lookback_s, lookahead_s=sources.lookahead_s)
+    request = InvestigationRequest(
+        trigger=trigger,
+        origin=Origin(kind="cli", user="cli"),
+        mode=args.mode,
+        domain=args.domain,
+        sources={"sources_file": str(path.resolve())},
+        requested_by="cli",
+    )
+    label = args.ticket or args.alert or (args.text or "")[:40]
+    return request, f"{path.name}: {label}"
+
+
+def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate the world or the sources file, record and enqueue the investigation, follow it, print the report."""
+    from commands.errors import BadRequest
+    from publishers.markdown import render_report
+
+    live = any(getattr(args, k) for k in ("text", "ticket", "alert", "at", "start", "end"))
+    sources_path = args.sources or (None if args.world else settings.sources_file)
+    if args.world and args.sources:
+        raise BadRequest("give --world (a recorded incident) or --sources (real systems), not both")
+    if args.world:
+        if live:
+            raise BadRequest("--text/--ticket/--alert/--at/--start/--end go with --sources; a world has its own trigger")
+        request, title = _world_request(args)
+    elif sources_path:
+        if not (args.text or args.ticket or args.alert):
+            raise BadRequest("say what to investigate: --text \"checkout is failing\", --ticket KEY or --alert ID")
+        request, title = _sources_request(args, Path(sources_path))
+    else:
+        raise BadRequest("nothing to investigate: pass --world DIR (e.g. examples/worlds/demo-deploy) or "
+                         "--sources sources.yaml --text \"...\" (docs/sources.md)")
     runtime = _runtime(settings)
     worker = None if args.no_worker else runtime.start_worker()
     try:
         result = investigate_cmd.start(runtime=runtime, request=request)
-        view = ProgressView(enabled=not args.json, stream=sys.stderr, title=f"{result.investigation_id} ({meta['name']})")
+        view = ProgressView(enabled=not args.json, stream=sys.stderr, title=f"{result.investigation_id} ({title})")
         final = _follow(runtime, result.investigation_id, view, timeout=args.timeout)
     finally:
         if worker is not None:

@@ -32,20 +32,32 @@ def world_for(investigation: dict[str, Any], settings: Any) -> Path | None:
 def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
     """Open the MCP gateway for ``investigation``.
 
-    The config is MCP_CONFIG when set, else the bundled sandbox servers on the world.
+    The config is, in order: the investigation's own sources file (``sources.sources_file``),
+    MCP_CONFIG, PM_SOURCES (real sources, docs/sources.md; not for an investigation of a world),
+    the bundled sandbox servers on the world (``sources.world`` or PM_WORLD).
 
     Raises:
-        PipelineError: neither MCP_CONFIG nor a world is given.
+        PipelineError: none of them is given.
+        ConfigError: the sources file is wrong (the message names the entry).
 
     Returns:
         A ``agents.tools.ToolSource`` with ``close()``.
     """
     from agents.gateway import default_sandbox_config, open_gateway
 
+    own = investigation.get("sources") or {}
     world = world_for(investigation, settings)
-    mcp_config = (investigation.get("sources") or {}).get("mcp_config") or settings.mcp_config
-    if mcp_config:
-        config: Any = Path(mcp_config)
+    mcp_config = own.get("mcp_config") or settings.mcp_config
+    sources_file = own.get("sources_file")
+    if not sources_file and not mcp_config and not own.get("world"):
+        sources_file = getattr(settings, "sources_file", None)
+    if sources_file:
+        from agents.sources_gateway import gateway_config
+        from store.sources_file import load_sources
+
+        config: Any = gateway_config(load_sources(sources_file))
+    elif mcp_config:
+        config = Path(mcp_config)
     elif world is not None:
         # In-process by default: the four sandbox servers share one load of the world and speak MCP
         # over memory streams; stdio spawns a process per source, each loading the whole world
@@ -53,8 +65,8 @@ def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
         config = default_sandbox_config(getattr(settings, "sandbox_transport", "inprocess"))
     else:
         raise PipelineError(
-            f"{investigation.get('id')}: no tools to investigate with; set MCP_CONFIG, or PM_WORLD / --world "
-            "to a sandbox world"
+            f"{investigation.get('id')}: no tools to investigate with; set PM_SOURCES to a sources.yaml "
+            "(docs/sources.md), MCP_CONFIG, or PM_WORLD / --world to a sandbox world"
         )
     gateway = open_gateway(config, variables={"world": str(world or ""), "python": sys.executable})
     return with_jira(gateway, investigation, settings)

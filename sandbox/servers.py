@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
@@ -36,18 +37,44 @@ Level = Annotated[str | None, Field(description="Minimum level: DEBUG < INFO < W
 Levels = Annotated[list[str] | None, Field(description="Exact levels to keep, e.g. [\"ERROR\", \"FATAL\"]")]
 
 
-def _result(tools: WorldTools, capability: str, **args: object) -> CallToolResult:
+Answer = Callable[[str, dict[str, Any]], str]
+"""``answer(capability, args) -> JSON text``; raises an error whose text the model may read (isError)."""
+
+
+def _result(answer: Answer, errors: tuple[type[BaseException], ...], capability: str,
+            **args: object) -> CallToolResult:
     """Run one capability and wrap its answer (or its argument error) as an MCP tool result."""
     try:
-        text = tools.call_json(capability, **{k: v for k, v in args.items() if v is not None})
-    except SandboxError as exc:
+        text = answer(capability, {k: v for k, v in args.items() if v is not None})
+    except errors as exc:
         return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
     structured = json.loads(text) if len(text) <= STRUCTURED_MAX_BYTES else None
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
 
-def _observability(server: MCPServer, tools: WorldTools) -> None:
-    @server.tool(name="logs_search", description="Search log lines by service, level, time and text; paged.")
+def register_tools(server: MCPServer, answer: Answer, capabilities: Iterable[str], *,
+                   errors: tuple[type[BaseException], ...] = (SandboxError,)) -> None:
+    """Register on ``server`` the MCP tool of each capability in ``capabilities`` (docs/contracts.md).
+
+    Args:
+        server: the MCP server.
+        answer: ``answer(capability, args) -> JSON text`` (None args already dropped).
+        capabilities: the capabilities to offer; a tool's name is its capability with ``.`` -> ``_``.
+        errors: exception types that become an ``isError`` result with their message (others propagate).
+    """
+    caps = frozenset(capabilities)
+
+    def result(capability: str, **args: object) -> CallToolResult:
+        return _result(answer, errors, capability, **args)
+
+    def offer(capability: str, description: str) -> Callable[[Callable[..., Any]], Any]:
+        def deco(fn: Callable[..., Any]) -> Any:
+            if capability in caps:
+                server.tool(name=capability.replace(".", "_"), description=description)(fn)
+            return fn
+        return deco
+
+    @offer("logs.search", "Search log lines by service, level, time and text; paged.")
     def logs_search(
         service: Service = None,
         level: Level = None,
@@ -58,10 +85,10 @@ def _observability(server: MCPServer, tools: WorldTools) -> None:
         limit: Annotated[int, Field(description="Page size (max 500000)", ge=1, le=500_000)] = 1000,
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page")] = None,
     ) -> CallToolResult:
-        return _result(tools, "logs.search", service=service, level=level, levels=levels, start=start, end=end,
+        return result("logs.search", service=service, level=level, levels=levels, start=start, end=end,
                        text=text, limit=limit, cursor=cursor)
 
-    @server.tool(name="logs_counts", description="Count log lines per time bucket, grouped by service/level.")
+    @offer("logs.counts", "Count log lines per time bucket, grouped by service/level.")
     def logs_counts(
         service: Service = None,
         level: Level = None,
@@ -72,75 +99,69 @@ def _observability(server: MCPServer, tools: WorldTools) -> None:
         step_s: Annotated[int, Field(description="Bucket width in seconds", ge=1)] = 60,
         group_by: Annotated[str, Field(description="service | level | service,level")] = "service",
     ) -> CallToolResult:
-        return _result(tools, "logs.counts", service=service, level=level, levels=levels, text=text, start=start,
+        return result("logs.counts", service=service, level=level, levels=levels, text=text, start=start,
                        end=end, step_s=step_s, group_by=group_by)
 
-    @server.tool(name="metrics_list", description="List metric series: service, name, sample count, time span.")
+    @offer("metrics.list", "List metric series: service, name, sample count, time span.")
     def metrics_list(service: Service = None) -> CallToolResult:
-        return _result(tools, "metrics.list", service=service)
+        return result("metrics.list", service=service)
 
-    @server.tool(name="metrics_series", description="Metric samples as [ts, value] points.")
+    @offer("metrics.series", "Metric samples as [ts, value] points.")
     def metrics_series(
         service: Service = None,
         name: Annotated[str | None, Field(description="Metric name, e.g. error_rate")] = None,
         start: Start = None,
         end: End = None,
     ) -> CallToolResult:
-        return _result(tools, "metrics.series", service=service, name=name, start=start, end=end)
+        return result("metrics.series", service=service, name=name, start=start, end=end)
 
-    @server.tool(name="alerts_list", description="Alerts that fired, by service and time.")
+    @offer("alerts.list", "Alerts that fired, by service and time.")
     def alerts_list(service: Service = None, start: Start = None, end: End = None) -> CallToolResult:
-        return _result(tools, "alerts.list", service=service, start=start, end=end)
+        return result("alerts.list", service=service, start=start, end=end)
 
-    @server.tool(name="alerts_get", description="One alert by id.")
+    @offer("alerts.get", "One alert by id.")
     def alerts_get(id: Annotated[str, Field(description="Alert id, e.g. pd-7781")]) -> CallToolResult:  # noqa: A002
-        return _result(tools, "alerts.get", id=id)
+        return result("alerts.get", id=id)
 
-    @server.tool(name="topology_get", description="Services and who calls whom.")
+    @offer("topology.get", "Services and who calls whom.")
     def topology_get() -> CallToolResult:
-        return _result(tools, "topology.get")
+        return result("topology.get")
 
-    @server.tool(name="world_describe", description="The incident's own framing: name, window, trigger, domain.")
+    @offer("world.describe", "The incident's own framing: name, window, trigger, domain.")
     def world_describe() -> CallToolResult:
-        return _result(tools, "world.describe")
+        return result("world.describe")
 
 
-def _changes(server: MCPServer, tools: WorldTools) -> None:
-    @server.tool(name="changes_list", description="Deploys, flag, config, migration and infra changes.")
+    @offer("changes.list", "Deploys, flag, config, migration and infra changes.")
     def changes_list(
         service: Service = None,
         kind: Annotated[str | None, Field(description="deploy | feature_flag | config | db_migration | infra")] = None,
         start: Start = None,
         end: End = None,
     ) -> CallToolResult:
-        return _result(tools, "changes.list", service=service, kind=kind, start=start, end=end)
+        return result("changes.list", service=service, kind=kind, start=start, end=end)
 
 
-def _tickets(server: MCPServer, tools: WorldTools) -> None:
-    @server.tool(name="tickets_get", description="One ticket by key.")
+    @offer("tickets.get", "One ticket by key.")
     def tickets_get(key: Annotated[str, Field(description="Ticket key, e.g. PAY-123")]) -> CallToolResult:
-        return _result(tools, "tickets.get", key=key)
+        return result("tickets.get", key=key)
 
-    @server.tool(name="tickets_search", description="Tickets matching text and/or carrying all labels.")
+    @offer("tickets.search", "Tickets matching text and/or carrying all labels.")
     def tickets_search(
         text: Text = None,
         labels: Annotated[list[str] | None, Field(description="Labels the ticket must all carry")] = None,
     ) -> CallToolResult:
-        return _result(tools, "tickets.search", text=text, labels=labels)
+        return result("tickets.search", text=text, labels=labels)
 
 
-def _chat(server: MCPServer, tools: WorldTools) -> None:
-    @server.tool(name="chat_search", description="Chat messages by text, channel and time.")
+    @offer("chat.search", "Chat messages by text, channel and time.")
     def chat_search(
         text: Text = None,
         channel: Annotated[str | None, Field(description="Channel, with or without #")] = None,
         start: Start = None,
         end: End = None,
     ) -> CallToolResult:
-        return _result(tools, "chat.search", text=text, channel=channel, start=start, end=end)
-
-
-_BUILDERS = {"observability": _observability, "changes": _changes, "tickets": _tickets, "chat": _chat}
+        return result("chat.search", text=text, channel=channel, start=start, end=end)
 
 
 def build_server(world_dir: str | Path | World | WorldTools, source: str) -> MCPServer:
@@ -157,8 +178,7 @@ def build_server(world_dir: str | Path | World | WorldTools, source: str) -> MCP
         ToolArgumentError: unknown source.
         WorldError: the world cannot be loaded.
     """
-    builder = _BUILDERS.get(source)
-    if builder is None:
+    if source not in SOURCES:
         raise ToolArgumentError(f"unknown source {source!r}; use one of {', '.join(SOURCES)}")
     tools = world_dir if isinstance(world_dir, WorldTools) else WorldTools(world_dir)
     server = MCPServer(
@@ -166,7 +186,7 @@ def build_server(world_dir: str | Path | World | WorldTools, source: str) -> MCP
         instructions=f"Incident world {tools.world.name!r}: {source} tools. Times are ISO-8601 UTC with Z.",
         log_level="WARNING",
     )
-    builder(server, tools)
+    register_tools(server, lambda cap, args: tools.call_json(cap, **args), SOURCES[source])
     return server
 
 

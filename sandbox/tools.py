@@ -19,8 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sandbox.args import opt_int as _int
+from sandbox.args import opt_level as _level
+from sandbox.args import opt_str as _str
+from sandbox.args import opt_str_list as _str_list
+from sandbox.args import opt_time as _time
 from sandbox.errors import NotFoundError, ToolArgumentError
-from sandbox.world import LEVEL_RANK, LEVELS, LogIndex, World, iso, load_world, parse_ts
+from sandbox.world import LEVEL_RANK, LEVELS, LogIndex, World, iso, load_world
 
 #: Largest page logs.search serves (the contract's maximum).
 MAX_LIMIT = 500_000
@@ -31,61 +36,6 @@ _GROUP_BYS = {"service": ("service",), "level": ("level",), "service,level": ("s
 def _dumps(obj: Any) -> str:
     """Compact JSON: tool results can be tens of megabytes, so no whitespace."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-
-
-# ---------------------------------------------------------------- argument checks (one line each)
-
-
-def _str(cap: str, name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ToolArgumentError(f"{cap}: '{name}' must be a string, got {type(value).__name__}")
-    return value or None
-
-
-def _time(cap: str, name: str, value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return parse_ts(value)
-    except (ValueError, TypeError):
-        raise ToolArgumentError(
-            f"{cap}: '{name}' {value!r} is not an ISO-8601 time; use e.g. 2026-02-20T08:00:00Z"
-        ) from None
-
-
-def _level(cap: str, name: str, value: Any) -> str | None:
-    text = _str(cap, name, value)
-    if text is None:
-        return None
-    lvl = {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(text.upper(), text.upper())
-    if lvl not in LEVEL_RANK:
-        raise ToolArgumentError(f"{cap}: '{name}' {value!r} is not a level; use one of {'/'.join(LEVELS)}")
-    return lvl
-
-
-def _str_list(cap: str, name: str, value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):  # a comma-separated string is accepted for convenience
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise ToolArgumentError(f"{cap}: '{name}' must be a list of strings")
-    return list(value) or None
-
-
-def _int(cap: str, name: str, value: Any, default: int, low: int, high: int) -> int:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        else:
-            raise ToolArgumentError(f"{cap}: '{name}' must be an integer between {low} and {high}")
-    if not low <= value <= high:
-        raise ToolArgumentError(f"{cap}: '{name}' {value} is out of range; use {low}..{high}")
-    return value
 
 
 def _span(times: list[float], start: float | None, end: float | None) -> tuple[int, int]:

@@ -7,5 +7,5 @@ bash scripts/services.sh
 bash scripts/ensure-alertmanager.sh
 .venv/bin/ruff check .
 .venv/bin/lint-imports
-.venv/bin/mypy bot commands pipeline agents publishers store sandbox
+.venv/bin/mypy bot commands pipeline agents publishers store sandbox sources
 .venv/bin/python -m pytest -q "$@"

@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(default=None, alias="API_KEYS")
     mcp_access_key: SecretStr | None = Field(default=None, alias="MCP_ACCESS_KEY")
     mcp_config: Path | None = Field(default=None, alias="MCP_CONFIG")
+    sources_file: Path | None = Field(
+        default=None, alias="PM_SOURCES", description="sources.yaml: real Prometheus, logs, alerts, deploys (docs/sources.md)"
+    )
     sandbox_world: Path | None = Field(
         default=None, alias="PM_WORLD", description="World served by the sandbox MCP servers when MCP_CONFIG is unset"
     )

@@ -12,7 +12,9 @@ def safe_call(tools: Any, capability: str, missing: list[str], source: str, **ar
     list that collects unavailable sources (appended once); source — the name
     to record (``logs``, ``metrics``, ...); args — tool arguments (None values
     are dropped).
-    Returns: the tool's dict, or {} when it failed.
+    Returns: the tool's dict, or {} when it failed. A partial answer's notes are recorded too:
+    its ``missing_sources`` (providers of a merged answer that failed) and its ``truncated`` note
+    (a bound cut the answer short), so the report says what it did not see.
     """
     clean = {k: v for k, v in args.items() if v is not None}
     try:
@@ -22,4 +24,12 @@ def safe_call(tools: Any, capability: str, missing: list[str], source: str, **ar
         if not any(m.split(" ")[0] == source for m in missing):
             missing.append(note)
         return {}
-    return result if isinstance(result, dict) else {}
+    if not isinstance(result, dict):
+        return {}
+    notes = [n for n in (result.get("missing_sources") or []) if isinstance(n, str)]
+    if result.get("truncated"):
+        notes.append(f"{source} (truncated: {str(result['truncated'])[:200]})")
+    for note in notes:
+        if note not in missing:
+            missing.append(note)
+    return result
