@@ -48,8 +48,8 @@ def write_openmetrics(samples: Iterable[Sample], path: str | Path) -> int:
     with open(path, "w", encoding="utf-8") as out:
         for name in sorted(families):
             out.write(f"# TYPE {name} gauge\n")
-            for labels, points in sorted(families[name].items()):
-                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels)
+            for label_pairs, points in sorted(families[name].items()):
+                label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in label_pairs)
                 head = f"{name}{{{label_text}}}" if label_text else name
                 for ts, value in sorted(points):
                     out.write(f"{head} {value!r} {ts:.3f}\n")
