@@ -23,7 +23,6 @@ from store.sources_file import load_sources, parse_sources
 from tests.paths import ROOT as PROJECT_ROOT
 from tests.paths import WORLDS
 
-
 # ------------------------------------------------------------ sources.yaml
 
 
