@@ -19,3 +19,10 @@ class LeaseHeld(PipelineError):
     def __init__(self, investigation_id: str, retry_after_s: float) -> None:
         super().__init__(f"{investigation_id} is being run by another worker; retrying in {retry_after_s:.0f}s")
         self.retry_after_s = retry_after_s
+
+
+class LeaseLost(PipelineError):
+    """This worker lost its lease on an investigation (paused or cut off past it; another took over).
+
+    The run stops and writes nothing more; the worker holding the lease now carries on.
+    """

@@ -6,24 +6,34 @@ attempt and appending ``phase_started``), one stores its output and appends ``ph
 A redelivered message (worker crash) therefore skips every phase whose checkpoint is done and
 never redoes one. A lease on the investigation row keeps two messages for the same
 investigation from running it at once.
+
+Fencing: each take-over of the lease bumps a token on the row, and every transaction the run
+commits begins by checking (and locking) that token (:func:`store.investigations.fence`), so a
+worker that was paused or cut off past its lease cannot write a checkpoint, an outbox event or a
+status once another worker took over. Its heartbeat notices the loss too and the run stops at
+once: phases run on a thread of their own, and the run stops waiting for an abandoned one (whose
+tool calls then fail fast, see :class:`_Abandonable`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from pipeline import metrics
 from pipeline import phases as P
-from pipeline.errors import BudgetExceeded, LeaseHeld
+from pipeline.errors import BudgetExceeded, LeaseHeld, LeaseLost
 from pipeline.plan import PhaseState, Plan, check_plan
 from store import agent_runs, checkpoints, outbox
 from store import investigations as invs
@@ -53,6 +63,85 @@ class _Stop(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(status)
         self.status = status
+
+
+LEASE_LOST = "LEASE_LOST"  # what advance() returns when the run stopped because it lost its lease
+
+
+class _Lease:
+    """The lease this run holds: owner, fencing token, and whether it was lost."""
+
+    def __init__(self, investigation_id: str, owner: str, token: int, ttl_s: float) -> None:
+        self.investigation_id, self.owner, self.token, self.ttl_s = investigation_id, owner, token, ttl_s
+        self.lost = threading.Event()
+        self.reason = ""
+        # When the lease runs out as far as this process knows (monotonic: a pause counts).
+        self.expires = time.monotonic() + ttl_s
+
+    def lose(self, reason: str) -> None:
+        if not self.lost.is_set():
+            self.reason = reason
+            self.lost.set()
+            metrics.LEASES_LOST.inc()
+            log.warning("lease of %s (token %d) lost: %s; the run stops and writes nothing more",
+                        self.investigation_id, self.token, reason)
+
+
+class _Abandonable:
+    """The run's tools; every call fails fast once the run lost its lease (it could not write anyway)."""
+
+    def __init__(self, inner: Any, abandoned: threading.Event) -> None:
+        self._inner, self._abandoned = inner, abandoned
+
+    def call(self, capability: str, **args: Any) -> Any:
+        if self._abandoned.is_set():
+            raise LeaseLost("the run lost its lease; tool calls are cancelled")
+        return self._inner.call(capability, **args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _PhaseThread:
+    """One thread that runs the phases of one run in turn (tools stay on one thread).
+
+    The run waits for a phase while watching its lease; when the lease is lost it stops waiting
+    and the thread is left to finish (or fail) the abandoned phase on its own, writing nothing.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fn, box, done = job
+            try:
+                box["out"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting run
+                box["exc"] = exc
+            finally:
+                done.set()
+
+    def run(self, fn: Callable[[], Any], lease: _Lease) -> Any:
+        """``fn()`` on this thread; raises LeaseLost as soon as ``lease`` is lost."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+        ctx = contextvars.copy_context()  # log records of the phase keep the job's investigation id
+        self._jobs.put((lambda: ctx.run(fn), box, done))
+        while not done.wait(0.1):
+            if lease.lost.is_set():
+                raise LeaseLost(f"{lease.investigation_id}: {lease.reason}")
+        if "exc" in box:
+            raise box["exc"]
+        return box["out"]
+
+    def close(self) -> None:
+        self._jobs.put(None)
 
 
 class _TemplateState:
@@ -121,8 +210,8 @@ class Machine:
             inv = invs.get(session=s, investigation_id=investigation_id)
             if inv.status in TERMINAL_STATUSES:
                 return inv.status
-            if not invs.acquire_lease(session=s, investigation_id=investigation_id, owner=owner,
-                                      ttl_s=self.lease_s):
+            token = invs.acquire_lease(session=s, investigation_id=investigation_id, owner=owner, ttl_s=self.lease_s)
+            if token is None:
                 s.refresh(inv)
                 left = (inv.lease_until - utcnow()).total_seconds() if inv.lease_until else self.lease_s
                 raise LeaseHeld(investigation_id, max(1.0, left))
@@ -131,32 +220,67 @@ class Machine:
                 inv.status = "RUNNING"
                 inv.started_at = utcnow()
             inv_dict = invs.to_dict(inv)
-        stop_heartbeat = self._start_heartbeat(investigation_id, owner)
+        lease = _Lease(investigation_id, owner, token, self.lease_s)
+        stop_heartbeat = self._start_heartbeat(lease)
         state = PhaseState(
             investigation=inv_dict,
             trigger={k: v for k, v in inv_dict["trigger"].items() if k != "window"},
             window=inv_dict["trigger"].get("window"),
             outputs={},
             template_state=_TemplateState(self.artifacts, inv_dict["domain"]),
-            _tools_factory=_bind(self._tools_factory, inv_dict),
         )
+        state.abandoned = lease.lost
+        state._tools_factory = _bind(self._tools_factory, inv_dict, lease.lost)
+        runner = _PhaseThread(f"phases-{investigation_id}")
         try:
             for phase, rnd in self._steps(investigation_id, state):
-                self._run_step(investigation_id, phase, rnd, state, final_attempt)
-            self._publish(investigation_id, state)
+                self._run_step(lease, runner, phase, rnd, state, final_attempt)
+            self._publish(lease, state)
             return P.COMPLETE
         except _Stop as stop:
             return stop.status
+        except LeaseLost:
+            lease.lose("a write was refused")  # no-op when the heartbeat said so first
+            return LEASE_LOST
         finally:
             stop_heartbeat()
+            runner.close()
             tools = state._tools
-            if tools is not None and hasattr(tools, "close"):
+            if tools is not None and hasattr(tools, "close") and not lease.lost.is_set():
+                # an abandoned phase may still be using them; its process-level cleanup closes them
                 try:
                     tools.close()
                 except Exception:  # closing must not hide the run's own outcome
                     log.warning("closing the tools of %s failed", investigation_id, exc_info=True)
-            with self._session() as s:
-                invs.release_lease(session=s, investigation_id=investigation_id, owner=owner)
+            if not lease.lost.is_set():
+                try:
+                    with self._session() as s:
+                        invs.release_lease(session=s, investigation_id=investigation_id, owner=owner, token=token)
+                except Exception:  # the lease runs out on its own; do not hide the run's outcome
+                    log.warning("releasing the lease of %s failed", investigation_id, exc_info=True)
+
+    @contextmanager
+    def _fenced(self, lease: _Lease) -> Iterator[Session]:
+        """A transaction that commits only while ``lease`` is still this run's (see module doc).
+
+        Raises:
+            LeaseLost: the lease was taken over; nothing of the block is written.
+        """
+        if lease.lost.is_set():
+            self._refused(lease, "the lease was already lost")
+        with self._session() as s:
+            if not invs.fence(session=s, investigation_id=lease.investigation_id, owner=lease.owner,
+                              token=lease.token):
+                lease.lose("another worker took the investigation over")
+                self._refused(lease, "another worker holds the lease now")
+            yield s
+
+    @staticmethod
+    def _refused(lease: _Lease, why: str) -> None:
+        metrics.FENCED_WRITES.inc()
+        log.warning("refused a write to %s from a stale run (token %d): %s", lease.investigation_id,
+                    lease.token, why)
+        raise LeaseLost(f"{lease.investigation_id}: {why}")
 
     # -- the walk -----------------------------------------------------------------------
     def _steps(self, investigation_id: str, state: PhaseState) -> Iterator[tuple[str, int]]:
@@ -174,7 +298,9 @@ class Machine:
         yield P.FIX_PLAN, 0
         yield P.REPORT, 0
 
-    def _run_step(self, inv_id: str, phase: str, rnd: int, state: PhaseState, final_attempt: bool) -> None:
+    def _run_step(self, lease: _Lease, runner: _PhaseThread, phase: str, rnd: int, state: PhaseState,
+                  final_attempt: bool) -> None:
+        inv_id = lease.investigation_id
         name = P.OUTPUT_NAMES[phase]
         state.round = rnd
         with self._session() as s:
@@ -182,6 +308,7 @@ class Machine:
             if cp is not None and cp.status == "done":
                 state.outputs[name] = self._load_output(cp.output, cp.output_ref)
                 return
+        with self._fenced(lease) as s:
             inv = invs.get(session=s, investigation_id=inv_id, for_update=True)
             self._check_stop(s, inv)
             checkpoints.start(session=s, investigation_id=inv_id, phase=phase, round=rnd)
@@ -195,13 +322,16 @@ class Machine:
         state.usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
         started = time.perf_counter()
         try:
-            output = self.plan[phase](state)
+            output = runner.run(lambda: self.plan[phase](state), lease)
+        except LeaseLost:
+            raise
         except Exception as exc:
-            self._phase_failed(inv_id, phase, rnd, run_id, state, calls_before, exc, final_attempt)
+            self._phase_failed(lease, phase, rnd, run_id, state, calls_before, exc, final_attempt)
             raise _Stop(P.FAILED) from exc
         ms = int((time.perf_counter() - started) * 1000)
-        inline, ref = self._store_output(inv_id, phase, rnd, output)
-        with self._session() as s:
+        with self._fenced(lease) as s:
+            # written under the fence, so a stale run never replaces the output a checkpoint names
+            inline, ref = self._store_output(inv_id, phase, rnd, output)
             checkpoints.finish(session=s, investigation_id=inv_id, phase=phase, round=rnd,
                                output=inline, output_ref=ref)
             agent_runs.finish(
@@ -222,13 +352,14 @@ class Machine:
             raise _Stop(P.FAILED)
         state.outputs[name] = output
 
-    def _publish(self, inv_id: str, state: PhaseState) -> None:
+    def _publish(self, lease: _Lease, state: PhaseState) -> None:
         """PUBLISHING: store the report, copy its headline onto the row, append the ``report`` event.
 
         Delivery to Slack/Jira happens afterwards from the outbox (pipeline.publishing).
         """
+        inv_id = lease.investigation_id
         report = state.outputs.get("rep") or {}
-        with self._session() as s:
+        with self._fenced(lease) as s:
             inv = invs.get(session=s, investigation_id=inv_id, for_update=True)
             self._check_stop(s, inv)
             cp = checkpoints.get(session=s, investigation_id=inv_id, phase=P.PUBLISHING, round=0)
@@ -283,11 +414,12 @@ class Machine:
         inv.finished_at = utcnow()
         outbox.append(session=s, investigation_id=inv.id, kind="failed", payload={"error": error, "phase": inv.phase})
 
-    def _phase_failed(self, inv_id: str, phase: str, rnd: int, run_id: int, state: PhaseState,
+    def _phase_failed(self, lease: _Lease, phase: str, rnd: int, run_id: int, state: PhaseState,
                       calls_before: int, exc: Exception, final_attempt: bool) -> None:
+        inv_id = lease.investigation_id
         message = f"{phase} failed: {exc}"
         retry = isinstance(exc, retryable_errors()) and not final_attempt
-        with self._session() as s:
+        with self._fenced(lease) as s:
             checkpoints.fail(session=s, investigation_id=inv_id, phase=phase, round=rnd, error=message)
             agent_runs.finish(session=s, run_id=run_id, status="failed", error=message,
                               tool_calls=self._calls_since(state, calls_before))
@@ -327,19 +459,33 @@ class Machine:
         except ArtifactError as exc:
             raise ArtifactError(f"checkpoint output {ref} is gone ({exc}); rerun the investigation") from None
 
-    def _start_heartbeat(self, inv_id: str, owner: str) -> Callable[[], None]:
-        """Renew the lease every third of its life while this run is alive."""
+    def _start_heartbeat(self, lease: _Lease) -> Callable[[], None]:
+        """Renew the lease every third of its life while this run is alive.
+
+        A renewal the database refuses (another worker took over) loses the lease at once; when
+        renewals keep failing (database unreachable) until the lease ran out as far as this
+        process can tell, it is lost too, since another worker may have taken over by then.
+        """
         stop = threading.Event()
 
         def beat() -> None:
-            while not stop.wait(self.lease_s / 3):
+            while not stop.wait(lease.ttl_s / 3):
                 try:
                     with self._session() as s:
-                        invs.acquire_lease(session=s, investigation_id=inv_id, owner=owner, ttl_s=self.lease_s)
+                        held = invs.renew_lease(session=s, investigation_id=lease.investigation_id,
+                                                owner=lease.owner, token=lease.token, ttl_s=lease.ttl_s)
                 except Exception:  # a missed beat only shortens the lease; the next one may succeed
-                    log.warning("lease renewal of %s failed", inv_id, exc_info=True)
+                    log.warning("lease renewal of %s failed", lease.investigation_id, exc_info=True)
+                    if time.monotonic() > lease.expires:
+                        lease.lose("it ran out while the database could not be reached")
+                        return
+                    continue
+                if not held:
+                    lease.lose("another worker took the investigation over")
+                    return
+                lease.expires = time.monotonic() + lease.ttl_s
 
-        thread = threading.Thread(target=beat, name=f"lease-{inv_id}", daemon=True)
+        thread = threading.Thread(target=beat, name=f"lease-{lease.investigation_id}", daemon=True)
         thread.start()
 
         def halt() -> None:
@@ -349,8 +495,13 @@ class Machine:
         return halt
 
 
-def _bind(factory: Any, inv_dict: dict[str, Any]) -> Any:
+def _bind(factory: Any, inv_dict: dict[str, Any], abandoned: threading.Event) -> Any:
     """``factory`` with the investigation bound (phases open tools lazily), or None."""
     if factory is None:
         return None
-    return lambda: factory(inv_dict)
+
+    def open_tools() -> Any:
+        tools = factory(inv_dict)
+        return None if tools is None else _Abandonable(tools, abandoned)
+
+    return open_tools

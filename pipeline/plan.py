@@ -7,6 +7,8 @@ to exercise the machine in isolation; the product always runs :func:`engine_plan
 from __future__ import annotations
 
 import inspect
+import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +21,7 @@ class PhaseState:
     """What a phase function gets: the investigation, earlier outputs, the tools, the loop state.
 
     ``tools`` is opened on first use, so phases that need no tools (correlation, fix plan,
-    report) never start MCP servers.
+    report) never start MCP servers. A long phase may watch ``abandoned`` and give up early.
     """
 
     investigation: dict[str, Any]
@@ -32,6 +34,8 @@ class PhaseState:
     _tools_factory: Callable[[], Any] | None = None
     _tools: Any = None
     usage: dict[str, Any] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
+    #: Set when the run lost its lease: the phase's result will be thrown away, so stop early.
+    abandoned: threading.Event = field(default_factory=threading.Event)
 
     @property
     def tools(self) -> Any:
@@ -112,12 +116,13 @@ def engine_plan() -> dict[str, PhaseFn]:
 
 def with_delay(plan: Plan, phase: str, seconds: float) -> dict[str, PhaseFn]:
     """A copy of ``plan`` whose ``phase`` sleeps ``seconds`` first (test knob for crash tests)."""
-    import time
-
     inner = plan[phase]
 
     def slow(state: PhaseState) -> dict[str, Any]:
-        time.sleep(seconds)
+        # time.monotonic counts a SIGSTOP pause: a resumed worker does not sleep the rest again
+        deadline = time.monotonic() + seconds
+        while not state.abandoned.is_set() and time.monotonic() < deadline:
+            state.abandoned.wait(min(0.1, max(0.0, deadline - time.monotonic())))
         return inner(state)
 
     return {**plan, phase: slow}

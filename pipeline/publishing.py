@@ -12,17 +12,26 @@ target (merged), so the publisher edits its status message in place instead of p
 from __future__ import annotations
 
 import logging
+import random
+import threading
+import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
+from sqlalchemy import select
+
+from pipeline import metrics
 from publishers.errors import RetryLater
 from store import investigations as invs
 from store import outbox
+from store.models import Delivery, utcnow
 
 log = logging.getLogger(__name__)
-#: A delivery that failed this many times with an unexpected error is given up on.
-MAX_ATTEMPTS = 5
+#: The longest wait between two tries of a failing delivery.
+MAX_BACKOFF_S = 3600.0
+#: A delivery failing this long is dead-lettered (runtime.outbox_dead_after_s, PM_OUTBOX_DEAD_AFTER_S).
+DEAD_AFTER_S = 6 * 3600.0
 
 
 class Publisher(Protocol):
@@ -46,12 +55,15 @@ def target_for(sink: str, investigation: dict[str, Any], publisher: Any = None) 
 def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Executor | None = None) -> dict[str, int]:
     """Deliver the due events of ``sink`` once, oldest first.
 
-    The deliveries are claimed (leased) in one transaction, delivered outside any transaction,
-    and marked in one more, so a crash between delivery and mark re-delivers at most once and
-    the publisher's look-up (``attempts`` > 1) makes that re-delivery an edit, not a second post.
-    A claim holds at most one event per investigation (``outbox.claim_pending`` keeps each
-    thread in order), so the batch's investigations and publications are read in one go, and
-    its deliveries are independent of each other: with a ``pool`` they go to the sink
+    The deliveries are claimed (leased, stamped with this drainer's token) in one transaction,
+    delivered outside any transaction while a thread renews the claim every third of its lease,
+    and marked in one more transaction, only where the token still holds. So a slow sink never
+    lets a second drainer take deliveries that are still being sent, and a crash between
+    delivery and mark re-delivers at most once, with the publisher's look-up (``attempts`` > 1)
+    making that re-delivery an edit, not a second post. A claim holds at most one event per
+    investigation (``outbox.claim_pending`` keeps each thread in order and lets one drainer at a
+    time work on an investigation), so the batch's investigations and publications are read in
+    one go, and its deliveries are independent of each other: with a ``pool`` they go to the sink
     concurrently.
 
     Args:
@@ -59,43 +71,54 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Execut
         pool: an executor for the sink calls (None: one after another on this thread).
 
     Returns:
-        Counts: ``{"done": n, "retry": n, "failed": n, "wait_ms": longest wait asked for}``.
+        Counts: ``{"done": n, "retry": n, "failed": n (dead-lettered), "wait_ms": longest wait asked for}``.
     """
     counts = {"done": 0, "retry": 0, "failed": 0}
+    token = uuid.uuid4().hex
+    claim_s = float(getattr(runtime, "outbox_claim_s", outbox.DEFAULT_LEASE_S))
     with runtime.session() as s:
-        claimed = outbox.claim_pending(session=s, sink=sink, limit=limit)
+        claimed = outbox.claim_pending(session=s, sink=sink, limit=limit, lease_s=claim_s, token=token)
     if not claimed:
         counts["wait_ms"] = 0
         return counts
-    with runtime.session() as s:
-        ids = {c.investigation_id for c in claimed}
-        inv_dicts = {i: invs.to_dict(inv) for i, inv in invs.get_many(session=s, investigation_ids=ids).items()}
-        pubs = {k: outbox.publication_to_dict(p)
-                for k, p in outbox.publications_for(session=s, investigation_ids=ids, sink=sink).items()}
-    opened = _open_threads(runtime, sink, publisher, claimed, inv_dicts, pubs, pool)
+    renewer = _ClaimRenewer(runtime, [c.delivery_id for c in claimed], token, claim_s)
+    try:
+        with runtime.session() as s:
+            ids = {c.investigation_id for c in claimed}
+            inv_dicts = {i: invs.to_dict(inv) for i, inv in invs.get_many(session=s, investigation_ids=ids).items()}
+            pubs = {k: outbox.publication_to_dict(p)
+                    for k, p in outbox.publications_for(session=s, investigation_ids=ids, sink=sink).items()}
+        opened = _open_threads(runtime, sink, publisher, claimed, inv_dicts, pubs, pool, renewer)
 
-    def deliver_one(c: Any) -> tuple[Any, dict[str, Any] | None, str, dict[str, Any] | Exception]:
-        inv = inv_dicts.get(c.investigation_id)
-        if inv is None:
-            return c, None, "", LookupError(f"investigation {c.investigation_id} is gone")
-        target = target_for(sink, inv, publisher)
-        error = opened.get(c.investigation_id)
-        if error is not None:
-            return c, inv, target, error
-        try:
-            # attempts > 1 tells a publisher an earlier try may have reached the sink already
-            # (it then looks before posting); a first try skips that look-up.
-            return c, inv, target, publisher.deliver(_with_attempts(c), inv, pubs.get((inv["id"], target))) or {}
-        except Exception as exc:  # noqa: BLE001 - sorted out below, per delivery
-            return c, inv, target, exc
+        def deliver_one(c: Any) -> tuple[Any, dict[str, Any] | None, str, dict[str, Any] | Exception | None]:
+            if renewer.lost(c.delivery_id):
+                return c, None, "", None  # another drainer has it now: do not send it a second time
+            inv = inv_dicts.get(c.investigation_id)
+            if inv is None:
+                return c, None, "", LookupError(f"investigation {c.investigation_id} is gone")
+            target = target_for(sink, inv, publisher)
+            error = opened.get(c.investigation_id)
+            if error is not None:
+                return c, inv, target, error
+            try:
+                # attempts > 1 tells a publisher an earlier try may have reached the sink already
+                # (it then looks before posting); a first try skips that look-up.
+                return c, inv, target, publisher.deliver(_with_attempts(c), inv, pubs.get((inv["id"], target))) or {}
+            except Exception as exc:  # noqa: BLE001 - sorted out below, per delivery
+                return c, inv, target, exc
 
+        results = _map(pool, deliver_one, claimed)
+    finally:
+        renewer.stop()
     held: dict[str, float] = {}  # investigation → retry delay (the caller drains again after it)
     released: list[tuple[int, float, str | None]] = []
     done: list[tuple[Any, str, str, dict[str, Any]]] = []
-    for c, inv, target, result in _map(pool, deliver_one, claimed):
+    for c, inv, target, result in results:
+        if result is None:
+            continue
         if isinstance(result, Exception):
             if inv is None or not _asks_to_wait(result):
-                _failed(runtime, c, result, sink, counts, held)
+                _failed(runtime, c, result, sink, counts, held, token)
                 continue
             wait_s = float(getattr(result, "retry_after_s", 1.0))
             held[c.investigation_id] = wait_s
@@ -106,12 +129,57 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Execut
         counts["done"] += 1
     with runtime.session() as s:
         outbox.save_publications(session=s, sink=sink, items=[(inv_id, target, ref) for _c, inv_id, target, ref in done])
-        outbox.mark_many_done(session=s, done=[(c.delivery_id, ref) for c, _inv, _target, ref in done])
+        outbox.mark_many_done(session=s, done=[(c.delivery_id, ref) for c, _inv, _target, ref in done], token=token)
         for delivery_id, wait_s, error in released:
-            outbox.release(session=s, delivery_id=delivery_id, retry_after_s=wait_s, error=error)
+            outbox.release(session=s, delivery_id=delivery_id, retry_after_s=wait_s, error=error, token=token)
     # The longest wait a sink asked for: the caller schedules the next drain after it.
     counts["wait_ms"] = int(max(held.values(), default=0.0) * 1000)
     return counts
+
+
+class _ClaimRenewer:
+    """Renews a drainer's claim every third of its lease while the batch is being delivered.
+
+    A delivery whose claim could not be renewed (another drainer took it: this process was
+    paused past the lease) is reported by :meth:`lost`, and the drainer makes no more sink calls
+    for it.
+    """
+
+    def __init__(self, runtime: Any, delivery_ids: list[int], token: str, lease_s: float) -> None:
+        self._runtime, self._ids, self._token, self._lease_s = runtime, list(delivery_ids), token, lease_s
+        self._lost: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pm-outbox-claim", daemon=True)
+        self._thread.start()
+
+    def lost(self, delivery_id: int) -> bool:
+        return delivery_id in self._lost
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._lease_s / 3):
+            wanted = [i for i in self._ids if i not in self._lost]
+            try:
+                with self._runtime.session() as s:
+                    held = outbox.renew_claims(session=s, delivery_ids=wanted, token=self._token,
+                                               lease_s=self._lease_s)
+            except Exception:  # noqa: BLE001 - a missed renewal only shortens the claim
+                log.warning("renewing an outbox claim failed", exc_info=True)
+                continue
+            # rows marked done meanwhile are not pending any more: they are not lost, just finished
+            gone = set(wanted) - held
+            if gone:
+                with self._runtime.session() as s:
+                    taken = set(s.scalars(select(Delivery.id).where(
+                        Delivery.id.in_(gone), Delivery.claim_token != self._token)))
+                if taken:
+                    metrics.OUTBOX_CLAIMS_LOST.inc(len(taken))
+                    log.warning("%d outbox deliveries were taken over by another drainer; not sending them again",
+                                len(taken))
+                self._lost |= taken
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
 
 
 def _map(pool: Executor | None, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
@@ -123,7 +191,8 @@ def _with_attempts(c: Any) -> dict[str, Any]:
 
 
 def _open_threads(runtime: Any, sink: str, publisher: Any, claimed: list[Any], inv_dicts: dict[str, Any],
-                  pubs: dict[tuple[str, str], Any], pool: Executor | None = None) -> dict[str, Exception | None]:
+                  pubs: dict[tuple[str, str], Any], pool: Executor | None = None,
+                  renewer: _ClaimRenewer | None = None) -> dict[str, Exception | None]:
     """Open every new thread of the batch first (when the publisher can) and save its ids at once.
 
     ``pubs`` is updated in place with what was opened. Saving before the events are delivered
@@ -139,7 +208,7 @@ def _open_threads(runtime: Any, sink: str, publisher: Any, claimed: list[Any], i
 
     def open_one(c: Any) -> tuple[str, str, dict[str, Any] | Exception] | None:
         inv = inv_dicts.get(c.investigation_id)
-        if inv is None:
+        if inv is None or (renewer is not None and renewer.lost(c.delivery_id)):
             return None
         target = target_for(sink, inv, publisher)
         try:
@@ -169,20 +238,44 @@ def _asks_to_wait(exc: Exception) -> bool:
 
 
 def _failed(runtime: Any, c: Any, exc: Exception, sink: str, counts: dict[str, int],
-            held: dict[str, float]) -> None:
-    """A publisher bug or outage: back off exponentially, give up after MAX_ATTEMPTS."""
-    error = f"{type(exc).__name__}: {exc}"
+            held: dict[str, float], token: str | None = None) -> None:
+    """A publisher bug or a sink that is down: back off exponentially, up to MAX_BACKOFF_S; once
+    the delivery has been failing for ``runtime.outbox_dead_after_s``, dead-letter it and raise the
+    alarm. Nothing is ever dropped silently: a dead letter is kept and `pm outbox retry` sends it."""
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    dead_after = float(getattr(runtime, "outbox_dead_after_s", DEAD_AFTER_S))
+    now = utcnow()
+    failing_for = (now - c.failing_since).total_seconds() if c.failing_since else 0.0
     with runtime.session() as s:
-        if c.attempts >= MAX_ATTEMPTS:
-            outbox.mark_failed(session=s, delivery_id=c.delivery_id, error=error)
-            counts["failed"] += 1
+        if failing_for >= dead_after:
+            dead = outbox.mark_dead(session=s, delivery_id=c.delivery_id, error=error, token=token)
         else:
-            # 2, 4, 8, 16 s: long enough for a blip to pass, short enough for a live thread
-            delay = 2.0 ** c.attempts
-            outbox.mark_retry(session=s, delivery_id=c.delivery_id, retry_after_s=delay, error=error)
+            dead = False
+            # 2, 4, 8 … s, then every hour: a blip passes quickly, an outage is waited out for hours
+            delay = min(2.0 ** c.attempts, MAX_BACKOFF_S) * random.uniform(0.9, 1.1)
+            outbox.mark_retry(session=s, delivery_id=c.delivery_id, retry_after_s=delay, error=error, token=token)
             held[c.investigation_id] = delay
             counts["retry"] += 1
-    log.warning("delivering event %s to %s failed (attempt %d): %s", c.event["id"], sink, c.attempts, error)
+    if dead:
+        counts["failed"] += 1
+        _alarm(runtime, c, sink, error, failing_for)
+    else:
+        log.warning("delivering event %s to %s failed (attempt %d): %s", c.event["id"], sink, c.attempts, error)
+
+
+def _alarm(runtime: Any, c: Any, sink: str, error: str, failing_for: float) -> None:
+    """A dead letter: an ERROR log line, a counter, and the admin channel when one is configured."""
+    metrics.OUTBOX_DEAD.labels(sink=sink).inc()
+    text = (f"outbox: gave up delivering event {c.event['seq']} ({c.event['kind']}) of {c.investigation_id} "
+            f"to {sink} after {c.attempts} attempts over {failing_for / 3600:.1f} h: {error}; "
+            f"send it again with `pm outbox retry --investigation {c.investigation_id}`")
+    log.error("%s", text)
+    alarm = getattr(runtime, "alarm", None)
+    if callable(alarm):
+        try:
+            alarm(text)
+        except Exception:  # noqa: BLE001 - the alarm channel may be the sink that is down
+            log.warning("posting the dead-letter alarm failed", exc_info=True)
 
 
 def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str, int]:
@@ -194,3 +287,34 @@ def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[
             total[k] = max(total[k], v) if k == "wait_ms" else total[k] + v
         if counts["done"] + counts["failed"] == 0:
             return total
+
+
+class OutboxSweeper:
+    """A daemon thread that drains every registered sink every ``interval_s`` (±20 % jitter).
+
+    Due deliveries must not depend on the message that created them: a drainer killed mid-batch
+    leaves its claim to run out, a retry comes due hours later, a publish message is lost with the
+    queue. Every process that runs a worker runs one (``Runtime.start_worker``).
+    """
+
+    def __init__(self, runtime: Any, interval_s: float) -> None:
+        self.runtime, self.interval_s = runtime, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pm-outbox-sweeper", daemon=True)
+
+    def start(self) -> OutboxSweeper:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s * random.uniform(0.8, 1.2)):
+            if not self.runtime.publishers:
+                continue
+            try:
+                self.runtime.publish_now()
+            except Exception:  # noqa: BLE001 - a database blip: the next period tries again
+                log.warning("sweeping the outbox failed", exc_info=True)

@@ -45,13 +45,16 @@ ACTOR_NAMES = {"P1": "run_investigation_fast", "P2": "run_investigation", "P3": 
 
 
 class WorkerHandle:
-    """A dramatiq Worker running as threads of this process."""
+    """A dramatiq Worker running as threads of this process, with its reconciler and outbox sweeper."""
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, *, helpers: list[Any] | None = None) -> None:
         self._worker = worker
+        self._helpers = list(helpers or [])
 
     def stop(self, timeout_ms: int = 30_000) -> None:
         """Stop consuming, let running jobs finish (up to ``timeout_ms``), hand back prefetched ones."""
+        for helper in self._helpers:
+            helper.stop()
         self._worker.stop(timeout=timeout_ms)
 
 
@@ -85,6 +88,12 @@ class Runtime:
         self.max_retries = max_retries
         self.queue_prefix = queue_prefix
         self.publishers: dict[str, Any] = {}
+        self.lease_s = lease_s
+        # outbox claims and dead letters (pipeline.publishing reads these)
+        self.outbox_claim_s = float(getattr(settings, "outbox_claim_s", 30.0))
+        self.outbox_dead_after_s = float(getattr(settings, "outbox_dead_after_s", 6 * 3600.0))
+        #: called with the text of an alarm (a dead-lettered delivery); bot wiring sets the admin channel
+        self.alarm: Callable[[str], None] | None = None
         self._open = threading.local()
         self.machine = Machine(
             session=self.session, artifacts=artifacts, plan=plan, tools_factory=tools_factory,
@@ -184,19 +193,29 @@ class Runtime:
 
     # -- worker ---------------------------------------------------------------------------
     def start_worker(self, threads: int | None = None, *, recover: bool = True,
-                     stale_after_s: float | None = None) -> WorkerHandle:
-        """Start a dramatiq Worker in this process (embedded mode and ``pm worker``).
+                     stale_after_s: float | None = None, reconcile_interval_s: float | None = None,
+                     sweep_interval_s: float | None = None) -> WorkerHandle:
+        """Start a dramatiq Worker in this process (embedded mode, ``pm worker``, the bot, the listener).
 
-        With ``recover``, investigations the queue lost are re-enqueued first: all open ones
-        without a live lease for the in-process queue (it starts empty), or those idle for
-        ``stale_after_s`` (default 10 min) for Redis/RabbitMQ.
+        With ``recover`` (the default), the queue is rebuilt from the database at once (every open
+        investigation without a live lease for the in-process queue, which starts empty; those
+        without progress for ``stale_after_s``, default the lease, for Redis/RabbitMQ), and then by
+        a :class:`~pipeline.recovery.Reconciler` every PM_RECONCILE_INTERVAL_S. Due outbox
+        deliveries are drained every PM_OUTBOX_SWEEP_S by an
+        :class:`~pipeline.publishing.OutboxSweeper` (when publishers are registered).
         """
+        stale = stale_after_s if stale_after_s is not None else self.lease_s
+        helpers: list[Any] = []
         if recover:
-            stale = stale_after_s if stale_after_s is not None else (0.0 if is_in_process(self.broker) else 600.0)
-            recovery.requeue_stale(self, stale_after_s=stale)
+            fresh = is_in_process(self.broker)  # an in-process queue starts empty: rebuild all of it
+            recovery.requeue_stale(self, stale_after_s=0.0 if fresh else stale, force=fresh)
+            interval = reconcile_interval_s or float(getattr(self.settings, "reconcile_interval_s", 30.0))
+            helpers.append(recovery.Reconciler(self, interval_s=interval, stale_after_s=stale).start())
+        sweep = sweep_interval_s or float(getattr(self.settings, "outbox_sweep_s", 5.0))
+        helpers.append(publishing.OutboxSweeper(self, sweep).start())
         worker = Worker(self.broker, worker_threads=threads or self.settings.worker_threads, worker_timeout=200)
         worker.start()
-        return WorkerHandle(worker)
+        return WorkerHandle(worker, helpers=helpers)
 
     def wait(self, investigation_id: str, timeout_s: float = 300.0, poll_s: float = 0.1) -> dict[str, Any]:
         """Block until the investigation is COMPLETE, FAILED or CANCELLED.
@@ -237,7 +256,7 @@ def build_runtime(
     artifacts: ArtifactStore | None = None,
     namespace: str | None = None,
     redis_options: dict[str, Any] | None = None,
-    lease_s: float = 60.0,
+    lease_s: float | None = None,
     max_retries: int = 3,
     min_backoff_ms: int = 1000,
     max_backoff_ms: int = 60_000,
@@ -252,7 +271,7 @@ def build_runtime(
         artifacts: default from settings (S3_BUCKET, else PM_HOME/artifacts).
         namespace: Redis key prefix (default PM_QUEUE_NAMESPACE); on RabbitMQ a queue-name prefix.
         redis_options: extra RedisBroker options (heartbeat_timeout, maintenance_chance, ...).
-        lease_s: how long a worker's claim on an investigation lasts between renewals.
+        lease_s: how long a worker's claim on an investigation lasts between renewals (default PM_LEASE_S).
         max_retries: retries of a phase that raised a ToolError before the investigation FAILS.
         check_db: fail fast when the database is unreachable.
 
@@ -273,7 +292,8 @@ def build_runtime(
         settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
         plan=plan if plan is not None else engine_plan(),
         tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
-        lease_s=lease_s, max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,
+        lease_s=lease_s if lease_s is not None else float(getattr(settings, "lease_s", 60.0)),
+        max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,
         timing=timing,
         # Redis keys carry the namespace already; RabbitMQ queues are global, so prefix their names
         queue_prefix=f"{namespace}." if namespace and settings.rabbitmq_url and not settings.redis_url else "",

@@ -72,6 +72,27 @@ class Settings(BaseSettings):
         description="Prefix of the broker's queue keys, so several deployments can share one Redis",
     )
     worker_threads: int = Field(default=4, ge=1, le=64, alias="PM_WORKER_THREADS")
+    # Durability (docs/reliability.md)
+    lease_s: float = Field(
+        default=60.0, gt=0, le=3600, alias="PM_LEASE_S",
+        description="How long a worker's claim on an investigation lasts between renewals (renewed every third)",
+    )
+    reconcile_interval_s: float = Field(
+        default=30.0, gt=0, le=3600, alias="PM_RECONCILE_INTERVAL_S",
+        description="How often every worker process re-enqueues open investigations the queue lost",
+    )
+    outbox_sweep_s: float = Field(
+        default=5.0, gt=0, le=3600, alias="PM_OUTBOX_SWEEP_S",
+        description="How often every worker process drains due outbox deliveries",
+    )
+    outbox_claim_s: float = Field(
+        default=30.0, gt=0, le=3600, alias="PM_OUTBOX_CLAIM_S",
+        description="How long a drainer's claim on outbox deliveries lasts between renewals",
+    )
+    outbox_dead_after_s: float = Field(
+        default=6 * 3600.0, gt=0, alias="PM_OUTBOX_DEAD_AFTER_S",
+        description="A delivery failing this long is dead-lettered (alarm; `pm outbox retry` sends it again)",
+    )
 
     @field_validator("log_level")
     @classmethod

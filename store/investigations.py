@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -294,18 +294,17 @@ def to_dict(inv: Investigation) -> dict[str, Any]:
     }
 
 
-def acquire_lease(*, session: Session, investigation_id: str, owner: str, ttl_s: float) -> bool:
-    """Take (or renew) the right to run an investigation for ``ttl_s`` seconds.
+def acquire_lease(*, session: Session, investigation_id: str, owner: str, ttl_s: float) -> int | None:
+    """Take the right to run an investigation for ``ttl_s`` seconds.
 
-    One atomic UPDATE, so two workers racing for the same investigation cannot both win.
+    One atomic UPDATE, so two workers racing for the same investigation cannot both win. Each
+    take-over bumps the row's fencing token (``lease_token``): writes made under an older token
+    are refused (:func:`fence`), so a worker that was paused past its lease cannot write.
 
     Returns:
-        True when ``owner`` now holds the lease; False when another live owner holds it.
+        The new fencing token (>= 1) when ``owner`` now holds the lease; None when another live
+        owner holds it.
     """
-    from datetime import timedelta
-
-    from sqlalchemy import or_, update
-
     now = utcnow()
     result = session.execute(
         update(Investigation)
@@ -317,19 +316,58 @@ def acquire_lease(*, session: Session, investigation_id: str, owner: str, ttl_s:
                 Investigation.lease_owner == owner,
             ),
         )
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=ttl_s), updated_at=now)
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=ttl_s), updated_at=now,
+                lease_token=Investigation.lease_token + 1, requeue_count=0)
+        .returning(Investigation.lease_token)
+        .execution_options(synchronize_session=False)
+    )
+    token = result.scalar_one_or_none()
+    return int(token) if token is not None else None
+
+
+def renew_lease(*, session: Session, investigation_id: str, owner: str, token: int, ttl_s: float) -> bool:
+    """Extend the lease taken with ``token`` by ``ttl_s`` seconds from now.
+
+    Succeeds even after the lease ran out, as long as nobody took it over meanwhile (the token
+    is unchanged), so a slow heartbeat costs nothing when no other worker stepped in.
+
+    Returns:
+        False when the lease was taken over (the caller must stop at once).
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Investigation)
+        .where(Investigation.id == investigation_id, Investigation.lease_owner == owner,
+               Investigation.lease_token == token)
+        .values(lease_until=now + timedelta(seconds=ttl_s), updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def release_lease(*, session: Session, investigation_id: str, owner: str) -> None:
-    """Give the lease back (only when ``owner`` holds it)."""
-    from sqlalchemy import update
+def fence(*, session: Session, investigation_id: str, owner: str, token: int) -> bool:
+    """Lock the investigation's row for this transaction if ``owner`` still holds it with ``token``.
 
-    session.execute(
+    Call it first in every transaction a lease holder commits: it is an UPDATE, so it takes the
+    row lock on PostgreSQL (a take-over waits for this transaction) and the write lock on SQLite;
+    when it returns True no other worker can take over before the caller commits.
+
+    Returns:
+        False when the lease was taken over: the caller must write nothing and roll back.
+    """
+    result = session.execute(
         update(Investigation)
-        .where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
+        .where(Investigation.id == investigation_id, Investigation.lease_owner == owner,
+               Investigation.lease_token == token)
+        .values(updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def release_lease(*, session: Session, investigation_id: str, owner: str, token: int | None = None) -> None:
+    """Give the lease back (only when ``owner`` holds it, with ``token`` when given)."""
+    stmt = update(Investigation).where(Investigation.id == investigation_id, Investigation.lease_owner == owner)
+    if token is not None:
+        stmt = stmt.where(Investigation.lease_token == token)
+    session.execute(stmt.values(lease_owner=None, lease_until=None).execution_options(synchronize_session=False))

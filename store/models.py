@@ -94,6 +94,13 @@ class Investigation(Base):
     # Which worker runs it now, until when: two messages for one investigation never run at once.
     lease_owner: Mapped[str | None] = mapped_column(String(80), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Grows by one at every take-over: a worker's writes commit only while the row still carries
+    # the token it took, so a worker that lost its lease (paused, cut off) can no longer write.
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When and how often the reconciler re-enqueued it since a worker last took it (pipeline.recovery):
+    # once per stall, then at growing intervals, so a long backlog is not duplicated every period.
+    requeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    requeue_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -186,6 +193,11 @@ class Delivery(Base):
     # When a drainer first took this delivery; never reset (unlike attempts, which a 429 gives
     # back), so a later claim knows an earlier try may already have reached the sink.
     first_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The drainer holding the claim now: it renews and marks only rows that still carry its token.
+    claim_token: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # When this delivery's current run of failures began (reset when it succeeds or is retried by
+    # hand): after PM_OUTBOX_DEAD_AFTER_S of failing it is dead-lettered, never silently dropped.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Publication(Base):

@@ -21,9 +21,12 @@ from store.models import Delivery, Investigation, ProgressEvent, Publication, ut
 EVENT_KINDS = (
     "created", "phase_started", "phase_finished", "milestone", "report", "failed", "cancelled", "attached",
 )
-# A claimed delivery is leased for this long: a publisher that dies mid-delivery gets its rows
-# back for another drainer after the lease instead of losing them.
-DEFAULT_LEASE_S = 60.0
+# A claimed delivery is leased for this long (the drainer renews it while it delivers): a drainer
+# that dies mid-delivery gives its rows back to another drainer after the lease instead of losing them.
+DEFAULT_LEASE_S = 30.0
+#: Delivery states: waiting to be (re)tried, delivered, given up on after failing for hours
+#: (kept, alarmed, retryable with `pm outbox retry`). "failed" is the same as "dead" (older rows).
+DELIVERY_STATES = ("pending", "done", "dead", "failed")
 
 
 def sinks_for_origin(origin: dict[str, Any]) -> list[str]:
@@ -171,11 +174,12 @@ class Claimed:
     event: dict[str, Any]
     investigation_id: str
     redelivery: bool = False  # an earlier claim may already have reached the sink
+    failing_since: datetime | None = None  # when its current run of failures began
 
 
 def claim_pending(
     *, session: Session, sink: str, limit: int = 50, lease_s: float = DEFAULT_LEASE_S,
-    now: datetime | None = None,
+    now: datetime | None = None, token: str | None = None,
 ) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of ``sink``, oldest event first.
 
@@ -183,8 +187,10 @@ def claim_pending(
     event of the same investigation is still undelivered to this sink (so a thread's messages
     keep their order while one of them waits out a rate limit). Rows locked by another drainer
     are skipped (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer anyway).
-    Claiming bumps ``attempts`` and pushes ``next_attempt_at`` out by the lease; the caller
-    commits, delivers, then calls :func:`mark_done`, :func:`mark_retry` or :func:`mark_failed`.
+    Claiming bumps ``attempts``, pushes ``next_attempt_at`` out by the lease and stamps the rows
+    with ``token`` (the drainer's); the caller commits, delivers while renewing the claim
+    (:func:`renew_claims`), then calls :func:`mark_many_done`, :func:`mark_retry`, :func:`release`
+    or :func:`mark_dead` with the same token.
 
     Returns:
         The claimed deliveries.
@@ -219,7 +225,7 @@ def claim_pending(
         update(Delivery)
         .where(Delivery.id.in_([d.id for d, _e in rows]), Delivery.status == "pending",
                Delivery.next_attempt_at <= now)
-        .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until,
+        .values(attempts=Delivery.attempts + 1, next_attempt_at=lease_until, claim_token=token,
                 first_claimed_at=func.coalesce(Delivery.first_claimed_at, now))
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
@@ -228,7 +234,7 @@ def claim_pending(
         Claimed(
             delivery_id=delivery.id, sink=sink, attempts=delivery.attempts + 1,
             event=event_to_dict(event), investigation_id=event.investigation_id,
-            redelivery=delivery.first_claimed_at is not None,
+            redelivery=delivery.first_claimed_at is not None, failing_since=delivery.failing_since,
         )
         for delivery, event in rows
         if delivery.id in won
@@ -237,45 +243,140 @@ def claim_pending(
     return claimed
 
 
-def _delivery(session: Session, delivery_id: int) -> Delivery:
+def _delivery(session: Session, delivery_id: int, token: str | None = None) -> Delivery | None:
+    """The delivery row; None when ``token`` is given and another drainer's claim replaced ours."""
     delivery = session.get(Delivery, delivery_id)
     if delivery is None:
         raise NotFound(f"no delivery {delivery_id}")
+    if token is not None and delivery.claim_token != token:
+        return None
     return delivery
 
 
-def mark_done(*, session: Session, delivery_id: int, external_ref: dict[str, Any] | None = None) -> None:
-    """Record that a delivery reached its sink (with the sink's ids for it)."""
-    delivery = _delivery(session, delivery_id)
+def renew_claims(*, session: Session, delivery_ids: list[int], token: str, lease_s: float = DEFAULT_LEASE_S
+                 ) -> set[int]:
+    """Extend this drainer's claim on ``delivery_ids`` by ``lease_s`` from now.
+
+    Returns:
+        The ids still claimed with ``token`` (the others were taken over or are no longer pending).
+    """
+    if not delivery_ids:
+        return set()
+    return set(session.scalars(
+        update(Delivery)
+        .where(Delivery.id.in_(delivery_ids), Delivery.claim_token == token, Delivery.status == "pending")
+        .values(next_attempt_at=utcnow() + timedelta(seconds=lease_s))
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    ))
+
+
+def mark_done(*, session: Session, delivery_id: int, external_ref: dict[str, Any] | None = None,
+              token: str | None = None) -> bool:
+    """Record that a delivery reached its sink (with the sink's ids for it).
+
+    Returns:
+        False when ``token`` no longer holds the claim (nothing is written).
+    """
+    delivery = _delivery(session, delivery_id, token)
+    if delivery is None:
+        return False
     delivery.status = "done"
     delivery.external_ref = external_ref
     delivery.last_error = None
+    delivery.failing_since = None
+    return True
 
 
-def mark_retry(*, session: Session, delivery_id: int, retry_after_s: float, error: str | None = None) -> None:
-    """Put a delivery back to pending, due again after ``retry_after_s`` seconds."""
-    delivery = _delivery(session, delivery_id)
+def mark_retry(*, session: Session, delivery_id: int, retry_after_s: float, error: str | None = None,
+               token: str | None = None) -> bool:
+    """Put a delivery back to pending, due again after ``retry_after_s`` seconds; a failure counts.
+
+    Returns:
+        False when ``token`` no longer holds the claim (nothing is written).
+    """
+    delivery = _delivery(session, delivery_id, token)
+    if delivery is None:
+        return False
+    now = utcnow()
     delivery.status = "pending"
-    delivery.next_attempt_at = utcnow() + timedelta(seconds=max(0.0, retry_after_s))
+    delivery.next_attempt_at = now + timedelta(seconds=max(0.0, retry_after_s))
     delivery.last_error = error
+    delivery.failing_since = delivery.failing_since or now
+    return True
 
 
-def release(*, session: Session, delivery_id: int, retry_after_s: float = 0.0, error: str | None = None) -> None:
+def release(*, session: Session, delivery_id: int, retry_after_s: float = 0.0, error: str | None = None,
+            token: str | None = None) -> bool:
     """Hand a claimed delivery back without counting the attempt (it was never tried, or the
-    sink asked to wait: a rate limit is not a failure)."""
-    delivery = _delivery(session, delivery_id)
+    sink asked to wait: a rate limit is not a failure).
+
+    Returns:
+        False when ``token`` no longer holds the claim (nothing is written).
+    """
+    delivery = _delivery(session, delivery_id, token)
+    if delivery is None:
+        return False
     delivery.status = "pending"
     delivery.attempts = max(0, delivery.attempts - 1)
     delivery.next_attempt_at = utcnow() + timedelta(seconds=max(0.0, retry_after_s))
     if error is not None:
         delivery.last_error = error
+    return True
+
+
+def mark_dead(*, session: Session, delivery_id: int, error: str, token: str | None = None) -> bool:
+    """Dead-letter a delivery that kept failing: kept with its error until :func:`retry_dead`.
+
+    Returns:
+        False when ``token`` no longer holds the claim (nothing is written).
+    """
+    delivery = _delivery(session, delivery_id, token)
+    if delivery is None:
+        return False
+    delivery.status = "dead"
+    delivery.last_error = error
+    return True
 
 
 def mark_failed(*, session: Session, delivery_id: int, error: str) -> None:
-    """Give up on a delivery; it is kept with its error for the operator."""
-    delivery = _delivery(session, delivery_id)
-    delivery.status = "failed"
-    delivery.last_error = error
+    """Give up on a delivery (the dead-letter state; kept for callers of the older name)."""
+    mark_dead(session=session, delivery_id=delivery_id, error=error)
+
+
+def dead_letters(*, session: Session, sink: str | None = None, investigation_id: str | None = None,
+                 limit: int = 1000) -> list[dict[str, Any]]:
+    """Dead-lettered deliveries, oldest event first, as dicts (id, sink, investigation, event, error)."""
+    stmt = (select(Delivery, ProgressEvent).join(ProgressEvent, ProgressEvent.id == Delivery.event_id)
+            .where(Delivery.status.in_(("dead", "failed"))).order_by(ProgressEvent.id).limit(limit))
+    if sink is not None:
+        stmt = stmt.where(Delivery.sink == sink)
+    if investigation_id is not None:
+        stmt = stmt.where(ProgressEvent.investigation_id == investigation_id)
+    return [{"delivery_id": d.id, "sink": d.sink, "investigation_id": e.investigation_id, "seq": e.seq,
+             "kind": e.kind, "attempts": d.attempts, "error": d.last_error,
+             "failing_since": d.failing_since.isoformat().replace("+00:00", "Z") if d.failing_since else None}
+            for d, e in session.execute(stmt).all()]
+
+
+def retry_dead(*, session: Session, sink: str | None = None, investigation_id: str | None = None,
+               delivery_ids: list[int] | None = None) -> int:
+    """Put dead-lettered deliveries back to pending, due now, with a fresh failure budget.
+
+    Returns:
+        How many were put back.
+    """
+    stmt = update(Delivery).where(Delivery.status.in_(("dead", "failed")))
+    if sink is not None:
+        stmt = stmt.where(Delivery.sink == sink)
+    if delivery_ids is not None:
+        stmt = stmt.where(Delivery.id.in_(delivery_ids))
+    if investigation_id is not None:
+        stmt = stmt.where(Delivery.event_id.in_(
+            select(ProgressEvent.id).where(ProgressEvent.investigation_id == investigation_id)))
+    result = session.execute(stmt.values(status="pending", attempts=0, next_attempt_at=utcnow(), claim_token=None,
+                                         failing_since=None).execution_options(synchronize_session=False))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def pending_count(*, session: Session, sink: str | None = None) -> int:
@@ -337,14 +438,21 @@ def save_publications(*, session: Session, sink: str, items: list[tuple[str, str
     return out
 
 
-def mark_many_done(*, session: Session, done: list[tuple[int, dict[str, Any] | None]]) -> None:
-    """:func:`mark_done` for many ``(delivery id, external_ref)`` in one executemany."""
+def mark_many_done(*, session: Session, done: list[tuple[int, dict[str, Any] | None]],
+                   token: str | None = None) -> None:
+    """:func:`mark_done` for many ``(delivery id, external_ref)`` in one executemany.
+
+    With ``token``, only rows this drainer still holds are marked (a row another drainer took over
+    is left to it; it finds the message already posted by its look-up).
+    """
     if not done:
         return
     table = cast(Table, Delivery.__table__)
+    stmt = update(table).where(table.c.id == bindparam("did"))
+    if token is not None:
+        stmt = stmt.where(table.c.claim_token == token)
     session.execute(
-        update(table).where(table.c.id == bindparam("did")).values(status="done", external_ref=bindparam("ref"),
-                                                                   last_error=None),
+        stmt.values(status="done", external_ref=bindparam("ref"), last_error=None, failing_since=None),
         [{"did": delivery_id, "ref": ref} for delivery_id, ref in done],
     )
 
