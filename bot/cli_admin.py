@@ -1,4 +1,5 @@
-"""Operator subcommands: `pm worker`, `pm db upgrade`, `pm sandbox serve`, `pm worlds generate`."""
+"""Operator subcommands: `pm worker`, `pm db upgrade`, `pm outbox list|retry`, `pm sandbox serve`,
+`pm worlds generate`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     db_sub = db.add_subparsers(dest="action", metavar="ACTION", required=True)
     up = db_sub.add_parser("upgrade", help="apply every migration (SQLite or PostgreSQL)")
     up.set_defaults(func=run_db_upgrade)
+
+    ob = sub.add_parser("outbox", help="progress deliveries to Slack/Jira that were dead-lettered")
+    ob_sub = ob.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for name, helptext, func in (
+        ("list", "show dead-lettered deliveries (failed for hours; see docs/reliability.md)", run_outbox_list),
+        ("retry", "send dead-lettered deliveries again (a running worker delivers them)", run_outbox_retry),
+    ):
+        cmd = ob_sub.add_parser(name, help=helptext)
+        cmd.add_argument("--investigation", default=None, help="only this investigation's deliveries")
+        cmd.add_argument("--sink", default=None, help="only this sink's deliveries (slack, jira)")
+        if name == "list":
+            cmd.add_argument("--json", action="store_true", help="print JSON")
+        cmd.set_defaults(func=func)
 
     sb = sub.add_parser("sandbox", help="the offline stand-in for production systems")
     sb_sub = sb.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -68,6 +82,56 @@ def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
     upgrade(settings.effective_database_url)
     print(f"database at {settings.effective_database_url.split('@')[-1]} is up to date")
+    return 0
+
+
+def _outbox_session(settings: Settings):  # noqa: ANN202 - a context manager of a Session
+    from store.db import make_engine, make_session_factory, upgrade
+
+    upgrade(settings.effective_database_url)  # a fresh directory gets its embedded database
+    engine = make_engine(settings.effective_database_url)
+    return engine, make_session_factory(engine)
+
+
+def run_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from store import outbox
+
+    engine, factory = _outbox_session(settings)
+    try:
+        with factory() as s:
+            rows = outbox.dead_letters(session=s, sink=args.sink, investigation_id=args.investigation)
+    finally:
+        engine.dispose()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no dead-lettered deliveries")
+        return 0
+    for r in rows:
+        print(f"{r['delivery_id']:>8} {r['sink']:<6} {r['investigation_id']:<48} #{r['seq']:<3} {r['kind']:<14} "
+              f"{r['attempts']} tries: {str(r['error'] or '')[:120]}")
+    print(f"{len(rows)} dead-lettered; send them again with `pm outbox retry`")
+    return 0
+
+
+def run_outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
+    from store import outbox
+
+    engine, factory = _outbox_session(settings)
+    try:
+        with factory() as s:
+            n = outbox.retry_dead(session=s, sink=args.sink, investigation_id=args.investigation)
+            s.commit()
+    finally:
+        engine.dispose()
+    if not n:
+        print("no dead-lettered deliveries to retry")
+        return 0
+    print(f"{n} deliveries put back; a running worker (`pm worker`, `pm bot`, `pm serve`) sends them within "
+          "PM_OUTBOX_SWEEP_S (5 s by default)")
     return 0
 
 

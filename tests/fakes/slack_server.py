@@ -10,6 +10,8 @@ and slack_sdk's socket-mode clients (the bot uses the aiohttp one) talk to it un
   (``slash_commands``, ``events_api``, ``interactive``), and records each ack.
 * File uploads (files_upload_v2): ``files.getUploadURLExternal`` → raw POST to the upload
   URL → ``files.completeUploadExternal`` shares the file into the thread.
+* Faults for reliability tests: ``delay_s`` answers every Web API call late (a slow Slack),
+  ``answering = False`` holds calls unanswered until it is set back (Slack down). Both off by default.
 
 Protocol shapes follow docs.slack.dev (Web API method pages, "Using Socket Mode").
 """
@@ -53,6 +55,10 @@ class FakeSlack:
         self.usergroups: dict[str, list[str]] = {}
         self.rate_limited: list[dict[str, Any]] = []
         self.throttled_calls = 0
+        #: Seconds every Web API call waits before it is answered (a slow Slack); 0 = at once.
+        self.delay_s = 0.0
+        #: False: Web API calls are held unanswered (clients time out) until it is True again.
+        self.answering = True
         self._ts = itertools.count(1)
         self._base = int(time.time())
         self._ws_connections: list[ServerConnection] = []
@@ -123,6 +129,11 @@ class FakeSlack:
 
     async def _http_handler(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if request.path.startswith("/api/"):
+            if self.delay_s > 0:
+                await asyncio.sleep(self.delay_s)
+            while not self.answering:
+                await asyncio.sleep(0.05)
         status, payload, ctype, headers = self.http_call(request.path, request.query_string,
                                                          request.headers.get("Authorization", ""),
                                                          request.headers.get("Content-Type", ""), body)
