@@ -83,6 +83,24 @@ def make_slack_publisher(settings: Any) -> SlackPublisher | None:
     return SlackPublisher(client)
 
 
+def make_slack_alarm(settings: Any) -> Any:
+    """``fn(text)`` posting an operational alarm to PM_ADMIN_CHANNEL, or None when it or
+    SLACK_BOT_TOKEN is unset (the alarm is then a log line and a counter only).
+
+    Args:
+        settings: store.config.Settings (admin_channel, slack_bot_token, slack_api_url).
+    """
+    channel = getattr(settings, "admin_channel", None)
+    if not channel or settings.slack_bot_token is None:
+        return None
+    client = make_web_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
+
+    def alarm(text: str) -> None:
+        client.chat_postMessage(channel=channel, text=f":rotating_light: {text}"[:3900])
+
+    return alarm
+
+
 # -- Block Kit ---------------------------------------------------------------------------------------
 
 

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         default=30.0, gt=0, le=3600, alias="PM_OUTBOX_CLAIM_S",
         description="How long a drainer's claim on outbox deliveries lasts between renewals",
     )
+    admin_channel: str | None = Field(
+        default=None, alias="PM_ADMIN_CHANNEL",
+        description="Slack channel id that hears operational alarms (a dead-lettered delivery)",
+    )
     outbox_dead_after_s: float = Field(
         default=6 * 3600.0, gt=0, alias="PM_OUTBOX_DEAD_AFTER_S",
         description="A delivery failing this long is dead-lettered (alarm; `pm outbox retry` sends it again)",

@@ -15,14 +15,15 @@ from store.config import Settings
 
 
 def configure_runtime(runtime: Any, settings: Settings, http: HttpSettings, *, tools_factory: Any = None) -> None:
-    """Declare the deploy-check actor; register the Slack publisher when SLACK_BOT_TOKEN is set and the
-    Jira publisher when JIRA_URL/JIRA_USER/JIRA_API_TOKEN are set."""
-    from publishers.slack import make_slack_publisher
+    """Declare the deploy-check actor; register the Slack publisher when SLACK_BOT_TOKEN is set (and the
+    alarm channel when PM_ADMIN_CHANNEL is) and the Jira publisher when JIRA_URL/JIRA_USER/JIRA_API_TOKEN are set."""
+    from publishers.slack import make_slack_alarm, make_slack_publisher
 
     deploy_check.register(runtime=runtime, settings=settings, tools_factory=tools_factory)
     slack = make_slack_publisher(settings)
     if slack is not None:
         runtime.register_publisher("slack", slack)
+    runtime.alarm = make_slack_alarm(settings)  # dead letters: also said in PM_ADMIN_CHANNEL when set
     if settings.jira_url and settings.jira_user and settings.jira_api_token:
         from publishers.jira import JiraPublisher, connect
 

@@ -62,3 +62,37 @@ def test_sandbox_serve_over_http_with_an_access_key(tmp_path):
             changes = gw.call("changes.list")["changes"]
             assert changes and all({"id", "ts", "kind", "service"} <= set(c) for c in changes)
             assert gw.call("topology.get")["services"]
+
+
+def test_outbox_list_and_retry_as_an_operator_runs_them(tmp_path):
+    from store import investigations as invs
+    from store import outbox
+    from store.db import make_engine, make_session_factory, upgrade
+    from store.models import Delivery
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for action, said in (("list", "no dead-lettered deliveries"), ("retry", "no dead-lettered deliveries to retry")):
+        proc = subprocess.run(PM + ["outbox", action], cwd=empty, env=_env(empty / ".pm"), capture_output=True,
+                              text=True, timeout=60)
+        assert (proc.returncode, proc.stdout.strip()) == (0, said), proc.stderr
+    url = f"sqlite:///{tmp_path / 'pm' / 'pm.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with make_session_factory(engine)() as s:
+        inv_id = invs.create(session=s, trigger={"text": "x"}, origin={"kind": "slack", "channel": "C1"}).id
+        s.flush()
+        s.execute(sa.update(Delivery).values(status="dead", attempts=12, last_error="ConnectionError: down"))
+        s.commit()
+    run = lambda *a: subprocess.run(PM + ["outbox", *a], cwd=tmp_path, env=_env(tmp_path / "pm"),  # noqa: E731
+                                    capture_output=True, text=True, timeout=60)
+    listed = run("list")
+    assert listed.returncode == 0 and inv_id in listed.stdout and "ConnectionError: down" in listed.stdout
+    assert run("retry", "--investigation", "inv-none").stdout.startswith("no dead-lettered")
+    retried = run("retry", "--investigation", inv_id)
+    assert retried.returncode == 0 and retried.stdout.startswith("1 deliveries put back")
+    with make_session_factory(engine)() as s:
+        assert outbox.pending_count(session=s, sink="slack") == 1
+        assert outbox.dead_letters(session=s) == []
+        assert s.scalar(sa.select(Delivery.attempts)) == 0
+    engine.dispose()

@@ -141,11 +141,16 @@ class _DownSink:
 
 @pytest.mark.integration
 def test_a_failing_delivery_backs_off_then_is_dead_lettered_with_an_alarm_and_retried(db_url, tmp_path):
+    from publishers.slack import make_slack_alarm
+    from tests.fakes.slack_server import FakeSlack
+
     rt = _runtime(db_url, tmp_path)
-    alarms: list[str] = []
-    rt.alarm = alarms.append
     sink = _DownSink()
+    slack = FakeSlack()
+    slack.start()
     try:
+        rt.alarm = make_slack_alarm(Settings(SLACK_BOT_TOKEN="xoxb-t", SLACK_API_URL=slack.api_url,
+                                             PM_ADMIN_CHANNEL="CADMIN"))
         with rt.session() as s:
             inv_id = invs.create(session=s, trigger={"text": "x"}, origin={"kind": "slack", "channel": "C1"}).id
         waits = []
@@ -164,7 +169,8 @@ def test_a_failing_delivery_backs_off_then_is_dead_lettered_with_an_alarm_and_re
         dead = metrics.OUTBOX_DEAD.labels(sink="slack")._value.get()
         assert publishing.drain(rt, "slack", sink)["failed"] == 1
         assert metrics.OUTBOX_DEAD.labels(sink="slack")._value.get() == dead + 1
-        assert len(alarms) == 1 and inv_id in alarms[0] and "pm outbox retry" in alarms[0]
+        [alarm] = slack.messages["CADMIN"]  # the admin channel heard of it
+        assert inv_id in alarm["text"] and "pm outbox retry" in alarm["text"]
         with rt.session() as s:
             assert outbox.pending_count(session=s, sink="slack") == 0
             [row] = outbox.dead_letters(session=s)
@@ -172,6 +178,7 @@ def test_a_failing_delivery_backs_off_then_is_dead_lettered_with_an_alarm_and_re
             assert outbox.retry_dead(session=s, investigation_id=inv_id) == 1
             assert outbox.pending_count(session=s, sink="slack") == 1
     finally:
+        slack.stop()
         rt.close()
 
 
