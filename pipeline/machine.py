@@ -140,6 +140,10 @@ class _PhaseThread:
             raise box["exc"]
         return box["out"]
 
+    def submit(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on this thread after whatever it is doing now; nobody waits for it."""
+        self._jobs.put((fn, {}, threading.Event()))
+
     def close(self) -> None:
         self._jobs.put(None)
 
@@ -203,7 +207,8 @@ class Machine:
             Exception: a retryable error when ``final_attempt`` is False.
 
         Returns:
-            The investigation's status when this call ends.
+            The investigation's status when this call ends, or :data:`LEASE_LOST` when the run
+            stopped because another worker took the investigation over (it carries on there).
         """
         owner = f"{self.owner}-{threading.get_ident()}"
         with self._session() as s:
@@ -244,14 +249,13 @@ class Machine:
             return LEASE_LOST
         finally:
             stop_heartbeat()
+            if lease.lost.is_set():
+                # an abandoned phase may still be using (or opening) the tools: close them after it,
+                # on its thread
+                runner.submit(lambda: _close_quietly(state._tools, investigation_id))
+            else:
+                _close_quietly(state._tools, investigation_id)
             runner.close()
-            tools = state._tools
-            if tools is not None and hasattr(tools, "close") and not lease.lost.is_set():
-                # an abandoned phase may still be using them; its process-level cleanup closes them
-                try:
-                    tools.close()
-                except Exception:  # closing must not hide the run's own outcome
-                    log.warning("closing the tools of %s failed", investigation_id, exc_info=True)
             if not lease.lost.is_set():
                 try:
                     with self._session() as s:
@@ -493,6 +497,15 @@ class Machine:
             thread.join(timeout=5)
 
         return halt
+
+
+def _close_quietly(tools: Any, investigation_id: str) -> None:
+    if tools is None or not hasattr(tools, "close"):
+        return
+    try:
+        tools.close()
+    except Exception:  # closing must not hide the run's own outcome
+        log.warning("closing the tools of %s failed", investigation_id, exc_info=True)
 
 
 def _bind(factory: Any, inv_dict: dict[str, Any], abandoned: threading.Event) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -140,24 +141,28 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Execut
 class _ClaimRenewer:
     """Renews a drainer's claim every third of its lease while the batch is being delivered.
 
-    A delivery whose claim could not be renewed (another drainer took it: this process was
-    paused past the lease) is reported by :meth:`lost`, and the drainer makes no more sink calls
-    for it.
+    A delivery whose claim could not be renewed (another drainer took it) is reported by
+    :meth:`lost`, and the drainer makes no more sink calls for it. So is every delivery once the
+    claim may have run out by this process's monotonic clock (renewals failing, or the process
+    was paused past the claim: another drainer may be sending the same message right now).
     """
 
     def __init__(self, runtime: Any, delivery_ids: list[int], token: str, lease_s: float) -> None:
         self._runtime, self._ids, self._token, self._lease_s = runtime, list(delivery_ids), token, lease_s
         self._lost: set[int] = set()
+        # a margin of a sixth of the claim: a sink call started now is not left without a claim
+        self._valid_until = time.monotonic() + lease_s * 5 / 6
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pm-outbox-claim", daemon=True)
         self._thread.start()
 
     def lost(self, delivery_id: int) -> bool:
-        return delivery_id in self._lost
+        return delivery_id in self._lost or time.monotonic() > self._valid_until
 
     def _loop(self) -> None:
         while not self._stop.wait(self._lease_s / 3):
             wanted = [i for i in self._ids if i not in self._lost]
+            renewing = time.monotonic()
             try:
                 with self._runtime.session() as s:
                     held = outbox.renew_claims(session=s, delivery_ids=wanted, token=self._token,
@@ -165,6 +170,7 @@ class _ClaimRenewer:
             except Exception:  # noqa: BLE001 - a missed renewal only shortens the claim
                 log.warning("renewing an outbox claim failed", exc_info=True)
                 continue
+            self._valid_until = renewing + self._lease_s * 5 / 6
             # rows marked done meanwhile are not pending any more: they are not lost, just finished
             gone = set(wanted) - held
             if gone:

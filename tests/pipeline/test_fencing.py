@@ -200,8 +200,8 @@ class _SlowSink:
 @pytest.mark.integration
 def test_a_batch_slower_than_its_claim_is_not_taken_by_a_second_drainer(db_url, tmp_path):
     rt = _runtime(db_url, tmp_path)
-    rt.outbox_claim_s = 0.6
-    sink = _SlowSink(0.4)
+    rt.outbox_claim_s = 1.5
+    sink = _SlowSink(0.7)
     try:
         for i in range(4):
             with rt.session() as s:
@@ -209,7 +209,7 @@ def test_a_batch_slower_than_its_claim_is_not_taken_by_a_second_drainer(db_url, 
         results: list[dict] = []
         first = threading.Thread(target=lambda: results.append(publishing.drain(rt, "slack", sink)))
         first.start()
-        threading.Event().wait(0.9)  # past the first drainer's claim, while it still delivers (4 × 0.4 s)
+        threading.Event().wait(2.0)  # past the first drainer's claim, while it still delivers (4 × 0.7 s)
         second = publishing.drain(rt, "slack", sink)
         first.join(30)
     finally:
