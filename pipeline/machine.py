@@ -317,6 +317,7 @@ class Machine:
             self._check_stop(s, inv)
             checkpoints.start(session=s, investigation_id=inv_id, phase=phase, round=rnd)
             inv.phase, inv.round = phase, rnd
+            agent_runs.abandon_running(session=s, investigation_id=inv_id, phase=phase)
             outbox.append(session=s, investigation_id=inv_id, kind="phase_started",
                           payload={"phase": phase, "round": rnd})
             run_id = agent_runs.start(session=s, investigation_id=inv_id, agent="evidence-engine",

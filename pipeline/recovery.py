@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_DOUBLINGS = 6
 
 
-def requeue_stale(runtime: Any, *, stale_after_s: float = 600.0, now: datetime | None = None,
+def requeue_stale(runtime: Any, *, stale_after_s: float = 60.0, now: datetime | None = None,
                   jitter_ms: int = 0, force: bool = False) -> list[str]:
     """Re-enqueue open investigations without a live lease that made no progress for ``stale_after_s``.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from store.errors import NotFound
@@ -22,6 +22,24 @@ def start(
     session.add(run)
     session.flush()
     return run
+
+
+def abandon_running(*, session: Session, investigation_id: str, phase: str) -> int:
+    """Close the runs of ``phase`` still marked running as ``abandoned`` (their worker died or lost
+    its lease); the caller holds the investigation's lease and is about to run the phase again.
+
+    Returns:
+        How many were closed.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(AgentRun)
+        .where(AgentRun.investigation_id == investigation_id, AgentRun.phase == phase, AgentRun.status == "running")
+        .values(status="abandoned", finished_at=now,
+                error="its worker died or lost the investigation's lease; the phase was run again")
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def finish(

@@ -20,7 +20,7 @@ import pytest
 
 from pipeline import phases as P
 from pipeline.runtime import build_runtime
-from store import checkpoints, outbox
+from store import agent_runs, checkpoints, outbox
 from store import investigations as invs
 from store.config import Settings
 from store.db import upgrade
@@ -138,6 +138,9 @@ def test_a_worker_paused_past_its_lease_writes_nothing_after_the_take_over(pg_ur
     with rt.session() as s:
         attempts = {(c.phase, c.round): c.attempts for c in checkpoints.list_for(session=s, investigation_id=inv_id)}
     assert attempts.pop((P.EVIDENCE, 0)) == 2 and set(attempts.values()) == {1}
+    with rt.session() as s:
+        runs = [(r.phase, r.status) for r in agent_runs.list_for(session=s, investigation_id=inv_id)]
+    assert runs.count((P.EVIDENCE, "abandoned")) == 1 and runs.count((P.EVIDENCE, "done")) == 1
     x_log = log_x.read_text(errors="replace")
     assert "lost" in x_log and inv_id in x_log, x_log[-3000:]
 
