@@ -144,54 +144,57 @@ def main() -> int:
         })
         rt = build_runtime(Settings(DATABASE_URL=db_url, REDIS_URL=args.redis_url, PM_HOME=str(Path(tmp) / "pm")),
                            namespace=namespace)
-        workers = Workers(args.workers, env, Path(tmp))
-        started = time.monotonic()
-        ids = []
-        for i in range(args.count):
-            with rt.session() as s:
-                ids.append(invs.create(session=s, trigger={"alert": "pd-8240"}, sources={"world": str(args.world)},
-                                       origin={"kind": "slack", "channel": f"Csoak{i}", "user": "U1"}).id)
-            rt.enqueue(ids[-1])
         stop = threading.Event()
+        workers = Workers(args.workers, env, Path(tmp))
+        try:
+            started = time.monotonic()
+            ids = []
+            for i in range(args.count):
+                with rt.session() as s:
+                    ids.append(invs.create(session=s, trigger={"alert": "pd-8240"}, sources={"world": str(args.world)},
+                                           origin={"kind": "slack", "channel": f"Csoak{i}", "user": "U1"}).id)
+                rt.enqueue(ids[-1])
 
-        def inject() -> None:
-            flushed = False
-            for _ in range(args.faults):
-                if stop.wait(rng.uniform(5, 15)):
-                    return
-                if not flushed:
-                    flush_namespace(args.redis_url, namespace)
-                    workers.faults["redis-flush"] += 1
-                    flushed = True
-                victim = rng.randrange(len(workers.procs))
-                if rng.random() < 0.6:
-                    workers.kill(victim)
-                else:
-                    workers.pause(victim, args.lease + rng.uniform(1, 5))
+            def inject() -> None:
+                flushed = False
+                for _ in range(args.faults):
+                    if stop.wait(rng.uniform(5, 15)):
+                        return
+                    if not flushed:
+                        flush_namespace(args.redis_url, namespace)
+                        workers.faults["redis-flush"] += 1
+                        flushed = True
+                    victim = rng.randrange(len(workers.procs))
+                    if rng.random() < 0.6:
+                        workers.kill(victim)
+                    else:
+                        workers.pause(victim, args.lease + rng.uniform(1, 5))
 
-        injector = threading.Thread(target=inject, daemon=True)
-        injector.start()
+            injector = threading.Thread(target=inject, daemon=True)
+            injector.start()
 
-        def state() -> tuple[int, int]:
-            with rt.session() as s:
-                open_ = s.scalar(select(func.count(Investigation.id)).where(
-                    Investigation.id.in_(ids), Investigation.status.not_in(TERMINAL_STATUSES))) or 0
-                return int(open_), outbox.pending_count(session=s)
+            def state() -> tuple[int, int]:
+                with rt.session() as s:
+                    open_ = s.scalar(select(func.count(Investigation.id)).where(
+                        Investigation.id.in_(ids), Investigation.status.not_in(TERMINAL_STATUSES))) or 0
+                    return int(open_), outbox.pending_count(session=s)
 
-        last_print = 0.0
-        while time.monotonic() - started < args.timeout:
-            open_, pending = state()
-            if open_ == 0 and pending == 0 and not injector.is_alive():
-                break
-            if time.monotonic() - last_print > 30:
-                last_print = time.monotonic()
-                print(f"  {time.monotonic() - started:6.0f} s: {args.count - open_} finished, {pending} deliveries "
-                      f"pending, faults {dict(workers.faults)}", file=sys.stderr)
-            time.sleep(1)
-        stop.set()
-        injector.join(60)
-        elapsed = time.monotonic() - started
-        workers.stop()
+            last_print = 0.0
+            while time.monotonic() - started < args.timeout:
+                open_, pending = state()
+                if open_ == 0 and pending == 0 and not injector.is_alive():
+                    break
+                if time.monotonic() - last_print > 30:
+                    last_print = time.monotonic()
+                    print(f"  {time.monotonic() - started:6.0f} s: {args.count - open_} finished, {pending} deliveries "
+                          f"pending, faults {dict(workers.faults)}", file=sys.stderr)
+                time.sleep(1)
+            stop.set()
+            injector.join(60)
+            elapsed = time.monotonic() - started
+        finally:
+            stop.set()
+            workers.stop()
         with rt.session() as s:
             by_id = {r[0]: r[1:] for r in s.execute(
                 select(Investigation.id, Investigation.status, Investigation.created_at, Investigation.finished_at)

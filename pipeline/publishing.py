@@ -284,11 +284,12 @@ def _alarm(runtime: Any, c: Any, sink: str, error: str, failing_for: float) -> N
             log.warning("posting the dead-letter alarm failed", exc_info=True)
 
 
-def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50) -> dict[str, int]:
-    """Drain ``sink`` until nothing due is left (each round at most ``limit``)."""
+def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Executor | None = None
+              ) -> dict[str, int]:
+    """Drain ``sink`` until nothing due is left (each round at most ``limit``; ``pool`` as :func:`drain`)."""
     total = {"done": 0, "retry": 0, "failed": 0, "wait_ms": 0}
     while True:
-        counts = drain(runtime, sink, publisher, limit)
+        counts = drain(runtime, sink, publisher, limit, pool=pool)
         for k, v in counts.items():
             total[k] = max(total[k], v) if k == "wait_ms" else total[k] + v
         if counts["done"] + counts["failed"] == 0:

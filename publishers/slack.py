@@ -272,6 +272,9 @@ class SlackPublisher:
     """Deliver outbox events to the investigation's Slack thread (pipeline.publishing protocol)."""
 
     sink = "slack"
+    #: Deliveries a drainer may send at once (WebClient is thread-safe; a batch holds one event per
+    #: investigation, so each thread still gets its messages in order).
+    lanes = 4
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
