@@ -124,6 +124,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=3600.0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--world", type=Path, default=WORLDS / "example-1")
+    ap.add_argument("--logdir", type=Path, default=None, help="keep the workers' logs here (default: thrown away)")
     ap.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = ap.parse_args()
@@ -145,7 +146,9 @@ def main() -> int:
         rt = build_runtime(Settings(DATABASE_URL=db_url, REDIS_URL=args.redis_url, PM_HOME=str(Path(tmp) / "pm")),
                            namespace=namespace)
         stop = threading.Event()
-        workers = Workers(args.workers, env, Path(tmp))
+        logdir = args.logdir or Path(tmp)
+        logdir.mkdir(parents=True, exist_ok=True)
+        workers = Workers(args.workers, env, logdir)
         try:
             started = time.monotonic()
             ids = []

@@ -42,6 +42,8 @@ QUEUES: dict[str, tuple[str, int]] = {
     "P3": ("investigations.background", 20),
 }
 PUBLISH_QUEUE = "publishing"
+#: Deliveries one drain round claims (at most one per investigation).
+PUBLISH_BATCH = 50
 ACTOR_NAMES = {"P1": "run_investigation_fast", "P2": "run_investigation", "P3": "run_investigation_background"}
 
 
@@ -157,7 +159,7 @@ class Runtime:
             )(run)
 
         def publish(investigation_id: str) -> None:
-            self.publish_now(investigation_id)
+            self.publish_now(investigation_id, one_round=True)
 
         self.publish_actor = dramatiq.actor(
             broker=self.broker, actor_name="publish_events", queue_name=self.queue_prefix + PUBLISH_QUEUE,
@@ -199,10 +201,26 @@ class Runtime:
                 self._publish_pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pm-publish")
             return self._publish_pool
 
-    def publish_now(self, investigation_id: str | None = None) -> dict[str, dict[str, int]]:
-        """Drain every registered sink once; re-schedule itself when a sink asked to wait."""
-        result = {sink: publishing.drain_all(self, sink, pub, pool=self._lanes(pub))
-                  for sink, pub in self.publishers.items()}
+    def publish_now(self, investigation_id: str | None = None, *, one_round: bool = False
+                    ) -> dict[str, dict[str, int]]:
+        """Drain every registered sink until nothing is due; re-schedule itself when a sink asked to wait.
+
+        Args:
+            investigation_id: the investigation whose progress asked for this (the publish job's
+                argument), or None (the periodic sweep).
+            one_round: drain one batch per sink only, and send the job again when the batch was
+                full. The publish job does so: it shares the worker's threads with investigations,
+                and against a slow sink a drain to the end would hold a thread for minutes.
+        """
+        if one_round:
+            result = {sink: publishing.drain(self, sink, pub, PUBLISH_BATCH, pool=self._lanes(pub))
+                      for sink, pub in self.publishers.items()}
+            if investigation_id is not None and any(c["done"] + c["failed"] >= PUBLISH_BATCH
+                                                    for c in result.values()):
+                self.publish_actor.send(investigation_id)
+        else:
+            result = {sink: publishing.drain_all(self, sink, pub, PUBLISH_BATCH, pool=self._lanes(pub))
+                      for sink, pub in self.publishers.items()}
         if any(c["retry"] for c in result.values()) and investigation_id is not None:
             # Come back when the slowest sink said to (Retry-After), plus a little so the
             # delivery is due by then; never sooner than 1 s.
