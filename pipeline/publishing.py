@@ -297,31 +297,50 @@ def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Ex
 
 
 class OutboxSweeper:
-    """A daemon thread that drains every registered sink every ``interval_s`` (±20 % jitter).
+    """A daemon thread that drains every registered sink when poked and every ``interval_s`` (±20 %).
 
     Due deliveries must not depend on the message that created them: a drainer killed mid-batch
     leaves its claim to run out, a retry comes due hours later, a publish message is lost with the
-    queue. Every process that runs a worker runs one (``Runtime.start_worker``).
+    queue. Every process that runs a worker runs one (``Runtime.start_worker``), and progress in
+    that process pokes it instead of taking a worker thread: against a slow sink (Slack answering
+    in 1.5 s) a drain lasts minutes, and publish jobs on the worker's threads starved the
+    investigations themselves. When a sink asked to wait, the sweeper comes back after that wait.
     """
 
     def __init__(self, runtime: Any, interval_s: float) -> None:
         self.runtime, self.interval_s = runtime, interval_s
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pm-outbox-sweeper", daemon=True)
 
     def start(self) -> OutboxSweeper:
         self._thread.start()
         return self
 
+    def poke(self) -> None:
+        """Drain soon (something was appended to the outbox)."""
+        self._wake.set()
+
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(30)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s * random.uniform(0.8, 1.2)):
+        wait = self.interval_s * random.uniform(0.8, 1.2)
+        while not self._stop.is_set():
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            wait = self.interval_s * random.uniform(0.8, 1.2)
             if not self.runtime.publishers:
                 continue
             try:
-                self.runtime.publish_now()
+                result = self.runtime.publish_now()
             except Exception:  # noqa: BLE001 - a database blip: the next period tries again
                 log.warning("sweeping the outbox failed", exc_info=True)
+                continue
+            asked = [c.get("wait_ms", 0) for c in result.values() if c.get("retry")]
+            if asked:  # come back when the slowest sink said to (Retry-After), never sooner than 0.5 s
+                wait = min(wait, max(0.5, max(asked) / 1000 + 0.25))

@@ -98,6 +98,7 @@ class Runtime:
         #: called with the text of an alarm (a dead-lettered delivery); bot wiring sets the admin channel
         self.alarm: Callable[[str], None] | None = None
         self._publish_pool: ThreadPoolExecutor | None = None
+        self._sweeper: publishing.OutboxSweeper | None = None  # set by start_worker
         self._pool_lock = threading.Lock()
         self._open = threading.local()
         self.machine = Machine(
@@ -159,7 +160,10 @@ class Runtime:
             )(run)
 
         def publish(investigation_id: str) -> None:
-            self.publish_now(investigation_id, one_round=True)
+            if self._sweeper is not None:
+                self._sweeper.poke()  # the sweeper thread drains; the worker thread is free at once
+            else:
+                self.publish_now(investigation_id, one_round=True)
 
         self.publish_actor = dramatiq.actor(
             broker=self.broker, actor_name="publish_events", queue_name=self.queue_prefix + PUBLISH_QUEUE,
@@ -183,7 +187,11 @@ class Runtime:
         self.publishers[sink] = publisher
 
     def _progress(self, investigation_id: str) -> None:
-        if self.publishers:
+        if not self.publishers:
+            return
+        if self._sweeper is not None:  # this process drains on its own thread, not a worker's
+            self._sweeper.poke()
+        else:
             self.publish_actor.send(investigation_id)
 
     def _lanes(self, publisher: Any) -> ThreadPoolExecutor | None:
@@ -249,7 +257,8 @@ class Runtime:
             interval = reconcile_interval_s or float(getattr(self.settings, "reconcile_interval_s", 30.0))
             helpers.append(recovery.Reconciler(self, interval_s=interval, stale_after_s=stale).start())
         sweep = sweep_interval_s or float(getattr(self.settings, "outbox_sweep_s", 5.0))
-        helpers.append(publishing.OutboxSweeper(self, sweep).start())
+        self._sweeper = publishing.OutboxSweeper(self, sweep).start()
+        helpers.append(self._sweeper)
         worker = Worker(self.broker, worker_threads=threads or self.settings.worker_threads, worker_timeout=200)
         worker.start()
         return WorkerHandle(worker, helpers=helpers)
