@@ -4,6 +4,7 @@ tests/pipeline/test_durability.py."""
 
 from __future__ import annotations
 
+import collections
 import threading
 from datetime import timedelta
 
@@ -216,3 +217,40 @@ def test_a_batch_slower_than_its_claim_is_not_taken_by_a_second_drainer(db_url, 
         rt.close()
     assert second["done"] == 0  # the renewed claim kept the second drainer off
     assert sorted(sink.sent) == sorted(set(sink.sent)) and len(sink.sent) == 4
+
+
+@pytest.mark.integration
+def test_a_report_is_not_dropped_while_slack_stops_answering(db_url, tmp_path):
+    """Before: 5 tries in ~30 s, then the report was gone for good. Now it waits Slack out."""
+    from publishers.slack import SlackPublisher, make_web_client
+    from tests.fakes.slack_server import FakeSlack
+
+    rt = _runtime(db_url, tmp_path)
+    try:
+        with FakeSlack() as slack:
+            publisher = SlackPublisher(make_web_client(token="xoxb-t", base_url=slack.api_url, timeout=1))
+            with rt.session() as s:
+                inv_id = invs.create(session=s, trigger={"text": "x"}, origin={"kind": "slack", "channel": "C1"}).id
+                outbox.append(session=s, investigation_id=inv_id, kind="report",
+                              payload={"report": {"verdict": "LIKELY", "confidence": 60}})
+            slack.answering = False
+            for _ in range(7):  # more tries than the old limit of 5, each timing out
+                with rt.session() as s:
+                    s.execute(update(Delivery).where(Delivery.status == "pending")
+                              .values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+                assert publishing.drain(rt, "slack", publisher)["failed"] == 0
+            with rt.session() as s:
+                assert outbox.pending_count(session=s, sink="slack") == 2  # created and report: both kept
+            slack.answering = True
+            for _ in range(4):
+                with rt.session() as s:
+                    s.execute(update(Delivery).where(Delivery.status == "pending")
+                              .values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+                publishing.drain_all(rt, "slack", publisher)
+            with rt.session() as s:
+                assert outbox.pending_count(session=s, sink="slack") == 0
+            roles = collections.Counter(m["metadata"]["event_payload"]["role"] for m in slack.bot_messages("C1")
+                                        if m.get("metadata"))
+    finally:
+        rt.close()
+    assert roles["parent"] == roles["status"] == roles["report"] == 1
