@@ -38,7 +38,7 @@ from sandbox.world import LEVEL_RANK, LEVELS, iso
 from sources.base import Provider
 from sources.errors import QueryError, SourceError
 from store.errors import ConfigError
-from store.sources_file import resolve_secret
+from store.sources_file import _duration, resolve_secret
 
 #: Prometheus refuses range queries of more points than this per series.
 _MAX_POINTS = 11_000
@@ -342,6 +342,8 @@ class Normaliser:
 
     NAME: ClassVar[str] = ""
     SECTIONS: ClassVar[frozenset[str]] = frozenset()
+    #: Environment a stdio server of this kind gets under the entry's own ``server.env``.
+    DEFAULT_ENV: ClassVar[dict[str, str]] = {}
 
     def __init__(self, provider: ExternalMcpProvider) -> None:
         self.p = provider
@@ -375,7 +377,8 @@ class PromQLNormaliser(Normaliser):
         self.service_label = p.opt_str("service_label", "service") or "service"
         self.step_s = p.opt_float("step_s", 60.0)
         self.max_series = p.opt_int("max_series", 2000)
-        self.list_window_s = p.opt_float("list_window", p.sources.lookback_s)
+        # A duration like the file's window: 6h, 90m or seconds.
+        self.list_window_s = _duration(p.settings.get("list_window", p.sources.lookback_s), f"{p.where}.list_window")
         list_end = p.opt_str("list_end")
         try:
             self.list_end = A.opt_time("metrics.list", "list_end", list_end)
@@ -498,12 +501,18 @@ class PrometheusMcpServer(PromQLNormaliser):
 
     NAME = "prometheus-mcp-server"
     RANGE_TOOL = "execute_range_query"
+    #: Its fastmcp prints a banner and asks PyPI for updates at start; off unless the entry says otherwise.
+    DEFAULT_ENV: ClassVar[dict[str, str]] = {"FASTMCP_SHOW_SERVER_BANNER": "false", "FASTMCP_CHECK_FOR_UPDATES": "off"}
 
     def range_matrix(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
         args = {"query": expr, "start": _rfc3339(start), "end": _rfc3339(end), "step": f"{step:g}s"}
         try:
             result = self.p.tool(self.RANGE_TOOL, args)
         except ExternalToolError as exc:
+            if any(s in str(exc) for s in ("HTTPConnectionPool", "ConnectionError", "Invalid JSON", "timed out")):
+                # Not the template: the server's own link to Prometheus failed.
+                raise SourceError(f"{exc}; the server cannot query Prometheus: check PROMETHEUS_URL in "
+                                  f"{self.p.where}.server.env") from None
             raise self.query_error(expr, exc) from None
         if not isinstance(result, dict) or "result" not in result:
             raise self.shape_error(self.RANGE_TOOL, "{resultType: matrix, result: [...]}", result)
@@ -830,6 +839,8 @@ class ExternalMcpProvider(Provider):
             raise ConfigError(f"{self.where}: normaliser {name} answers {', '.join(sorted(cls.SECTIONS))}, not "
                               f"{self.entry.section}; move the entry or pick another normaliser")
         self.spec = self._server_spec()
+        if self.spec.transport == "stdio":
+            self.spec.env = {**cls.DEFAULT_ENV, **self.spec.env}
         self.connect_timeout_s = self.opt_float("connect_timeout_s", 30.0)
         self.normaliser = cls(self)
         self._link = McpLink(self.spec, label=self.label, timeout_s=self.timeout_s,
@@ -900,7 +911,9 @@ class ExternalMcpProvider(Provider):
         result = self._link.call_tool(name, arguments)
         text = "".join(getattr(c, "text", "") for c in (result.content or []) if getattr(c, "type", "") == "text")
         if result.is_error:
-            said = text.strip().splitlines()[0][:300] if text.strip() else "no message"
+            said = text.strip().splitlines()[0] if text.strip() else "no message"
+            if len(said) > 320:  # long Python errors put the cause at the end: keep both ends
+                said = said[:160] + " … " + said[-160:]
             raise ExternalToolError(f"{self.label}: tool {name} failed: {said}")
         if text.strip():
             try:
