@@ -634,11 +634,15 @@ class Grafana(PromQLNormaliser):
                 raise self.shape_error(tool, "log entries {timestamp, line, labels}", row)
         return rows
 
-    def _fetch(self, query: str, start_ns: int, end_ns: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    def _fetch(self, query: str, start_ns: int, end_ns: int,
+               limit: int) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        """One forward page from ``start_ns``: entries in a canonical order, and whether more may follow."""
         args = {"datasourceUid": self.loki_uid, "logql": query, "startRfc3339": _ns_rfc3339(start_ns),
                 "endRfc3339": _ns_rfc3339(end_ns), "limit": limit, "direction": "forward"}
+        result = self.p.tool(self.LOGS_TOOL, args)
         out = []
-        for row in self._entries(self.p.tool(self.LOGS_TOOL, args)):
+        rows = self._entries(result)
+        for row in rows:
             raw = str(row["timestamp"]).strip('"')  # an early release quoted the nanosecond string twice
             try:
                 ns = int(raw) if raw.isdigit() else round(float(raw) * 1e9)
@@ -646,8 +650,12 @@ class Grafana(PromQLNormaliser):
                 raise self.shape_error(self.LOGS_TOOL, "nanosecond timestamps", row["timestamp"]) from None
             if start_ns <= ns < end_ns:
                 out.append((ns, row))
-        out.sort(key=lambda pair: pair[0])  # stable: entries of one nanosecond keep the server's order
-        return out
+        # Why a canonical order: the server's order among lines of one nanosecond (and its compact format's
+        # grouping by stream) may differ between pages; a cursor counting lines must not depend on it.
+        out.sort(key=lambda pair: (pair[0], sorted((pair[1].get("labels") or {}).items()), str(pair[1].get("line"))))
+        meta = result.get("metadata") if isinstance(result, dict) else None
+        more = len(rows) >= limit or bool(isinstance(meta, dict) and meta.get("resultsTruncated"))
+        return out, more
 
     def _line(self, ns: int, row: dict[str, Any]) -> dict[str, Any]:
         labels = {**(row.get("structuredMetadata") or {}), **(row.get("labels") or {})}
@@ -714,28 +722,39 @@ class Grafana(PromQLNormaliser):
         lines: list[dict[str, Any]] = []
         notes: list[str] = []
         pos, pages, exhausted = start_ns, 0, False
-        while len(lines) < limit:
+        while True:
             if pages >= self.max_pages:
                 notes.append(f"stopped after max_pages={self.max_pages} pages of {self.page_size} lines; "
                              "pass next_cursor for more")
                 break
-            need = limit - len(lines)
-            # One line more than needed tells whether anything follows.
-            want = min(self.page_size, need + skip + 1)
-            page = self._fetch(query, pos, end_ns, want)
+            page, more = self._fetch(query, pos, end_ns, self.page_size)
             pages += 1
-            take = page[skip: skip + need]
+            next_pos = end_ns
+            if more and page:
+                # The last nanosecond of a full page may go on in the next one: leave it for that page,
+                # so every nanosecond is taken whole (unless one nanosecond fills a page by itself).
+                last_ns = page[-1][0]
+                whole = [pair for pair in page if pair[0] < last_ns]
+                if whole:
+                    page, next_pos = whole, last_ns
+                else:
+                    notes.append(f"more than {self.page_size} lines at {iso(last_ns / 1e9)}; raise page_size: "
+                                 "(up to the server's maximum) to see them all")
+                    next_pos = last_ns + 1
+            rows = page[skip:]
+            need = limit - len(lines)
+            take = rows[:need]
             lines.extend(self._line(ns, row) for ns, row in take)
-            consumed = page[: skip + len(take)]
-            if len(page) < want or not take:
+            if len(take) < len(rows):  # cut by the caller's limit inside this page
+                cut_ns = take[-1][0]
+                pos, skip = cut_ns, sum(1 for ns, _ in page[: skip + len(take)] if ns == cut_ns)
+                break
+            pos, skip = next_pos, 0
+            if not more or not page or pos >= end_ns:
                 exhausted = True
                 break
-            last_ns = consumed[-1][0]
-            # Lines of the same nanosecond as the last one taken are skipped by count on the next page.
-            pos, skip = last_ns, sum(1 for ns, _ in consumed if ns == last_ns)
-            if skip >= self.page_size:  # a page holding one nanosecond only: step past it, or we would loop
-                notes.append(f"more than {self.page_size} lines at {iso(last_ns / 1e9)}; some were skipped")
-                pos, skip = last_ns + 1, 0
+            if len(lines) >= limit:
+                break
         out: dict[str, Any] = {"lines": lines, "next_cursor": None if exhausted else f"{pos}:{skip}",
                                "total": max(total, len(lines))}
         if notes:
