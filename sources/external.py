@@ -98,6 +98,7 @@ class McpLink:
         self._closing: asyncio.Event | None = None
         self._holder: asyncio.Future[Any] | None = None
         self._errlog: Any = None
+        self._http_status: int | None = None
         self._closed = False
 
     # -------------------------------------------------------- sync side
@@ -190,8 +191,13 @@ class McpLink:
                     import httpx2
                     from mcp.client.streamable_http import streamable_http_client
 
+                    async def note_status(response: Any) -> None:
+                        if response.status_code >= 400:  # the SDK's error hides it; our message names it
+                            self._http_status = response.status_code
+
                     http = await stack.enter_async_context(httpx2.AsyncClient(
-                        headers=self.spec.headers, timeout=httpx2.Timeout(self.timeout_s)))
+                        headers=self.spec.headers, timeout=httpx2.Timeout(self.timeout_s),
+                        event_hooks={"response": [note_status]}))
                     client = Client(streamable_http_client(self.spec.url, http_client=http), cache=None)
                 await stack.enter_async_context(client)
                 if not ready.done():
@@ -223,6 +229,12 @@ class McpLink:
             said = self._stderr_tail()
             if said:
                 raise SourceError(f"{self.label}: the MCP server failed to start: {said}; check server:") from None
+            if self._http_status in (401, 403):
+                raise SourceError(f"{self.label}: HTTP {self._http_status} from {self.spec.url} (refused our "
+                                  "credentials); check server.headers") from None
+            if self._http_status:
+                raise SourceError(f"{self.label}: HTTP {self._http_status} from {self.spec.url} "
+                                  f"({_describe(exc)}); check server.url") from None
             raise SourceError(f"{self.label}: cannot start/reach the MCP server {self.spec.target!r} "
                               f"({_describe(exc)}); check server: command/url") from None
         return self._client

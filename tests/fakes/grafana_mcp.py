@@ -406,7 +406,7 @@ def build_server(world: Path, *, prometheus_uid: str = "prometheus", loki_uid: s
             for t in times:
                 hi = bisect.bisect_right(data.log_ns, round(t * 1e9))
                 lo = bisect.bisect_right(data.log_ns, round((t - window) * 1e9))
-                for ns, labels, line in data.logs[lo:hi]:
+                for _ns, labels, line in data.logs[lo:hi]:
                     if query.keep(labels, line):
                         key = tuple(sorted((k, v) for k, v in labels.items() if k in by)) if summed \
                             else tuple(sorted(labels.items()))
