@@ -46,6 +46,8 @@ _MAX_POINTS = 11_000
 _GRACE_S = 2.0
 #: The plain world-metric gauges every metrics normaliser knows without configuration.
 DEFAULT_METRICS = ("requests_per_s", "error_rate", "latency_p95_ms", "cpu_util", "mem_util", "db_connections")
+#: Header and environment names whose values are credentials: they must be given by reference.
+_CREDENTIAL = re.compile(r"(?i)authorization|token|secret|password|passwd|api[-_]?key|cookie")
 _METRIC_NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
 _LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL", "PANIC": "FATAL",
                   "EMERG": "FATAL", "ALERT": "FATAL", "TRACE": "DEBUG", "INFORMATION": "INFO", "NOTICE": "INFO"}
@@ -404,6 +406,8 @@ class PromQLNormaliser(Normaliser):
                 raise ConfigError(f"{p.where}.queries.{name}: expected a PromQL expression string")
             else:
                 queries[str(name)] = expr
+        if not queries:
+            raise ConfigError(f"{p.where}.queries: every query was removed; keep at least one metric")
         self.queries = queries
 
     # -- what a subclass supplies
@@ -521,7 +525,10 @@ class PrometheusMcpServer(PromQLNormaliser):
         try:
             result = self.p.tool(self.RANGE_TOOL, args)
         except ExternalToolError as exc:
-            if any(s in str(exc) for s in ("HTTPConnectionPool", "ConnectionError", "Invalid JSON", "timed out")):
+            # Their tool's message carries the requests/JSON error: connection, 5xx and non-JSON bodies are
+            # Prometheus's (or its URL's) fault; a 400 is Prometheus refusing the template.
+            if any(s in str(exc) for s in ("HTTPConnectionPool", "ConnectionError", "Invalid JSON", "timed out",
+                                           "Server Error", "Expecting value")):
                 # Not the template: the server's own link to Prometheus failed.
                 raise SourceError(f"{exc}; the server cannot query Prometheus: check PROMETHEUS_URL in "
                                   f"{self.p.where}.server.env") from None
@@ -730,9 +737,14 @@ class Grafana(PromQLNormaliser):
                 raise ToolArgumentError(f"{cap}: 'cursor' {cursor!r} is not one we issued; pass next_cursor as is")
             start_ns, skip = max(start_ns, int(match.group(1))), int(match.group(2))
         query = self._log_query(service, wanted, text)
-        total = self._total(query, *self._window_ns(cap, start, end))
         lines: list[dict[str, Any]] = []
         notes: list[str] = []
+        try:
+            total = self._total(query, *self._window_ns(cap, start, end))
+        except ExternalToolError as exc:
+            # The lines still answer; only the count is lost (a window beyond the server's query limit, say).
+            total = 0
+            notes.append(f"total counts only the lines returned: the count query failed ({exc})")
         pos, pages, exhausted = start_ns, 0, False
         while True:
             if pages >= self.max_pages:
@@ -926,6 +938,9 @@ class ExternalMcpProvider(Provider):
                 out[str(key)] = resolve_secret(value, secrets=self.secrets, where=f"{where}.{key}") or ""
             elif value is None or isinstance(value, list):
                 raise ConfigError(f"{where}.{key}: expected a string or {{env: NAME}}")
+            elif _CREDENTIAL.search(str(key)) and str(value):
+                raise ConfigError(f"{where}.{key}: looks like a credential; secrets are not written in "
+                                  "sources.yaml: use {env: VARIABLE} or {vault: KEY} and put the value there")
             else:
                 out[str(key)] = str(value)
         return out

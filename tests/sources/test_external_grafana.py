@@ -214,7 +214,7 @@ def test_garbage_answers_name_the_normaliser() -> None:
         other.close()
 
 
-def test_slow_server_times_out_and_recovers_by_restart() -> None:
+def test_slow_server_times_out_and_is_restarted() -> None:
     p = _build("metrics", _stdio("--delay-s", "3"), datasources={"prometheus": "prometheus"}, timeout_s=1)
     try:
         p.tools()
@@ -222,6 +222,7 @@ def test_slow_server_times_out_and_recovers_by_restart() -> None:
         with pytest.raises(SourceError, match="timed out after 1s"):
             p.call("metrics.series", name="error_rate", start=START, end=END)
         assert time.monotonic() - t0 < 5
+        assert "query_prometheus" in p.tools()  # a fresh session: the stuck one was dropped
     finally:
         p.close()
 
@@ -246,6 +247,13 @@ def test_config_errors() -> None:
         _build("alerts", {"transport": "http", "url": "http://x/mcp"})
     with pytest.raises(ConfigError, match="server.url"):
         _build("logs", {"transport": "http", "url": "x"}, datasources={"loki": "l"})
+    with pytest.raises(ConfigError, match="looks like a credential"):
+        _build("logs", {"transport": "http", "url": "http://x/mcp", "headers": {"Authorization": "Bearer abc"}},
+               datasources={"loki": "l"})
+    with pytest.raises(ConfigError, match="every query was removed"):
+        _build("metrics", {"transport": "http", "url": "http://x/mcp"}, datasources={"prometheus": "p"},
+               queries=dict.fromkeys(("requests_per_s", "error_rate", "latency_p95_ms", "cpu_util", "mem_util",
+                                      "db_connections")))
     with pytest.raises(ConfigError, match="is not set"):
         _build("logs", {"transport": "http", "url": "http://x/mcp", "headers": {"A": {"env": "PM_NO_SUCH_VAR_X"}}},
                datasources={"loki": "l"})

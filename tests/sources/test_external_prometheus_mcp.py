@@ -5,7 +5,6 @@ server and the gateway."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -133,10 +132,16 @@ def test_prometheus_unreachable_is_a_source_error(server_exe: str) -> None:
         p.close()
 
 
-class _Garbage(BaseHTTPRequestHandler):
+class _FaultyPrometheus(BaseHTTPRequestHandler):
+    """A Prometheus that fails by metric: HTML for ``garbage``, HTTP 500 for ``err``, no answer for ``slow``."""
+
     def do_GET(self) -> None:  # noqa: N802 - the http.server hook
-        body = b"<html>not prometheus</html>"
-        self.send_response(200)
+        if "slow" in self.path:
+            time.sleep(20)
+            return
+        status, body = (500, b'{"status":"error","errorType":"internal","error":"disk full"}') \
+            if "err" in self.path else (200, b"<html>not prometheus</html>")
+        self.send_response(status)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -146,33 +151,25 @@ class _Garbage(BaseHTTPRequestHandler):
         pass
 
 
-def test_garbage_from_prometheus_is_a_source_error(server_exe: str) -> None:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+def test_garbage_errors_and_slowness_behind_the_server(server_exe: str) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FaultyPrometheus)
+    httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    p = _provider(server_exe, {"PROMETHEUS_URL": f"http://127.0.0.1:{httpd.server_address[1]}"})
+    p = _provider(server_exe, {"PROMETHEUS_URL": f"http://127.0.0.1:{httpd.server_address[1]}"}, timeout_s=1.5,
+                  queries={"garbage": "garbage", "err": "err", "slow": "slow"})
     try:
-        with pytest.raises(SourceError, match="execute_range_query failed"):
-            p.call("metrics.series", name="error_rate", start=START, end=END)
-    finally:
-        p.close()
-        httpd.shutdown()
-
-
-def test_slow_prometheus_times_out(server_exe: str) -> None:
-    # A listener that accepts and never answers: the server's request hangs, our call is bounded.
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    p = _provider(server_exe, {"PROMETHEUS_URL": f"http://127.0.0.1:{sock.getsockname()[1]}"}, timeout_s=1.5)
-    try:
-        p.tools()  # start-up is not part of the call's bound
+        with pytest.raises(SourceError, match="execute_range_query failed.*check PROMETHEUS_URL"):
+            p.call("metrics.series", name="garbage", start=START, end=END)
+        with pytest.raises(SourceError, match="execute_range_query failed: .*500 Server Error.*check PROMETHEUS_URL"):
+            p.call("metrics.series", name="err", start=START, end=END)
+        # The server's request hangs; our call is bounded by timeout_s.
         t0 = time.monotonic()
-        with pytest.raises(SourceError, match="timed out"):
-            p.call("metrics.series", name="error_rate", start=START, end=END)
+        with pytest.raises(SourceError, match="timed out after 1.5s"):
+            p.call("metrics.series", name="slow", start=START, end=END)
         assert time.monotonic() - t0 < 8
     finally:
         p.close()
-        sock.close()
+        httpd.shutdown()
 
 
 def test_server_that_cannot_start(server_exe: str, tmp_path: Path) -> None:
