@@ -101,6 +101,7 @@ class McpLink:
         self._holder: asyncio.Future[Any] | None = None
         self._errlog: Any = None
         self._http_status: int | None = None
+        self._connect_lock: asyncio.Lock | None = None
         self._closed = False
 
     # -------------------------------------------------------- sync side
@@ -210,8 +211,16 @@ class McpLink:
                 ready.set_exception(exc if isinstance(exc, Exception) else ConnectionError(_describe(exc)))
 
     async def _connect(self) -> Any:
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        # Calls arrive from several worker threads at once: one of them starts the session, the rest wait.
+        async with self._connect_lock:
+            return await self._connect_locked()
+
+    async def _connect_locked(self) -> Any:
         if self._client is not None and self._holder is not None and not self._holder.done():
             return self._client
+        self._http_status = None
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[Any] = loop.create_future()
         closing = asyncio.Event()

@@ -276,3 +276,16 @@ def test_end_to_end_through_our_mcp_server_and_the_gateway(fake_url: str, tmp_pa
     want = world.call("logs.search", service="checkout", level="ERROR", start=START, end=END)
     assert _ordered(search["lines"]) == _ordered(want["lines"]) and search["total"] == want["total"]
     assert counts["buckets"] == world.call("logs.counts", group_by="level", start=START, end=END)["buckets"]
+
+
+def test_concurrent_calls_from_worker_threads(fake_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    p = _build("metrics", _http(fake_url), datasources={"prometheus": "prometheus"})
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda svc: p.call("metrics.series", service=svc, name="cpu_util", start=START,
+                                                       end=END), ["geo", "orders", "booking", "checkout"]))
+        assert [a["series"][0]["service"] for a in answers] == ["geo", "orders", "booking", "checkout"]
+    finally:
+        p.close()
