@@ -169,8 +169,8 @@ class McpLink:
             return ""
         try:
             self._errlog.flush()
-            self._errlog.seek(0)
-            lines = [ln.strip() for ln in self._errlog.read()[-8000:].splitlines() if ln.strip()]
+            self._errlog.seek(max(0, self._errlog.seek(0, 2) - 8000))
+            lines = [ln.strip() for ln in self._errlog.read().splitlines() if ln.strip()]
         except (OSError, ValueError):
             return ""
         return lines[-1][:300] if lines else ""
@@ -187,6 +187,8 @@ class McpLink:
                     if self._errlog is None:
                         # Why a file: a server that dies at start explains itself only on stderr.
                         self._errlog = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+                    self._errlog.seek(0)
+                    self._errlog.truncate()  # a restarted server's tail must be its own
                     params = StdioServerParameters(command=self.spec.command, args=self.spec.args,
                                                    env=self.spec.env or None, cwd=self.spec.cwd)
                     client = Client(stdio_client(params, errlog=self._errlog), cache=None)
