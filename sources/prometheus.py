@@ -263,7 +263,7 @@ class PrometheusProvider(Provider):
             selector=self.selector, range=f"{self.topology_window_s}s")
         try:
             data = self._post("/api/v1/query", {"query": query, "time": f"{self.now():.3f}",
-                                                "timeout": f"{self.timeout_s:g}s"})
+                                                "timeout": self._timeout_param()})
         except _PromError as exc:
             raise self._query_error("topology edges", "edges_query", self.edges_query, exc) from None
         calls: dict[str, set[str]] = {}
@@ -313,7 +313,7 @@ class PrometheusProvider(Provider):
         query = "count(" + self._render(name, None, _Grid(0, 0, max(self.step_s, 300))) + ")"
         try:
             data = self._post("/api/v1/query", {"query": query, "time": f"{self.now():.3f}",
-                                                "timeout": f"{self.timeout_s:g}s"})
+                                                "timeout": self._timeout_param()})
         except _PromError as exc:
             raise self._query_error(name, f"queries.{name}", self._templates(name), exc) from None
         result = self._result_list(data, "vector", f"queries.{name}")
@@ -426,7 +426,7 @@ class PrometheusProvider(Provider):
         try:
             data = self._post("/api/v1/query_range", {
                 "query": query, "start": str(grid.first), "end": str(grid.last), "step": str(grid.step),
-                "timeout": f"{self.timeout_s:g}s"})
+                "timeout": self._timeout_param()})
         except _PromError as exc:
             raise self._query_error(name, f"queries.{name}", self._templates(name), exc) from None
         label = self._label_of(name)
@@ -488,6 +488,10 @@ class PrometheusProvider(Provider):
                                f"{_one_line(exc.message, 120)}); shorten the window, raise step_s: or the "
                                "server's --query.timeout")
         return SourceError(f"{self.label}: HTTP {exc.status} {exc.error_type}: {_one_line(exc.message, 200)}")
+
+    def _timeout_param(self) -> str:
+        """The server-side query timeout: ours, in whole milliseconds (``0.3s`` is no Prometheus duration)."""
+        return f"{max(1, round(self.timeout_s * 1000))}ms"
 
     def _count(self) -> None:
         with self._lock:

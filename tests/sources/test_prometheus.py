@@ -255,7 +255,7 @@ def test_long_window_step_stays_under_max_points(prom: Any) -> None:
 
 @pytest.mark.integration
 def test_max_series_truncates_out_loud(prom: Any) -> None:
-    got = provider(prom.url, max_series=3).call("metrics.series", name="error_rate", start=W_START, end=W_END)
+    got = provider(prom.url, max_series=3, timeout_s=0.5).call("metrics.series", name="error_rate", start=W_START, end=W_END)
     assert [s["service"] for s in got["series"]] == ["booking", "calendar", "checkout"]
     assert got["truncated"] == "metric error_rate: 10 series, kept 3 (max_series)"
 
