@@ -268,6 +268,8 @@ class PrometheusProvider(Provider):
             raise self._query_error("topology edges", "edges_query", self.edges_query, exc) from None
         calls: dict[str, set[str]] = {}
         result = self._result_list(data, "vector", "edges_query")
+        result.sort(key=lambda r: tuple(str((r.get("metric") or {}).get(k)) for k in (self.source_label,
+                                                                                   self.destination_label)))
         kept = result[: self.max_series]
         for item in kept:
             labels = item.get("metric") or {}

@@ -410,6 +410,10 @@ def test_topology_from_istio_peer_labels(prom: Any) -> None:
     ]}
     assert p.requests == 1
     assert p.check() == "Prometheus 2.42.0+ds, up; 3 call edges between 4 services"
+    cut = provider(prom.url, section="topology", now=iso(T0 + 3600), max_series=2).call("topology.get")
+    assert cut == {"services": [{"name": "cart", "calls": []}, {"name": "frontend", "calls": ["cart", "payments"]},
+                                {"name": "payments", "calls": []}],
+                   "truncated": "topology: 4 edges, kept 2 (max_series)"}
     # long before the samples: nothing seen, an empty topology (not an error)
     assert provider(prom.url, section="topology", now=W_END).call("topology.get") == {"services": []}
 
