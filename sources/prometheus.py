@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import yaml
@@ -120,7 +120,9 @@ class PrometheusProvider(Provider):
     ``edges_query``, ``source_label``, ``destination_label``, ``topology_window_s``.
 
     Attributes:
-        requests: HTTP requests made so far (every query, probe and retry counted).
+        requests: HTTP requests this provider made so far (every query and probe, failed ones too).
+        total_requests: (class attribute) the same over every provider of the process, so a bench
+            that reaches providers through an in-process MCP gateway can still count them.
 
     Raises:
         ConfigError: a setting is missing or malformed (the message names it).
@@ -128,6 +130,8 @@ class PrometheusProvider(Provider):
 
     KIND = "prometheus"
     CAPABILITIES = ("metrics.list", "metrics.series", "topology.get")
+    total_requests: ClassVar[int] = 0
+    _total_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -445,6 +449,9 @@ class PrometheusProvider(Provider):
                 raise QueryError(f"{self.label}: metric {name}: the query returned several series for "
                                  f"{label}={svc}; aggregate them, e.g. max by ($service_label) (...) "
                                  f"(template: {_one_line(self._templates(name))})")
+            if "values" not in item and "histograms" in item:
+                raise QueryError(f"{self.label}: metric {name}: the query returned native histograms, not numbers; "
+                                 f"wrap it in histogram_quantile(...) (template: {_one_line(self._templates(name))})")
             out[svc] = self._points(item.get("values"), name)
         cut = ""
         if len(out) > self.max_series:
@@ -498,6 +505,8 @@ class PrometheusProvider(Provider):
     def _count(self) -> None:
         with self._lock:
             self.requests += 1
+        with PrometheusProvider._total_lock:
+            PrometheusProvider.total_requests += 1
 
     def _post(self, path: str, form: dict[str, str]) -> dict[str, Any]:
         """POST a query form (long PromQL does not fit a URL); return the answer's ``data``."""

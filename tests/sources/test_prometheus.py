@@ -162,8 +162,10 @@ def test_series_equal_world_tools_for_the_window(prom: Any) -> None:
 @pytest.mark.integration
 def test_one_request_per_metric_name_and_service_filter(prom: Any) -> None:
     p = provider(prom.url)
+    total = PrometheusProvider.total_requests
     p.call("metrics.series", start=W_START, end=W_END)
     assert p.requests == len(PLAIN_NAMES) == len(p.queries)
+    assert PrometheusProvider.total_requests == total + len(PLAIN_NAMES)
     one = p.call("metrics.series", service="orders", name="error_rate", start=W_START, end=W_END)
     assert p.requests == len(PLAIN_NAMES) + 1
     _assert_same_series(one["series"], WorldTools(WORLD).call("metrics.series", service="orders", name="error_rate",
@@ -428,10 +430,12 @@ def test_through_the_gateway_over_mcp(prom: Any, tmp_path: Path) -> None:
         "metrics": [{"kind": "prometheus", "url": prom.url, "now": W_END}],
         "topology": [{"kind": "prometheus", "url": prom.url, "now": iso(T0 + 3600)}],
     }))
+    total = PrometheusProvider.total_requests
     with open_gateway(gateway_config(load_sources(path))) as gw:
         got = gw.call("metrics.series", start=W_START, end=W_END)
         listed = gw.call("metrics.list", service="orders")
         topo = gw.call("topology.get")
+    assert PrometheusProvider.total_requests - total == 2 * len(PLAIN_NAMES) + 1  # what a bench would print
     tools = WorldTools(WORLD)
     _assert_same_series(got["series"], tools.call("metrics.series", start=W_START, end=W_END)["series"])
     assert listed["metrics"] == tools.call("metrics.list", service="orders")["metrics"]
