@@ -90,9 +90,14 @@ def _counter_samples() -> list[Sample]:
     s += _counter(f"{otel}_count", {"service": "api", "http_response_status_code": "500"}, 2.0)
     for le, per_s in (("0.1", 5.0), ("0.5", 9.0), ("1", 10.0), ("+Inf", 10.0)):
         s += _counter(f"{otel}_bucket", {"service": "api", "le": le}, per_s)
-    # Micrometer: api2 3/s 200 + 1/s 503
+    # Micrometer: api2 3/s 200 + 1/s 503 (no histogram)
     s += _counter("http_server_requests_seconds_count", {"service": "api2", "status": "200", "uri": "/x"}, 3.0)
     s += _counter("http_server_requests_seconds_count", {"service": "api2", "status": "503", "uri": "/x"}, 1.0)
+    # prometheus-client: api3 6/s 200 + 2/s 500 (label code), a histogram in seconds
+    s += _counter("http_requests_total", {"service": "api3", "code": "200"}, 6.0)
+    s += _counter("http_requests_total", {"service": "api3", "code": "500"}, 2.0)
+    for le, per_s in (("0.05", 4.0), ("0.2", 7.0), ("0.4", 8.0), ("+Inf", 8.0)):
+        s += _counter("http_request_duration_seconds_bucket", {"service": "api3", "le": le}, per_s)
     # cAdvisor: container api uses 0.25 cores of a 0.5 core quota, 256 MiB of 1 GiB
     s += _counter("container_cpu_usage_seconds_total", {"container": "api", "pod": "api-1"}, 0.25)
     s += _gauge("container_spec_cpu_quota", {"container": "api", "pod": "api-1"}, 50_000)
@@ -175,6 +180,22 @@ def test_one_request_per_metric_name_and_service_filter(prom: Any) -> None:
 
 
 @pytest.mark.integration
+def test_selector_service_placeholder_and_gauges(prom: Any) -> None:
+    p = provider(prom.url, selector='{service=~"g.*|orders"}', gauges=["queue_depth"],
+                 queries={"err_one": 'max by ($service_label) (error_rate{service="$service"})'})
+    got = p.call("metrics.series", name="error_rate", start=W_START, end=W_END)
+    assert [s["service"] for s in got["series"]] == ["gateway", "geo", "orders"]
+    one = p.call("metrics.series", name="err_one", service="geo", start=W_START, end=W_END)
+    want = WorldTools(WORLD).call("metrics.series", name="error_rate", service="geo", start=W_START, end=W_END)
+    assert [pt[1] for pt in one["series"][0]["points"]] == [pt[1] for pt in want["series"][0]["points"]]
+    before = p.requests
+    everything = p.call("metrics.series", start=W_START, end=W_END)
+    assert p.requests - before == len(PLAIN_NAMES) + 2  # queue_depth and err_one are names too
+    assert {s["service"] for s in everything["series"]} == {"gateway", "geo", "orders"}
+    assert "missing_sources" not in everything
+
+
+@pytest.mark.integration
 def test_list_equals_world_tools_with_now_and_check(prom: Any) -> None:
     p = provider(prom.url, now=W_END, lookback_s=7200)
     assert p.call("metrics.list") == WorldTools(WORLD).call("metrics.list")
@@ -224,6 +245,10 @@ def test_otel_micrometer_cadvisor_and_combined_conventions(prom: Any) -> None:
     micro = _by_key(provider(prom.url, convention="http_server_requests").call("metrics.series", **window)["series"])
     assert _at(micro[("api2", "requests_per_s")], late) == pytest.approx(4.0)
     assert _at(micro[("api2", "error_rate")], late) == pytest.approx(0.25)
+    assert _at(micro[("api3", "requests_per_s")], late) == pytest.approx(8.0)
+    assert _at(micro[("api3", "error_rate")], late) == pytest.approx(0.25)
+    assert _at(micro[("api3", "latency_p95_ms")], late) == pytest.approx(320.0)  # 0.2 + 0.2 x (7.6 - 7) / 1 s
+    assert ("api2", "latency_p95_ms") not in micro  # no histogram, no percentile: nothing, not a guess
     cad = _by_key(provider(prom.url, convention="cadvisor").call("metrics.series", **window)["series"])
     assert _at(cad[("api", "cpu_util")], late) == pytest.approx(0.5)
     assert _at(cad[("api", "mem_util")], late) == pytest.approx(0.25)
