@@ -162,10 +162,10 @@ class PrometheusProvider(Provider):
         self.workers = self.opt_int("workers", 4)
         self.lookback_s = self.opt_float("lookback_s", self.sources.lookback_s)
         self.topology_window_s = self.opt_int("topology_window_s", DEFAULT_TOPOLOGY_WINDOW_S)
-        now = self.opt_str("now")
+        now = self.settings.get("now")  # YAML reads an unquoted 2026-02-20T10:00:00Z as a datetime: both are fine
         try:
-            self.fixed_now = parse_ts(now) if now else None
-        except ValueError:
+            self.fixed_now = parse_ts(now) if now not in (None, "") else None
+        except (ValueError, TypeError):
             raise ConfigError(f"{self.where}.now: {now!r} is not an ISO-8601 time; e.g. now: 2026-02-20T10:00:00Z") from None
 
         # Metric name -> its parts, in convention order; a name several sets define is "a or b".

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from agents.gateway import open_gateway
 from agents.sources_gateway import gateway_config
@@ -451,10 +450,9 @@ def test_topology_from_istio_peer_labels(prom: Any) -> None:
 @pytest.mark.integration
 def test_through_the_gateway_over_mcp(prom: Any, tmp_path: Path) -> None:
     path = tmp_path / "sources.yaml"
-    path.write_text(yaml.safe_dump({
-        "metrics": [{"kind": "prometheus", "url": prom.url, "now": W_END}],
-        "topology": [{"kind": "prometheus", "url": prom.url, "now": iso(T0 + 3600)}],
-    }))
+    # written as a person would: YAML reads the unquoted times as datetimes
+    path.write_text(f"metrics: [{{kind: prometheus, url: '{prom.url}', now: {W_END}}}]\n"
+                    f"topology: [{{kind: prometheus, url: '{prom.url}', now: {iso(T0 + 3600)}}}]\n")
     total = PrometheusProvider.total_requests
     with open_gateway(gateway_config(load_sources(path))) as gw:
         got = gw.call("metrics.series", start=W_START, end=W_END)
