@@ -116,7 +116,8 @@ class PrometheusProvider(Provider):
     ``gauges`` (more metric names read as plain gauges), ``selector``, ``max_points``,
     ``step_s``, ``rate_window_s``, ``max_series``, ``lookback_s`` (the window when a call gives no
     start; default the file's ``window.lookback``), ``now`` (the time taken as now, for replays of
-    past incidents; default the clock), ``workers`` (queries in flight), and for topology
+    past incidents; default the clock), ``workers`` (queries in flight; the default 8 sends every convention's names at once, so a call
+    takes about one query's time and stays inside the gateway's per-call bound), and for topology
     ``edges_query``, ``source_label``, ``destination_label``, ``topology_window_s``.
 
     Attributes:
@@ -159,7 +160,7 @@ class PrometheusProvider(Provider):
         self.step_s = self.opt_int("step_s", DEFAULT_STEP_S)
         self.rate_window_s = self.opt_int("rate_window_s", DEFAULT_RATE_WINDOW_S)
         self.max_series = self.opt_int("max_series", DEFAULT_MAX_SERIES)
-        self.workers = self.opt_int("workers", 4)
+        self.workers = self.opt_int("workers", 8)
         self.lookback_s = self.opt_float("lookback_s", self.sources.lookback_s)
         self.topology_window_s = self.opt_int("topology_window_s", DEFAULT_TOPOLOGY_WINDOW_S)
         now = self.settings.get("now")  # YAML reads an unquoted 2026-02-20T10:00:00Z as a datetime: both are fine
@@ -402,6 +403,12 @@ class PrometheusProvider(Provider):
                     outcomes.append((n, fut.result()))
                 except QueryError as exc:
                     outcomes.append((n, exc))
+                except BaseException:
+                    # The source itself failed: queries not yet sent would only wait out the same timeout
+                    # and push the call past the gateway's bound (timeout_s plus a little).
+                    for _, other in futures:
+                        other.cancel()
+                    raise
         rows: dict[tuple[str, str], list[list[Any]]] = {}
         notes: list[str] = []
         truncated: list[str] = []
