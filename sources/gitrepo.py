@@ -21,7 +21,6 @@ from __future__ import annotations
 import fnmatch
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sources.base import Provider, iso
@@ -179,8 +178,8 @@ class GitProvider(Provider):
             if len(fields) != 8 or not fields[3].lstrip("-").isdigit():
                 raise SourceError(f"git {self.path}: git for-each-ref answered something unexpected "
                                   f"({record[:80]!r}); check git: is the git program")
-            name, obj, peeled, ts, tagger, author, peeled_author, subject = fields
-            tags.append((float(ts), name, peeled or obj, tagger or peeled_author or author or None, subject))
+            ref, obj, peeled, when, tagger, tag_author, peeled_author, text = fields
+            tags.append((float(when), ref, peeled or obj, tagger or peeled_author or tag_author or None, text))
         tags.sort(key=lambda t: (t[0], t[1]))
         out: list[dict[str, Any]] = []
         previous: dict[str | None, str] = {}
