@@ -263,7 +263,7 @@ class GitHubProvider(Provider):
         for r in sorted(published, key=lambda r: (_when(r.published_at), r.id)):
             ts = _when(r.published_at)
             if q.holds(ts):
-                title = f"release {r.tag_name}" + (f": {r.title}" if r.title and r.title != r.tag_name else "")
+                title = f"release {r.tag_name}" + (f": {r.name}" if r.name and r.name != r.tag_name else "")
                 out.append({
                     "id": f"gh-{slug}-release-{r.tag_name}", "ts": iso(ts), "kind": "deploy", "service": service,
                     "author": _login(r.author), "summary": title,
