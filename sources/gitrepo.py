@@ -183,8 +183,10 @@ class GitProvider(Provider):
         tags.sort(key=lambda t: (t[0], t[1]))
         out: list[dict[str, Any]] = []
         previous: dict[str | None, str] = {}
+        last_sha: str | None = None
         for ts, name, sha, author, subject in tags:
-            owners = self._tag_services(name, previous, sha, q, ts)
+            owners = self._tag_services(name, sha, last_sha, q, ts)
+            last_sha = sha
             for svc in owners:
                 before = previous.get(svc)
                 previous[svc] = name
@@ -196,11 +198,11 @@ class GitProvider(Provider):
                             "details": {"version": name, "previous_version": before, "commit": sha}})
         return out
 
-    def _tag_services(self, name: str, previous: dict[str | None, str], sha: str, q: ChangeQuery,
+    def _tag_services(self, name: str, sha: str, last_sha: str | None, q: ChangeQuery,
                       ts: float) -> list[str | None]:
         """Which services a tag releases: the one service; in a monorepo, the service the tag is named
         after (``checkout-v1.2``, ``checkout/v1.2``, ``checkout@1.2``), else those whose files changed
-        since the previous tag (asked of git only for tags inside the window)."""
+        since the tag before it, whatever its name (asked of git only for tags inside the window)."""
         if self.service:
             return [self.service]
         for svc in sorted(set(self.services.values()), key=len, reverse=True):
@@ -208,11 +210,9 @@ class GitProvider(Provider):
                 return [svc]
         if not q.holds(ts):
             return [None]
-        last = previous.get(None)
-        args = ["diff", "--name-only", last, sha] if last else ["ls-tree", "-r", "--name-only", sha]
+        args = ["diff", "--name-only", last_sha, sha] if last_sha else ["ls-tree", "-r", "--name-only", sha]
         files = [f for f in self._run(args).splitlines() if f]
         found = sorted({s for f in files if (s := self._service_of(f))})
-        previous[None] = name
         return list(found) or [None]
 
     def _service_of(self, path: str) -> str | None:
