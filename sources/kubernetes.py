@@ -153,6 +153,10 @@ class KubernetesProvider(Provider):
                                   f"{what} in namespace {self.namespace} (a Role and RoleBinding)") from None
             body = str(exc.body or exc.reason or "").strip().replace("\n", " ")[:160]
             raise SourceError(f"{self.label}: HTTP {status} listing {what}: {body}") from None
+        except (urllib3.exceptions.NewConnectionError, ConnectionError) as exc:
+            # before the timeouts: urllib3's NewConnectionError is a ConnectTimeoutError subclass
+            raise SourceError(f"{self.label}: cannot reach the API server ({type(exc).__name__}: "
+                              f"{str(exc)[:120]}); check the kubeconfig's server and the network") from None
         except (urllib3.exceptions.TimeoutError, TimeoutError):
             raise SourceError(f"{self.label}: listing {what} timed out after {self.timeout_s:g}s; raise "
                               "timeout_s: or check the API server") from None
