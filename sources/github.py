@@ -233,20 +233,23 @@ class GitHubProvider(Provider):
         previous: dict[str, str | None] = {}
         for d in sorted(items, key=lambda d: (_when(d.created_at), d.id)):
             env = d.environment or ""
-            before = previous.get(env)
-            previous[env] = d.ref or d.sha
+            version = d.ref or d.sha
             created = _when(d.created_at)
-            if created < cutoff or created >= q.end:
+            if created < cutoff:  # read only to know what ran before: taken as having succeeded
+                previous[env] = version
                 continue
-            # The change happened when the deployment first succeeded, not when it was requested.
+            if created >= q.end:
+                continue
+            # The change happened when the deployment first succeeded, not when it was requested;
+            # one that never succeeded changed nothing and is not what ran before the next.
             succeeded = [_when(s.created_at) for _, s in zip(range(self.per_page), d.get_statuses(), strict=False)
                          if s.state == "success"]
             if not succeeded:
                 continue
+            before, previous[env] = previous.get(env), version
             ts = min(succeeded)
             if not q.holds(ts):
                 continue
-            version = d.ref or d.sha
             out.append({
                 "id": f"gh-{slug}-deploy-{d.id}", "ts": iso(ts), "kind": "deploy", "service": service,
                 "author": _login(d.creator),

@@ -40,6 +40,8 @@ def gh(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
                         statuses=[("failure", "2026-02-20T09:03:00Z")])
     fake.add_deployment("org/checkout", 14, sha=SHA4, ref="v1.6", created_at="2026-02-20T09:10:00Z",
                         environment="staging", statuses=[("success", "2026-02-20T09:12:00Z")])
+    fake.add_deployment("org/checkout", 15, sha=SHA3, ref="v1.5.1", created_at="2026-02-20T09:20:00Z",
+                        statuses=[("success", "2026-02-20T09:25:00Z")])
     fake.add_release("org/checkout", 21, tag="v1.3", created_at="2026-02-19T11:00:00Z")
     fake.add_release("org/checkout", 22, tag="v1.4", name="Faster checkout", created_at="2026-02-20T07:30:00Z",
                      author="bob", target="main")
@@ -87,6 +89,10 @@ def test_deployments_and_releases_exactly(gh: FakeGitHub, tmp_path: Path) -> Non
         {"id": "gh-org-checkout-deploy-14", "ts": "2026-02-20T09:12:00Z", "kind": "deploy", "service": "checkout",
          "author": "deploy-bot", "summary": "deploy v1.6 of org/checkout to staging",
          "details": {"version": "v1.6", "previous_version": None, "commit": SHA4}},
+        # the failed v1.5 never ran: v1.4 is what v1.5.1 replaced
+        {"id": "gh-org-checkout-deploy-15", "ts": "2026-02-20T09:25:00Z", "kind": "deploy", "service": "checkout",
+         "author": "deploy-bot", "summary": "deploy v1.5.1 of org/checkout to production",
+         "details": {"version": "v1.5.1", "previous_version": "v1.4", "commit": SHA3}},
     ]}
     # PyGithub asked with GitHub's paging parameter and with the token
     assert "/repos/org/checkout/deployments?per_page=100" in gh.requests
@@ -96,7 +102,8 @@ def test_deployments_and_releases_exactly(gh: FakeGitHub, tmp_path: Path) -> Non
 def test_environment_and_merges(gh: FakeGitHub, tmp_path: Path) -> None:
     p = provider(gh.url, tmp_path, environment="production", include=["deployments", "merges"])
     out = p.call("changes.list", service="checkout", **WINDOW)["changes"]
-    assert [c["id"] for c in out] == ["gh-org-checkout-pr-7", "gh-org-checkout-deploy-12"]
+    assert [c["id"] for c in out] == ["gh-org-checkout-pr-7", "gh-org-checkout-deploy-12",
+                                      "gh-org-checkout-deploy-15"]
     assert out[0] == {"id": "gh-org-checkout-pr-7", "ts": "2026-02-20T07:20:00Z", "kind": "deploy",
                       "service": "checkout", "author": "carol", "summary": "merged #7 into main: Retry card auth",
                       "details": {"version": SHA2[:7], "previous_version": None, "commit": SHA2}}
@@ -122,7 +129,7 @@ def test_service_and_kind_filters(gh: FakeGitHub, tmp_path: Path) -> None:
     assert p.call("changes.list", kind="config", **WINDOW) == {"changes": []}
     assert p.call("changes.list", service="nobody", **WINDOW) == {"changes": []}
     assert len(gh.requests) == asked  # nothing GitHub could answer, so nothing asked
-    assert len(p.call("changes.list", kind="deploy", **WINDOW)["changes"]) == 4
+    assert len(p.call("changes.list", kind="deploy", **WINDOW)["changes"]) == 5
     with pytest.raises(ToolArgumentError, match="kind"):
         p.call("changes.list", kind="rollout", **WINDOW)
     with pytest.raises(ToolArgumentError, match="ISO-8601"):
