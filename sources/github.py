@@ -23,6 +23,7 @@ not fail the others: it is named in the result's ``missing_sources``.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -79,6 +80,7 @@ class GitHubProvider(Provider):
         self.max_pages = self.opt_int("max_pages", 5)
         self.lookback_s = self.opt_float("lookback_s", 86400.0)
         self._client: Any = None
+        self._deadline = 0.0
 
     @property
     def label(self) -> str:
@@ -128,7 +130,13 @@ class GitHubProvider(Provider):
         changes: list[dict[str, Any]] = []
         notes: list[str] = []
         failed: list[str] = []
+        # One call makes several requests (pages, statuses, repositories): none is begun after
+        # timeout_s, so the whole answer stays within about twice timeout_s.
+        self._deadline = time.monotonic() + self.timeout_s
         for svc, full_name in repos.items():
+            if self._out_of_time():
+                notes.append(f"{full_name}: not read, {self._late}")
+                continue
             try:
                 found, cut = self._repo_changes(svc, full_name, q)
             except SourceError as exc:
@@ -193,9 +201,9 @@ class GitHubProvider(Provider):
         if "deployments" in self.include:
             kwargs = {"environment": self.environment} if self.environment else {}
             items, cut = self._bounded(repo.get_deployments(**kwargs), cutoff, lambda d: d.created_at)
-            changes += self._deployments(items, service, full_name, slug, q, cutoff)
-            if cut:
-                notes.append(f"{full_name} deployments: {cut}")
+            found, late = self._deployments(items, service, full_name, slug, q, cutoff)
+            changes += found
+            notes += [f"{full_name} deployments: {n}" for n in (cut, late) if n]
         if "releases" in self.include:
             items, cut = self._bounded(repo.get_releases(), cutoff, lambda r: r.created_at)
             changes += self._releases(items, service, slug, q)
@@ -222,14 +230,16 @@ class GitHubProvider(Provider):
             items.append(item)
             if _when(when(item)) < cutoff:
                 return items, None
+            if self._out_of_time():
+                return items, f"older ones not read, {self._late}"
             if len(items) >= cap:
                 return items, (f"stopped after {self.max_pages} pages of {self.per_page}; older ones are not "
                                "read (raise max_pages: or narrow the window)")
         return items, None
 
     def _deployments(self, items: list[Any], service: str, full_name: str, slug: str, q: ChangeQuery,
-                     cutoff: float) -> list[dict[str, Any]]:
-        out = []
+                     cutoff: float) -> tuple[list[dict[str, Any]], str | None]:
+        out: list[dict[str, Any]] = []
         previous: dict[str, str | None] = {}
         for d in sorted(items, key=lambda d: (_when(d.created_at), d.id)):
             env = d.environment or ""
@@ -240,6 +250,8 @@ class GitHubProvider(Provider):
                 continue
             if created >= q.end:
                 continue
+            if self._out_of_time():
+                return out, f"statuses of the later ones not read, {self._late}"
             # The change happened when the deployment first succeeded, not when it was requested;
             # one that never succeeded changed nothing and is not what ran before the next.
             succeeded = [_when(s.created_at) for _, s in zip(range(self.per_page), d.get_statuses(), strict=False)
@@ -257,7 +269,14 @@ class GitHubProvider(Provider):
                            + (f": {d.description}" if d.description else ""),
                 "details": {"version": version, "previous_version": before, "commit": d.sha},
             })
-        return out
+        return out, None
+
+    def _out_of_time(self) -> bool:
+        return time.monotonic() > self._deadline
+
+    @property
+    def _late(self) -> str:
+        return f"the call's time (timeout_s: {self.timeout_s:g}) was spent; raise timeout_s: or narrow the window"
 
     def _releases(self, items: list[Any], service: str, slug: str, q: ChangeQuery) -> list[dict[str, Any]]:
         out = []

@@ -19,7 +19,9 @@ commits are read (a ``truncated`` note says when more were in the window).
 from __future__ import annotations
 
 import fnmatch
+import os
 import subprocess
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,6 +95,7 @@ class GitProvider(Provider):
                          "infra": self._patterns("infra_paths", DEFAULT_INFRA),
                          "config": self._patterns("config_paths", DEFAULT_CONFIG)}
         self.git = self.opt_str("git") or "git"
+        self._deadline: float | None = None
 
     def _patterns(self, key: str, default: list[str]) -> list[str]:
         value = self.opt(key, default)
@@ -115,6 +118,8 @@ class GitProvider(Provider):
             SourceError: the clone cannot be read (the message says what to change).
         """
         q = change_query(self.sources.lookback_s, service, kind, start, end)
+        # the git commands of one call share its timeout_s
+        self._deadline = time.monotonic() + self.timeout_s
         known = {self.service} if self.service else set(self.services.values())
         if q.service is not None and q.service not in known:
             return {"changes": []}
@@ -146,9 +151,10 @@ class GitProvider(Provider):
         if not self.path.is_dir():
             raise SourceError(f"git {self.path}: no such directory; check {self.where}.path")
         command = [self.git, "-c", "core.quotepath=off", "-C", str(self.path), *args]
+        budget = self.timeout_s if self._deadline is None else max(0.05, self._deadline - time.monotonic())
         try:
-            done = subprocess.run(command, capture_output=True, timeout=self.timeout_s, check=False,
-                                  env={"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "PATH": _path_env()})
+            done = subprocess.run(command, capture_output=True, timeout=budget, check=False,
+                                  env=_git_env())
         except FileNotFoundError:
             raise SourceError(f"git {self.path}: the git program {self.git!r} is not installed; install git or "
                               "set git: to its path") from None
@@ -158,6 +164,9 @@ class GitProvider(Provider):
         if done.returncode != 0:
             err = done.stderr.decode("utf-8", "replace").strip().splitlines()
             reason = err[-1] if err else f"exit status {done.returncode}"
+            if "dubious ownership" in reason:
+                raise SourceError(f"git {self.path}: git refuses a clone owned by another user; run git config "
+                                  f"--global --add safe.directory {self.path} as the service's user")
             if "not a git repository" in reason:
                 raise SourceError(f"git {self.path}: not a git repository; check {self.where}.path points at a clone")
             if "unknown revision" in reason or "bad revision" in reason or "ambiguous argument" in reason:
@@ -288,11 +297,13 @@ def _change(ident: str, c: _Commit, kind: str, svc: str | None, summary: str,
             "summary": summary, "details": details}
 
 
+def _git_env() -> dict[str, str]:
+    """Our environment without variables that would point git elsewhere than ``path``; never prompt."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_NAMESPACE")}
+    return {**env, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+
+
 def _slug(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in name)
 
-
-def _path_env() -> str:
-    import os
-
-    return os.environ.get("PATH", "/usr/bin:/bin")

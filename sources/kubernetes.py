@@ -21,6 +21,7 @@ when the cap cut one short).
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from sources.base import Provider, iso
@@ -72,6 +73,7 @@ class KubernetesProvider(Provider):
         self.max_pages = self.opt_int("max_pages", 4)
         self.rollout_window_s = self.opt_float("rollout_window_s", 900.0)
         self._api_client: Any = None
+        self._deadline = 0.0
 
     @property
     def label(self) -> str:
@@ -123,10 +125,22 @@ class KubernetesProvider(Provider):
         items: list[Any] = []
         token: str | None = None
         for _ in range(self.max_pages):
-            args = dict(kwargs, limit=self.page_size, _request_timeout=self.timeout_s)
+            # Each request gets what is left of the call's timeout_s, so the whole call stays within it.
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0.05:
+                return items, (f"{self.label}: {what} not all read, the call's time (timeout_s: "
+                               f"{self.timeout_s:g}) was spent; raise timeout_s:")
+            args = dict(kwargs, limit=self.page_size, _request_timeout=remaining)
             if token:
                 args["_continue"] = token
-            page = self._guard(what, lambda a=args: call(self.namespace, **a))
+            try:
+                page = self._guard(what, lambda a=args: call(self.namespace, **a))
+            except SourceError:
+                if items and time.monotonic() >= self._deadline - 0.05:
+                    # a later page ran into the call's budget: answer with what was read, said so
+                    return items, (f"{self.label}: {what} not all read, the call's time (timeout_s: "
+                                   f"{self.timeout_s:g}) was spent; raise timeout_s:")
+                raise
             if not isinstance(getattr(page, "items", None), list):
                 raise SourceError(f"{self.label}: the {what} list has no items; check the kubeconfig's server")
             items += page.items
@@ -187,6 +201,7 @@ class KubernetesProvider(Provider):
         from kubernetes import client
 
         api = self._client()
+        self._deadline = time.monotonic() + self.timeout_s
         notes: list[str] = []
         # ReplicaSets are read for scaling too: they tell a rollout's scaling from a manual one.
         replica_sets, cut = self._list("replicasets", client.AppsV1Api(api).list_namespaced_replica_set)

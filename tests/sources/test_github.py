@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -196,6 +197,16 @@ def test_unreachable_and_slow(gh: FakeGitHub, tmp_path: Path) -> None:
     gh.delay_s = 1.5
     with pytest.raises(SourceError, match="timed out after 1s; raise timeout_s"):
         provider(gh.url, tmp_path, timeout_s=1, repos={"checkout": "org/checkout"}).call("changes.list", **WINDOW)
+
+
+def test_a_slow_api_is_cut_at_the_call_budget(gh: FakeGitHub, tmp_path: Path) -> None:
+    gh.delay_s = 0.3  # each request answers in time, but the call makes many
+    t0 = time.monotonic()
+    out = provider(gh.url, tmp_path, timeout_s=1).call("changes.list", **WINDOW)
+    assert time.monotonic() - t0 < 2.5
+    assert "org/checkout deployments: statuses of the later ones not read, the call's time (timeout_s: 1) was " \
+           "spent" in out["truncated"]
+    assert "org/pay: not read" in out["truncated"]
 
 
 def test_unknown_repository_and_check(gh: FakeGitHub, tmp_path: Path) -> None:

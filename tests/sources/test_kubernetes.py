@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,16 @@ def test_pages_past_the_first_and_cap(kube: FakeKube, tmp_path: Path) -> None:
     assert sum("replicasets?" in r and "continue=" in r for r in kube.requests) == 2  # 6 ReplicaSets, 2 a page
     cut = provider(kube, tmp_path, page_size=2, max_pages=1).call("changes.list", **WINDOW)
     assert "replicasets stopped after 1 pages of 2; raise max_pages" in cut["truncated"]
+
+
+def test_a_slow_api_is_cut_at_the_call_budget(kube: FakeKube, tmp_path: Path) -> None:
+    p = provider(kube, tmp_path, page_size=2, timeout_s=1)
+    kube.delay_s = 0.4  # each page answers in time, but three pages do not fit in one second
+    t0 = time.monotonic()
+    out = p.call("changes.list", **WINDOW)
+    assert time.monotonic() - t0 < 2.0
+    assert "replicasets not all read, the call's time (timeout_s: 1) was spent" in out["truncated"]
+    assert "events not all read" in out["truncated"]
 
 
 @pytest.mark.parametrize(("mode", "expected"), [
