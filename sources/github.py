@@ -139,6 +139,8 @@ class GitHubProvider(Provider):
                 continue
             try:
                 found, cut = self._repo_changes(svc, full_name, q)
+            except _WholeSourceError:
+                raise  # a bad token or a rate limit fails every repository alike: do not ask the rest
             except SourceError as exc:
                 failed.append(str(exc))
                 continue
@@ -324,6 +326,10 @@ def _login(user: Any) -> str | None:
     return login if isinstance(login, str) else None
 
 
+class _WholeSourceError(SourceError):
+    """A failure of the account rather than of one repository (bad token, rate limit)."""
+
+
 def _github_error(where: str, exc: Any) -> SourceError:
     """A SourceError for a GithubException: bad token, rate limit, not found, other HTTP status."""
     status = int(getattr(exc, "status", 0) or 0)
@@ -338,10 +344,10 @@ def _github_error(where: str, exc: Any) -> SourceError:
             wait = f"the limit resets at {iso(float(headers['x-ratelimit-reset']))}"
         else:
             wait = "wait for the limit to reset"
-        return SourceError(f"{where}: rate limited by GitHub (HTTP {status}, {wait}); ask less often or use a "
+        return _WholeSourceError(f"{where}: rate limited by GitHub (HTTP {status}, {wait}); ask less often or use a "
                            "token with a higher limit (token:)")
     if status == 401:
-        return SourceError(f"{where}: HTTP 401 bad credentials; check token: (a valid personal access or app "
+        return _WholeSourceError(f"{where}: HTTP 401 bad credentials; check token: (a valid personal access or app "
                            "token in the referenced variable)")
     if status == 403:
         return SourceError(f"{where}: HTTP 403 forbidden ({message[:100]}); check token: can read this "

@@ -189,6 +189,7 @@ def test_bad_token(gh: FakeGitHub, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TEST_GITHUB_TOKEN", "wrong")
     with pytest.raises(SourceError, match="HTTP 401 bad credentials; check token"):
         provider(gh.url, tmp_path).call("changes.list", **WINDOW)
+    assert gh.requests == ["/repos/org/checkout"]  # the second repository is not asked in vain
 
 
 def test_unreachable_and_slow(gh: FakeGitHub, tmp_path: Path) -> None:
