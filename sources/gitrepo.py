@@ -127,7 +127,8 @@ class GitProvider(Provider):
         result: dict[str, Any] = {}
         if "tags" in self.include and q.wants_kind("deploy"):
             changes += self._tags(q)
-        if "commits" in self.include:
+        commit_kinds = ("deploy",) if self.commits_are_deploys else ("db_migration", "infra", "config")
+        if "commits" in self.include and any(q.wants_kind(k) for k in commit_kinds):
             found, truncated = self._commits(q)
             changes += found
             if truncated:
@@ -136,6 +137,7 @@ class GitProvider(Provider):
 
     def check(self) -> str:
         """Resolve the branch and count the tags."""
+        self._deadline = time.monotonic() + self.timeout_s
         head = self._run(["rev-parse", "--verify", "--quiet", f"{self.branch}^{{commit}}"]).strip()
         tags = [t for t in self._run(["tag", "--list"]).splitlines() if t]
         return f"{self.branch} at {head[:7]}, {len(tags)} tags"
