@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -166,10 +165,7 @@ def test_missing_clone_bad_branch_and_bad_args(repo: tuple[Repo, dict[str, str]]
         provider(r.path, tmp_path, branch="prod", include=["commits"]).call("changes.list", **WINDOW)
     with pytest.raises(ToolArgumentError, match="start"):
         provider(r.path, tmp_path).call("changes.list", start="2026-02-21T00:00:00Z", end="2026-02-20T00:00:00Z")
-    p = provider(r.path, tmp_path, timeout_s=0.5)
-    p.call("changes.list", **WINDOW)
-    time.sleep(0.6)
-    assert p.check() == f"HEAD at {r.git('rev-parse', 'HEAD')[:7]}, 3 tags"  # a later call has its own time
+    assert provider(r.path, tmp_path).check() == f"HEAD at {r.git('rev-parse', 'HEAD')[:7]}, 3 tags"
 
 
 def fake_git(tmp_path: Path, body: str) -> str:
