@@ -353,8 +353,10 @@ def _version(containers: list[Any]) -> str | None:
     return ",".join(f"{name}:{tag}" for name, tag in tags)
 
 
-def _event_time(ev: Any) -> float | None:
-    for value in (ev.first_timestamp, ev.event_time, ev.last_timestamp, ev.metadata.creation_timestamp):
+def _event_time(ev: Any, *, last: bool = False) -> float | None:
+    """When an event happened: first seen (or, with ``last``, last seen for a repeated one)."""
+    first = (ev.last_timestamp, ev.first_timestamp) if last else (ev.first_timestamp, ev.last_timestamp)
+    for value in (*first, ev.event_time, ev.metadata.creation_timestamp):
         seconds = epoch(value)
         if seconds is not None:
             return seconds
@@ -362,11 +364,13 @@ def _event_time(ev: Any) -> float | None:
 
 
 def _scaled_up_times(events: list[Any]) -> dict[str, float]:
-    """ReplicaSet name -> the last time the controller scaled it up (from the kept events)."""
+    """ReplicaSet name -> the last time the controller scaled it up from nothing (from the kept events);
+    a later scale-up of a running ReplicaSet ("from 3 to 5") is scaling, not its activation."""
     out: dict[str, float] = {}
     for ev in events:
         m = _SCALED.match(ev.message or "")
-        ts = _event_time(ev)
-        if m and m.group(1) == "up" and ts is not None:
+        ts = _event_time(ev, last=True)
+        before = (m.group(3) or m.group(5)) if m else None
+        if m and m.group(1) == "up" and before in (None, "0") and ts is not None:
             out[m.group(2)] = max(out.get(m.group(2), ts), ts)
     return out

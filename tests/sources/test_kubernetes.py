@@ -120,6 +120,8 @@ def test_rollback_time_comes_from_the_scale_up_event(kube: FakeKube, tmp_path: P
     rs["annotations"]["deployment.kubernetes.io/revision-history"] = "1"
     kube.add_event(NS, "checkout-api.a5", reason="ScalingReplicaSet", ts="2026-02-20T09:45:00Z",
                    message="Scaled up replica set checkout-api-6d9f8b7c4a from 0 to 5", object_name="checkout-api")
+    kube.add_event(NS, "checkout-api.a6", reason="ScalingReplicaSet", ts="2026-02-20T09:55:00Z",
+                   message="Scaled up replica set checkout-api-6d9f8b7c4a from 5 to 7", object_name="checkout-api")
     out = provider(kube, tmp_path, include=["rollouts"]).call("changes.list", service="checkout", **WINDOW)
     last = out["changes"][-1]
     assert (last["id"], last["ts"]) == ("k8s-shop-checkout-api-4", "2026-02-20T09:45:00Z")
