@@ -15,9 +15,9 @@ from agents.sources_gateway import gateway_config
 from sources.registry import build_provider
 from sources.server import provider_server
 from store.sources_file import load_sources
+from tests.fakes.git_repo import Repo
 from tests.fakes.github_server import FakeGitHub
 from tests.fakes.kube_server import FakeKube
-from tests.sources.test_gitrepo import Repo
 
 pytestmark = pytest.mark.integration
 
