@@ -238,18 +238,18 @@ class PrometheusProvider(Provider):
         series = [{"service": svc, "name": n, "points": pts} for (svc, n), pts in sorted(rows.items())]
         return self._result({"series": series}, notes, truncated)
 
-    def metrics_list(self, service: Any = None) -> dict[str, Any]:
-        """``{metrics: [{service, name, samples, first_ts, last_ts}]}``: what has data lately.
+    def metrics_list(self, service: Any = None, start: Any = None, end: Any = None) -> dict[str, Any]:
+        """``{metrics: [{service, name, samples, first_ts, last_ts}]}``: what has data in the window.
 
-        The contract gives no window, so this reads the ``lookback_s`` before now (or the ``now``
-        setting) with the same range queries as :meth:`metrics_series`: one request per metric name.
+        Without a window, the ``lookback_s`` before now (or the ``now`` setting); the same range
+        queries as :meth:`metrics_series`: one request per metric name.
 
         Raises:
             ToolArgumentError, QueryError, SourceError: as :meth:`metrics_series`.
         """
         service = arg_str("metrics.list", "service", service)
-        t1 = self.now()
-        rows, notes, truncated = self._read(sorted(self.queries), service, t1 - self.lookback_s, t1)
+        t0, t1 = self._window("metrics.list", start, end)
+        rows, notes, truncated = self._read(sorted(self.queries), service, t0, t1)
         out = [{"service": svc, "name": n, "samples": len(pts), "first_ts": pts[0][0], "last_ts": pts[-1][0]}
                for (svc, n), pts in sorted(rows.items()) if pts]
         return self._result({"metrics": out}, notes, truncated)
