@@ -500,10 +500,13 @@ class PromQLNormaliser(Normaliser):
             out["truncated"] = "; ".join(notes)
         return out
 
-    def metrics_list(self, service: Any = None) -> dict[str, Any]:
-        service = A.opt_str("metrics.list", "service", service)
-        t1 = self.list_end or time.time()
-        t0 = t1 - self.list_window_s
+    def metrics_list(self, service: Any = None, start: Any = None, end: Any = None) -> dict[str, Any]:
+        """What had samples in [start, end); without a window, ``list_window`` before ``list_end`` (now)."""
+        cap = "metrics.list"
+        service = A.opt_str(cap, "service", service)
+        t1 = A.opt_time(cap, "end", end) or self.list_end or time.time()
+        t0 = A.opt_time(cap, "start", start)
+        t0 = t1 - self.list_window_s if t0 is None else t0
         notes: list[str] = []
         metrics = []
         for name in sorted(self.queries):
@@ -988,8 +991,8 @@ class ExternalMcpProvider(Provider):
 
     # ------------------------------------------------------------ capabilities
 
-    def metrics_list(self, service: Any = None) -> dict[str, Any]:
-        return self.normaliser.metrics_list(service)  # type: ignore[attr-defined, no-any-return]
+    def metrics_list(self, service: Any = None, start: Any = None, end: Any = None) -> dict[str, Any]:
+        return self.normaliser.metrics_list(service, start, end)  # type: ignore[attr-defined, no-any-return]
 
     def metrics_series(self, service: Any = None, name: Any = None, start: Any = None,
                        end: Any = None) -> dict[str, Any]:
