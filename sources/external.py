@@ -25,6 +25,7 @@ import asyncio
 import json
 import math
 import re
+import string
 import tempfile
 import threading
 import time
@@ -44,10 +45,9 @@ from store.sources_file import _duration, resolve_secret
 _MAX_POINTS = 11_000
 #: Seconds added to timeout_s for the backstop around an MCP call (the SDK's own read timeout fires first).
 _GRACE_S = 2.0
-#: The plain world-metric gauges every metrics normaliser knows without configuration.
-DEFAULT_METRICS = ("requests_per_s", "error_rate", "latency_p95_ms", "cpu_util", "mem_util", "db_connections")
 #: Header and environment names whose values are credentials: they must be given by reference.
 _CREDENTIAL = re.compile(r"(?i)authorization|token|secret|password|passwd|api[-_]?key|cookie")
+_PLACEHOLDER = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 _METRIC_NAME = re.compile(r"^[A-Za-z_:][A-Za-z0-9_:]*$")
 _LEVEL_ALIASES = {"WARNING": "WARN", "ERR": "ERROR", "CRITICAL": "FATAL", "CRIT": "FATAL", "PANIC": "FATAL",
                   "EMERG": "FATAL", "ALERT": "FATAL", "TRACE": "DEBUG", "INFORMATION": "INFO", "NOTICE": "INFO"}
@@ -386,21 +386,36 @@ class Normaliser:
 class PromQLNormaliser(Normaliser):
     """Metrics from an MCP server that runs PromQL range queries (shared by both normalisers).
 
-    Settings: ``queries`` (metric name -> PromQL, merged over the defaults ``max by (<service_label>)
-    (<name>)`` for the world-metric gauges; ``name: null`` drops one), ``service_label`` (``service``),
-    ``step_s`` (60), ``max_series`` (2000 per query, beyond which the answer says ``truncated``),
-    ``list_window`` (seconds metrics.list looks back, default the file's lookback), ``list_end``
-    (ISO time metrics.list ends at, default now: set it when replaying a recorded incident).
+    The templates are the prometheus provider's (``sources/promql.yaml``), so both kinds read a team's
+    metrics the same way. Settings: ``convention`` (a set of promql.yaml, default ``plain``: the
+    world-metric gauges), ``queries`` (metric name -> template, over the convention's; ``name: null``
+    drops one; placeholders ``$service_label``, ``$selector``, ``$step``, ``$fresh``, ``$rate``),
+    ``service_label`` (the convention's, ``service``), ``selector`` (extra label matchers),
+    ``step_s`` (60), ``rate_window_s`` (120), ``max_series`` (2000 per query, beyond which the answer
+    says ``truncated``), ``list_window`` (how far back metrics.list looks without a window, default
+    the file's lookback), ``list_end`` (where it ends without one, default now).
     """
 
     SECTIONS = frozenset({"metrics"})
     RANGE_TOOL: ClassVar[str] = ""
+    PLACEHOLDERS = frozenset({"service_label", "selector", "service", "step", "fresh", "rate"})
 
     def __init__(self, provider: ExternalMcpProvider) -> None:
+        from sources.prometheus import load_defaults
+
         super().__init__(provider)
         p = provider
-        self.service_label = p.opt_str("service_label", "service") or "service"
+        defaults = load_defaults()
+        names = sorted(k for k in defaults if k != "topology")
+        convention = p.opt_str("convention", "plain") or "plain"
+        if convention not in names:
+            raise ConfigError(f"{p.where}.convention: {convention!r} unknown; use one of {', '.join(names)} "
+                              "(sources/promql.yaml), and queries: for anything else")
+        chosen = defaults[convention]
+        self.service_label = p.opt_str("service_label") or str(chosen.get("service_label") or "service")
+        self.selector = (p.opt_str("selector") or "").strip().strip("{}").strip().rstrip(",")
         self.step_s = p.opt_float("step_s", 60.0)
+        self.rate_window_s = p.opt_float("rate_window_s", 120.0)
         self.max_series = p.opt_int("max_series", 2000)
         # A duration like the file's window: 6h, 90m or seconds.
         self.list_window_s = _duration(p.settings.get("list_window", p.sources.lookback_s), f"{p.where}.list_window")
@@ -409,14 +424,19 @@ class PromQLNormaliser(Normaliser):
             self.list_end = A.opt_time("metrics.list", "list_end", list_end)
         except ToolArgumentError:
             raise ConfigError(f"{p.where}.list_end: {list_end!r} is not an ISO-8601 time") from None
-        queries: dict[str, str] = {n: f"max by ({self.service_label}) ({n})" for n in DEFAULT_METRICS}
-        for name, expr in p.opt_map("queries").items():
-            if expr is None:
+        queries = {str(n): str(t) for n, t in (chosen.get("queries") or {}).items()}
+        for name, template in p.opt_map("queries").items():
+            if template is None:
                 queries.pop(str(name), None)
-            elif not isinstance(expr, str) or not expr.strip():
-                raise ConfigError(f"{p.where}.queries.{name}: expected a PromQL expression string")
+            elif not isinstance(template, str) or not template.strip():
+                raise ConfigError(f"{p.where}.queries.{name}: expected a PromQL template string")
             else:
-                queries[str(name)] = expr
+                unknown = {m.group(1) or m.group(2) for m in _PLACEHOLDER.finditer(template)} - self.PLACEHOLDERS
+                if unknown:
+                    raise ConfigError(f"{p.where}.queries.{name}: unknown placeholder(s) "
+                                      f"{', '.join('$' + u for u in sorted(unknown))}; use "
+                                      f"{', '.join('$' + u for u in sorted(self.PLACEHOLDERS))}")
+                queries[str(name)] = template
         if not queries:
             raise ConfigError(f"{p.where}.queries: every query was removed; keep at least one metric")
         self.queries = queries
@@ -424,7 +444,12 @@ class PromQLNormaliser(Normaliser):
     # -- what a subclass supplies
 
     def range_matrix(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-        """Run one range query; return ``[{"metric": {labels}, "values": [[epoch, "value"], ...]}]``."""
+        """Run one range query; return ``[{"metric": {labels}, "values": [[epoch, "value"], ...]}]``.
+
+        Raises:
+            ExternalToolError: the tool refused the query (the caller names the template).
+            SourceError: anything else.
+        """
         raise NotImplementedError
 
     # -- shared
@@ -435,19 +460,32 @@ class PromQLNormaliser(Normaliser):
         if not _METRIC_NAME.match(name):
             raise ToolArgumentError(f"metrics.series: 'name' {name!r} is not a metric name; use one of "
                                     f"{', '.join(sorted(self.queries))}")
-        return f"max by ({self.service_label}) ({name})"
+        # An unlisted gauge is read like the plain convention's: the freshest sample of each step.
+        return f"max by ($service_label) (last_over_time({name}{{$selector}}[$fresh]))"
+
+    def _render(self, template: str, step: float) -> str:
+        """The template with its placeholders filled for one all-services query at ``step``."""
+        return string.Template(template).safe_substitute(
+            service_label=self.service_label, selector=self.selector, service="", step=f"{step:g}s",
+            fresh=f"{max(1, round(step * 1000) - 1)}ms", rate=f"{max(self.rate_window_s, 2 * step):g}s")
 
     def _series(self, name: str, t0: float, t1: float, service: str | None,
                 notes: list[str]) -> list[dict[str, Any]]:
         """One range query for ``name`` over [t0, t1): every service's points."""
         span = max(t1 - t0, 0.0)
-        step = max(self.step_s, math.ceil(span / _MAX_POINTS))
+        # Widened by whole steps, so evaluations stay on the samples' own times.
+        step = self.step_s * max(1, math.ceil(span / _MAX_POINTS / self.step_s))
         first = math.ceil(t0 / step) * step  # aligned, so evaluations fall on the samples' own minutes
         last = t1 - 0.001  # the contract's end is exclusive
         if first > last:
             return []
-        expr = self._template(name)
-        matrix = self.range_matrix(expr, first, last, step)
+        template = self._template(name)
+        expr = self._render(template, step)
+        try:
+            matrix = self.range_matrix(expr, first, last, step)
+        except ExternalToolError as exc:
+            raise QueryError(f"{exc}; metric {name} (template {template!r} of {self.p.where}, sent as "
+                             f"{expr!r})") from None
         if len(matrix) > self.max_series:
             notes.append(f"{name}: {len(matrix)} series, kept the first {self.max_series} (max_series)")
             matrix = matrix[: self.max_series]
@@ -520,10 +558,6 @@ class PromQLNormaliser(Normaliser):
             out["truncated"] = "; ".join(notes)
         return out
 
-    def query_error(self, expr: str, exc: SourceError) -> QueryError:
-        name = next((n for n, q in self.queries.items() if q == expr), expr)
-        return QueryError(f"{exc}; metric {name} (template {expr!r} in {self.p.where}.queries)")
-
 
 class PrometheusMcpServer(PromQLNormaliser):
     """PyPI ``prometheus-mcp-server``: ``execute_range_query(query, start, end, step)`` answers
@@ -546,7 +580,7 @@ class PrometheusMcpServer(PromQLNormaliser):
                 # Not the template: the server's own link to Prometheus failed.
                 raise SourceError(f"{exc}; the server cannot query Prometheus: check PROMETHEUS_URL in "
                                   f"{self.p.where}.server.env") from None
-            raise self.query_error(expr, exc) from None
+            raise
         if not isinstance(result, dict) or "result" not in result:
             raise self.shape_error(self.RANGE_TOOL, "{resultType: matrix, result: [...]}", result)
         if result.get("resultType") != "matrix":
@@ -602,7 +636,6 @@ class Grafana(PromQLNormaliser):
         self.level_label = p.opt_str("level_label", "level") or "level"
         self.host_label = p.opt_str("host_label", "host") or "host"
         self.trace_label = p.opt_str("trace_label", "trace_id") or "trace_id"
-        self.selector = (p.opt_str("selector") or "").strip().strip("{}").strip()
         self.page_size = p.opt_int("page_size", 100)
         self.max_pages = p.opt_int("max_pages", 50)
 
@@ -611,10 +644,7 @@ class Grafana(PromQLNormaliser):
     def range_matrix(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
         args = {"datasourceUid": self.prom_uid, "expr": expr, "startTime": _rfc3339(start),
                 "endTime": _rfc3339(end), "stepSeconds": int(step), "queryType": "range"}
-        try:
-            result = self.p.tool(self.RANGE_TOOL, args)
-        except ExternalToolError as exc:
-            raise self.query_error(expr, exc) from None
+        result = self.p.tool(self.RANGE_TOOL, args)
         if isinstance(result, dict) and "data" in result:
             result = result["data"]
         if result is None:
@@ -861,7 +891,7 @@ class Grafana(PromQLNormaliser):
             return f"loki {self.loki_uid}: {stats.get('streams', 0)} streams, {stats['entries']} entries in 10 min"
         now = time.time()
         name = sorted(self.queries)[0]
-        matrix = self.range_matrix(self.queries[name], now - 600, now, 60)
+        matrix = self.range_matrix(self._render(self.queries[name], 60), now - 600, now, 60)
         return f"prometheus {self.prom_uid}: {len(matrix)} series of {name} in the last 10 min"
 
 

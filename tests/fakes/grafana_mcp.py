@@ -7,8 +7,9 @@ Loki datasource (streams labelled ``service``, ``level`` — lower case, as Loki
 and ``host``; the line is the message).
 
 * ``query_prometheus(datasourceUid, expr, startTime, endTime?, stepSeconds?, queryType?)`` ->
-  ``{"data": <Prometheus matrix|vector>, "hints"?: {...}}``; a PromQL subset: ``metric{matchers}``
-  optionally inside ``sum|max|min|avg|count [by (labels)] (...)``, with Prometheus's lookback.
+  ``{"data": <Prometheus matrix|vector>, "hints"?: {...}}``; a PromQL subset: ``metric{matchers}`` or
+  ``last_over_time(metric{matchers}[d])``, optionally inside ``sum|max|min|avg|count [by (labels)] (...)``,
+  with Prometheus's 5-minute lookback for bare selectors.
 * ``query_loki_logs(datasourceUid, logql, startRfc3339?, endRfc3339?, limit?, direction?, queryType?,
   stepSeconds?, format?)`` -> ``{"data": [{timestamp, line, labels}], "streams"?: [...compact...],
   "metadata": {...}, "hints"?: {...}}`` for log queries (limit default 10, capped at the server's
@@ -193,11 +194,13 @@ class Dataset:
 
 _AGG = re.compile(r"^\s*(sum|max|min|avg|count)\s*(?:by\s*\(([^)]*)\))?\s*\((.*)\)\s*$", re.S)
 _SELECTOR = re.compile(r"^\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(?:\{(.*)\})?\s*$", re.S)
+_LAST = re.compile(r"^\s*last_over_time\s*\((.*)\[([0-9a-z]+)\]\s*\)\s*$", re.S)
 _AGGREGATE: dict[str, Callable[[list[float]], float]] = {
     "sum": sum, "max": max, "min": min, "avg": lambda v: sum(v) / len(v), "count": lambda v: float(len(v))}
 
 
-def _promql(expr: str) -> tuple[str | None, list[str] | None, str, list[Matcher]]:
+def _promql(expr: str) -> tuple[str | None, list[str] | None, float | None, list[Matcher]]:
+    """``(aggregation, by labels, last_over_time window or None, matchers)`` of the supported subset."""
     agg = _AGG.match(expr)
     by: list[str] | None = None
     op = None
@@ -205,17 +208,21 @@ def _promql(expr: str) -> tuple[str | None, list[str] | None, str, list[Matcher]
     if agg:
         op, inner = agg.group(1), agg.group(3)
         by = [b.strip() for b in agg.group(2).split(",") if b.strip()] if agg.group(2) is not None else []
+    window = None
+    last = _LAST.match(inner)
+    if last:
+        inner, window = last.group(1), _duration_s(last.group(2))
     sel = _SELECTOR.match(inner)
     if not sel or inner.count("(") != inner.count(")"):
         why = "unclosed left parenthesis" if expr.count("(") > expr.count(")") else "unexpected expression"
         raise ToolError(f'bad_data: invalid parameter "query": 1:{len(expr)}: parse error: {why}')
     matchers = [Matcher("__name__", "=", sel.group(1)), *parse_matchers(sel.group(2) or "", "bad_data")]
-    return op, by, sel.group(1), matchers
+    return op, by, window, matchers
 
 
 def eval_promql(data: Dataset, expr: str, times: list[float], lookback_s: float) -> list[dict[str, Any]]:
     """Evaluate at each time; return ``[(labels, [(t, value), ...])]`` as Prometheus matrix rows."""
-    op, by, _, matchers = _promql(expr)
+    op, by, window, matchers = _promql(expr)
     rows: dict[tuple[tuple[str, str], ...], dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     for key, (ts, vals) in data.series.items():
         labels = dict(key)
@@ -227,7 +234,9 @@ def eval_promql(data: Dataset, expr: str, times: list[float], lookback_s: float)
             group = tuple(sorted((k, v) for k, v in labels.items() if by and k in by))
         for t in times:
             i = bisect.bisect_right(ts, t) - 1
-            if i >= 0 and ts[i] >= t - lookback_s:
+            # last_over_time(x[w]) takes the newest sample in (t - w, t]; a bare selector the newest
+            # within the lookback delta.
+            if i >= 0 and (ts[i] > t - window if window is not None else ts[i] >= t - lookback_s):
                 rows[group][t].append(vals[i])
     out = []
     for group in sorted(rows):

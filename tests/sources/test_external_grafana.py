@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 WORLD = Path("/work/shared/worlds/example-1")
 START, END = "2026-02-15T11:10:00Z", "2026-02-15T11:50:00Z"
 TOKEN_ENV = "PM_TEST_GRAFANA_MCP_AUTH"
-FAKE = ["-m", "tests.fakes.grafana_mcp", "--world", str(WORLD), "--lookback-s", "59"]
+FAKE = ["-m", "tests.fakes.grafana_mcp", "--world", str(WORLD)]
 
 
 def listed_in_window(**window: Any) -> dict[str, Any]:
@@ -167,6 +167,25 @@ def test_truncated_logs_search_says_so_and_continues(fake_url: str) -> None:
         both = _ordered(first["lines"] + rest["lines"])
         want = WorldTools(WORLD).call("logs.search", start=START, end=END, limit=5000)["lines"]
         assert both == _ordered(want)[: len(both)]
+    finally:
+        p.close()
+
+
+def test_selector_and_an_unlisted_gauge(fake_url: str) -> None:
+    p = _build("metrics", _http(fake_url), datasources={"prometheus": "prometheus"},
+               selector='service=~"geo|orders"', queries={"cpu": "max by ($service_label) (cpu_util{$selector})",
+                                                         "requests_per_s": None})
+    try:
+        got = p.call("metrics.series", start=START, end=END)
+        assert {s["service"] for s in got["series"]} == {"geo", "orders"}
+        world = WorldTools(WORLD).call("metrics.series", service="geo", name="cpu_util", start=START, end=END)
+        cpu = [s for s in got["series"] if s["name"] == "cpu" and s["service"] == "geo"]
+        assert cpu[0]["points"] == world["series"][0]["points"]
+        assert "requests_per_s" not in {s["name"] for s in got["series"]}
+        # A name no template lists (here: dropped above) is read as a plain gauge when asked for.
+        raw = p.call("metrics.series", name="requests_per_s", service="orders", start=START, end=END)
+        assert raw == WorldTools(WORLD).call("metrics.series", name="requests_per_s", service="orders", start=START,
+                                             end=END)
     finally:
         p.close()
 

@@ -51,9 +51,7 @@ def prom() -> Iterator[PrometheusProcess]:
     for line in (WORLD / "metrics.jsonl").read_text().splitlines():
         rec = json.loads(line)
         samples.append((rec["name"], {"service": rec["service"]}, parse_ts(rec["ts"]), rec["value"]))
-    # A lookback just under the samples' 60 s interval: a series ends at its last sample, as in the world,
-    # instead of repeating it for Prometheus's default 5 minutes.
-    with prometheus_with(samples, args=["--query.lookback-delta=59s"]) as proc:
+    with prometheus_with(samples) as proc:
         yield proc
 
 
@@ -216,6 +214,10 @@ def test_config_errors() -> None:
         build({"normaliser": "prometheus-mcp-server", "server": {"transport": "sse", "url": "http://x"}})
     with pytest.raises(ConfigError, match="PromQL"):
         build({"normaliser": "prometheus-mcp-server", "server": {"command": "x"}, "queries": {"a": 3}})
+    with pytest.raises(ConfigError, match="convention: 'nope' unknown"):
+        build({"normaliser": "prometheus-mcp-server", "server": {"command": "x"}, "convention": "nope"})
+    with pytest.raises(ConfigError, match=r"unknown placeholder\(s\) \$bogus"):
+        build({"normaliser": "prometheus-mcp-server", "server": {"command": "x"}, "queries": {"a": "a{$bogus}"}})
 
 
 def test_end_to_end_through_our_mcp_server_and_the_gateway(server_exe: str, prom: PrometheusProcess,
