@@ -74,7 +74,7 @@ class AlertmanagerProvider(Provider):
 
     # ------------------------------------------------------------ HTTP
 
-    def _get(self, path: str, params: list[tuple[str, str]] | None = None) -> Any:
+    def _get(self, path: str, params: httpx.QueryParams | None = None) -> Any:
         """GET one API path and return its JSON.
 
         Raises:
@@ -95,10 +95,10 @@ class AlertmanagerProvider(Provider):
             ) from None
 
     def _alerts(self, extra_matchers: list[str]) -> list[dict[str, Any]]:
-        params = [("active", "true"), ("silenced", _bool(self.silenced)), ("inhibited", _bool(self.inhibited)),
+        params: list[tuple[str, Any]] = [("active", "true"), ("silenced", _bool(self.silenced)), ("inhibited", _bool(self.inhibited)),
                   ("unprocessed", "true")]
         params += [("filter", m) for m in self.matchers + extra_matchers]
-        body = self._get("/api/v2/alerts", params)
+        body = self._get("/api/v2/alerts", httpx.QueryParams(params))
         if not isinstance(body, list) or not all(isinstance(a, dict) for a in body):
             raise SourceError(f"{self._name}: /api/v2/alerts did not answer a list of alerts; "
                               f"check that {self.where}.url points at Alertmanager (API v2, 0.16 or later)")
