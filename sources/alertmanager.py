@@ -70,7 +70,7 @@ class AlertmanagerProvider(Provider):
 
     @property
     def _name(self) -> str:
-        return f"alertmanager {self.base}"
+        return self.label
 
     # ------------------------------------------------------------ HTTP
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,8 +133,9 @@ class JiraProvider(Provider):
             return SourceError(f"{self.label}: {what}: rate limited by Jira; retry after {after} s")
         if status == 400:
             return SourceError(f"{self.label}: {what}: Jira rejected the query: {text}")
-        if status is None:
-            return SourceError(f"{self.label}: {what}: {text}; check JIRA_URL / {self.where}.url")
+        if status is None or status == 404:
+            return SourceError(f"{self.label}: {what}: {f'HTTP {status}: ' if status else ''}{text}; check JIRA_URL / "
+                               f"{self.where}.url is the Jira base URL")
         return SourceError(f"{self.label}: {what}: HTTP {status}: {text}")
 
     def _is_cloud(self) -> bool:
@@ -186,20 +188,27 @@ class JiraProvider(Provider):
         if needle is not None and not words:
             return {"tickets": []}  # punctuation only: nothing Jira could search for
         jql = build_jql(text=" ".join(words).lower() if words else None, labels=wanted, projects=self.projects)
-        raws, more = self._search(jql)
+        raws, cut = self._search(jql)
         result: dict[str, Any] = {"tickets": [self.ticket(r) for r in raws]}
-        if more:
+        if cut == "cap":
             result["truncated"] = (f"more than {self.max_results} issues matched, the newest {self.max_results} "
                                    f"returned (raise {self.where}.max_results or search more narrowly)")
+        elif cut == "late":
+            result["truncated"] = (f"stopped paging after {self.timeout_s:g} s with the newest {len(raws)} issues "
+                                   f"(raise {self.where}.timeout_s or search more narrowly)")
         return result
 
-    def _search(self, jql: str) -> tuple[list[dict[str, Any]], bool]:
-        """Up to ``max_results`` raw issues for ``jql`` and whether more matched."""
+    def _search(self, jql: str) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``max_results`` raw issues for ``jql``, and why more were left: ``cap``, ``late`` or None."""
         client = self._jira()
         cloud = self._is_cloud()
         out: list[dict[str, Any]] = []
         token: str | None = None
+        # Pages share one budget so the whole search stays within the gateway's bound.
+        deadline = time.monotonic() + self.timeout_s
         while True:
+            if out and time.monotonic() >= deadline:
+                return out[: self.max_results], "late"
             size = min(PAGE_SIZE, self.max_results - len(out))
             if cloud:
                 page = self._run("search", client.enhanced_search_issues, jql, nextPageToken=token, maxResults=size,
@@ -218,9 +227,9 @@ class JiraProvider(Provider):
             else:
                 more = int(page.get("total") or 0) > len(out)
             if not issues or not more:
-                return out[: self.max_results], False
+                return out[: self.max_results], None
             if len(out) >= self.max_results:
-                return out[: self.max_results], True
+                return out[: self.max_results], "cap"
 
     def ticket(self, raw: dict[str, Any]) -> dict[str, Any]:
         """A Jira REST v2 issue as the world format's ticket dict."""

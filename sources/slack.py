@@ -15,6 +15,7 @@ Slack rate-limits it) is named in the result's ``missing_sources`` while the oth
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import time
@@ -105,6 +106,7 @@ class SlackProvider(Provider):
                                 retry_handlers=[])
         self._resolved: dict[str, tuple[str, str]] = {}
         self._users: dict[str, str] = {}
+        self._deadline = math.inf
 
     def _opt_bool(self, key: str, default: bool) -> bool:
         value = self.settings.get(key, default)
@@ -191,6 +193,14 @@ class SlackProvider(Provider):
             return self._failure(method, where, f"Slack answered HTTP {status} ({error}); try again later")
         return self._failure(method, where, f"Slack answered {error or f'HTTP {status}'}")
 
+    def _late(self) -> bool:
+        """Whether this call has used its time budget (``timeout_s`` in all): stop reading, say so."""
+        return time.monotonic() >= self._deadline
+
+    def _late_note(self) -> str:
+        return (f"stopped reading after {self.timeout_s:g} s (the call's time budget); raise {self.where}.timeout_s "
+                "or narrow the window")
+
     # ------------------------------------------------------------ channels and users
 
     def _channels(self) -> tuple[list[tuple[str, str]], list[str]]:
@@ -240,7 +250,7 @@ class SlackProvider(Provider):
         if not self.resolve_users:
             return uid
         if uid not in self._users:
-            if lookups[0] >= MAX_USER_LOOKUPS:
+            if lookups[0] >= MAX_USER_LOOKUPS or self._late():
                 return uid
             lookups[0] += 1
             try:
@@ -279,6 +289,8 @@ class SlackProvider(Provider):
         t0 = t1 - self.sources.lookback_s if t0 is None else t0
         if t0 >= t1:
             return {"messages": []}
+        # Many channels, pages and threads could outlast the gateway's bound: the call gets one budget.
+        self._deadline = time.monotonic() + self.timeout_s
         if self.use_search:
             return self._search(needle, only, t0, t1)
         found, missing = self._channels()
@@ -291,12 +303,17 @@ class SlackProvider(Provider):
         notes: list[str] = [self._not_found(c) for c in missing]
         truncated: list[str] = []
         for cid, name in found:
+            if self._late():
+                truncated.append(f"#{name}: not read: {self._late_note()}")
+                continue
             try:
                 raws, cut = self._history(cid, name, t0, t1)
             except _ChannelFailed as exc:
                 notes.append(str(exc))
                 continue
-            if cut:
+            if cut == "late":
+                truncated.append(f"#{name}: {self._late_note()}")
+            elif cut:
                 truncated.append(f"#{name}: read the newest {self.max_messages} messages of the window "
                                  f"(raise {self.where}.max_messages or narrow the window)")
             for raw in raws:
@@ -312,12 +329,15 @@ class SlackProvider(Provider):
             result["missing_sources"] = [f"{n.split(': ', 1)[0]} ({cap} failed: {n.split(': ', 1)[1]})" for n in notes]
         return result
 
-    def _history(self, cid: str, name: str, t0: float, t1: float) -> tuple[list[dict[str, Any]], bool]:
-        """Up to ``max_messages`` raw messages of one channel in the window (threads included), and whether more were left."""
+    def _history(self, cid: str, name: str, t0: float, t1: float) -> tuple[list[dict[str, Any]], bool | str]:
+        """Up to ``max_messages`` raw messages of one channel in the window (threads included), and whether
+        more were left (True: the cap; ``"late"``: the time budget)."""
         out: list[dict[str, Any]] = []
         cursor = None
         window = {"oldest": f"{t0:.6f}", "latest": f"{t1:.6f}", "inclusive": True}
         while True:
+            if out and self._late():
+                return out, "late"
             page = self._api("conversations.history", about=name, channel=cid, limit=min(PAGE_SIZE, self.max_messages - len(out)),
                              cursor=cursor, **window)
             msgs = [m for m in page.get("messages") or [] if isinstance(m, dict)]
@@ -336,6 +356,8 @@ class SlackProvider(Provider):
                     left = self.max_messages - len(out)
                     if left <= 0:
                         return out, True
+                    if self._late():
+                        return out, "late"
                     page = self._api("conversations.replies", about=name, channel=cid, ts=parent["ts"],
                                      limit=min(PAGE_SIZE, left + 1), cursor=cursor, **window)
                     replies = [m for m in page.get("messages") or []
@@ -377,8 +399,8 @@ class SlackProvider(Provider):
         """``chat.search`` through search.messages (a user token): Slack's index, then the exact filters here."""
         words = re.sub(r'["\s]+', " ", needle).strip()
         parts = [f'"{words}"'] if words else []
-        if only:
-            parts.append(f"in:#{only.lstrip('#')}" if not _CHANNEL_ID.match(only) else f"in:<#{only}>")
+        if only and not _CHANNEL_ID.match(only):  # an id is filtered below: in: takes channel names
+            parts.append(f"in:#{only.lstrip('#')}")
         # after:/before: are whole days and exclusive: widen by a day each side, then cut exactly below.
         parts.append("after:" + time.strftime("%Y-%m-%d", time.gmtime(t0 - 86400)))
         parts.append("before:" + time.strftime("%Y-%m-%d", time.gmtime(t1 + 86400)))
@@ -387,6 +409,9 @@ class SlackProvider(Provider):
         rows: list[tuple[float, dict[str, Any]]] = []
         page_no, read, cut = 1, 0, False
         while True:
+            if page_no > 1 and self._late():
+                cut = True
+                break
             page = self._api("search.messages", query=" ".join(parts), count=SEARCH_PAGE_SIZE, page=page_no,
                              sort="timestamp", sort_dir="desc")
             block = page.get("messages") or {}
@@ -416,7 +441,7 @@ class SlackProvider(Provider):
         result: dict[str, Any] = {"messages": [m for _, m in sorted(rows, key=lambda r: r[0])]}
         if cut:
             result["truncated"] = (f"search.messages: read the newest {read} matches "
-                                   f"(raise {self.where}.max_messages or search more narrowly)")
+                                   f"(raise {self.where}.max_messages or timeout_s, or search more narrowly)")
         return result
 
     def check(self) -> str:

@@ -29,6 +29,7 @@ import base64
 import json
 import re
 import threading
+import time
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -61,6 +62,7 @@ class FakeJira(LoopbackServer):
         self._next_id = 10000
         self._lock = threading.Lock()
         self.deployment_type = "Cloud"
+        self.delay_s = 0.0  # seconds to wait before answering each request (a slow Jira)
         self.searches: list[str] = []
 
     # -- test controls ---------------------------------------------------------------------------
@@ -306,6 +308,8 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length else b""
         path = self.path.split("?", 1)[0]
         self.state.requests.append((method, path))
+        if self.state.delay_s:
+            time.sleep(self.state.delay_s)
         if not self._authorised():
             self._send(401, {"errorMessages": ["You are not authenticated. Authentication required to perform this operation."]})
             return

@@ -62,6 +62,7 @@ class FakeSlack:
         self.rate_limited: list[dict[str, Any]] = []
         self.channels: dict[str, dict[str, Any]] = {}
         self.valid_tokens: set[str] | None = None
+        self.delays: dict[str, float] = {}  # Web API method -> seconds to wait before answering (slow Slack)
         self._token = ""
         self.throttled_calls = 0
         self._ts = itertools.count(1)
@@ -134,6 +135,9 @@ class FakeSlack:
 
     async def _http_handler(self, request: web.Request) -> web.Response:
         body = await request.read()
+        delay = self.delays.get(request.path.removeprefix("/api/"))
+        if delay:
+            await asyncio.sleep(delay)
         status, payload, ctype, headers = self.http_call(request.path, request.query_string,
                                                          request.headers.get("Authorization", ""),
                                                          request.headers.get("Content-Type", ""), body)

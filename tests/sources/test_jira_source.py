@@ -128,6 +128,17 @@ def test_cap_reached_says_truncated_and_cloud_pages_by_token(jira: FakeJira) -> 
     assert len(got["tickets"]) == 130 and "truncated" not in got
 
 
+def test_paging_stops_at_the_time_budget(jira: FakeJira) -> None:
+    for n in range(130):
+        jira.add_incident_issue(f"BULK-{n}", summary=f"bulk {n}", description="", labels=("bulk",),
+                                created=f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}.000+0000")
+    jira.delay_s = 0.2
+    got = provider(max_results=500, timeout_s=0.3, api="cloud").call("tickets.search", labels=["bulk"])
+    assert len(got["tickets"]) == 100
+    assert got["truncated"] == ("stopped paging after 0.3 s with the newest 100 issues (raise tickets[0].timeout_s "
+                                "or search more narrowly)")
+
+
 def test_server_deployment_pages_by_start_at(jira: FakeJira) -> None:
     jira.deployment_type = "Server"
     got = provider(max_results=2).call("tickets.search", labels=["incident"])

@@ -123,6 +123,20 @@ def test_pages_by_cursor_and_caps_with_a_truncated_note(slack: FakeSlack) -> Non
     assert [m["ts"] for m in got["messages"]] == [at(60), at(90), at(120)] and "truncated" in got
 
 
+def test_one_time_budget_per_call(slack: FakeSlack) -> None:
+    for n in range(450):
+        slack.add_message("C0RANDOM1", f"noise {n}", ts=ts(1000 + n), user="U1")
+    slack.delays["conversations.history"] = 0.3
+    started = time.monotonic()
+    got = provider(channels=["#random", "#incidents"], timeout_s=0.5).call("chat.search", **WINDOW)
+    assert time.monotonic() - started < 1.2
+    assert len(got["messages"]) == 400
+    assert got["truncated"] == (
+        "#random: stopped reading after 0.5 s (the call's time budget); raise chat[0].timeout_s or narrow the "
+        "window; #incidents: not read: stopped reading after 0.5 s (the call's time budget); raise "
+        "chat[0].timeout_s or narrow the window")
+
+
 def test_a_channel_the_bot_is_not_in_is_named_while_others_answer(slack: FakeSlack) -> None:
     slack.add_channel("C0SECRET1", "secret", is_member=False)
     got = provider(channels=["#incidents", "#secret", "#nope"]).call("chat.search", text="502", **WINDOW)
