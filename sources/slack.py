@@ -15,10 +15,10 @@ Slack rate-limits it) is named in the result's ``missing_sources`` while the oth
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.error import URLError
 from urllib.parse import parse_qs, urlparse
@@ -53,6 +53,18 @@ _NOISE = frozenset({"channel_join", "channel_leave", "channel_topic", "channel_p
 
 class _ChannelFailed(Exception):
     """One channel could not be read; the others still can (``message`` says what to do)."""
+
+
+@dataclass
+class _Budget:
+    """One ``chat.search`` call's bounds: its deadline (monotonic seconds) and users.info look-ups so far."""
+
+    deadline: float
+    lookups: int = 0
+
+    def late(self) -> bool:
+        """Whether the call has used its time: stop reading and say so."""
+        return time.monotonic() >= self.deadline
 
 
 class SlackProvider(Provider):
@@ -106,7 +118,6 @@ class SlackProvider(Provider):
                                 retry_handlers=[])
         self._resolved: dict[str, tuple[str, str]] = {}
         self._users: dict[str, str] = {}
-        self._deadline = math.inf
 
     def _opt_bool(self, key: str, default: bool) -> bool:
         value = self.settings.get(key, default)
@@ -193,10 +204,6 @@ class SlackProvider(Provider):
             return self._failure(method, where, f"Slack answered HTTP {status} ({error}); try again later")
         return self._failure(method, where, f"Slack answered {error or f'HTTP {status}'}")
 
-    def _late(self) -> bool:
-        """Whether this call has used its time budget (``timeout_s`` in all): stop reading, say so."""
-        return time.monotonic() >= self._deadline
-
     def _late_note(self) -> str:
         return (f"stopped reading after {self.timeout_s:g} s (the call's time budget); raise {self.where}.timeout_s "
                 "or narrow the window")
@@ -242,7 +249,7 @@ class SlackProvider(Provider):
         return (f"{self.label}: cannot read {channel}: no such channel visible to the bot; check "
                 f"{self.where}.channels (invite the bot to private channels)")
 
-    def _user(self, raw: dict[str, Any], lookups: list[int]) -> str | None:
+    def _user(self, raw: dict[str, Any], budget: _Budget) -> str | None:
         uid = raw.get("user")
         if not isinstance(uid, str) or not uid:
             profile = raw.get("bot_profile") or {}
@@ -250,9 +257,9 @@ class SlackProvider(Provider):
         if not self.resolve_users:
             return uid
         if uid not in self._users:
-            if lookups[0] >= MAX_USER_LOOKUPS or self._late():
+            if budget.lookups >= MAX_USER_LOOKUPS or budget.late():
                 return uid
-            lookups[0] += 1
+            budget.lookups += 1
             try:
                 user = self._api("users.info", user=uid).get("user") or {}
             except (_ChannelFailed, SourceError):
@@ -290,24 +297,23 @@ class SlackProvider(Provider):
         if t0 >= t1:
             return {"messages": []}
         # Many channels, pages and threads could outlast the gateway's bound: the call gets one budget.
-        self._deadline = time.monotonic() + self.timeout_s
+        budget = _Budget(time.monotonic() + self.timeout_s)
         if self.use_search:
-            return self._search(needle, only, t0, t1)
+            return self._search(needle, only, t0, t1, budget)
         found, missing = self._channels()
         if only is not None:
             key = only.lstrip("#")
             found = [(cid, name) for cid, name in found if key in (cid, name)]
             missing = [c for c in missing if c.lstrip("#") == key]
-        lookups = [0]
         rows: list[tuple[float, dict[str, Any]]] = []
         notes: list[str] = [self._not_found(c) for c in missing]
         truncated: list[str] = []
         for cid, name in found:
-            if self._late():
+            if budget.late():
                 truncated.append(f"#{name}: not read: {self._late_note()}")
                 continue
             try:
-                raws, cut = self._history(cid, name, t0, t1)
+                raws, cut = self._history(cid, name, t0, t1, budget)
             except _ChannelFailed as exc:
                 notes.append(str(exc))
                 continue
@@ -317,7 +323,7 @@ class SlackProvider(Provider):
                 truncated.append(f"#{name}: read the newest {self.max_messages} messages of the window "
                                  f"(raise {self.where}.max_messages or narrow the window)")
             for raw in raws:
-                row = self._message(raw, name, t0, t1, needle, lookups)
+                row = self._message(raw, name, t0, t1, needle, budget)
                 if row is not None:
                     rows.append(row)
         if notes and len(notes) == len(found) + len(missing):
@@ -329,14 +335,14 @@ class SlackProvider(Provider):
             result["missing_sources"] = [f"{n.split(': ', 1)[0]} ({cap} failed: {n.split(': ', 1)[1]})" for n in notes]
         return result
 
-    def _history(self, cid: str, name: str, t0: float, t1: float) -> tuple[list[dict[str, Any]], bool | str]:
+    def _history(self, cid: str, name: str, t0: float, t1: float, budget: _Budget) -> tuple[list[dict[str, Any]], bool | str]:
         """Up to ``max_messages`` raw messages of one channel in the window (threads included), and whether
         more were left (True: the cap; ``"late"``: the time budget)."""
         out: list[dict[str, Any]] = []
         cursor = None
         window = {"oldest": f"{t0:.6f}", "latest": f"{t1:.6f}", "inclusive": True}
         while True:
-            if out and self._late():
+            if out and budget.late():
                 return out, "late"
             page = self._api("conversations.history", about=name, channel=cid, limit=min(PAGE_SIZE, self.max_messages - len(out)),
                              cursor=cursor, **window)
@@ -356,7 +362,7 @@ class SlackProvider(Provider):
                     left = self.max_messages - len(out)
                     if left <= 0:
                         return out, True
-                    if self._late():
+                    if budget.late():
                         return out, "late"
                     page = self._api("conversations.replies", about=name, channel=cid, ts=parent["ts"],
                                      limit=min(PAGE_SIZE, left + 1), cursor=cursor, **window)
@@ -371,7 +377,7 @@ class SlackProvider(Provider):
         return out, False
 
     def _message(self, raw: dict[str, Any], channel: str, t0: float, t1: float, needle: str,
-                 lookups: list[int]) -> tuple[float, dict[str, Any]] | None:
+                 budget: _Budget) -> tuple[float, dict[str, Any]] | None:
         """``(epoch, contract message)`` or None when outside the window, filtered out or housekeeping."""
         try:
             epoch = float(raw.get("ts") or "")
@@ -385,7 +391,7 @@ class SlackProvider(Provider):
                             if isinstance(a, dict)).strip()
         if needle and needle not in body.lower():
             return None
-        msg: dict[str, Any] = {"ts": iso(epoch), "channel": f"#{channel}", "user": self._user(raw, lookups),
+        msg: dict[str, Any] = {"ts": iso(epoch), "channel": f"#{channel}", "user": self._user(raw, budget),
                                "text": body}
         thread = raw.get("thread_ts")
         if thread and thread != raw.get("ts"):
@@ -395,7 +401,7 @@ class SlackProvider(Provider):
                 pass
         return epoch, msg
 
-    def _search(self, needle: str, only: str | None, t0: float, t1: float) -> dict[str, Any]:
+    def _search(self, needle: str, only: str | None, t0: float, t1: float, budget: _Budget) -> dict[str, Any]:
         """``chat.search`` through search.messages (a user token): Slack's index, then the exact filters here."""
         words = re.sub(r'["\s]+', " ", needle).strip()
         parts = [f'"{words}"'] if words else []
@@ -405,11 +411,10 @@ class SlackProvider(Provider):
         parts.append("after:" + time.strftime("%Y-%m-%d", time.gmtime(t0 - 86400)))
         parts.append("before:" + time.strftime("%Y-%m-%d", time.gmtime(t1 + 86400)))
         allowed = {c.lstrip("#") for c in self.channels}
-        lookups = [0]
         rows: list[tuple[float, dict[str, Any]]] = []
         page_no, read, cut = 1, 0, False
         while True:
-            if page_no > 1 and self._late():
+            if page_no > 1 and budget.late():
                 cut = True
                 break
             page = self._api("search.messages", query=" ".join(parts), count=SEARCH_PAGE_SIZE, page=page_no,
@@ -428,7 +433,7 @@ class SlackProvider(Provider):
                 item = dict(raw)
                 if link_thread and not item.get("thread_ts"):
                     item["thread_ts"] = link_thread[0]
-                row = self._message(item, name, t0, t1, needle, lookups)
+                row = self._message(item, name, t0, t1, needle, budget)
                 if row is not None:
                     rows.append(row)
             pages = int((block.get("paging") or {}).get("pages") or 1)
