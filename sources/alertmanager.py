@@ -215,7 +215,8 @@ class AlertmanagerProvider(Provider):
                               f"{self.where}.url points at Alertmanager")
         version = status["versionInfo"].get("version") or "?"
         cluster = (status.get("cluster") or {}).get("status")
-        count = len(self._alerts([]))
+        # Silenced and inhibited alerts are listed too, but only the firing ones are "active" to an operator.
+        count = sum(1 for a in self._alerts([]) if (a.get("status") or {}).get("state", "active") == "active")
         where = f" (cluster {cluster})" if cluster and cluster != "disabled" else ""
         return f"Alertmanager {version}{where}, {count} active alert{'s' if count != 1 else ''}"
 

@@ -55,6 +55,10 @@ class _ChannelFailed(Exception):
     """One channel could not be read; the others still can (``message`` says what to do)."""
 
 
+class _MissingScope(SourceError):
+    """The token lacks a scope the method needs (the message names it)."""
+
+
 @dataclass
 class _Budget:
     """One ``chat.search`` call's bounds: its deadline (monotonic seconds) and users.info look-ups so far."""
@@ -118,6 +122,7 @@ class SlackProvider(Provider):
                                 retry_handlers=[])
         self._resolved: dict[str, tuple[str, str]] = {}
         self._users: dict[str, str] = {}
+        self._why: dict[str, str] = {}
 
     def _opt_bool(self, key: str, default: bool) -> bool:
         value = self.settings.get(key, default)
@@ -190,8 +195,8 @@ class SlackProvider(Provider):
                                f"{self.where}.token: {{env: SLACK_USER_TOKEN}} or use_search: false")
         if error == "missing_scope":
             needed = exc.response.get("needed") if exc.response is not None else None
-            return SourceError(f"{self.label}: {method}: the token lacks the scope {needed or '?'}; add it to the "
-                               "Slack app and reinstall it")
+            return _MissingScope(f"{self.label}: {method}: the token lacks the scope {needed or '?'}; add it to the "
+                                 "Slack app and reinstall it")
         if error == "not_in_channel":
             return self._failure(method, where, f"the bot is not in it; invite the bot to {where} (/invite @bot)")
         if error == "channel_not_found":
@@ -220,9 +225,17 @@ class SlackProvider(Provider):
         if wanted:
             by_id: dict[str, str] = {}
             cursor = None
+            types = "public_channel,private_channel"
             for _ in range(MAX_LIST_PAGES):
-                page = self._api("conversations.list", types="public_channel,private_channel", exclude_archived=True,
-                                 limit=PAGE_SIZE, cursor=cursor)
+                try:
+                    page = self._api("conversations.list", types=types, exclude_archived=True, limit=PAGE_SIZE,
+                                     cursor=cursor)
+                except _MissingScope:
+                    if types == "public_channel" or cursor:
+                        raise
+                    # A bot given channels:read but not groups:read still reads its public channels.
+                    types = "public_channel"
+                    continue
                 for ch in page.get("channels") or []:
                     if isinstance(ch, dict) and ch.get("id") and ch.get("name"):
                         by_id[str(ch["id"])] = str(ch["name"])
@@ -239,6 +252,9 @@ class SlackProvider(Provider):
                 elif _CHANNEL_ID.match(c):
                     try:  # a private channel or DM the list did not show us
                         info = self._api("conversations.info", about=c, channel=c)
+                    except _MissingScope:
+                        self._why[c] = "the token lacks groups:read (needed for private channels); add it to the app"
+                        continue
                     except _ChannelFailed:
                         continue
                     self._resolved[c] = (c, str((info.get("channel") or {}).get("name") or c))
@@ -246,8 +262,9 @@ class SlackProvider(Provider):
         return found, [c for c in self.channels if c not in self._resolved]
 
     def _not_found(self, channel: str) -> str:
-        return (f"{self.label}: cannot read {channel}: no such channel visible to the bot; check "
-                f"{self.where}.channels (invite the bot to private channels)")
+        why = self._why.get(channel) or (f"no such channel visible to the bot; check {self.where}.channels (invite "
+                                         "the bot to private channels)")
+        return f"{self.label}: cannot read {channel}: {why}"
 
     def _user(self, raw: dict[str, Any], budget: _Budget) -> str | None:
         uid = raw.get("user")

@@ -62,6 +62,7 @@ class FakeSlack:
         self.rate_limited: list[dict[str, Any]] = []
         self.channels: dict[str, dict[str, Any]] = {}
         self.valid_tokens: set[str] | None = None
+        self.scopes: set[str] | None = None  # when set, conversations.list checks channels:read / groups:read
         self.delays: dict[str, float] = {}  # Web API method -> seconds to wait before answering (slow Slack)
         self._token = ""
         self.throttled_calls = 0
@@ -421,6 +422,11 @@ class FakeSlack:
     def _m_conversations_list(self, a: dict) -> dict:
         ordered = sorted(self.channels.values(), key=lambda c: c["id"])
         types = str(a.get("types") or "public_channel").split(",")
+        if self.scopes is not None:
+            for kind, scope in (("public_channel", "channels:read"), ("private_channel", "groups:read")):
+                if kind in types and scope not in self.scopes:
+                    return {"ok": False, "error": "missing_scope", "needed": scope,
+                            "provided": ",".join(sorted(self.scopes))}
         ordered = [c for c in ordered if ("private_channel" if c["is_private"] else "public_channel") in types]
         start = int(str(a.get("cursor") or "chan:0").removeprefix("chan:") or 0)
         limit = int(a.get("limit") or 100)
@@ -432,6 +438,9 @@ class FakeSlack:
         channel = self.channels.get(a.get("channel", ""))
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
+        scope = "groups:read" if channel["is_private"] else "channels:read"
+        if self.scopes is not None and scope not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": scope, "provided": ",".join(sorted(self.scopes))}
         return {"ok": True, "channel": dict(channel)}
 
     def _m_search_messages(self, a: dict) -> dict:

@@ -143,6 +143,21 @@ def test_check_names_version_and_count(am: Alertmanager) -> None:
     assert provider(am.url).check() == "Alertmanager 0.25.0, 4 active alerts"
 
 
+def test_silenced_alerts_are_listed_unless_told_not_to(am: Alertmanager) -> None:
+    want = expected(am)
+    silence = am.client.post("/api/v2/silences", json={
+        "matchers": [{"name": "alertname", "value": "TargetDown", "isRegex": False, "isEqual": True}],
+        "startsAt": iso(NOW - 60), "endsAt": iso(NOW + 3600), "createdBy": "tests", "comment": "known"})
+    assert silence.status_code == 200, silence.text
+    try:
+        assert provider(am.url).call("alerts.list", service="inventory") == {"alerts": [want["TargetDown"]]}
+        assert provider(am.url, silenced=False).call("alerts.list", service="inventory") == {"alerts": []}
+        assert provider(am.url).check() == "Alertmanager 0.25.0, 3 active alerts"
+    finally:
+        am.client.delete(f"/api/v2/silence/{silence.json()['silenceID']}")
+    assert provider(am.url).check() == "Alertmanager 0.25.0, 4 active alerts"
+
+
 def test_bad_arguments_and_settings(am: Alertmanager) -> None:
     with pytest.raises(ToolArgumentError, match="not an ISO-8601 time"):
         provider(am.url).call("alerts.list", start="yesterday")

@@ -153,6 +153,17 @@ def test_a_channel_the_bot_is_not_in_is_named_while_others_answer(slack: FakeSla
         provider(channels=["#incidents", "#secret"]).check()
 
 
+def test_a_bot_without_private_channel_scopes_still_reads_public_ones(slack: FakeSlack) -> None:
+    slack.scopes = {"channels:read", "channels:history", "users:read"}
+    got = provider().call("chat.search", text="502", **WINDOW)
+    assert got["messages"] == [ALL[1], ALL[5]]
+    assert got["missing_sources"] == [f"slack {slack.api_url} (chat.search failed: cannot read C0PAYMNTS: the token "
+                                      "lacks groups:read (needed for private channels); add it to the app)"]
+    slack.scopes = {"users:read"}
+    with pytest.raises(SourceError, match="conversations.list: the token lacks the scope channels:read; add it"):
+        provider().call("chat.search", **WINDOW)
+
+
 def test_rate_limits_are_waited_out_once_when_short(slack: FakeSlack) -> None:
     slack.rate_limit("conversations.history", 1, retry_after=1)
     started = time.monotonic()
