@@ -199,4 +199,4 @@ def test_slow_source_times_out() -> None:
         started = time.monotonic()
         with pytest.raises(SourceError, match="timed out; raise timeout_s"):
             provider(srv.url, timeout_s=0.3).call("alerts.list")
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1.9  # the stand-in answers after 2 s

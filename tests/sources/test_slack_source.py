@@ -126,14 +126,16 @@ def test_pages_by_cursor_and_caps_with_a_truncated_note(slack: FakeSlack) -> Non
 def test_one_time_budget_per_call(slack: FakeSlack) -> None:
     for n in range(450):
         slack.add_message("C0RANDOM1", f"noise {n}", ts=ts(1000 + n), user="U1")
-    slack.delays["conversations.history"] = 0.3
+    slack.delays["conversations.history"] = 0.6
     started = time.monotonic()
-    got = provider(channels=["#random", "#incidents"], timeout_s=0.5).call("chat.search", **WINDOW)
-    assert time.monotonic() - started < 1.2
-    assert len(got["messages"]) == 400
+    got = provider(channels=["#random", "#incidents"], timeout_s=1.0).call("chat.search", **WINDOW)
+    assert time.monotonic() - started < 3.0
+    # Pages of 200, newest first: one or two of the three fit in the budget (two unless the machine is busy).
+    assert len(got["messages"]) in (200, 400)
+    assert [m["text"] for m in got["messages"]][-1] == "noise 449"
     assert got["truncated"] == (
-        "#random: stopped reading after 0.5 s (the call's time budget); raise chat[0].timeout_s or narrow the "
-        "window; #incidents: not read: stopped reading after 0.5 s (the call's time budget); raise "
+        "#random: stopped reading after 1 s (the call's time budget); raise chat[0].timeout_s or narrow the "
+        "window; #incidents: not read: stopped reading after 1 s (the call's time budget); raise "
         "chat[0].timeout_s or narrow the window")
 
 
@@ -236,4 +238,4 @@ def test_unreachable_garbage_500_and_slow(monkeypatch: pytest.MonkeyPatch) -> No
         started = time.monotonic()
         with pytest.raises(SourceError, match="conversations.list timed out after 0.3 s; raise chat\\[0\\].timeout_s"):
             provider(url=srv.url + "/api/", timeout_s=0.3).call("chat.search", **WINDOW)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1.9  # the stand-in answers after 2 s
