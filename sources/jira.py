@@ -129,8 +129,9 @@ class JiraProvider(Provider):
             return SourceError(f"{self.label}: {what}: HTTP {status} (Jira refused {self.user}); check JIRA_USER / "
                                "JIRA_API_TOKEN (or the entry's user:/token:)")
         if status == 429:
-            after = (exc.response.headers.get("Retry-After") if exc.response is not None else None) or "a while"
-            return SourceError(f"{self.label}: {what}: rate limited by Jira; retry after {after} s")
+            after = exc.response.headers.get("Retry-After") if exc.response is not None else None
+            when = f"retry after {after} s" if after else "retry in a minute"
+            return SourceError(f"{self.label}: {what}: rate limited by Jira; {when}")
         if status == 400:
             return SourceError(f"{self.label}: {what}: Jira rejected the query: {text}")
         if status is None or status == 404:
