@@ -65,7 +65,7 @@ class _FileIndex:
     #: the window actually read: lines before ``from_ts`` / from ``until_ts`` on were not read
     from_ts: float = float("-inf")
     until_ts: float = float("inf")
-    cut: str = ""
+    cut: str = ""  # the bound that cut the read short: max_lines or max_bytes ("" when whole)
     bytes_read: int = 0
     key: tuple[Any, ...] = ()
 
@@ -74,7 +74,7 @@ class _FileIndex:
 class _Budget:
     lines: int
     bytes: int
-    notes: list[str] = field(default_factory=list)
+    cuts: list[tuple[str, str]] = field(default_factory=list)  # (bound, file name)
 
 
 class FileLogsProvider(Provider):
@@ -138,21 +138,21 @@ class FileLogsProvider(Provider):
     def logs_search(self, service: Any = None, level: Any = None, levels: Any = None, start: Any = None,
                     end: Any = None, text: Any = None, limit: Any = None, cursor: Any = None) -> dict[str, Any]:
         """The contract's ``logs.search`` (see :class:`sandbox.tools.WorldTools`), plus ``truncated`` when bounded."""
-        view, notes = self._view("logs.search", service, start, end)
+        view, note = self._view("logs.search", service, start, end)
         result = view.call("logs.search", service=service, level=level, levels=levels, start=start, end=end,
                            text=text, limit=limit, cursor=cursor)
-        if notes:
-            result["truncated"] = "; ".join(notes)
+        if note:
+            result["truncated"] = note
         return result
 
     def logs_counts(self, service: Any = None, level: Any = None, levels: Any = None, text: Any = None,
                     start: Any = None, end: Any = None, step_s: Any = None, group_by: Any = None) -> dict[str, Any]:
         """The contract's ``logs.counts`` (buckets aligned to multiples of ``step_s``), plus ``truncated``."""
-        view, notes = self._view("logs.counts", service, start, end)
+        view, note = self._view("logs.counts", service, start, end)
         result = view.call("logs.counts", service=service, level=level, levels=levels, text=text, start=start,
                            end=end, step_s=step_s, group_by=group_by)
-        if notes:
-            result["truncated"] = "; ".join(notes)
+        if note:
+            result["truncated"] = note
         return result
 
     def check(self) -> str:
@@ -164,7 +164,7 @@ class FileLogsProvider(Provider):
         lines = sum(len(idx.lines) for _, idx in indexes)
         bad = sum(idx.bad for _, idx in indexes)
         skipped = f" ({bad} lines skipped: not {self.format})" if bad else ""
-        cut = f"; {'; '.join(budget.notes)}" if budget.notes else ""
+        cut = f"; {self._note(budget)}" if budget.cuts else ""
         return f"{len(files)} files, {len(services)} services, {lines} lines{skipped}{cut}"
 
     # ------------------------------------------------------------ files
@@ -222,7 +222,16 @@ class FileLogsProvider(Provider):
 
     # ------------------------------------------------------------ the merged view
 
-    def _view(self, cap: str, service: Any, start: Any, end: Any) -> tuple[WorldTools, list[str]]:
+    def _note(self, budget: _Budget) -> str:
+        """One ``truncated`` note for the files a query could not read whole."""
+        bounds = sorted({bound for bound, _ in budget.cuts})
+        names = sorted({name for _, name in budget.cuts})
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        limits = " and ".join(f"{b} {getattr(self, b)}" for b in bounds)
+        return (f"{self.label}: read only part of {shown} ({limits} per query); narrow the window or raise "
+                f"{self.where}.{bounds[0]}")
+
+    def _view(self, cap: str, service: Any, start: Any, end: Any) -> tuple[WorldTools, str]:
         """The reference query engine over the files this query needs, and the bound notes."""
         svc = _arg_str(cap, "service", service)
         t0, t1 = _arg_time(cap, "start", start), _arg_time(cap, "end", end)
@@ -234,13 +243,13 @@ class FileLogsProvider(Provider):
             view = self._views.get(key)
             if view is not None:
                 self._views.move_to_end(key)
-                return view, budget.notes
+                return view, self._note(budget) if budget.cuts else ""
         view = WorldTools(_world([idx for _, _, idx in indexes], self.pattern_path))
         with self._lock:
             self._views[key] = view
             while len(self._views) > _CACHE_VIEWS:
                 self._views.popitem(last=False)
-        return view, budget.notes
+        return view, self._note(budget) if budget.cuts else ""
 
     # ------------------------------------------------------------ one file
 
@@ -278,7 +287,7 @@ class FileLogsProvider(Provider):
         lo = t0 if t0 is not None else float("-inf")
         hi = t1 if t1 is not None else float("inf")
         if idx.cut and (lo < idx.from_ts or hi > idx.until_ts):
-            budget.notes.append(idx.cut)
+            budget.cuts.append((idx.cut, path.name))
         return idx
 
     def _cached(self, key: tuple[Any, ...]) -> _FileIndex | None:
@@ -380,16 +389,13 @@ class FileLogsProvider(Provider):
             times = [times[i] for i in order]
             lines = [lines[i] for i in order]
         idx.times, idx.lines = times, lines
-        where = f" from byte {offset}" if offset else ""
         if offset > 0 and times:
             idx.from_ts = times[0]
         if stopped_at is not None or more_bytes:
             idx.until_ts = times[-1] if times else float("-inf")
-            bound = f"max_lines {max_lines}" if stopped_at is not None else f"max_bytes {max_bytes}"
-            idx.cut = (f"{path}: read {len(lines)} lines{where} ({bound}); narrow the window or raise "
-                       f"{self.where}.{bound.split()[0]}")
+            idx.cut = "max_lines" if stopped_at is not None else "max_bytes"
         elif offset > 0:
-            idx.cut = f"{path}: read from byte {offset} (the window's start) of a file larger than max_bytes"
+            idx.cut = "max_bytes"  # entered at the window's start: what lies before it was not read
         return idx
 
     def _records_fast(self, raw_lines: list[str], max_lines: int) -> list[Any] | None:
