@@ -110,6 +110,27 @@ def regex_literal(text: str) -> str:
     return "".join(out)
 
 
+def encoded_literal(text: str) -> str:
+    """An RE2 regex matching ``text`` as it may stand in a JSON or logfmt line: raw or escaped.
+
+    A line filter runs on the raw line, where a JSON writer has turned ``"`` into ``\\"``, a newline
+    into ``\\n`` and perhaps ``ü`` into ``\\u00fc``; each such character matches any of its forms. The
+    regex may match a little more than the text (the parsed message is then checked exactly), never less.
+    """
+    out = []
+    for ch in text:
+        forms = {ch, json.dumps(ch)[1:-1], json.dumps(ch, ensure_ascii=False)[1:-1]}
+        if ch == "/":
+            forms.add("\\/")
+        if ord(ch) > 0x7F:  # the other case's escape too: (?i) folds letters, not \u escapes of them
+            forms |= {json.dumps(ch.lower())[1:-1], json.dumps(ch.upper())[1:-1]}
+        if len(forms) == 1:
+            out.append(regex_literal(ch))
+        else:
+            out.append("(?:" + "|".join(regex_literal(f) for f in sorted(forms)) + ")")
+    return "".join(out)
+
+
 def _duration_s(value: Any, where: str) -> float:
     """Seconds from ``3600``, ``"90s"``, ``"15m"``, ``"3h"``, ``"7d"``."""
     if isinstance(value, bool):
@@ -336,7 +357,8 @@ class LokiProvider(Provider):
         if wanted is None and not by_level and mode != "label":
             mode = "none"  # no level asked for: no parse stage for it
         if needle:
-            stages.append("|~ " + logql_string("(?i)" + regex_literal(needle)))
+            literal = regex_literal(needle) if self.line_format == "raw" else encoded_literal(needle)
+            stages.append("|~ " + logql_string("(?i)" + literal))
         parse = self.line_format if (needle and self.line_format != "raw") else None
         if mode in ("json", "logfmt"):
             parse = mode
@@ -534,7 +556,7 @@ class LokiProvider(Provider):
         total: int | None = state["total"] if state else None
         end_ns = end_ms * _MS
         lines: list[dict[str, Any]] = []
-        done = capped = False
+        done = capped = jumped = False
         while len(lines) < want:
             if pages >= self.max_pages:
                 capped = True
@@ -547,14 +569,15 @@ class LokiProvider(Provider):
                 # More lines share one timestamp than one request returns: step past it, and say so.
                 notes.append(f"{self.label}: more than {self.max_entries} lines at {iso(from_ns / _NS)}; some were "
                              "left out (raise max_entries if Loki allows more)")
-                from_ns, skip = from_ns + 1, Counter()
+                from_ns, skip, jumped = from_ns + 1, Counter(), True
                 continue
             entries, ask = self._entries(query, from_ns, end_ns, ask)
             pages += 1
             fresh = []
+            pending = Counter(skip)  # every entry at from_ns already sent comes back: pass over each once
             for entry in entries:
-                if entry[0] == from_ns and skip[entry[2]] > 0:
-                    skip[entry[2]] -= 1
+                if entry[0] == from_ns and pending[entry[2]] > 0:
+                    pending[entry[2]] -= 1
                     continue
                 fresh.append(entry)
             taken = fresh[:need]
@@ -571,7 +594,8 @@ class LokiProvider(Provider):
             from_ns = last
             skip.update(e[2] for e in taken if e[0] == last)
         if total is None:
-            total = len(lines) if done else self._total(query, start_ms, end_ms)
+            # a query read whole in this one call counted itself; any other asks Loki to count
+            total = len(lines) if done and not jumped else self._total(query, start_ms, end_ms)
         next_cursor = None
         if not done and not capped:
             next_cursor = self._encode_cursor({"t": from_ns, "skip": dict(+skip), "pages": pages, "total": total,

@@ -314,9 +314,13 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def _path(doc: Any, path: str) -> Any:
-    for part in re.findall(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|([^.\[\]]+)', path):
-        key, index, name = part
+def _path_parts(path: str) -> list[tuple[str, str, str]]:
+    """A json extraction path (``a.b``, ``a[0]``, ``["a.b"]``) as its steps."""
+    return re.findall(r'\["((?:[^"\\]|\\.)*)"\]|\[(\d+)\]|([^.\[\]]+)', path)
+
+
+def _path(doc: Any, parts: list[tuple[str, str, str]]) -> Any:
+    for key, index, name in parts:
         if index:
             doc = doc[int(index)] if isinstance(doc, list) and int(index) < len(doc) else None
         else:
@@ -327,6 +331,8 @@ def _path(doc: Any, path: str) -> Any:
 
 
 def _json_stage(params: list[tuple[str, str]]) -> Callable[[str, dict[str, str]], bool]:
+    paths = [(name, _path_parts(path)) for name, path in params]
+
     def run(line: str, labels: dict[str, str]) -> bool:
         original = frozenset(labels)
         try:
@@ -337,9 +343,9 @@ def _json_stage(params: list[tuple[str, str]]) -> Callable[[str, dict[str, str]]
             labels["__error__"] = "JSONParserErr"
             labels["__error_details__"] = str(exc)[:100]
             return True
-        if params:
-            for name, path in params:
-                value = _path(doc, path)
+        if paths:
+            for name, parts in paths:
+                value = _path(doc, parts)
                 if value is not None:
                     _add(labels, name, _text(value), original)
             return True
@@ -558,35 +564,34 @@ class FakeLoki(LoopbackServer):
     def _streams(self, query: _LogQuery, start: int, end: int, limit: int, direction: str) -> list[dict[str, Any]]:
         entries = self._select(query, start, end)
         entries.sort(key=lambda e: (e[0], e[1], e[2]), reverse=direction == "backward")
-        grouped: dict[str, dict[str, Any]] = {}
+        grouped: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
         for ns, _, _, labels, line in entries[:limit]:
-            mark = json.dumps(sorted(labels.items()))
-            grouped.setdefault(mark, {"stream": labels, "values": []})["values"].append([str(ns), line])
+            stream = grouped.setdefault(tuple(sorted(labels.items())), {"stream": labels, "values": []})
+            stream["values"].append([str(ns), line])
         return list(grouped.values())
 
     def _matrix(self, query: _MetricQuery, start: int, end: int, step: int) -> list[dict[str, Any]]:
         entries = self._select(query.log, start - query.range_ns, end, closed=True)
-        by_series: dict[str, tuple[dict[str, str], list[int]]] = {}
+        by_series: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[int]]] = {}
         for ns, _, _, labels, _ in entries:
             if "__error__" in labels:
                 raise LogQLError(f"pipeline error: '{labels['__error__']}' for series: '{labels}'. Use a label filter "
                                  f"to intentionally skip this error. (e.g | __error__!=\"{labels['__error__']}\")")
-            mark = json.dumps(sorted(labels.items()))
-            by_series.setdefault(mark, (labels, []))[1].append(ns)
+            by_series.setdefault(tuple(sorted(labels.items())), (labels, []))[1].append(ns)
         for _, times in by_series.values():
             times.sort()
-        points: dict[str, tuple[dict[str, str], dict[int, int]]] = {}
-        t = start
-        while t <= end:
-            for labels, times in by_series.values():
-                n = bisect.bisect_right(times, t) - bisect.bisect_right(times, t - query.range_ns)
-                if not n:
-                    continue
-                group = {} if query.by is None else {k: labels[k] for k in query.by if labels.get(k)}
-                mark = json.dumps(sorted(group.items()))
-                series = points.setdefault(mark, (group, {}))[1]
-                series[t] = series.get(t, 0) + n
-            t += step
+        points: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], dict[int, int]]] = {}
+        last = (end - start) // step
+        for labels, times in by_series.values():
+            group = {} if query.by is None else {k: labels[k] for k in query.by if labels.get(k)}
+            series = points.setdefault(tuple(sorted(group.items())), (group, {}))[1]
+            for ns in times:
+                # the evaluations t = start + k*step whose window (t - range, t] holds ns: ns <= t < ns + range
+                first = max(0, -(-(ns - start) // step))
+                stop = min(last, -(-(ns + query.range_ns - start) // step) - 1)
+                for k in range(first, stop + 1):
+                    t = start + k * step
+                    series[t] = series.get(t, 0) + 1
         result = []
         for group, series in points.values():
             values = []
