@@ -68,6 +68,8 @@ class _FileIndex:
     cut: str = ""  # the bound that cut the read short: max_lines or max_bytes ("" when whole)
     bytes_read: int = 0
     key: tuple[Any, ...] = ()
+    clean_end: bool = True  # the bytes read ended with a newline (a growing file can be read on from there)
+    tail: bytes = b""  # the last bytes read: a file truncated and rewritten since does not end the same there
 
 
 @dataclass
@@ -127,6 +129,7 @@ class FileLogsProvider(Provider):
         self._service_re = self._compile_service_re() if self.per_service else None
         self._files: OrderedDict[tuple[Any, ...], _FileIndex] = OrderedDict()
         self._views: OrderedDict[tuple[Any, ...], WorldTools] = OrderedDict()
+        self._latest: dict[str, _FileIndex] = {}  # path -> its last whole index, to read a growing file on
         self._lock = threading.Lock()
 
     @property
@@ -265,6 +268,11 @@ class FileLogsProvider(Provider):
         if st.st_size <= budget.bytes or compressed:
             full_key = (*stamp, "full")
             idx = self._cached(full_key)
+            if idx is None and not compressed:
+                idx = self._grown(path, service, st, budget)
+                if idx is not None:
+                    idx.key = full_key
+                    self._store(idx)
             if idx is None or len(idx.lines) > budget.lines:
                 cut_key = (*stamp, "cut", budget.bytes, budget.lines)
                 idx = self._cached(cut_key)
@@ -297,9 +305,45 @@ class FileLogsProvider(Provider):
                 self._files.move_to_end(key)
             return idx
 
+    def _grown(self, path: Path, service: str | None, st: Any, budget: _Budget) -> _FileIndex | None:
+        """The index of a file that only grew since it was last read whole: the old lines plus the new ones.
+
+        Live logs are appended to between the calls of one investigation; reading only what was
+        added keeps those calls cheap. None when the file was replaced, truncated or last read cut.
+        """
+        with self._lock:
+            prev = self._latest.get(str(path))
+        if (prev is None or prev.cut or not prev.clean_end or prev.key[1] != st.st_ino
+                or not prev.bytes_read < st.st_size <= budget.bytes or len(prev.lines) > budget.lines):
+            return None
+        tail = self._parse(path, service, prev.bytes_read, budget.bytes - prev.bytes_read,
+                           budget.lines - len(prev.lines), False, aligned=True)
+        if tail.cut or self._bytes_at(path, prev.bytes_read - len(prev.tail), len(prev.tail)) != prev.tail:
+            return None
+        times, lines = prev.times + tail.times, prev.lines + tail.lines
+        if tail.times and prev.times and tail.times[0] < prev.times[-1]:
+            order = sorted(range(len(times)), key=times.__getitem__)
+            times, lines = [times[i] for i in order], [lines[i] for i in order]
+        merged = _FileIndex(times, lines, good=prev.good + tail.good, bad=prev.bad + tail.bad,
+                            bytes_read=prev.bytes_read + tail.bytes_read, clean_end=tail.clean_end,
+                            tail=(prev.tail + tail.tail)[-64:])
+        merged.bad_sample, merged.bad_lineno = (prev.bad_sample, prev.bad_lineno) if prev.bad else (
+            tail.bad_sample, prev.good + prev.bad + tail.bad_lineno)
+        return merged
+
+    def _bytes_at(self, path: Path, offset: int, size: int) -> bytes:
+        try:
+            with path.open("rb") as fh:
+                fh.seek(offset)
+                return fh.read(size)
+        except OSError:
+            return b""
+
     def _store(self, idx: _FileIndex) -> None:
         with self._lock:
             self._files[idx.key] = idx
+            if idx.key[-1] == "full" and not idx.cut:
+                self._latest[idx.key[0]] = idx
             while len(self._files) > _CACHE_FILES:
                 self._files.popitem(last=False)
 
@@ -341,8 +385,11 @@ class FileLogsProvider(Provider):
             raise SourceError(f"{self.label}: cannot read {path} ({exc.strerror}); check {self.where}.path") from None
 
     def _parse(self, path: Path, service: str | None, offset: int, max_bytes: int, max_lines: int,
-               compressed: bool) -> _FileIndex:
-        """Read and parse a file (from ``offset``, at most ``max_bytes`` / ``max_lines``) into a sorted index."""
+               compressed: bool, *, aligned: bool = False) -> _FileIndex:
+        """Read and parse a file (from ``offset``, at most ``max_bytes`` / ``max_lines``) into a sorted index.
+
+        ``aligned``: ``offset`` is known to start a line (else the first piece is dropped as a line's tail).
+        """
         try:
             if compressed:
                 with gzip.open(path, "rb") as gz:
@@ -359,9 +406,9 @@ class FileLogsProvider(Provider):
             data = data[:max_bytes]
             data = data[:data.rfind(b"\n") + 1]  # whole lines only
         raw_lines = data.decode("utf-8", "replace").split("\n")
-        if offset > 0 and raw_lines:
+        if offset > 0 and raw_lines and not aligned:
             raw_lines = raw_lines[1:]  # the first piece may be the tail of a line begun before the offset
-        idx = _FileIndex([], [], bytes_read=len(data))
+        idx = _FileIndex([], [], bytes_read=len(data), clean_end=not data or data.endswith(b"\n"), tail=data[-64:])
         records = self._records_fast(raw_lines, max_lines) if self.regex is None else None
         times: list[float] = []
         lines: list[dict[str, Any]] = []
@@ -389,12 +436,12 @@ class FileLogsProvider(Provider):
             times = [times[i] for i in order]
             lines = [lines[i] for i in order]
         idx.times, idx.lines = times, lines
-        if offset > 0 and times:
+        if offset > 0 and times and not aligned:
             idx.from_ts = times[0]
         if stopped_at is not None or more_bytes:
             idx.until_ts = times[-1] if times else float("-inf")
             idx.cut = "max_lines" if stopped_at is not None else "max_bytes"
-        elif offset > 0:
+        elif offset > 0 and not aligned:
             idx.cut = "max_bytes"  # entered at the window's start: what lies before it was not read
         return idx
 

@@ -278,11 +278,17 @@ def test_index_is_cached_until_the_file_changes(split: Path, tmp_path: Path) -> 
     logs.call("logs.counts", service="checkout")
     assert dict(logs._files) == cached  # same keys, same index objects: nothing re-read
     path = split / "checkout.jsonl"
-    with path.open("a") as fh:
+    first = logs._latest[str(path)].lines[0]
+    with path.open("a") as fh:  # a live log grows: only the new lines are read
         fh.write(json.dumps({"ts": "2026-02-15T13:59:59Z", "level": "FATAL", "message": "appended"}) + "\n")
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
     got = logs.call("logs.search", service="checkout", level="FATAL", limit=5)
     assert got["lines"][-1]["message"] == "appended"
+    assert logs._latest[str(path)].lines[0] is first and len(logs._latest[str(path)].lines) == 447
+    # truncated and rewritten longer (copytruncate): read again from the start
+    path.write_text("\n".join(json.dumps({"ts": "2026-02-15T12:00:00Z", "level": "WARN", "message": f"new {i}"})
+                              for i in range(2000)) + "\n")
+    assert logs.call("logs.search", service="checkout", limit=1)["total"] == 2000
 
 
 def test_rotated_files_are_read_when_asked(tmp_path: Path) -> None:
