@@ -221,10 +221,14 @@ def test_text_with_quotes_backticks_and_regex_cannot_break_or_change_the_query(f
         assert page["total"] == len(expected)
         counts = logs.call("logs.counts", **window, text=needle, group_by="none", step_s=60)
         assert sum(b["count"] for b in counts["buckets"]) == len(expected)
+    hostile_service = 'api"} or {service=~".+'
+    assert logs.call("logs.search", **window, service=hostile_service)["total"] == 0
+    assert logs.call("logs.search", **window, service="api")["total"] == len(messages)
     for query in fake.queries():
         parsed = parse_logql(query)  # every query the provider sent parses, with the one selector it meant
         log = parsed if not hasattr(parsed, "log") else parsed.log
-        assert [(m.name, m.op) for m in log.matchers] == [("service", "=~")]
+        assert [(m.name, m.op) for m in log.matchers] in ([("service", "=~")], [("service", "=")])
+        assert log.matchers[0].value in (".+", "api", hostile_service)
 
 
 def test_escaping_helpers_round_trip_through_the_parser() -> None:
@@ -390,3 +394,17 @@ def test_fine_steps_are_asked_in_chunks_loki_accepts(world_loki: FakeLoki, tmp_p
     assert got == reference.call("logs.counts", **WINDOW, group_by="none", step_s=1)
     steps = [r["params"]["step"] for r in world_loki.requests[before:] if "step" in r["params"]]
     assert steps == ["1", "1"]
+
+
+def test_without_start_the_window_is_the_lookback(fake: FakeLoki, tmp_path: Path) -> None:
+    import time
+
+    doc = parse_sources({"window": {"lookback": "2h"}, "logs": [{"kind": "loki", "url": fake.url}]},
+                        base_dir=tmp_path)
+    logs = build_provider(doc.entries[0], doc)
+    now_ns = time.time_ns()
+    fake.push({"service": "api"}, [(now_ns - 3 * 3600 * 10**9, "too old"), (now_ns - 60 * 10**9, "recent")])
+    page = logs.call("logs.search")
+    assert [x["message"] for x in page["lines"]] == ["recent"]
+    asked = [r["params"] for r in fake.requests if r["path"] == "/loki/api/v1/query_range"][-1]
+    assert abs(int(asked["end"]) - int(asked["start"]) - 2 * 3600 * 10**9) < 10**9
