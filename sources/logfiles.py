@@ -38,7 +38,7 @@ from store.errors import ConfigError
 
 #: Default bounds of one query.
 DEFAULT_MAX_LINES = 2_000_000
-DEFAULT_MAX_BYTES = 1 << 30
+DEFAULT_MAX_BYTES = 256 << 20  # about max_lines lines of a typical JSON log, held in memory while parsed
 #: A line like ``2026-02-20T08:00:01Z ERROR message...`` (also ``[ERROR]``, ``ERROR:``, a space for T, ms).
 DEFAULT_PATTERN = (
     r"^(?P<ts>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)\s+"
@@ -405,7 +405,7 @@ class FileLogsProvider(Provider):
         if more_bytes:
             data = data[:max_bytes]
             data = data[:data.rfind(b"\n") + 1]  # whole lines only
-        raw_lines = data.decode("utf-8", "replace").split("\n")
+        raw_lines = data.decode("utf-8", "replace").removeprefix("\ufeff").split("\n")
         if offset > 0 and raw_lines and not aligned:
             raw_lines = raw_lines[1:]  # the first piece may be the tail of a line begun before the offset
         idx = _FileIndex([], [], bytes_read=len(data), clean_end=not data or data.endswith(b"\n"), tail=data[-64:])
