@@ -12,7 +12,8 @@ LogQL documentation. It serves:
 The LogQL it understands is parsed, not pattern-matched: stream selectors with ``=``, ``!=``,
 ``=~``, ``!~`` (at least one matcher must not match the empty string, as Loki demands); line
 filters ``|=``, ``!=``, ``|~``, ``!~``; ``| json`` and ``| logfmt`` (with or without
-``name="path"`` extractions; a line that does not parse gets ``__error__``); ``| drop a, b``;
+``name="path"`` extractions; a line that is not JSON gets ``__error__``; logfmt is not strict, skipping
+what is not a pair, as Loki's default); ``| drop a, b``;
 label filters ``| name op "value"`` joined by ``and`` / ``or``; and the metric form
 ``sum [by (labels)] (count_over_time(<log query> [<duration>]))`` evaluated as Loki does (the
 range ``(t - range, t]`` at ``start``, ``start + step``, ... ``<= end``). Anything else is
@@ -373,10 +374,10 @@ def _logfmt_stage(params: list[tuple[str, str]]) -> Callable[[str, dict[str, str
         text = line.strip()
         while pos < len(text):
             m = _LOGFMT_PAIR.match(text, pos)
-            if m is None or m.end() == pos:
-                labels["__error__"] = "LogfmtParserErr"
-                labels["__error_details__"] = f"logfmt syntax error at pos {pos + 1}"
-                return True
+            if m is None or m.end() == pos:  # not strict (Loki's default): skip what is not a pair
+                nxt = text.find(" ", pos + 1)
+                pos = len(text) if nxt < 0 else nxt
+                continue
             value = m.group(2) or ""
             if value.startswith('"'):
                 value = json.loads(value)
