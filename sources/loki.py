@@ -9,11 +9,13 @@ Everything goes through ``GET /loki/api/v1/query_range`` (Loki HTTP API):
   pages of one query (its cursor chain) are capped by ``max_pages``; a query cut there says so
   in ``truncated``. ``total`` comes from ``sum(count_over_time(...[<window>]))`` evaluated once
   at the window's end (or from the page itself when it holds every line).
-* ``logs.counts`` — ``sum by (<service_label>[, <level>]) (count_over_time(... [<step>]))``
-  (a matrix). Loki counts the entries in ``(t - step, t]``; evaluating at ``bucket + step - 1ns``
-  makes that ``[bucket, bucket + step)`` for the contract's buckets (multiples of ``step_s``
-  since the epoch); partial buckets at the window's edges get their own narrower evaluation,
-  so ``start``/``end`` stay half-open.
+* ``logs.counts`` — ``sum by (<service_label>[, <level>]) (count_over_time(... [<step>] offset 1ms))``
+  (a matrix) evaluated at ``bucket + step``. Loki counts the entries in ``(t - offset - range,
+  t - offset]``; the 1 ms offset makes that ``[bucket, bucket + step)`` for timestamps of
+  millisecond precision, the contract's buckets (multiples of ``step_s`` since the epoch). The
+  evaluation times are multiples of the step, as Loki's query frontend would align them anyway.
+  Partial buckets at the window's edges get their own narrower evaluation, so ``start``/``end``
+  stay half-open.
 
 The pipeline: ``text`` is a case-insensitive line filter ``|~ "(?i)<text, regex-escaped>"``
 (text from outside is data: every regex metacharacter is escaped and the LogQL string quoted,
@@ -129,6 +131,17 @@ def encoded_literal(text: str) -> str:
         else:
             out.append("(?:" + "|".join(regex_literal(f) for f in sorted(forms)) + ")")
     return "".join(out)
+
+
+def _range(range_ms: int) -> str:
+    """The range of a count ending at an evaluation time t, as ``[start, t)`` rather than Loki's ``(start, t]``.
+
+    Loki counts the entries in ``(t - offset - range, t - offset]``; an offset of 1 ms makes that
+    ``[t - range, t)`` for timestamps of millisecond precision (an entry less than 1 ms before a
+    boundary lands in the later bucket). Evaluation times themselves cannot be nudged instead: the
+    query frontend aligns them to multiples of the step.
+    """
+    return f"[{range_ms}ms] offset 1ms"
 
 
 def _duration_s(value: Any, where: str) -> float:
@@ -439,18 +452,18 @@ class LokiProvider(Provider):
         if last_full >= first_full and last_full < end_ms and last_full >= start_ms:
             edges.append((last_full, end_ms))
         for lo, hi in edges:
-            at_ns = hi * _MS - 1
-            for labels, values in self._matrix(query_of(hi - lo), at_ns, at_ns, max(1, hi - lo)):
+            # one evaluation at hi: a 1 ms step keeps the query frontend's alignment from moving it
+            for labels, values in self._matrix(query_of(hi - lo), hi * _MS, hi * _MS, 1):
                 out.extend(((lo // step_ms) * step_ms, labels, n) for _, n in values)
-        # The whole buckets: evaluated at bucket + step - 1ns, in chunks of at most MAX_POINTS.
+        # The whole buckets: evaluated at bucket + step (multiples of step: the frontend leaves them be),
+        # in chunks of at most MAX_POINTS.
         bucket = first_full
         while bucket < last_full:
             chunk_end = min(last_full, bucket + MAX_POINTS * step_ms)
-            first_ns = (bucket + step_ms) * _MS - 1
-            last_ns = chunk_end * _MS - 1
-            for labels, values in self._matrix(query_of(step_ms), first_ns, last_ns, step_ms):
+            first_ms = bucket + step_ms
+            for labels, values in self._matrix(query_of(step_ms), first_ms * _MS, chunk_end * _MS, step_ms):
                 for at_ms, n in values:
-                    k = round((at_ms - (first_ns // _MS)) / step_ms)
+                    k = round((at_ms - first_ms) / step_ms)
                     out.append((bucket + k * step_ms, labels, n))
             bucket = chunk_end
         return out
@@ -477,12 +490,11 @@ class LokiProvider(Provider):
         return series
 
     def _total(self, query: str, start_ms: int, end_ms: int) -> int:
-        """How many entries the log query ``query`` has in ``[start_ms, end_ms)``: one evaluation at ``end - 1ns``."""
+        """How many entries the log query ``query`` has in ``[start_ms, end_ms)``: one evaluation at ``end``."""
         if end_ms <= start_ms:
             return 0
-        at_ns = end_ms * _MS - 1
-        metric = f"sum(count_over_time({query} [{end_ms - start_ms}ms]))"
-        return sum(n for _, values in self._matrix(metric, at_ns, at_ns, end_ms - start_ms) for _, n in values)
+        metric = f"sum(count_over_time({query} {_range(end_ms - start_ms)}))"
+        return sum(n for _, values in self._matrix(metric, end_ms * _MS, end_ms * _MS, 1) for _, n in values)
 
     # ------------------------------------------------------------ capabilities
 
@@ -514,7 +526,7 @@ class LokiProvider(Provider):
 
         def query_of(range_ms: int) -> str:
             inner = f"{selector} {pipeline}".strip()
-            return f"sum{grouping}(count_over_time({inner} [{range_ms}ms]))"
+            return f"sum{grouping}(count_over_time({inner} {_range(range_ms)}))"
 
         counts: Counter[tuple[Any, ...]] = Counter()
         for bucket_ms, labels, n in self._count(query_of, start_ms, end_ms, step * 1000):

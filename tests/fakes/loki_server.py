@@ -15,8 +15,10 @@ filters ``|=``, ``!=``, ``|~``, ``!~``; ``| json`` and ``| logfmt`` (with or wit
 ``name="path"`` extractions; a line that is not JSON gets ``__error__``; logfmt is not strict, skipping
 what is not a pair, as Loki's default); ``| drop a, b``;
 label filters ``| name op "value"`` joined by ``and`` / ``or``; and the metric form
-``sum [by (labels)] (count_over_time(<log query> [<duration>]))`` evaluated as Loki does (the
-range ``(t - range, t]`` at ``start``, ``start + step``, ... ``<= end``). Anything else is
+``sum [by (labels)] (count_over_time(<log query> [<duration>] [offset <duration>]))`` evaluated as
+Loki does: the query frontend first aligns ``start`` down and ``end`` up to multiples of the step,
+then the range ``(t - offset - range, t - offset]`` is counted at ``start``, ``start + step``, ...
+``<= end``. Anything else is
 answered as Loki answers a parse error: HTTP 400 with a text body. Limits as Loki's: ``limit``
 above ``max_entries`` (``max_entries_limit_per_query``, 5000) and more than 11,000 points per
 series are refused with 400.
@@ -163,6 +165,7 @@ class _MetricQuery:
     log: _LogQuery
     range_ns: int
     by: list[str] | None  # None: sum over everything
+    offset_ns: int = 0
 
 
 class _Parser:
@@ -221,13 +224,17 @@ class _Parser:
         self.take("op", "[")
         dur = self.take("duration")
         self.take("op", "]")
+        offset = 0
+        if self.tok.kind == "ident" and self.tok.text == "offset":
+            self.take("ident", "offset")
+            offset = _duration_ns(self.take("duration").text)
         self.take("op", ")")
         self.take("op", ")")
         if self.at("by"):
             if by is not None:
                 raise LogQLError(f"parse error at line 1, col {self.tok.col}: syntax error: unexpected by")
             by = self.grouping()
-        return _MetricQuery(log, _duration_ns(dur.text), by)
+        return _MetricQuery(log, _duration_ns(dur.text), by, offset)
 
     def log_query(self) -> _LogQuery:
         self.take("op", "{")
@@ -510,6 +517,10 @@ class FakeLoki(LoopbackServer):
         stats = {"summary": {"execTime": 0.001, "totalLinesProcessed": 0}}
         if isinstance(parsed, _MetricQuery):
             step = self._step(params.get("step"), start, end)
+            # Loki's query frontend aligns a metric query to the step: start rounded down, end up.
+            step_ns = step // 1_000_000 * 1_000_000 or 1_000_000
+            start -= start % step_ns
+            end += -end % step_ns
             if (end - start) // step + 1 > MAX_POINTS:
                 raise LogQLError("exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the "
                                  "query resolution (?step=XX)")
@@ -572,7 +583,8 @@ class FakeLoki(LoopbackServer):
         return list(grouped.values())
 
     def _matrix(self, query: _MetricQuery, start: int, end: int, step: int) -> list[dict[str, Any]]:
-        entries = self._select(query.log, start - query.range_ns, end, closed=True)
+        entries = self._select(query.log, start - query.offset_ns - query.range_ns, end - query.offset_ns,
+                               closed=True)
         by_series: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], list[int]]] = {}
         for ns, _, _, labels, _ in entries:
             if "__error__" in labels:
@@ -587,9 +599,11 @@ class FakeLoki(LoopbackServer):
             group = {} if query.by is None else {k: labels[k] for k in query.by if labels.get(k)}
             series = points.setdefault(tuple(sorted(group.items())), (group, {}))[1]
             for ns in times:
-                # the evaluations t = start + k*step whose window (t - range, t] holds ns: ns <= t < ns + range
-                first = max(0, -(-(ns - start) // step))
-                stop = min(last, -(-(ns + query.range_ns - start) // step) - 1)
+                # the evaluations t = start + k*step whose window (t - offset - range, t - offset] holds ns:
+                # ns + offset <= t < ns + offset + range
+                at = ns + query.offset_ns
+                first = max(0, -(-(at - start) // step))
+                stop = min(last, -(-(at + query.range_ns - start) // step) - 1)
                 for k in range(first, stop + 1):
                     t = start + k * step
                     series[t] = series.get(t, 0) + 1
