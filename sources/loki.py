@@ -5,9 +5,10 @@ Everything goes through ``GET /loki/api/v1/query_range`` (Loki HTTP API):
 * ``logs.search`` — a log query ``{<service_label>=~".+", <selector>} <pipeline>`` read forward
   in pages of at most ``max_entries`` entries (Loki's ``max_entries_limit_per_query``), each page
   starting at the last timestamp seen; entries at that timestamp already returned are skipped
-  by identity (labels + line, counted), so equal timestamps are neither lost nor repeated. The
-  pages of one query (its cursor chain) are capped by ``max_pages``; a query cut there says so
-  in ``truncated``. ``total`` comes from ``sum(count_over_time(...[<window>]))`` evaluated once
+  by identity (labels + line, counted), so equal timestamps are neither lost nor repeated. One
+  call pages on only within ``timeout_s`` of its start (a slow Loki gives shorter pages and a
+  cursor); the pages of one query (its cursor chain) are capped by ``max_pages``, and a query cut
+  there says so in ``truncated``. ``total`` comes from ``sum(count_over_time(...[<window>]))`` evaluated once
   at the window's end (or from the page itself when it holds every line).
 * ``logs.counts`` — ``sum by (<service_label>[, <level>]) (count_over_time(... [<step>] offset 1ms))``
   (a matrix) evaluated at ``bucket + step``. Loki counts the entries in ``(t - offset - range,
@@ -43,6 +44,7 @@ import re
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -440,33 +442,41 @@ class LokiProvider(Provider):
 
         ``query_of(range_ms)`` gives the metric query for a range. Returns ``[(bucket_ms, labels, count)]``.
         """
-        out: list[tuple[int, dict[str, str], int]] = []
         if end_ms <= start_ms:
-            return out
+            return []
         first_full = -(-start_ms // step_ms) * step_ms
         last_full = (end_ms // step_ms) * step_ms
-        # The partial buckets at the edges: one evaluation each, over exactly their part of the window.
-        edges: list[tuple[int, int]] = []
+        # (query, first evaluation ms, last evaluation ms, step ms, the bucket of the first evaluation)
+        jobs: list[tuple[str, int, int, int, int]] = []
+        # The partial buckets at the edges: one evaluation each, at hi, over exactly their part of the
+        # window (a 1 ms step keeps the query frontend's alignment from moving the evaluation).
         if start_ms < first_full:
-            edges.append((start_ms, min(first_full, end_ms)))
-        if last_full >= first_full and last_full < end_ms and last_full >= start_ms:
-            edges.append((last_full, end_ms))
-        for lo, hi in edges:
-            # one evaluation at hi: a 1 ms step keeps the query frontend's alignment from moving it
-            for labels, values in self._matrix(query_of(hi - lo), hi * _MS, hi * _MS, 1):
-                out.extend(((lo // step_ms) * step_ms, labels, n) for _, n in values)
-        # The whole buckets: evaluated at bucket + step (multiples of step: the frontend leaves them be),
-        # in chunks of at most MAX_POINTS.
+            hi = min(first_full, end_ms)
+            jobs.append((query_of(hi - start_ms), hi, hi, 1, (start_ms // step_ms) * step_ms))
+        if first_full <= last_full < end_ms and last_full >= start_ms:
+            jobs.append((query_of(end_ms - last_full), end_ms, end_ms, 1, last_full))
+        # The whole buckets: evaluated at bucket + step (multiples of the step, which the frontend leaves
+        # be), in chunks of at most MAX_POINTS.
         bucket = first_full
         while bucket < last_full:
             chunk_end = min(last_full, bucket + MAX_POINTS * step_ms)
-            first_ms = bucket + step_ms
-            for labels, values in self._matrix(query_of(step_ms), first_ms * _MS, chunk_end * _MS, step_ms):
-                for at_ms, n in values:
-                    k = round((at_ms - first_ms) / step_ms)
-                    out.append((bucket + k * step_ms, labels, n))
+            jobs.append((query_of(step_ms), bucket + step_ms, chunk_end, step_ms, bucket))
             bucket = chunk_end
-        return out
+
+        def run(job: tuple[str, int, int, int, int]) -> list[tuple[int, dict[str, str], int]]:
+            query, first_ms, last_ms, every_ms, first_bucket = job
+            found = []
+            for labels, values in self._matrix(query, first_ms * _MS, last_ms * _MS, every_ms):
+                for at_ms, n in values:
+                    k = round((at_ms - first_ms) / step_ms) if every_ms == step_ms else 0
+                    found.append((first_bucket + k * step_ms, labels, n))
+            return found
+
+        if len(jobs) <= 1:
+            return [row for job in jobs for row in run(job)]
+        # a few requests at once, so that slow answers cost about one timeout, not one each
+        with ThreadPoolExecutor(max_workers=min(4, len(jobs)), thread_name_prefix="loki-count") as pool:
+            return [row for rows in pool.map(run, jobs) for row in rows]
 
     def _matrix(self, query: str, start_ns: int, end_ns: int, step_ms: int) -> list[tuple[dict[str, str],
                                                                                        list[tuple[float, int]]]]:
@@ -569,7 +579,15 @@ class LokiProvider(Provider):
         end_ns = end_ms * _MS
         lines: list[dict[str, Any]] = []
         done = capped = jumped = False
+        # One call stays within about two request timeouts (the gateway's bound): it pages on while
+        # there is time and otherwise hands back a shorter page and a cursor to go on from.
+        deadline = time.monotonic() + self.timeout_s
+        asked = 0
         while len(lines) < want:
+            if asked and total is None:
+                total = self._total(query, start_ms, end_ms)  # more than one page: Loki counts them
+            if asked and time.monotonic() >= deadline:
+                break
             if pages >= self.max_pages:
                 capped = True
                 notes.append(f"{self.label}: stopped after {self.max_pages} requests (max_pages); narrow the window "
@@ -585,6 +603,7 @@ class LokiProvider(Provider):
                 continue
             entries, ask = self._entries(query, from_ns, end_ns, ask)
             pages += 1
+            asked += 1
             fresh = []
             pending = Counter(skip)  # every entry at from_ns already sent comes back: pass over each once
             for entry in entries:
@@ -606,7 +625,7 @@ class LokiProvider(Provider):
             from_ns = last
             skip.update(e[2] for e in taken if e[0] == last)
         if total is None:
-            # a query read whole in this one call counted itself; any other asks Loki to count
+            # a query read whole by one request counted itself; any other asks Loki to count
             total = len(lines) if done and not jumped else self._total(query, start_ms, end_ms)
         next_cursor = None
         if not done and not capped:
