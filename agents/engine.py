@@ -88,8 +88,8 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             trigger_service = alert.get("service")
     else:
         trigger_text = str(trigger.get("text", ""))
-    if trigger_ts is None and parse_ts(trigger.get("at")) is not None:
-        # A live trigger says when it happened (pm investigate --at, a webhook's own time).
+    if parse_ts(trigger.get("at")) is not None:
+        # A live trigger that says when it happened (pm investigate --at): that beats the ticket's own time.
         trigger_ts, anchor_from = parse_ts(trigger.get("at")), "at"
     win = _resolve_window(window, describe, trigger_ts, trigger)
     start, end = parse_ts(win["start"]), parse_ts(win["end"])
@@ -108,7 +108,7 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
         trigger_ts, anchor_from = end, "window_end"
     anchor = min(max(trigger_ts, start), end)
     known = {s["name"] for s in topo if s.get("name")}
-    listed = safe_call(tools, "metrics.list", missing, "metrics").get("metrics") or []
+    listed = safe_call(tools, "metrics.list", missing, "metrics", start=win["start"], end=win["end"]).get("metrics") or []
     known |= {m["service"] for m in listed if m.get("service")}
     return {"trigger": trigger, "trigger_ts": fmt_ts(trigger_ts), "anchor": anchor, "anchor_from": anchor_from,
             "window": win,
@@ -372,9 +372,10 @@ def verify(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, 
 
 
 def fix_plan(ctx: dict[str, Any], hyp: dict[str, Any], ver: dict[str, Any],
-             chg: dict[str, Any] | None = None) -> dict[str, Any]:
-    """FIX_PLAN: concrete steps for the top hypothesis (``chg`` adds versions and flag names)."""
-    return report.fix_plan(ctx, hyp, ver, (chg or {}).get("changes"))
+             chg: dict[str, Any] | None = None, sig: dict[str, Any] | None = None) -> dict[str, Any]:
+    """FIX_PLAN: concrete steps for the top hypothesis (``chg`` names versions, flags and keys to return to;
+    ``sig`` gives the baselines to verify recovery against)."""
+    return report.fix_plan(ctx, hyp, ver, (chg or {}).get("changes"), sig)
 
 
 def build_report(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
@@ -409,5 +410,5 @@ def run_all(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] |
         ver = verify(tools, ctx, sig, chg, cor, hyp)
     if not hyp["hypotheses"]:
         hyp, ver = first_hyp, {**ver, "outcome": "DECLINED"}
-    fix = fix_plan(ctx, hyp, ver, chg)
+    fix = fix_plan(ctx, hyp, ver, chg, sig)
     return build_report(ctx, sig, chg, cor, hyp, ver, fix)
