@@ -85,7 +85,8 @@ class FileLogsProvider(Provider):
     Settings (``logs[i]``): ``path`` (required; ``{service}`` pattern or one file), ``format``
     (``json`` | ``text``), ``fields`` (``{ts, level, message, service, host, trace_id}`` -> the
     file's field names; dotted names reach nested objects), ``pattern`` (text: a regex with named
-    groups ``ts``, ``message`` and optionally ``level``, ``service``, ``host``, ``trace_id``),
+    groups ``ts``, ``message`` and optionally ``level``, ``service``, ``host``, ``trace_id``; a line
+    that does not match continues the previous record's message unless ``multiline: false``),
     ``service`` (the service of a one-file path whose lines do not name one), ``rotated`` (also
     read ``name.1``, ``name.2.gz``, ...), ``max_lines``, ``max_bytes``.
 
@@ -111,6 +112,7 @@ class FileLogsProvider(Provider):
         self.fields = {name: str(fields.get(name) or name) for name in _FIELD_NAMES}
         self.default_service = self.opt_str("service")
         self.rotated = bool(self.opt("rotated", False))
+        self.multiline = self.format == "text" and bool(self.opt("multiline", True))
         self.max_lines = self.opt_int("max_lines", DEFAULT_MAX_LINES)
         self.max_bytes = self.opt_int("max_bytes", DEFAULT_MAX_BYTES)
         self.regex: re.Pattern[str] | None = None
@@ -424,6 +426,12 @@ class FileLogsProvider(Provider):
             rec = records[taken - 1] if records is not None else None
             parsed = self._normalise(rec, service) if isinstance(rec, dict) else self._record(raw, service)
             if parsed is None:
+                if self.multiline and lines:
+                    # a stack trace or any other line that does not start a record continues the last one
+                    last = lines[-1]
+                    if len(last["message"]) < MAX_MESSAGE_CHARS:
+                        last["message"] = cut_message(last["message"] + "\n" + raw.rstrip("\r"))
+                    continue
                 idx.bad += 1
                 if not idx.bad_sample:
                     idx.bad_sample, idx.bad_lineno = sample(raw), lineno

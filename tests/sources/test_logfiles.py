@@ -184,6 +184,19 @@ def test_text_lines_default_pattern_and_own_pattern(tmp_path: Path) -> None:
         ("2026-02-20T08:00:03Z", "payments", "WARN", "slow response 2300ms"),
         ("2026-02-20T08:00:04Z", "payments", "INFO", "all good"),
     ]
+    (folder / "orders.log").write_text(
+        "2026-02-20T08:00:01Z ERROR payment failed\n"
+        "java.lang.IllegalStateException: pool exhausted\n"
+        "\tat com.shop.Pool.take(Pool.java:42)\n"
+        "2026-02-20T08:00:02Z INFO recovered\n"
+    )
+    traces = logs.call("logs.search", service="orders")["lines"]
+    assert [x["message"] for x in traces] == [
+        "payment failed\njava.lang.IllegalStateException: pool exhausted\n\tat com.shop.Pool.take(Pool.java:42)",
+        "recovered"]
+    single = provider(tmp_path, path="text/{service}.log", format="text", multiline=False)
+    assert single.call("logs.search", service="orders")["total"] == 2
+    assert "2 lines skipped" in single.check()
     (tmp_path / "mixed.log").write_text(
         "ts=2026-02-20T08:00:01Z svc=cart lvl=E host=cart-1 some failure\n"
         "ts=2026-02-20T08:00:02Z svc=api lvl=W host=api-2 something odd\n"
