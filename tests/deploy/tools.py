@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"
@@ -78,3 +79,22 @@ def label_values() -> dict[str, list[str]]:
         tokens = [v for v in re.findall(r"`([^`]+)`", values) if not v.endswith(".py")]
         out[label.strip("`")] = list(dict.fromkeys(tokens))
     return out
+
+
+def lost_fields(given: Any, kept: Any, path: str = "$") -> list[str]:
+    """Paths of ``given`` that ``kept`` (a typed model's re-encoding of it) lost or changed.
+
+    ``kept`` may add defaults; a field the model does not know is dropped by it, so it shows up here.
+    """
+    if isinstance(given, dict):
+        if not isinstance(kept, dict):
+            return [path]
+        out: list[str] = []
+        for key, value in given.items():
+            out += [f"{path}.{key}"] if key not in kept else lost_fields(value, kept[key], f"{path}.{key}")
+        return out
+    if isinstance(given, list):
+        if not isinstance(kept, list) or len(given) != len(kept):
+            return [path]
+        return [p for i, (a, b) in enumerate(zip(given, kept, strict=True)) for p in lost_fields(a, b, f"{path}[{i}]")]
+    return [] if given == kept else [f"{path}: {given!r} became {kept!r}"]
