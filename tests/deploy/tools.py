@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ DASHBOARD = ROOT / "dashboards" / "production-master.json"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 CHART = ROOT / "charts" / "production-master"
 
+# scripts/ensure-helm.sh installs helm (bin/) and the Python checkers (python/) here, beside the virtualenv.
+DEPLOY_TOOLS = Path(sys.prefix) / "deploy-tools"
 MISSING_TOOLS = "run bash scripts/ensure-prometheus.sh (apt-get install prometheus) and bash scripts/ensure-helm.sh"
 
 
@@ -25,6 +28,13 @@ def tool(name: str) -> str:
     if not found:
         raise AssertionError(f"{name} is not installed; {MISSING_TOOLS}")
     return found
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the helm CLI that scripts/ensure-helm.sh installed (else one on PATH); output captured as text."""
+    pinned = DEPLOY_TOOLS / "bin" / "helm"
+    binary = str(pinned) if pinned.exists() else tool("helm")
+    return subprocess.run([binary, *args], capture_output=True, text=True, timeout=300)
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
