@@ -286,7 +286,9 @@ def test_vault_agent_injection_renders_the_env_file_and_each_container_sources_i
         notes = pod["metadata"]["annotations"]
         assert notes["vault.hashicorp.com/agent-inject"] == "true"
         assert notes["vault.hashicorp.com/role"] == "production-master"
-        assert "{{ $k }}" in notes["vault.hashicorp.com/agent-inject-template-pm.env"], "Vault's template, not Helm's"
+        template = notes["vault.hashicorp.com/agent-inject-template-pm.env"]
+        assert "{{ $k }}" in template, "Vault's template, not Helm's"
+        assert '{{- with secret "secret/data/production-master" -}}' in template
         is_job = workload["kind"] in ("Job", "CronJob")
         assert (notes.get("vault.hashicorp.com/agent-pre-populate-only") == "true") == is_job, workload["metadata"]
         assert pod["spec"]["containers"][0]["command"] == ["/bin/sh", "-c"]
@@ -324,3 +326,16 @@ def test_the_config_map_holds_only_settings_the_app_reads(manifests: dict[str, l
     for name, docs in manifests.items():
         config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("master"))
         assert set(config["data"]) <= known | coming, f"{name}: {set(config['data']) - known - coming}"
+
+
+def test_values_schema_refuses_a_misspelt_key_and_knows_every_schedule() -> None:
+    import json
+
+    from commands.schedules import JOBS
+
+    done = helm("template", "pm", str(CHART), "--set", "replicaCounts.api=3")
+    assert done.returncode != 0 and "replicaCounts" in done.stderr
+    done = helm("template", "pm", str(CHART), "--set", "hpa.targetCPUUtilizationPercentage=170")
+    assert done.returncode != 0 and "targetCPUUtilizationPercentage" in done.stderr
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert sorted(schema["properties"]["schedules"]["propertyNames"]["enum"]) == sorted(JOBS)

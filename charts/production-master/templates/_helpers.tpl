@@ -162,7 +162,7 @@ vault.hashicorp.com/agent-pre-populate-only: "true"
 {{- end }}
 vault.hashicorp.com/role: {{ $vault.role | quote }}
 vault.hashicorp.com/agent-inject-secret-pm.env: {{ $vault.secretPath | quote }}
-vault.hashicorp.com/agent-inject-template-pm.env: {{ $vault.template | quote }}
+vault.hashicorp.com/agent-inject-template-pm.env: {{ $vault.template | replace "__SECRET_PATH__" $vault.secretPath | quote }}
 {{- end }}
 {{- end -}}
 
