@@ -196,8 +196,10 @@ def test_the_slack_bot_runs_one_replica_replaced_not_rolled(manifests: dict[str,
     for name in ("values-staging.yaml", "values-production.yaml"):
         bot = _one(manifests[name], "Deployment", "-bot")
         assert bot["spec"]["replicas"] == 1 and bot["spec"]["strategy"] == {"type": "Recreate"}
-    huge = render({"bot": {"enabled": True}, "replicaCount": {"api": 5, "worker": 9, "bot": 4}})
+    huge = render({"bot": {"enabled": True}, "replicaCount": {"api": 5, "worker": 9}})
     assert _one(huge, "Deployment", "-bot")["spec"]["replicas"] == 1
+    refused = helm("template", "pm", str(CHART), "--set", "bot.enabled=true", "--set", "replicaCount.bot=2")
+    assert refused.returncode != 0 and "'bot' not allowed" in refused.stderr
 
 
 def test_every_pod_runs_as_non_root_with_a_read_only_root_and_no_capabilities(
