@@ -179,16 +179,23 @@ def test_every_container_runs_a_pm_command_the_cli_accepts(manifests: dict[str, 
 def test_a_cronjob_per_scheduled_job(manifests: dict[str, list[dict[str, Any]]]) -> None:
     from commands.schedules import JOBS
 
+    values = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert sorted(values["schedules"]) == sorted(JOBS), "every job of commands/schedules.py has a schedule"
+    enabled = {job for job, spec in values["schedules"].items() if spec["enabled"]}
+    assert enabled == set(JOBS) - {"resume-deliveries"}
     cronjobs = [d for d in manifests["values.yaml"] if d["kind"] == "CronJob"]
-    assert sorted(d["metadata"]["labels"]["production-master/job"] for d in cronjobs) == sorted(JOBS)
+    assert sorted(d["metadata"]["labels"]["production-master/job"] for d in cronjobs) == sorted(enabled)
     for cron in cronjobs:
         job = cron["metadata"]["labels"]["production-master/job"]
         container = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
         assert _pm_args(container) == ["schedule", "run", job]
         assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+        assert cron["spec"]["schedule"] == values["schedules"][job]["schedule"]
     staging = {d["metadata"]["labels"]["production-master/job"] for d in manifests["values-staging.yaml"]
                if d["kind"] == "CronJob"}
-    assert staging == set(JOBS) - {"stale-ticket-review"}
+    assert staging == enabled - {"stale-ticket-review"}
+    every = render({"schedules": {job: {"enabled": True, "schedule": "0 0 * * *"} for job in JOBS}})
+    assert {d["metadata"]["labels"]["production-master/job"] for d in every if d["kind"] == "CronJob"} == set(JOBS)
 
 
 def test_the_slack_bot_runs_one_replica_replaced_not_rolled(manifests: dict[str, list[dict[str, Any]]]) -> None:
@@ -323,8 +330,8 @@ def test_the_config_map_holds_only_settings_the_app_reads(manifests: dict[str, l
     from store.config import Settings
 
     known = {f.alias for f in Settings.model_fields.values() if f.alias}
-    # Read by parts issue #13 adds beside this chart (the report page's links, the workers' metrics port).
-    coming = {"PM_PUBLIC_URL", "PM_METRICS_PORT"}
+    # Read by a part issue #13 adds beside this chart (the report page's links, item 3).
+    coming = {"PM_PUBLIC_URL"}
     for name, docs in manifests.items():
         config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("master"))
         assert set(config["data"]) <= known | coming, f"{name}: {set(config['data']) - known - coming}"
