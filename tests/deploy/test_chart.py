@@ -101,9 +101,17 @@ def test_the_packaged_chart_carries_the_rules_file_itself(tmp_path: Path) -> Non
         assert packaged is not None and packaged.read().decode() == RULES.read_text(encoding="utf-8")
 
 
-def test_every_manifest_validates_against_the_kubernetes_schemas(manifests: dict[str, list[dict[str, Any]]]) -> None:
+def test_every_manifest_validates_against_the_kubernetes_schemas(
+        manifests: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    import functools
+
     import kubernetes_validate
+    import kubernetes_validate.utils
     from cloudcoil.models.prometheus_operator import v1 as monitoring
+
+    # kubernetes-validate reads the (multi-megabyte) schema files again for every manifest; read each once.
+    monkeypatch.setattr(kubernetes_validate.utils, "schema_contents",
+                        functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents))
 
     for name, docs in manifests.items():
         kinds = {d["kind"] for d in docs}
