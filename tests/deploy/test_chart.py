@@ -266,7 +266,7 @@ def test_the_worker_network_policy_allows_only_the_listed_destinations(
     assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
     egress = spec["egress"]
     ports = sorted({p["port"] for rule in egress for p in rule["ports"]})
-    assert ports == [53, 443, 5432, 6379, 8200]
+    assert ports == [53, 443, 4318, 5432, 6379, 8200]
     for rule in egress:
         assert rule.get("to"), f"production egress must name its destinations: {rule}"
     cidrs = {peer["ipBlock"]["cidr"] for rule in egress for peer in rule["to"] if "ipBlock" in peer}
@@ -274,9 +274,9 @@ def test_the_worker_network_policy_allows_only_the_listed_destinations(
     [scrape] = spec["ingress"]
     assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
-    # without Vault, no Vault egress
+    # without Vault or a collector configured, no egress to them
     default = _one(manifests["values.yaml"], "NetworkPolicy", "-worker")["spec"]["egress"]
-    assert 8200 not in {p["port"] for rule in default for p in rule["ports"]}
+    assert {p["port"] for rule in default for p in rule["ports"]} == {53, 443, 5432, 6379}
 
 
 def test_workers_scale_on_cpu_and_on_queue_depth(manifests: dict[str, list[dict[str, Any]]]) -> None:
