@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.tools import CHART, RULES, helm, lost_fields, promtool
+from tests.deploy.tools import CHART, RULES, checker, helm, lost_fields, promtool
 
 VALUES_FILES = ("values.yaml", "values-staging.yaml", "values-production.yaml")
 KUBE_VERSIONS = ("1.27.0", "1.37.0")
@@ -105,13 +105,12 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
         manifests: dict[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
     import functools
 
-    import kubernetes_validate
-    import kubernetes_validate.utils
-    from cloudcoil.models.prometheus_operator import v1 as monitoring
+    kubernetes_validate = checker("kubernetes_validate")
+    monitoring = checker("cloudcoil.models.prometheus_operator.v1")
 
     # kubernetes-validate reads the (multi-megabyte) schema files again for every manifest; read each once.
-    monkeypatch.setattr(kubernetes_validate.utils, "schema_contents",
-                        functools.lru_cache(maxsize=None)(kubernetes_validate.utils.schema_contents))
+    utils = checker("kubernetes_validate.utils")
+    monkeypatch.setattr(utils, "schema_contents", functools.lru_cache(maxsize=None)(utils.schema_contents))
 
     for name, docs in manifests.items():
         kinds = {d["kind"] for d in docs}
@@ -136,8 +135,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
 def test_the_validation_rejects_an_unknown_field_and_a_wrong_type(manifests: dict[str, list[dict[str, Any]]]) -> None:
     import copy
 
-    import kubernetes_validate
-    from cloudcoil.models.prometheus_operator import v1 as monitoring
+    kubernetes_validate = checker("kubernetes_validate")
+    monitoring = checker("cloudcoil.models.prometheus_operator.v1")
 
     deployment = copy.deepcopy(_one(manifests["values.yaml"], "Deployment", "-api"))
     deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from sandbox.promrun import PrometheusProcess, Sample, prometheus_with
-from tests.deploy.tools import DASHBOARD, Metric, label_values, lost_fields, metric_catalogue, tool
+from tests.deploy.tools import DASHBOARD, Metric, checker, label_values, lost_fields, metric_catalogue, tool
 
 # Grafana's variables, as the dashboard uses them, replaced the way Grafana would before sending a query.
 GRAFANA_VARS = {"$__rate_interval": "5m", "$__range": "1h", "$domain": ".*"}
@@ -52,11 +52,11 @@ def _exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def test_the_dashboard_is_a_grafana_dashboard_model_that_loses_nothing_in_grafana_schema_types() -> None:
-    from grafana_foundation_sdk.cog import plugins
-    from grafana_foundation_sdk.cog import runtime as cogruntime
-    from grafana_foundation_sdk.cog.encoder import JSONEncoder
-    from grafana_foundation_sdk.models import prometheus
-    from grafana_foundation_sdk.models.dashboard import Dashboard
+    plugins = checker("grafana_foundation_sdk.cog.plugins")
+    cogruntime = checker("grafana_foundation_sdk.cog.runtime")
+    JSONEncoder = checker("grafana_foundation_sdk.cog.encoder").JSONEncoder  # noqa: N806 - a class
+    prometheus = checker("grafana_foundation_sdk.models.prometheus")
+    Dashboard = checker("grafana_foundation_sdk.models.dashboard").Dashboard  # noqa: N806 - a class
 
     plugins.register_default_plugins()
     given = _dashboard()

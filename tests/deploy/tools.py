@@ -30,6 +30,16 @@ def tool(name: str) -> str:
     return found
 
 
+def checker(module: str) -> Any:
+    """Import one of the Python deploy checkers; fails the test (never skips) when it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise AssertionError(f"{module} is not installed ({exc}); {MISSING_TOOLS}") from None
+
+
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the helm CLI that scripts/ensure-helm.sh installed (else one on PATH); output captured as text."""
     pinned = DEPLOY_TOOLS / "bin" / "helm"
