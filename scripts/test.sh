@@ -4,7 +4,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
-bash scripts/ensure-alertmanager.sh
 bash scripts/ensure-prometheus.sh
 bash scripts/ensure-helm.sh
 .venv/bin/ruff check .
