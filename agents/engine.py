@@ -82,6 +82,11 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             trigger_service = comps[0] if comps else None
     elif trigger.get("alert"):
         alert = safe_call(tools, "alerts.get", missing, "alerts", id=str(trigger["alert"])) or None
+        if not alert and parse_ts(trigger.get("ts")) is not None:
+            # A webhook's trigger carries the alert itself: use it when no alerts source knows the id.
+            alert = {"id": trigger["alert"], "ts": trigger["ts"], "title": trigger.get("title"),
+                     "service": trigger.get("service"), "source": trigger.get("source"),
+                     "labels": trigger.get("labels") or {}}
         if alert:
             trigger_ts = parse_ts(alert.get("ts"))
             trigger_text = str(alert.get("title", ""))
@@ -108,7 +113,7 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
         trigger_ts, anchor_from = end, "window_end"
     anchor = min(max(trigger_ts, start), end)
     known = {s["name"] for s in topo if s.get("name")}
-    listed = safe_call(tools, "metrics.list", missing, "metrics").get("metrics") or []
+    listed = safe_call(tools, "metrics.list", missing, "metrics", start=win["start"], end=win["end"]).get("metrics") or []
     known |= {m["service"] for m in listed if m.get("service")}
     return {"trigger": trigger, "trigger_ts": fmt_ts(trigger_ts), "anchor": anchor, "anchor_from": anchor_from,
             "window": win,
@@ -372,9 +377,10 @@ def verify(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, 
 
 
 def fix_plan(ctx: dict[str, Any], hyp: dict[str, Any], ver: dict[str, Any],
-             chg: dict[str, Any] | None = None) -> dict[str, Any]:
-    """FIX_PLAN: concrete steps for the top hypothesis (``chg`` adds versions and flag names)."""
-    return report.fix_plan(ctx, hyp, ver, (chg or {}).get("changes"))
+             chg: dict[str, Any] | None = None, sig: dict[str, Any] | None = None) -> dict[str, Any]:
+    """FIX_PLAN: concrete steps for the top hypothesis (``chg`` names versions, flags and keys to return to;
+    ``sig`` gives the baselines to verify recovery against)."""
+    return report.fix_plan(ctx, hyp, ver, (chg or {}).get("changes"), sig)
 
 
 def build_report(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
@@ -409,5 +415,5 @@ def run_all(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] |
         ver = verify(tools, ctx, sig, chg, cor, hyp)
     if not hyp["hypotheses"]:
         hyp, ver = first_hyp, {**ver, "outcome": "DECLINED"}
-    fix = fix_plan(ctx, hyp, ver, chg)
+    fix = fix_plan(ctx, hyp, ver, chg, sig)
     return build_report(ctx, sig, chg, cor, hyp, ver, fix)

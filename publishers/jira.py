@@ -15,6 +15,7 @@ from typing import Any
 
 from jira import JIRA, JIRAError
 
+from publishers import escape
 from publishers.errors import RetryLater
 
 REPORT_MARKER = "production-master:report"
@@ -39,11 +40,8 @@ def connect(url: str, user: str, token: str, *, timeout_s: float = 10.0) -> JIRA
 
 
 def _esc(text: Any) -> str:
-    """Neutralise wiki-markup control characters in free text taken from reports."""
-    s = str(text if text is not None else "")
-    for ch in "{}[]|":
-        s = s.replace(ch, "\\" + ch)
-    return s.replace("\n", " ")
+    """Neutralise wiki-markup control characters in free text taken from reports (publishers.escape.jira)."""
+    return escape.jira(text)
 
 
 def slack_permalink(workspace_url: str | None, channel: str | None, ts: str | None) -> str | None:
@@ -112,11 +110,11 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
     steps = (report.get("fix_plan") or {}).get("steps") or []
     lines.append("h3. Fix plan")
     if steps:
-        lines.append("||Priority||Action||Target||Description||")
+        lines.append("||Priority||Action||Target||Description||Risk||")
         for st in steps:
             lines.append(
                 f"|{_esc(st.get('priority', ''))}|{_esc(st.get('action', ''))}|{_esc(st.get('target') or '')}"
-                f"|{_esc(st.get('description', '')) or ' '}|"
+                f"|{_esc(st.get('description', '')) or ' '}|{_esc(st.get('risk') or '') or ' '}|"
             )
     else:
         lines.append("_No fix proposed._")

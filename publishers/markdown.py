@@ -49,6 +49,8 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
                 f"{h.get('rank', '?')}. **{h.get('statement', '')}** "
                 f"(service `{h.get('service')}`{change}, {h.get('category')}, confidence {h.get('confidence')})"
             )
+            if h.get("rank_note"):
+                lines.append(f"   - _{h['rank_note']}_")
             ev = _items(h.get("evidence"))
             if ev:
                 lines += ["   - evidence:", *["  " + e for e in ev]]
@@ -61,6 +63,10 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
         for i, s in enumerate(steps, 1):
             target = f" `{s['target']}`" if s.get("target") else ""
             lines.append(f"{i}. [{s.get('priority', 'follow-up')}] {s.get('action', '')}{target}: {s.get('description', '')}")
+            if s.get("risk"):
+                lines.append(f"   - risk: {s['risk']}")
+            if s.get("verify") and s.get("action") != "verify_recovery":
+                lines.append(f"   - verify: {s['verify']}")
     timeline = report.get("timeline") or []
     if timeline:
         lines += ["", "## Timeline", ""]
