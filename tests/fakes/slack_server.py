@@ -11,8 +11,8 @@ and slack_sdk's socket-mode clients (the bot uses the aiohttp one) talk to it un
 * File uploads (files_upload_v2): ``files.getUploadURLExternal`` → raw POST to the upload
   URL → ``files.completeUploadExternal`` shares the file into the thread.
 * Faults for reliability tests: ``delay_s`` answers every Web API call late (a slow Slack; ``delays``
-  does so per method), ``answering = False`` holds calls unanswered until it is set back (Slack
-  down). All off by default.
+  does so per method), ``answering = False`` holds calls unanswered and never processes them (Slack
+  down; the client times out). All off by default.
 * Reading history (the chat source): ``conversations.list`` / ``conversations.info`` over the channels
   registered with :meth:`FakeSlack.add_channel` (``not_in_channel`` for one the bot is not a member
   of), ``conversations.history`` paging by ``cursor`` / ``response_metadata.next_cursor`` when more
@@ -148,8 +148,10 @@ class FakeSlack:
         if request.path.startswith("/api/"):
             if self.delay_s > 0:
                 await asyncio.sleep(self.delay_s)
-            while not self.answering:
-                await asyncio.sleep(0.05)
+            if not self.answering:  # Slack is down: the call is never processed, the client times out
+                while not self.answering:
+                    await asyncio.sleep(0.05)
+                return web.Response(status=503, body=b"unavailable", headers={"Content-Type": "text/plain"})
         status, payload, ctype, headers = self.http_call(request.path, request.query_string,
                                                          request.headers.get("Authorization", ""),
                                                          request.headers.get("Content-Type", ""), body)
