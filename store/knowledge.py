@@ -332,7 +332,13 @@ class KnowledgeBase:
 
 
 def _incident(meta: Any) -> Incident:
-    return Incident(**json.loads(meta["record"]))
+    try:
+        return Incident(**json.loads(meta["record"]))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise KnowledgeUnavailable(
+            f"knowledge base holds a record it cannot read ({type(exc).__name__}); "
+            "run `pm schedule run knowledge-update` to rebuild it"
+        ) from exc
 
 
 # -- the database side (source of truth) ---------------------------------------------------
@@ -409,6 +415,33 @@ def make_client(*, home: Path, chroma_host: str | None) -> Any:
         ) from exc
 
 
+def open_for_rebuild(*, home: Path, chroma_host: str | None, embedder: Embedder) -> KnowledgeBase:
+    """A knowledge base ready to :meth:`KnowledgeBase.rebuild`, repairing an unreadable embedded store.
+
+    An embedded store that cannot be opened is moved aside (``chroma.broken-<time>``, kept for a
+    post-mortem) and a new one is made: the database holds everything needed to fill it again.
+
+    Raises:
+        KnowledgeUnavailable: a Chroma server (``CHROMA_HOST``) does not answer.
+    """
+    try:
+        kb = KnowledgeBase(make_client(home=home, chroma_host=chroma_host), embedder)
+        kb._guard(lambda: kb.client.list_collections())
+        return kb
+    except KnowledgeUnavailable:
+        if chroma_host:
+            raise
+    import time
+
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()  # drop the broken store's cached client
+    path = home / "chroma"
+    if path.exists():
+        path.rename(home / f"chroma.broken-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns() % 10**6}")
+    return KnowledgeBase(make_client(home=home, chroma_host=None), embedder)
+
+
 class Memory:
     """The knowledge base as the pipeline uses it: opened on first use, never raising.
 
@@ -433,6 +466,11 @@ class Memory:
             if self._kb is None:
                 self._kb = self._opener()
             return self._kb
+
+    def reset(self) -> None:
+        """Forget the opened knowledge base, so the next use opens it again (after a failure)."""
+        with self._lock:
+            self._kb = None
 
 
 _MODELS: dict[str, Embedder] = {}
@@ -482,6 +520,7 @@ def remember(memory: Memory | None, *, investigation_id: str, domain: str | None
         report["similar_incidents"] = [m.as_report() for m in matches if m.score >= SEEN_BEFORE]
         kb.upsert([incident])
     except StoreError as exc:
+        memory.reset()
         missing = report.setdefault("missing_sources", [])
         missing.append(f"knowledge: {exc}")
     return report
