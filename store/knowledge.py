@@ -33,7 +33,7 @@ from store.models import Investigation, KnowledgeFeedback
 
 COLLECTION = "incidents"
 #: A past incident is shown as "seen before" from this combined score up (bench/knowledge.py chose it).
-SEEN_BEFORE = 0.72
+SEEN_BEFORE = 0.80
 # Weights of the combined score: the symptom text carries most; the exact matches lift recurrences whose
 # wording changed and sink look-alikes on other services.
 W_VECTOR, W_SERVICES, W_TEMPLATES = 0.6, 0.25, 0.15
@@ -151,10 +151,16 @@ def tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def score(similarity: float, query: Incident, past: Incident) -> float:
     """Combined score in [0, 1]: cosine similarity of the symptoms plus exact matches.
 
-    Services count by overlap over the query's services; templates by overlap over the smaller set.
+    Services: 1 when the past root cause's service is among the query's services (else, for a past
+    incident without a root-cause service, the share of the query's services it also had); templates:
+    how many the two share, over the smaller set. Weights and threshold: bench/knowledge.py, seed 7.
     """
-    qs, ps = set(query.services), set(past.services)
-    services = len(qs & ps) / len(qs) if qs else 0.0
+    qs = set(query.services)
+    origin = past.root_cause.get("service")
+    if origin:
+        services = 1.0 if origin in qs else 0.0
+    else:
+        services = len(qs & set(past.services)) / len(qs) if qs else 0.0
     qt, pt = query.template_keys(), past.template_keys()
     templates = len(qt & pt) / min(len(qt), len(pt)) if qt and pt else 0.0
     return W_VECTOR * max(0.0, similarity) + W_SERVICES * services + W_TEMPLATES * templates
