@@ -122,6 +122,10 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
     if timeline:
         lines.append("h3. Timeline")
         lines.extend(f"* {_esc(t.get('ts'))} — {_esc(t.get('kind'))}: {_esc(t.get('summary'))}" for t in timeline[:12])
+    for m in (report.get("similar_incidents") or [])[:3]:
+        disputed = " (root cause disputed)" if (m.get("feedback") or {}).get("disputed") else ""
+        lines.append(f"_Seen before:_ {_esc(str(m.get('investigation_id')))} ({m.get('score')}): "
+                     f"{_esc(m.get('summary') or '')}{disputed}")
     if report.get("missing_sources"):
         lines.append(f"_Sources not available:_ {_esc(', '.join(map(str, report['missing_sources'])))}")
     if slack_link:

@@ -235,6 +235,12 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any]) -> tuple[str, lis
                          f"{mrkdwn(s.get('description') or '')} _({mrkdwn(s.get('priority', ''))})_"
                          for i, s in enumerate(steps, 1))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": ("*Fix plan*\n" + plan)[:2900]}})
+    if report.get("similar_incidents"):
+        seen = [f"`{mrkdwn(str(m.get('investigation_id')))}` ({m.get('score')}): {mrkdwn(m.get('summary') or '')}"
+                + (" _(disputed)_" if (m.get("feedback") or {}).get("disputed") else "")
+                for m in report["similar_incidents"][:3]]
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": ("*Seen before:* " + " · ".join(seen))[:2900]}]})
     if report.get("missing_sources"):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ("Missing sources: " + ", ".join(
             mrkdwn(m) for m in report["missing_sources"]))[:2900]}]})

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from commands import feedback
 from commands.investigate import start
 from commands.requests import InvestigationRequest, Origin
 from commands.schedules import knowledge_update
@@ -23,6 +24,7 @@ from sandbox.tools import WorldTools
 from store.config import load_settings
 from store.db import upgrade
 from store.embeddings import EmbeddingsUnavailable, MiniLM, read_safetensors
+from store.errors import NotFound
 from store.knowledge import (
     SEEN_BEFORE,
     Incident,
@@ -31,6 +33,7 @@ from store.knowledge import (
     Memory,
     add_feedback,
     make_client,
+    memory_from_settings,
     open_for_rebuild,
     remember,
     shared_embedder,
@@ -215,10 +218,16 @@ def test_investigations_remember_each_other_and_reindex_rebuilds_from_the_databa
         assert seen["root_cause"] == {"service": "playlists", "category": "deploy", "change_kind": "deploy"}
         assert again["missing_sources"] == []
 
-        with runtime.session() as s:
-            add_feedback(session=s, investigation_id=first["id"], vote=-1, user="U1", comment="not the deploy")
-            with pytest.raises(ValueError):
-                add_feedback(session=s, investigation_id=first["id"], vote=5)
+        memory = memory_from_settings(settings)
+        out = feedback.record(runtime=runtime, memory=memory, investigation_id=first["id"], vote=1, user="U2")
+        assert out["indexed"] and memory.kb().get(first["id"]).feedback["up"] == 1  # type: ignore[union-attr]
+        out = feedback.record(runtime=runtime, memory=memory, investigation_id=first["id"], vote=-1, user="U1",
+                              comment="not the deploy")
+        assert out["feedback"]["disputed"] and memory.kb().get(first["id"]).feedback["disputed"]  # type: ignore
+        with pytest.raises(ValueError), runtime.session() as s:
+            add_feedback(session=s, investigation_id=first["id"], vote=5)
+        with pytest.raises(NotFound), runtime.session() as s:
+            add_feedback(session=s, investigation_id="inv-nope", vote=1)
         shutil.rmtree(tmp_path / "chroma")  # the index is lost; the database still knows everything
         from chromadb.api.client import SharedSystemClient
 
@@ -230,9 +239,27 @@ def test_investigations_remember_each_other_and_reindex_rebuilds_from_the_databa
         kb = open_for_rebuild(home=tmp_path, chroma_host=None, embedder=shared_embedder())
         assert kb.count() == 3
         stored = kb.get(first["id"])
-        assert stored is not None and stored.feedback["disputed"] is True and stored.feedback["down"] == 1
+        assert stored is not None and stored.feedback == {"up": 1, "down": 1, "comments": ["not the deploy"],
+                                                          "disputed": True}
         with runtime.session() as s:
             assert len(list(s.scalars(select(Investigation)))) == 3
     finally:
         runtime.close()
 
+
+
+def test_reports_say_seen_before_in_every_medium_with_outside_text_escaped():
+    from publishers import jira, markdown, slack
+
+    report = {"verdict": "CONFIRMED", "confidence": 90, "root_cause": {"service": "pay"}, "hypotheses": [],
+              "similar_incidents": [{"investigation_id": "inv-2026-01-01-000000-pay", "score": 0.91,
+                                     "summary": "deploy broke pay <!channel> {color:red}", "fix": "roll back",
+                                     "root_cause": {"service": "pay", "category": "deploy", "change_kind": "deploy"},
+                                     "feedback": {"up": 0, "down": 1, "comments": [], "disputed": True}}]}
+    md = markdown.render_report(report)
+    assert "## Seen before" in md and "inv-2026-01-01-000000-pay" in md and "disputed" in md
+    _, blocks = slack.report_blocks({"id": "inv-now", "status": "COMPLETE"}, report)
+    seen = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"] if "Seen before" in e["text"]]
+    assert len(seen) == 1 and "inv-2026-01-01-000000-pay" in seen[0] and "<!channel>" not in seen[0]
+    wiki = jira.render_report(report, "inv-now")
+    assert "Seen before" in wiki and "{color:red}" not in wiki
