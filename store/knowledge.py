@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -291,50 +292,47 @@ class KnowledgeBase:
         return done
 
     # -- reading ------------------------------------------------------------------------
-    def similar(self, query: Incident, *, k: int = 3, domain: str | None = None, candidates: int = 30,
+    def similar(self, query: Incident, *, k: int = 3, domain: str | None = None, candidates: int = 100,
                 exclude: Iterable[str] = ()) -> list[Match]:
         """The ``k`` past incidents most like ``query``, best first, by :func:`score`.
 
-        Candidates are the nearest ``candidates`` by vector (in ``domain`` when it has any) plus the
-        nearest among incidents whose root cause was on one of the query's services.
+        Candidates: the nearest ``candidates`` by vector, plus up to ``candidates`` incidents whose root
+        cause was on one of the query's services (an indexed metadata lookup, their cosine computed here);
+        when ``domain`` is given and some candidates are of that domain, only those are kept (filtered by
+        domain unless none match). One unfiltered vector query and one metadata lookup: Chroma's filtered
+        vector search cost 20-40 ms at 10,000 incidents here, the two together a few ms.
         """
-        vector = self.embedder.embed([query.document()])[0].tolist()
+        vector = self.embedder.embed([query.document()])[0]
         skip = set(exclude) | {query.investigation_id}
         with self._lock:
             coll = self._collection()
             total = int(self._guard(coll.count))
             if total == 0:
                 return []
-            n = min(candidates, total)
-            wheres: list[dict[str, Any] | None] = []
-            if domain:
-                wheres.append({"domain": domain})
-            wheres.append(None)
-            found: dict[str, tuple[float, Incident]] = {}
-            for where in wheres:
-                got = self._query(coll, vector, n, where)
-                found.update(got)
-                if got:
-                    break  # filtered by domain unless none match
+            got = self._guard(lambda: coll.query(query_embeddings=[vector.tolist()], n_results=min(candidates, total),
+                                                 include=["metadatas", "distances"]))
+            # cosine space: distance = 1 - cosine similarity
+            found = {i: (1.0 - float(d), m) for i, m, d in zip(
+                (got.get("ids") or [[]])[0], (got.get("metadatas") or [[]])[0], (got.get("distances") or [[]])[0],
+                strict=False)}
             if query.services:
-                where = {"service": {"$in": list(query.services)}}
-                if domain and any(v[1].domain == domain for v in found.values()):
-                    where = {"$and": [where, {"domain": domain}]}
-                for key, val in self._query(coll, vector, n, where).items():
-                    found.setdefault(key, val)
-        matches = [Match(inc, score(sim, query, inc), sim) for key, (sim, inc) in found.items() if key not in skip]
+                same = self._guard(lambda: coll.get(where={"service": {"$in": list(query.services)}},
+                                                    limit=candidates, include=["metadatas", "embeddings"]))
+                embs = same.get("embeddings")
+                if embs is not None and len(embs):
+                    sims = np.asarray(embs, dtype=np.float32) @ vector
+                    for i, m, sim in zip(same["ids"], same["metadatas"], sims, strict=False):
+                        found.setdefault(i, (float(sim), m))
+        if domain and any((m or {}).get("domain") == domain for _, m in found.values()):
+            found = {i: v for i, v in found.items() if (v[1] or {}).get("domain") == domain}
+        matches = []
+        for key, (sim, meta) in found.items():
+            if key in skip:
+                continue
+            inc = _incident(meta)
+            matches.append(Match(inc, score(sim, query, inc), sim))
         matches.sort(key=lambda m: (-m.score, m.incident.investigation_id))
         return matches[:k]
-
-    def _query(self, coll: Any, vector: list[float], n: int, where: dict[str, Any] | None
-               ) -> dict[str, tuple[float, Incident]]:
-        got = self._guard(lambda: coll.query(query_embeddings=[vector], n_results=n, where=where,
-                                             include=["metadatas", "distances"]))
-        ids = (got.get("ids") or [[]])[0]
-        metas = (got.get("metadatas") or [[]])[0]
-        dists = (got.get("distances") or [[]])[0]
-        # cosine space: distance = 1 - cosine similarity
-        return {i: (1.0 - float(d), _incident(m)) for i, m, d in zip(ids, metas, dists, strict=False)}
 
 
 def _incident(meta: Any) -> Incident:
