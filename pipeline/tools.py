@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import observe_mcp_call
 
 log = logging.getLogger(__name__)
 JIRA_FIELDS = "summary,description,labels,components,status,reporter,created,priority"
@@ -68,7 +69,8 @@ def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
             f"{investigation.get('id')}: no tools to investigate with; set PM_SOURCES to a sources.yaml "
             "(docs/sources.md), MCP_CONFIG, or PM_WORLD / --world to a sandbox world"
         )
-    gateway = open_gateway(config, variables={"world": str(world or ""), "python": sys.executable})
+    gateway = open_gateway(config, variables={"world": str(world or ""), "python": sys.executable},
+                           on_call=observe_mcp_call)
     return with_jira(gateway, investigation, settings)
 
 
