@@ -165,6 +165,51 @@ def queue_depths(broker: Any, queues: dict[str, str]) -> dict[str, int]:
     return out
 
 
+def serve(port: int, host: str = "0.0.0.0") -> Any:  # noqa: S104 - Prometheus scrapes from outside the pod
+    """Serve :func:`exposition` on ``port`` in a daemon thread (``pm worker``'s metrics port).
+
+    With several worker processes in one pod sharing PROMETHEUS_MULTIPROC_DIR, the first one binds
+    the port and exposes every process's samples; the others log that and go on.
+
+    Returns:
+        The server, or None when the port is taken.
+    """
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404, "only /metrics is served here")
+                return
+            body, content_type = exposition()
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - scrapes are not news
+            return
+
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        log.warning("metrics port %d not served (%s); with PROMETHEUS_MULTIPROC_DIR another process of this "
+                    "pod serves every process's metrics", port, exc)
+        return None
+    threading.Thread(target=server.serve_forever, name="pm-metrics", daemon=True).start()
+    log.info("metrics on :%d/metrics%s", port, " (multiprocess)" if os.environ.get("PROMETHEUS_MULTIPROC_DIR") else "")
+    return server
+
+
+def process_exited() -> None:
+    """Tell multiprocess mode this process is gone (its live gauges stop counting)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid())
+
+
 def observe_mcp_call(record: dict[str, Any]) -> None:
     """The gateway's ``on_call`` hook: latency of every call, errors by reason."""
     server = str(record.get("server") or "none")

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pipeline import metrics
 from pipeline import phases as P
 from pipeline.middleware import CorrelationFilter
 from pipeline.plan import engine_plan, with_delay
@@ -61,6 +62,7 @@ def run_worker(settings: Any, *, configure: Callable[[Runtime], None] | None = N
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    metrics_server = metrics.serve(settings.metrics_port) if getattr(settings, "metrics_port", None) else None
     handle = runtime.start_worker(threads)
     log.info("worker started (%s)", type(runtime.broker).__name__)
     try:
@@ -69,6 +71,9 @@ def run_worker(settings: Any, *, configure: Callable[[Runtime], None] | None = N
         log.info("worker stopping")
         handle.stop()
         runtime.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        metrics.process_exited()
     return 0
 
 

@@ -76,6 +76,9 @@ class Settings(BaseSettings):
         description="Prefix of the broker's queue keys, so several deployments can share one Redis",
     )
     worker_threads: int = Field(default=4, ge=1, le=64, alias="PM_WORKER_THREADS")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, alias="PM_METRICS_PORT",
+        description="pm worker serves Prometheus metrics on this port (docs/metrics.md)")
 
     @field_validator("log_level")
     @classmethod
