@@ -43,6 +43,35 @@ class Principal:
     subject: str
     role: str
     bucket: str
+    scope: str | None = None
+
+
+LINK_TTL_S = 90 * 24 * 3600
+
+
+def link_token(secret: str, investigation_id: str, *, ttl_s: int = LINK_TTL_S, now: float | None = None) -> str:
+    """A JWT that opens one investigation's report page only (the links in Slack and Jira reports).
+
+    Returns:
+        HS256 token with ``role=viewer``, ``inv=<id>`` and ``exp`` ``ttl_s`` from now.
+    """
+    issued = int(now if now is not None else time.time())
+    return jwt.encode({"sub": "report-link", "role": "viewer", "inv": investigation_id, "iat": issued,
+                       "exp": issued + ttl_s}, secret, algorithm="HS256")
+
+
+def report_url(public_url: str, investigation_id: str, secret: str | None) -> str:
+    """The report page's address under PM_PUBLIC_URL, with a link token when JWT_SECRET is set."""
+    from urllib.parse import quote
+
+    url = f"{public_url.rstrip('/')}/investigations/{quote(investigation_id, safe='')}"
+    return f"{url}?token={link_token(secret, investigation_id)}" if secret else url
+
+
+def require_unscoped(principal: Principal) -> None:
+    """Raise :class:`Forbidden` for a report-link token (it opens its report page and nothing else)."""
+    if principal.scope is not None:
+        raise Forbidden("a report link's token opens that report page only; use an API key or a JWT")
 
 
 def parse_keyed_roles(raw: str | None) -> dict[str, str]:
@@ -101,7 +130,9 @@ def authenticate(
     if role not in ROLES:
         raise AuthError(f"the JWT's role claim must be one of {', '.join(ROLES)}")
     subject = str(claims.get("sub") or "jwt")
-    return Principal(subject=f"jwt:{subject}", role=str(role), bucket=f"jwt:{subject}")
+    scope = claims.get("inv")
+    return Principal(subject=f"jwt:{subject}", role=str(role), bucket=f"jwt:{subject}",
+                     scope=str(scope) if scope is not None else None)
 
 
 def _by_key(token: str, keys: dict[str, str]) -> Principal:

@@ -515,3 +515,36 @@ def query(*, settings: Any, capability: str, body: Any, tools_factory: Any = Non
         raise BadRequest(f"{capability}: {exc}") from None
     finally:
         tools.close()
+
+
+def report_page(*, runtime: Any, investigation_id: str) -> str:
+    """The report page's HTML (publishers/html.py) of one investigation.
+
+    Raises:
+        Missing: unknown id.
+    """
+    from publishers.html import render_report_page
+
+    with runtime.session() as session:
+        inv = investigations.to_dict(_get(session, investigation_id))
+    return render_report_page(inv, traces(runtime=runtime, investigation_id=investigation_id),
+                              cost_breakdown(runtime=runtime, investigation_id=investigation_id))
+
+
+def list_page_html(*, runtime: Any, status: str | None = None, domain: str | None = None, limit: int = 50,
+                   cursor: str | None = None) -> str:
+    """The list page's HTML: the newest investigations, with a link to older ones.
+
+    Raises:
+        BadRequest: as :func:`list_page`.
+    """
+    from urllib.parse import urlencode
+
+    from publishers.html import render_list_page
+
+    page = list_page(runtime=runtime, status=status, domain=domain, limit=limit, cursor=cursor)
+    nxt = None
+    if page["next_cursor"]:
+        query = {k: v for k, v in (("status", status), ("domain", domain), ("cursor", page["next_cursor"])) if v}
+        nxt = "/investigations?" + urlencode(query)
+    return render_list_page(page["items"], nxt)

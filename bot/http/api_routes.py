@@ -18,7 +18,15 @@ from starlette.routing import Route
 from bot.http.problems import BodyTooLarge, problem, read_body
 from commands import api as api_cmd
 from commands import investigate
-from commands.access import AuthError, Forbidden, Principal, RateLimiter, authenticate, require
+from commands.access import (
+    AuthError,
+    Forbidden,
+    Principal,
+    RateLimiter,
+    authenticate,
+    require,
+    require_unscoped,
+)
 from commands.errors import BadRequest, NotAllowed
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
@@ -70,6 +78,7 @@ def guarded(api: ApiContext, role: str, handler: Handler) -> Callable[[Request],
         try:
             principal = principal_of(api, request)
             require(principal, role)
+            require_unscoped(principal)
         except AuthError as exc:
             return problem(401, "Unauthorized", str(exc), headers={"WWW-Authenticate": 'Bearer realm="pm"'})
         except Forbidden as exc:

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
-from bot.http import api_routes, health_routes, observe, openapi, webhook_routes
+from bot.http import api_routes, health_routes, observe, openapi, report_routes, webhook_routes
 from bot.http.api_routes import ApiContext
 from bot.http.context import ListenerContext
 from bot.http.processor import DeliveryProcessor
@@ -92,7 +92,7 @@ def create_app(
     observe.prime_webhooks()
     app = Starlette(
         routes=[*webhook_routes.routes(ctx), *health_routes.routes(ctx), *api_routes.routes(api),
-                *openapi.routes(), *observe.routes(runtime)],
+                *openapi.routes(), *observe.routes(runtime), *report_routes.routes(api)],
         lifespan=lifespan,
         middleware=[Middleware(observe.CountRequests)],
     )
