@@ -112,3 +112,57 @@ def test_a_link_token_opens_its_own_report_only(app_with_report):
     assert api.status_code == 403  # a link is not an API credential
     assert a.client.get(f"/investigations/{inv_id}", params={"token": tok + "x"}).status_code == 401
     assert a.client.get("/investigations/inv-none", headers=a.as_("viewer")).status_code == 404
+
+
+def test_slack_report_links_the_page_and_the_link_opens_it(tmp_path, sqlite_url):
+    """PM_PUBLIC_URL set: the Slack report (real publisher, stand-in Slack) carries the page's link,
+    whose token opens that page on the real app."""
+    import json
+    from urllib.parse import parse_qs, urlsplit
+
+    import httpx
+
+    from bot.http.app import create_app
+    from bot.http.server import ServerThread
+    from bot.http.settings import load_http_settings
+    from bot.http.wiring import configure_runtime
+    from pipeline.runtime import build_runtime
+    from store.config import load_settings
+    from store.db import upgrade
+    from tests.bot.test_api import API_KEYS, WORLD
+    from tests.commands.test_webhooks import alert_group_payload
+    from tests.fakes.slack_server import FakeSlack
+
+    upgrade(sqlite_url)
+    with FakeSlack() as fake:
+        settings = load_settings(PM_HOME=str(tmp_path), DATABASE_URL=sqlite_url, API_KEYS=API_KEYS, JWT_SECRET=SECRET,
+                                 SLACK_BOT_TOKEN="xoxb-test", SLACK_API_URL=fake.api_url, PM_WORLD=str(WORLD),
+                                 PM_WORKER_THREADS=2)
+        http = load_http_settings(PM_DOMAINS=json.dumps({"booking": "bookings"}),
+                                  PM_DOMAIN_CHANNELS=json.dumps({"bookings": "C0BOOK"}),
+                                  PM_PUBLIC_URL="https://pm.example.org/")
+        runtime = build_runtime(settings)
+        configure_runtime(runtime, settings, http)
+        server = ServerThread(create_app(settings, runtime, http)).start()
+        worker = runtime.start_worker()
+        try:
+            resp = httpx.post(f"{server.url}/webhooks/alertmanager", json=alert_group_payload(),
+                              headers={"Authorization": "Bearer plain-key"}, timeout=10)
+            assert resp.status_code == 202, resp.text
+            parent = fake.wait_for(
+                lambda: next((m for m in fake.bot_messages("C0BOOK") if not m.get("thread_ts")), None), 60, "parent")
+            report = fake.wait_for(
+                lambda: next((m for m in fake.thread("C0BOOK", parent["ts"])
+                              if any(b.get("type") == "header" for b in m.get("blocks") or [])), None), 120, "report")
+        finally:
+            worker.stop()
+        try:
+            links = re.findall(r"<(https://pm\.example\.org/investigations/[^|>]+)\|", json.dumps(report["blocks"]))
+            assert len(links) == 1, report["blocks"]
+            url = urlsplit(links[0])
+            assert parse_qs(url.query)["token"]
+            page = httpx.get(f"{server.url}{url.path}?{url.query}", timeout=10)
+            assert page.status_code == 200 and "id=verdict>" in page.text
+        finally:
+            server.stop()
+            runtime.close()
