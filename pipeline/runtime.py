@@ -27,6 +27,7 @@ from pipeline.metrics import CountedPublisher, JobMetrics
 from pipeline.middleware import CorrelationId, SessionCleanup, Timing
 from pipeline.plan import PhaseFn, engine_plan
 from pipeline.tools import open_tools
+from pipeline.tracing import JobTracing
 from store import investigations as invs
 from store import outbox
 from store.artifacts import ArtifactStore, make_artifact_store
@@ -268,7 +269,8 @@ def build_runtime(
     broker = make_broker(
         settings, namespace=namespace, redis_options=redis_options,
         middleware=[CorrelationId(), timing, SessionCleanup(lambda: holder["rt"].close_leftover_sessions()),
-                    JobMetrics(lambda: holder["rt"].session(), settings.worker_threads)],
+                    JobMetrics(lambda: holder["rt"].session(), settings.worker_threads),
+                    JobTracing(lambda: holder["rt"].session())],
     )
     dramatiq.set_broker(broker)
     runtime = Runtime(

@@ -11,7 +11,6 @@ from typing import Any
 
 from pipeline import metrics
 from pipeline import phases as P
-from pipeline.middleware import CorrelationFilter
 from pipeline.plan import engine_plan, with_delay
 from pipeline.runtime import Runtime, build_runtime
 
@@ -79,13 +78,12 @@ def run_worker(settings: Any, *, configure: Callable[[Runtime], None] | None = N
 
 def main() -> int:
     """Entry point of ``python -m pipeline.worker``."""
+    from pipeline import logs, tracing
     from store.config import load_settings
 
     settings = load_settings()
-    handler = logging.StreamHandler()
-    handler.addFilter(CorrelationFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(investigation_id)s] %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level, handlers=[handler])
+    logs.configure(settings, json_logs=settings.log_format == "json")
+    tracing.setup(settings)
     return run_worker(settings)
 
 

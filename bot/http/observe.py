@@ -1,4 +1,5 @@
-"""``GET /metrics`` and the ASGI middleware that counts HTTP requests and webhook deliveries.
+"""``GET /metrics`` and the ASGI middleware that counts HTTP requests and webhook deliveries and sets
+each request's correlation id (``X-Request-Id``, taken when well-formed, else new; echoed back).
 
 The route label is the matched route's template (``/api/v1/investigations/{id}``), never the raw
 path, so ids do not become label values; unmatched paths count as ``unmatched``.
@@ -6,6 +7,8 @@ path, so ids do not become label values; unmatched paths count as ``unmatched``.
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,9 +19,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline import metrics
+from pipeline.middleware import current_correlation
 from pipeline.runtime import QUEUES
 from store.models import OPEN_STATUSES, Investigation
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
 #: webhook path -> the ``source`` label (docs/metrics.md)
 WEBHOOK_SOURCES = {"/webhooks/jira": "jira", "/webhooks/pagerduty": "pagerduty", "/webhooks/grafana/alert": "grafana",
                    "/webhooks/alertmanager": "alertmanager", "/webhooks/deploy": "deploy", "/webhooks/change": "change"}
@@ -48,15 +53,21 @@ class CountRequests:
             await self.app(scope, receive, send)
             return
         code = {"status": 500}
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        token = current_correlation.set(request_id)
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 code["status"] = int(message["status"])
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, capture)
         finally:
+            current_correlation.reset(token)
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope.get("method", "GET")

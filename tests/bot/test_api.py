@@ -377,3 +377,10 @@ def test_metrics_after_an_investigation(finished):
                    'pm_http_requests_total{code="202",method="POST",route="/api/v1/investigate"}',
                    "pm_agent_execution_duration_seconds_count", 'pm_webhook_deliveries_total{source="jira"'):
         assert series in text, series
+
+
+def test_request_id_is_echoed_or_made(api):
+    given = api.client.get("/healthz", headers={"X-Request-Id": "req-42.a_b"})
+    assert given.headers["x-request-id"] == "req-42.a_b"
+    made = api.client.get("/healthz", headers={"X-Request-Id": "bad id with spaces"}).headers["x-request-id"]
+    assert made != "bad id with spaces" and len(made) == 32
