@@ -88,6 +88,7 @@ def guarded(api: ApiContext, role: str, handler: Handler) -> Callable[[Request],
             return problem(429, "Too many requests", f"rate limit of this key reached; retry in {wait:.1f} s",
                            headers={"Retry-After": str(max(1, round(wait + 0.5)))})
         try:
+            check_no_nul(request)
             return await handler(request, principal)
         except BodyTooLarge as exc:
             return problem(413, "Payload too large", str(exc))
@@ -106,14 +107,37 @@ def guarded(api: ApiContext, role: str, handler: Handler) -> Callable[[Request],
     return endpoint
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def check_no_nul(request: Request) -> None:
+    """Refuse NUL characters in the path and query (PostgreSQL text cannot hold them).
+
+    Raises:
+        BadRequest: naming where.
+    """
+    if _has_nul(dict(request.path_params)) or _has_nul(list(request.query_params.multi_items())):
+        raise BadRequest("the path or query holds a NUL character; remove it")
+
+
 async def _json(api: ApiContext, request: Request) -> Any:
     body = await read_body(request, api.max_body_bytes)
     if not body.strip():
         raise BadRequest("send a JSON body")
     try:
-        return json.loads(body)
+        parsed = json.loads(body)
     except ValueError as exc:
         raise BadRequest(f"the body is not JSON ({exc.args[0] if exc.args else exc})") from None
+    if _has_nul(parsed):  # PostgreSQL text cannot hold \u0000; no field of ours needs it
+        raise BadRequest("a string in the body holds a NUL character (\\u0000); remove it")
+    return parsed
 
 
 def _int(request: Request, name: str, default: int) -> int:

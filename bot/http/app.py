@@ -10,10 +10,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 
 from bot.http import api_routes, health_routes, observe, openapi, report_routes, webhook_routes
 from bot.http.api_routes import ApiContext
 from bot.http.context import ListenerContext
+from bot.http.problems import problem
 from bot.http.processor import DeliveryProcessor
 from bot.http.settings import HttpSettings, load_http_settings, webhook_rules
 from commands import deploy_check
@@ -95,10 +98,20 @@ def create_app(
                 *openapi.routes(), *observe.routes(runtime), *report_routes.routes(api)],
         lifespan=lifespan,
         middleware=[Middleware(observe.CountRequests)],
+        exception_handlers={404: _not_found, 405: _not_allowed},
     )
     app.state.context = ctx
     app.state.api = api
     return app
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem(404, "Not found", f"no route {request.url.path}; the routes are listed at /openapi.json")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return problem(405, "Method not allowed", f"{request.method} is not served at {request.url.path}; "
+                   "see /openapi.json")
 
 
 def build_api_context(settings: Settings, runtime: Any, http: HttpSettings, *,

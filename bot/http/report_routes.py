@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from bot.http.api_routes import ApiContext, _int
+from bot.http.api_routes import ApiContext, _int, check_no_nul
 from bot.http.problems import problem
 from commands import api as api_cmd
 from commands.access import AuthError, Forbidden, Principal, authenticate, require
@@ -45,6 +45,7 @@ def routes(api: ApiContext) -> list[Route]:
             return problem(429, "Too many requests", f"retry in {wait:.1f} s",
                            headers={"Retry-After": str(max(1, round(wait + 0.5)))})
         try:
+            check_no_nul(request)
             body = await run_in_threadpool(render, who)
         except Forbidden as exc:
             return problem(403, "Forbidden", str(exc))
