@@ -249,7 +249,7 @@ def test_investigations_remember_each_other_and_reindex_rebuilds_from_the_databa
 
 
 def test_reports_say_seen_before_in_every_medium_with_outside_text_escaped():
-    from publishers import jira, markdown, slack
+    from publishers import html, jira, markdown, slack
 
     report = {"verdict": "CONFIRMED", "confidence": 90, "root_cause": {"service": "pay"}, "hypotheses": [],
               "similar_incidents": [{"investigation_id": "inv-2026-01-01-000000-pay", "score": 0.91,
@@ -258,8 +258,15 @@ def test_reports_say_seen_before_in_every_medium_with_outside_text_escaped():
                                      "feedback": {"up": 0, "down": 1, "comments": [], "disputed": True}}]}
     md = markdown.render_report(report)
     assert "## Seen before" in md and "inv-2026-01-01-000000-pay" in md and "disputed" in md
-    _, blocks = slack.report_blocks({"id": "inv-now", "status": "COMPLETE"}, report)
+    def link(inv_id: str) -> str:
+        return f"https://pm.example/investigations/{inv_id}?t=x"
+
+    _, blocks = slack.report_blocks({"id": "inv-now", "status": "COMPLETE"}, report, link=link)
     seen = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"] if "Seen before" in e["text"]]
-    assert len(seen) == 1 and "inv-2026-01-01-000000-pay" in seen[0] and "<!channel>" not in seen[0]
-    wiki = jira.render_report(report, "inv-now")
-    assert "Seen before" in wiki and "{color:red}" not in wiki
+    assert len(seen) == 1 and "<!channel>" not in seen[0]
+    assert "<https://pm.example/investigations/inv-2026-01-01-000000-pay?t=x|inv-2026-01-01-000000-pay>" in seen[0]
+    wiki = jira.render_report(report, "inv-now", link=link)
+    assert "|https://pm.example/investigations/inv-2026-01-01-000000-pay?t=x]" in wiki
+    assert "{color:red}" not in wiki
+    page = html.render_report_page({"id": "inv-now", "report": report, "status": "COMPLETE"}, {}, {})
+    assert 'href="/investigations/inv-2026-01-01-000000-pay"' in page and "<!channel>" not in page
