@@ -101,6 +101,7 @@ class VaultSecretProvider:
         self._token_lease = 0.0
         self._token_renewable = False
         self._logged_in = token is not None
+        self._token_known = False  # a given token's TTL is looked up once, on first use
         #: how many AppRole logins and token renewals happened (for operators' logs and the tests)
         self.logins = 0
         self.renewals = 0
@@ -136,7 +137,7 @@ class VaultSecretProvider:
         self._token_at = self._clock()
         self._token_lease = float(auth.get("lease_duration") or 0)
         self._token_renewable = bool(auth.get("renewable"))
-        self._logged_in = True
+        self._logged_in = self._token_known = True
         self.logins += 1
 
     def _keep_token_fresh(self) -> None:
@@ -144,6 +145,17 @@ class VaultSecretProvider:
         if not self._logged_in:
             self._login()
             return
+        if not self._token_known:
+            self._token_known = True
+            if self._role_id is None:
+                try:
+                    info = self._client.auth.token.lookup_self()["data"]
+                except Exception:  # noqa: BLE001 - a refused token is reported by the read that follows
+                    return
+                self._token_at = self._clock()
+                self._token_lease = float(info.get("ttl") or 0)  # 0: a token that never expires (root)
+                self._token_renewable = bool(info.get("renewable"))
+                return
         if self._token_lease <= 0 or self._clock() - self._token_at < self._token_lease / 2:
             return
         if self._token_renewable:

@@ -19,6 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import hvac
@@ -204,6 +205,32 @@ def test_token_renewed_at_half_ttl_and_batch_token_replaced_by_login(bao: Bao):
     clock.now += 301
     assert provider.get("API") == "v1"
     assert (provider.renewals, provider.logins) == (0, 2)
+
+
+def test_a_given_token_with_a_ttl_is_renewed_and_a_root_token_is_left_alone(bao: Bao):
+    path = _secret(bao, API="v1")
+    bao.root.sys.create_or_update_policy(name="pm-token", policy=_read_policy(path))
+    token = bao.root.auth.token.create(policies=["pm-token"], ttl="10m", renewable=True)["auth"]["client_token"]
+    clock = Clock()
+    provider = VaultSecretProvider(bao.addr, token, path=path, clock=clock)
+    assert provider.get("API") == "v1"
+    clock.now += 301
+    assert provider.get("API") == "v1"
+    assert provider.renewals == 1
+    assert bao.root.auth.token.lookup(token)["data"].get("last_renewal_time")
+    root = VaultSecretProvider(bao.addr, bao.root_token, path=path, clock=clock)
+    assert root.get("API") == "v1"
+    clock.now += 10**6
+    assert root.get("API") == "v1"
+    assert root.renewals == 0  # ttl 0: nothing to renew
+
+
+def test_concurrent_lookups_share_one_read(bao: Bao):
+    path = _secret(bao, API="v1")
+    provider = VaultSecretProvider(bao.addr, bao.root_token, path=path)
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(lambda _: provider.get("API"), range(64))) == {"v1"}
+    assert bao.reads_of(f"secret/data/{path}") == 1
 
 
 def test_forbidden_names_the_policies_and_the_rule_to_add(bao: Bao):
