@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
     vault_addr: str | None = Field(default=None, alias="VAULT_ADDR")
     vault_token: SecretStr | None = Field(default=None, alias="VAULT_TOKEN")
+    vault_role_id: str | None = Field(
+        default=None, alias="VAULT_ROLE_ID", description="AppRole login (with VAULT_SECRET_ID) instead of VAULT_TOKEN")
+    vault_secret_id: SecretStr | None = Field(default=None, alias="VAULT_SECRET_ID")
+    vault_approle_mount: str = Field(default="approle", alias="PM_VAULT_APPROLE_MOUNT")
+    vault_mount: str = Field(default="secret", alias="PM_VAULT_MOUNT", description="the KV v2 secrets engine's mount")
+    vault_path: str = Field(
+        default="production-master", alias="PM_VAULT_PATH", description="the KV v2 secret holding one key per secret")
+    vault_cache_ttl_s: float = Field(
+        default=60.0, ge=0, alias="PM_VAULT_CACHE_TTL_S", description="how long a read of the secret is reused")
+    vault_cacert: Path | None = Field(default=None, alias="VAULT_CACERT", description="CA bundle for an https Vault")
     jwt_secret: SecretStr | None = Field(default=None, alias="JWT_SECRET")
     api_keys: SecretStr | None = Field(default=None, alias="API_KEYS")
     mcp_access_key: SecretStr | None = Field(default=None, alias="MCP_ACCESS_KEY")
