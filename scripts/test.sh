@@ -8,6 +8,7 @@ bash scripts/services.sh
 bash scripts/ensure-prometheus.sh
 bash scripts/ensure-helm.sh
 bash scripts/ensure-chromium.sh
+bash scripts/ensure-openbao.sh >/dev/null
 .venv/bin/ruff check .
 .venv/bin/lint-imports
 .venv/bin/mypy bot commands pipeline agents publishers store sandbox sources
