@@ -32,10 +32,14 @@ from sqlalchemy.orm import Session
 from commands.errors import BadRequest
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
-from store import outbox
+from store import events, outbox
 from store.models import InboundDelivery, utcnow
 
-SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy")
+SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy", "change")
+#: Change kinds of the world format (changes.jsonl), accepted by /webhooks/change.
+CHANGE_KINDS = ("deploy", "feature_flag", "config", "db_migration", "infra")
+#: Most change records one /webhooks/change delivery may carry.
+MAX_CHANGES_PER_DELIVERY = 1000
 JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
 # Jira's default priority scheme (Highest..Lowest) and the older one (Blocker..Trivial).
 _JIRA_PRIORITY = {
@@ -104,6 +108,8 @@ class Normalised:
     requests: tuple[InvestigationRequest, ...] = ()
     deploy: dict[str, Any] | None = None
     ignored: str | None = None
+    #: ``(kind, record)`` of alerts and changes to keep as history (store/events.py), investigated or not.
+    history: tuple[tuple[str, dict[str, Any]], ...] = ()
 
 
 # -- reading payloads -------------------------------------------------------------------------------
@@ -121,6 +127,23 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise PayloadError("body", f"body is not valid JSON ({exc}); send the vendor's JSON payload") from None
     if not isinstance(data, dict):
         raise PayloadError("body", "body must be a JSON object; send the vendor's JSON payload")
+    return data
+
+
+def parse_change_body(body: bytes) -> dict[str, Any]:
+    """A /webhooks/change body: one change record, a JSON list of them, or ``{"changes": [...]}``.
+
+    Raises:
+        PayloadError: not UTF-8 JSON, or neither an object nor a list.
+    """
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise PayloadError("body", f"body is not valid JSON ({type(exc).__name__}); send a change record or a list") from None
+    if isinstance(data, list):
+        return {"changes": data}
+    if not isinstance(data, dict):
+        raise PayloadError("body", "body must be a change record (an object) or a list of them")
     return data
 
 
@@ -185,14 +208,21 @@ def normalise_pagerduty(payload: Mapping[str, Any], rules: WebhookRules) -> Norm
     incident_id = str(_get(incident, "id"))
     title = str(_get(incident, "title"))
     priority = _get(incident, "priority.summary", required=False)
+    service = _get(incident, "service.summary", required=False)
+    alert_id = f"pd-{_slug(incident_id)}"
+    created = _iso_or_none(_get(incident, "created_at", required=False) or _get(payload, "event.occurred_at",
+                                                                                  required=False))
+    history: tuple[tuple[str, dict[str, Any]], ...] = ()
+    if created:
+        history = (("alert", {"id": alert_id, "ts": created, "source": "pagerduty", "service": service,
+                              "severity": priority or incident.get("urgency"), "title": title, "labels": {}}),)
     if priority is None:
         # Accounts without incident priorities: a high-urgency incident counts as P2.
         priority = "P2" if incident.get("urgency") == "high" else None
     if priority not in rules.pagerduty_priorities:
-        return Normalised(ignored=f"PagerDuty priority {priority} is not one of {', '.join(rules.pagerduty_priorities)}")
-    service = _get(incident, "service.summary", required=False)
+        return Normalised(ignored=f"PagerDuty priority {priority} is not one of {', '.join(rules.pagerduty_priorities)}",
+                          history=history)
     domain = rules.domain_for(service)
-    alert_id = f"pd-{_slug(incident_id)}"
     request = InvestigationRequest(
         trigger={
             "alert": alert_id, "service": service, "title": title, "source": "pagerduty",
@@ -208,7 +238,7 @@ def normalise_pagerduty(payload: Mapping[str, Any], rules: WebhookRules) -> Norm
         sources=dict(rules.sources),
         raw=dict(payload),
     )
-    return Normalised(requests=(request,))
+    return Normalised(requests=(request,), history=history)
 
 
 def _alert_priority(labels: Mapping[str, Any]) -> str:
@@ -225,6 +255,7 @@ def normalise_alert_group(source: str, payload: Mapping[str, Any], rules: Webhoo
         raise PayloadError("alerts", "field 'alerts' must be a list of alerts")
     requests = []
     skipped = []
+    history: list[tuple[str, dict[str, Any]]] = []
     for i, alert in enumerate(alerts):
         if not isinstance(alert, Mapping):
             raise PayloadError(f"alerts[{i}]", f"alerts[{i}] must be an object")
@@ -232,15 +263,23 @@ def normalise_alert_group(source: str, payload: Mapping[str, Any], rules: Webhoo
             continue
         labels = _get(alert, "labels")
         name = str(_get(alert, "labels.alertname"))
-        if not any(fnmatch.fnmatchcase(name, p) for p in rules.alert_name_patterns):
-            skipped.append(name)
-            continue
         starts_at = str(_get(alert, "startsAt"))
         fp = str(alert.get("fingerprint") or _hash(json.dumps(labels, sort_keys=True)))
         service = labels.get("service") or labels.get("job") or labels.get("app")
-        domain = rules.domain_for(service)
         annotations = alert.get("annotations") or {}
         prefix = "am" if source == "alertmanager" else "gr"
+        when = _iso_or_none(starts_at)
+        if when and isinstance(labels, Mapping):
+            history.append(("alert", {
+                "id": f"{prefix}-{_slug(fp)}", "ts": when, "source": source,
+                "service": str(service) if service is not None else None,
+                "severity": str(labels["severity"]) if labels.get("severity") is not None else None,
+                "title": str(annotations.get("summary") or name) if isinstance(annotations, Mapping) else name,
+                "labels": {str(k): str(v) for k, v in labels.items()}}))
+        if not any(fnmatch.fnmatchcase(name, p) for p in rules.alert_name_patterns):
+            skipped.append(name)
+            continue
+        domain = rules.domain_for(service)
         requests.append(
             InvestigationRequest(
                 trigger={
@@ -260,8 +299,8 @@ def normalise_alert_group(source: str, payload: Mapping[str, Any], rules: Webhoo
         )
     if not requests:
         why = f"alert names {sorted(set(skipped))} match no pattern" if skipped else "no firing alerts"
-        return Normalised(ignored=why)
-    return Normalised(requests=tuple(requests))
+        return Normalised(ignored=why, history=tuple(history))
+    return Normalised(requests=tuple(requests), history=tuple(history))
 
 
 def normalise_deploy(payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
@@ -278,13 +317,87 @@ def normalise_deploy(payload: Mapping[str, Any], rules: WebhookRules) -> Normali
             "deployed_at", "field 'deployed_at' must be an ISO-8601 time, e.g. 2026-10-02T15:00:00Z"
         ) from None
     domain = payload.get("domain") or rules.domain_for(service)
+    version = payload.get("version")
+    change = {
+        "id": str(payload.get("id") or "deploy-" + _hash(service, str(version), str(deployed_at))[:16]),
+        "ts": _iso_or_none(str(deployed_at)), "kind": "deploy", "service": service,
+        "author": str(payload.get("author") or payload.get("deployed_by") or "deploy webhook"),
+        "summary": f"deploy {service} {version or ''}".strip(),
+        "details": {k: payload.get(k) for k in ("version", "previous_version", "commit")} | {"environment": environment},
+    }
     return Normalised(
+        history=(("change", change),),
         deploy={
             "service": service, "environment": environment, "version": payload.get("version"),
             "deployed_at": str(deployed_at), "domain": domain, "channel": rules.channel_for(domain),
             "id": payload.get("id"), "sources": dict(rules.sources), "mode": rules.mode,
         }
     )
+
+
+def _iso_or_none(value: Any) -> str | None:
+    """An ISO-8601 time as UTC with Z, or None when it is not one."""
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    parsed = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    return parsed.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _text(rec: Mapping[str, Any], key: str, where: str, *, required: bool, limit: int = 2000) -> str | None:
+    value = rec.get(key)
+    if value is None or value == "":
+        if required:
+            raise PayloadError(f"{where}.{key}", f"{where}: field '{key}' is required (a string)")
+        return None
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise PayloadError(f"{where}.{key}", f"{where}: field '{key}' must be a string")
+    text = str(value)
+    if "\x00" in text:
+        raise PayloadError(f"{where}.{key}", f"{where}: field '{key}' holds a NUL character; remove it")
+    return text[:limit]
+
+
+def normalise_change(payload: Mapping[str, Any]) -> Normalised:
+    """``POST /webhooks/change``: change records in the world format's changes.jsonl shape, kept as history.
+
+    The body is one record, a list of records, or ``{"changes": [...]}``: each ``{id, ts, kind, service,
+    author?, summary?, details?}``; ``kind`` one of deploy, feature_flag, config, db_migration, infra.
+
+    Raises:
+        PayloadError: a record is malformed (the field is named), or more than MAX_CHANGES_PER_DELIVERY.
+    """
+    raw = payload.get("changes") if isinstance(payload.get("changes"), list) else [payload]
+    if not raw:
+        raise PayloadError("changes", "no change records; send one record or a list of them")
+    if len(raw) > MAX_CHANGES_PER_DELIVERY:
+        raise PayloadError("changes", f"{len(raw)} changes in one delivery; send at most {MAX_CHANGES_PER_DELIVERY}")
+    history = []
+    for i, rec in enumerate(raw):
+        where = f"changes[{i}]"
+        if not isinstance(rec, Mapping):
+            raise PayloadError(where, f"{where} must be an object with id, ts, kind, service")
+        change_id = _text(rec, "id", where, required=True, limit=200)
+        when = _iso_or_none(rec.get("ts"))
+        if when is None:
+            raise PayloadError(f"{where}.ts", f"{where}: field 'ts' must be an ISO-8601 time, e.g. 2026-12-06T08:00:00Z")
+        kind = rec.get("kind")
+        if kind not in CHANGE_KINDS:
+            raise PayloadError(f"{where}.kind", f"{where}: field 'kind' must be one of {', '.join(CHANGE_KINDS)}")
+        details = rec.get("details")
+        details = {} if details is None else details
+        if not isinstance(details, Mapping):
+            raise PayloadError(f"{where}.details", f"{where}: field 'details' must be an object")
+        history.append(("change", {
+            "id": change_id, "ts": when, "kind": kind, "service": _text(rec, "service", where, required=True, limit=200),
+            "author": _text(rec, "author", where, required=False, limit=200),
+            "summary": _text(rec, "summary", where, required=False) or "",
+            "details": json.loads(json.dumps(details, default=str)),
+        }))
+    return Normalised(history=tuple(history))
 
 
 def normalise(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
@@ -302,6 +415,8 @@ def normalise(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> N
         return normalise_alert_group(source, payload, rules)
     if source == "deploy":
         return normalise_deploy(payload, rules)
+    if source == "change":
+        return normalise_change(payload)
     raise BadRequest(f"unknown webhook source {source!r}; use one of {', '.join(SOURCES)}")
 
 
@@ -325,6 +440,8 @@ def delivery_key(source: str, payload: Mapping[str, Any], headers: Mapping[str, 
         key = _hash(str(payload.get("groupKey")), *parts)
     elif source == "deploy":
         key = payload.get("id") or headers.get("x-delivery-id")
+    elif source == "change":
+        key = headers.get("x-delivery-id")
     return str(key)[:200] if key else "sha256:" + hashlib.sha256(body).hexdigest()
 
 
@@ -368,10 +485,12 @@ def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_sched
         if row is None:
             raise BadRequest(f"no inbound delivery {delivery_id}; nothing to process")
         source, payload, status = row.source, dict(row.payload), row.status
-    if status in ("processed", "ignored", "scheduled"):
+    if status in ("processed", "ignored", "scheduled", "recorded"):
         return {"status": status, "investigations": []}
     result = normalise(source, payload, rules)
     started: list[StartResult] = []
+    if result.history:
+        _keep_history(runtime, result)
     if result.deploy is not None:
         if deploy_scheduler is None:
             raise BadRequest("no deploy scheduler configured; run the listener through bot.http.create_app")
@@ -383,7 +502,7 @@ def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_sched
                 started.append(start(runtime=runtime, request=request))
         status = "processed"
     else:
-        status = "ignored"
+        status = "recorded" if source == "change" else "ignored"
     with runtime.session() as session:
         row = session.get(InboundDelivery, delivery_id)
         row.status = status
@@ -397,6 +516,18 @@ def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_sched
     if result.ignored:
         out["ignored"] = result.ignored
     return out
+
+
+def _keep_history(runtime: Any, result: Normalised) -> None:
+    with runtime.session() as session:
+        _history_in(session, result)
+        session.commit()
+
+
+def _history_in(session: Session, result: Normalised) -> None:
+    """Keep a delivery's alerts and changes in ``source_events`` (the caller commits)."""
+    for kind in events.KINDS:
+        events.record(session=session, kind=kind, records=[r for k, r in result.history if k == kind])
 
 
 def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any = None) -> int:
@@ -546,6 +677,7 @@ def process_many(
             if result.deploy is not None:
                 deploys.append(row.id)
             else:
+                _history_in(session, result)
                 todo.append((row, result))
         fingerprints = {r.fingerprint for _row, result in todo for r in result.requests if r.fingerprint}
         open_by_fp = open_by_fingerprint(session, fingerprints)
@@ -557,7 +689,8 @@ def process_many(
                 started.append(outcome)
                 if outcome.created:
                     created.append((outcome.investigation_id, request.priority))
-            row.status = statuses[row.id] = "processed" if started else "ignored"
+            row.status = statuses[row.id] = "processed" if started else (
+                "recorded" if row.source == "change" else "ignored")
             if started:
                 row.investigation_id = started[0].investigation_id
         # In order, after every "created" of this chunk: each investigation's events keep their order.

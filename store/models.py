@@ -232,3 +232,27 @@ class DomainConfig(Base):
     domain: Mapped[str] = mapped_column(String(200), primary_key=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SourceEvent(Base):
+    """An alert or a change this product received on its webhooks, kept as history.
+
+    Alertmanager forgets resolved alerts and CI systems do not keep deploy logs for us: the
+    ``events`` source kind (docs/sources.md) answers ``alerts.*`` and ``changes.list`` from here.
+    ``ts`` is the event's own time as ISO-8601 UTC with Z (sortable as text); ``record`` is the
+    contract's dict (docs/contracts.md).
+    """
+
+    __tablename__ = "source_events"
+    __table_args__ = (
+        UniqueConstraint("kind", "event_id", name="uq_source_event_kind_id"),
+        Index("ix_source_events_kind_ts", "kind", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(200))
+    ts: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    record: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -19,7 +19,7 @@ from bot.http.context import ListenerContext
 from bot.http.problems import BodyTooLarge, problem, read_body
 from bot.http.processor import ListenerStopped
 from commands.signatures import SignatureError
-from commands.webhooks import PayloadError, delivery_key, normalise, parse_json
+from commands.webhooks import PayloadError, delivery_key, normalise, parse_change_body, parse_json
 
 Authenticate = Callable[[bytes, Headers], None]
 
@@ -46,11 +46,11 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
     except SignatureError as exc:
         return problem(401, "Unauthorized", str(exc))
     try:
-        payload = parse_json(body)
+        payload = parse_change_body(body) if source == "change" else parse_json(body)
         normalised = normalise(source, payload, ctx.rules)
     except PayloadError as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
-    if normalised.ignored:
+    if normalised.ignored and not normalised.history:  # nothing to keep: store nothing
         return JSONResponse({"status": "ignored", "reason": normalised.ignored}, status_code=202)
     key = delivery_key(source, payload, request.headers, body)
     try:
@@ -64,5 +64,9 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
             {"status": "duplicate", "delivery_id": accepted.delivery_id, "original_status": accepted.status},
             status_code=200,
         )
+    if normalised.ignored:
+        # Nothing to investigate, but its alerts are kept as history (the `events` source).
+        return JSONResponse({"status": "ignored", "reason": normalised.ignored, "delivery_id": accepted.delivery_id},
+                            status_code=202)
     # New, or a redelivery of one never finished (the processor has queued it again).
     return JSONResponse({"status": "accepted", "delivery_id": accepted.delivery_id}, status_code=202)

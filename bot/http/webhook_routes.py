@@ -20,12 +20,14 @@ def _endpoint(ctx: ListenerContext, source: str, authenticate: Authenticate):  #
 
 
 def routes(ctx: ListenerContext) -> list[Route]:
-    """POST /webhooks/jira, /webhooks/pagerduty, /webhooks/grafana/alert, /webhooks/alertmanager, /webhooks/deploy."""
+    """POST /webhooks/jira, /webhooks/pagerduty, /webhooks/grafana/alert, /webhooks/alertmanager, /webhooks/deploy,
+    /webhooks/change."""
     table = [
         ("/webhooks/jira", "jira", auth.jira(ctx)),
         ("/webhooks/pagerduty", "pagerduty", auth.pagerduty(ctx)),
         ("/webhooks/grafana/alert", "grafana", auth.bearer(ctx)),
         ("/webhooks/alertmanager", "alertmanager", auth.bearer(ctx)),
         ("/webhooks/deploy", "deploy", auth.bearer(ctx)),
+        ("/webhooks/change", "change", auth.bearer(ctx)),
     ]
     return [Route(path, _endpoint(ctx, source, check), methods=["POST"]) for path, source, check in table]

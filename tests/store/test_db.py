@@ -10,7 +10,7 @@ from store.errors import DatabaseUnavailable
 
 TABLES = {
     "investigations", "agent_runs", "phase_checkpoints", "progress_events", "deliveries",
-    "publications", "inbound_deliveries", "domain_configs",
+    "publications", "inbound_deliveries", "domain_configs", "source_events",
 }
 
 
@@ -28,7 +28,7 @@ def test_upgrade_creates_every_table_and_is_idempotent(request, backend, tmp_pat
         uniques = {u["name"] for u in insp.get_unique_constraints("progress_events")}
         assert "uq_event_seq" in uniques
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     finally:
         engine.dispose()
 
