@@ -18,7 +18,7 @@ from bot.cli import main as pm
 from commands.webhooks import WebhookRules, normalise_alert_group
 from sandbox.errors import WorldError
 from sandbox.promrun import PrometheusProcess, build_blocks
-from sandbox.replay import prom_name, replay, slug
+from sandbox.replay import alert_id, prom_name, replay
 from sandbox.world import load_world, parse_ts
 from store.sources_file import load_sources
 from tests.paths import ROOT
@@ -86,7 +86,7 @@ def test_logs_changes_alerts_round_trip(tmp_path: Path) -> None:
         got = back[alert["id"]]
         assert (got["service"], parse_ts(got["ts"]), got["title"], got["labels"]["severity"]) == (
             alert["service"], parse_ts(alert["ts"]), alert["title"], alert["severity"])
-        assert got["alert"].startswith("am-")
+        assert got["alert"] == manifest["alerts"]["ids"][alert["id"]] == alert_id(alert["id"])
     assert len({r.trigger["alert"] for r in parsed.requests}) == len(world.alerts)
     # sources.yaml parses, names every replayed source, and topology/tickets are copied.
     sources = load_sources(out / "sources.yaml")
@@ -103,7 +103,7 @@ def test_trigger_and_window_become_investigate_arguments(tmp_path: Path) -> None
     trigger = load_world(DEMO).trigger
     window = ["--start", demo["window"]["start"], "--end", demo["window"]["end"]]
     if "alert" in trigger:
-        assert demo["investigate"] == ["--alert", "am-" + slug(trigger["alert"]), *window]
+        assert demo["investigate"] == ["--alert", alert_id(trigger["alert"]), *window]
     sample = [{"ts": "2026-02-20T06:00:00Z", "service": "api", "name": "error_rate", "value": 0.1}]
     ticket = {"key": "OPS-1", "ts": "2026-02-20T08:10:00Z", "summary": "api 500s", "description": "since 08:02 UTC"}
     world = _tiny(tmp_path, "{ticket: OPS-1}", sample, tickets=[ticket])
