@@ -88,8 +88,8 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             trigger_service = alert.get("service")
     else:
         trigger_text = str(trigger.get("text", ""))
-    if trigger_ts is None and parse_ts(trigger.get("at")) is not None:
-        # A live trigger says when it happened (pm investigate --at, a webhook's own time).
+    if parse_ts(trigger.get("at")) is not None:
+        # A live trigger that says when it happened (pm investigate --at): that beats the ticket's own time.
         trigger_ts, anchor_from = parse_ts(trigger.get("at")), "at"
     win = _resolve_window(window, describe, trigger_ts, trigger)
     start, end = parse_ts(win["start"]), parse_ts(win["end"])

@@ -150,8 +150,10 @@ class Gateway:
         t0 = time.perf_counter()
         try:
             if route is None:
-                raise ToolError(f"no MCP tool is configured for capability {capability!r}; add it under "
-                                "capabilities: in the MCP config", capability=capability)
+                where = ("a source for its section in sources.yaml" if self.config.tolerant
+                         else "it under capabilities: in the MCP config")
+                raise ToolError(f"not configured: no source answers {capability}; add {where}",
+                                capability=capability)
             if self._closed:
                 raise ToolError(f"{capability}: the gateway is closed; open a new one", capability=capability)
             many = self.config.fanout.get(capability)

@@ -84,7 +84,7 @@ def merge(capability: str, answers: list[tuple[str, dict[str, Any] | BaseExcepti
         merged = _merge_list([r for _, r in ok], key, ident, capability)
     else:
         merged = dict(ok[0][1])
-    notes = [f"{name} ({capability} failed: {str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})"
+    notes = [f"{name} ({capability} failed: {str(exc).splitlines()[0][:400] if str(exc) else type(exc).__name__})"
              for name, exc in failed]
     notes += [n for _, r in ok for n in (r.get("missing_sources") or []) if isinstance(n, str)]
     if notes:

@@ -69,13 +69,17 @@ class EventsProvider(Provider):
                 return events.query(session=session, kind=kind, service=svc, limit=self.max_rows,
                                     start=iso(t0) if t0 is not None else None, end=iso(t1) if t1 is not None else None)
         except SQLAlchemyError as exc:
+            if self._no_history(exc):
+                return [], False
             raise self._db_error(exc) from None
 
+    @staticmethod
+    def _no_history(exc: SQLAlchemyError) -> bool:
+        """The database was never migrated: nothing was received yet (an empty history, said in check())."""
+        text = str(exc).splitlines()[0]
+        return "source_events" in text and ("no such table" in text or "does not exist" in text)
+
     def _db_error(self, exc: SQLAlchemyError) -> SourceError:
-        text = str(exc).splitlines()[0][:160]
-        if "source_events" in text and ("no such table" in text or "does not exist" in text):
-            return SourceError(f"{self.label}: the database has no event history yet; run `pm db upgrade` "
-                               "(or start `pm serve` once) against DATABASE_URL")
         return SourceError(f"{self.label}: database error ({type(exc).__name__}); check DATABASE_URL / PM_HOME")
 
     def changes_list(self, service: Any = None, kind: Any = None, start: Any = None, end: Any = None) -> dict[str, Any]:
@@ -101,17 +105,23 @@ class EventsProvider(Provider):
             with self._session() as session:
                 found = events.get(session=session, kind="alert", event_id=wanted)
         except SQLAlchemyError as exc:
-            raise self._db_error(exc) from None
+            if not self._no_history(exc):
+                raise self._db_error(exc) from None
+            found = None
         if found is None:
             raise NotFoundError(f"alerts.get: no alert {wanted!r} was received on our webhooks; list them with alerts.list")
         return found
 
     def check(self) -> str:
         kind = "alert" if self.entry.section == "alerts" else "change"
+        where = self.database_url.split("@")[-1]  # never print a password
         try:
             with self._session() as session:
                 rows, cut = events.query(session=session, kind=kind, limit=1_000)
         except SQLAlchemyError as exc:
+            if self._no_history(exc):
+                return (f"no {kind}s received yet in {where}: start `pm serve` with the same DATABASE_URL / "
+                        f"PM_HOME and send {'alerts' if kind == 'alert' else 'changes'} to its webhooks")
             raise self._db_error(exc) from None
         count = f"{len(rows)}{'+' if cut else ''}"
-        return f"{count} {kind}s kept in {self.database_url.split('@')[-1]}"
+        return f"{count} {kind}s kept in {where}"

@@ -110,7 +110,7 @@ def test_capability_arguments_are_renamed_for_a_provider():
         assert gw.calls[-1]["server"] == "grafana" and gw.calls[-1]["args"] == {
             "service": "checkout", "text": "timeout", "level": None}
         assert gw.call("topology.get")["services"][0]["name"] == "orders"  # the rest still goes to the sandbox
-        with pytest.raises(ToolError, match="no MCP tool is configured for capability 'code.blame'"):
+        with pytest.raises(ToolError, match="no source answers code.blame; add it under capabilities:"):
             gw.call("code.blame")
 
 

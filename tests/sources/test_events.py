@@ -113,9 +113,19 @@ def test_alerts_are_kept_even_when_no_investigation_starts(listener, tmp_path, m
         assert gw.call("changes.list")["changes"] == []
 
 
-def test_a_database_without_the_history_table_is_named_with_what_to_run(tmp_path, monkeypatch):
+def test_a_database_that_never_received_anything_is_an_empty_history_and_check_says_why(tmp_path, monkeypatch):
     empty = tmp_path / "empty.sqlite3"
     doc = load_sources(_sources(tmp_path, monkeypatch, f"sqlite:///{empty}"))
     provider = build_provider(doc.entry("changes.0"), doc)
-    with pytest.raises(Exception, match="pm db upgrade"):
+    assert provider.call("changes.list") == {"changes": []}
+    assert "no changes received yet" in provider.check() and "start `pm serve`" in provider.check()
+    with pytest.raises(NotFoundError):
+        build_provider(doc.entry("alerts.0"), doc).call("alerts.get", id="am-1")
+
+
+def test_an_unreachable_database_is_a_source_error(tmp_path, monkeypatch):
+    doc = load_sources(_sources(tmp_path, monkeypatch, "postgresql://nobody:secret@127.0.0.1:1/none"))
+    provider = build_provider(doc.entry("changes.0"), doc)
+    with pytest.raises(Exception, match="database error") as err:
         provider.call("changes.list")
+    assert "secret" not in str(err.value)
