@@ -372,9 +372,10 @@ def verify(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, 
 
 
 def fix_plan(ctx: dict[str, Any], hyp: dict[str, Any], ver: dict[str, Any],
-             chg: dict[str, Any] | None = None) -> dict[str, Any]:
-    """FIX_PLAN: concrete steps for the top hypothesis (``chg`` adds versions and flag names)."""
-    return report.fix_plan(ctx, hyp, ver, (chg or {}).get("changes"))
+             chg: dict[str, Any] | None = None, sig: dict[str, Any] | None = None) -> dict[str, Any]:
+    """FIX_PLAN: concrete steps for the top hypothesis (``chg`` names versions, flags and keys to return to;
+    ``sig`` gives the baselines to verify recovery against)."""
+    return report.fix_plan(ctx, hyp, ver, (chg or {}).get("changes"), sig)
 
 
 def build_report(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
@@ -409,5 +410,5 @@ def run_all(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] |
         ver = verify(tools, ctx, sig, chg, cor, hyp)
     if not hyp["hypotheses"]:
         hyp, ver = first_hyp, {**ver, "outcome": "DECLINED"}
-    fix = fix_plan(ctx, hyp, ver, chg)
+    fix = fix_plan(ctx, hyp, ver, chg, sig)
     return build_report(ctx, sig, chg, cor, hyp, ver, fix)

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.worker import run_worker as _run
+    from store.db import upgrade_on_start
+
+    upgrade_on_start(settings)
 
     def configure(runtime: object) -> None:
         register_publishers(runtime, settings)

@@ -102,7 +102,9 @@ def engine_plan() -> dict[str, PhaseFn]:
         P.VERIFICATION: lambda s: engine.verify(
             s.tools, s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"], s.outputs["hyp"]
         ),
-        P.FIX_PLAN: lambda s: engine.fix_plan(s.outputs["ctx"], s.outputs["hyp"], s.outputs["ver"]),
+        # The change records name what to return to (version, flag, key); the signals give the baselines.
+        P.FIX_PLAN: lambda s: engine.fix_plan(s.outputs["ctx"], s.outputs["hyp"], s.outputs["ver"],
+                                              s.outputs.get("chg"), s.outputs.get("sig")),
         P.REPORT: lambda s: engine.build_report(
             s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
             s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"],

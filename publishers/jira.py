@@ -112,11 +112,11 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
     steps = (report.get("fix_plan") or {}).get("steps") or []
     lines.append("h3. Fix plan")
     if steps:
-        lines.append("||Priority||Action||Target||Description||")
+        lines.append("||Priority||Action||Target||Description||Risk||")
         for st in steps:
             lines.append(
                 f"|{_esc(st.get('priority', ''))}|{_esc(st.get('action', ''))}|{_esc(st.get('target') or '')}"
-                f"|{_esc(st.get('description', '')) or ' '}|"
+                f"|{_esc(st.get('description', '')) or ' '}|{_esc(st.get('risk') or '') or ' '}|"
             )
     else:
         lines.append("_No fix proposed._")

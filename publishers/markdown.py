@@ -61,6 +61,10 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
         for i, s in enumerate(steps, 1):
             target = f" `{s['target']}`" if s.get("target") else ""
             lines.append(f"{i}. [{s.get('priority', 'follow-up')}] {s.get('action', '')}{target}: {s.get('description', '')}")
+            if s.get("risk"):
+                lines.append(f"   - risk: {s['risk']}")
+            if s.get("verify") and s.get("action") != "verify_recovery":
+                lines.append(f"   - verify: {s['verify']}")
     timeline = report.get("timeline") or []
     if timeline:
         lines += ["", "## Timeline", ""]

@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(default=None, alias="API_KEYS")
     mcp_access_key: SecretStr | None = Field(default=None, alias="MCP_ACCESS_KEY")
     mcp_config: Path | None = Field(default=None, alias="MCP_CONFIG")
+    auto_migrate: bool = Field(
+        default=True, alias="PM_AUTO_MIGRATE",
+        description="apply database migrations when a server or worker starts (0 when a Job migrates)",
+    )
     sources_file: Path | None = Field(
         default=None, alias="PM_SOURCES", description="sources.yaml: real Prometheus, logs, alerts, deploys (docs/sources.md)"
     )

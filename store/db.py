@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -149,6 +150,23 @@ def upgrade(url: str, revision: str = "heads") -> None:
             command.upgrade(alembic_config(url), revision)
     finally:
         engine.dispose()
+
+
+def upgrade_on_start(settings: Any) -> bool:
+    """Migrate the configured database when a server or worker starts, unless PM_AUTO_MIGRATE=0.
+
+    Deployments that migrate in a separate Job (the Helm chart's hook) set PM_AUTO_MIGRATE=0.
+
+    Returns:
+        Whether migrations were applied (checked).
+
+    Raises:
+        DatabaseUnavailable: the database cannot be reached.
+    """
+    if not getattr(settings, "auto_migrate", True):
+        return False
+    upgrade(settings.effective_database_url)
+    return True
 
 
 @contextlib.contextmanager

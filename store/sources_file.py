@@ -53,7 +53,7 @@ KINDS: dict[str, frozenset[str]] = {
 }
 
 #: Keys whose value is a secret: they must be references, never plain strings.
-SECRET_KEYS = frozenset({"token", "password", "api_key", "bearer", "secret", "bearer_token"})
+SECRET_KEYS = frozenset({"token", "password", "api_key", "bearer", "secret", "bearer_token", "database_url"})
 
 #: Default look-back / look-ahead around the trigger time when no window is given.
 DEFAULT_LOOKBACK_S = 3 * 3600.0

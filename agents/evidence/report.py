@@ -6,50 +6,121 @@ from typing import Any
 
 from agents.evidence import calibration
 
-_CHANGE_ACTIONS = {
-    "deploy": ("rollback", "Roll {svc} back to {prev} (undo {cid})."),
-    "feature_flag": ("disable_flag", "Turn flag {flag} off or back to {frm} (undo {cid})."),
-    "config": ("revert_config", "Revert {key} on {svc} to {frm} (undo {cid})."),
-    "db_migration": ("rollback_migration", "Roll back migration {migration} on {svc} (undo {cid})."),
-    "infra": ("revert_infra", "Revert the infra change on {resource} (undo {cid})."),
-}
+#: Saturation metrics and the resource each names.
+_RESOURCES = {"cpu_util": "CPU", "mem_util": "memory", "db_connections": "database connection pool"}
+
+
+def _remedy(change: dict[str, Any], svc: str) -> dict[str, Any]:
+    """The step that undoes a culprit change: the exact target and the value to return to, when known."""
+    details = change.get("details") or {}
+    cid = change.get("id")
+    kind = change.get("kind")
+    if kind == "deploy":
+        prev, now = details.get("previous_version"), details.get("version")
+        frm = f" from {now}" if now else ""
+        to = prev or "the previous version"
+        return {"action": "rollback", "target": svc, "previous_value": prev,
+                "description": f"Roll {svc} back{frm} to {to} (undo {cid}).",
+                "risk": "Low: the previous version ran before the onset; migrations and data written since "
+                        "must still be readable by it."}
+    if kind == "feature_flag":
+        flag = details.get("flag") or "the flag"
+        frm = details.get("from")
+        pct = details.get("rollout_pct")
+        share = f" (now at {pct}% rollout)" if pct is not None else ""
+        back = f" or back to its previous value {frm!r}" if frm not in (None, "") else ""
+        return {"action": "disable_flag", "target": flag, "previous_value": frm,
+                "description": f"Turn flag {flag} off{back}{share} for {svc} (undo {cid}).",
+                "risk": "Low: the users in the rollout lose the new behaviour."}
+    if kind == "config":
+        key = details.get("key") or "the changed key"
+        frm, to = details.get("from"), details.get("to")
+        now = f" from {to!r}" if to not in (None, "") else ""
+        back = f" to {frm!r}" if frm not in (None, "") else " to its previous value"
+        return {"action": "revert_config", "target": f"{svc}:{key}", "previous_value": frm,
+                "description": f"Revert {key} on {svc}{now}{back} (undo {cid}).",
+                "risk": "Low, if nothing since depends on the new value."}
+    if kind == "db_migration":
+        migration = details.get("migration") or "the migration"
+        table = details.get("table")
+        on = f" on table {table}" if table else ""
+        return {"action": "rollback_migration", "target": migration, "previous_value": None,
+                "description": f"Roll back migration {migration}{on} of {svc}, or fix forward if rows were "
+                               f"already written in the new shape (undo {cid}).",
+                "risk": "Medium: a down-migration can lose data written since; take a backup first."}
+    resource = details.get("resource") or "the resource"
+    action = details.get("action")
+    what = f" ({action})" if action else ""
+    return {"action": "revert_infra", "target": resource, "previous_value": None,
+            "description": f"Revert the infrastructure change on {resource}{what} (undo {cid}).",
+            "risk": "Medium: check what else uses the resource before reverting."}
+
+
+def _saturated(top: dict[str, Any]) -> str | None:
+    """The resource the top hypothesis's evidence shows saturated (from its metric refs), if any."""
+    for item in top.get("evidence") or []:
+        ref = str(item.get("ref") or "")
+        for metric, name in _RESOURCES.items():
+            if ref.endswith("/" + metric):
+                return name
+    return None
+
+
+def _baseline(sig: dict[str, Any] | None, svc: str, metric: str) -> float | None:
+    for series in (sig or {}).get("series") or []:
+        if series.get("service") == svc and series.get("name") == metric and series.get("baseline") is not None:
+            return float(series["baseline"])
+    return None
 
 
 def fix_plan(ctx: dict[str, Any], hyp: dict[str, Any], ver: dict[str, Any],
-             changes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Concrete next steps for the top hypothesis.
+             changes: list[dict[str, Any]] | None = None, sig: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Concrete next steps for the top hypothesis: the remedy that names the fix, then how to verify.
 
-    Params: ctx — context; hyp — hypothesise output; ver — verify output;
-    changes — the raw change records (to read versions and flag names).
-    Returns: ``{steps: [{action, target, priority, description}]}``.
+    Params: ctx — context; hyp — hypothesise output; ver — verify output; changes — the raw change
+    records (versions, flags, keys); sig — analyse_signals output (metric baselines to verify against).
+    Returns: ``{steps: [{action, target, priority, description, previous_value?, verify?, risk?,
+    requires_approval}]}``. Nothing is executed: every step waits for a human's approval.
     """
     ranked = hyp.get("hypotheses") or []
     if not ranked:
-        return {"steps": [{"action": "investigate", "target": "unknown", "priority": "P2",
+        return {"steps": [{"action": "investigate", "target": "unknown", "priority": "P2", "requires_approval": True,
                            "description": "No hypothesis stood: widen the window or add the missing sources."}]}
     top = ranked[0]
     svc = top["service"]
-    steps = []
     change = next((c for c in changes or [] if c.get("id") == top.get("change_id")), None)
     if change is not None:
-        details = change.get("details") or {}
-        action, text = _CHANGE_ACTIONS.get(change.get("kind"), ("revert", "Revert {cid} on {svc}."))
-        steps.append({"action": action, "target": svc, "priority": "P1", "description": text.format(
-            svc=svc, cid=change.get("id"), prev=details.get("previous_version", "the previous version"),
-            flag=details.get("flag", "the flag"), frm=details.get("from", "its previous value"),
-            key=details.get("key", "the key"), migration=details.get("migration", "the migration"),
-            resource=details.get("resource", "the resource"))})
+        step = _remedy(change, svc)
     elif top["category"] == "capacity":
-        steps.append({"action": "scale_out", "target": svc, "priority": "P1",
-                      "description": f"Add capacity to {svc} (replicas, pool size) and shed or rate-limit the surge."})
+        resource = _saturated(top)
+        named = f"its {resource}" if resource else "capacity (replicas, pool size)"
+        step = {"action": "scale_out", "target": svc, "previous_value": None,
+                "description": f"Add capacity to {svc}: raise {named}, and shed or rate-limit the surge meanwhile.",
+                "risk": "Low: costs more while scaled; scale back once the surge passes."}
+    elif top["category"] == "dependency":
+        step = {"action": "failover", "target": svc, "previous_value": None,
+                "description": f"{svc} is failing on its own: fail over to a healthy replica/region or a fallback, "
+                               "and make its callers degrade gracefully (timeouts, circuit breakers) meanwhile; "
+                               "page its owners.",
+                "risk": "Medium: a failover moves load; check the target has room."}
     else:
-        steps.append({"action": "failover", "target": svc, "priority": "P1",
-                      "description": f"Restore {svc}: fail over or restart it and page its owners; "
-                                     "callers should degrade gracefully meanwhile."})
-    steps.append({"action": "verify_recovery", "target": svc, "priority": "P2",
-                  "description": f"Watch metrics:{svc}/error_rate and latency_p95_ms return to baseline."})
+        step = {"action": "failover", "target": svc, "previous_value": None,
+                "description": f"Restore {svc}: fail over or restart it and page its owners; "
+                               "callers should degrade gracefully meanwhile.",
+                "risk": "Medium: a restart drops in-flight work."}
+    err, p95 = _baseline(sig, svc, "error_rate"), _baseline(sig, svc, "latency_p95_ms")
+    target = []
+    if err is not None:
+        target.append(f"error_rate back near {err:.3g}")
+    if p95 is not None:
+        target.append(f"latency_p95_ms back near {p95:.0f} ms")
+    verify = (f"metrics:{svc}: " + " and ".join(target) if target
+              else f"metrics:{svc}/error_rate and latency_p95_ms back to their baseline")
+    step.update({"priority": "P1", "verify": verify, "requires_approval": True})
+    steps = [step, {"action": "verify_recovery", "target": svc, "priority": "P2", "requires_approval": False,
+                    "description": f"Watch {verify}, for at least 10 minutes after the fix."}]
     if ver.get("outcome") != "CONFIRMED":
-        steps.append({"action": "confirm", "target": svc, "priority": "P2",
+        steps.append({"action": "confirm", "target": svc, "priority": "P2", "requires_approval": False,
                       "description": "Confidence is not high: confirm with the service owner before acting."})
     return {"steps": steps}
 

@@ -45,8 +45,10 @@ def _parse_at(value: str | None) -> datetime | None:
 def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.jobs import run_job
     from pipeline.runtime import build_runtime
+    from store.db import upgrade_on_start
 
     http = load_http_settings()
+    upgrade_on_start(settings)
     runtime = build_runtime(settings)
     try:
         summary = run_job(args.job, settings=settings, http=http, runtime=runtime, now=_parse_at(args.at))
@@ -65,8 +67,10 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.wiring import configure_runtime
     from pipeline.broker import is_in_process
     from pipeline.runtime import build_runtime
+    from store.db import upgrade_on_start
 
     http = load_http_settings()
+    upgrade_on_start(settings)
     runtime = build_runtime(settings)
     configure_runtime(runtime, settings, http)
     embedded = is_in_process(runtime.broker)

@@ -57,9 +57,9 @@ class SlackBot:
         self.client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
         if runtime is None:
             from pipeline.runtime import build_runtime
-            from store.db import upgrade
+            from store.db import upgrade_on_start
 
-            upgrade(settings.effective_database_url)
+            upgrade_on_start(settings)
             runtime = build_runtime(settings)
         self.runtime = runtime
         # The publisher gets its own client: a 429 there must become RetryLater, not a sleep.
