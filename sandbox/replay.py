@@ -41,7 +41,7 @@ from typing import Any
 
 from sandbox.errors import WorldError
 from sandbox.promrun import Sample, build_blocks, write_openmetrics
-from sandbox.world import World, load_world
+from sandbox.world import World, iso, load_world, parse_ts
 
 #: A valid Prometheus metric name.
 _PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -178,10 +178,38 @@ def investigate_args(world: World) -> tuple[list[str], str]:
     return ["--text", str(trigger.get("text", "")), *window], "the world's own text"
 
 
-def sources_doc(prometheus_url: str, *, topology: bool) -> dict[str, Any]:
-    """The ``sources.yaml`` mapping for a replayed world (relative paths are taken from its folder)."""
+def prometheus_settings(world: World, renamed: dict[str, str]) -> dict[str, Any]:
+    """The replay-specific settings of the ``prometheus`` entry (sources/prometheus.py).
+
+    ``gauges``: every world metric name (sanitised), so each is read as the plain gauge it was written
+    as, whatever the convention's defaults list. ``now`` and ``lookback_s``: a replay lives in the
+    past, so "now" is the end of the data (the window's end or the last sample, whichever is later)
+    and the look-back reaches the first sample, as the sandbox's ``metrics.list`` sees every sample.
+    ``step_s``: the samples' own interval (the median gap), so the step grid meets one sample a step.
+    """
+    names = sorted({renamed.get(name, name) for _, name in world.metrics})
+    starts = [s.times[0] for s in world.metrics.values() if s.times]
+    ends = [s.times[-1] for s in world.metrics.values() if s.times]
+    gaps = sorted(b - a for s in world.metrics.values() for a, b in zip(s.times, s.times[1:], strict=False) if b > a)
+    step = max(1, round(gaps[len(gaps) // 2])) if gaps else 60
+    w0, w1 = parse_ts(world.window["start"]), parse_ts(world.window["end"])
+    now = max([w1, *ends])
+    out: dict[str, Any] = {"now": iso(now), "lookback_s": int(now - min([w0, *starts])) + step, "step_s": step}
+    if names:
+        out["gauges"] = names
+    return out
+
+
+def sources_doc(prometheus_url: str, *, topology: bool, prometheus: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``sources.yaml`` mapping for a replayed world (relative paths are taken from its folder).
+
+    Args:
+        prometheus_url: the ``metrics`` entry's URL.
+        topology: whether a topology.yaml is there to serve.
+        prometheus: more settings of the ``metrics`` entry (:func:`prometheus_settings`).
+    """
     doc: dict[str, Any] = {
-        "metrics": [{"kind": "prometheus", "url": prometheus_url}],
+        "metrics": [{"kind": "prometheus", "url": prometheus_url, "convention": "plain", **(prometheus or {})}],
         "logs": [{"kind": "files", "path": "logs/{service}.jsonl"}],
         "changes": [{"kind": "events"}],
         "alerts": [{"kind": "events"}],
@@ -191,12 +219,14 @@ def sources_doc(prometheus_url: str, *, topology: bool) -> dict[str, Any]:
     return doc
 
 
-def write_sources(out: Path, prometheus_url: str) -> Path:
-    """(Re)write ``out/sources.yaml`` with ``prometheus_url`` (the bench calls it with the real URL)."""
+def write_sources(out: Path, prometheus_url: str, prometheus: dict[str, Any] | None = None) -> Path:
+    """(Re)write ``out/sources.yaml``; ``prometheus`` defaults to the settings kept in ``out/replay.json``."""
     import yaml
 
     path = out / "sources.yaml"
-    doc = sources_doc(prometheus_url, topology=(out / "topology.yaml").exists())
+    if prometheus is None and (out / "replay.json").exists():
+        prometheus = json.loads((out / "replay.json").read_text(encoding="utf-8")).get("prometheus")
+    doc = sources_doc(prometheus_url, topology=(out / "topology.yaml").exists(), prometheus=prometheus)
     path.write_text("# Written by `pm worlds replay`; see REPLAY.md.\n" + yaml.safe_dump(doc, sort_keys=False),
                     encoding="utf-8")
     return path
@@ -235,7 +265,8 @@ def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFA
             shutil.copyfile(src / name, folder / name)
         elif (folder / name).exists():
             (folder / name).unlink()
-    write_sources(folder, prometheus_url)
+    prom = prometheus_settings(world, renamed)
+    write_sources(folder, prometheus_url, prom)
     args, note = investigate_args(world)
     times = [t for s in world.metrics.values() for t in (s.times[:1] + s.times[-1:])]
     manifest: dict[str, Any] = {
@@ -250,7 +281,7 @@ def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFA
                    "ids": {a["id"]: alert_id(str(a["id"])) for a in world.alerts}},
         "tickets": {"file": "tickets.jsonl" if (folder / "tickets.jsonl").exists() else None,
                     "count": len(world.tickets), "replayed": False},
-        "sources": "sources.yaml",
+        "sources": "sources.yaml", "prometheus": prom,
     }
     if blocks:
         build_blocks(folder / "metrics.om", folder / "prometheus-data")

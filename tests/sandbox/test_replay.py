@@ -145,5 +145,13 @@ def test_pm_worlds_replay_command(tmp_path: Path, capsys: pytest.CaptureFixture[
                "--prometheus-url", "http://127.0.0.1:9999"]) == 0
     assert "log lines" in capsys.readouterr().out
     doc = yaml.safe_load((tmp_path / "out/sources.yaml").read_text())
-    assert doc["metrics"] == [{"kind": "prometheus", "url": "http://127.0.0.1:9999"}]
+    entry = doc["metrics"][0]
+    assert (entry["kind"], entry["url"], entry["convention"]) == ("prometheus", "http://127.0.0.1:9999", "plain")
+    world = load_world(DEMO)
+    # Past data: "now" is the data's end and the look-back reaches its first sample; one step per sample.
+    last = max(s.times[-1] for s in world.metrics.values())
+    first = min(s.times[0] for s in world.metrics.values())
+    assert parse_ts(entry["now"]) == max(last, parse_ts(world.window["end"]))
+    assert parse_ts(entry["now"]) - entry["lookback_s"] <= min(first, parse_ts(world.window["start"]))
+    assert entry["step_s"] == 60 and entry["gauges"] == sorted({n for _, n in world.metrics})
     assert pm(["worlds", "replay", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) != 0
