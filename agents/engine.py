@@ -108,7 +108,7 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
         trigger_ts, anchor_from = end, "window_end"
     anchor = min(max(trigger_ts, start), end)
     known = {s["name"] for s in topo if s.get("name")}
-    listed = safe_call(tools, "metrics.list", missing, "metrics").get("metrics") or []
+    listed = safe_call(tools, "metrics.list", missing, "metrics", start=win["start"], end=win["end"]).get("metrics") or []
     known |= {m["service"] for m in listed if m.get("service")}
     return {"trigger": trigger, "trigger_ts": fmt_ts(trigger_ts), "anchor": anchor, "anchor_from": anchor_from,
             "window": win,

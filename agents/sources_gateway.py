@@ -15,7 +15,8 @@ from typing import Any
 from store.errors import ConfigError
 from store.sources_file import SourcesFile
 
-#: Seconds added to a provider's own timeout for the gateway's per-call bound.
+#: The gateway's per-call bound is twice a provider's own request timeout plus this: one capability
+#: call may make a request that starts just before the provider's budget runs out.
 _GRACE_S = 5.0
 
 
@@ -40,7 +41,7 @@ def gateway_config(sources: SourcesFile) -> dict[str, Any]:
         timeout = entry.settings.get("timeout_s", 10.0)
         timeout = float(timeout) if isinstance(timeout, int | float) and not isinstance(timeout, bool) else 10.0
         transport = entry.settings.get("transport", "inprocess")
-        common = {"timeout_s": timeout + _GRACE_S, "retries": 1, "backoff_s": 0.2}
+        common = {"timeout_s": 2 * timeout + _GRACE_S, "retries": 1, "backoff_s": 0.2}
         if transport == "inprocess":
             spec: dict[str, Any] = {"transport": "inprocess", "factory": "sources.server:build_entry_server",
                                     "kwargs": {"sources": str(sources.path), "entry": entry.ref}}

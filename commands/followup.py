@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from agents.llm import Completion, LLMError
 from commands.errors import BadRequest
+from publishers.escape import mrkdwn
 from store import agent_runs, checkpoints, investigations, outbox
 from store.errors import NotFound
 from store.models import Investigation, Publication
@@ -112,14 +113,16 @@ def ask(*, runtime: Any, investigation_id: str, question: str, user: str | None 
             log.exception("follow-up answerer failed")
             error = f"{type(exc).__name__} in the Claude answerer"
     if done is not None:
-        text = done.text
+        text = mrkdwn(done.text)  # the model's words quote logs and tickets: they must not ping or link
         payload.update(answered_by="claude", model=done.model, tokens_in=done.tokens_in,
                        tokens_out=done.tokens_out, cost_usd=done.cost_usd)
     else:
-        text = answer(question, inv_dict, cps, evs)
+        # Evidence quotes outside text (log templates, ticket and alert words): escaped once, here, so the
+        # answer's own formatting stays ours and nothing quoted can mention, link or format.
+        text = answer(question, _escaped(inv_dict), _escaped(cps), _escaped(evs))
         payload["answered_by"] = "evidence"
         if error is not None:
-            text += f"\n\n_(Claude could not answer: {error}. This answer comes straight from the evidence.)_"
+            text += f"\n\n_(Claude could not answer: {mrkdwn(error)}. This answer comes straight from the evidence.)_"
             payload["llm_error"] = error
     with runtime.session() as session:
         if run_id is not None:
@@ -221,6 +224,17 @@ def _dicts(node: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
     elif isinstance(node, list):
         for value in node[:2000]:
             yield from _dicts(value, depth + 1)
+
+
+def _escaped(value: Any) -> Any:
+    """``value`` with every string escaped for Slack mrkdwn (publishers.escape.mrkdwn), recursively."""
+    if isinstance(value, str):
+        return mrkdwn(value)
+    if isinstance(value, dict):
+        return {k: _escaped(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(v) for v in value]
+    return value
 
 
 def _words(q: str) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from jira import JIRA, JIRAError
 
+from publishers import escape
 from publishers.errors import RetryLater
 
 REPORT_MARKER = "production-master:report"
@@ -39,11 +40,8 @@ def connect(url: str, user: str, token: str, *, timeout_s: float = 10.0) -> JIRA
 
 
 def _esc(text: Any) -> str:
-    """Neutralise wiki-markup control characters in free text taken from reports."""
-    s = str(text if text is not None else "")
-    for ch in "{}[]|":
-        s = s.replace(ch, "\\" + ch)
-    return s.replace("\n", " ")
+    """Neutralise wiki-markup control characters in free text taken from reports (publishers.escape.jira)."""
+    return escape.jira(text)
 
 
 def slack_permalink(workspace_url: str | None, channel: str | None, ts: str | None) -> str | None:

@@ -25,6 +25,7 @@ from slack_sdk.errors import SlackApiError
 
 from publishers.chart import ChartError, has_chart, render_timeline
 from publishers.errors import RetryLater
+from publishers.escape import mention, mrkdwn
 
 # The pipeline's planned phases in order (pipeline.phases.PLANNED_PHASES; PUBLISHING counts as done).
 PHASES = (
@@ -102,13 +103,13 @@ def _elapsed(inv: dict[str, Any], now: datetime | None = None) -> str:
 
 
 def trigger_label(trigger: dict[str, Any]) -> str:
-    """A short human label for a trigger (ticket key, alert id or the text)."""
+    """A short human label for a trigger (ticket key, alert id or the text), escaped for mrkdwn."""
     if trigger.get("ticket"):
-        return f"ticket {trigger['ticket']}"
+        return f"ticket {mrkdwn(trigger['ticket'])}"
     if trigger.get("alert"):
-        title = f" — {trigger['title']}" if trigger.get("title") else ""
-        return f"alert {trigger['alert']}{title}"
-    return f"“{str(trigger.get('text', ''))[:150]}”"
+        title = f" — {mrkdwn(str(trigger['title'])[:150])}" if trigger.get("title") else ""
+        return f"alert {mrkdwn(trigger['alert'])}{title}"
+    return f"“{mrkdwn(str(trigger.get('text', ''))[:150])}”"
 
 
 def phase_states(inv: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -156,7 +157,7 @@ def status_blocks(inv: dict[str, Any], now: datetime | None = None) -> tuple[str
     done = sum(1 for *_, s in states if s == "done")
     icon = {"done": ":white_check_mark:", "running": ":hourglass_flowing_sand:", "pending": ":white_circle:",
             "failed": ":x:"}
-    checklist = "\n".join(f"{icon[s]} {label}" for _, label, s in states)
+    checklist = "\n".join(f"{icon[s]} {mrkdwn(label)}" for _, label, s in states)
     tokens = int(inv.get("tokens_in") or 0) + int(inv.get("tokens_out") or 0)
     status = inv.get("status", "QUEUED")
     text = f"Investigation {inv['id']}: {status} ({done}/{len(states)} phases)"
@@ -180,8 +181,13 @@ def status_blocks(inv: dict[str, Any], now: datetime | None = None) -> tuple[str
 
 def _evidence_line(item: dict[str, Any]) -> str:
     ref = str(item.get("ref") or "")
-    shown = f"<{ref}|{item.get('source', 'link')}>" if ref.startswith(("http://", "https://")) else f"`{ref}`"
-    return f"• [{item.get('source', '?')}] {item.get('summary', '')} {shown if ref else ''}".rstrip()
+    source = mrkdwn(item.get("source", "?"))
+    # A link only when the ref is a plain URL we can vouch for (no markup characters inside it).
+    if ref.startswith(("http://", "https://")) and not any(c in ref for c in "<>|& \n"):
+        shown = f"<{ref}|{source}>"
+    else:
+        shown = f"`{mrkdwn(ref)}`"
+    return f"• [{source}] {mrkdwn(item.get('summary', ''))} {shown if ref else ''}".rstrip()
 
 
 def report_blocks(inv: dict[str, Any], report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -197,11 +203,11 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any]) -> tuple[str, lis
     verdict = str(report.get("verdict") or "INCONCLUSIVE")
     confidence = report.get("confidence")
     rc = report.get("root_cause") or {}
-    summary = rc.get("summary") or "No root cause identified."
-    where = ", ".join(x for x in (rc.get("service") and f"service *{rc['service']}*",
-                                  rc.get("change_id") and f"change `{rc['change_id']}`",
-                                  rc.get("category") and f"category {rc['category']}") if x)
-    text = f"{verdict} ({confidence}%): {summary}"
+    summary = mrkdwn(rc.get("summary") or "No root cause identified.")
+    where = ", ".join(x for x in (rc.get("service") and f"service *{mrkdwn(rc['service'])}*",
+                                  rc.get("change_id") and f"change `{mrkdwn(rc['change_id'])}`",
+                                  rc.get("category") and f"category {mrkdwn(rc['category'])}") if x)
+    text = f"{mrkdwn(verdict)} ({confidence}%): {summary}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text",
                                     "text": f"{verdict} · confidence {confidence if confidence is not None else '?'}%"}},
@@ -218,19 +224,20 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any]) -> tuple[str, lis
         if counter:
             body += "\n*Counter-evidence*\n" + "\n".join(counter)
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": body[:2900]}})
-        others = [f"{h.get('rank', i + 2)}. {h.get('statement', '')} ({h.get('confidence', '?')}%)"
+        others = [f"{h.get('rank', i + 2)}. {mrkdwn(h.get('statement', ''))} ({h.get('confidence', '?')}%)"
                   for i, h in enumerate(hyps[1:3])]
         if others:
             blocks.append({"type": "context", "elements": [
                 {"type": "mrkdwn", "text": ("Other hypotheses: " + " · ".join(others))[:2900]}]})
     steps = ((report.get("fix_plan") or {}).get("steps") or [])[:8]
     if steps:
-        plan = "\n".join(f"{i}. *{s.get('action', '')}* {s.get('target') or ''} — {s.get('description') or ''}"
-                         f" _({s.get('priority', '')})_" for i, s in enumerate(steps, 1))
+        plan = "\n".join(f"{i}. *{mrkdwn(s.get('action', ''))}* {mrkdwn(s.get('target') or '')} — "
+                         f"{mrkdwn(s.get('description') or '')} _({mrkdwn(s.get('priority', ''))})_"
+                         for i, s in enumerate(steps, 1))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": ("*Fix plan*\n" + plan)[:2900]}})
     if report.get("missing_sources"):
-        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Missing sources: " + ", ".join(
-            map(str, report["missing_sources"]))}]})
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ("Missing sources: " + ", ".join(
+            mrkdwn(m) for m in report["missing_sources"]))[:2900]}]})
     inv_id = inv["id"]
     blocks.append({"type": "actions", "block_id": f"pm_report:{inv_id}", "elements": [
         {"type": "button", "text": {"type": "plain_text", "text": "Re-run deep"}, "action_id": ACTIONS["rerun"],
@@ -321,16 +328,17 @@ class SlackPublisher:
                 self._call("chat_update", channel=channel, ts=status_ts, text=text, blocks=blocks)
             key = f"event-{event.get('seq', event.get('id'))}"
             if kind == "milestone":
+                # Milestone texts are written by our own code, which escapes the outside text they quote.
                 body = payload.get("text") or "milestone"
-                if payload.get("followup"):
-                    body = f"<@{payload['user']}> {body}" if payload.get("user") else body
+                if payload.get("followup") and mention(payload.get("user")):
+                    body = f"{mention(payload.get('user'))} {body}"
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "attached":
-                who = (payload.get("origin") or {}).get("user")
-                body = f":link: {'<@' + who + '> ' if who else ''}reported the same incident; following along here."
+                who = mention((payload.get("origin") or {}).get("user"))
+                body = f":link: {who + ' ' if who else ''}reported the same incident; following along here."
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "failed":
-                body = f":x: The investigation failed: {payload.get('error') or investigation.get('error')}"
+                body = f":x: The investigation failed: {mrkdwn(payload.get('error') or investigation.get('error'))}"
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "cancelled":
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, ":no_entry: Cancelled.",
@@ -359,8 +367,8 @@ class SlackPublisher:
             found = self._find_posted(inv["id"], "parent", channel, None)
             if found:
                 return found
-        who = (inv.get("origin") or {}).get("user") or inv.get("requested_by")
-        text = f":mag: Investigating {trigger_label(inv.get('trigger') or {})}" + (f" for <@{who}>" if who else "")
+        who = mention((inv.get("origin") or {}).get("user") or inv.get("requested_by"))
+        text = f":mag: Investigating {trigger_label(inv.get('trigger') or {})}" + (f" for {who}" if who else "")
         text += f" · `{inv['id']}` · progress in the thread"
         resp = self._call("chat_postMessage", channel=channel, text=text, metadata=self._meta(inv, "parent"))
         return str(resp["ts"])

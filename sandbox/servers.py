@@ -103,8 +103,8 @@ def register_tools(server: MCPServer, answer: Answer, capabilities: Iterable[str
                        end=end, step_s=step_s, group_by=group_by)
 
     @offer("metrics.list", "List metric series: service, name, sample count, time span.")
-    def metrics_list(service: Service = None) -> CallToolResult:
-        return result("metrics.list", service=service)
+    def metrics_list(service: Service = None, start: Start = None, end: End = None) -> CallToolResult:
+        return result("metrics.list", service=service, start=start, end=end)
 
     @offer("metrics.series", "Metric samples as [ts, value] points.")
     def metrics_series(

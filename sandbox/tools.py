@@ -214,14 +214,19 @@ class WorldTools:
 
     # ------------------------------------------------------------ metrics
 
-    def _metrics_list(self, service=None) -> dict[str, Any]:
-        service = _str("metrics.list", "service", service)
+    def _metrics_list(self, service=None, start=None, end=None) -> dict[str, Any]:
+        cap = "metrics.list"
+        service = _str(cap, "service", service)
+        t0, t1 = _time(cap, "start", start), _time(cap, "end", end)
         out = []
         for (svc, name), series in sorted(self.world.metrics.items()):
             if service is not None and svc != service:
                 continue
-            out.append({"service": svc, "name": name, "samples": len(series.points),
-                        "first_ts": series.points[0][0], "last_ts": series.points[-1][0]})
+            lo, hi = _span(series.times, t0, t1)
+            if hi <= lo:
+                continue
+            out.append({"service": svc, "name": name, "samples": hi - lo,
+                        "first_ts": series.points[lo][0], "last_ts": series.points[hi - 1][0]})
         return {"metrics": out}
 
     def _metrics_series(self, service=None, name=None, start=None, end=None) -> dict[str, Any]:

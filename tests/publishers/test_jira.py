@@ -60,7 +60,7 @@ def test_report_is_edited_in_place_on_redelivery_and_rerun(jira):
     body = jira.comments["SCHED-45895"][0]["body"]
     assert body.startswith("{panel:title=Production Master — CONFIRMED (82/100)")
     assert "\\{pricing\\}" in body and "||Priority||Action||Target||Description||" in body
-    assert "|immediate|rollback|pricing|roll back chg-0042|" in body and REPORT_MARKER in body
+    assert "|immediate|rollback|pricing|roll back chg\\-0042| |" in body and REPORT_MARKER in body
 
     # Redelivery of the same investigation: the Publication row holds the comment id.
     changed = {**REPORT, "verdict": "LIKELY", "confidence": 60}

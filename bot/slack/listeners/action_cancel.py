@@ -7,6 +7,7 @@ from typing import Any
 from bot.slack.context import ack_and_defer, pm
 from commands import investigate
 from commands.errors import CommandError
+from publishers.escape import mrkdwn
 from publishers.slack import ACTIONS
 
 HANDLES = ("action", ACTIONS["cancel"])
@@ -26,7 +27,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
     try:
         investigate.cancel(runtime=ctx.runtime, investigation_id=inv_id, user=user, admins=ctx.admins())
     except CommandError as exc:
-        client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {exc}")
+        client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {mrkdwn(str(exc))}")
         return
     client.chat_postEphemeral(channel=channel, user=user, text=f"Cancelling `{inv_id}`.")
 

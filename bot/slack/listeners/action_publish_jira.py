@@ -7,6 +7,7 @@ from typing import Any
 from bot.slack.context import ack_and_defer, pm
 from commands import investigate
 from commands.errors import CommandError
+from publishers.escape import mrkdwn
 from publishers.slack import ACTIONS
 from store import outbox
 
@@ -31,7 +32,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
         if not inv.get("report"):
             raise CommandError("there is no report yet; wait for the investigation to finish")
     except CommandError as exc:
-        client.chat_postEphemeral(channel=channel, user=user, text=f":warning: {exc}")
+        client.chat_postEphemeral(channel=channel, user=user, text=f":warning: {mrkdwn(str(exc))}")
         return
     with ctx.runtime.session() as session:
         outbox.append(session=session, investigation_id=inv_id, kind="report", sinks=["jira"],

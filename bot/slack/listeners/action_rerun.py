@@ -8,6 +8,7 @@ from bot.slack.context import ack_and_defer, pm
 from commands import investigate
 from commands.errors import CommandError
 from commands.requests import Origin
+from publishers.escape import mrkdwn
 from publishers.slack import ACTIONS
 
 HANDLES = ("action", ACTIONS["rerun"])
@@ -31,7 +32,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
                                    admins=ctx.admins(),
                                    origin=Origin(kind="slack", channel=channel, thread_ts=thread_ts, user=user))
     except CommandError as exc:
-        client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {exc}")
+        client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {mrkdwn(str(exc))}")
         return
     client.chat_postEphemeral(channel=channel, user=user,
                               text=f"Re-running in deep mode as `{result.investigation_id}`.")

@@ -12,6 +12,7 @@ from bot.slack.normalise import USAGE, fingerprint, parse_slash
 from commands import investigate
 from commands.errors import CommandError
 from commands.requests import InvestigationRequest, Origin
+from publishers.escape import mrkdwn
 
 _MENTION = re.compile(r"<@[UW][A-Z0-9]+>")
 
@@ -50,7 +51,7 @@ def _work(event: dict[str, Any], client: Any, context: Any) -> None:
             sources=dict(ctx.sources), raw=event))
     except CommandError as exc:
         client.chat_postEphemeral(channel=channel, user=user,
-                                  text=f":warning: {exc}\n" + USAGE.format(reaction=ctx.slack.reaction))
+                                  text=f":warning: {mrkdwn(str(exc))}\n" + USAGE.format(reaction=ctx.slack.reaction))
         return
     key = context.get("delivery_key")
     if key:

@@ -10,6 +10,7 @@ from bot.slack.context import pm
 from bot.slack.normalise import USAGE, parse_slash, slash_request
 from commands import investigate
 from commands.errors import CommandError
+from publishers.escape import mrkdwn
 from publishers.slack import trigger_label
 
 HANDLES = ("command", "/investigate")
@@ -34,7 +35,7 @@ def quick_ack(body: dict[str, Any], ctx: Any) -> tuple[dict[str, Any], Callable[
     try:
         cmd = parse_slash(body.get("text", ""), ctx.slack.default_mode)
     except CommandError as exc:
-        return {"text": f":warning: {exc}\n{usage}"}, None
+        return {"text": f":warning: {mrkdwn(str(exc))}\n{usage}"}, None
     if cmd.kind == "help":
         return {"text": usage}, None
     if cmd.kind != "start":
@@ -68,7 +69,7 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
         try:
             inv = investigate.status(runtime=ctx.runtime, investigation_id=cmd.investigation_id or "")
         except CommandError as exc:
-            ack(text=f":warning: {exc}")
+            ack(text=f":warning: {mrkdwn(str(exc))}")
             return
         verdict = f", verdict {inv['verdict']} ({inv['confidence']}%)" if inv.get("verdict") else ""
         ack(text=f"`{inv['id']}`: *{inv['status']}*, phase {inv['phase']}{verdict}")
@@ -77,6 +78,6 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
             investigate.cancel(runtime=ctx.runtime, investigation_id=cmd.investigation_id or "",
                                user=body.get("user_id"), admins=ctx.admins())
         except CommandError as exc:
-            ack(text=f":no_entry: {exc}")
+            ack(text=f":no_entry: {mrkdwn(str(exc))}")
             return
         ack(text=f"Cancelling `{cmd.investigation_id}`; it stops at the next phase boundary.")

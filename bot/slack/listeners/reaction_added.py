@@ -11,6 +11,7 @@ from bot.slack.normalise import reaction_request
 from commands import investigate
 from commands.alert_parse import parse_alert_message
 from commands.errors import CommandError
+from publishers.escape import mrkdwn
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def _work(event: dict[str, Any], client: Any, context: Any) -> None:
                                    domain=domain)
         result = investigate.start(runtime=ctx.runtime, request=request)
     except CommandError as exc:
-        client.chat_postEphemeral(channel=channel, user=user, text=f":warning: {exc}")
+        client.chat_postEphemeral(channel=channel, user=user, text=f":warning: {mrkdwn(str(exc))}")
         return
     key = context.get("delivery_key")
     if key:
