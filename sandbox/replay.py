@@ -186,6 +186,9 @@ def prometheus_settings(world: World, renamed: dict[str, str]) -> dict[str, Any]
     past, so "now" is the end of the data (the window's end or the last sample, whichever is later)
     and the look-back reaches the first sample, as the sandbox's ``metrics.list`` sees every sample.
     ``step_s``: the samples' own interval (the median gap), so the step grid meets one sample a step.
+    ``step_offset_s`` (only when not 0): where in the step the samples sit (the median of ``ts mod step``;
+    Nezha's are 10 s past the minute); a grid on multiples of the step alone would stamp each sample up
+    to one step late, so the provider shifts its grid by it (sources/prometheus.py ``_grid``).
     """
     names = sorted({renamed.get(name, name) for _, name in world.metrics})
     starts = [s.times[0] for s in world.metrics.values() if s.times]
@@ -195,6 +198,9 @@ def prometheus_settings(world: World, renamed: dict[str, str]) -> dict[str, Any]
     w0, w1 = parse_ts(world.window["start"]), parse_ts(world.window["end"])
     now = max([w1, *ends])
     out: dict[str, Any] = {"now": iso(now), "lookback_s": int(now - min([w0, *starts])) + step, "step_s": step}
+    phases = sorted(round(t) % step for s in world.metrics.values() for t in s.times)
+    if phases and phases[len(phases) // 2]:
+        out["step_offset_s"] = phases[len(phases) // 2]
     if names:
         out["gauges"] = names
     return out

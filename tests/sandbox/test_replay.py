@@ -155,3 +155,13 @@ def test_pm_worlds_replay_command(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert parse_ts(entry["now"]) - entry["lookback_s"] <= min(first, parse_ts(world.window["start"]))
     assert entry["step_s"] == 60 and entry["gauges"] == sorted({n for _, n in world.metrics})
     assert pm(["worlds", "replay", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) != 0
+
+
+def test_samples_off_the_minute_give_the_grid_their_phase(tmp_path: Path) -> None:
+    samples = [{"ts": f"2026-02-20T06:0{i}:10Z", "service": "api", "name": "error_rate", "value": 0.0} for i in range(5)]
+    replay(_tiny(tmp_path, "{text: boom}", samples), tmp_path / "o")
+    entry = yaml.safe_load((tmp_path / "o/sources.yaml").read_text())["metrics"][0]
+    assert (entry["step_s"], entry["step_offset_s"]) == (60, 10)
+    on_minute = [{**s, "ts": s["ts"].replace(":10Z", ":00Z")} for s in samples]
+    entry = replay(_tiny(tmp_path / "b", "{text: boom}", on_minute), tmp_path / "p")["prometheus"]
+    assert entry["step_s"] == 60 and "step_offset_s" not in entry
