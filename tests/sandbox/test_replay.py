@@ -18,7 +18,7 @@ from bot.cli import main as pm
 from commands.webhooks import WebhookRules, normalise_alert_group
 from sandbox.errors import WorldError
 from sandbox.promrun import PrometheusProcess, build_blocks
-from sandbox.replay import alert_id, prom_name, replay
+from sandbox.replay import alert_id, prom_name, replay, write_sources
 from sandbox.world import load_world, parse_ts
 from store.sources_file import load_sources
 from tests.paths import ROOT
@@ -165,3 +165,21 @@ def test_samples_off_the_minute_give_the_grid_their_phase(tmp_path: Path) -> Non
     on_minute = [{**s, "ts": s["ts"].replace(":10Z", ":00Z")} for s in samples]
     entry = replay(_tiny(tmp_path / "b", "{text: boom}", on_minute), tmp_path / "p")["prometheus"]
     assert entry["step_s"] == 60 and "step_offset_s" not in entry
+
+
+@pytest.mark.integration
+def test_the_prometheus_provider_reads_the_replay_as_the_sandbox_serves_the_world(tmp_path: Path) -> None:
+    from sandbox.tools import WorldTools
+    from sources.registry import build_provider
+
+    out = tmp_path / "replay"
+    manifest = replay(DEMO, out, blocks=True)
+    world = WorldTools(DEMO)
+    with PrometheusProcess(out / "prometheus-data") as prom:
+        write_sources(out, prom.url)
+        sources = load_sources(out / "sources.yaml")
+        provider = build_provider(next(e for e in sources.entries if e.section == "metrics"), sources)
+        window = {"start": manifest["window"]["start"], "end": manifest["window"]["end"]}
+        for name in ("error_rate", "latency_p95_ms"):
+            assert provider.metrics_series(name=name, **window) == world.call("metrics.series", name=name, **window)
+        assert provider.metrics_list() == world.call("metrics.list")
