@@ -236,11 +236,11 @@ def top(report: dict[str, Any]) -> tuple[Any, Any]:
     return (ranked[0]["service"], ranked[0]["change_id"]) if ranked else (None, None)
 
 
-def one_world(world: Path, work: Path, mode: str) -> dict[str, Any]:
+def one_world(world: Path, work: Path, mode: str, logs: str = "per-service") -> dict[str, Any]:
     """Replay, serve, investigate live and in the sandbox; return the comparison row."""
     out = work / "replay"
     started = time.perf_counter()
-    manifest = replay(world, out)
+    manifest = replay(world, out, logs=logs)
     build_blocks(out / "metrics.om", work / "prom-data")
     setup_replay = time.perf_counter() - started
     with PrometheusProcess(work / "prom-data") as prom, PmServe(work / "serve-home") as serve:
@@ -330,6 +330,8 @@ def main() -> None:
     parser.add_argument("--nezha-limit", type=int, default=0, help="the first N Nezha worlds (0: all)")
     parser.add_argument("--worlds", nargs="*", default=[], help="more world directories")
     parser.add_argument("--mode", choices=("subprocess", "inprocess"), default="subprocess")
+    parser.add_argument("--logs", choices=("per-service", "one-file"), default="per-service",
+                        help="replayed log layout (one-file keeps the world's order of same-second lines)")
     parser.add_argument("--keep", default=None, help="generate into (or reuse worlds already in) this folder")
     parser.add_argument("--only", default=None, help="only worlds whose name contains this text")
     parser.add_argument("--json-out", default=None, help="write every row as JSON here")
@@ -370,7 +372,7 @@ def main() -> None:
             for world in worlds:
                 work = Path(tmp) / "runs" / world.name
                 try:
-                    row = one_world(world, work, args.mode)
+                    row = one_world(world, work, args.mode, args.logs)
                 except Exception as exc:  # noqa: BLE001 - one broken world is reported, the rest still run
                     print(f"  FAIL {world.name}: {type(exc).__name__}: {exc}", flush=True)
                     row = None
@@ -380,10 +382,10 @@ def main() -> None:
                     row["suite"] = title
                     rows.append(row)
                     print_row(row, quiet=args.quiet)
-            summarise(title, rows, args.mode)
+            summarise(title, rows, f"{args.mode}, logs {args.logs}")
             everything += rows
         if len(suites) > 1:
-            summarise("everything", everything, args.mode)
+            summarise("everything", everything, f"{args.mode}, logs {args.logs}")
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(everything, indent=1, default=list))
 

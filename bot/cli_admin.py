@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="the Prometheus URL written into sources.yaml (default http://127.0.0.1:9090)")
     rp.add_argument("--blocks", action="store_true",
                     help="also build TSDB blocks into OUT/prometheus-data with promtool")
+    rp.add_argument("--logs", choices=("per-service", "one-file"), default="per-service",
+                    help="log files: one per service (default) or one holding every line in the world's order")
     rp.set_defaults(func=run_worlds_replay)
 
 
@@ -105,7 +107,7 @@ def run_worlds_replay(args: argparse.Namespace, settings: Settings) -> int:
     from sandbox.replay import DEFAULT_PROMETHEUS_URL, replay
 
     manifest = replay(args.world, args.out, prometheus_url=args.prometheus_url or DEFAULT_PROMETHEUS_URL,
-                      blocks=args.blocks)
+                      blocks=args.blocks, logs=args.logs)
     lines = sum(manifest["logs"]["lines"].values())
     print(f"{args.out}: {manifest['metrics']['samples']} samples, {lines} log lines, "
           f"{manifest['changes']['count']} changes, {manifest['alerts']['count']} alerts; see REPLAY.md")

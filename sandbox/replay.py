@@ -9,7 +9,8 @@ with the sandbox (bench/live.py):
                        ``name{service="svc"} value ts_seconds``; ready for
                        ``promtool tsdb create-blocks-from openmetrics metrics.om DATA_DIR``
 ``logs/<svc>.jsonl``   each service's log lines in the world shape (``ts, level, message, host?,
-                       trace_id?``; the service is the file), in time order
+                       trace_id?``; the service is the file), in time order (``--logs one-file``:
+                       ``logs/all.jsonl`` with every line, ``service`` kept, in the world's order)
 ``changes.json``       the change records, one JSON list for ``POST /webhooks/change``
 ``alerts.json``        one Alertmanager webhook (version 4) payload holding every world alert, for
                        ``POST /webhooks/alertmanager``; fingerprint = the world alert id
@@ -92,23 +93,39 @@ def metric_samples(world: World) -> tuple[list[Sample], dict[str, str]]:
     return samples, renamed
 
 
-def write_logs(world: World, folder: Path) -> dict[str, int]:
-    """Write ``folder/<service>.jsonl`` per service (world log shape, no ``service`` key); return line counts.
+def write_logs(world: World, folder: Path, layout: str = "per-service") -> dict[str, int]:
+    """Write the log lines; return line counts per service.
+
+    ``per-service``: ``folder/<service>.jsonl`` (world log shape, no ``service`` key). ``one-file``:
+    ``folder/all.jsonl`` with every line (``service`` kept) in the world's own order, which keeps the
+    order of lines of different services within the same second (per-service files cannot).
 
     Raises:
         WorldError: a service name cannot be a file name (it holds ``/`` or starts with a dot).
     """
     folder.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
+    keys = ("ts", "level", "message", "host", "trace_id")
+    if layout == "one-file":
+        with open(folder / "all.jsonl", "w", encoding="utf-8") as out:
+            for line in world.logs.lines:
+                record = {k: line[k] for k in ("ts", "service", *keys[1:]) if line.get(k) is not None}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                counts[line["service"]] = counts.get(line["service"], 0) + 1
+        return dict(sorted(counts.items()))
     for service, index in sorted(world.logs_by_service.items()):
         if not _FILE_SAFE.fullmatch(service):
             raise WorldError(f"logs.jsonl: service {service!r} cannot name a log file; use letters, digits, . _ -")
         with open(folder / f"{service}.jsonl", "w", encoding="utf-8") as out:
             for line in index.lines:
-                record = {k: line[k] for k in ("ts", "level", "message", "host", "trace_id") if line.get(k) is not None}
+                record = {k: line[k] for k in keys if line.get(k) is not None}
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
         counts[service] = len(index.lines)
     return counts
+
+
+#: Log layouts: the files entry's path for each.
+LOG_PATHS = {"per-service": "logs/{service}.jsonl", "one-file": "logs/all.jsonl"}
 
 
 def change_records(world: World) -> list[dict[str, Any]]:
@@ -183,8 +200,8 @@ def prometheus_settings(world: World, renamed: dict[str, str]) -> dict[str, Any]
 
     ``gauges``: every world metric name (sanitised), so each is read as the plain gauge it was written
     as, whatever the convention's defaults list. ``now`` and ``lookback_s``: a replay lives in the
-    past, so "now" is the end of the data (the window's end or the last sample, whichever is later)
-    and the look-back reaches the first sample, as the sandbox's ``metrics.list`` sees every sample.
+    past, so "now" is just after the end of the data (the window's end or the last sample, whichever
+    is later) and the look-back reaches the first sample, as the sandbox's ``metrics.list`` sees every sample.
     ``step_s``: the samples' own interval (the median gap), so the step grid meets one sample a step.
     ``step_offset_s`` (only when not 0): where in the step the samples sit (the median of ``ts mod step``;
     Nezha's are 10 s past the minute); a grid on multiples of the step alone would stamp each sample up
@@ -196,7 +213,7 @@ def prometheus_settings(world: World, renamed: dict[str, str]) -> dict[str, Any]
     gaps = sorted(b - a for s in world.metrics.values() for a, b in zip(s.times, s.times[1:], strict=False) if b > a)
     step = max(1, round(gaps[len(gaps) // 2])) if gaps else 60
     w0, w1 = parse_ts(world.window["start"]), parse_ts(world.window["end"])
-    now = max([w1, *ends])
+    now = max([w1, *ends]) + 1.0  # a range [t0, now) that holds the last sample too
     out: dict[str, Any] = {"now": iso(now), "lookback_s": int(now - min([w0, *starts])) + step, "step_s": step}
     phases = sorted(round(t) % step for s in world.metrics.values() for t in s.times)
     if phases and phases[len(phases) // 2]:
@@ -206,17 +223,19 @@ def prometheus_settings(world: World, renamed: dict[str, str]) -> dict[str, Any]
     return out
 
 
-def sources_doc(prometheus_url: str, *, topology: bool, prometheus: dict[str, Any] | None = None) -> dict[str, Any]:
+def sources_doc(prometheus_url: str, *, topology: bool, prometheus: dict[str, Any] | None = None,
+                logs_path: str = LOG_PATHS["per-service"]) -> dict[str, Any]:
     """The ``sources.yaml`` mapping for a replayed world (relative paths are taken from its folder).
 
     Args:
         prometheus_url: the ``metrics`` entry's URL.
         topology: whether a topology.yaml is there to serve.
         prometheus: more settings of the ``metrics`` entry (:func:`prometheus_settings`).
+        logs_path: the ``files`` entry's path (:data:`LOG_PATHS`).
     """
     doc: dict[str, Any] = {
         "metrics": [{"kind": "prometheus", "url": prometheus_url, "convention": "plain", **(prometheus or {})}],
-        "logs": [{"kind": "files", "path": "logs/{service}.jsonl"}],
+        "logs": [{"kind": "files", "path": logs_path}],
         "changes": [{"kind": "events"}],
         "alerts": [{"kind": "events"}],
     }
@@ -225,21 +244,25 @@ def sources_doc(prometheus_url: str, *, topology: bool, prometheus: dict[str, An
     return doc
 
 
-def write_sources(out: Path, prometheus_url: str, prometheus: dict[str, Any] | None = None) -> Path:
-    """(Re)write ``out/sources.yaml``; ``prometheus`` defaults to the settings kept in ``out/replay.json``."""
+def write_sources(out: Path, prometheus_url: str, prometheus: dict[str, Any] | None = None,
+                  logs_path: str | None = None) -> Path:
+    """(Re)write ``out/sources.yaml``; ``prometheus`` and ``logs_path`` default to what ``out/replay.json`` says."""
     import yaml
 
     path = out / "sources.yaml"
-    if prometheus is None and (out / "replay.json").exists():
-        prometheus = json.loads((out / "replay.json").read_text(encoding="utf-8")).get("prometheus")
-    doc = sources_doc(prometheus_url, topology=(out / "topology.yaml").exists(), prometheus=prometheus)
+    kept = json.loads((out / "replay.json").read_text(encoding="utf-8")) if (out / "replay.json").exists() else {}
+    if prometheus is None:
+        prometheus = kept.get("prometheus")
+    logs_path = logs_path or (kept.get("logs") or {}).get("path") or LOG_PATHS["per-service"]
+    doc = sources_doc(prometheus_url, topology=(out / "topology.yaml").exists(), prometheus=prometheus,
+                      logs_path=logs_path)
     path.write_text("# Written by `pm worlds replay`; see REPLAY.md.\n" + yaml.safe_dump(doc, sort_keys=False),
                     encoding="utf-8")
     return path
 
 
 def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFAULT_PROMETHEUS_URL,
-           blocks: bool = False) -> dict[str, Any]:
+           blocks: bool = False, logs: str = "per-service") -> dict[str, Any]:
     """Write the replay of one world into ``out`` (created; files already there are overwritten).
 
     Args:
@@ -247,6 +270,7 @@ def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFA
         out: the folder to write.
         prometheus_url: the Prometheus URL written into sources.yaml.
         blocks: also build TSDB blocks into ``out/prometheus-data`` with promtool.
+        logs: ``per-service`` (default) or ``one-file`` (see :func:`write_logs`).
 
     Returns:
         The manifest (also written to ``out/replay.json``).
@@ -255,12 +279,15 @@ def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFA
         WorldError: the world is malformed, a metric or service name cannot be replayed.
         SandboxError: ``blocks`` and promtool is missing or refused the file.
     """
+    if logs not in LOG_PATHS:
+        raise WorldError(f"logs layout {logs!r} unknown; use {' or '.join(LOG_PATHS)}")
     world = load_world(world_dir)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     samples, renamed = metric_samples(world)
     written = write_openmetrics(samples, folder / "metrics.om")
-    logs = write_logs(world, folder / "logs")
+    shutil.rmtree(folder / "logs", ignore_errors=True)  # a layout written before must not linger
+    lines = write_logs(world, folder / "logs", logs)
     changes = change_records(world)
     (folder / "changes.json").write_text(json.dumps(changes, indent=1) + "\n", encoding="utf-8")
     payload = alertmanager_payload(world)
@@ -272,7 +299,7 @@ def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFA
         elif (folder / name).exists():
             (folder / name).unlink()
     prom = prometheus_settings(world, renamed)
-    write_sources(folder, prometheus_url, prom)
+    write_sources(folder, prometheus_url, prom, LOG_PATHS[logs])
     args, note = investigate_args(world)
     times = [t for s in world.metrics.values() for t in (s.times[:1] + s.times[-1:])]
     manifest: dict[str, Any] = {
@@ -281,7 +308,7 @@ def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFA
         "metrics": {"file": "metrics.om", "samples": written, "series": len(world.metrics),
                     "first_ts": min(times) if times else None, "last_ts": max(times) if times else None,
                     "renamed": renamed},
-        "logs": {"folder": "logs", "lines": logs},
+        "logs": {"folder": "logs", "layout": logs, "path": LOG_PATHS[logs], "lines": lines},
         "changes": {"file": "changes.json", "count": len(changes), "post": "/webhooks/change"},
         "alerts": {"file": "alerts.json", "count": len(payload["alerts"]), "post": "/webhooks/alertmanager",
                    "ids": {a["id"]: alert_id(str(a["id"])) for a in world.alerts}},
@@ -310,7 +337,7 @@ Window {m['window']['start']} .. {m['window']['end']}; trigger {json.dumps(m['tr
 | file | holds | load it with |
 |---|---|---|
 | metrics.om | {m['metrics']['samples']} samples, {m['metrics']['series']} series, {span} | `promtool tsdb create-blocks-from openmetrics metrics.om DATA` then `prometheus --storage.tsdb.path=DATA --storage.tsdb.retention.time=100y` |
-| logs/ | {sum(m['logs']['lines'].values())} lines, {len(m['logs']['lines'])} services | `kind: files`, `path: "logs/{{service}}.jsonl"` |
+| logs/ | {sum(m['logs']['lines'].values())} lines, {len(m['logs']['lines'])} services | `kind: files`, `path: "{m['logs']['path']}"` |
 | changes.json | {m['changes']['count']} changes | `POST /webhooks/change` on `pm serve` (bearer key from API_KEYS) |
 | alerts.json | {m['alerts']['count']} alerts (one Alertmanager v4 payload) | `POST /webhooks/alertmanager` on `pm serve` |
 | topology.yaml | copied | `kind: file` |

@@ -151,7 +151,7 @@ def test_pm_worlds_replay_command(tmp_path: Path, capsys: pytest.CaptureFixture[
     # Past data: "now" is the data's end and the look-back reaches its first sample; one step per sample.
     last = max(s.times[-1] for s in world.metrics.values())
     first = min(s.times[0] for s in world.metrics.values())
-    assert parse_ts(entry["now"]) == max(last, parse_ts(world.window["end"]))
+    assert parse_ts(entry["now"]) == max(last, parse_ts(world.window["end"])) + 1
     assert parse_ts(entry["now"]) - entry["lookback_s"] <= min(first, parse_ts(world.window["start"]))
     assert entry["step_s"] == 60 and entry["gauges"] == sorted({n for _, n in world.metrics})
     assert pm(["worlds", "replay", str(tmp_path / "missing"), "--out", str(tmp_path / "x")]) != 0
@@ -183,3 +183,14 @@ def test_the_prometheus_provider_reads_the_replay_as_the_sandbox_serves_the_worl
         for name in ("error_rate", "latency_p95_ms"):
             assert provider.metrics_series(name=name, **window) == world.call("metrics.series", name=name, **window)
         assert provider.metrics_list() == world.call("metrics.list")
+
+
+def test_one_file_logs_keep_the_worlds_order(tmp_path: Path) -> None:
+    manifest = replay(DEMO, tmp_path / "o", logs="one-file")
+    assert [p.name for p in (tmp_path / "o/logs").iterdir()] == ["all.jsonl"]
+    assert _jsonl(tmp_path / "o/logs/all.jsonl") == load_world(DEMO).logs.lines
+    assert yaml.safe_load((tmp_path / "o/sources.yaml").read_text())["logs"] == [
+        {"kind": "files", "path": "logs/all.jsonl"}]
+    assert manifest["logs"]["path"] == "logs/all.jsonl"
+    with pytest.raises(WorldError, match="logs layout 'both' unknown"):
+        replay(DEMO, tmp_path / "x", logs="both")
