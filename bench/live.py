@@ -236,6 +236,13 @@ def top(report: dict[str, Any]) -> tuple[Any, Any]:
     return (ranked[0]["service"], ranked[0]["change_id"]) if ranked else (None, None)
 
 
+def feature_diff(sandbox: dict[str, Any], live: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The top hypothesis's features (the confidence model's inputs) that differ: name -> (sandbox, live)."""
+    a = ((sandbox.get("hypotheses") or [{}])[0].get("features")) or {}
+    b = ((live.get("hypotheses") or [{}])[0].get("features")) or {}
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
 def one_world(world: Path, work: Path, mode: str, logs: str = "per-service") -> dict[str, Any]:
     """Replay, serve, investigate live and in the sandbox; return the comparison row."""
     out = work / "replay"
@@ -272,6 +279,7 @@ def one_world(world: Path, work: Path, mode: str, logs: str = "per-service") -> 
         "t_sandbox": t_sandbox, "t_live": t_live, "setup_s": setup, "replay_s": setup_replay,
         "prom_requests": requests, "truth": want,
         "missing": (sandbox.get("missing_sources"), live.get("missing_sources")),
+        "feature_diff": feature_diff(sandbox, live),
     }
 
 
@@ -282,6 +290,8 @@ def print_row(row: dict[str, Any], *, quiet: bool) -> None:
     print(f"  {'same' if same else 'DIFF'} {row['world']:<30} sandbox={row['sandbox']} live={row['live']} "
           f"verdict={row['verdict'][0]}/{row['verdict'][1]} conf={row['confidence'][0]}/{row['confidence'][1]} "
           f"t={row['t_sandbox']:.2f}s/{row['t_live']:.2f}s x{ratio:.2f} prom_requests={total}", flush=True)
+    if row["feature_diff"] and (not quiet or row["confidence"][0] != row["confidence"][1]):
+        print(f"       features that differ (sandbox, live): {row['feature_diff']}")
     if not quiet and (not same or row["verdict"][0] != row["verdict"][1]):
         print(f"       sandbox top-3 {row['sandbox_top3']}\n       live    top-3 {row['live_top3']}\n"
               f"       truth {row['truth']}  missing sandbox={row['missing'][0]} live={row['missing'][1]}")
