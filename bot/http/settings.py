@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from commands.webhooks import WebhookRules
@@ -33,7 +33,9 @@ class HttpSettings(BaseSettings):
     pagerduty_priorities: str = Field(default="P1,P2", alias="PM_PAGERDUTY_PRIORITIES")
     deploy_environments: str = Field(default="production", alias="PM_DEPLOY_ENVIRONMENTS")
     domains: str = Field(default="{}", alias="PM_DOMAINS", description='JSON {"service or project": "domain"}')
-    domain_channels: str = Field(default="{}", alias="PM_DOMAIN_CHANNELS", description='JSON {"domain": "C123"}')
+    domain_channels: str = Field(
+        default="{}", validation_alias=AliasChoices("PM_DOMAIN_CHANNELS", "PM_SLACK_DOMAIN_CHANNELS"),
+        description='JSON {"domain": "C123"} or domain=channel pairs (the Slack bot reads the same variable)')
     default_channel: str | None = Field(default=None, alias="PM_DEFAULT_CHANNEL")
     domain_services: str = Field(
         default="{}", alias="PM_DOMAIN_SERVICES", description='JSON {"domain": ["service", ...]} for health checks'
@@ -43,6 +45,20 @@ class HttpSettings(BaseSettings):
     slack_workspace_url: str | None = Field(default=None, alias="PM_SLACK_WORKSPACE_URL")
     stale_p1_hours: float = Field(default=24.0, gt=0, alias="PM_STALE_P1_HOURS")
     health_check_window_s: int = Field(default=3600, ge=60, alias="PM_HEALTH_CHECK_WINDOW_S")
+
+    @field_validator("domain_channels", mode="before")
+    @classmethod
+    def _pairs(cls, v: object) -> object:
+        # One setting, two spellings: JSON, or the Slack bot's domain=channel pairs.
+        if isinstance(v, str) and v.strip() and not v.strip().startswith("{"):
+            pairs = {}
+            for item in (x.strip() for x in v.split(",") if x.strip()):
+                domain, sep, channel = item.partition("=")
+                if not sep or not domain.strip() or not channel.strip():
+                    raise ValueError(f"{item!r} is not domain=channel; write e.g. payments=C0PAY,bookings=C0BOOK")
+                pairs[domain.strip()] = channel.strip()
+            return json.dumps(pairs)
+        return v
 
     @field_validator("domains", "domain_channels", "domain_services")
     @classmethod

@@ -47,6 +47,10 @@ def parse_slash(text: str, default_mode: str = "balanced") -> SlashCommand:
     rest, mode = split_mode(words, default_mode)
     if not rest:
         raise BadRequest("say what to investigate before the mode, e.g. `/investigate SCHED-45895 deep`")
+    if len(rest) == 2 and "text" not in parse_trigger_text(rest[0]):
+        # "pd-7053 turbo": a key or id and one more word reads as a mistyped mode, not as free text.
+        raise BadRequest(f"unknown mode {rest[1]!r} after {rest[0]}; use fast, balanced or deep, "
+                         f"e.g. `/investigate {rest[0]} deep`")
     return SlashCommand("start", trigger=parse_trigger_text(" ".join(rest)), mode=mode)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from store.errors import ConfigError
@@ -33,8 +33,9 @@ class SlackSettings(BaseSettings):
     reaction: str = Field(default="mag", alias="PM_SLACK_REACTION",
                           description="Emoji name (without colons) that starts an investigation")
     domain_channels: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, alias="PM_SLACK_DOMAIN_CHANNELS",
-        description="domain=channel pairs, e.g. 'payments=C0PAY,bookings=C0BOOK'")
+        default_factory=dict, validation_alias=AliasChoices("PM_DOMAIN_CHANNELS", "PM_SLACK_DOMAIN_CHANNELS"),
+        description="domain=channel pairs, e.g. 'payments=C0PAY,bookings=C0BOOK', or a JSON object "
+                    "(PM_SLACK_DOMAIN_CHANNELS is the old name, still read)")
     default_mode: str = Field(default="balanced", alias="PM_SLACK_DEFAULT_MODE")
 
     @field_validator("admins", mode="before")
@@ -52,6 +53,10 @@ class SlackSettings(BaseSettings):
     def _channels(cls, v: object) -> object:
         if not isinstance(v, str):
             return v
+        if v.strip().startswith("{"):
+            import json
+
+            return json.loads(v)
         pairs = {}
         for item in _split(v):  # type: ignore[union-attr,attr-defined]
             domain, sep, channel = item.partition("=")
