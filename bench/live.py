@@ -292,6 +292,8 @@ def print_row(row: dict[str, Any], *, quiet: bool) -> None:
           f"t={row['t_sandbox']:.2f}s/{row['t_live']:.2f}s x{ratio:.2f} prom_requests={total}", flush=True)
     if row["feature_diff"] and (not quiet or row["confidence"][0] != row["confidence"][1]):
         print(f"       features that differ (sandbox, live): {row['feature_diff']}")
+    if row["missing"][0] != row["missing"][1]:
+        print(f"       missing_sources sandbox={row['missing'][0]}\n                       live={row['missing'][1]}")
     if not quiet and (not same or row["verdict"][0] != row["verdict"][1]):
         print(f"       sandbox top-3 {row['sandbox_top3']}\n       live    top-3 {row['live_top3']}\n"
               f"       truth {row['truth']}  missing sandbox={row['missing'][0]} live={row['missing'][1]}")

@@ -14,7 +14,7 @@ with the sandbox (bench/live.py):
 ``changes.json``       the change records, one JSON list for ``POST /webhooks/change``
 ``alerts.json``        one Alertmanager webhook (version 4) payload holding every world alert, for
                        ``POST /webhooks/alertmanager``; fingerprint = the world alert id
-``topology.yaml``      copied (served by ``kind: file``)
+``topology.yaml``      copied (served by ``kind: file``); ``services: []`` when the world has none
 ``tickets.jsonl``      copied; tickets are not a replayed source (see the trigger below)
 ``sources.yaml``       metrics (prometheus), logs (files), changes and alerts (events), topology (file)
 ``replay.json``        the manifest: counts, renamed metrics, the window, and the ``pm investigate``
@@ -223,7 +223,7 @@ def prometheus_settings(world: World, renamed: dict[str, str]) -> dict[str, Any]
     return out
 
 
-def sources_doc(prometheus_url: str, *, topology: bool, prometheus: dict[str, Any] | None = None,
+def sources_doc(prometheus_url: str, *, topology: bool = True, prometheus: dict[str, Any] | None = None,
                 logs_path: str = LOG_PATHS["per-service"]) -> dict[str, Any]:
     """The ``sources.yaml`` mapping for a replayed world (relative paths are taken from its folder).
 
@@ -298,6 +298,9 @@ def replay(world_dir: str | Path, out: str | Path, *, prometheus_url: str = DEFA
             shutil.copyfile(src / name, folder / name)
         elif (folder / name).exists():
             (folder / name).unlink()
+    if not (folder / "topology.yaml").exists():
+        # No call graph known, said as the sandbox says it (an empty topology), not as a missing source.
+        (folder / "topology.yaml").write_text("services: []\n", encoding="utf-8")
     prom = prometheus_settings(world, renamed)
     write_sources(folder, prometheus_url, prom, LOG_PATHS[logs])
     args, note = investigate_args(world)
