@@ -27,6 +27,7 @@ def test_confidences_fall_with_rank_and_a_capped_one_says_why():
                                    "demo-dependency"])
 def test_every_report_is_in_one_order_and_its_chart_marks_culprit_and_onset(world):
     report = engine.run_all(WorldTools(DEMOS / world), None, None)
+    assert report["missing_sources"] == []  # every capability the engine asks (incl. windowed metrics.list) answers
     shown = [h["confidence"] for h in report["hypotheses"]]
     assert shown == sorted(shown, reverse=True) and shown[0] == report["confidence"]
     markers = report["chart"]["markers"]
