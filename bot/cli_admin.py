@@ -53,9 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import logs, tracing
     from pipeline.worker import run_worker as _run
     from store.db import upgrade_on_start
 
+    if settings.log_format == "json":
+        logs.configure(settings, json_logs=True)
+    tracing.setup(settings)
     upgrade_on_start(settings)
 
     def configure(runtime: object) -> None:

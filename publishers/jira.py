@@ -72,13 +72,15 @@ def _evidence_list(items: list[dict[str, Any]] | None, limit: int = 8) -> list[s
     return out
 
 
-def render_report(report: dict[str, Any], investigation_id: str, slack_link: str | None = None) -> str:
+def render_report(report: dict[str, Any], investigation_id: str, slack_link: str | None = None,
+                  page_url: str | None = None) -> str:
     """The final report in Jira wiki markup: a verdict panel, hypotheses with evidence, the fix plan.
 
     Args:
         report: the report JSON (docs/contracts.md).
         investigation_id: shown in the footer with the marker that lets re-runs find this comment.
         slack_link: the Slack thread, when there is one.
+        page_url: the report page (PM_PUBLIC_URL), when set.
 
     Returns:
         The comment body.
@@ -126,6 +128,8 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
         lines.append(f"_Sources not available:_ {_esc(', '.join(map(str, report['missing_sources'])))}")
     if slack_link:
         lines.append(f"Discussion: [Slack thread|{slack_link}]")
+    if page_url and page_url.startswith(("http://", "https://")) and not any(c in page_url for c in "[]| \n"):
+        lines.append(f"Full report (timeline, every hypothesis, trace, cost): [report page|{page_url}]")
     lines.append(f"{{color:#97a0af}}{REPORT_MARKER} {investigation_id}{{color}}")
     return "\n".join(lines)
 
@@ -136,6 +140,7 @@ class JiraPublisher:
     Args:
         client: a connected ``jira.JIRA`` (see :func:`connect`).
         slack_workspace_url: e.g. https://acme.slack.com, to link the Slack thread.
+        report_link: investigation id -> its report page's URL (PM_PUBLIC_URL).
         attempts: tries per request before raising :class:`RetryLater`.
         sleep: how to wait between tries (injectable so tests need not wait for real).
     """
@@ -147,11 +152,13 @@ class JiraPublisher:
         client: JIRA,
         *,
         slack_workspace_url: str | None = None,
+        report_link: Callable[[str], str] | None = None,
         attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.slack_workspace_url = slack_workspace_url
+        self.report_link = report_link
         self.attempts = attempts
         self.sleep = sleep
 
@@ -224,7 +231,8 @@ class JiraPublisher:
             ref["start_comment_id"] = self._upsert(key, None, body)
         elif kind == "report":
             report = (event.get("payload") or {}).get("report") or investigation.get("report") or {}
-            body = render_report(report, investigation["id"], self._slack_link(investigation, event))
+            page = self.report_link(investigation["id"]) if self.report_link else None
+            body = render_report(report, investigation["id"], self._slack_link(investigation, event), page)
             existing = ref.get("report_comment_id") or self._find_report_comment(key)
             ref["report_comment_id"] = self._upsert(key, existing, body)
         elif kind in ("failed", "cancelled"):

@@ -4,8 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/services.sh
-bash scripts/ensure-alertmanager.sh
 bash scripts/ensure-prometheus.sh
+bash scripts/ensure-helm.sh
+bash scripts/ensure-chromium.sh
 .venv/bin/ruff check .
 .venv/bin/lint-imports
 .venv/bin/mypy bot commands pipeline agents publishers store sandbox sources

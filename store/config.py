@@ -71,11 +71,16 @@ class Settings(BaseSettings):
     post_deploy_check_delay_ms: int = Field(default=300_000, ge=0, alias="POST_DEPLOY_CHECK_DELAY_MS")
     port: int = Field(default=8080, ge=1, le=65535, alias="PORT")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        default="text", alias="PM_LOG_FORMAT", description="json: one JSON object per line (pm serve, pm worker)")
     queue_namespace: str = Field(
         default="pm", pattern=r"^[A-Za-z0-9_.-]{1,40}$", alias="PM_QUEUE_NAMESPACE",
         description="Prefix of the broker's queue keys, so several deployments can share one Redis",
     )
     worker_threads: int = Field(default=4, ge=1, le=64, alias="PM_WORKER_THREADS")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, alias="PM_METRICS_PORT",
+        description="pm worker serves Prometheus metrics on this port (docs/metrics.md)")
 
     @field_validator("log_level")
     @classmethod
