@@ -58,6 +58,8 @@ API_KEY = "live-bench-key"
 NO_ALERT_PATTERN = "pm-live-bench-starts-no-investigation"
 #: Most change records per POST /webhooks/change (the listener takes at most 1,000).
 CHANGE_CHUNK = 500
+#: Alerts per Alertmanager payload posted.
+ALERT_CHUNK = 500
 _DROP_ENV = ("REDIS_URL", "RABBITMQ_URL", "PM_WORLD", "MCP_CONFIG", "PM_SOURCES", "DATABASE_URL", "ANTHROPIC_API_KEY",
              "SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "JIRA_URL")
 
@@ -124,9 +126,11 @@ def post_events(serve: PmServe, out: Path) -> tuple[int, int]:
     for i in range(0, len(changes), CHANGE_CHUNK):
         serve.post("/webhooks/change", changes[i:i + CHANGE_CHUNK])
     payload = json.loads((out / "alerts.json").read_text())
-    if payload["alerts"]:
-        serve.post("/webhooks/alertmanager", payload)
-    return len(changes), len(payload["alerts"])
+    alerts = payload["alerts"]
+    for i in range(0, len(alerts), ALERT_CHUNK):  # the listener takes bodies up to 1 MiB by default
+        serve.post("/webhooks/alertmanager", {**payload, "groupKey": f"{payload['groupKey']}#{i}",
+                                              "alerts": alerts[i:i + ALERT_CHUNK]})
+    return len(changes), len(alerts)
 
 
 def events_provider(sources_path: Path, section: str) -> Any:
