@@ -32,6 +32,7 @@ from store import investigations as invs
 from store import outbox
 from store.artifacts import ArtifactStore, make_artifact_store
 from store.db import check_reachable, make_engine, make_session_factory
+from store.knowledge import memory_from_settings
 from store.models import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ def build_runtime(
     dramatiq.set_broker(broker)
     runtime = Runtime(
         settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
-        plan=plan if plan is not None else engine_plan(),
+        plan=plan if plan is not None else engine_plan(memory=memory_from_settings(settings)),
         tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
         lease_s=lease_s, max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,
         timing=timing,

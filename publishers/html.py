@@ -112,6 +112,15 @@ def render_report_page(inv: dict[str, Any], traces: dict[str, Any], cost: dict[s
         rows = "".join(f"<tr><td>{esc(t.get('ts'))}</td><td>{esc(t.get('kind'))}</td><td>{esc(t.get('summary'))}</td></tr>"
                        for t in timeline[:30])
         parts.append(f"<table><tr><th>time</th><th>kind</th><th>what</th></tr>{rows}</table>")
+    seen = report.get("similar_incidents") or []
+    if seen:
+        rows = "".join(
+            f"<tr><td><a href=\"/investigations/{esc(m.get('investigation_id'))}\">{esc(m.get('investigation_id'))}</a>"
+            f"</td><td>{esc(m.get('score'))}</td><td>{esc(m.get('summary'))}"
+            f"{' <b>(root cause disputed)</b>' if (m.get('feedback') or {}).get('disputed') else ''}</td>"
+            f"<td>{esc(m.get('fix') or '—')}</td></tr>" for m in seen[:3])
+        parts.append(f"<h2>Seen before</h2><table id=seen-before><tr><th>investigation</th><th>score</th>"
+                     f"<th>what it was</th><th>fix then</th></tr>{rows}</table>")
     parts.append("<h2>Hypotheses</h2>")
     hyps = report.get("hypotheses") or inv.get("hypotheses") or []
     for hyp in hyps[:8]:

@@ -73,7 +73,7 @@ def _evidence_list(items: list[dict[str, Any]] | None, limit: int = 8) -> list[s
 
 
 def render_report(report: dict[str, Any], investigation_id: str, slack_link: str | None = None,
-                  page_url: str | None = None) -> str:
+                  page_url: str | None = None, *, link: Callable[[str], str] | None = None) -> str:
     """The final report in Jira wiki markup: a verdict panel, hypotheses with evidence, the fix plan.
 
     Args:
@@ -81,6 +81,7 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
         investigation_id: shown in the footer with the marker that lets re-runs find this comment.
         slack_link: the Slack thread, when there is one.
         page_url: the report page (PM_PUBLIC_URL), when set.
+        link: investigation id -> its report page, to link the "seen before" incidents.
 
     Returns:
         The comment body.
@@ -124,6 +125,14 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
     if timeline:
         lines.append("h3. Timeline")
         lines.extend(f"* {_esc(t.get('ts'))} — {_esc(t.get('kind'))}: {_esc(t.get('summary'))}" for t in timeline[:12])
+    for m in (report.get("similar_incidents") or [])[:3]:
+        disputed = " (root cause disputed)" if (m.get("feedback") or {}).get("disputed") else ""
+        past = str(m.get("investigation_id"))
+        url = link(past) if link else None
+        ref = (f"[{_esc(past)}|{url}]" if url and url.startswith(("http://", "https://"))
+               and not any(c in url for c in "[]| \n") else _esc(past))
+        lines.append(f"_Seen before:_ {ref} ({m.get('score')}): "
+                     f"{_esc(m.get('summary') or '')}{disputed}")
     if report.get("missing_sources"):
         lines.append(f"_Sources not available:_ {_esc(', '.join(map(str, report['missing_sources'])))}")
     if slack_link:
@@ -232,7 +241,8 @@ class JiraPublisher:
         elif kind == "report":
             report = (event.get("payload") or {}).get("report") or investigation.get("report") or {}
             page = self.report_link(investigation["id"]) if self.report_link else None
-            body = render_report(report, investigation["id"], self._slack_link(investigation, event), page)
+            body = render_report(report, investigation["id"], self._slack_link(investigation, event), page,
+                                 link=self.report_link)
             existing = ref.get("report_comment_id") or self._find_report_comment(key)
             ref["report_comment_id"] = self._upsert(key, existing, body)
         elif kind in ("failed", "cancelled"):

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/ensure-embeddings.sh >/dev/null
 bash scripts/services.sh
 bash scripts/ensure-prometheus.sh
 bash scripts/ensure-helm.sh

@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         description="How the bundled sandbox MCP servers are reached when MCP_CONFIG is unset: in this process "
                     "over in-memory MCP streams (one world load), or one stdio subprocess per source",
     )
+    chroma_host: str | None = Field(
+        default=None, alias="CHROMA_HOST",
+        description="Chroma server (host[:port] or URL) for the knowledge base; unset: embedded under PM_HOME/chroma",
+    )
     otel_exporter_otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     jira_project_filter: str | None = Field(default=None, alias="JIRA_PROJECT_FILTER")
     jira_url: str | None = Field(default=None, alias="JIRA_URL")

@@ -60,7 +60,7 @@ def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         runtime.close()
     print(json.dumps({"job": args.job, **summary}, indent=2, default=str))
-    return 0
+    return 1 if summary.get("status") == "failed" else 0
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
