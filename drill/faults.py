@@ -70,9 +70,9 @@ def third_party(stack: Stack) -> None:
 
 
 def capacity(stack: Stack) -> None:
-    # A traffic surge (a campaign went out): four times the customers; inventory's pool runs dry.
+    # A traffic surge (a campaign went out): three times the customers; inventory's pool runs dry.
     load = stack.read_json("load.json")
-    load["rps"] = float(load["rps"]) * 4
+    load["rps"] = float(load["rps"]) * 3
     stack.write_json("load.json", load)
     return None
 
@@ -99,7 +99,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("config-change", "inventory's db pool 2 -> 1: requests wait and time out", "inventory", config_change),
     Fault("third-party", "paygate (the payment provider) fails half the charges; no change of ours", "paygate",
           third_party),
-    Fault("capacity", "4x traffic surge; inventory's pool is exhausted; no change of ours", "inventory", capacity),
+    Fault("capacity", "3x traffic surge; inventory's pool is exhausted; no change of ours", "inventory", capacity),
     Fault("decoys", "frontend, checkout and payments change harmlessly, then inventory 3.1.0 breaks reserves",
           "inventory", decoy_fault,
           decoys=(Decoy(45, _decoy_deploy("frontend", "3.2.1")), Decoy(30, _decoy_config),

@@ -168,7 +168,7 @@ class Stack:
         slack_url: a Slack Web API base URL (the stand-in) for ``pm serve``'s publisher, or None.
     """
 
-    def __init__(self, work: Path, *, rps: float = 8.0, ttl_s: float = 900.0, slack_url: str | None = None) -> None:
+    def __init__(self, work: Path, *, rps: float = 12.0, ttl_s: float = 900.0, slack_url: str | None = None) -> None:
         self.work = work
         self.rps = rps
         self.ttl_s = ttl_s
@@ -275,7 +275,7 @@ class Stack:
         assert self.prom is not None
         doc: dict[str, Any] = {
             "metrics": [{"kind": "prometheus", "url": self.prom.url, "convention": ["http_server_requests", "plain"],
-                         "step_s": SCRAPE_S, "rate_window_s": 20}],
+                         "step_s": SCRAPE_S, "rate_window_s": 30}],
             "alerts": [{"kind": "events"}],
             "changes": [{"kind": "events"}],
             "topology": [{"kind": "file", "path": "topology.yaml"}],

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from drill.shop.service import Watched, die_with_parent
 
-DEFAULT_LOAD = {"rps": 8.0, "checkout_share": 0.5, "coupon_share": 0.4}
+DEFAULT_LOAD = {"rps": 12.0, "checkout_share": 0.5, "coupon_share": 0.4}
 
 
 def one_request(host: str, port: int, rng: random.Random, load: dict[str, float]) -> int:
