@@ -82,6 +82,11 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             trigger_service = comps[0] if comps else None
     elif trigger.get("alert"):
         alert = safe_call(tools, "alerts.get", missing, "alerts", id=str(trigger["alert"])) or None
+        if not alert and parse_ts(trigger.get("ts")) is not None:
+            # A webhook's trigger carries the alert itself: use it when no alerts source knows the id.
+            alert = {"id": trigger["alert"], "ts": trigger["ts"], "title": trigger.get("title"),
+                     "service": trigger.get("service"), "source": trigger.get("source"),
+                     "labels": trigger.get("labels") or {}}
         if alert:
             trigger_ts = parse_ts(alert.get("ts"))
             trigger_text = str(alert.get("title", ""))

@@ -61,7 +61,7 @@ def render_timeline(chart: dict, *, title: str = "Incident timeline") -> bytes:
         if unit not in panels and len(panels) >= MAX_PANELS:
             continue
         panels.setdefault(unit, []).append(s)
-    fig = Figure(figsize=(9, 2.2 * len(panels) + 0.8), dpi=100)
+    fig = Figure(figsize=(10.5, 2.2 * len(panels) + 0.8), dpi=100)
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     markers = [m for m in chart.get("markers") or [] if m.get("ts")]
@@ -74,16 +74,27 @@ def render_timeline(chart: dict, *, title: str = "Incident timeline") -> bytes:
                 label = f"{s['service']} {label}"
             ax.plot(xs, ys, label=label, linewidth=1.4)
         for m in markers:
-            ax.axvline(_when(m["ts"]), color=_MARKER_COLOURS.get(str(m.get("kind")), "tab:green"),
-                       linestyle="--", linewidth=1)
+            if m.get("kind") == "onset":
+                # The incident itself: everything from the onset on is shaded.
+                ax.axvspan(_when(m["ts"]), xs[-1] if xs else _when(m["ts"]), color="tab:red", alpha=0.07)
+                ax.axvline(_when(m["ts"]), color="black", linestyle=":", linewidth=1.2)
+            elif m.get("culprit"):
+                ax.axvline(_when(m["ts"]), color=_MARKER_COLOURS.get(str(m.get("kind")), "tab:red"),
+                           linestyle="-", linewidth=2.6)
+            else:
+                ax.axvline(_when(m["ts"]), color=_MARKER_COLOURS.get(str(m.get("kind")), "tab:green"),
+                           linestyle="--", linewidth=0.9, alpha=0.7)
         ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7)
+        # Outside the plot, so it never hides a marker's label (the first change sat under it).
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, borderaxespad=0)
     top = axes[0]
     for m in markers:
         text = str(m.get("label") or m.get("ref") or m.get("summary") or "")[:28]
+        if m.get("culprit"):
+            text = f"culprit: {m.get('ref') or text}"[:36]
         top.annotate(text, xy=(_when(m["ts"]), 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                     fontsize=7, va="top", ha="right")
+                     fontsize=7, va="top", ha="right", fontweight="bold" if m.get("culprit") else "normal")
     locator = AutoDateLocator()
     axes[-1].xaxis.set_major_locator(locator)
     axes[-1].xaxis.set_major_formatter(ConciseDateFormatter(locator))

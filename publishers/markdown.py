@@ -49,6 +49,8 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
                 f"{h.get('rank', '?')}. **{h.get('statement', '')}** "
                 f"(service `{h.get('service')}`{change}, {h.get('category')}, confidence {h.get('confidence')})"
             )
+            if h.get("rank_note"):
+                lines.append(f"   - _{h['rank_note']}_")
             ev = _items(h.get("evidence"))
             if ev:
                 lines += ["   - evidence:", *["  " + e for e in ev]]

@@ -325,7 +325,7 @@ _REGISTRY: list[tuple[str, str, tuple[str, ...]]] = [
     ("topology.get", "_topology", ()),
     ("logs.search", "_logs_search", ("service", "level", "levels", "start", "end", "text", "limit", "cursor")),
     ("logs.counts", "_logs_counts", ("service", "level", "levels", "text", "start", "end", "step_s", "group_by")),
-    ("metrics.list", "_metrics_list", ("service",)),
+    ("metrics.list", "_metrics_list", ("service", "start", "end")),
     ("metrics.series", "_metrics_series", ("service", "name", "start", "end")),
     ("changes.list", "_changes_list", ("service", "kind", "start", "end")),
     ("alerts.list", "_alerts_list", ("service", "start", "end")),

@@ -7,6 +7,8 @@ construction), restricted to the capabilities the entry answers.
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,23 @@ def secrets_from_env() -> Any:
 
 
 def provider_server(provider: Provider) -> MCPServer:
-    """An ``MCPServer`` named ``pm-<kind>`` offering the provider's capabilities as tools."""
+    """An ``MCPServer`` named ``pm-<kind>`` offering the provider's capabilities as tools.
+
+    The provider is closed (its connections, an external server's subprocess) when the server stops.
+    """
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            provider.close()
+
     server = MCPServer(
         f"pm-{provider.entry.kind}",
         instructions=f"{provider.label}: {', '.join(provider.capabilities())}. Times are ISO-8601 UTC with Z.",
         log_level="WARNING",
+        lifespan=lifespan,
     )
     register_tools(server, provider.call_json, provider.capabilities(), errors=(SandboxError,))
     return server

@@ -164,9 +164,34 @@ def chart(sig: dict[str, Any], cor: dict[str, Any], hyp: dict[str, Any], chg: di
             points = sig.get("chart", {}).get(f"{svc}/{name}")
             if points:
                 series.append({"service": svc, "name": name, "points": points})
-    markers = [{"ts": c.get("ts"), "label": f"{c.get('kind')} {c.get('service')}", "ref": c.get("id")}
+    culprit = ranked[0].get("change_id") if ranked else None
+    markers = [{"ts": c.get("ts"), "label": f"{c.get('kind')} {c.get('service')}", "ref": c.get("id"),
+                "kind": c.get("kind"), **({"culprit": True} if c.get("id") == culprit else {})}
                for c in chg.get("changes", []) if c.get("ts")]
-    return {"series": series, "markers": markers[:20]}
+    # The culprit is always drawn, however many changes the window holds.
+    markers = sorted(markers, key=lambda m: not m.get("culprit"))[:20]
+    if sig.get("onset"):
+        markers.append({"ts": sig["onset"], "label": "onset", "kind": "onset"})
+    return {"series": series, "markers": markers}
+
+
+def _consistent_order(public: list[dict[str, Any]], top_confidence: int) -> None:
+    """Shown confidences never rise down the ranking (issue #12: "2. … (85%) · 3. … (96%)" read as nonsense).
+
+    Each hypothesis's calibrated confidence is how sure its own evidence makes it; the rank also weighs
+    how much of the incident it explains. Where a lower-ranked one reads higher on its own, it is shown
+    at the confidence of the one above it, keeps its own as ``confidence_alone``, and says why
+    (``rank_note``). The top one shows the report's confidence.
+    """
+    for i, h in enumerate(public):
+        own = int(h["confidence"])
+        ceiling = top_confidence if i == 0 else int(public[i - 1]["confidence"])
+        if own > ceiling:
+            h["confidence_alone"] = own
+            h["confidence"] = ceiling
+            if i > 0:
+                h["rank_note"] = (f"on its own evidence {own}%, but it explains less of the incident than "
+                                  "the hypotheses ranked above it")
 
 
 def build(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],
@@ -189,6 +214,7 @@ def build(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: di
         conf, verdict = 5, "INCONCLUSIVE"
         root = {"summary": "No anomaly or error evidence was found in the window.", "service": None,
                 "change_id": None, "category": "none"}
+    _consistent_order(public, conf)
     return {"verdict": verdict, "confidence": conf, "root_cause": root, "hypotheses": public,
             "fix_plan": fix, "timeline": timeline(ctx, sig, chg, cor), "missing_sources": missing,
             "chart": chart(sig, cor, hyp, chg), "onset": sig.get("onset"),

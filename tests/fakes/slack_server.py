@@ -11,6 +11,13 @@ and slack_sdk's socket-mode clients (the bot uses the aiohttp one) talk to it un
 * File uploads (files_upload_v2): ``files.getUploadURLExternal`` → raw POST to the upload
   URL → ``files.completeUploadExternal`` shares the file into the thread.
 
+* Reading history (the chat source): ``conversations.list`` / ``conversations.info`` over the channels
+  registered with :meth:`FakeSlack.add_channel` (``not_in_channel`` for one the bot is not a member
+  of), ``conversations.history`` paging by ``cursor`` / ``response_metadata.next_cursor`` when more
+  messages remain, and ``search.messages`` (``in:#name``, ``after:``/``before:`` dates, words;
+  ``page``/``count`` paging) which, as on Slack, refuses bot tokens (``xoxb-``) with
+  ``not_allowed_token_type``. Setting :attr:`FakeSlack.valid_tokens` makes other tokens ``invalid_auth``.
+
 Protocol shapes follow docs.slack.dev (Web API method pages, "Using Socket Mode").
 """
 
@@ -19,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -52,6 +60,11 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
         self.rate_limited: list[dict[str, Any]] = []
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.valid_tokens: set[str] | None = None
+        self.scopes: set[str] | None = None  # when set, conversations.list checks channels:read / groups:read
+        self.delays: dict[str, float] = {}  # Web API method -> seconds to wait before answering (slow Slack)
+        self._token = ""
         self.throttled_calls = 0
         self._ts = itertools.count(1)
         self._base = int(time.time())
@@ -123,6 +136,9 @@ class FakeSlack:
 
     async def _http_handler(self, request: web.Request) -> web.Response:
         body = await request.read()
+        delay = self.delays.get(request.path.removeprefix("/api/"))
+        if delay:
+            await asyncio.sleep(delay)
         status, payload, ctype, headers = self.http_call(request.path, request.query_string,
                                                          request.headers.get("Authorization", ""),
                                                          request.headers.get("Content-Type", ""), body)
@@ -139,6 +155,11 @@ class FakeSlack:
         method = path[len("/api/"):]
         if not authorization.startswith("Bearer "):
             return _json(200, {"ok": False, "error": "not_authed"})
+        token = authorization[len("Bearer "):]
+        if self.valid_tokens is not None and token not in self.valid_tokens:
+            return _json(200, {"ok": False, "error": "invalid_auth"})
+        # The aiohttp loop serves one request at a time, so the token stays this request's until call() returns.
+        self._token = token
         retry_after = self._throttle(method)
         if retry_after is not None:
             return _json(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(retry_after)})
@@ -370,6 +391,9 @@ class FakeSlack:
         return {"ok": True, "messages": self._strip_metadata(found, a), "has_more": False}
 
     def _m_conversations_history(self, a: dict) -> dict:
+        channel = self.channels.get(a.get("channel", ""))
+        if channel is not None and not channel["is_member"]:
+            return {"ok": False, "error": "not_in_channel"}
         msgs = [m for m in self.messages.get(a.get("channel", ""), [])
                 if not m.get("thread_ts") or m["thread_ts"] == m["ts"]]
         latest, oldest = a.get("latest"), a.get("oldest")
@@ -378,8 +402,89 @@ class FakeSlack:
             msgs = [m for m in msgs if float(m["ts"]) < float(latest) or (inclusive and m["ts"] == latest)]
         if oldest:
             msgs = [m for m in msgs if float(m["ts"]) > float(oldest) or (inclusive and m["ts"] == oldest)]
-        msgs = sorted(msgs, key=lambda m: float(m["ts"]), reverse=True)[: int(a.get("limit") or 100)]
-        return {"ok": True, "messages": self._strip_metadata(msgs, a), "has_more": False}
+        start = int(str(a.get("cursor") or "hist:0").removeprefix("hist:") or 0)
+        limit = int(a.get("limit") or 100)
+        ordered = sorted(msgs, key=lambda m: float(m["ts"]), reverse=True)
+        msgs = ordered[start:start + limit]
+        out: dict[str, Any] = {"ok": True, "messages": self._strip_metadata(msgs, a), "has_more": False}
+        if start + limit < len(ordered):  # as Slack does: more pages are announced with a cursor
+            out["has_more"] = True
+            out["response_metadata"] = {"next_cursor": f"hist:{start + limit}"}
+        return out
+
+    def add_channel(self, channel_id: str, name: str, *, is_member: bool = True, is_private: bool = False) -> None:
+        """Register a channel for conversations.list/info (and not_in_channel when the bot is no member)."""
+        with self.lock:
+            self.channels[channel_id] = {"id": channel_id, "name": name, "is_channel": not is_private,
+                                         "is_group": False, "is_private": is_private, "is_archived": False,
+                                         "is_member": is_member, "created": self._base}
+
+    def _m_conversations_list(self, a: dict) -> dict:
+        ordered = sorted(self.channels.values(), key=lambda c: c["id"])
+        types = str(a.get("types") or "public_channel").split(",")
+        if self.scopes is not None:
+            for kind, scope in (("public_channel", "channels:read"), ("private_channel", "groups:read")):
+                if kind in types and scope not in self.scopes:
+                    return {"ok": False, "error": "missing_scope", "needed": scope,
+                            "provided": ",".join(sorted(self.scopes))}
+        ordered = [c for c in ordered if ("private_channel" if c["is_private"] else "public_channel") in types]
+        start = int(str(a.get("cursor") or "chan:0").removeprefix("chan:") or 0)
+        limit = int(a.get("limit") or 100)
+        page = ordered[start:start + limit]
+        nxt = f"chan:{start + limit}" if start + limit < len(ordered) else ""
+        return {"ok": True, "channels": [dict(c) for c in page], "response_metadata": {"next_cursor": nxt}}
+
+    def _m_conversations_info(self, a: dict) -> dict:
+        channel = self.channels.get(a.get("channel", ""))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        scope = "groups:read" if channel["is_private"] else "channels:read"
+        if self.scopes is not None and scope not in self.scopes:
+            return {"ok": False, "error": "missing_scope", "needed": scope, "provided": ",".join(sorted(self.scopes))}
+        return {"ok": True, "channel": dict(channel)}
+
+    def _m_search_messages(self, a: dict) -> dict:
+        if self._token.startswith("xoxb-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        query = str(a.get("query") or "")
+        if not query.strip():
+            return {"ok": False, "error": "no_query"}
+        words, where, after, before = [], None, None, None
+        for part in re.findall(r'"[^"]*"|\S+', query):
+            if part.startswith("in:"):
+                where = part[3:].lstrip("#")
+            elif part.startswith("after:"):
+                after = part[6:]
+            elif part.startswith("before:"):
+                before = part[7:]
+            else:
+                words += re.findall(r"\w+", part.lower())
+        names = {cid: c["name"] for cid, c in self.channels.items()}
+        matches = []
+        for cid, msgs in self.messages.items():
+            if where is not None and where not in (cid, names.get(cid)):
+                continue
+            for m in msgs:
+                day = time.strftime("%Y-%m-%d", time.gmtime(float(m["ts"])))
+                if (after and day <= after) or (before and day >= before):
+                    continue
+                if not all(w in str(m.get("text", "")).lower() for w in words):
+                    continue
+                link = f"https://fake.slack.com/archives/{cid}/p{m['ts'].replace('.', '')}"
+                if m.get("thread_ts") and m["thread_ts"] != m["ts"]:
+                    link += f"?thread_ts={m['thread_ts']}&cid={cid}"
+                matches.append({"type": "message", "user": m.get("user"), "username": str(m.get("user", "")).lower(),
+                                "ts": m["ts"], "text": m.get("text", ""), "permalink": link,
+                                "channel": {"id": cid, "name": names.get(cid, cid), "is_private": False}})
+        matches.sort(key=lambda m: float(m["ts"]), reverse=str(a.get("sort_dir") or "desc") != "asc")
+        count, page = int(a.get("count") or 20), int(a.get("page") or 1)
+        pages = max(1, -(-len(matches) // count))
+        return {"ok": True, "query": query,
+                "messages": {"total": len(matches), "matches": matches[(page - 1) * count: page * count],
+                             "paging": {"count": count, "total": len(matches), "page": page, "pages": pages},
+                             "pagination": {"total_count": len(matches), "page": page, "per_page": count,
+                                            "page_count": pages, "first": (page - 1) * count + 1,
+                                            "last": min(page * count, len(matches))}}}
 
     def _m_reactions_get(self, a: dict) -> dict:
         msg = self._find(a.get("channel", ""), a.get("timestamp", ""))
