@@ -59,7 +59,7 @@ def config_change(stack: Stack) -> str:
     before = config["pool_size"]
     config["pool_size"] = 1
     stack.write_json("config/inventory.json", config)
-    return stack.post_change("config", "inventory", "inventory db.pool_size 2 -> 1 (free connections for reports)",
+    return stack.post_change("config", "inventory", "inventory db.pool_size 3 -> 1 (free connections for reports)",
                              {"key": "db.pool_size", "from": before, "to": 1}, author="config-bot")
 
 
@@ -70,9 +70,9 @@ def third_party(stack: Stack) -> None:
 
 
 def capacity(stack: Stack) -> None:
-    # A traffic surge (a campaign went out): three times the customers; inventory's pool runs dry.
+    # A traffic surge (a campaign went out): four times the customers; inventory's pool runs dry.
     load = stack.read_json("load.json")
-    load["rps"] = float(load["rps"]) * 3
+    load["rps"] = float(load["rps"]) * 4
     stack.write_json("load.json", load)
     return None
 
@@ -96,10 +96,10 @@ def _decoy_config(stack: Stack) -> str:
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("bad-deploy", "payments 2.4.1 raises KeyError on charges over 30 EUR", "payments", bad_deploy),
     Fault("flag-flip", "checkout's new_pricing flag on: orders with a coupon raise KeyError", "checkout", flag_flip),
-    Fault("config-change", "inventory's db pool 2 -> 1: requests wait and time out", "inventory", config_change),
+    Fault("config-change", "inventory's db pool 3 -> 1: requests wait and time out", "inventory", config_change),
     Fault("third-party", "paygate (the payment provider) fails half the charges; no change of ours", "paygate",
           third_party),
-    Fault("capacity", "3x traffic surge; inventory's pool is exhausted; no change of ours", "inventory", capacity),
+    Fault("capacity", "4x traffic surge; inventory's pool is exhausted; no change of ours", "inventory", capacity),
     Fault("decoys", "frontend, checkout and payments change harmlessly, then inventory 3.1.0 breaks reserves",
           "inventory", decoy_fault,
           decoys=(Decoy(45, _decoy_deploy("frontend", "3.2.1")), Decoy(30, _decoy_config),

@@ -53,7 +53,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "frontend": {"checkout_timeout_ms": 3000, "inventory_timeout_ms": 2000},
     "checkout": {"payments_timeout_ms": 2000, "inventory_timeout_ms": 2000},
     "payments": {"paygate_timeout_ms": 1500, "retries": 0},
-    "inventory": {"pool_size": 2, "pool_timeout_ms": 80, "query_ms": [30, 70]},
+    "inventory": {"pool_size": 3, "pool_timeout_ms": 250, "query_ms": [40, 100]},
     "paygate": {},
 }
 
@@ -167,7 +167,7 @@ class Shop:
         self.cpu = Gauge("cpu_util", "share of one core this process used over the last second",
                          registry=self.registry)
         Gauge("shop_build_info", "the running version", ["version"], registry=self.registry).labels(version).set(1)
-        self.pool = Pool(lambda: int(self.config.get().get("pool_size", 2)))
+        self.pool = Pool(lambda: int(self.config.get().get("pool_size", 3)))
         if name == "inventory":
             # Connections in use, averaged over the last scrape interval (sampled every 100 ms), as pool
             # libraries' utilisation gauges do: an instantaneous 0/1/2 would be noise at this size.
@@ -207,11 +207,11 @@ class Shop:
                 if attempt == 1:
                     time.sleep(0.3)
                     continue
-                raise Failure(502, f"{peer} {method} {path} failed: connection refused") from None
+                raise Failure(502, f"{method} {path}: connection to {peer} refused") from None
             except TimeoutError:
-                raise Failure(504, f"{peer} {method} {path} timed out after {timeout_ms:.0f}ms") from None
+                raise Failure(504, f"{method} {path} timed out after {timeout_ms:.0f}ms (upstream={peer})") from None
             except (OSError, http.client.HTTPException) as exc:
-                raise Failure(502, f"{peer} {method} {path} failed: {type(exc).__name__}") from None
+                raise Failure(502, f"{method} {path} failed: {type(exc).__name__} (upstream={peer})") from None
             finally:
                 conn.close()
             if resp.status >= 500:
@@ -220,15 +220,15 @@ class Shop:
                     detail = str(json.loads(payload).get("error", ""))[:120]
                 except ValueError:
                     pass
-                raise Failure(502, f"{peer} {method} {path} failed: HTTP {resp.status} {detail}".rstrip())
+                raise Failure(502, f"{method} {path}: {peer} returned HTTP {resp.status} {detail}".rstrip())
             if resp.status >= 400:
-                raise Failure(502, f"{peer} {method} {path} refused: HTTP {resp.status}")
+                raise Failure(502, f"{method} {path}: {peer} returned HTTP {resp.status}")
             try:
                 answer = json.loads(payload)
             except ValueError:
                 answer = {}
             return answer if isinstance(answer, dict) else {}
-        raise Failure(502, f"{peer} {method} {path} failed")  # not reached
+        raise Failure(502, f"{method} {path}: no answer (upstream={peer})")  # not reached
 
     # --- frontend --------------------------------------------------------------------------------
 
@@ -289,7 +289,7 @@ class Shop:
             raise Failure(503, f"db pool exhausted: no connection free in {cfg['pool_timeout_ms']}ms "
                                f"(pool_size={cfg['pool_size']})")
         try:
-            low, high = cfg.get("query_ms", [30, 70])
+            low, high = cfg.get("query_ms", [40, 100])
             time.sleep(self.rng.uniform(low, high) / 1000.0)  # the query's own time on the database
             return work()
         finally:
