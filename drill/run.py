@@ -109,8 +109,8 @@ def run_fault(fault: Fault, *, root: Path, warmup_s: float, alert_timeout_s: flo
         row["truth"]["change"] = change
         row["decoys"] = decoys
         say(f"[{fault.name}] fault injected at {_iso_of(fault_at)}: {fault.summary}"
-            + (f" (change {change})" if change else " (no change of ours)"))
-        first = _wait(lambda: (reports.all() or [None])[0], alert_timeout_s, "alert reaching pm serve", stack)
+            + (f" (change {change})" if change else ""))
+        first = _wait(lambda: next(iter(reports.all()), None), alert_timeout_s, "alert reaching pm serve", stack)
         row["fault_to_alert_s"] = round(datetime.fromisoformat(first["created_at"].replace("Z", "+00:00"))
                                         .timestamp() - fault_at, 1)
         row["alert"] = {"id": first["trigger"].get("alert"), "service": first["trigger"].get("service")}
@@ -138,6 +138,7 @@ def run_fault(fault: Fault, *, root: Path, warmup_s: float, alert_timeout_s: flo
         if reports is not None:
             reports.close()
         stack.stop()
+        row["pids"] = list(stack.pids)
         row["wall_s"] = round(time.monotonic() - began, 1) if "began" in locals() else None
         if keep:
             row["work"] = str(work)
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = run_fault(FAULTS[name], root=root, warmup_s=args.warmup, alert_timeout_s=150,
                                 report_timeout_s=180, keep=args.keep, slack=slack, say=progress)
                 rows.append(row)
+                row.pop("pids", None)
                 if args.json:
                     print(json.dumps(row), flush=True)
                 else:

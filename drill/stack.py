@@ -182,6 +182,8 @@ class Stack:
         self.pm_home = work / "pm"
         self.versions = dict(BASE_VERSIONS)
         self.changes: list[dict[str, Any]] = []
+        #: Every process id this stack started (a deploy adds one), to prove they are all gone.
+        self.pids: list[int] = []
 
     # --- the shop --------------------------------------------------------------------------------
 
@@ -214,6 +216,7 @@ class Stack:
         argv = [sys.executable, "-m", "drill.shop.service", name, "--port", str(self.ports[name]),
                 "--run", str(self.work), "--version", self.versions[name], "--ttl", str(self.ttl_s)]
         child = self.children[name] = Child(name, argv, self.work / "proc" / f"{name}.out", env=self._py_env())
+        self.pids.append(child.proc.pid)
         wait_http(f"http://127.0.0.1:{self.ports[name]}/healthz", 15, child)
 
     def start_shop(self) -> None:
@@ -224,6 +227,7 @@ class Stack:
         argv = [sys.executable, "-m", "drill.shop.load", "--url", f"http://127.0.0.1:{self.ports['frontend']}",
                 "--run", str(self.work), "--duration", str(self.ttl_s)]
         self.children["load"] = Child("load", argv, self.work / "proc" / "load.out", env=self._py_env())
+        self.pids.append(self.children["load"].proc.pid)
 
     def deploy(self, service: str, version: str) -> None:
         """A deploy: stop the service and start it again at ``version``."""
@@ -253,6 +257,8 @@ class Stack:
     def start_prometheus(self) -> None:
         self.prom = PrometheusProcess(self.work / "monitoring" / "prom-data", config=self.prometheus_config())
         self.prom.start()
+        if self.prom.proc is not None:
+            self.pids.append(self.prom.proc.pid)
 
     def start_alertmanager(self) -> None:
         config = {
@@ -268,6 +274,7 @@ class Stack:
         argv = [alertmanager_binary(), f"--config.file={path}", f"--storage.path={self.work / 'monitoring' / 'am-data'}",
                 f"--web.listen-address=127.0.0.1:{self.am_port}", "--cluster.listen-address=", "--log.level=warn"]
         self.children["alertmanager"] = child = Child("alertmanager", argv, self.work / "proc" / "alertmanager.out")
+        self.pids.append(child.proc.pid)
         wait_http(f"http://127.0.0.1:{self.am_port}/-/ready", 30, child)
 
     def sources_yaml(self) -> Path:
@@ -304,6 +311,7 @@ class Stack:
                 "--worker", "yes", "--schedules", "no"]
         self.children["pm-serve"] = child = Child("pm serve", argv, self.work / "proc" / "pm-serve.out",
                                                   env=self._py_env(**extra))
+        self.pids.append(child.proc.pid)
         wait_http(f"{self.pm_url}/healthz", 90, child, "pm serve")
 
     def post_change(self, kind: str, service: str, summary: str, details: dict[str, Any], *,
