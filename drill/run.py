@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from drill.faults import FAULTS, Fault
 from drill.stack import Stack
 
@@ -37,6 +39,10 @@ def _seconds(a: str | None, b: str | None) -> float | None:
         return None
     return round((datetime.fromisoformat(b.replace("Z", "+00:00"))
                   - datetime.fromisoformat(a.replace("Z", "+00:00"))).total_seconds(), 1)
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def _iso_of(epoch: float) -> str:
@@ -92,13 +98,13 @@ def run_fault(fault: Fault, *, root: Path, warmup_s: float, alert_timeout_s: flo
                            "culprit": None, "right": False, "verdict": None, "confidence": None,
                            "fault_to_alert_s": None, "alert_to_report_s": None}
     reports: Reports | None = None
+    began = time.monotonic()
     try:
-        began = time.monotonic()
         stack.start()
         reports = Reports(stack.pm_home)
-        say(f"[{fault.name}] shop, Prometheus, Alertmanager and pm serve up in {time.monotonic() - began:.1f}s; "
-            f"warming up to {warmup_s:.0f}s")
-        inject_at = began + warmup_s
+        say(f"[{fault.name}] Alertmanager, Prometheus, pm serve and the shop up in {time.monotonic() - began:.1f}s; "
+            f"{warmup_s:.0f}s of normal traffic before the fault")
+        inject_at = time.monotonic() + warmup_s
         decoys = []
         for decoy in sorted(fault.decoys, key=lambda d: -d.before_s):
             time.sleep(max(0.0, inject_at - decoy.before_s - time.monotonic()))
@@ -110,9 +116,14 @@ def run_fault(fault: Fault, *, root: Path, warmup_s: float, alert_timeout_s: flo
         row["decoys"] = decoys
         say(f"[{fault.name}] fault injected at {_iso_of(fault_at)}: {fault.summary}"
             + (f" (change {change})" if change else ""))
-        first = _wait(lambda: next(iter(reports.all()), None), alert_timeout_s, "alert reaching pm serve", stack)
-        row["fault_to_alert_s"] = round(datetime.fromisoformat(first["created_at"].replace("Z", "+00:00"))
-                                        .timestamp() - fault_at, 1)
+        first = _wait(lambda: next((i for i in reports.all() if _epoch(i["created_at"]) >= fault_at), None),
+                      alert_timeout_s, "alert reaching pm serve", stack)
+        row["fault_to_alert_s"] = round(_epoch(first["created_at"]) - fault_at, 1)
+        # Alerts that reached pm serve before the fault are false alarms of the warm-up (a loaded
+        # machine slows the shop): said, not scored.
+        row["false_alarms"] = [{"alert_service": i["trigger"].get("service"),
+                                "before_fault_s": round(fault_at - _epoch(i["created_at"]), 1)}
+                               for i in reports.all() if _epoch(i["created_at"]) < fault_at]
         row["alert"] = {"id": first["trigger"].get("alert"), "service": first["trigger"].get("service")}
         say(f"[{fault.name}] alert {row['alert']['id']} ({row['alert']['service']}) reached pm serve "
             f"{row['fault_to_alert_s']}s after the fault; investigating")
@@ -127,19 +138,20 @@ def run_fault(fault: Fault, *, root: Path, warmup_s: float, alert_timeout_s: flo
         row["right"] = row["culprit"] == row["truth"]
         if slack is not None:
             row["alert_to_slack_s"] = slack.first_message_after(inv["created_at"])
-        others = [i for i in reports.all() if i["id"] != inv["id"]]
+        others = [i for i in reports.all() if i["id"] != inv["id"] and _epoch(i["created_at"]) >= fault_at]
         row["other_investigations"] = [
             {"alert_service": i["trigger"].get("service"), "status": i["status"],
              "culprit": {"service": (i.get("root_cause") or {}).get("service"),
                          "change": (i.get("root_cause") or {}).get("change_id")}} for i in others]
-    except (RuntimeError, TimeoutError) as exc:
-        row["error"] = str(exc)
+    except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as exc:
+        # One line in the row; everything is stopped below and the next fault still runs.
+        row["error"] = f"{type(exc).__name__}: {exc}"
     finally:
         if reports is not None:
             reports.close()
         stack.stop()
         row["pids"] = list(stack.pids)
-        row["wall_s"] = round(time.monotonic() - began, 1) if "began" in locals() else None
+        row["wall_s"] = round(time.monotonic() - began, 1)
         if keep:
             row["work"] = str(work)
         else:

@@ -211,29 +211,43 @@ class Stack:
     def read_json(self, relative: str) -> Any:
         return json.loads((self.work / relative).read_text())
 
-    def start_service(self, name: str) -> None:
-        """Start (or restart, on a deploy) one service at its current version and wait for it."""
+    def start_service(self, name: str) -> Child:
+        """Start one service at its current version; wait until its port answers with that version."""
+        version = self.versions[name]
         argv = [sys.executable, "-m", "drill.shop.service", name, "--port", str(self.ports[name]),
-                "--run", str(self.work), "--version", self.versions[name], "--ttl", str(self.ttl_s)]
-        child = self.children[name] = Child(name, argv, self.work / "proc" / f"{name}.out", env=self._py_env())
+                "--run", str(self.work), "--version", version, "--ttl", str(self.ttl_s)]
+        child = Child(name, argv, self.work / "proc" / f"{name}.out", env=self._py_env())
         self.pids.append(child.proc.pid)
-        wait_http(f"http://127.0.0.1:{self.ports[name]}/healthz", 15, child)
+        url = f"http://127.0.0.1:{self.ports[name]}/healthz"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise RuntimeError(f"{name} {version} exited at start: {child.tail()}")
+            try:
+                # During a deploy the old version answers on the same port too: wait for the new one.
+                if httpx.get(url, timeout=1.0).json().get("version") == version:
+                    return child
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.05)
+        child.stop()
+        raise RuntimeError(f"{name} {version} did not answer in 15s: {child.tail()}")
 
     def start_shop(self) -> None:
-        """Write the shop's files, start its services (callees first) and the customers."""
-        self.write_shop_files()
+        """Start the shop's services (callees first) and its customers (``write_shop_files`` first)."""
         for name in ("paygate", "inventory", "payments", "checkout", "frontend"):
-            self.start_service(name)
+            self.children[name] = self.start_service(name)
         argv = [sys.executable, "-m", "drill.shop.load", "--url", f"http://127.0.0.1:{self.ports['frontend']}",
                 "--run", str(self.work), "--duration", str(self.ttl_s)]
         self.children["load"] = Child("load", argv, self.work / "proc" / "load.out", env=self._py_env())
         self.pids.append(self.children["load"].proc.pid)
 
     def deploy(self, service: str, version: str) -> None:
-        """A deploy: stop the service and start it again at ``version``."""
-        self.children[service].stop()
+        """A deploy: start ``version`` beside the running one, then stop the old one."""
+        old = self.children[service]
         self.versions[service] = version
-        self.start_service(service)
+        self.children[service] = self.start_service(service)
+        old.stop()
 
     # --- monitoring and pm serve -----------------------------------------------------------------
 
@@ -330,11 +344,16 @@ class Stack:
     # --- the whole -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the shop and its customers first (their warm-up runs meanwhile), then the rest."""
-        self.start_shop()
+        """Start Alertmanager, Prometheus and ``pm serve``, then the shop and its customers.
+
+        The monitoring goes first so that its start (pm serve's imports take seconds of CPU) does
+        not slow the shop's first minute, which is the baseline every investigation compares with.
+        """
+        self.write_shop_files()
         self.start_alertmanager()
         self.start_prometheus()
         self.start_pm_serve()
+        self.start_shop()
 
     def stop(self) -> None:
         """Stop everything this stack started (the customers first, pm serve last but one)."""

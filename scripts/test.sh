@@ -8,5 +8,5 @@ bash scripts/ensure-alertmanager.sh
 bash scripts/ensure-prometheus.sh
 .venv/bin/ruff check .
 .venv/bin/lint-imports
-.venv/bin/mypy bot commands pipeline agents publishers store sandbox sources
+.venv/bin/mypy bot commands pipeline agents publishers store sandbox sources drill
 .venv/bin/python -m pytest -q "$@"

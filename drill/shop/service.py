@@ -209,12 +209,13 @@ class Shop:
                                                               "X-Trace-Id": trace_id})
                 resp = conn.getresponse()
                 payload = resp.read()
-            except ConnectionRefusedError:
-                # A peer restarting (a deploy) refuses for a moment: one retry, as real clients do.
+            except (ConnectionRefusedError, ConnectionResetError, http.client.RemoteDisconnected):
+                # A peer being replaced (a deploy) may drop a connection it had queued: one retry, as
+                # real clients do on a connection that never got an answer.
                 if attempt == 1:
                     time.sleep(0.3)
                     continue
-                raise Failure(502, f"{method} {path}: connection to {peer} refused") from None
+                raise Failure(502, f"{method} {path}: connection to {peer} refused or reset") from None
             except TimeoutError:
                 raise Failure(504, f"{method} {path} timed out after {timeout_ms:.0f}ms (upstream={peer})") from None
             except (OSError, http.client.HTTPException) as exc:
@@ -437,6 +438,9 @@ def main(argv: list[str] | None = None) -> int:
     class Server(ThreadingHTTPServer):
         daemon_threads = True
         allow_reuse_address = True
+        # A deploy starts the new version on the same port before the old one stops (both listen
+        # for a moment, the kernel shares the connections), as a rolling deploy does.
+        allow_reuse_port = True
         request_queue_size = 128
 
     server = Server(("127.0.0.1", args.port), make_handler(shop))
