@@ -136,6 +136,14 @@ def run_fault(fault: Fault, *, root: Path, warmup_s: float, alert_timeout_s: flo
             alert_to_report_s=_seconds(inv["created_at"], inv["finished_at"]), summary=cause.get("summary"),
         )
         row["right"] = row["culprit"] == row["truth"]
+        # What the engine saw: the top hypothesis's evidence and the runner-up, to say why when wrong.
+        hypotheses = inv.get("hypotheses") or []
+        if hypotheses:
+            row["evidence"] = [e.get("summary") for e in hypotheses[0].get("evidence") or []][:6]
+            row["counter_evidence"] = [e.get("summary") for e in hypotheses[0].get("counter_evidence") or []][:4]
+        if len(hypotheses) > 1:
+            row["runner_up"] = {"statement": hypotheses[1].get("statement"),
+                                "confidence": hypotheses[1].get("confidence")}
         if slack is not None:
             row["alert_to_slack_s"] = slack.first_message_after(inv["created_at"])
         others = [i for i in reports.all() if i["id"] != inv["id"] and _epoch(i["created_at"]) >= fault_at]

@@ -60,7 +60,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "frontend": {"checkout_timeout_ms": 3000, "inventory_timeout_ms": 2000},
     "checkout": {"payments_timeout_ms": 2000, "inventory_timeout_ms": 2000},
     "payments": {"paygate_timeout_ms": 1500, "retries": 0},
-    "inventory": {"pool_size": 3, "pool_timeout_ms": 250, "query_ms": [40, 100]},
+    "inventory": {"pool_size": 3, "pool_timeout_ms": 500, "query_ms": [40, 100]},
     "paygate": {},
 }
 
