@@ -1,4 +1,4 @@
-"""Operator subcommands: `pm worker`, `pm db upgrade`, `pm sandbox serve`, `pm worlds generate`."""
+"""Operator subcommands: `pm worker`, `pm db upgrade`, `pm sandbox serve`, `pm worlds generate|replay`."""
 
 from __future__ import annotations
 
@@ -39,12 +39,27 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     gen.add_argument("--family", action="append", help="restrict to these fault families (repeatable)")
     gen.add_argument("--no-decoys", action="store_true")
     gen.set_defaults(func=run_worlds_generate)
+    rp = wg_sub.add_parser("replay", help="write a world as what real systems would hold (OpenMetrics, log "
+                           "files, change and alert webhooks, sources.yaml)")
+    rp.add_argument("world", type=Path, help="the incident world directory")
+    rp.add_argument("--out", required=True, type=Path, help="the folder to write (created)")
+    rp.add_argument("--prometheus-url", default=None,
+                    help="the Prometheus URL written into sources.yaml (default http://127.0.0.1:9090)")
+    rp.add_argument("--blocks", action="store_true",
+                    help="also build TSDB blocks into OUT/prometheus-data with promtool")
+    rp.add_argument("--logs", choices=("per-service", "one-file"), default="per-service",
+                    help="log files: one per service (default) or one holding every line in the world's order")
+    rp.set_defaults(func=run_worlds_replay)
 
 
 def run_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import logs, tracing
     from pipeline.worker import run_worker as _run
     from store.db import upgrade_on_start
 
+    if settings.log_format == "json":
+        logs.configure(settings, json_logs=True)
+    tracing.setup(settings)
     upgrade_on_start(settings)
 
     def configure(runtime: object) -> None:
@@ -89,4 +104,15 @@ def run_worlds_generate(args: argparse.Namespace, settings: Settings) -> int:
     paths = generate_suite(args.out, count=args.count, seed=args.seed, families=args.family, decoys=not args.no_decoys)
     for p in paths:
         print(p)
+    return 0
+
+
+def run_worlds_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from sandbox.replay import DEFAULT_PROMETHEUS_URL, replay
+
+    manifest = replay(args.world, args.out, prometheus_url=args.prometheus_url or DEFAULT_PROMETHEUS_URL,
+                      blocks=args.blocks, logs=args.logs)
+    lines = sum(manifest["logs"]["lines"].values())
+    print(f"{args.out}: {manifest['metrics']['samples']} samples, {lines} log lines, "
+          f"{manifest['changes']['count']} changes, {manifest['alerts']['count']} alerts; see REPLAY.md")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -119,9 +120,31 @@ def stale_ticket_review(
     return {"rerun": rerun_done, "skipped": skipped}
 
 
-def knowledge_update() -> dict[str, Any]:
-    """The weekly knowledge re-index. The knowledge base does not exist yet, so this touches nothing."""
-    return {
-        "status": "skipped",
-        "message": "the knowledge base is not built yet; nothing was re-indexed (this job is a no-op until it is)",
-    }
+def knowledge_update(*, runtime: Any, settings: Any, progress: Callable[[int, int], None] | None = None
+                     ) -> dict[str, Any]:
+    """The weekly knowledge re-index: rebuild the Chroma collection from the database (the source of truth).
+
+    Idempotent: the collection is dropped and every COMPLETE investigation with symptoms stored again,
+    with its feedback. A corrupted collection is repaired the same way.
+
+    Args:
+        runtime: the pipeline runtime (for a database session).
+        settings: ``PM_HOME`` / ``CHROMA_HOST``.
+        progress: called with (done, total) as batches are stored.
+
+    Returns:
+        ``{"status": "ok", "indexed": n, "collection": name}`` or ``{"status": "failed", "message": ...}``
+        when Chroma or the embedding model cannot be used (the message says what to do).
+    """
+    from store.errors import StoreError
+    from store.knowledge import incidents_from_db, open_for_rebuild, shared_embedder
+
+    with runtime.session() as s:
+        incidents = incidents_from_db(session=s)
+    try:
+        kb = open_for_rebuild(home=Path(settings.home), chroma_host=getattr(settings, "chroma_host", None),
+                              embedder=shared_embedder())
+        done = kb.rebuild(incidents, progress=(lambda n: progress(n, len(incidents))) if progress else None)
+    except StoreError as exc:
+        return {"status": "failed", "message": str(exc)}
+    return {"status": "ok", "indexed": done, "collection": kb.name}

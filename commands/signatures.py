@@ -76,8 +76,14 @@ def verify_pagerduty(body: bytes, header: str | None, secret: str) -> None:
 
 
 def parse_api_keys(raw: str | None) -> tuple[str, ...]:
-    """Split the API_KEYS setting (comma-separated) into non-empty tokens."""
-    return tuple(k.strip() for k in (raw or "").split(",") if k.strip())
+    """Split the API_KEYS setting (comma-separated ``key`` or ``key:role``) into its keys.
+
+    Raises:
+        ValueError: an item names an unknown role (see :func:`commands.access.parse_keyed_roles`).
+    """
+    from commands.access import parse_keyed_roles
+
+    return tuple(parse_keyed_roles(raw))
 
 
 def verify_bearer(header: str | None, api_keys: tuple[str, ...]) -> None:

@@ -16,6 +16,8 @@ from dramatiq.middleware import Middleware
 current_investigation: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "current_investigation", default=None
 )
+#: The correlation id of the current job (its message id) or HTTP request (see pipeline/logs.py).
+current_correlation: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_correlation", default=None)
 log = logging.getLogger("pipeline.jobs")
 
 
@@ -36,12 +38,17 @@ class CorrelationId(Middleware):
     def before_process_message(self, broker, message) -> None:  # noqa: ANN001
         inv = message.args[0] if message.args else None
         self._tokens.token = current_investigation.set(inv if isinstance(inv, str) else None)
+        self._tokens.correlation = current_correlation.set(message.message_id)
 
     def after_process_message(self, broker, message, *, result=None, exception=None) -> None:  # noqa: ANN001
         token = getattr(self._tokens, "token", None)
         if token is not None:
             current_investigation.reset(token)
             self._tokens.token = None
+        correlation = getattr(self._tokens, "correlation", None)
+        if correlation is not None:
+            current_correlation.reset(correlation)
+            self._tokens.correlation = None
 
     after_skip_message = after_process_message
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import phases as P
+from store.knowledge import remember
 
 
 @dataclass
@@ -64,8 +65,12 @@ def _initialize(state: PhaseState) -> dict[str, Any]:
     return {"servers": servers if isinstance(servers, (dict, list)) else None}
 
 
-def engine_plan() -> dict[str, PhaseFn]:
+def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
     """The product's plan: the phase functions of ``agents.engine`` (docs/contracts.md).
+
+    Args:
+        memory: a :class:`store.knowledge.Memory`: the REPORT phase then adds similar past incidents
+            and records this one (see docs/knowledge.md); None leaves reports as the engine writes them.
 
     Raises:
         ImportError: the engine is not installed (the message says so).
@@ -105,10 +110,12 @@ def engine_plan() -> dict[str, PhaseFn]:
         # The change records name what to return to (version, flag, key); the signals give the baselines.
         P.FIX_PLAN: lambda s: engine.fix_plan(s.outputs["ctx"], s.outputs["hyp"], s.outputs["ver"],
                                               s.outputs.get("chg"), s.outputs.get("sig")),
-        P.REPORT: lambda s: engine.build_report(
+        P.REPORT: lambda s: remember(memory, investigation_id=s.investigation["id"],
+                                     domain=s.investigation.get("domain"), ctx=s.outputs["ctx"],
+                                     sig=s.outputs["sig"], chg=s.outputs.get("chg"), report=engine.build_report(
             s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
             s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"],
-        ),
+        )),
     }
 
 

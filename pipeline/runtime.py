@@ -23,13 +23,16 @@ from pipeline import publishing, recovery
 from pipeline.broker import is_in_process, make_broker
 from pipeline.errors import LeaseHeld
 from pipeline.machine import Machine, retryable_errors
+from pipeline.metrics import CountedPublisher, JobMetrics
 from pipeline.middleware import CorrelationId, SessionCleanup, Timing
 from pipeline.plan import PhaseFn, engine_plan
 from pipeline.tools import open_tools
+from pipeline.tracing import JobTracing
 from store import investigations as invs
 from store import outbox
 from store.artifacts import ArtifactStore, make_artifact_store
 from store.db import check_reachable, make_engine, make_session_factory
+from store.knowledge import memory_from_settings
 from store.models import TERMINAL_STATUSES
 
 log = logging.getLogger(__name__)
@@ -166,7 +169,7 @@ class Runtime:
     # -- publishing -----------------------------------------------------------------------
     def register_publisher(self, sink: str, publisher: Any) -> None:
         """Deliver this process's outbox events of ``sink`` through ``publisher``."""
-        self.publishers[sink] = publisher
+        self.publishers[sink] = CountedPublisher(sink, publisher)
 
     def _progress(self, investigation_id: str) -> None:
         if self.publishers:
@@ -266,12 +269,14 @@ def build_runtime(
     holder: dict[str, Runtime] = {}
     broker = make_broker(
         settings, namespace=namespace, redis_options=redis_options,
-        middleware=[CorrelationId(), timing, SessionCleanup(lambda: holder["rt"].close_leftover_sessions())],
+        middleware=[CorrelationId(), timing, SessionCleanup(lambda: holder["rt"].close_leftover_sessions()),
+                    JobMetrics(lambda: holder["rt"].session(), settings.worker_threads),
+                    JobTracing(lambda: holder["rt"].session())],
     )
     dramatiq.set_broker(broker)
     runtime = Runtime(
         settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
-        plan=plan if plan is not None else engine_plan(),
+        plan=plan if plan is not None else engine_plan(memory=memory_from_settings(settings)),
         tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
         lease_s=lease_s, max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,
         timing=timing,

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import PipelineError
+from pipeline.metrics import observe_mcp_call
+from pipeline.tracing import record_tool_call
 
 log = logging.getLogger(__name__)
 JIRA_FIELDS = "summary,description,labels,components,status,reporter,created,priority"
@@ -68,8 +70,15 @@ def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
             f"{investigation.get('id')}: no tools to investigate with; set PM_SOURCES to a sources.yaml "
             "(docs/sources.md), MCP_CONFIG, or PM_WORLD / --world to a sandbox world"
         )
-    gateway = open_gateway(config, variables={"world": str(world or ""), "python": sys.executable})
+    gateway = open_gateway(config, variables={"world": str(world or ""), "python": sys.executable},
+                           on_call=_observe)
     return with_jira(gateway, investigation, settings)
+
+
+def _observe(record: dict[str, Any]) -> None:
+    """Each gateway call into the metrics and, when tracing is on, a span."""
+    observe_mcp_call(record)
+    record_tool_call(record)
 
 
 def with_jira(tools: Any, investigation: dict[str, Any], settings: Any) -> Any:

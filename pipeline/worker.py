@@ -9,8 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pipeline import metrics
 from pipeline import phases as P
-from pipeline.middleware import CorrelationFilter
 from pipeline.plan import engine_plan, with_delay
 from pipeline.runtime import Runtime, build_runtime
 
@@ -61,6 +61,7 @@ def run_worker(settings: Any, *, configure: Callable[[Runtime], None] | None = N
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    metrics_server = metrics.serve(settings.metrics_port) if getattr(settings, "metrics_port", None) else None
     handle = runtime.start_worker(threads)
     log.info("worker started (%s)", type(runtime.broker).__name__)
     try:
@@ -69,18 +70,20 @@ def run_worker(settings: Any, *, configure: Callable[[Runtime], None] | None = N
         log.info("worker stopping")
         handle.stop()
         runtime.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+        metrics.process_exited()
     return 0
 
 
 def main() -> int:
     """Entry point of ``python -m pipeline.worker``."""
+    from pipeline import logs, tracing
     from store.config import load_settings
 
     settings = load_settings()
-    handler = logging.StreamHandler()
-    handler.addFilter(CorrelationFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(investigation_id)s] %(name)s: %(message)s"))
-    logging.basicConfig(level=settings.log_level, handlers=[handler])
+    logs.configure(settings, json_logs=settings.log_format == "json")
+    tracing.setup(settings)
     return run_worker(settings)
 
 

@@ -72,13 +72,16 @@ def _evidence_list(items: list[dict[str, Any]] | None, limit: int = 8) -> list[s
     return out
 
 
-def render_report(report: dict[str, Any], investigation_id: str, slack_link: str | None = None) -> str:
+def render_report(report: dict[str, Any], investigation_id: str, slack_link: str | None = None,
+                  page_url: str | None = None, *, link: Callable[[str], str] | None = None) -> str:
     """The final report in Jira wiki markup: a verdict panel, hypotheses with evidence, the fix plan.
 
     Args:
         report: the report JSON (docs/contracts.md).
         investigation_id: shown in the footer with the marker that lets re-runs find this comment.
         slack_link: the Slack thread, when there is one.
+        page_url: the report page (PM_PUBLIC_URL), when set.
+        link: investigation id -> its report page, to link the "seen before" incidents.
 
     Returns:
         The comment body.
@@ -122,10 +125,20 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
     if timeline:
         lines.append("h3. Timeline")
         lines.extend(f"* {_esc(t.get('ts'))} — {_esc(t.get('kind'))}: {_esc(t.get('summary'))}" for t in timeline[:12])
+    for m in (report.get("similar_incidents") or [])[:3]:
+        disputed = " (root cause disputed)" if (m.get("feedback") or {}).get("disputed") else ""
+        past = str(m.get("investigation_id"))
+        url = link(past) if link else None
+        ref = (f"[{_esc(past)}|{url}]" if url and url.startswith(("http://", "https://"))
+               and not any(c in url for c in "[]| \n") else _esc(past))
+        lines.append(f"_Seen before:_ {ref} ({m.get('score')}): "
+                     f"{_esc(m.get('summary') or '')}{disputed}")
     if report.get("missing_sources"):
         lines.append(f"_Sources not available:_ {_esc(', '.join(map(str, report['missing_sources'])))}")
     if slack_link:
         lines.append(f"Discussion: [Slack thread|{slack_link}]")
+    if page_url and page_url.startswith(("http://", "https://")) and not any(c in page_url for c in "[]| \n"):
+        lines.append(f"Full report (timeline, every hypothesis, trace, cost): [report page|{page_url}]")
     lines.append(f"{{color:#97a0af}}{REPORT_MARKER} {investigation_id}{{color}}")
     return "\n".join(lines)
 
@@ -136,6 +149,7 @@ class JiraPublisher:
     Args:
         client: a connected ``jira.JIRA`` (see :func:`connect`).
         slack_workspace_url: e.g. https://acme.slack.com, to link the Slack thread.
+        report_link: investigation id -> its report page's URL (PM_PUBLIC_URL).
         attempts: tries per request before raising :class:`RetryLater`.
         sleep: how to wait between tries (injectable so tests need not wait for real).
     """
@@ -147,11 +161,13 @@ class JiraPublisher:
         client: JIRA,
         *,
         slack_workspace_url: str | None = None,
+        report_link: Callable[[str], str] | None = None,
         attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
         self.slack_workspace_url = slack_workspace_url
+        self.report_link = report_link
         self.attempts = attempts
         self.sleep = sleep
 
@@ -224,7 +240,9 @@ class JiraPublisher:
             ref["start_comment_id"] = self._upsert(key, None, body)
         elif kind == "report":
             report = (event.get("payload") or {}).get("report") or investigation.get("report") or {}
-            body = render_report(report, investigation["id"], self._slack_link(investigation, event))
+            page = self.report_link(investigation["id"]) if self.report_link else None
+            body = render_report(report, investigation["id"], self._slack_link(investigation, event), page,
+                                 link=self.report_link)
             existing = ref.get("report_comment_id") or self._find_report_comment(key)
             ref["report_comment_id"] = self._upsert(key, existing, body)
         elif kind in ("failed", "cancelled"):

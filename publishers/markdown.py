@@ -40,6 +40,14 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
     ]
     if report.get("missing_sources"):
         lines += ["", f"_Sources missing from this investigation: {', '.join(report['missing_sources'])}._"]
+    if report.get("similar_incidents"):
+        lines += ["", "## Seen before", ""]
+        for m in report["similar_incidents"][:3]:
+            rc = m.get("root_cause") or {}
+            disputed = " (root cause disputed)" if (m.get("feedback") or {}).get("disputed") else ""
+            lines.append(f"- `{m.get('investigation_id')}` (score {m.get('score')}): {m.get('summary', '')}"
+                         f" — {rc.get('change_kind') or rc.get('category') or '?'} on `{rc.get('service')}`"
+                         f"{disputed}; fix then: {m.get('fix') or 'none recorded'}")
     hyps = report.get("hypotheses") or []
     if hyps:
         lines += ["", "## Hypotheses", ""]

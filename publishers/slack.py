@@ -17,6 +17,7 @@ A 429 raises :class:`publishers.errors.RetryLater` with Slack's ``Retry-After``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -72,16 +73,17 @@ def make_web_client(*, token: str, base_url: str, timeout: int = 10) -> WebClien
     return WebClient(token=token, base_url=base_url, timeout=timeout)
 
 
-def make_slack_publisher(settings: Any) -> SlackPublisher | None:
+def make_slack_publisher(settings: Any, *, report_link: Callable[[str], str] | None = None) -> SlackPublisher | None:
     """The Slack publisher for a worker's composition root, or None when SLACK_BOT_TOKEN is unset.
 
     Args:
         settings: store.config.Settings (slack_bot_token, slack_api_url).
+        report_link: investigation id -> its report page's URL (PM_PUBLIC_URL), to link from the report.
     """
     if settings.slack_bot_token is None:
         return None
     client = make_web_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
-    return SlackPublisher(client)
+    return SlackPublisher(client, report_link=report_link)
 
 
 # -- Block Kit ---------------------------------------------------------------------------------------
@@ -190,12 +192,23 @@ def _evidence_line(item: dict[str, Any]) -> str:
     return f"• [{source}] {mrkdwn(item.get('summary', ''))} {shown if ref else ''}".rstrip()
 
 
-def report_blocks(inv: dict[str, Any], report: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def _past(inv_id: str, link: Callable[[str], str] | None) -> str:
+    """A past investigation's id, linked to its report page when the URL is safe inside <...|...>."""
+    url = link(inv_id) if link else None
+    if url and url.startswith(("http://", "https://")) and not any(c in url for c in "<>| \n"):
+        return f"<{url}|{mrkdwn(inv_id)}>"
+    return f"`{mrkdwn(inv_id)}`"
+
+
+def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | None = None, *,
+                  link: Callable[[str], str] | None = None) -> tuple[str, list[dict[str, Any]]]:
     """The final report: verdict, root cause, confidence, evidence (with links), fix plan, buttons.
 
     Args:
         inv: the investigation dict.
         report: the report JSON (docs/contracts.md).
+        page_url: the report page (PM_PUBLIC_URL), linked when given.
+        link: investigation id -> its report page, to link the "seen before" incidents.
 
     Returns:
         ``(fallback_text, blocks)`` (at most 50 blocks, texts under Slack's 3000-char limit).
@@ -235,9 +248,18 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any]) -> tuple[str, lis
                          f"{mrkdwn(s.get('description') or '')} _({mrkdwn(s.get('priority', ''))})_"
                          for i, s in enumerate(steps, 1))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": ("*Fix plan*\n" + plan)[:2900]}})
+    if report.get("similar_incidents"):
+        seen = [f"{_past(str(m.get('investigation_id')), link)} ({m.get('score')}): {mrkdwn(m.get('summary') or '')}"
+                + (" _(disputed)_" if (m.get("feedback") or {}).get("disputed") else "")
+                for m in report["similar_incidents"][:3]]
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": ("*Seen before:* " + " · ".join(seen))[:2900]}]})
     if report.get("missing_sources"):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ("Missing sources: " + ", ".join(
             mrkdwn(m) for m in report["missing_sources"]))[:2900]}]})
+    if page_url and page_url.startswith(("http://", "https://")) and not any(c in page_url for c in "<>| \n"):
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": f"<{page_url}|Full report: timeline, every hypothesis, trace and cost>"}]})
     inv_id = inv["id"]
     blocks.append({"type": "actions", "block_id": f"pm_report:{inv_id}", "elements": [
         {"type": "button", "text": {"type": "plain_text", "text": "Re-run deep"}, "action_id": ACTIONS["rerun"],
@@ -262,8 +284,9 @@ class SlackPublisher:
 
     sink = "slack"
 
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, *, report_link: Callable[[str], str] | None = None) -> None:
         self.client = client
+        self.report_link = report_link
 
     def open_thread(self, event: dict[str, Any], investigation: dict[str, Any],
                     publication: dict[str, Any] | None) -> dict[str, Any]:
@@ -398,7 +421,8 @@ class SlackPublisher:
                         ref: dict[str, Any], maybe_retry: bool) -> dict[str, Any]:
         report = payload.get("report") or inv.get("report") or {}
         out: dict[str, Any] = {}
-        text, blocks = report_blocks(inv, report)
+        text, blocks = report_blocks(inv, report, self.report_link(inv["id"]) if self.report_link else None,
+                                     link=self.report_link)
         out["report_ts"] = ref.get("report_ts") or self._reply_once(
             inv, channel, thread_ts, "report", text, maybe_retry, blocks)
         if has_chart(report) and not ref.get("chart_file"):

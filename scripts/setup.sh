@@ -16,3 +16,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -c requirements.lock -e ".[dev]"
   echo "$want" > "$stamp"
 fi
+bash scripts/ensure-embeddings.sh >/dev/null || echo "setup: the embedding model could not be fetched; the knowledge base stays off until scripts/ensure-embeddings.sh succeeds" >&2

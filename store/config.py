@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
     vault_addr: str | None = Field(default=None, alias="VAULT_ADDR")
     vault_token: SecretStr | None = Field(default=None, alias="VAULT_TOKEN")
+    vault_role_id: str | None = Field(
+        default=None, alias="VAULT_ROLE_ID", description="AppRole login (with VAULT_SECRET_ID) instead of VAULT_TOKEN")
+    vault_secret_id: SecretStr | None = Field(default=None, alias="VAULT_SECRET_ID")
+    vault_approle_mount: str = Field(default="approle", alias="PM_VAULT_APPROLE_MOUNT")
+    vault_mount: str = Field(default="secret", alias="PM_VAULT_MOUNT", description="the KV v2 secrets engine's mount")
+    vault_path: str = Field(
+        default="production-master", alias="PM_VAULT_PATH", description="the KV v2 secret holding one key per secret")
+    vault_cache_ttl_s: float = Field(
+        default=60.0, ge=0, alias="PM_VAULT_CACHE_TTL_S", description="how long a read of the secret is reused")
+    vault_cacert: Path | None = Field(default=None, alias="VAULT_CACERT", description="CA bundle for an https Vault")
     jwt_secret: SecretStr | None = Field(default=None, alias="JWT_SECRET")
     api_keys: SecretStr | None = Field(default=None, alias="API_KEYS")
     mcp_access_key: SecretStr | None = Field(default=None, alias="MCP_ACCESS_KEY")
@@ -54,6 +64,10 @@ class Settings(BaseSettings):
         description="How the bundled sandbox MCP servers are reached when MCP_CONFIG is unset: in this process "
                     "over in-memory MCP streams (one world load), or one stdio subprocess per source",
     )
+    chroma_host: str | None = Field(
+        default=None, alias="CHROMA_HOST",
+        description="Chroma server (host[:port] or URL) for the knowledge base; unset: embedded under PM_HOME/chroma",
+    )
     otel_exporter_otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     jira_project_filter: str | None = Field(default=None, alias="JIRA_PROJECT_FILTER")
     jira_url: str | None = Field(default=None, alias="JIRA_URL")
@@ -71,11 +85,16 @@ class Settings(BaseSettings):
     post_deploy_check_delay_ms: int = Field(default=300_000, ge=0, alias="POST_DEPLOY_CHECK_DELAY_MS")
     port: int = Field(default=8080, ge=1, le=65535, alias="PORT")
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+    log_format: Literal["text", "json"] = Field(
+        default="text", alias="PM_LOG_FORMAT", description="json: one JSON object per line (pm serve, pm worker)")
     queue_namespace: str = Field(
         default="pm", pattern=r"^[A-Za-z0-9_.-]{1,40}$", alias="PM_QUEUE_NAMESPACE",
         description="Prefix of the broker's queue keys, so several deployments can share one Redis",
     )
     worker_threads: int = Field(default=4, ge=1, le=64, alias="PM_WORKER_THREADS")
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, alias="PM_METRICS_PORT",
+        description="pm worker serves Prometheus metrics on this port (docs/metrics.md)")
 
     @field_validator("log_level")
     @classmethod

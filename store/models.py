@@ -256,3 +256,19 @@ class SourceEvent(Base):
     service: Mapped[str | None] = mapped_column(String(200), nullable=True)
     record: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class KnowledgeFeedback(Base):
+    """What people said of an investigation's result (👍 / 👎 / a comment), for the knowledge base."""
+
+    __tablename__ = "knowledge_feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    investigation_id: Mapped[str] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE"), index=True
+    )
+    vote: Mapped[int] = mapped_column(Integer, default=0)
+    user: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(String(32), default="slack")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -219,7 +219,7 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
         burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
         return anchor if burst is None else min(anchor, burst + REPORT_DELAY_S)
     stated = None
-    if ctx.get("anchor_from") == "trigger" and ctx.get("trigger_text"):
+    if ctx.get("anchor_from") in ("trigger", "at") and ctx.get("trigger_text"):
         # A late report that says when it started ("errors on checkout from 07:16 UTC"): the reporter's
         # stated time beats a metric burst, which may be an unrelated earlier shift (a cron job's CPU).
         start = parse_ts((ctx.get("window") or {}).get("start"))

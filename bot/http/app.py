@@ -9,14 +9,22 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
 
-from bot.http import health_routes, webhook_routes
+from bot.http import api_routes, health_routes, observe, openapi, report_routes, webhook_routes
+from bot.http.api_routes import ApiContext
 from bot.http.context import ListenerContext
+from bot.http.problems import problem
 from bot.http.processor import DeliveryProcessor
 from bot.http.settings import HttpSettings, load_http_settings, webhook_rules
 from commands import deploy_check
+from commands.access import RateLimiter, parse_keyed_roles
 from commands.signatures import parse_api_keys
+from pipeline import metrics
 from store.config import Settings
+from store.errors import ConfigError
 
 log = logging.getLogger(__name__)
 ToolsFactory = Callable[[dict[str, Any]], Any] | None
@@ -56,7 +64,8 @@ def build_context(
 def create_app(
     settings: Settings, runtime: Any, http: HttpSettings | None = None, *, tools_factory: ToolsFactory = None
 ) -> Starlette:
-    """The Starlette app serving the webhooks and /healthz.
+    """The Starlette app: the webhooks, the admin API (docs/api.md), /openapi.json, /healthz, /readyz,
+    /metrics.
 
     On startup its background processor first finishes deliveries an earlier process accepted but
     did not process; on shutdown it processes what is queued.
@@ -70,6 +79,8 @@ def create_app(
     Raises:
         store.errors.ConfigError: a listener setting is invalid.
     """
+    http = http or load_http_settings()
+    api = build_api_context(settings, runtime, http, tools_factory=tools_factory)
     ctx = build_context(settings, runtime, http, tools_factory=tools_factory)
 
     @contextlib.asynccontextmanager
@@ -80,6 +91,43 @@ def create_app(
         finally:
             await run_in_threadpool(ctx.processor.stop)
 
-    app = Starlette(routes=[*webhook_routes.routes(ctx), *health_routes.routes(ctx)], lifespan=lifespan)
+    metrics.prime(domains=sorted(set(api.domain_map.values())), triggers=("api", "webhook", "jira", "schedule"))
+    observe.prime_webhooks()
+    app = Starlette(
+        routes=[*webhook_routes.routes(ctx), *health_routes.routes(ctx), *api_routes.routes(api),
+                *openapi.routes(), *observe.routes(runtime), *report_routes.routes(api)],
+        lifespan=lifespan,
+        middleware=[Middleware(observe.CountRequests)],
+        exception_handlers={404: _not_found, 405: _not_allowed},
+    )
     app.state.context = ctx
+    app.state.api = api
     return app
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem(404, "Not found", f"no route {request.url.path}; the routes are listed at /openapi.json")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return problem(405, "Method not allowed", f"{request.method} is not served at {request.url.path}; "
+                   "see /openapi.json")
+
+
+def build_api_context(settings: Settings, runtime: Any, http: HttpSettings, *,
+                      tools_factory: ToolsFactory = None) -> ApiContext:
+    """The admin API's context: roles of API_KEYS, JWT_SECRET, the rate limiter, the callback guard.
+
+    Raises:
+        ConfigError: API_KEYS names an unknown role.
+    """
+    try:
+        keys = parse_keyed_roles(_secret(settings.api_keys))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ApiContext(
+        settings=settings, runtime=runtime, keys=keys, jwt_secret=_secret(settings.jwt_secret),
+        limiter=RateLimiter(http.api_rate_per_s, http.api_burst), allow_private=http.callback_allow_private,
+        domain_map={str(k): str(v) for k, v in http.mapping("domains").items()},
+        max_body_bytes=http.max_body_bytes, tools_factory=tools_factory,
+    )

@@ -7,6 +7,7 @@ import json
 import logging
 import threading
 from datetime import datetime
+from typing import Any
 
 from bot.http.settings import load_http_settings
 from commands.schedules import JOBS
@@ -44,10 +45,14 @@ def _parse_at(value: str | None) -> datetime | None:
 
 def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.jobs import run_job
+    from pipeline import logs, tracing
     from pipeline.runtime import build_runtime
     from store.db import upgrade_on_start
 
     http = load_http_settings()
+    if settings.log_format == "json":
+        logs.configure(settings, json_logs=True)
+    tracing.setup(settings)
     upgrade_on_start(settings)
     runtime = build_runtime(settings)
     try:
@@ -55,7 +60,7 @@ def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         runtime.close()
     print(json.dumps({"job": args.job, **summary}, indent=2, default=str))
-    return 0
+    return 1 if summary.get("status") == "failed" else 0
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -65,11 +70,15 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.jobs import run_job
     from bot.http.scheduler import Scheduler
     from bot.http.wiring import configure_runtime
+    from pipeline import logs, tracing
     from pipeline.broker import is_in_process
     from pipeline.runtime import build_runtime
     from store.db import upgrade_on_start
 
     http = load_http_settings()
+    if settings.log_format == "json":
+        logs.configure(settings, json_logs=True)
+    tracing.setup(settings)
     upgrade_on_start(settings)
     runtime = build_runtime(settings)
     configure_runtime(runtime, settings, http)
@@ -86,7 +95,10 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         scheduler = Scheduler(job).start()
     try:
-        uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level=settings.log_level.lower())
+        # with JSON logs uvicorn's loggers propagate to our root handler instead of printing their own way
+        log_config: Any = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
+        uvicorn.run(app, host=args.host, port=args.port or settings.port, log_level=settings.log_level.lower(),
+                    log_config=log_config)
     finally:
         if scheduler is not None:
             scheduler.stop()

@@ -26,6 +26,23 @@ def _ticket_is_open(settings: Settings):  # noqa: ANN202 - returns an optional c
     return is_open
 
 
+def _progress_bar(label: str):  # noqa: ANN202 - a (done, total) callback
+    """A progress line on stderr: redrawn in place on a terminal, printed once at the end otherwise."""
+    import sys
+
+    def show(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            width = 30
+            filled = width * done // max(total, 1)
+            end = "\n" if done >= total else ""
+            print(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end=end, file=sys.stderr,
+                  flush=True)
+        elif done >= total:
+            print(f"{label} {done}/{total}", file=sys.stderr)
+
+    return show
+
+
 def run_job(
     name: str, *, settings: Settings, http: HttpSettings, runtime: Any, now: datetime | None = None,
     tools_factory: Any = None,
@@ -58,7 +75,7 @@ def run_job(
             runtime=runtime, older_than_h=http.stale_p1_hours, now=now, ticket_is_open=_ticket_is_open(settings)
         )
     if name == "knowledge-update":
-        return schedules.knowledge_update()
+        return schedules.knowledge_update(runtime=runtime, settings=settings, progress=_progress_bar("re-indexed"))
     if name == "resume-deliveries":
         rules = webhook_rules(settings, http)
         deploy_check.register(runtime=runtime, settings=settings, tools_factory=tools_factory)

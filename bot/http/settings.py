@@ -45,6 +45,15 @@ class HttpSettings(BaseSettings):
     slack_workspace_url: str | None = Field(default=None, alias="PM_SLACK_WORKSPACE_URL")
     stale_p1_hours: float = Field(default=24.0, gt=0, alias="PM_STALE_P1_HOURS")
     health_check_window_s: int = Field(default=3600, ge=60, alias="PM_HEALTH_CHECK_WINDOW_S")
+    api_rate_per_s: float = Field(
+        default=20.0, ge=0, alias="PM_API_RATE_PER_S",
+        description="admin API requests per second per key or JWT subject, per app process (0: no limit)")
+    api_burst: int = Field(default=40, ge=1, alias="PM_API_BURST", description="admin API token-bucket size")
+    callback_allow_private: bool = Field(
+        default=False, alias="PM_CALLBACK_ALLOW_PRIVATE",
+        description="accept callback_url targets on loopback/private/link-local addresses")
+    public_url: str | None = Field(
+        default=None, alias="PM_PUBLIC_URL", description="where users reach pm serve; reports link to its pages")
 
     @field_validator("domain_channels", mode="before")
     @classmethod

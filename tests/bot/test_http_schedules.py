@@ -33,13 +33,13 @@ def _pm(args, home):
                           text=True, timeout=120)
 
 
-def test_knowledge_update_says_it_did_nothing(tmp_path):
+def test_knowledge_update_rebuilds_an_empty_knowledge_base(tmp_path):
     assert _pm(["db", "upgrade"], tmp_path).returncode == 0
     proc = _pm(["schedule", "run", "knowledge-update"], tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert out["job"] == "knowledge-update" and out["status"] == "skipped"
-    assert "not built yet" in out["message"]
+    assert out["job"] == "knowledge-update" and out["status"] == "ok" and out["indexed"] == 0
+    assert (tmp_path / "chroma").is_dir()
 
 
 def test_unknown_job_is_a_usage_error(tmp_path):

@@ -117,3 +117,13 @@ def test_investigations_without_a_ticket_publish_nothing(jira):
 def test_render_report_without_hypotheses_or_steps():
     body = render_report({"verdict": "INCONCLUSIVE"}, "inv-1")
     assert "_No hypothesis survived verification._" in body and "_No fix proposed._" in body
+
+
+def test_report_links_the_report_page_when_given():
+    from publishers.jira import render_report
+
+    report = {"verdict": "LIKELY", "confidence": 70, "root_cause": {"summary": "x"}}
+    body = render_report(report, "inv-1", None, "https://pm.example.org/investigations/inv-1?token=a.b.c")
+    assert "[report page|https://pm.example.org/investigations/inv-1?token=a.b.c]" in body
+    assert "report page" not in render_report(report, "inv-1")
+    assert "report page" not in render_report(report, "inv-1", None, "https://x/]evil|")  # no markup breakout

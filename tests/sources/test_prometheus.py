@@ -115,9 +115,18 @@ def _long_samples() -> list[Sample]:
             for i in range(LONG_DAYS * 1440)]
 
 
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _offset_samples() -> list[Sample]:
+    """A gauge scraped 10 s past each minute (as Nezha's TrainTicket metrics are)."""
+    return [("offset_gauge", {"service": "off"}, T0 + 10 + 60 * i, float(i)) for i in range(30)]
+
+
 @pytest.fixture(scope="module")
 def prom() -> Iterator[Any]:
-    with prometheus_with(_world_samples() + _counter_samples() + _long_samples()) as p:
+    with prometheus_with(_world_samples() + _counter_samples() + _long_samples() + _offset_samples()) as p:
         yield p
 
 
@@ -161,6 +170,17 @@ def test_series_equal_world_tools_for_the_window(prom: Any) -> None:
     # a window that runs past the data adds no echo of the last sample (no 5-minute staleness tail)
     wider = p.call("metrics.series", name="error_rate", start="2026-02-15T10:30:00Z", end="2026-02-15T13:30:00Z")
     _assert_same_series(wider["series"], WorldTools(WORLD).call("metrics.series", name="error_rate")["series"])
+
+
+def test_step_offset_puts_the_grid_on_the_samples(prom: Any) -> None:
+    start, end = T0, T0 + 30 * 60
+    args = {"name": "offset_gauge", "start": _iso(start), "end": _iso(end)}
+    on_grid = provider(prom.url, gauges=["offset_gauge"], step_offset_s=10).call("metrics.series", **args)
+    points = on_grid["series"][0]["points"]
+    assert points[0] == [_iso(T0 + 10), 0.0] and points[5] == [_iso(T0 + 310), 5.0] and len(points) == 30
+    # On the minute, each value comes back 50 s after its sample: the grid offset is what avoids that.
+    late = provider(prom.url, gauges=["offset_gauge"]).call("metrics.series", **args)["series"][0]["points"]
+    assert late[0] == [_iso(T0 + 60), 0.0] and late[1] == [_iso(T0 + 120), 1.0]
 
 
 @pytest.mark.integration

@@ -72,11 +72,12 @@ def test_vault_provider_reads_kv2_and_caches(vault_addr, caplog):
 
 
 def test_vault_provider_errors_say_what_to_do(vault_addr):
-    with pytest.raises(ConfigError, match="give VAULT_TOKEN a policy"):
+    with pytest.raises(ConfigError, match="refused VAULT_TOKEN .expired, revoked or wrong.; set a valid VAULT_TOKEN"):
         VaultSecretProvider(vault_addr, "wrong-token").get("X")
     with pytest.raises(ConfigError, match="check VAULT_ADDR"):
         VaultSecretProvider("http://127.0.0.1:1", TOKEN).get("X")
-    assert VaultSecretProvider(vault_addr, TOKEN, path="elsewhere").get("X") is None
+    with pytest.raises(ConfigError, match="no secret at secret/data/elsewhere .* set PM_VAULT_MOUNT / PM_VAULT_PATH"):
+        VaultSecretProvider(vault_addr, TOKEN, path="elsewhere").get("X")
     with pytest.raises(ConfigError, match="set VAULT_TOKEN or unset VAULT_ADDR"):
         make_secret_provider(Settings(VAULT_ADDR=vault_addr))
     assert isinstance(make_secret_provider(Settings()), EnvSecretProvider)

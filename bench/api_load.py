@@ -1,0 +1,178 @@
+"""Admin API load: POST /api/v1/investigate then GET status calls from many clients (issue #13's benchmark).
+
+The app runs under uvicorn in a child process on loopback (its own interpreter, so the load
+generator does not share its GIL), with a runtime whose worker is NOT started: investigations are
+created and queued but not run. Each POST carries its own Idempotency-Key; a tenth of them are sent
+twice (a client retry), which must answer the same investigation. The rate limit is off
+(PM_API_RATE_PER_S=0): this measures the API, not the limiter.
+
+Prints p50/p95/p99/max latency for POSTs and GETs (target p99 < 50 ms for GETs), errors (target 0)
+and whether every accepted investigation exists exactly once.
+
+Usage:
+    .venv/bin/python bench/api_load.py [--posts 1000] [--gets 10000] [--clients 50]
+    DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<empty db> .venv/bin/python bench/api_load.py
+(SQLite under a temporary PM_HOME when DATABASE_URL is unset.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.webhook_storm import _cpu_s, _free_port, _percentile  # noqa: E402
+
+API_KEY = "load-key"
+
+
+def serve(port: int) -> None:
+    """Child process: migrate, build the runtime (no worker), serve until killed."""
+    import uvicorn
+
+    from bot.http.app import create_app
+    from bot.http.settings import load_http_settings
+    from pipeline.runtime import build_runtime
+    from store.config import load_settings
+    from store.db import upgrade
+
+    settings = load_settings()
+    upgrade(settings.effective_database_url)
+    runtime = build_runtime(settings)
+    app = create_app(settings, runtime, load_http_settings())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def _summary(name: str, values: list[float]) -> str:
+    ms = sorted(x * 1000 for x in values)
+    return (f"  {name:<6} n={len(ms):<6} p50 {_percentile(ms, .5):.1f}  p95 {_percentile(ms, .95):.1f}  "
+            f"p99 {_percentile(ms, .99):.1f}  max {ms[-1]:.1f}  mean {statistics.fmean(ms):.1f} ms")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--posts", type=int, default=1000)
+    parser.add_argument("--gets", type=int, default=10_000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+
+    home = tempfile.mkdtemp(prefix="pm-apiload-")
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RABBITMQ_URL", "PM_WORLD", "MCP_CONFIG")}
+    env.update(PM_HOME=home, API_KEYS=f"{API_KEY}:operator", LOG_LEVEL="WARNING", PM_API_RATE_PER_S="0")
+    port = _free_port()
+    child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    lock = threading.Lock()
+    local = threading.local()
+    lat: dict[str, list[float]] = {"POST": [], "GET": []}
+    errors: dict[str, int] = {}
+    accepted: dict[int, str] = {}
+
+    def client() -> httpx.Client:
+        c = getattr(local, "client", None)
+        if c is None:
+            c = local.client = httpx.Client(base_url=base, timeout=30, headers={"x-api-key": API_KEY})
+        return c
+
+    def call(method: str, url: str, **kw: object) -> httpx.Response | None:
+        t0 = time.perf_counter()
+        try:
+            resp = client().request(method, url, **kw)  # type: ignore[arg-type]
+        except httpx.TransportError as exc:
+            with lock:
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+            return None
+        dt = time.perf_counter() - t0
+        with lock:
+            lat[method].append(dt)
+            if resp.status_code >= 400:
+                errors[str(resp.status_code)] = errors.get(str(resp.status_code), 0) + 1
+        return resp
+
+    def post(i: int) -> None:
+        for _attempt in range(2 if i % 10 == 0 else 1):  # every tenth is retried with the same key
+            resp = call("POST", "/api/v1/investigate", json={"text": f"load incident {i}", "mode": "fast"},
+                        headers={"Idempotency-Key": f"load-{i}"})
+            if resp is not None and resp.status_code == 202:
+                inv_id = resp.json()["investigation_id"]
+                with lock:
+                    if accepted.setdefault(i, inv_id) != inv_id:
+                        errors["retry answered another id"] = errors.get("retry answered another id", 0) + 1
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if child.poll() is not None or time.monotonic() > deadline:
+                print("the app did not start", file=sys.stderr)
+                return 1
+            time.sleep(0.1)
+        cpu0 = _cpu_s(child.pid)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(post, range(args.posts)))
+        post_wall = time.perf_counter() - t0
+        ids = list(accepted.values())
+        rng = random.Random(13)
+        t1 = time.perf_counter()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(lambda _n: call("GET", f"/api/v1/investigations/{rng.choice(ids)}"), range(args.gets)))
+        get_wall = time.perf_counter() - t1
+        cpu = _cpu_s(child.pid) - cpu0
+
+        from sqlalchemy import func, select
+
+        from store.config import load_settings
+        from store.db import make_engine, make_session_factory
+        from store.models import Investigation
+
+        settings = load_settings(PM_HOME=home)
+        engine = make_engine(settings.effective_database_url)
+        with make_session_factory(engine)() as s:
+            rows = s.execute(select(Investigation.id, func.count()).group_by(Investigation.id)).all()
+        engine.dispose()
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    stored = {inv_id for inv_id, _n in rows}
+    present_once = len(set(ids)) == len(ids) == args.posts and stored == set(ids)
+    print(f"admin API load: {args.posts} POST /api/v1/investigate (+{args.posts // 10} retries), {args.gets} GET "
+          f"status, {args.clients} clients, database {settings.effective_database_url.split('@')[-1]}")
+    print(_summary("POST", lat["POST"]) + f"  ({args.posts / post_wall:.0f}/s)")
+    print(_summary("GET", lat["GET"]) + f"  ({args.gets / get_wall:.0f}/s; target p99 < 50 ms)")
+    print(f"  errors {errors or 0}; app CPU {cpu:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"  investigations stored {len(stored)}; every accepted one present once: {present_once}")
+    shutil.rmtree(home, ignore_errors=True)
+    ok = present_once and not errors
+    print("  result " + ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""What people say of a finished investigation (👍 / 👎 / a comment), for the knowledge base.
+
+Front doors (the Slack report's reactions, a Jira resolution) turn what they receive into one call of
+:func:`record`; the database keeps it (the source of truth) and the knowledge base's entry is updated
+when it can be (a re-index catches up otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from store.errors import StoreError
+from store.knowledge import Memory, add_feedback
+
+VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
+
+
+def record(*, runtime: Any, memory: Memory | None, investigation_id: str, vote: int, user: str | None = None,
+           comment: str | None = None, source: str = "slack") -> dict[str, Any]:
+    """Store one piece of feedback and update the knowledge base entry.
+
+    Args:
+        runtime: the pipeline runtime (for a database session).
+        memory: the knowledge base (``store.knowledge.memory_from_settings``), or None to skip it.
+        vote: 1 (👍), -1 (👎; the root cause becomes disputed when it is the latest vote) or 0 (comment only).
+
+    Raises:
+        ValueError: a vote other than -1, 0, 1.
+        store.errors.NotFound: no such investigation.
+
+    Returns:
+        ``{"feedback": tally, "indexed": bool, "note": str | None}``; ``indexed`` is False when the
+        knowledge base could not be updated now (``note`` says why) or holds no entry for it yet.
+    """
+    with runtime.session() as s:
+        tally = add_feedback(session=s, investigation_id=investigation_id, vote=vote, user=user,
+                             comment=comment, source=source)
+    if memory is None:
+        return {"feedback": tally, "indexed": False, "note": None}
+    try:
+        indexed = memory.kb().set_feedback(investigation_id, tally)
+    except StoreError as exc:
+        memory.reset()
+        return {"feedback": tally, "indexed": False, "note": str(exc)}
+    return {"feedback": tally, "indexed": indexed, "note": None}

