@@ -11,5 +11,5 @@ bash scripts/ensure-chromium.sh
 bash scripts/ensure-openbao.sh >/dev/null
 .venv/bin/ruff check .
 .venv/bin/lint-imports
-.venv/bin/mypy bot commands pipeline agents publishers store sandbox sources
+.venv/bin/mypy bot commands pipeline agents publishers store sandbox sources drill
 .venv/bin/python -m pytest -q "$@"
