@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +126,8 @@ class JiraTickets:
         if capability == "tickets.get" and args.get("key"):
             key = str(args["key"])
             try:
+                from publishers.jira import ticket_from_jira
+
                 return ticket_from_jira(self.client.issue(key, fields=JIRA_FIELDS).raw, self.url)
             except Exception as exc:  # noqa: BLE001 — Jira down, refused or missing: degrade, never fail
                 note = f"jira (tickets.get {key} failed: {_reason(exc)})"
@@ -138,50 +139,6 @@ class JiraTickets:
     def __getattr__(self, name: str) -> Any:
         # check(), close() and anything else the gateway offers.
         return getattr(self.inner, name)
-
-
-def ticket_from_jira(raw: dict[str, Any], base_url: str) -> dict[str, Any]:
-    """A Jira REST v2 issue as the ``tickets.get`` ticket dict (world-format ticket fields).
-
-    Args:
-        raw: the issue JSON (``{"key", "fields": {...}}``).
-        base_url: JIRA_URL, for the ticket's browse link.
-
-    Returns:
-        ``{key, ts, summary, description, labels, components, status, reporter, priority, url, source}``.
-    """
-    f = raw.get("fields") or {}
-
-    def name(v: Any, attr: str = "name") -> Any:
-        return v.get(attr) or v.get("name") if isinstance(v, dict) else v
-
-    return {
-        "key": raw.get("key"),
-        "ts": _utc(f.get("created")),
-        "summary": f.get("summary") or "",
-        "description": f.get("description") or "",
-        "labels": list(f.get("labels") or []),
-        "components": [name(c) for c in (f.get("components") or []) if name(c)],
-        "status": name(f.get("status")),
-        "reporter": name(f.get("reporter"), "displayName"),
-        "priority": name(f.get("priority")),
-        "url": f"{base_url}/browse/{raw.get('key')}",
-        "source": "jira",
-    }
-
-
-def _utc(value: Any) -> str | None:
-    # Jira sends "2026-02-15T12:17:00.000+0000"; the tools speak ISO-8601 UTC with Z.
-    if not value:
-        return None
-    try:
-        parsed = datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%f%z")
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _reason(exc: Exception) -> str:

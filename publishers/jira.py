@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from jira import JIRA, JIRAError
@@ -265,3 +266,52 @@ def _retry_after(exc: JIRAError, attempt: int) -> float:
         except ValueError:
             pass  # an HTTP-date; fall back to backoff rather than parse calendars here
     return float(2 ** (attempt - 1))
+
+
+def ticket_from_jira(raw: dict[str, Any], base_url: str) -> dict[str, Any]:
+    """A Jira REST v2 issue as the ``tickets.get`` ticket dict (world-format ticket fields).
+
+    Used by the ticket source of a ticket-triggered investigation (pipeline.tools) and by the
+    ``jira`` real source (sources/jira.py).
+
+    Args:
+        raw: the issue JSON (``{"key", "fields": {...}}``).
+        base_url: JIRA_URL, for the ticket's browse link.
+
+    Returns:
+        ``{key, ts, summary, description, labels, components, status, reporter, priority, url, source}``.
+    """
+    f = raw.get("fields") or {}
+
+    def name(v: Any, attr: str = "name") -> Any:
+        return (v.get(attr) or v.get("name")) if isinstance(v, dict) else v
+
+    return {
+        "key": raw.get("key"),
+        "ts": jira_time(f.get("created")),
+        "summary": f.get("summary") or "",
+        "description": f.get("description") or "",
+        "labels": [str(x) for x in (f.get("labels") or [])],
+        "components": [name(c) for c in (f.get("components") or []) if name(c)],
+        "status": name(f.get("status")),
+        "reporter": name(f.get("reporter"), "displayName"),
+        "priority": name(f.get("priority")),
+        "url": f"{base_url.rstrip('/')}/browse/{raw.get('key')}",
+        "source": "jira",
+    }
+
+
+def jira_time(value: Any) -> str | None:
+    """Jira's ``2026-02-15T12:17:00.000+0000`` as ISO-8601 UTC with Z (a naive time is UTC); None if not a time."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%f%z")
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

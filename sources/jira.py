@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import UTC, datetime
 from typing import Any
 
+from publishers.jira import ticket_from_jira
 from sandbox.args import opt_str, opt_str_list
 from sandbox.errors import NotFoundError, ToolArgumentError
 from sources.base import Provider
@@ -234,24 +234,7 @@ class JiraProvider(Provider):
 
     def ticket(self, raw: dict[str, Any]) -> dict[str, Any]:
         """A Jira REST v2 issue as the world format's ticket dict."""
-        f = raw.get("fields") or {}
-
-        def name(v: Any, attr: str = "name") -> Any:
-            return (v.get(attr) or v.get("name")) if isinstance(v, dict) else v
-
-        return {
-            "key": raw.get("key"),
-            "ts": _utc(f.get("created")),
-            "summary": f.get("summary") or "",
-            "description": f.get("description") or "",
-            "labels": [str(x) for x in (f.get("labels") or [])],
-            "components": [name(c) for c in (f.get("components") or []) if name(c)],
-            "status": name(f.get("status")),
-            "reporter": name(f.get("reporter"), "displayName"),
-            "priority": name(f.get("priority")),
-            "url": f"{self.base}/browse/{raw.get('key')}",
-            "source": "jira",
-        }
+        return ticket_from_jira(raw, self.base)
 
     def check(self) -> str:
         """``Jira Cloud 1001.0.0 at URL, signed in as NAME`` (serverInfo, then /myself to prove the token).
@@ -302,19 +285,3 @@ def _jira_message(exc: Any) -> str:
         except (ValueError, AttributeError):
             pass
     return text.replace("\n", " ")[:200] or "no detail"
-
-
-def _utc(value: Any) -> str | None:
-    # Jira sends "2026-02-15T12:17:00.000+0000"; the contract speaks ISO-8601 UTC with Z.
-    if not value:
-        return None
-    try:
-        parsed = datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%S.%f%z")
-    except ValueError:
-        try:
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
