@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from store.config import Settings
@@ -75,6 +76,11 @@ def run_worker(args: argparse.Namespace, settings: Settings) -> int:
         logs.configure(settings, json_logs=True)
     tracing.setup(settings)
     upgrade_on_start(settings)
+    if not (settings.redis_url or settings.rabbitmq_url):
+        # Say so rather than wait in silence: no other process can hand this worker anything.
+        print("pm worker: no REDIS_URL or RABBITMQ_URL, so no queue is shared with pm serve / pm bot; this worker "
+              "only resumes investigations left open in the database. Set REDIS_URL to share one.",
+              file=sys.stderr, flush=True)
 
     def configure(runtime: object) -> None:
         register_publishers(runtime, settings)
