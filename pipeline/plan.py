@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import phases as P
-from store.knowledge import remember
+from store.knowledge import recall, remember
 
 
 @dataclass
@@ -105,9 +105,9 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
         P.EVIDENCE: analyse,
         P.CHANGES: lambda s: engine.gather_changes(s.tools, s.outputs["ctx"]),
         P.CORRELATION: lambda s: engine.correlate(s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"]),
-        P.HYPOTHESES: lambda s: engine.hypothesise(
+        P.HYPOTHESES: lambda s: _with_priors(memory, s, engine.hypothesise(
             s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"], rejected=list(s.rejected)
-        ),
+        )),
         P.VERIFICATION: lambda s: engine.verify(
             s.tools, s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"], s.outputs["hyp"]
         ),
@@ -116,11 +116,30 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
                                               s.outputs.get("chg"), s.outputs.get("sig")),
         P.REPORT: lambda s: remember(memory, investigation_id=s.investigation["id"],
                                      domain=s.investigation.get("domain"), ctx=s.outputs["ctx"],
-                                     sig=s.outputs["sig"], chg=s.outputs.get("chg"), report=engine.build_report(
+                                     sig=s.outputs["sig"], chg=s.outputs.get("chg"),
+                                     priors=(s.outputs["hyp"] or {}).get("priors"), report=engine.build_report(
             s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
             s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"],
         )),
     }
+
+
+def _with_priors(memory: Any, state: PhaseState, hyp: dict[str, Any]) -> dict[str, Any]:
+    """The engine's ranked hypotheses after the priors from similar past incidents (``agents.priors``).
+
+    Without a knowledge base the hypotheses are returned as the engine ranked them.
+    """
+    if memory is None:
+        return hyp
+    from agents import priors
+
+    similar, note = recall(memory, investigation_id=state.investigation["id"],
+                           domain=state.investigation.get("domain"), ctx=state.outputs["ctx"],
+                           sig=state.outputs["sig"])
+    out = priors.apply(hyp, similar)
+    if note:
+        out["priors"]["note"] = note
+    return out
 
 
 def with_delay(plan: Plan, phase: str, seconds: float) -> dict[str, PhaseFn]:

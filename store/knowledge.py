@@ -134,7 +134,7 @@ def incident_from_report(investigation_id: str, domain: str | None, report: dict
         alert_titles=list(sym.get("alert_titles") or []), ticket_summary=sym.get("ticket_summary"),
         log_templates=list(sym.get("log_templates") or []), metrics=list(sym.get("metrics") or []),
         root_cause={"service": rc.get("service"), "category": rc.get("category"), "change_kind": kind,
-                    "summary": rc.get("summary")},
+                    "change_id": rc.get("change_id"), "summary": rc.get("summary")},
         fix=(steps[0].get("description") if steps else None), verdict=report.get("verdict"),
         confidence=report.get("confidence"), finished_at=finished_at, feedback=tally(feedback),
     )
@@ -181,7 +181,8 @@ class Match:
         return {"investigation_id": self.incident.investigation_id, "score": round(self.score, 3),
                 "summary": self.incident.summary(),
                 "root_cause": {"service": rc.get("service"), "category": rc.get("category"),
-                               "change_kind": rc.get("change_kind")},
+                               "change_kind": rc.get("change_kind"),
+                               **({"change_id": rc["change_id"]} if "change_id" in rc else {})},
                 "fix": self.incident.fix, "feedback": self.incident.feedback}
 
 
@@ -499,9 +500,34 @@ def memory_from_settings(settings: Any) -> Memory:
         shared_embedder()))
 
 
+def recall(memory: Memory | None, *, investigation_id: str, domain: str | None, ctx: dict[str, Any],
+           sig: dict[str, Any], k: int = 5) -> tuple[list[dict[str, Any]], str | None]:
+    """Past incidents like this one before it is diagnosed (for the hypotheses' priors).
+
+    The query is the symptoms known after the evidence phase (no root cause yet). Never raises.
+
+    Returns:
+        (``similar_incidents`` items scoring at least :data:`SEEN_BEFORE`, best first; a note saying why the
+        knowledge base could not be used, or None).
+    """
+    if memory is None:
+        return [], None
+    query = incident_from_report(investigation_id, domain, {"symptoms": symptoms_of(ctx, sig, {})})
+    try:
+        matches = memory.kb().similar(query, k=k, domain=domain)
+    except StoreError as exc:
+        memory.reset()
+        return [], f"knowledge: {exc}"
+    return [m.as_report() for m in matches if m.score >= SEEN_BEFORE], None
+
+
 def remember(memory: Memory | None, *, investigation_id: str, domain: str | None, ctx: dict[str, Any],
-             sig: dict[str, Any], chg: dict[str, Any] | None, report: dict[str, Any]) -> dict[str, Any]:
+             sig: dict[str, Any], chg: dict[str, Any] | None, report: dict[str, Any],
+             priors: dict[str, Any] | None = None) -> dict[str, Any]:
     """Add ``symptoms`` and ``similar_incidents`` to a finished report and record it in the knowledge base.
+
+    ``priors`` (the hypotheses phase's ``priors`` section, see ``agents.priors``) is copied into the
+    report as ``priors`` when given.
 
     Never raises for the knowledge base: when it cannot be used the report says so in
     ``missing_sources`` and ``similar_incidents`` is empty. With ``memory`` None nothing is added.
@@ -511,6 +537,8 @@ def remember(memory: Memory | None, *, investigation_id: str, domain: str | None
     """
     if memory is None:
         return report
+    if priors is not None:
+        report["priors"] = priors
     report["symptoms"] = symptoms_of(ctx, sig, report)
     rc = report.get("root_cause")
     kinds = {str(c.get("id")): str(c.get("kind")) for c in (chg or {}).get("changes") or [] if c.get("id")}

@@ -215,8 +215,16 @@ def test_investigations_remember_each_other_and_reindex_rebuilds_from_the_databa
         again = _investigate(runtime, WORLDS / "demo-deploy", "music")
         (seen, *_) = again["similar_incidents"]
         assert seen["investigation_id"] == first["id"] and seen["score"] >= SEEN_BEFORE
-        assert seen["root_cause"] == {"service": "playlists", "category": "deploy", "change_kind": "deploy"}
+        assert seen["root_cause"] == {"service": "playlists", "category": "deploy", "change_kind": "deploy",
+                                      "change_id": first["root_cause"]["change_id"]}
         assert again["missing_sources"] == []
+        # the hypotheses phase used it as a prior: cited as evidence, its weight in the report
+        top = again["hypotheses"][0]
+        assert top["service"] == "playlists" and top["features"]["prior"] > 0
+        assert any(e["source"] == "knowledge" and e["ref"] == f"investigation:{first['id']}" for e in top["evidence"])
+        (applied,) = again["priors"]["applied"]
+        assert applied["service"] == "playlists" and first["id"] in applied["incidents"]
+        assert applied["weight"] == top["features"]["prior"]
 
         memory = memory_from_settings(settings)
         out = feedback.record(runtime=runtime, memory=memory, investigation_id=first["id"], vote=1, user="U2")
@@ -224,6 +232,11 @@ def test_investigations_remember_each_other_and_reindex_rebuilds_from_the_databa
         out = feedback.record(runtime=runtime, memory=memory, investigation_id=first["id"], vote=-1, user="U1",
                               comment="not the deploy")
         assert out["feedback"]["disputed"] and memory.kb().get(first["id"]).feedback["disputed"]  # type: ignore
+        # a disputed root cause is no prior any more (the other past recurrence still is)
+        third = _investigate(runtime, WORLDS / "demo-deploy", "music")
+        assert any(first["id"] in n["incidents"] and n["reason"].startswith("disputed")
+                   for n in third["priors"]["not_applied"])
+        assert first["id"] not in [i for a in third["priors"]["applied"] for i in a["incidents"]]
         with pytest.raises(ValueError), runtime.session() as s:
             add_feedback(session=s, investigation_id=first["id"], vote=5)
         with pytest.raises(NotFound), runtime.session() as s:
@@ -234,15 +247,15 @@ def test_investigations_remember_each_other_and_reindex_rebuilds_from_the_databa
         SharedSystemClient.clear_system_cache()
         seen_progress: list[tuple[int, int]] = []
         out = knowledge_update(runtime=runtime, settings=settings, progress=lambda d, t: seen_progress.append((d, t)))
-        assert out == {"status": "ok", "indexed": 3, "collection": "incidents"} and seen_progress[-1] == (3, 3)
-        assert knowledge_update(runtime=runtime, settings=settings)["indexed"] == 3  # idempotent
+        assert out == {"status": "ok", "indexed": 4, "collection": "incidents"} and seen_progress[-1] == (4, 4)
+        assert knowledge_update(runtime=runtime, settings=settings)["indexed"] == 4  # idempotent
         kb = open_for_rebuild(home=tmp_path, chroma_host=None, embedder=shared_embedder())
-        assert kb.count() == 3
+        assert kb.count() == 4
         stored = kb.get(first["id"])
         assert stored is not None and stored.feedback == {"up": 1, "down": 1, "comments": ["not the deploy"],
                                                           "disputed": True}
         with runtime.session() as s:
-            assert len(list(s.scalars(select(Investigation)))) == 3
+            assert len(list(s.scalars(select(Investigation)))) == 4
     finally:
         runtime.close()
 
