@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import struct
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +30,8 @@ import numpy as np
 from store.errors import StoreError
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+#: Single texts whose vectors are kept (a few hundred KB).
+CACHE_SIZE = 256
 
 
 class EmbeddingsUnavailable(StoreError):
@@ -148,12 +152,34 @@ class MiniLM:
         self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         # tokenizer.json pads every text to 128 and truncates there; we pad per batch ourselves.
         self.tokenizer.no_padding()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` (empty strings are fine); returns (len(texts), 384) float32, rows of norm 1."""
+        """Embed ``texts`` (empty strings are fine); returns (len(texts), 384) float32, rows of norm 1.
+
+        The vectors of the last :data:`CACHE_SIZE` single texts are kept: an investigation looks its own
+        symptoms up in every hypotheses round and then stores the same text.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1:
+            key = texts[0] or ""
+            with self._cache_lock:
+                hit = self._cache.get(key)
+                if hit is not None:
+                    self._cache.move_to_end(key)
+                    return hit[None].copy()
+            row = self._embed([key])
+            with self._cache_lock:
+                self._cache[key] = row[0]
+                while len(self._cache) > CACHE_SIZE:
+                    self._cache.popitem(last=False)
+            return row
+        return self._embed(texts)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
         encs = self.tokenizer.encode_batch([t or "" for t in texts])
         order = sorted(range(len(encs)), key=lambda i: len(encs[i].ids))
         out = np.zeros((len(encs), self.dim), dtype=np.float32)
