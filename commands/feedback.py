@@ -9,10 +9,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from store import outbox
 from store.errors import StoreError
 from store.knowledge import Memory, add_feedback
 
 VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
+
+
+def vote_of(reaction: str | None) -> int | None:
+    """1 for a 👍 reaction, -1 for a 👎 (any skin tone), None for anything else."""
+    return VOTES.get(str(reaction or "").split("::", 1)[0])
+
+
+def on_slack_reaction(*, runtime: Any, channel: str, ts: str, reaction: str, user: str | None) -> dict[str, Any] | None:
+    """A 👍 / 👎 reaction on an investigation's Slack report message, recorded as feedback.
+
+    Returns:
+        :func:`record`'s answer plus ``investigation_id``; None when the reaction is no vote or the
+        message is not one of our reports (nothing is recorded).
+    """
+    vote = vote_of(reaction)
+    if vote is None:
+        return None
+    with runtime.session() as s:
+        inv_id = outbox.investigation_for_message(session=s, sink="slack", channel=channel, ts=ts)
+    if inv_id is None:
+        return None
+    out = record(runtime=runtime, memory=getattr(runtime, "memory", None), investigation_id=inv_id, vote=vote,
+                 user=user, source="slack")
+    return {**out, "investigation_id": inv_id}
 
 
 def record(*, runtime: Any, memory: Memory | None, investigation_id: str, vote: int, user: str | None = None,

@@ -94,6 +94,8 @@ class Runtime:
         self.max_retries = max_retries
         self.queue_prefix = queue_prefix
         self.publishers: dict[str, Any] = {}
+        #: The knowledge base (store.knowledge.Memory) the plan uses, for feedback from the front doors.
+        self.memory: Any = None
         self.lease_s = lease_s
         # outbox claims and dead letters (pipeline.publishing reads these)
         self.outbox_claim_s = float(getattr(settings, "outbox_claim_s", 30.0))
@@ -341,9 +343,10 @@ def build_runtime(
                     JobTracing(lambda: holder["rt"].session())],
     )
     dramatiq.set_broker(broker)
+    memory = memory_from_settings(settings)
     runtime = Runtime(
         settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
-        plan=plan if plan is not None else engine_plan(memory=memory_from_settings(settings)),
+        plan=plan if plan is not None else engine_plan(memory=memory),
         tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
         lease_s=lease_s if lease_s is not None else float(getattr(settings, "lease_s", 60.0)),
         max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,
@@ -352,6 +355,7 @@ def build_runtime(
         queue_prefix=f"{namespace}." if namespace and settings.rabbitmq_url and not settings.redis_url else "",
     )
     holder["rt"] = runtime
+    runtime.memory = memory
     if check_db:
         check_reachable(runtime.engine)
     return runtime

@@ -404,6 +404,17 @@ def publications_for(*, session: Session, investigation_ids: set[str], sink: str
     return {(pub.investigation_id, pub.target): pub for pub in rows}
 
 
+def investigation_for_message(*, session: Session, sink: str, channel: str, ts: str,
+                              key: str = "report_ts") -> str | None:
+    """The investigation whose ``key`` message (e.g. the Slack report) is ``ts`` in ``channel``, or None."""
+    rows = session.scalars(select(Publication).where(
+        Publication.sink == sink, Publication.external_ref[key].as_string() == ts))
+    for pub in rows:
+        if (pub.external_ref or {}).get("channel") in (None, channel):
+            return pub.investigation_id
+    return None
+
+
 def save_publication(
     *, session: Session, investigation_id: str, sink: str, target: str, external_ref: dict[str, Any]
 ) -> Publication:

@@ -14,6 +14,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, update
 from sqlalchemy.exc import IntegrityError
 
+from commands.feedback import vote_of
 from store.models import InboundDelivery
 
 SOURCE = "slack"
@@ -31,7 +32,7 @@ def delivery_key(body: dict[str, Any], reaction: str) -> str | None:
     if body.get("type") == "event_callback":
         event = body.get("event") or {}
         kind = event.get("type")
-        if kind == "reaction_added" and event.get("reaction") != reaction:
+        if kind == "reaction_added" and event.get("reaction") != reaction and vote_of(event.get("reaction")) is None:
             return None
         if kind == "message" and (not event.get("thread_ts") or event.get("bot_id") or event.get("subtype")):
             return None
@@ -59,7 +60,7 @@ def claim(*, session: Any, key: str, payload: dict[str, Any]) -> bool:
     return True
 
 
-def link(*, session: Any, key: str, investigation_id: str, status: str = "processed") -> None:
+def link(*, session: Any, key: str, investigation_id: str | None, status: str = "processed") -> None:
     """Mark a claimed delivery as handled by ``investigation_id``."""
     session.execute(
         update(InboundDelivery)

@@ -1,4 +1,5 @@
-"""An emoji reaction (PM_SLACK_REACTION, default :mag:) on a message: investigate that message."""
+"""An emoji reaction on a message: PM_SLACK_REACTION (default :mag:) investigates that message; a 👍 / 👎
+on an investigation's report message is feedback for the knowledge base (a 👎 disputes its root cause)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from bot.slack.context import pm
 from bot.slack.inbound import link
 from bot.slack.normalise import reaction_request
-from commands import investigate
+from commands import feedback, investigate
 from commands.alert_parse import parse_alert_message
 from commands.errors import CommandError
 from publishers.escape import mrkdwn
@@ -47,6 +48,9 @@ def _work(event: dict[str, Any], client: Any, context: Any) -> None:
     """Parse the reacted-on message into a trigger and start (or join) its investigation."""
     ctx = pm(context)
     item = event.get("item") or {}
+    if item.get("type") == "message" and feedback.vote_of(event.get("reaction")) is not None:
+        _vote(event, item, context)
+        return
     if event.get("reaction") != ctx.slack.reaction or item.get("type") != "message":
         return
     channel, ts, user = item.get("channel"), item.get("ts"), event.get("user")
@@ -71,3 +75,19 @@ def _work(event: dict[str, Any], client: Any, context: Any) -> None:
             link(session=session, key=key, investigation_id=result.investigation_id)
     log.info("reaction by %s on %s/%s -> %s (created=%s)", user, channel, ts, result.investigation_id,
              result.created)
+
+
+def _vote(event: dict[str, Any], item: dict[str, Any], context: Any) -> None:
+    """Record a 👍 / 👎 on one of our report messages (any other message: ignored)."""
+    ctx = pm(context)
+    out = feedback.on_slack_reaction(runtime=ctx.runtime, channel=str(item.get("channel") or ""),
+                                     ts=str(item.get("ts") or ""), reaction=str(event.get("reaction")),
+                                     user=event.get("user"))
+    key = context.get("delivery_key")
+    if key:
+        with ctx.runtime.session() as session:
+            link(session=session, key=key, investigation_id=out["investigation_id"] if out else None,
+                 status="feedback" if out else "ignored")
+    if out:
+        log.info("feedback %s by %s on %s: %s", event.get("reaction"), event.get("user"), out["investigation_id"],
+                 out["feedback"])

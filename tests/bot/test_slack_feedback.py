@@ -1,0 +1,63 @@
+"""👍 / 👎 on the Slack report: the real Bolt app (socket mode) against the stand-in Slack, the real pipeline and
+the real embedded ChromaDB. The votes land in the database and in the knowledge base's entry; a 👎 disputes
+the root cause; a re-sent envelope counts once; reactions on other messages are ignored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from store.knowledge import feedback_rows
+from store.models import Investigation
+from tests.bot.test_slack_e2e import _chart_in, _parent, _wait_outbox_drained, running_bot
+
+pytestmark = pytest.mark.integration
+
+
+def test_thumbs_on_the_report_are_feedback_and_a_thumbs_down_disputes(tmp_path: Path) -> None:
+    with running_bot(tmp_path) as (fake, bot):
+        fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))
+        parent = _parent(fake, "C1")
+        _chart_in(fake, "C1", parent["ts"])
+        _wait_outbox_drained(fake, bot)
+        thread = fake.thread("C1", parent["ts"])
+        report = next(m for m in thread if any(b.get("type") == "header" for b in m.get("blocks") or []))
+        status = next(m for m in thread if m["text"].startswith("Investigation inv-"))
+        with bot.runtime.session() as s:
+            inv_id = s.scalars(select(Investigation.id)).one()
+        assert bot.runtime.memory.kb().get(inv_id) is not None  # the finished investigation is remembered
+
+        def react(user: str, name: str, ts: str, **kw: str) -> None:
+            fake.wait_ack(fake.event({"type": "reaction_added", "user": user, "reaction": name,
+                                      "item": {"type": "message", "channel": "C1", "ts": ts}}, **kw))
+
+        def votes() -> list[dict]:
+            with bot.runtime.session() as s:
+                return feedback_rows(session=s, investigation_id=inv_id)
+
+        react("U2", "+1", report["ts"], event_id="Ev-up-1")
+        react("U2", "+1", report["ts"], event_id="Ev-up-1")  # Slack re-sends the same event: counted once
+        react("U4", "thumbsup::skin-tone-3", report["ts"])
+        fake.wait_for(lambda: len(votes()) == 2, 10, "two 👍 recorded")
+        entry = bot.runtime.memory.kb().get(inv_id)
+        assert entry.feedback == {"up": 2, "down": 0, "comments": [], "disputed": False}
+
+        react("U3", "-1", report["ts"])
+        fake.wait_for(lambda: len(votes()) == 3, 10, "the 👎 recorded")
+        entry = bot.runtime.memory.kb().get(inv_id)
+        assert entry.feedback["down"] == 1 and entry.feedback["disputed"] is True
+        assert [v["user"] for v in votes()] == ["U2", "U4", "U3"]
+
+        # a 👍 on the status message, on the alert parent or a :tada: on the report is not feedback
+        react("U5", "+1", status["ts"])
+        react("U5", "+1", parent["ts"])
+        react("U5", "tada", report["ts"])
+        # the 👍 button is feedback too
+        fake.wait_ack(fake.interactive({"type": "block_actions", "user": {"id": "U6"}, "channel": {"id": "C1"},
+                                        "trigger_id": "trig-fb", "actions": [{"action_id": "pm_feedback_up",
+                                                                              "value": inv_id, "action_ts": "1"}]}))
+        fake.wait_for(lambda: len(votes()) == 4, 10, "the button's vote recorded")
+        assert votes()[-1]["user"] == "U6"
+        assert bot.runtime.memory.kb().get(inv_id).feedback["disputed"] is False  # the latest vote is a 👍 again
