@@ -21,6 +21,7 @@ COMMAND_MODULES: list[str] = [
     "bot.cli_investigate",
     "bot.cli_admin",
     "bot.cli_sources",
+    "bot.cli_domains",
     "bot.http.cli",
     "bot.slack.cli",
 ]

@@ -548,3 +548,26 @@ def list_page_html(*, runtime: Any, status: str | None = None, domain: str | Non
         query = {k: v for k, v in (("status", status), ("domain", domain), ("cursor", page["next_cursor"])) if v}
         nxt = "/investigations?" + urlencode(query)
     return render_list_page(page["items"], nxt)
+
+
+def domain_memory(*, runtime: Any, domain: str) -> dict[str, Any]:
+    """``GET /api/v1/domains/{domain}/memory``: the domain's notes (``text`` empty when none were written)."""
+    with runtime.session() as session:
+        return domains.get_memory(session=session, domain=domain)
+
+
+def put_domain_memory(*, runtime: Any, domain: str, body: Any, user: str | None = None) -> dict[str, Any]:
+    """``PUT /api/v1/domains/{domain}/memory``: ``{"text": "..."}`` replaces the domain's notes.
+
+    Raises:
+        BadRequest: no text, or text too long.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+        raise BadRequest('send {"text": "notes for this domain (known noisy alerts, owners, runbooks)"}')
+    with runtime.session() as session:
+        try:
+            out = domains.set_memory(session=session, domain=domain.strip(), text=body["text"], user=user)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        session.commit()
+    return out

@@ -69,12 +69,15 @@ def _initialize(state: PhaseState) -> dict[str, Any]:
     return {"servers": servers if isinstance(servers, (dict, list)) else None}
 
 
-def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
+def engine_plan(memory: Any = None, notes: Callable[[str | None], str | None] | None = None) -> dict[str, PhaseFn]:
     """The product's plan: the phase functions of ``agents.engine`` (docs/contracts.md).
 
     Args:
-        memory: a :class:`store.knowledge.Memory`: the REPORT phase then adds similar past incidents
-            and records this one (see docs/knowledge.md); None leaves reports as the engine writes them.
+        memory: a :class:`store.knowledge.Memory`: the HYPOTHESES phase then uses similar past incidents as
+            priors, the REPORT phase adds them and records this one (see docs/knowledge.md); None leaves
+            reports as the engine writes them.
+        notes: ``domain -> the domain's notes or None`` (``Runtime.domain_notes``): CONTEXT_GATHERING puts
+            them in the context as ``domain_memory`` (for agents) and the report gets a ``context`` section.
 
     Raises:
         ImportError: the engine is not installed (the message says so).
@@ -93,11 +96,26 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
     def context(state: PhaseState) -> dict[str, Any]:
         ctx = engine.gather_context(state.tools, state.trigger, state.window)
         # A ticket source wrapped around the gateway (pipeline.tools.JiraTickets) notes its own failures.
-        notes = getattr(state.tools, "missing_sources", None)
-        if isinstance(notes, list) and notes:
+        failed = getattr(state.tools, "missing_sources", None)
+        if isinstance(failed, list) and failed:
             ctx["missing_sources"] = list(ctx.get("missing_sources") or []) + [
-                n for n in notes if n not in (ctx.get("missing_sources") or [])]
+                n for n in failed if n not in (ctx.get("missing_sources") or [])]
+        if notes is not None:
+            text = notes(state.investigation.get("domain"))
+            if text:
+                ctx["domain_memory"] = text
         return ctx
+
+    def report(s: PhaseState) -> dict[str, Any]:
+        out = remember(memory, investigation_id=s.investigation["id"], domain=s.investigation.get("domain"),
+                       ctx=s.outputs["ctx"], sig=s.outputs["sig"], chg=s.outputs.get("chg"),
+                       priors=(s.outputs["hyp"] or {}).get("priors"), report=engine.build_report(
+                           s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
+                           s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"]))
+        if notes is not None:
+            out["context"] = {"domain": s.investigation.get("domain"),
+                              "domain_memory": s.outputs["ctx"].get("domain_memory")}
+        return out
 
     return {
         P.INITIALIZING: _initialize,
@@ -114,13 +132,7 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
         # The change records name what to return to (version, flag, key); the signals give the baselines.
         P.FIX_PLAN: lambda s: engine.fix_plan(s.outputs["ctx"], s.outputs["hyp"], s.outputs["ver"],
                                               s.outputs.get("chg"), s.outputs.get("sig")),
-        P.REPORT: lambda s: remember(memory, investigation_id=s.investigation["id"],
-                                     domain=s.investigation.get("domain"), ctx=s.outputs["ctx"],
-                                     sig=s.outputs["sig"], chg=s.outputs.get("chg"),
-                                     priors=(s.outputs["hyp"] or {}).get("priors"), report=engine.build_report(
-            s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
-            s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"],
-        )),
+        P.REPORT: report,
     }
 
 

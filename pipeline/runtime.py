@@ -112,6 +112,16 @@ class Runtime:
         )
         self._declare_actors(min_backoff_ms, max_backoff_ms)
 
+    def domain_notes(self, domain: str | None) -> str | None:
+        """A domain's notes (``pm domains memory edit``) for an investigation's context, or None.
+
+        Agents and prompts may call this to give the model the domain's known quirks, owners and runbooks.
+        """
+        from store.domains import memory_text
+
+        with self.session() as s:
+            return memory_text(session=s, domain=domain)
+
     # -- sessions -------------------------------------------------------------------------
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -346,7 +356,8 @@ def build_runtime(
     memory = memory_from_settings(settings)
     runtime = Runtime(
         settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
-        plan=plan if plan is not None else engine_plan(memory=memory),
+        plan=plan if plan is not None else engine_plan(memory=memory,
+                                                       notes=lambda domain: holder["rt"].domain_notes(domain)),
         tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
         lease_s=lease_s if lease_s is not None else float(getattr(settings, "lease_s", 60.0)),
         max_retries=max_retries, min_backoff_ms=min_backoff_ms, max_backoff_ms=max_backoff_ms,

@@ -112,6 +112,10 @@ def render_report_page(inv: dict[str, Any], traces: dict[str, Any], cost: dict[s
         rows = "".join(f"<tr><td>{esc(t.get('ts'))}</td><td>{esc(t.get('kind'))}</td><td>{esc(t.get('summary'))}</td></tr>"
                        for t in timeline[:30])
         parts.append(f"<table><tr><th>time</th><th>kind</th><th>what</th></tr>{rows}</table>")
+    notes = (report.get("context") or {}).get("domain_memory")
+    if notes:
+        parts.append(f"<h2>Context</h2><div class=card id=domain-notes><p class=muted>Notes of the domain "
+                     f"{esc((report.get('context') or {}).get('domain'))}</p><pre>{esc(notes)}</pre></div>")
     seen = report.get("similar_incidents") or []
     if seen:
         rows = "".join(

@@ -40,6 +40,11 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
     ]
     if report.get("missing_sources"):
         lines += ["", f"_Sources missing from this investigation: {', '.join(report['missing_sources'])}._"]
+    notes = (report.get("context") or {}).get("domain_memory")
+    if notes:
+        # people's notes, shown as a quote so their own Markdown cannot open sections of the report
+        lines += ["", "## Context", "", f"Notes of the domain `{(report.get('context') or {}).get('domain')}`:", ""]
+        lines += ["> " + line for line in str(notes).splitlines()]
     if report.get("similar_incidents"):
         lines += ["", "## Seen before", ""]
         for m in report["similar_incidents"][:3]:

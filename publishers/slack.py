@@ -272,6 +272,11 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
                 for m in report["similar_incidents"][:3]]
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": ("*Seen before:* " + " · ".join(seen))[:2900]}]})
+    notes = (report.get("context") or {}).get("domain_memory")
+    if notes:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            f"*Domain notes ({mrkdwn((report.get('context') or {}).get('domain') or '')}):* "
+            + mrkdwn(" ".join(str(notes).split()))[:600])[:2900]}]})
     if report.get("missing_sources"):
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": ("Missing sources: " + ", ".join(
             mrkdwn(m) for m in report["missing_sources"]))[:2900]}]})

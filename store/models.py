@@ -284,3 +284,14 @@ class KnowledgeFeedback(Base):
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     source: Mapped[str] = mapped_column(String(32), default="slack")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DomainMemory(Base):
+    """A domain's notes for investigations (known noisy alerts, owners, runbooks, quirks), edited by people."""
+
+    __tablename__ = "domain_memory"
+
+    domain: Mapped[str] = mapped_column(String(200), primary_key=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    updated_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

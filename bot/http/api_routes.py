@@ -240,6 +240,15 @@ def routes(api: ApiContext) -> list[Route]:
         return JSONResponse(await run_in_threadpool(api_cmd.domain_config, runtime=rt,
                                                     domain=request.path_params["repo"]))
 
+    async def get_domain_memory(request: Request, who: Principal) -> Response:
+        return JSONResponse(await run_in_threadpool(api_cmd.domain_memory, runtime=rt,
+                                                    domain=request.path_params["repo"]))
+
+    async def put_domain_memory(request: Request, who: Principal) -> Response:
+        body = await _json(api, request)
+        return JSONResponse(await run_in_threadpool(api_cmd.put_domain_memory, runtime=rt,
+                                                    domain=request.path_params["repo"], body=body, user=who.subject))
+
     async def cost_summary(request: Request, who: Principal) -> Response:
         q = request.query_params
         return JSONResponse(await run_in_threadpool(api_cmd.cost_summary, runtime=rt, since=q.get("since"),
@@ -257,7 +266,8 @@ def routes(api: ApiContext) -> list[Route]:
 
     handlers = {fn.__name__: fn for fn in (
         start_investigation, start_batch, list_investigations, get_investigation, cancel_investigation, get_report,
-        get_traces, list_domains, upsert_domain, get_domain, cost_summary, cost_investigation, direct_query)}
+        get_traces, list_domains, upsert_domain, get_domain, get_domain_memory, put_domain_memory, cost_summary,
+        cost_investigation, direct_query)}
     return [Route(path, guarded(api, role, handlers[name]), methods=[method], name=name)
             for method, path, role, name in TABLE]
 
@@ -275,6 +285,8 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("GET", f"{P}/domains", "viewer", "list_domains"),
     ("POST", f"{P}/domains", "admin", "upsert_domain"),
     ("GET", f"{P}/domains/{{repo:path}}/config", "viewer", "get_domain"),
+    ("GET", f"{P}/domains/{{repo:path}}/memory", "viewer", "get_domain_memory"),
+    ("PUT", f"{P}/domains/{{repo:path}}/memory", "admin", "put_domain_memory"),
     ("GET", f"{P}/costs/summary", "viewer", "cost_summary"),
     ("GET", f"{P}/costs/investigation/{{id}}", "viewer", "cost_investigation"),
     ("POST", f"{P}/query/{{capability}}", "operator", "direct_query"),

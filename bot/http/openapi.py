@@ -66,6 +66,12 @@ _DETAILS: dict[str, tuple[str, list[dict[str, Any]], dict[str, Any] | None, str,
                           "merge": {"type": "boolean"}}}, "200", _OBJECT),
     "get_domain": ("A domain's configuration", [{"name": "repo", "in": "path", "required": True,
                                                  "schema": {"type": "string"}}], None, "200", _OBJECT),
+    "get_domain_memory": ("A domain's notes for investigations (empty text when none)", [
+        {"name": "repo", "in": "path", "required": True, "schema": {"type": "string"}}], None, "200", _OBJECT),
+    "put_domain_memory": ("Replace a domain's notes (known noisy alerts, owners, runbooks)", [
+        {"name": "repo", "in": "path", "required": True, "schema": {"type": "string"}}],
+        {"type": "object", "required": ["text"], "properties": {"text": {"type": "string", "maxLength": 32000}}},
+        "200", _OBJECT),
     "cost_summary": ("Cost of a period (default: this calendar month, UTC)", [_SINCE, _UNTIL], None, "200", _OBJECT),
     "cost_investigation": ("One investigation's cost breakdown", [_ID], None, "200", _OBJECT),
     "direct_query": ("Ask one capability through the MCP gateway", [{
