@@ -28,7 +28,7 @@ def _past(inv, service, kind, *, change_id="chg-old", score=0.9, disputed=False)
             "fix": "roll back", "feedback": {"up": 0, "down": int(disputed), "comments": [], "disputed": disputed}}
 
 
-NEAR_TIE = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", "chg-2", "config", 4.9),
+NEAR_TIE = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", "chg-2", "config", 4.95),
                    _hyp("payments", None, "dependency", 4.5))
 
 
@@ -42,7 +42,7 @@ def test_a_recurring_root_cause_breaks_a_near_tie_and_is_cited():
     assert top["prior"] == {"weight": round(priors.PRIOR_WEIGHT * 0.93, 4), "incidents": ["inv-old"]}
     assert top["features"]["prior"] == top["prior"]["weight"]
     cited = [e for e in top["evidence"] if e["source"] == "knowledge"]
-    assert cited and cited[0]["ref"] == "investigation:inv-old" and "prior +0.28" in cited[0]["summary"]
+    assert cited and cited[0]["ref"] == "investigation:inv-old" and f"prior +{priors.PRIOR_WEIGHT * 0.93:.2f}" in cited[0]["summary"]
     assert out["priors"]["applied"] == [{"service": "payments", "change_id": "chg-2", "weight": top["prior"]["weight"],
                                          "incidents": ["inv-old"]}]
     # the "no change" hypothesis on payments is another cause: a past config change does not support it
@@ -64,10 +64,14 @@ def test_a_clearly_wrong_candidate_is_never_made_the_answer():
     assert [h["service"] for h in out["hypotheses"]] == ["checkout", "payments"]
     assert out["hypotheses"][1]["score"] == 4.0 and not out["priors"]["applied"]
     assert "more than the margin" in out["priors"]["not_applied"][0]["reason"]
+    # just beyond the margin is beyond it too
+    behind = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0),
+                     _hyp("payments", "chg-2", "config", 5.0 - priors.PRIOR_MARGIN - 0.01))
+    assert priors.apply(behind, memory)["hypotheses"][0]["service"] == "checkout"
 
 
 def test_memory_alone_is_no_reason_and_other_kinds_or_weak_matches_do_not_count():
-    bare = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", "chg-2", "config", 4.95, evidence=0))
+    bare = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", "chg-2", "config", 4.97, evidence=0))
     out = priors.apply(bare, [_past("inv-old", "payments", "config")])
     assert out["hypotheses"][0]["service"] == "checkout"
     assert out["priors"]["not_applied"][0]["reason"] == "no evidence of its own"
@@ -75,11 +79,11 @@ def test_memory_alone_is_no_reason_and_other_kinds_or_weak_matches_do_not_count(
     for past in (_past("inv-a", "payments", "deploy"), _past("inv-b", "payments", "config", score=0.6)):
         assert priors.apply(NEAR_TIE, [past])["hypotheses"][0]["service"] == "checkout"
     # a past incident that blamed no change supports the "no change" hypothesis of its service only
-    nochange = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", None, "dependency", 4.9))
+    nochange = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", None, "dependency", 4.95))
     out = priors.apply(nochange, [_past("inv-c", "payments", "code", change_id=None)])
     assert out["hypotheses"][0]["service"] == "payments" and out["hypotheses"][0]["prior"]["incidents"] == ["inv-c"]
     # aliases of the world format's kinds
-    flag = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", "chg-9", "feature_flag", 4.9))
+    flag = _ranked(_hyp("checkout", "chg-1", "deploy", 5.0), _hyp("payments", "chg-9", "feature_flag", 4.95))
     assert priors.apply(flag, [_past("inv-d", "payments", "flag")])["hypotheses"][0]["service"] == "payments"
 
 
