@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from commands.errors import BadRequest, NotAllowed
 from commands.requests import InvestigationRequest, Origin
+from commands.similar import find_similar_open
 from store import investigations, outbox
 from store.errors import NotFound
 from store.models import Investigation
@@ -124,8 +125,9 @@ def open_or_attach(
 ) -> tuple[StartResult, dict[str, Any] | None]:
     """The rule behind :func:`start`, inside the caller's transaction (no commit, no enqueue).
 
-    A fingerprint with an open investigation is attached to it; otherwise a new investigation
-    is created. The database's partial unique index on open fingerprints settles a race with
+    A fingerprint with an open investigation is attached to it; so is an alert that reads like the
+    alert of an open investigation on the same service (:mod:`commands.similar`); otherwise a new
+    investigation is created. The database's partial unique index on open fingerprints settles a race with
     another writer (create's savepoint rolls back only this insert, and the winner is attached to).
 
     Args:
@@ -145,6 +147,13 @@ def open_or_attach(
         existing = found.id if found is not None else None
     else:
         existing = None
+    similar = find_similar_open(session=session, trigger=request.trigger) if existing is None else None
+    if similar is not None:
+        if fp and open_by_fp is not None:
+            open_by_fp[fp] = similar[0]
+        return StartResult(similar[0], created=False), {
+            "origin": request.origin.to_dict(), "trigger": request.trigger,
+            "similar": {"investigation_id": similar[0], "title_similarity": similar[1]}}
     if existing is None:
         try:
             # create() inserts under its own savepoint and re-raises a conflict that is not its id
