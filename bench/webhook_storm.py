@@ -65,7 +65,8 @@ def payload(i: int, fingerprints: int) -> dict:
         "receiver": "pm", "groupLabels": {"alertname": f"Storm{fp}"}, "commonLabels": {}, "commonAnnotations": {},
         "externalURL": "http://alertmanager.local",
         "alerts": [{
-            "status": "firing", "labels": {"alertname": f"Storm{fp}", "service": "svc", "severity": "warning"},
+            # one service per fingerprint: alike alerts on one service join one investigation (commands/similar.py)
+            "status": "firing", "labels": {"alertname": f"Storm{fp}", "service": f"svc-{fp}", "severity": "warning"},
             "annotations": {"summary": "storm"}, "startsAt": starts, "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": "http://prometheus.local", "fingerprint": fp,
         }],

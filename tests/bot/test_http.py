@@ -129,9 +129,12 @@ def test_repeat_of_an_open_fingerprint_attaches_instead_of_starting_another(list
 
 
 def test_priorities_go_to_their_queues(listener):
+    # three services: alike alerts on one service would join one investigation (commands/similar.py)
     listener.bearer("/webhooks/alertmanager", alert_group_payload(fingerprints=("p1",), severity="critical"))
-    listener.bearer("/webhooks/grafana/alert", alert_group_payload(fingerprints=("p2",), severity="warning"))
-    listener.bearer("/webhooks/alertmanager", alert_group_payload(fingerprints=("p3",), severity="info"))
+    listener.bearer("/webhooks/grafana/alert", alert_group_payload(fingerprints=("p2",), severity="warning",
+                                                                    service="search"))
+    listener.bearer("/webhooks/alertmanager", alert_group_payload(fingerprints=("p3",), severity="info",
+                                                                  service="ledger"))
     assert {i.fingerprint: i.priority for i in listener.investigations()} == {
         "alertmanager:p1": "P1", "grafana:p2": "P2", "alertmanager:p3": "P3",
     }

@@ -24,7 +24,9 @@ def runtime(tmp_path, sqlite_url):
 
 
 def _delivery(fp: str, second: int = 0) -> tuple[str, str, dict]:
-    payload = alert_group_payload(fingerprints=(fp,), starts_at=f"2026-10-02T15:20:{second:02d}Z")
+    # one service per fingerprint: alike alerts on one service would join one investigation (commands/similar.py)
+    payload = alert_group_payload(fingerprints=(fp,), starts_at=f"2026-10-02T15:20:{second:02d}Z",
+                                  service=f"booking-{fp}")
     return "alertmanager", delivery_key("alertmanager", payload, {}, b""), payload
 
 

@@ -51,7 +51,9 @@ def served(tmp_path, database_url):
 
 
 def _body(fingerprint: str, repeat: int) -> bytes:
-    payload = alert_group_payload(fingerprints=(fingerprint,), starts_at=f"2026-10-02T15:20:{repeat:02d}Z")
+    # one service per fingerprint: alike alerts on one service would join one investigation (commands/similar.py)
+    payload = alert_group_payload(fingerprints=(fingerprint,), starts_at=f"2026-10-02T15:20:{repeat:02d}Z",
+                                  service=f"booking-{fingerprint}")
     return json.dumps(payload).encode()
 
 

@@ -70,7 +70,7 @@ def pagerduty_payload(incident_id="Q2A0TD1M5NJP9H", priority="P1", event_type="i
 
 def alert_group_payload(fingerprints=("1a2b3c4d5e6f7a8b",), name="BookingErrorRate", severity="critical",
                         status="firing", group_key='{}:{alertname="BookingErrorRate"}',
-                        starts_at="2026-10-02T15:20:00Z", version="4"):
+                        starts_at="2026-10-02T15:20:00Z", version="4", service="booking"):
     """An Alertmanager webhook v4 body (Grafana's unified alerting sends the same core fields)."""
     return {
         "version": version,
@@ -79,14 +79,14 @@ def alert_group_payload(fingerprints=("1a2b3c4d5e6f7a8b",), name="BookingErrorRa
         "status": status,
         "receiver": "production-master",
         "groupLabels": {"alertname": name},
-        "commonLabels": {"alertname": name, "service": "booking", "severity": severity},
+        "commonLabels": {"alertname": name, "service": service, "severity": severity},
         "commonAnnotations": {},
         "externalURL": "http://alertmanager.local:9093",
         "alerts": [
             {
                 "status": status,
-                "labels": {"alertname": name, "service": "booking", "severity": severity},
-                "annotations": {"summary": "booking 5xx above 5%"},
+                "labels": {"alertname": name, "service": service, "severity": severity},
+                "annotations": {"summary": f"{service} 5xx above 5%"},
                 "startsAt": starts_at,
                 "endsAt": "0001-01-01T00:00:00Z",
                 "generatorURL": "http://prometheus.local/graph",
