@@ -173,11 +173,16 @@ class MiniLM:
                     return hit[None].copy()
             row = self._embed([key])
             with self._cache_lock:
-                self._cache[key] = row[0]
+                self._cache[key] = row[0].copy()
                 while len(self._cache) > CACHE_SIZE:
                     self._cache.popitem(last=False)
             return row
         return self._embed(texts)
+
+    def clear_cache(self) -> None:
+        """Forget the kept vectors (benchmarks time the embedding itself)."""
+        with self._cache_lock:
+            self._cache.clear()
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         encs = self.tokenizer.encode_batch([t or "" for t in texts])
