@@ -7,11 +7,15 @@ when it can be (a re-index catches up otherwise).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from store import outbox
 from store.errors import StoreError
-from store.knowledge import Memory, add_feedback
+from store.knowledge import Memory, add_feedback, feedback_rows
+from store.knowledge import tally as summed
+
+_INDEX_LOCK = threading.Lock()
 
 VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
 
@@ -63,7 +67,13 @@ def record(*, runtime: Any, memory: Memory | None, investigation_id: str, vote: 
     if memory is None:
         return {"feedback": tally, "indexed": False, "note": None}
     try:
-        indexed = memory.kb().set_feedback(investigation_id, tally)
+        # Votes arrive concurrently (the Slack hand-off pool): each writer re-reads the tally under one lock,
+        # so the entry ends with the newest one, never with a slower writer's older count. (Across processes
+        # the last writer still wins; a re-index rebuilds every tally from the database.)
+        with _INDEX_LOCK:
+            with runtime.session() as s:
+                tally = summed(feedback_rows(session=s, investigation_id=investigation_id))
+            indexed = memory.kb().set_feedback(investigation_id, tally)
     except StoreError as exc:
         memory.reset()
         return {"feedback": tally, "indexed": False, "note": str(exc)}

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from store.knowledge import feedback_rows
-from store.models import Investigation
+from store.models import InboundDelivery, Investigation
 from tests.bot.test_slack_e2e import _chart_in, _parent, _wait_outbox_drained, running_bot
 
 pytestmark = pytest.mark.integration
@@ -40,14 +40,18 @@ def test_thumbs_on_the_report_are_feedback_and_a_thumbs_down_disputes(tmp_path: 
         react("U2", "+1", report["ts"], event_id="Ev-up-1")
         react("U2", "+1", report["ts"], event_id="Ev-up-1")  # Slack re-sends the same event: counted once
         react("U4", "thumbsup::skin-tone-3", report["ts"])
+        def indexed() -> dict:
+            return bot.runtime.memory.kb().get(inv_id).feedback
+
         fake.wait_for(lambda: len(votes()) == 2, 10, "two 👍 recorded")
-        entry = bot.runtime.memory.kb().get(inv_id)
-        assert entry.feedback == {"up": 2, "down": 0, "comments": [], "disputed": False}
+        # the two votes were handled concurrently: the entry still ends with both
+        fake.wait_for(lambda: indexed()["up"] == 2, 10, "the entry's tally")
+        assert indexed() == {"up": 2, "down": 0, "comments": [], "disputed": False}
 
         react("U3", "-1", report["ts"])
         fake.wait_for(lambda: len(votes()) == 3, 10, "the 👎 recorded")
-        entry = bot.runtime.memory.kb().get(inv_id)
-        assert entry.feedback["down"] == 1 and entry.feedback["disputed"] is True
+        fake.wait_for(lambda: indexed()["down"] == 1, 10, "the entry's tally")
+        assert indexed()["disputed"] is True
         assert [v["user"] for v in votes()] == ["U2", "U4", "U3"]
 
         # a 👍 on the status message, on the alert parent or a :tada: on the report is not feedback
@@ -60,4 +64,12 @@ def test_thumbs_on_the_report_are_feedback_and_a_thumbs_down_disputes(tmp_path: 
                                                                               "value": inv_id, "action_ts": "1"}]}))
         fake.wait_for(lambda: len(votes()) == 4, 10, "the button's vote recorded")
         assert votes()[-1]["user"] == "U6"
-        assert bot.runtime.memory.kb().get(inv_id).feedback["disputed"] is False  # the latest vote is a 👍 again
+        fake.wait_for(lambda: indexed()["up"] == 3, 10, "the entry's tally")
+        assert indexed()["disputed"] is False  # the latest vote is a 👍 again
+
+        def ignored() -> int:
+            with bot.runtime.session() as s:
+                return len(s.scalars(select(InboundDelivery).where(InboundDelivery.status == "ignored")).all())
+
+        fake.wait_for(lambda: ignored() == 2, 10, "the two 👍 off the report handled (ignored)")
+        assert len(votes()) == 4
