@@ -56,8 +56,7 @@ UTILIZATION = Gauge("pm_worker_utilization", "Busy worker threads / worker threa
 WEBHOOKS = Counter("pm_webhook_deliveries", "Webhook deliveries answered", ["source", "status"])
 PUBLISH = Counter("pm_publish", "Results published", ["target", "outcome"])
 HTTP = Counter("pm_http_requests", "HTTP requests answered by pm serve", ["method", "route", "code"])
-# Durability (docs/reliability.md): each event is also logged. Not in docs/metrics.md's contract table
-# yet: that table lists only what the dashboard and the alert rules read.
+# Durability (docs/reliability.md): each event is also logged; alerts/rules.yaml's durability group reads them.
 FENCED_WRITES = Counter(
     "pm_fenced_writes", "Writes refused because the run no longer held the investigation's lease")
 LEASES_LOST = Counter("pm_leases_lost", "Runs stopped because their lease was lost")
@@ -86,6 +85,8 @@ def prime(*, domains: list[str] | tuple[str, ...] = (), triggers: tuple[str, ...
     for target in ("slack", "jira", "callback"):
         for outcome in ("ok", "error"):
             PUBLISH.labels(target, outcome)
+    for sink in ("slack", "jira"):
+        OUTBOX_DEAD.labels(sink)
 
 
 def exposition(extra: list[Any] | None = None) -> tuple[bytes, str]:
