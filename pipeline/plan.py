@@ -91,7 +91,11 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
         return engine.analyse_signals(state.tools, o["ctx"])
 
     def context(state: PhaseState) -> dict[str, Any]:
-        ctx = engine.gather_context(state.tools, state.trigger, state.window)
+        trigger = state.trigger
+        defaults = getattr(state.tools, "window_defaults", None)
+        if isinstance(defaults, dict) and state.window is None:
+            trigger = {**defaults, **trigger}  # the trigger's own lookback/lookahead win
+        ctx = engine.gather_context(state.tools, trigger, state.window)
         # A ticket source wrapped around the gateway (pipeline.tools.JiraTickets) notes its own failures.
         notes = getattr(state.tools, "missing_sources", None)
         if isinstance(notes, list) and notes:
