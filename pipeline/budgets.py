@@ -383,7 +383,7 @@ def approve(*, session: Session, policy: BudgetPolicy, scope: str, key: str | No
     key = spend.GLOBAL_KEY if scope == "global" else str(key)
     month = spend.month_of(now or utcnow())
     spend.approve(session=session, scope=scope, key=key, month=month, extra_usd=usd, approved_by=by, note=note)
-    log.warning("budget approved by %s: %s %s %s", by or "?", scope, key, f"+${usd:.2f}" if usd else "stop lifted")
+    log.info("budget approved by %s: %s %s %s", by or "?", scope, key, f"+${usd:.2f}" if usd else "stop lifted")
     return scope_state(session=session, policy=policy, scope=scope, key=key, month=month)
 
 
@@ -391,7 +391,9 @@ def status(*, session: Session, policy: BudgetPolicy, now: datetime | None = Non
     """Every monthly budget this month (global, each domain with spend or its own limit) and the
     approvals: what ``pm budgets show`` and ``GET /api/v1/budgets`` answer."""
     month = spend.month_of(now or utcnow())
-    domains = sorted(set(spend.spend_by_domain(session=session, month=month)) | set(policy.domain_limits))
+    approved = spend.approvals_list(session=session, month=month)
+    domains = sorted(set(spend.spend_by_domain(session=session, month=month)) | set(policy.domain_limits)
+                     | {a["key"] for a in approved if a["scope"] == "domain"})
     return {
         "month": month,
         "thresholds": {"warn": policy.warn_at, "p1_only": policy.p1_only_at, "stop": policy.stop_at},
@@ -400,7 +402,7 @@ def status(*, session: Session, policy: BudgetPolicy, now: datetime | None = Non
                               month=month).to_dict(),
         "domains": [scope_state(session=session, policy=policy, scope="domain", key=d, month=month).to_dict()
                     for d in domains],
-        "approvals": spend.approvals_list(session=session, month=month),
+        "approvals": approved,
     }
 
 

@@ -35,6 +35,7 @@ from store import investigations as invs
 from store import outbox
 from store.artifacts import ArtifactStore, make_artifact_store
 from store.db import check_reachable, make_engine, make_session_factory
+from store.errors import ConfigError
 from store.knowledge import memory_from_settings
 from store.models import TERMINAL_STATUSES
 
@@ -313,8 +314,11 @@ def make_budgets(runtime: Runtime, cost: Any = None) -> Budgets:
     """The runtime's :class:`~pipeline.budgets.Budgets` from :class:`store.config.CostSettings`
     (``cost``; None: the defaults of docs/budgets.md). Notices go to ``runtime.alarm`` (the admins'
     Slack channel when the bot wiring set it)."""
-    policy = BudgetPolicy.from_settings(cost) if cost is not None else BudgetPolicy()
-    prices = PriceTable.parse(cost.prices) if cost is not None else PriceTable()
+    try:
+        policy = BudgetPolicy.from_settings(cost) if cost is not None else BudgetPolicy()
+        prices = PriceTable.parse(cost.prices) if cost is not None else PriceTable()
+    except ValueError as exc:  # PM_BUDGET_DOMAINS, PM_PRICES or the thresholds: the message names it
+        raise ConfigError(str(exc)) from None
     return Budgets(session=runtime.session, policy=policy, prices=prices, alarm=lambda: runtime.alarm,
                    on_usage=runtime._progress,
                    usage_event_s=float(cost.usage_event_s) if cost is not None else 5.0)
