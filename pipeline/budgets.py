@@ -36,7 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agents.pricing import PriceTable, Usage
-from agents.router import Choice
+from agents.router import Choice, Router, RouterConfig
 from pipeline import metrics
 from pipeline.errors import BudgetExceeded, BudgetRefused
 from store import agent_runs, model_choices, outbox
@@ -278,24 +278,29 @@ def check_start(*, session: Session, policy: BudgetPolicy, domain: str | None, p
 
 
 def _crossings(session: Session, policy: BudgetPolicy, states: tuple[ScopeState, ...]) -> list[Notice]:
+    """The notices of thresholds crossed for the first time: one per scope, for the highest level
+    newly reached (a jump from 70 % to 105 % says "100 %" once, not three messages)."""
     out: list[Notice] = []
     for st in states:
         if st.limit_usd <= 0:
             continue
+        newest = None
         for level, at in (("warn", policy.warn_at), ("p1_only", policy.p1_only_at), ("stopped", policy.stop_at)):
             if st.ratio < at or (st.lifted and level != "warn"):
                 continue
-            if not spend.claim_notice(session=session, scope=st.scope, key=st.key, month=st.month,
-                                      level=LEVEL_PCT[level], limit_usd=st.limit_usd, spent_usd=st.spent_usd):
-                continue
-            metrics.BUDGET_NOTICES.labels(st.scope, str(LEVEL_PCT[level])).inc()
-            what = {"warn": "new investigations still start",
-                    "p1_only": "only P1 investigations start now",
-                    "stopped": "no new investigation starts until an admin approves: "
-                               f"`{st.approve_command}` (optionally `--usd AMOUNT`)"}[level]
-            out.append(Notice(st.scope, st.key, level, (
-                f"Budget: {st.label} has reached {LEVEL_PCT[level]}% for {st.month} "
-                f"(${st.spent_usd:.2f} of ${st.limit_usd:.2f}); {what}. `pm budgets show` has the details.")))
+            if spend.claim_notice(session=session, scope=st.scope, key=st.key, month=st.month,
+                                  level=LEVEL_PCT[level], limit_usd=st.limit_usd, spent_usd=st.spent_usd):
+                metrics.BUDGET_NOTICES.labels(st.scope, str(LEVEL_PCT[level])).inc()
+                newest = level
+        if newest is None:
+            continue
+        what = {"warn": "new investigations still start",
+                "p1_only": f"only P1 investigations start now (until {policy.stop_at:.0%}, then none)",
+                "stopped": "no new investigation starts until an admin approves: "
+                           f"`{st.approve_command}` (optionally `--usd AMOUNT`)"}[newest]
+        out.append(Notice(st.scope, st.key, newest, (
+            f"Budget: {st.label} has reached {LEVEL_PCT[newest]}% for {st.month} "
+            f"(${st.spent_usd:.2f} of ${st.limit_usd:.2f}); {what}. `pm budgets show` has the details.")))
     return out
 
 
@@ -442,12 +447,15 @@ class Budgets:
         alarm: ``() -> fn(text) | None``: the admin channel poster at the time of the notice.
         on_usage: called with an investigation id after a live usage event was appended.
         usage_event_s: at most one live usage event per investigation this often.
+        router_config: the model tiers and thresholds (PM_MODEL_*, PM_ROUTER_*).
     """
 
     def __init__(self, *, session: Callable[[], AbstractContextManager[Session]], policy: BudgetPolicy | None = None,
                  prices: PriceTable | None = None, alarm: Callable[[], Callable[[str], None] | None] | None = None,
-                 on_usage: Callable[[str], None] | None = None, usage_event_s: float = 5.0) -> None:
+                 on_usage: Callable[[str], None] | None = None, usage_event_s: float = 5.0,
+                 router_config: RouterConfig | None = None) -> None:
         self._session = session
+        self.router_config = router_config or RouterConfig()
         self.policy = policy or BudgetPolicy()
         self.prices = prices or PriceTable()
         self._alarm = alarm or (lambda: None)
@@ -533,12 +541,13 @@ class Budgets:
 class PhaseBudget:
     """What the agents of one phase call around each model call (the machine sets ``state.budget``).
 
-    One agent run per agent per phase collects that agent's calls; :meth:`close` ends them.
+    One agent run per agent and model per phase collects that agent's calls (so cost by model stays
+    right when the router changes tiers); :meth:`close` ends them.
     """
 
     def __init__(self, budgets: Budgets, investigation_id: str, phase: str) -> None:
         self.budgets, self.investigation_id, self.phase = budgets, investigation_id, phase
-        self._runs: dict[str, int] = {}
+        self._runs: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def before_call(self, expected_usd: float = 0.0) -> float:
@@ -548,10 +557,10 @@ class PhaseBudget:
     def charge(self, agent: str, model: str, usage: Usage) -> Charged:
         """Record one call of ``agent`` on ``model``."""
         with self._lock:
-            run_id = self._runs.get(agent)
+            run_id = self._runs.get((agent, model))
             charged = self.budgets.charge(investigation_id=self.investigation_id, agent=agent, phase=self.phase,
                                           model=model, usage=usage, run_id=run_id)
-            self._runs[agent] = charged.run_id
+            self._runs[(agent, model)] = charged.run_id
         return charged
 
     def left(self) -> float:
@@ -561,6 +570,11 @@ class PhaseBudget:
     def record_choice(self, choice: Choice | Mapping[str, Any]) -> None:
         """Put a router choice in the audit trail (``Router(audit=state.budget.record_choice)``)."""
         self.budgets.record_choice(self.investigation_id, choice, phase=self.phase)
+
+    def router(self) -> Router:
+        """A :class:`~agents.router.Router` with the configured tiers and prices whose every choice
+        is recorded in this investigation's audit trail."""
+        return Router(self.budgets.router_config, prices=self.budgets.prices, audit=self.record_choice)
 
     def close(self, status: str = "done", error: str | None = None) -> None:
         """End this phase's agent runs (their totals stay)."""

@@ -21,6 +21,8 @@ from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session
 
 from agents.pricing import PriceTable
+from agents.router import RouterConfig
+from agents.router import config_from as router_config
 from pipeline import publishing, recovery
 from pipeline.broker import is_in_process, make_broker
 from pipeline.budgets import BudgetPolicy, Budgets
@@ -317,11 +319,14 @@ def make_budgets(runtime: Runtime, cost: Any = None) -> Budgets:
     try:
         policy = BudgetPolicy.from_settings(cost) if cost is not None else BudgetPolicy()
         prices = PriceTable.parse(cost.prices) if cost is not None else PriceTable()
+        router = RouterConfig() if cost is None else router_config(
+            {"fast": cost.model_fast, "balanced": cost.model_balanced, "deep": cost.model_deep},
+            escalate_below=cost.escalate_below, tight_below=cost.tight_below)
     except ValueError as exc:  # PM_BUDGET_DOMAINS, PM_PRICES or the thresholds: the message names it
         raise ConfigError(str(exc)) from None
     return Budgets(session=runtime.session, policy=policy, prices=prices, alarm=lambda: runtime.alarm,
                    on_usage=runtime._progress,
-                   usage_event_s=float(cost.usage_event_s) if cost is not None else 5.0)
+                   usage_event_s=float(cost.usage_event_s) if cost is not None else 5.0, router_config=router)
 
 
 def build_runtime(
