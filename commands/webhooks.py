@@ -692,13 +692,19 @@ def process_many(
         attached: list[Any] = []
         for row, result in todo:
             started = []
+            refused = None
             for request in result.requests:
-                outcome = _start_in(session, request, open_by_fp, attached)
+                try:
+                    outcome = _start_in(session, request, open_by_fp, attached)
+                except BudgetStopped as exc:  # the gate refused before writing anything: the batch goes on
+                    refused = str(exc)
+                    log.warning("webhook delivery %s not started: %s", row.id, exc)
+                    continue
                 started.append(outcome)
                 if outcome.created:
                     created.append((outcome.investigation_id, request.priority))
-            row.status = statuses[row.id] = "processed" if started else (
-                "recorded" if row.source == "change" else "ignored")
+            row.status = statuses[row.id] = "processed" if started else ("refused" if refused else (
+                "recorded" if row.source == "change" else "ignored"))
             if started:
                 row.investigation_id = started[0].investigation_id
         # In order, after every "created" of this chunk: each investigation's events keep their order.

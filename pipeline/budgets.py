@@ -246,10 +246,13 @@ def scope_state(*, session: Session, policy: BudgetPolicy, scope: str, key: str,
 
 def scope_states(*, session: Session, policy: BudgetPolicy, domain: str | None,
                  now: datetime | None = None) -> tuple[ScopeState, ...]:
-    """The monthly budgets that apply to an investigation of ``domain``: global, then its domain."""
+    """The monthly budgets that apply to an investigation of ``domain``: global, then its domain's
+    (none when the investigation names no domain: only the global budget holds it)."""
     month = spend.month_of(now or utcnow())
-    return (scope_state(session=session, policy=policy, scope="global", key=spend.GLOBAL_KEY, month=month),
-            scope_state(session=session, policy=policy, scope="domain", key=domain or spend.NO_DOMAIN, month=month))
+    glob = scope_state(session=session, policy=policy, scope="global", key=spend.GLOBAL_KEY, month=month)
+    if not domain:
+        return (glob,)
+    return (glob, scope_state(session=session, policy=policy, scope="domain", key=domain, month=month))
 
 
 def check_start(*, session: Session, policy: BudgetPolicy, domain: str | None, priority: str,
@@ -406,7 +409,8 @@ def status(*, session: Session, policy: BudgetPolicy, now: datetime | None = Non
         "global": scope_state(session=session, policy=policy, scope="global", key=spend.GLOBAL_KEY,
                               month=month).to_dict(),
         "domains": [scope_state(session=session, policy=policy, scope="domain", key=d, month=month).to_dict()
-                    for d in domains],
+                    for d in domains if d != spend.NO_DOMAIN],
+        "no_domain_usd": round(spend.spend_by_domain(session=session, month=month).get(spend.NO_DOMAIN, 0.0), 6),
         "approvals": approved,
     }
 
