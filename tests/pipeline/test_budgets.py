@@ -209,6 +209,14 @@ def test_an_investigation_at_its_cap_stops_and_publishes_a_partial_report(make_r
         choices = model_choices.list_for(session=s, investigation_id=inv_id)
     assert [c["tier"] for c in choices] == ["balanced", "fast", "fast"]
     assert "stepped down to fast: budget tight" in choices[1]["reason"] and choices[1]["phase"] == P.HYPOTHESES
+    from commands import api as api_cmd
+
+    traced = api_cmd.traces(runtime=rt, investigation_id=inv_id)
+    assert [c["tier"] for c in traced["model_choices"]] == ["balanced", "fast", "fast"]
+    assert {a["model_calls"]["cache_read_tokens"] for a in traced["agents"] if a["agent"] == "hypotheses"} == {
+        300_000, 600_000}
+    assert api_cmd.cost_breakdown(runtime=rt, investigation_id=inv_id)["cost_breakdown"]["llm_tokens"][
+        "cache_write"] == 150_000
     kinds = [e["kind"] for e in rt.events(inv_id)]
     assert "usage" in kinds and kinds[-1] == "report"
     rt.publish_now(inv_id)
