@@ -234,7 +234,7 @@ def _level(policy: BudgetPolicy, ratio: float, limit: float, lifted: bool) -> st
 
 def scope_state(*, session: Session, policy: BudgetPolicy, scope: str, key: str, month: str) -> ScopeState:
     """One monthly budget's state (spend from the agent runs, approvals from the store)."""
-    spent = spend.month_spend(session=session, month=month, domain=None if scope == "global" else key)
+    spent = spend.ledger(session=session, scope=scope, key=key, month=month)
     lifted, extra = spend.approvals(session=session, scope=scope, key=key, month=month)
     base = policy.month_limit(scope, key)
     ratio = spent / (base + extra) if base + extra > 0 else 0.0
@@ -400,7 +400,7 @@ def status(*, session: Session, policy: BudgetPolicy, now: datetime | None = Non
     approvals: what ``pm budgets show`` and ``GET /api/v1/budgets`` answer."""
     month = spend.month_of(now or utcnow())
     approved = spend.approvals_list(session=session, month=month)
-    domains = sorted(set(spend.spend_by_domain(session=session, month=month)) | set(policy.domain_limits)
+    domains = sorted(set(spend.ledger_by_domain(session=session, month=month)) | set(policy.domain_limits)
                      | {a["key"] for a in approved if a["scope"] == "domain"})
     return {
         "month": month,
@@ -410,7 +410,7 @@ def status(*, session: Session, policy: BudgetPolicy, now: datetime | None = Non
                               month=month).to_dict(),
         "domains": [scope_state(session=session, policy=policy, scope="domain", key=d, month=month).to_dict()
                     for d in domains if d != spend.NO_DOMAIN],
-        "no_domain_usd": round(spend.spend_by_domain(session=session, month=month).get(spend.NO_DOMAIN, 0.0), 6),
+        "no_domain_usd": round(spend.ledger(session=session, scope="domain", key=spend.NO_DOMAIN, month=month), 6),
         "approvals": approved,
     }
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from store import budgets
 from store.errors import NotFound
 from store.models import AgentRun, Investigation, utcnow
 
@@ -79,6 +80,7 @@ def finish(
         inv.tokens_in = (inv.tokens_in or 0) + tokens_in
         inv.tokens_out = (inv.tokens_out or 0) + tokens_out
         inv.cost_usd = (inv.cost_usd or 0.0) + cost_usd
+        budgets.add_spend(session=session, domain=inv.domain, usd=cost_usd, at=now)
     session.flush()
     return run
 
@@ -128,8 +130,9 @@ def add_usage(
             cost_usd=Investigation.cost_usd + cost_usd, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    row = session.execute(select(Investigation.cost_usd, Investigation.budget_usd)
+    row = session.execute(select(Investigation.cost_usd, Investigation.budget_usd, Investigation.domain)
                           .where(Investigation.id == run.investigation_id)).one()
+    budgets.add_spend(session=session, domain=row[2], usd=cost_usd)
     session.expire(run)
     return float(row[0] or 0.0), (None if row[1] is None else float(row[1]))
 

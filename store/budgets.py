@@ -1,8 +1,12 @@
 """Spend totals and budget records: what agent runs cost per investigation, domain and month;
 admins' approvals; the threshold notices already sent. The rules live in pipeline/budgets.py.
 
-Spend is summed over :class:`~store.models.AgentRun` rows by when the run started (a month is a
-calendar month in UTC), so a run that spans midnight on the 1st counts in the month it began.
+Two views of the month's spend (a month is a calendar month in UTC):
+
+* the **ledger** (``budget_spend``): every cost recorded on an agent run (store/agent_runs.py) is
+  added at once to its month's global row and its domain's row, so the gates, which run before
+  every new investigation and around every model call, read one row (:func:`ledger`);
+* the **agent runs** themselves, summed by when each run started (:func:`month_spend`), for reports.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from store.models import AgentRun, BudgetApproval, BudgetNotice, Investigation, utcnow
+from store.models import AgentRun, BudgetApproval, BudgetNotice, BudgetSpend, Investigation, utcnow
 
 SCOPES = ("global", "domain")
 #: The key of the global scope; domain scopes are keyed by the domain's name ("none" for no domain).
@@ -63,6 +68,37 @@ def spend_by_domain(*, session: Session, month: str) -> dict[str, float]:
         .join(Investigation, Investigation.id == AgentRun.investigation_id)
         .where(_period(month)).group_by(Investigation.domain)).all()
     return {str(d or NO_DOMAIN): float(c) for d, c in rows}
+
+
+def add_spend(*, session: Session, domain: str | None, usd: float, at: datetime | None = None) -> None:
+    """Add ``usd`` to the ledger rows of ``at``'s month: the global one and ``domain``'s (``none``
+    when it has none). An upsert that adds in SQL, so concurrent charges all count."""
+    if usd <= 0:
+        return
+    now = at or utcnow()
+    month = month_of(now)
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    table = BudgetSpend.__table__
+    for scope, key in (("global", GLOBAL_KEY), ("domain", domain or NO_DOMAIN)):
+        stmt = module.insert(table).values(scope=scope, key=key, month=month, usd=usd, updated_at=now)
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=[table.c.scope, table.c.key, table.c.month],
+            set_={"usd": table.c.usd + stmt.excluded.usd, "updated_at": now}))
+
+
+def ledger(*, session: Session, scope: str, key: str, month: str) -> float:
+    """USD charged to one budget in ``month`` (the ledger's row; 0 when nothing was charged)."""
+    value = session.scalar(select(BudgetSpend.usd).where(BudgetSpend.scope == scope, BudgetSpend.key == key,
+                                                         BudgetSpend.month == month))
+    return float(value or 0.0)
+
+
+def ledger_by_domain(*, session: Session, month: str) -> dict[str, float]:
+    """Domain → USD charged in ``month`` (the ledger's domain rows)."""
+    rows = session.execute(select(BudgetSpend.key, BudgetSpend.usd).where(
+        BudgetSpend.scope == "domain", BudgetSpend.month == month)).all()
+    return {str(k): float(u) for k, u in rows}
 
 
 def investigation_totals(*, session: Session, investigation_id: str) -> dict[str, Any]:

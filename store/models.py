@@ -310,6 +310,19 @@ class ModelChoice(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class BudgetSpend(Base):
+    """The month's spend of one budget (``global``/``*`` or ``domain``/name), kept as calls are charged,
+    so the gates read one row instead of summing the month's agent runs (store/budgets.py)."""
+
+    __tablename__ = "budget_spend"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class BudgetApproval(Base):
     """An admin's go-ahead for a monthly budget that reached its stop threshold (pipeline/budgets.py).
 

@@ -11,7 +11,7 @@ from store.errors import DatabaseUnavailable
 TABLES = {
     "investigations", "agent_runs", "phase_checkpoints", "progress_events", "deliveries",
     "publications", "inbound_deliveries", "domain_configs", "source_events",
-    "model_choices", "budget_approvals", "budget_notices",
+    "model_choices", "budget_approvals", "budget_notices", "budget_spend",
 }
 
 

@@ -1,5 +1,5 @@
-"""Cost and budgets (issue #14): cache tokens per agent run, the model router's audit trail, budget
-approvals and the budget notices already sent.
+"""Cost and budgets (issue #14): cache tokens per agent run, the model router's audit trail, the
+monthly spend ledger, budget approvals and the budget notices already sent.
 
 Its own branch off the base revision (``store.db.upgrade`` runs ``upgrade heads``), like the
 knowledge branch, so it does not race other rooms' migrations for the next number.
@@ -46,6 +46,14 @@ def upgrade() -> None:
     )
     op.create_index("ix_model_choices_investigation_id", "model_choices", ["investigation_id"])
     op.create_table(
+        "budget_spend",
+        sa.Column("scope", sa.String(16), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("month", sa.String(7), primary_key=True),
+        sa.Column("usd", sa.Float(), nullable=False, server_default="0"),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "budget_approvals",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("scope", sa.String(16), nullable=False),
@@ -73,6 +81,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("budget_notices")
+    op.drop_table("budget_spend")
     op.drop_index("ix_budget_approvals_scope_key_month", table_name="budget_approvals")
     op.drop_table("budget_approvals")
     op.drop_index("ix_model_choices_investigation_id", table_name="model_choices")
