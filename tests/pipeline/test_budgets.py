@@ -228,3 +228,21 @@ def test_an_investigation_at_its_cap_stops_and_publishes_a_partial_report(make_r
     assert f"${inv['cost_usd']:.2f} of $1.00" in str(status["blocks"])
     with pytest.raises(BudgetExceeded):
         rt.budgets.before_call(inv_id)
+
+
+@pytest.mark.integration
+def test_spend_recorded_at_a_phase_end_reaches_the_ledger_and_the_gate(make_runtime):
+    # a phase that reports its usage the older way (state.record_usage, closed by the machine)
+    rt = make_runtime(ScriptedPlan(cost={P.EVIDENCE: 9.5}))
+    inv_id = investigate.start(runtime=rt, request=_request("P2")).investigation_id
+    with rt.session() as s:
+        invs.get(session=s, investigation_id=inv_id).budget_usd = 20.0  # its own cap is not the point here
+    assert rt.machine.advance(inv_id) == P.COMPLETE
+    from store import budgets as spend
+
+    with rt.session() as s:
+        month = spend.month_of(invs.get(session=s, investigation_id=inv_id).created_at)
+        assert spend.ledger(session=s, scope="domain", key="payments", month=month) == pytest.approx(9.5)
+        assert spend.month_spend(session=s, month=month, domain="payments") == pytest.approx(9.5)
+    with pytest.raises(BudgetStopped, match="95% used"):
+        investigate.start(runtime=rt, request=_request("P3"))
