@@ -252,12 +252,13 @@ class Machine:
         state._tools_factory = _bind(self._tools_factory, inv_dict, lease.lost)
         runner = _PhaseThread(f"phases-{investigation_id}")
         try:
-            for phase, rnd in self._steps(investigation_id, state):
-                self._run_step(lease, runner, phase, rnd, state, final_attempt)
-            self._publish(lease, state)
-            return P.COMPLETE
-        except _Partial as partial:
-            self._publish(lease, state, partial=partial.reason)
+            partial: str | None = None
+            try:
+                for phase, rnd in self._steps(investigation_id, state):
+                    self._run_step(lease, runner, phase, rnd, state, final_attempt)
+            except _Partial as stopped:  # the cap was reached: publish what the finished phases found
+                partial = stopped.reason
+            self._publish(lease, state, partial=partial)
             return P.COMPLETE
         except _Stop as stop:
             return stop.status
