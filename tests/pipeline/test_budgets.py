@@ -246,3 +246,25 @@ def test_spend_recorded_at_a_phase_end_reaches_the_ledger_and_the_gate(make_runt
         assert spend.month_spend(session=s, month=month, domain="payments") == pytest.approx(9.5)
     with pytest.raises(BudgetStopped, match="95% used"):
         investigate.start(runtime=rt, request=_request("P3"))
+
+
+@pytest.mark.integration
+def test_a_slack_start_refused_by_the_budget_tells_the_requester(make_runtime, slack):
+    from bot.slack.starts import StartBatcher
+
+    rt = make_runtime()
+    _spend(rt, 10.2)
+    batcher = StartBatcher(rt, journal=None, client=make_web_client(token="xoxb-t", base_url=slack.api_url)).start()
+    try:
+        for priority in ("P2", "P1"):  # a burst fails as one batch, then each start is told on its own
+            batcher.submit(InvestigationRequest(trigger={"text": f"checkout slow {priority}"}, domain="payments",
+                                                priority=priority, requested_by="U7",
+                                                origin=Origin(kind="slack", channel="C9", user="U7")), None)
+        assert batcher.join(30)
+    finally:
+        batcher.stop()
+    assert [(e["channel"], e["user"]) for e in slack.ephemerals] == [("C9", "U7"), ("C9", "U7")]
+    assert all(e["text"].startswith(":no_entry: Not started: the monthly budget of domain payments is spent")
+               and "pm budgets approve domain payments" in e["text"] for e in slack.ephemerals)
+    with rt.session() as s:
+        assert len(invs.list_recent(session=s)) == 1  # only the one that spent the budget
