@@ -508,6 +508,19 @@ class Budgets:
                 log.warning("live usage event of %s not appended", investigation_id, exc_info=True)
         return charged
 
+    def check_notices(self, investigation_id: str) -> list[Notice]:
+        """Send the notices of monthly thresholds crossed by spend recorded otherwise than through
+        :meth:`charge` (e.g. agent runs closed at a phase's end). Never raises: a notice is a courtesy."""
+        try:
+            with self._session() as s:
+                domain = s.scalar(select(Investigation.domain).where(Investigation.id == investigation_id))
+                notices = _crossings(s, self.policy, scope_states(session=s, policy=self.policy, domain=domain))
+        except Exception:  # noqa: BLE001 - the gate at the next start still sees the spend
+            log.warning("budget notices of %s not checked", investigation_id, exc_info=True)
+            return []
+        self.notify(notices)
+        return notices
+
     def notify(self, notices: tuple[Notice, ...] | list[Notice]) -> None:
         """Say each notice in the admins' channel (when configured) and in the log."""
         for notice in notices:

@@ -335,6 +335,7 @@ class Machine:
             self._check_stop(s, inv)
             checkpoints.start(session=s, investigation_id=inv_id, phase=phase, round=rnd)
             inv.phase, inv.round = phase, rnd
+            spent_before = float(inv.cost_usd or 0.0)
             agent_runs.abandon_running(session=s, investigation_id=inv_id, phase=phase)
             outbox.append(session=s, investigation_id=inv_id, kind="phase_started",
                           payload={"phase": phase, "round": rnd})
@@ -376,7 +377,11 @@ class Machine:
                 self._milestone(s, inv_id, output)
             inv = invs.get(session=s, investigation_id=inv_id)
             over = self._over_budget(inv)
+            spent = float(inv.cost_usd or 0.0) > spent_before
         self._on_progress(inv_id)
+        if spent and self.budgets is not None:
+            # spend recorded at the phase's end (not call by call) may have crossed a monthly threshold
+            self.budgets.check_notices(inv_id)
         state.outputs[name] = output
         if over:
             raise _Partial(over)

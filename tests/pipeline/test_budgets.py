@@ -231,7 +231,7 @@ def test_an_investigation_at_its_cap_stops_and_publishes_a_partial_report(make_r
 
 
 @pytest.mark.integration
-def test_spend_recorded_at_a_phase_end_reaches_the_ledger_and_the_gate(make_runtime):
+def test_spend_recorded_at_a_phase_end_reaches_the_ledger_the_gate_and_the_admins(make_runtime, slack):
     # a phase that reports its usage the older way (state.record_usage, closed by the machine)
     rt = make_runtime(ScriptedPlan(cost={P.EVIDENCE: 9.5}))
     inv_id = investigate.start(runtime=rt, request=_request("P2")).investigation_id
@@ -246,6 +246,8 @@ def test_spend_recorded_at_a_phase_end_reaches_the_ledger_and_the_gate(make_runt
         assert spend.month_spend(session=s, month=month, domain="payments") == pytest.approx(9.5)
     with pytest.raises(BudgetStopped, match="95% used"):
         investigate.start(runtime=rt, request=_request("P3"))
+    [notice] = slack.messages["CADMIN"]  # crossed 80 and 90 % at the phase's end: said once, the highest
+    assert "domain payments has reached 90%" in notice["text"]
 
 
 @pytest.mark.integration
