@@ -37,6 +37,9 @@ class PhaseState:
     usage: dict[str, Any] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
     #: Set when the run lost its lease: the phase's result will be thrown away, so stop early.
     abandoned: threading.Event = field(default_factory=threading.Event)
+    #: The budget hooks of this phase (pipeline.budgets.PhaseBudget: before_call, charge, left,
+    #: record_choice), or None when the runtime has no budgets. Set by the machine per phase.
+    budget: Any = None
 
     @property
     def tools(self) -> Any:
