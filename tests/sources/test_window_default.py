@@ -51,7 +51,9 @@ def test_a_webhook_investigation_reads_the_window_of_sources_yaml(tmp_path, sqli
         started = []
         for n, extra in enumerate(({}, {"lookback_s": 1800.0})):
             req = InvestigationRequest(
-                trigger={"alert": f"am-{n}", "service": "checkout", "title": "checkout errors", "at": _iso(AT), **extra},
+                # two different symptoms: alike alerts on one service would join one investigation (commands/similar.py)
+                trigger={"alert": f"am-{n}", "service": "checkout", "title": ("checkout errors", "checkout slow responses")[n],
+                         "at": _iso(AT), **extra},
                 origin=Origin(kind="webhook", source="alertmanager"))
             started.append(investigate.start(runtime=runtime, request=req).investigation_id)
         for inv in started:
