@@ -345,9 +345,11 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         ts = parse_ts(change.get("ts"))
         if ts is None:
             continue
+        own_onset = sig.get("services", {}).get(str(change.get("service")), {}).get("onset")
+        own_onset = float(own_onset) if isinstance(own_onset, int | float) else parse_ts(own_onset)
         scored.append({**score_change(change, change_ts=ts, onset=onset, origin_rank=origin_rank,
                                       neighbours=neighbours, new_error_after=new_error_after,
-                                      failing_share=failing), "ts": change.get("ts")})
+                                      failing_share=failing, service_onset=own_onset), "ts": change.get("ts")})
     scored.sort(key=lambda c: -c["score"])
     surge = any(info.get("traffic_shift", 0.0) >= 0.3 for info in sig.get("services", {}).values())
     capacity = [svc for svc, info in sig.get("services", {}).items() if info.get("saturation") and surge]
