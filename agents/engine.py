@@ -321,7 +321,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
                          "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
-                         "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0)}
+                         "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
+                         "has_logs": "new_errors" in info}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {})
     onset = parse_ts(sig.get("onset"))
     origin_rank: dict[str, float] = {}

@@ -219,8 +219,10 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
             if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
-            if not callee_named and (named_by.get(service) or near.get(service)):
-                continue  # failing callers blame this service by name, and it blames nobody below
+            if not callee_named and (named_by.get(service) or near.get(service)) and info.get("has_logs", True):
+                # Failing callers blame this service by name, and it blames nobody below. A service that
+                # ships no logs could not have named its callee, so its silence says nothing (issue #15).
+                continue
             if callee_named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
