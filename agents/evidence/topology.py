@@ -139,6 +139,19 @@ def _not_earlier(caller_onset: float | None, onset: float | None) -> bool:
     return caller_onset is None or onset is None or caller_onset >= onset - ONSET_TOLERANCE_S
 
 
+def _errors_explain(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
+    """Whether the callee's errors are at least as clear as the caller's own (both anomalous).
+
+    A caller's failed requests are often its callee's failures passed on, plus the latency of waiting for them:
+    the caller then shows more modalities (errors and latency) than the callee (errors only), and its overall
+    score can dwarf the callee's. Errors do not grow on their way up, so a callee whose error signal is at least
+    the caller's can explain it (issue #15: a 5 % flag failing on a callee, its caller shipping no logs).
+    """
+    mine = float((caller.get("families") or {}).get("error", 0.0))
+    theirs = float((callee.get("families") or {}).get("error", 0.0))
+    return mine > 0 and theirs >= mine
+
+
 def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
     """Services whose error text names ``service``, or names a service whose errors name it, and so on."""
     seen: set[str] = set()
@@ -217,7 +230,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             if callee_onset is None and not callee_named:
                 continue  # a callee with no onset of its own explains nothing unless named
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
-            if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)):
+            if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)) \
+                    and not _errors_explain(info, anomalies.get(callee, {})):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
             if not callee_named and (named_by.get(service) or near.get(service)) and info.get("has_logs", True):
                 # Failing callers blame this service by name, and it blames nobody below. A service that
