@@ -103,3 +103,18 @@ def test_a_change_after_its_service_was_already_failing_is_after_the_onset():
     assert early["position"] == "before"  # no telemetry onset known: the new errors vouch for it
     late = _score(deploy, dt_s=-196, first_error_after_s=60, service_onset_after_s=-180)
     assert late["position"] == "after" and late["score"] == 0.0
+
+
+def test_the_report_says_the_reported_entry_service_is_a_victim():
+    from agents.evidence import ranking
+
+    origins = [{"service": "contacts", "score": 3.0, "victim_of": [], "explains": ["gateway"], "named_by": [],
+                "named_near": [], "onset": 100.0, "strength": 1.5, "own_fault": 0.0},
+               {"service": "gateway", "score": 1.0, "victim_of": ["contacts"], "explains": [], "named_by": [],
+                "named_near": [], "onset": 130.0, "strength": 1.0, "own_fault": 0.0}]
+    ctx = {"alerts": [], "missing_sources": [], "trigger_service": "gateway"}
+    cor = {"origins": origins, "changes": [], "neighbours": [], "capacity_services": []}
+    top = ranking.rank(ctx, {"services": {}, "series": [], "templates": []}, cor, [])[0]
+    assert top["service"] == "contacts"
+    assert "gateway, where the report came from, is a victim: it calls contacts" in top["statement"]
+    assert any(item["summary"].startswith("gateway (reported) is a victim of contacts") for item in top["evidence"])
