@@ -118,3 +118,42 @@ def test_the_report_says_the_reported_entry_service_is_a_victim():
     assert top["service"] == "contacts"
     assert "gateway, where the report came from, is a victim: it calls contacts" in top["statement"]
     assert any(item["summary"].startswith("gateway (reported) is a victim of contacts") for item in top["evidence"])
+
+
+def test_log_order_of_same_second_lines_from_different_services_does_not_matter(tmp_path):
+    # The same world twice: once in its writer's order, once with each second's lines grouped by service the
+    # other way round (as per-service log files are merged). Each service's own lines keep their order.
+    import json
+
+    from agents import engine
+    from agents.evidence import signals
+    from sandbox.generator import generate_world
+    from sandbox.tools import WorldTools
+
+    world = generate_world(tmp_path / "a", family="deploy", seed=11, log_lines=1500)
+    other = tmp_path / "b"
+    other.mkdir()
+    for item in world.iterdir():
+        if item.name != "logs.jsonl":
+            (other / item.name).write_bytes(item.read_bytes())
+    records = [json.loads(raw) for raw in (world / "logs.jsonl").read_text().splitlines()]
+    by_second: dict[str, list[dict]] = {}
+    for rec in records:
+        by_second.setdefault(rec["ts"], []).append(rec)
+    shuffled = []
+    for ts in sorted(by_second):
+        group = by_second[ts]
+        for svc in sorted({r["service"] for r in group}, reverse=True):
+            shuffled.extend(r for r in group if r["service"] == svc)
+    assert shuffled != records  # the two files really differ in order
+    (other / "logs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in shuffled))
+    fetched, reports = [], []
+    for folder in (world, other):
+        tools = WorldTools(folder)
+        ctx = engine.gather_context(tools, None, None)
+        fetched.append(signals.fetch_logs(tools, ctx, ctx["anchor"] - 600, [])[0])
+        report = engine.run_all(tools, None, None)
+        reports.append((report["hypotheses"][0]["service"], report["hypotheses"][0]["change_id"],
+                        report["confidence"]))
+    assert fetched[0] == fetched[1]
+    assert reports[0] == reports[1]
