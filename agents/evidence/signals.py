@@ -199,26 +199,14 @@ def fetch_logs(tools: Any, ctx: dict[str, Any], onset: float, missing: list[str]
             missing.append("logs (no lines in the window)")
         return [], {"total": 0, "sampled": False}
     if total <= FULL_FETCH_LINES:
-        lines = _page_all(tools, missing, start=window["start"], end=window["end"])
-        return in_time_order(lines), {"total": total, "sampled": False}
+        return _page_all(tools, missing, start=window["start"], end=window["end"]), {"total": total, "sampled": False}
     lines = _page_all(tools, missing, start=window["start"], end=window["end"], levels=["WARN", "ERROR", "FATAL"])
     onset_iso = fmt_ts(onset)
     for lo, hi in ((window["start"], onset_iso), (onset_iso, window["end"])):
         page = safe_call(tools, "logs.search", missing, "logs", start=lo, end=hi, levels=["DEBUG", "INFO"],
                          limit=SAMPLE_LINES)
         lines.extend(page.get("lines") or [])
-    return in_time_order(lines), {"total": total, "sampled": True}
-
-
-def in_time_order(lines: list[dict]) -> list[dict]:
-    """Lines by time, then by service, each service's own lines in the order they came (a stable sort).
-
-    Sources disagree on the order of lines of different services stamped in the same second: one world file
-    keeps its writer's order, per-service files are merged file by file. Template mining is order-sensitive,
-    so without one rule the answer could flip with the source (bench/README.md, live parity, Nezha
-    tt-020..024). Params: lines — logs.search lines. Returns: a new list.
-    """
-    return sorted(lines, key=lambda line: (str(line.get("ts") or ""), str(line.get("service") or "")))
+    return lines, {"total": total, "sampled": True}
 
 
 def _page_all(tools: Any, missing: list[str], **args: Any) -> list[dict]:
