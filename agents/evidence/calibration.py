@@ -34,7 +34,7 @@ FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_
 # answers (origin strength 0.25-0.4, wrong on Nezha and alt seed 11) from 20-55 to 84-97.
 COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "origin_margin": 1.107,
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
-                "blames_failing": -2.0, "names_silent": -1.5, "symptoms_only": 0.0}
+                "blames_failing": -2.0, "names_silent": -1.5}
 
 
 def confidence(features: dict[str, float]) -> int:
