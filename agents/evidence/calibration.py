@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_score", "named", "explains",
-            "degraded", "blames_failing", "names_silent", "symptoms_only")
+            "degraded", "blames_failing", "names_silent")
 
 # Fitted by `bench/rca.py --count 60 --seed 101 --nezha ../shared/eval/nezha-tt --calibrate --transport direct`
 # (L2-penalised logistic regression on the top hypothesis' features vs. top-1 hit) on the seed-101 suite plus

@@ -181,7 +181,6 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         "degraded": min(1.0, len(ctx.get("missing_sources", [])) / 2),
     }
     features.update(_victim_features(origin, origins))
-    features["symptoms_only"] = _symptoms_only(origin, change, sig)
     hyp["features"] = {k: round(v, 4) for k, v in features.items()}
     hyp["confidence"] = calibration.confidence(features)
     hyp["evidence"] = evidence
@@ -197,19 +196,6 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         hyp["statement"] += f" {reported}, where the report came from, is a victim: {why}."
         evidence.append({"source": "topology", "ref": f"topology:{reported}",
                          "summary": f"{reported} (reported) is a victim of {svc}: {why}"})
-
-
-def _symptoms_only(origin: dict[str, Any], change: dict[str, Any] | None, sig: dict[str, Any]) -> float:
-    """1.0 when all that supports the answer is symptoms that also travel between services (issue #15).
-
-    No change of its own, no fault signature of its own (a delay on the path to it, errors it wrote first, a
-    saturated resource, a statement it no longer reaches), no new error shapes in its own logs and no failing
-    caller naming it: only its error rate or latency moved, which a victim's also do. On metrics-only data
-    such answers are right about a third of the time (Nezha TrainTicket without logs: code faults).
-    """
-    info = sig.get("services", {}).get(origin["service"], {})
-    own = float(info.get("own_fault", 0.0)) > 0 or bool(info.get("saturation")) or bool(info.get("new_errors"))
-    return 0.0 if change is not None or own or origin.get("named_by") else 1.0
 
 
 def _victim_features(origin: dict[str, Any], origins: list[dict[str, Any]]) -> dict[str, float]:
