@@ -6,9 +6,10 @@ of a world next to the original (in a scratch folder; the source world is read i
 * ``no_logs``: logs.jsonl left out (the world format allows a missing optional file), so trace-joined log
   lines go too;
 * ``thin``: keep this share (0..1] of the samples of request-level series (``requests_per_s``,
-  ``error_rate``, latency and caller latency: what traces or a mesh measure), chosen by a stable hash of
-  (service, name, ts) so every run drops the same samples; with logs kept, lines of traces whose id hashes
-  out go as well (1-in-N trace sampling).
+  ``error_rate``, latency and caller latency: what traces or a mesh measure), chosen per (service, ts) by a
+  stable hash so every run drops the same samples and a service's request-level series vanish together for
+  a step (no sampled span of it then); with logs kept, lines of traces whose id hashes out go as well
+  (1-in-N trace sampling).
 
 Every other file is linked, not copied.
 """
@@ -30,7 +31,7 @@ def _keep(key: str, share: float) -> bool:
 
 def derive(world: Path, out_root: Path, *, no_logs: bool = False, thin: float = 1.0) -> Path:
     """Write the variant of ``world`` under ``out_root`` (reused when already there); returns its folder."""
-    tag = ("nologs" if no_logs else "logs") + (f"-thin{thin:g}" if thin < 1.0 else "")
+    tag = ("nologs" if no_logs else "logs") + (f"-thinsvc{thin:g}" if thin < 1.0 else "")
     out = out_root / tag / world.name
     if (out / ".variant").exists():
         return out
@@ -53,7 +54,7 @@ def derive(world: Path, out_root: Path, *, no_logs: bool = False, thin: float = 
                 for raw in src:
                     rec = json.loads(raw)
                     if rec.get("name") not in REQUEST_SERIES or \
-                            _keep(f"{rec.get('service')}/{rec.get('name')}/{rec.get('ts')}", thin):
+                            _keep(f"{rec.get('service')}/{rec.get('ts')}", thin):
                         dst.write(raw)
             continue
         target.symlink_to(item.resolve())
