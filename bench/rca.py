@@ -167,6 +167,9 @@ def summarise(title: str, rows: list[dict], *, service_only: bool = False) -> No
         print(f"baseline 'hottest service's last change'         top-1 {share('base_b'):.3f}")
     roc = auroc([r["confidence"] for r in rows], [r["hit1"] for r in rows])
     print(f"confidence AUROC {roc:.3f}" if roc is not None else "confidence AUROC n/a (one class only)")
+    wrong = sorted((r["confidence"] for r in rows if not r["hit1"]), reverse=True)
+    print(f"wrong top-1 answers {len(wrong)}: above 50 {sum(c > 50 for c in wrong)}, above 80 {sum(c > 80 for c in wrong)}"
+          f" (highest {wrong[:3]})")
     print(f"mean time per world {sum(r['time'] for r in rows) / n * 1000:.0f} ms (engine only, excl. gateway open)")
 
 
