@@ -19,6 +19,8 @@ ONSET_TOLERANCE_S = 120.0
 MIN_NAMER_SCORE = 0.3
 # A callee explains a caller's anomaly only when at least this fraction as anomalous.
 EXPLAIN_SHARE = 0.5
+# Extra origin-score penalty of a victim whose callee's onset is clearly (ONSET_TOLERANCE_S) earlier than its own.
+LATER_VICTIM_PENALTY = 1.0
 # A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
 OWN_FAULT_SHARE = 0.2
 # Signature families (engine._add_signatures) read from traces rather than from the service's own resources.
@@ -262,12 +264,19 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             early = max(0.0, 1.0 - max(0.0, onset - first) / 600.0)
         elif service in named_by:
             early = 0.5
+        # A victim whose callee went bad clearly before it (more than the onset tolerance) is a victim twice
+        # over: its own failure began after that callee's (issue #15: an entry service above the callee whose
+        # fault it passes on, on metrics only).
+        later = onset is not None and any(
+            anomalies.get(c, {}).get("onset") is not None and anomalies[c]["onset"] < onset - ONSET_TOLERANCE_S
+            for c in victim_of)
         others = max(1, len(implicated) - 1)
         # Explaining many callers is evidence, but a popular leaf has many callers
         # by construction: count the share of its own callers that degraded.
         explain_share = 0.5 * len(explains) / others + 0.5 * len(explains) / max(1, len(upstream))
         score = (1.5 * strength + 1.2 * explain_share + 0.8 * min(1.0, len(named_by.get(service, [])) / 2)
                  + 0.6 * early + 0.4 * min(1.0, info.get("new_errors", 0) / 2) - 1.5 * (1 if victim_of else 0)
+                 - LATER_VICTIM_PENALTY * (1 if later else 0)
                  + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2))
         out.append({"service": service, "score": round(score, 4), "victim_of": victim_of, "explains": explains,
                     "named_by": sorted(named_by.get(service, [])), "named_near": near.get(service, []),
