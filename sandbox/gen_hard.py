@@ -32,13 +32,13 @@ from sandbox.world import parse_ts
 STORM = (8, 20)
 # Changes on a self-failing origin that cannot produce its failure: (kind, summary, details).
 _OWN_HARMLESS = (
-    ("infra", "Upgrade {svc} metrics exporter 0.21.0 -> 0.24.1", {"action": "exporter_upgrade"}),
+    ("infra", "Upgrade {svc} metrics exporter 0.21.0 -> 0.24.1", {"resource": "{svc}", "action": "exporter_upgrade"}),
     ("config", "Move {svc} nightly backup schedule to 02:30 UTC",
      {"key": "backup.schedule", "from": "0 1 * * *", "to": "30 2 * * *"}),
     ("config", "Raise {svc} log level threshold to WARN", {"key": "logging.level", "from": "INFO", "to": "WARN"}),
     ("config", "Set {svc} slow query log threshold to 500ms",
      {"key": "log_min_duration_statement", "from": "1000ms", "to": "500ms"}),
-    ("infra", "Rotate {svc} monitoring sidecar to node-exporter 1.8", {"action": "sidecar_update"}),
+    ("infra", "Rotate {svc} monitoring sidecar to node-exporter 1.8", {"resource": "{svc}", "action": "sidecar_update"}),
 )
 _SECOND_INCIDENT = (
     "Batch export failed: timeout writing to s3://reports-{id}",
@@ -63,7 +63,8 @@ def harden_changes(rng: random.Random, plan: Plan, book: ChangeBook) -> None:
         drafted = book.draft("config" if kind == "config" else "infra", origin,
                              max(60, plan.onset - rng.randint(13 * 60, 16 * 60)), harmful=False).change
         plan.changes.append(Change(drafted.id, drafted.ts, kind, origin.name, drafted.author,
-                                   summary.format(svc=origin.name), dict(details)))
+                                   summary.format(svc=origin.name),
+                                   {k: v.format(svc=origin.name) for k, v in details.items()}))
         plan.notes.append("hard: harmless change on the origin before the onset")
     plan.notes.append("hard: change storm")
 
