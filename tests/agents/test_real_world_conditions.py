@@ -118,3 +118,19 @@ def test_the_report_says_the_reported_entry_service_is_a_victim():
     assert top["service"] == "contacts"
     assert "gateway, where the report came from, is a victim: it calls contacts" in top["statement"]
     assert any(item["summary"].startswith("gateway (reported) is a victim of contacts") for item in top["evidence"])
+
+
+def test_a_victim_whose_callee_failed_clearly_earlier_ranks_below_it():
+    # mobile, web → api → db. api's error and latency rise is the strongest, but db went bad 5 min earlier.
+    graph = CallGraph([{"name": "web", "calls": ["api"]}, {"name": "mobile", "calls": ["api"]},
+                       {"name": "api", "calls": ["db"]}, {"name": "db", "calls": []}])
+    callers = {"web": {"score": 2.5, "onset": 460.0}, "mobile": {"score": 2.5, "onset": 460.0}}
+    earlier = locate_origin(graph, {**callers, "api": {"score": 2.0, "onset": 400.0},
+                                    "db": {"score": 1.1, "onset": 100.0}}, {})
+    assert earlier[0]["service"] == "db"
+    api = next(o for o in earlier if o["service"] == "api")
+    assert api["victim_of"] == ["db"]
+    # db failing within the onset tolerance of api (simultaneous on a 60 s grid): no extra penalty.
+    together = locate_origin(graph, {**callers, "api": {"score": 2.0, "onset": 400.0},
+                                     "db": {"score": 1.1, "onset": 350.0}}, {})
+    assert together[0]["service"] == "api"
