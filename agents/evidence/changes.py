@@ -124,10 +124,7 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         closeness = 0.5
     else:
         dt = onset - change_ts
-        # Its own service was already failing by its telemetry before it landed: a later change (a follow-up
-        # deploy, a rollback) even when the service's new error lines, slow to grow, come after it.
-        failing_before = service_onset is not None and service_onset < change_ts - AFTER_TOLERANCE_S
-        if dt < -AFTER_TOLERANCE_S and not (leads and dt >= -MAX_ONSET_ERROR_S and not failing_before):
+        if dt < -AFTER_TOLERANCE_S and not (leads and dt >= -MAX_ONSET_ERROR_S):
             against.append(f"lands {int(-dt)} s after the onset, so it cannot have caused it")
             return {"id": change.get("id"), "service": service, "kind": kind, "score": 0.0,
                     "dt_s": dt, "position": "after", "reasons": reasons, "against": against}

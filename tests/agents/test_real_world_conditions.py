@@ -95,16 +95,6 @@ def test_a_caller_that_ships_no_logs_is_still_the_victim_of_its_failing_store():
     assert speaking[0]["service"] == "fraud"
 
 
-def test_a_change_after_its_service_was_already_failing_is_after_the_onset():
-    # The onset estimate is early by a few minutes; every new error line on the service (slow to grow)
-    # comes after a follow-up deploy, but the service's own metrics went bad 3 min before that deploy.
-    deploy = {"id": "chg-7", "service": "inventory", "kind": "deploy", "summary": "deploy 2.0.1", "details": {}}
-    early = _score(deploy, dt_s=-196, first_error_after_s=60)
-    assert early["position"] == "before"  # no telemetry onset known: the new errors vouch for it
-    late = _score(deploy, dt_s=-196, first_error_after_s=60, service_onset_after_s=-180)
-    assert late["position"] == "after" and late["score"] == 0.0
-
-
 def test_the_report_says_the_reported_entry_service_is_a_victim():
     from agents.evidence import ranking
 
