@@ -22,6 +22,7 @@ from agents.evidence import (
     signatures,
     unreached,
 )
+from agents.evidence import changes as changes_mod
 from agents.evidence import verify as verification
 from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
@@ -351,6 +352,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         scored.append({**score_change(change, change_ts=ts, onset=onset, origin_rank=origin_rank,
                                       neighbours=neighbours, new_error_after=new_error_after,
                                       failing_share=failing, service_onset=own_onset), "ts": change.get("ts")})
+    changes_mod.earlier_lead(scored, {str(c["id"]): parse_ts(c["ts"]) or 0.0 for c in scored})
     scored.sort(key=lambda c: -c["score"])
     surge = any(info.get("traffic_shift", 0.0) >= 0.3 for info in sig.get("services", {}).values())
     capacity = [svc for svc, info in sig.get("services", {}).items() if info.get("saturation") and surge]

@@ -112,6 +112,7 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
     firsts = sorted(new_error_after.get(service, []))
     # The service's new errors begin right after the change: the clearest link a change can have.
     leads = bool(firsts) and firsts[0] >= change_ts - 30 and firsts[0] - change_ts <= FOLLOW_S
+    past_onset = False
     signs = [t for t in (service_onset, firsts[0] if firsts else None) if t is not None and t >= change_ts - 30]
     healthy = min(signs) - change_ts if signs else None
     if healthy is not None and healthy > HEALTHY_AFTER_S:
@@ -129,6 +130,7 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
             return {"id": change.get("id"), "service": service, "kind": kind, "score": 0.0,
                     "dt_s": dt, "position": "after", "reasons": reasons, "against": against}
         position = "before"
+        past_onset = dt < -AFTER_TOLERANCE_S
         if dt < -AFTER_TOLERANCE_S:
             # The onset is an estimate (the earliest of several series, some noisy); the change's own
             # service says more: every new error there comes after it.
@@ -184,4 +186,26 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         against.append(f"it changes only {service}'s {inert}, which does not alter how it serves requests")
         score *= INERT_SHARE
     return {"id": change.get("id"), "service": service, "kind": kind, "score": round(score, 4),
-            "dt_s": dt, "position": position, "reasons": reasons, "against": against}
+            "dt_s": dt, "position": position, "reasons": reasons, "against": against, "leads": leads,
+            "past_onset": past_onset}
+
+
+def earlier_lead(scored: list[dict[str, Any]], times: dict[str, float]) -> None:
+    """Rule out changes admitted past the onset estimate when an earlier change on their service leads too (in place).
+
+    A change that lands after the estimated onset counts when every new error of its service follows it
+    (score_change). When an earlier change on the same service, before the onset, is also followed right away
+    by those errors, the errors began with the earlier one and the later change (a follow-up deploy during a
+    slow onset) landed while they were beginning. Params: scored — score_change results; times — id → epoch s.
+    """
+    for change in scored:
+        if not change.get("past_onset") or change["position"] != "before":
+            continue
+        ts = times.get(str(change["id"]))
+        earlier = [c for c in scored if c["service"] == change["service"] and c is not change and c.get("leads")
+                   and not c.get("past_onset") and c["position"] == "before" and ts is not None
+                   and times.get(str(c["id"]), ts) < ts]
+        if earlier:
+            change["position"], change["score"] = "after", 0.0
+            change["against"].append(f"lands after {earlier[0]['id']} on {change['service']}, which the service's "
+                                     "new errors already follow")

@@ -124,3 +124,23 @@ def test_a_victim_whose_callee_failed_clearly_earlier_ranks_below_it():
     together = locate_origin(graph, {**callers, "api": {"score": 2.0, "onset": 400.0},
                                      "db": {"score": 1.1, "onset": 350.0}}, {})
     assert together[0]["service"] == "api"
+
+
+def test_a_follow_up_change_during_a_slow_onset_yields_to_the_earlier_one_its_errors_follow():
+    # The estimated onset is at ONSET; the culprit lands 4 min before it, a follow-up deploy 3 min after it.
+    # The service's first new error comes 30 s after the follow-up (slow to grow): both "lead" its errors.
+    first_error = ONSET + 210
+    culprit = {"id": "chg-1", "service": "inventory", "kind": "deploy", "summary": "deploy 2.0.0", "details": {}}
+    follow = {"id": "chg-2", "service": "inventory", "kind": "deploy", "summary": "deploy 2.0.1", "details": {}}
+    scored = [_score(culprit, dt_s=240, first_error_after_s=240 + 210),
+              _score(follow, dt_s=-180, first_error_after_s=30)]
+    assert scored[1]["position"] == "before" and scored[1]["past_onset"]  # admitted past the estimate
+    changes.earlier_lead(scored, {"chg-1": ONSET - 240, "chg-2": ONSET + 180})
+    assert scored[1]["position"] == "after" and scored[1]["score"] == 0.0
+    assert any("lands after chg-1" in item for item in scored[1]["against"])
+    assert scored[0]["position"] == "before" and scored[0]["score"] > 0.6
+    # Alone (no earlier change on its service), the change past the estimate keeps its place.
+    alone = [_score(follow, dt_s=-180, first_error_after_s=30)]
+    changes.earlier_lead(alone, {"chg-2": ONSET + 180})
+    assert alone[0]["position"] == "before"
+    assert first_error > ONSET
