@@ -48,8 +48,19 @@ def _quiet_libraries(debug: bool) -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _one_blas_thread() -> None:
+    """Run numpy's BLAS on one thread unless the operator chose otherwise (set before numpy loads).
+
+    Our matrix products are small (one report's embedding: ~300 x 384 @ 384 x 1536), where OpenBLAS's
+    spinning threads only fight the worker threads for the cores: on the 2-core machine, shared, one
+    embedding took 3.3-6.8 s with the default threads and 0.42-0.56 s with one (bench/scale.py notes).
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `pm` console script."""
+    _one_blas_thread()
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Handler | None = getattr(args, "func", None)

@@ -7,12 +7,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.progress import ProgressView
-from commands import investigate as investigate_cmd
 from commands.requests import MODES, InvestigationRequest, Origin
-from store.config import Settings
+
+if TYPE_CHECKING:  # imported where used, so `pm --help` stays fast (item 9 of #13)
+    from bot.progress import ProgressView
+    from store.config import Settings
+
+#: With an in-process worker every committed event wakes the follower at once; this is only the
+#: backstop (events written by another process, a failure that woke nobody).
+RECHECK_S = 1.0
 
 TERMINAL_EVENTS = ("report", "failed", "cancelled")
 
@@ -122,6 +127,8 @@ def _sources_request(args: argparse.Namespace, path: Path) -> tuple[Investigatio
 
 def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
     """Validate the world or the sources file, record and enqueue the investigation, follow it, print the report."""
+    from bot.progress import ProgressView
+    from commands import investigate as investigate_cmd
     from commands.errors import BadRequest
     from publishers.markdown import render_report
 
@@ -162,11 +169,17 @@ def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _follow(runtime: Any, investigation_id: str, view: ProgressView, *, timeout: float) -> dict[str, Any]:
-    """Poll the progress outbox until a terminal event; feed the view."""
+    """Read the progress events as the worker commits them, until a terminal one; feed the view.
+
+    An in-process worker wakes this thread after each event it commits (``Runtime.wait_progress``), so
+    nothing sleeps on a timer; with ``--no-worker`` the events come from another process and are read
+    every RECHECK_S.
+    """
     from store import outbox
 
     after = 0
     deadline = time.monotonic() + timeout
+    mark = runtime.progress_mark()
     with view:
         while True:
             with runtime.session() as session:
@@ -179,9 +192,10 @@ def _follow(runtime: Any, investigation_id: str, view: ProgressView, *, timeout:
                 view.update(event)
                 if event["kind"] in TERMINAL_EVENTS:
                     return event
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return {"kind": "failed", "payload": {"error": f"no report within {timeout:.0f} s (still running)"}}
-            time.sleep(0.05)
+            mark = runtime.wait_progress(mark, min(RECHECK_S, left))
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -203,6 +217,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
+    from commands import investigate as investigate_cmd
     from publishers.markdown import render_report
 
     runtime = _runtime(settings)
