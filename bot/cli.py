@@ -73,8 +73,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         from store.config import load_settings
 
         settings = load_settings()
-        return func(args, settings)
+        code = func(args, settings)
+        if argv is None and getattr(args, "fast_exit", False):
+            _fast_exit(code)
+        return code
     return exit_code_for(outcome.error)
+
+
+def _fast_exit(code: int) -> None:
+    """End the process now, without freeing the heap object by object.
+
+    For commands that hold a large world in memory and have written everything (database committed,
+    worker stopped, report printed): tearing down ~200,000 parsed log lines, the embedding model and
+    Chroma's client took a second or more at exit. Only from the console script (``argv`` None), never
+    when ``main`` is called in-process. The same idea as mypy's ``--fast-exit``.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="only enqueue; a separate `pm worker` runs it (needs REDIS_URL or RABBITMQ_URL)",
     )
-    p.set_defaults(func=run_investigate)
+    p.set_defaults(func=run_investigate, fast_exit=True)
 
     inv = sub.add_parser("investigations", help="list or show recorded investigations")
     inv_sub = inv.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -156,6 +156,7 @@ def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if worker is not None:
             worker.stop()
+        runtime.close()
     if final["kind"] != "report":
         reason = final["payload"].get("error") or final["kind"]
         print(f"pm: error: investigation {result.investigation_id} {final['kind']}: {reason}", file=sys.stderr)
