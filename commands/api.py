@@ -100,6 +100,7 @@ def parse_investigate(
         jira_key=trigger.get("ticket") if publish.get("jira") else None,
         user=subject,
         source="api",
+        callback_url=callback,
     )
     request = InvestigationRequest(
         trigger=trigger, origin=origin, mode=body.get("mode", "balanced"), domain=domain,

@@ -44,10 +44,10 @@ def test_schemathesis_finds_no_server_error(tmp_path, db, request):
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
                 @given(case=op.as_strategy(generation_mode=mode))
-                def check(case):
+                def check(case, label=op.label):
                     resp = case.call_and_validate(base_url=api.server.url, headers=headers,
                                                   checks=[not_a_server_error])
-                    statuses.setdefault(op.label, set()).add(resp.status_code)
+                    statuses.setdefault(label, set()).add(resp.status_code)
 
                 try:
                     check()
