@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from commands import investigate
@@ -279,43 +279,58 @@ def _get(session: Any, investigation_id: str) -> Investigation:
         raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations") from None
 
 
+#: The status view's two queries, built once: the investigation's status columns (not the report,
+#: hypotheses or fix plan, often 100s of KB of JSON) and its agent runs' names, states and tokens.
+_STATUS_ROW = select(
+    Investigation.id, Investigation.trigger, Investigation.status, Investigation.phase, Investigation.round,
+    Investigation.verdict, Investigation.confidence, Investigation.created_at, Investigation.started_at,
+    Investigation.finished_at, Investigation.tokens_in, Investigation.tokens_out, Investigation.cost_usd,
+    Investigation.error,
+).where(Investigation.id == bindparam("inv_id"))
+_STATUS_RUNS = select(AgentRun.agent, AgentRun.status, AgentRun.model, AgentRun.tokens_in, AgentRun.tokens_out).where(
+    AgentRun.investigation_id == bindparam("inv_id"))
+
+
 def status_view(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
     """The design's status shape.
+
+    Two narrow prepared queries and no ORM objects: the admin API's most frequent call
+    (bench/api_load.py) costs the same however large the finished report and the tool-call logs are.
 
     Raises:
         Missing: unknown id.
     """
     with runtime.session() as session:
-        inv = _get(session, investigation_id)
-        runs = agent_runs.list_for(session=session, investigation_id=investigation_id)
-        d = investigations.to_dict(inv)
-    phase = d["phase"]
+        inv = session.execute(_STATUS_ROW, {"inv_id": investigation_id}).first()
+        if inv is None:
+            raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations")
+        runs = session.execute(_STATUS_RUNS, {"inv_id": investigation_id}).all()
+    phase = inv.phase
     end = inv.finished_at or utcnow()
     by_model: dict[str, int] = {}
-    for run in runs:
-        model = run.model or "none"
-        by_model[model] = by_model.get(model, 0) + (run.tokens_in or 0) + (run.tokens_out or 0)
+    for _agent, _status, model, tokens_in, tokens_out in runs:
+        by_model[model or "none"] = by_model.get(model or "none", 0) + (tokens_in or 0) + (tokens_out or 0)
     return {
-        "investigation_id": d["id"],
-        "ticket_id": (d["trigger"] or {}).get("ticket"),
-        "trigger": d["trigger"],
-        "status": d["status"],
+        "investigation_id": inv.id,
+        "ticket_id": (inv.trigger or {}).get("ticket"),
+        "trigger": inv.trigger,
+        "status": inv.status,
         "phase_name": phase,
         "phase": NUMBERED_PHASES.index(phase) if phase in NUMBERED_PHASES else None,
         "total_phases": len(NUMBERED_PHASES) - 1,
-        "hypothesis_iteration": d["round"],
-        "agents_completed": sorted({r.agent for r in runs if r.status != "running"}),
-        "agents_running": sorted({r.agent for r in runs if r.status == "running"}),
-        "verdict": d["verdict"],
-        "confidence": d["confidence"],
-        "created_at": d["created_at"],
-        "started_at": d["started_at"],
-        "finished_at": d["finished_at"],
+        "hypothesis_iteration": inv.round,
+        "agents_completed": sorted({run.agent for run in runs if run.status != "running"}),
+        "agents_running": sorted({run.agent for run in runs if run.status == "running"}),
+        "verdict": inv.verdict,
+        "confidence": inv.confidence,
+        "created_at": _iso(inv.created_at),
+        "started_at": _iso(inv.started_at),
+        "finished_at": _iso(inv.finished_at),
         "elapsed_seconds": round((end - (inv.started_at or inv.created_at)).total_seconds(), 3),
-        "token_usage": {"total": (d["tokens_in"] or 0) + (d["tokens_out"] or 0), "input": d["tokens_in"],
-                        "output": d["tokens_out"], "by_model": by_model},
-        "cost_usd": d["cost_usd"],
-        "error": d["error"],
+        "token_usage": {"total": (inv.tokens_in or 0) + (inv.tokens_out or 0), "input": inv.tokens_in,
+                        "output": inv.tokens_out, "by_model": by_model},
+        "cost_usd": inv.cost_usd,
+        "error": inv.error,
     }
 
 
