@@ -279,37 +279,44 @@ def _get(session: Any, investigation_id: str) -> Investigation:
         raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations") from None
 
 
-#: The status view's two queries, built once: the investigation's status columns (not the report,
-#: hypotheses or fix plan, often 100s of KB of JSON) and its agent runs' names, states and tokens.
-_STATUS_ROW = select(
-    Investigation.id, Investigation.trigger, Investigation.status, Investigation.phase, Investigation.round,
-    Investigation.verdict, Investigation.confidence, Investigation.created_at, Investigation.started_at,
-    Investigation.finished_at, Investigation.tokens_in, Investigation.tokens_out, Investigation.cost_usd,
-    Investigation.error,
-).where(Investigation.id == bindparam("inv_id"))
-_STATUS_RUNS = select(AgentRun.agent, AgentRun.status, AgentRun.model, AgentRun.tokens_in, AgentRun.tokens_out).where(
-    AgentRun.investigation_id == bindparam("inv_id"))
+#: The status view's one query, built once: the investigation's status columns (not the report,
+#: hypotheses or fix plan, often 100s of KB of JSON) with its agent runs' names, states and tokens
+#: (one row per run; one row with NULL run columns when it has none).
+_STATUS = (
+    select(
+        Investigation.id, Investigation.trigger, Investigation.status, Investigation.phase, Investigation.round,
+        Investigation.verdict, Investigation.confidence, Investigation.created_at, Investigation.started_at,
+        Investigation.finished_at, Investigation.tokens_in, Investigation.tokens_out, Investigation.cost_usd,
+        Investigation.error, AgentRun.agent.label("run_agent"), AgentRun.status.label("run_status"),
+        AgentRun.model.label("run_model"), AgentRun.tokens_in.label("run_in"), AgentRun.tokens_out.label("run_out"),
+    )
+    .select_from(Investigation)
+    .outerjoin(AgentRun, AgentRun.investigation_id == Investigation.id)
+    .where(Investigation.id == bindparam("inv_id"))
+)
 
 
 def status_view(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
     """The design's status shape.
 
-    Two narrow prepared queries and no ORM objects: the admin API's most frequent call
+    One narrow prepared query on a Core connection, no ORM session or objects: the admin API's most frequent call
     (bench/api_load.py) costs the same however large the finished report and the tool-call logs are.
 
     Raises:
         Missing: unknown id.
     """
-    with runtime.session() as session:
-        inv = session.execute(_STATUS_ROW, {"inv_id": investigation_id}).first()
-        if inv is None:
-            raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations")
-        runs = session.execute(_STATUS_RUNS, {"inv_id": investigation_id}).all()
+    with runtime.engine.connect() as conn:  # Core, not an ORM session: a read needs no unit of work
+        rows = conn.execute(_STATUS, {"inv_id": investigation_id}).all()
+    if not rows:
+        raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations")
+    inv = rows[0]
+    runs = [r for r in rows if r.run_agent is not None]
     phase = inv.phase
     end = inv.finished_at or utcnow()
     by_model: dict[str, int] = {}
-    for _agent, _status, model, tokens_in, tokens_out in runs:
-        by_model[model or "none"] = by_model.get(model or "none", 0) + (tokens_in or 0) + (tokens_out or 0)
+    for run in runs:
+        model = run.run_model or "none"
+        by_model[model] = by_model.get(model, 0) + (run.run_in or 0) + (run.run_out or 0)
     return {
         "investigation_id": inv.id,
         "ticket_id": (inv.trigger or {}).get("ticket"),
@@ -319,8 +326,8 @@ def status_view(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
         "phase": NUMBERED_PHASES.index(phase) if phase in NUMBERED_PHASES else None,
         "total_phases": len(NUMBERED_PHASES) - 1,
         "hypothesis_iteration": inv.round,
-        "agents_completed": sorted({run.agent for run in runs if run.status != "running"}),
-        "agents_running": sorted({run.agent for run in runs if run.status == "running"}),
+        "agents_completed": sorted({run.run_agent for run in runs if run.run_status != "running"}),
+        "agents_running": sorted({run.run_agent for run in runs if run.run_status == "running"}),
         "verdict": inv.verdict,
         "confidence": inv.confidence,
         "created_at": _iso(inv.created_at),
