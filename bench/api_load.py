@@ -6,11 +6,15 @@ created and queued but not run. Each POST carries its own Idempotency-Key; a ten
 twice (a client retry), which must answer the same investigation. The rate limit is off
 (PM_API_RATE_PER_S=0): this measures the API, not the limiter.
 
-Prints p50/p95/p99/max latency for POSTs and GETs (target p99 < 50 ms for GETs), errors (target 0)
-and whether every accepted investigation exists exactly once.
+Prints p50/p95/p99/max latency for POSTs and GETs (target p99 < 50 ms for GETs), errors (target 0),
+whether every accepted investigation exists exactly once, and the app's CPU per request. With 50
+closed-loop clients the latency is mostly queueing: by Little's law the mean latency is at least
+clients / throughput, so it is printed beside the p50 (a p99 under 50 ms at 50 clients needs some
+2,000+ GETs/s from the app; on a shared 2-core machine the app's CPU per GET is the figure to watch).
 
 Usage:
     .venv/bin/python bench/api_load.py [--posts 1000] [--gets 10000] [--clients 50]
+    .venv/bin/python bench/api_load.py --postgres    (a fresh database on 127.0.0.1:5432, dropped after)
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<empty db> .venv/bin/python bench/api_load.py
 (SQLite under a temporary PM_HOME when DATABASE_URL is unset.)
 """
@@ -68,11 +72,32 @@ def main() -> int:
     parser.add_argument("--posts", type=int, default=1000)
     parser.add_argument("--gets", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--postgres", action="store_true",
+                        help="create a fresh PostgreSQL database on 127.0.0.1:5432 (user postgres) and drop it after")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
         return 0
+    if args.postgres:
+        import uuid
+
+        import psycopg
+
+        name = f"pm_bench_{uuid.uuid4().hex[:10]}"
+        admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        os.environ["DATABASE_URL"] = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        try:
+            return _run(args)
+        finally:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
 
     home = tempfile.mkdtemp(prefix="pm-apiload-")
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RABBITMQ_URL", "PM_WORLD", "MCP_CONFIG")}
@@ -134,6 +159,7 @@ def main() -> int:
         with ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(post, range(args.posts)))
         post_wall = time.perf_counter() - t0
+        cpu_post = _cpu_s(child.pid) - cpu0
         ids = list(accepted.values())
         rng = random.Random(13)
         t1 = time.perf_counter()
@@ -141,6 +167,7 @@ def main() -> int:
             list(pool.map(lambda _n: call("GET", f"/api/v1/investigations/{rng.choice(ids)}"), range(args.gets)))
         get_wall = time.perf_counter() - t1
         cpu = _cpu_s(child.pid) - cpu0
+        cpu_get = cpu - cpu_post
 
         from sqlalchemy import func, select
 
@@ -148,7 +175,8 @@ def main() -> int:
         from store.db import make_engine, make_session_factory
         from store.models import Investigation
 
-        settings = load_settings(PM_HOME=home)
+        settings = load_settings(PM_HOME=home, **({"DATABASE_URL": os.environ["DATABASE_URL"]}
+                                                  if os.environ.get("DATABASE_URL") else {}))
         engine = make_engine(settings.effective_database_url)
         with make_session_factory(engine)() as s:
             rows = s.execute(select(Investigation.id, func.count()).group_by(Investigation.id)).all()
@@ -166,6 +194,10 @@ def main() -> int:
           f"status, {args.clients} clients, database {settings.effective_database_url.split('@')[-1]}")
     print(_summary("POST", lat["POST"]) + f"  ({args.posts / post_wall:.0f}/s)")
     print(_summary("GET", lat["GET"]) + f"  ({args.gets / get_wall:.0f}/s; target p99 < 50 ms)")
+    n_post = len(lat["POST"]) or 1
+    print(f"  app CPU per request: POST {cpu_post / n_post * 1000:.2f} ms, GET {cpu_get / max(1, args.gets) * 1000:.2f} ms; "
+          f"Little's law: {args.clients} clients at {args.gets / get_wall:.0f} GETs/s => mean latency >= "
+          f"{args.clients / (args.gets / get_wall) * 1000:.0f} ms")
     print(f"  errors {errors or 0}; app CPU {cpu:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  investigations stored {len(stored)}; every accepted one present once: {present_once}")
     shutil.rmtree(home, ignore_errors=True)
