@@ -64,6 +64,13 @@ REQUEUED = Counter("pm_reconciler_requeued", "Investigations the reconciler re-e
 OUTBOX_CLAIMS_LOST = Counter(
     "pm_outbox_claims_lost", "Outbox deliveries a drainer found claimed by another drainer")
 OUTBOX_DEAD = Counter("pm_outbox_dead_letters", "Outbox deliveries moved to the dead-letter state", ["sink"])
+# Budgets (docs/budgets.md; pipeline/budgets.py). Like the durability counters, not in docs/metrics.md's
+# contract table: the dashboard and the alert rules compute budget use from pm_llm_cost_dollars_total.
+BUDGET_USED = Gauge("pm_budget_used_ratio", "Share of a monthly LLM budget spent (1 = all of it)",
+                    ["scope", "domain"], multiprocess_mode="mostrecent")
+BUDGET_NOTICES = Counter("pm_budget_notices", "Budget thresholds crossed, once per limit and month",
+                         ["scope", "level"])
+BUDGET_REFUSED = Counter("pm_budget_refused", "Investigations a budget kept from starting", ["scope", "level"])
 
 PRIORITIES = ("P1", "P2", "P3")
 VERDICTS = ("CONFIRMED", "LIKELY", "INCONCLUSIVE")

@@ -49,6 +49,7 @@ def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.settings import load_http_settings
     from pipeline import logs, tracing
     from pipeline.runtime import build_runtime
+    from store.config import load_cost_settings
     from store.db import upgrade_on_start
 
     http = load_http_settings()
@@ -56,7 +57,7 @@ def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
         logs.configure(settings, json_logs=True)
     tracing.setup(settings)
     upgrade_on_start(settings)
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, cost=load_cost_settings())
     try:
         summary = run_job(args.job, settings=settings, http=http, runtime=runtime, now=_parse_at(args.at))
     finally:
@@ -76,6 +77,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline import logs, tracing
     from pipeline.broker import is_in_process
     from pipeline.runtime import build_runtime
+    from store.config import load_cost_settings
     from store.db import upgrade_on_start
 
     http = load_http_settings()
@@ -83,7 +85,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         logs.configure(settings, json_logs=True)
     tracing.setup(settings)
     upgrade_on_start(settings)
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, cost=load_cost_settings())
     configure_runtime(runtime, settings, http)
     embedded = is_in_process(runtime.broker)
     app = create_app(settings, runtime, http)
