@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from store.config import Settings
+if TYPE_CHECKING:  # `pm --help` must not import pydantic (item 9 of #13)
+    from store.config import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

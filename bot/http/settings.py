@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from commands.webhooks import WebhookRules
@@ -52,6 +52,11 @@ class HttpSettings(BaseSettings):
     callback_allow_private: bool = Field(
         default=False, alias="PM_CALLBACK_ALLOW_PRIVATE",
         description="accept callback_url targets on loopback/private/link-local addresses")
+    callback_secret: SecretStr | None = Field(
+        default=None, alias="PM_CALLBACK_SECRET",
+        description="signs callback POSTs: X-PM-Signature = sha256=HMAC-SHA256(secret, '<X-PM-Timestamp>.<body>')")
+    callback_timeout_s: float = Field(default=10.0, gt=0, le=120, alias="PM_CALLBACK_TIMEOUT_S",
+                                      description="connect/read timeout of one callback POST")
     public_url: str | None = Field(
         default=None, alias="PM_PUBLIC_URL", description="where users reach pm serve; reports link to its pages")
 
