@@ -29,9 +29,10 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from commands.errors import BadRequest
+from commands.errors import BadRequest, PayloadError, TooManyAlerts
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
+from commands.webhook_schemas import JIRA_EVENTS, check_depth, check_strings, validate
 from store import events, outbox
 from store.models import InboundDelivery, utcnow
 
@@ -40,7 +41,6 @@ SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy", "change")
 CHANGE_KINDS = ("deploy", "feature_flag", "config", "db_migration", "infra")
 #: Most change records one /webhooks/change delivery may carry.
 MAX_CHANGES_PER_DELIVERY = 1000
-JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
 # Jira's default priority scheme (Highest..Lowest) and the older one (Blocker..Trivial).
 _JIRA_PRIORITY = {
     "highest": "P1", "blocker": "P1", "critical": "P1",
@@ -53,14 +53,6 @@ _SEVERITY_PRIORITY = {
     "error": "P2", "high": "P2", "major": "P2", "warning": "P2", "warn": "P2", "sev2": "P2", "p2": "P2",
     "info": "P3", "low": "P3", "minor": "P3", "none": "P3", "sev3": "P3", "p3": "P3",
 }
-
-
-class PayloadError(BadRequest):
-    """A delivery is not valid JSON or lacks a field we need (answer 400 naming ``field``)."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field_name
 
 
 @dataclass(frozen=True)
@@ -88,6 +80,11 @@ class WebhookRules:
     default_channel: str | None = None
     mode: str = "balanced"
     sources: Mapping[str, Any] = field(default_factory=dict)
+    #: Most alerts one Grafana/Alertmanager delivery may carry (PM_WEBHOOK_MAX_ALERTS).
+    max_alerts: int = 200
+    #: PagerDuty ``occurred_at`` / Jira ``timestamp`` further than this from now: ignored as a replay
+    #: (PM_WEBHOOK_REPLAY_WINDOW_S).
+    replay_window_s: float = 3600.0
 
     def domain_for(self, *names: str | None) -> str | None:
         """The domain of the first name (service / project) that has one."""
@@ -119,14 +116,16 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """Decode a request body that must be a JSON object.
 
     Raises:
-        PayloadError: not UTF-8 JSON, or not an object.
+        PayloadError: not UTF-8 JSON, nested deeper than 64, holding NUL or lone surrogates, or not an object.
     """
+    check_depth(body)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError("body", f"body is not valid JSON ({exc}); send the vendor's JSON payload") from None
     if not isinstance(data, dict):
         raise PayloadError("body", "body must be a JSON object; send the vendor's JSON payload")
+    check_strings(data, body)
     return data
 
 
@@ -134,17 +133,18 @@ def parse_change_body(body: bytes) -> dict[str, Any]:
     """A /webhooks/change body: one change record, a JSON list of them, or ``{"changes": [...]}``.
 
     Raises:
-        PayloadError: not UTF-8 JSON, or neither an object nor a list.
+        PayloadError: not UTF-8 JSON, nested deeper than 64, holding NUL or lone surrogates, or neither an
+            object nor a list.
     """
+    check_depth(body)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError("body", f"body is not valid JSON ({type(exc).__name__}); send a change record or a list") from None
-    if isinstance(data, list):
-        return {"changes": data}
-    if not isinstance(data, dict):
+    if not isinstance(data, list | dict):
         raise PayloadError("body", "body must be a change record (an object) or a list of them")
-    return data
+    check_strings(data, body)
+    return {"changes": data} if isinstance(data, list) else data
 
 
 def _get(data: Mapping[str, Any], path: str, *, required: bool = True) -> Any:
@@ -404,9 +404,11 @@ def normalise(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> N
     """Dispatch to the normaliser of ``source``.
 
     Raises:
-        PayloadError: a field the source's payload must have is missing or malformed.
+        PayloadError: a field the source's payload must have is missing or malformed
+            (:mod:`commands.webhook_schemas`); TooManyAlerts, a subclass, for too many alerts.
         BadRequest: unknown source.
     """
+    validate(source, payload, max_alerts=rules.max_alerts)
     if source == "jira":
         return normalise_jira(payload, rules)
     if source == "pagerduty":
@@ -420,17 +422,54 @@ def normalise(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> N
     raise BadRequest(f"unknown webhook source {source!r}; use one of {', '.join(SOURCES)}")
 
 
+def replay_reason(source: str, payload: Mapping[str, Any], *, now: datetime, window_s: float) -> str | None:
+    """Why a validated PagerDuty or Jira delivery is too old (or too far ahead) to act on, else None.
+
+    A correctly signed body stays correctly signed forever; its own time is what tells a replay
+    from a delivery (PagerDuty ``event.occurred_at``, Jira ``timestamp`` in ms). Only incident
+    events that would be acted on carry a checked time (others are ignored anyway).
+    """
+    when: datetime | None = None
+    name = ""
+    if source == "pagerduty":
+        raw = _get(payload, "event.occurred_at", required=False)
+        name = "event.occurred_at"
+        if isinstance(raw, str) and _iso_or_none(raw):
+            when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+            when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    elif source == "jira":
+        raw = payload.get("timestamp")
+        name = "timestamp"
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            try:
+                when = datetime.fromtimestamp(raw / 1000, UTC)
+            except (OverflowError, OSError, ValueError):
+                return f"{name} {raw} is not a time; refusing it as a replay"
+    if when is None:
+        return None
+    age_s = (now - when).total_seconds()
+    if abs(age_s) <= window_s:
+        return None
+    ago = f"{age_s / 3600:.1f} h ago" if age_s > 0 else f"{-age_s / 3600:.1f} h ahead"
+    return (f"{name} {when.strftime('%Y-%m-%dT%H:%M:%SZ')} is {ago}, outside the {window_s:.0f} s replay window "
+            "(PM_WEBHOOK_REPLAY_WINDOW_S); not acted on")
+
+
 def delivery_key(source: str, payload: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> str:
     """The id that makes a redelivery of the same event recognisable.
 
-    Jira: ``X-Atlassian-Webhook-Identifier``; PagerDuty: the event id; Grafana/Alertmanager:
+    Jira: a hash of the body's content (not ``X-Atlassian-Webhook-Identifier``: a signed body
+    resent with a fresh identifier is the same event, and Jira's own retries resend the same body;
+    the body's ``timestamp`` differs between two real events, and bodies older than the replay
+    window are refused before they get here). PagerDuty: the event id; Grafana/Alertmanager:
     the group key plus each alert's fingerprint and start; deploy: the ``id`` field or an
     ``X-Delivery-Id`` header. Anything else falls back to a hash of the body.
     """
     key: str | None = None
     if source == "jira":
-        key = headers.get("x-atlassian-webhook-identifier")
-    elif source == "pagerduty":
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    if source == "pagerduty":
         key = _get(payload, "event.id", required=False)
     elif source in ("grafana", "alertmanager"):
         alerts: list[Any] = payload["alerts"] if isinstance(payload.get("alerts"), list) else []

@@ -103,7 +103,8 @@ def _assert_problem(resp: httpx.Response, status: int, field: str | None = None)
 
 
 def test_signed_jira_issue_starts_one_investigation_and_replays_are_deduplicated(listener):
-    resp = listener.jira(jira_payload(priority="Highest"))
+    payload = jira_payload(priority="Highest")
+    resp = listener.jira(payload)
     assert resp.status_code == 202, resp.text
     assert resp.json()["status"] == "accepted"
     (inv,) = listener.investigations()
@@ -111,7 +112,7 @@ def test_signed_jira_issue_starts_one_investigation_and_replays_are_deduplicated
     assert inv.trigger == {"ticket": "SCHED-45895"} and inv.origin["jira_key"] == "SCHED-45895"
     assert listener.queued("P1") == 1
 
-    replay = listener.jira(jira_payload(priority="Highest"))
+    replay = listener.jira(payload)
     assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
     assert len(listener.investigations()) == 1 and listener.queued("P1") == 1
 
