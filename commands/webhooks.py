@@ -143,8 +143,9 @@ def parse_change_body(body: bytes) -> dict[str, Any]:
         raise PayloadError("body", f"body is not valid JSON ({type(exc).__name__}); send a change record or a list") from None
     if not isinstance(data, list | dict):
         raise PayloadError("body", "body must be a change record (an object) or a list of them")
-    check_strings(data, body)
-    return {"changes": data} if isinstance(data, list) else data
+    wrapped = {"changes": data} if isinstance(data, list) else data
+    check_strings(wrapped, body)
+    return wrapped
 
 
 def _get(data: Mapping[str, Any], path: str, *, required: bool = True) -> Any:
