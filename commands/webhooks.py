@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -112,6 +113,27 @@ class Normalised:
 # -- reading payloads -------------------------------------------------------------------------------
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"{text} is out of range for a number")
+    return value
+
+
+def _loads(body: bytes) -> Any:
+    """``json.loads`` refusing NaN, Infinity and numbers that overflow to them (PostgreSQL's json
+    type refuses them too: the insert failed and the sender was told to retry forever)."""
+    return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     """Decode a request body that must be a JSON object.
 
@@ -120,7 +142,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """
     check_depth(body)
     try:
-        data = json.loads(body)
+        data = _loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError("body", f"body is not valid JSON ({exc}); send the vendor's JSON payload") from None
     if not isinstance(data, dict):
@@ -138,9 +160,9 @@ def parse_change_body(body: bytes) -> dict[str, Any]:
     """
     check_depth(body)
     try:
-        data = json.loads(body)
+        data = _loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise PayloadError("body", f"body is not valid JSON ({type(exc).__name__}); send a change record or a list") from None
+        raise PayloadError("body", f"body is not valid JSON ({exc}); send a change record or a list") from None
     if not isinstance(data, list | dict):
         raise PayloadError("body", "body must be a change record (an object) or a list of them")
     wrapped = {"changes": data} if isinstance(data, list) else data
