@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
 import math
 import threading
 from collections.abc import Mapping
@@ -30,12 +31,15 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from commands.errors import BadRequest, PayloadError, TooManyAlerts
+from commands.errors import BadRequest, PayloadError
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
 from commands.webhook_schemas import JIRA_EVENTS, check_depth, check_strings, validate
-from store import events, outbox
+from pipeline import metrics
+from store import events, inbound, outbox
 from store.models import InboundDelivery, utcnow
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy", "change")
 #: Change kinds of the world format (changes.jsonl), accepted by /webhooks/change.
@@ -592,8 +596,35 @@ def _history_in(session: Session, result: Normalised) -> None:
         events.record(session=session, kind=kind, records=[r for k, r in result.history if k == kind])
 
 
-def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any = None) -> int:
+#: Default of PM_WEBHOOK_MAX_ATTEMPTS: failed processing attempts before a stored delivery is dead-lettered.
+MAX_ATTEMPTS = 5
+
+
+def record_failure(*, runtime: Any, delivery_id: int, error: BaseException, max_attempts: int = MAX_ATTEMPTS) -> str:
+    """Count a failed processing attempt of a stored delivery; ``dead`` after ``max_attempts``.
+
+    Returns:
+        The row's status afterwards (``accepted``: retry it later; ``dead``: parked).
+    """
+    line = (str(error).strip().splitlines() or [""])[0]
+    with runtime.session() as session:
+        status, attempts, source = inbound.record_failure(session=session, delivery_id=delivery_id,
+                                                  error=f"{type(error).__name__}: {line}"[:300],
+                                                  max_attempts=max_attempts)
+        session.commit()
+    if status == inbound.DEAD:
+        metrics.WEBHOOK_DEAD.labels(source=source).inc()
+        log.error("webhook delivery %s dead-lettered after %d failed attempts (%s); fix the cause, then run "
+                  "`pm deliveries retry`", delivery_id, attempts, type(error).__name__)
+    return status
+
+
+def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any = None,
+                   max_attempts: int = MAX_ATTEMPTS) -> int:
     """Process every delivery that was accepted but never finished (e.g. the listener crashed).
+
+    A delivery whose processing raises is counted (:func:`record_failure`) and dead-lettered after
+    ``max_attempts`` failures, so a row that cannot be processed stops being retried at every start.
 
     Returns:
         How many deliveries were processed.
@@ -613,6 +644,9 @@ def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any =
             # Only rows stored by an older listener can fail here (new ones are validated before
             # storing); park them instead of retrying forever.
             _mark(runtime, delivery_id, "failed")
+        except Exception as exc:  # the database or a bug: count it, dead-letter it after max_attempts
+            log.exception("processing webhook delivery %s failed", delivery_id)
+            record_failure(runtime=runtime, delivery_id=delivery_id, error=exc, max_attempts=max_attempts)
     return len(ids)
 
 

@@ -64,6 +64,9 @@ REQUEUED = Counter("pm_reconciler_requeued", "Investigations the reconciler re-e
 OUTBOX_CLAIMS_LOST = Counter(
     "pm_outbox_claims_lost", "Outbox deliveries a drainer found claimed by another drainer")
 OUTBOX_DEAD = Counter("pm_outbox_dead_letters", "Outbox deliveries moved to the dead-letter state", ["sink"])
+WEBHOOK_DEAD = Counter("pm_webhook_dead_letters",
+                       "Stored webhook deliveries dead-lettered after failing processing PM_WEBHOOK_MAX_ATTEMPTS times",
+                       ["source"])
 
 PRIORITIES = ("P1", "P2", "P3")
 VERDICTS = ("CONFIRMED", "LIKELY", "INCONCLUSIVE")

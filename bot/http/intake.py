@@ -22,7 +22,14 @@ from bot.http.problems import BodyTooLarge, problem, read_body
 from bot.http.processor import ListenerStopped
 from commands.errors import TooManyAlerts
 from commands.signatures import SignatureError
-from commands.webhooks import PayloadError, delivery_key, normalise, parse_change_body, parse_json, replay_reason
+from commands.webhooks import (
+    PayloadError,
+    delivery_key,
+    normalise,
+    parse_change_body,
+    parse_json,
+    replay_reason,
+)
 
 Authenticate = Callable[[bytes, Headers], None]
 

@@ -51,6 +51,9 @@ class HttpSettings(BaseSettings):
     delivery_max_attempts: int = Field(
         default=5, ge=1, le=1000, alias="PM_WEBHOOK_MAX_ATTEMPTS",
         description="a stored delivery whose processing failed this often is dead-lettered (pm deliveries)")
+    delivery_retry_s: float = Field(
+        default=5.0, gt=0, le=3600, alias="PM_WEBHOOK_RETRY_S",
+        description="first retry of a delivery whose processing failed; each next one 4x later (max 1 h)")
     slack_workspace_url: str | None = Field(default=None, alias="PM_SLACK_WORKSPACE_URL")
     stale_p1_hours: float = Field(default=24.0, gt=0, alias="PM_STALE_P1_HOURS")
     health_check_window_s: int = Field(default=3600, ge=60, alias="PM_HEALTH_CHECK_WINDOW_S")

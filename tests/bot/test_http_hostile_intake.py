@@ -121,7 +121,7 @@ def _deploy(path: str, value: Any) -> bytes:
 def _deep(source: str, depth: int = 1000) -> bytes:
     inner = "[" * depth + "]" * depth
     key = {"change": "changes", "deploy": "service", "jira": "issue", "pagerduty": "event"}.get(source, "alerts")
-    return ('{"%s": %s}' % (key, inner)).encode()
+    return f'{{"{key}": {inner}}}'.encode()
 
 
 # (id, source, body, the field the 400 must name)

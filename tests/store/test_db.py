@@ -29,7 +29,7 @@ def test_upgrade_creates_every_table_and_is_idempotent(request, backend, tmp_pat
         assert "uq_event_seq" in uniques
         with engine.connect() as conn:
             heads = {r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
-            assert heads == {"0005", "k001"}  # the main line and the knowledge branch
+            assert heads == {"0005", "k001", "i001"}  # the main line, the knowledge and the intake branches
     finally:
         engine.dispose()
 
