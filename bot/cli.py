@@ -62,6 +62,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from store.config import load_settings
 
         settings = load_settings()
+        from pipeline.logs import install_redaction
+
+        install_redaction(settings)  # before anything can log or print a secret
         return func(args, settings)
     return exit_code_for(outcome.error)
 
