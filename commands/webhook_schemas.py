@@ -115,15 +115,11 @@ def _no_control(value: str) -> str:
     return value
 
 
-def _text(max_length: int, min_length: int = 0) -> Any:
-    return Annotated[StrictStr, Field(min_length=min_length, max_length=max_length)]
-
-
 #: A name that becomes part of a fingerprint, an id or a routing key: one line, 1-200 characters.
 Name = Annotated[StrictStr, Field(min_length=1, max_length=200), AfterValidator(_no_control)]
-Short = _text(1000)
-Long = _text(20_000)
-Url = _text(4096)
+Short = Annotated[StrictStr, Field(max_length=1000)]
+Long = Annotated[StrictStr, Field(max_length=20_000)]
+Url = Annotated[StrictStr, Field(max_length=4096)]
 IsoTime = Annotated[StrictStr, Field(min_length=1, max_length=64), AfterValidator(_iso_time)]
 Labels = Annotated[dict[Annotated[StrictStr, Field(max_length=200)], Annotated[StrictStr, Field(max_length=4096)]],
                    Field(max_length=200)]
