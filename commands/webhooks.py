@@ -170,7 +170,8 @@ def parse_change_body(body: bytes) -> dict[str, Any]:
     if not isinstance(data, list | dict):
         raise PayloadError("body", "body must be a change record (an object) or a list of them")
     wrapped = {"changes": data} if isinstance(data, list) else data
-    check_strings(wrapped, body)
+    # A single record is changes[0] to normalise_change: name its fields the same way.
+    check_strings(wrapped if isinstance(wrapped.get("changes"), list) else {"changes": [wrapped]}, body)
     return wrapped
 
 
