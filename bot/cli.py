@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from store.config import load_settings
 
         settings = load_settings()
+        from pipeline.logs import install_redaction
+
+        install_redaction(settings)  # before anything can log or print a secret
         code = func(args, settings)
         if argv is None and getattr(args, "fast_exit", False):
             _fast_exit(code)
