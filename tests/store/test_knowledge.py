@@ -289,12 +289,12 @@ def test_single_texts_are_embedded_once_and_an_empty_store_answers_nothing(tmp_p
     text = "payments-api p99 latency above 2s"
     model.clear_cache()
     first = model.embed([text])
-    assert text in model._cache and np.array_equal(model.embed([text]), first)
+    assert text in model._recent and np.array_equal(model.embed([text]), first)
     first[0, 0] = 42.0  # a caller changing its copy does not change what is kept
     assert model.embed([text])[0, 0] != 42.0
     assert np.allclose(model.embed([text, "other"])[0], model.embed([text])[0], atol=1e-6)  # batches agree
     model.clear_cache()
-    assert not model._cache
+    assert not model._recent
     kb = KnowledgeBase(make_client(home=tmp_path, chroma_host=None), model)
     assert kb.similar(PAST[0], k=3) == []  # no count() first: an empty collection is simply empty
     kb.upsert(PAST[:1])
