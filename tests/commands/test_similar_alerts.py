@@ -16,6 +16,7 @@ from store import outbox
 from store.config import load_settings
 from store.db import upgrade
 from store.models import InboundDelivery, Investigation
+from tests.commands.test_webhooks import alert_group_payload, pagerduty_payload
 
 
 def test_title_similarity_ignores_counts_ids_and_filler():
@@ -77,13 +78,11 @@ def test_a_similar_alert_on_the_same_service_joins_the_open_investigation(runtim
 
 def test_webhook_intake_joins_a_pagerduty_incident_to_the_alertmanager_one(runtime):
     rules = webhooks.WebhookRules()
-    am = {"version": "4", "status": "firing", "alerts": [{
-        "status": "firing", "labels": {"alertname": "HighErrorRate", "service": "pricing", "severity": "critical"},
-        "annotations": {"summary": "High error rate on pricing"}, "startsAt": "2026-12-06T10:00:00Z",
-        "fingerprint": "f00d"}]}
-    pd = {"event": {"event_type": "incident.triggered", "occurred_at": "2026-12-06T10:01:00Z", "data": {
-        "id": "Q1", "title": "[FIRING:1] High error rate on pricing", "urgency": "high",
-        "service": {"summary": "pricing"}, "priority": {"summary": "P1"}, "created_at": "2026-12-06T10:01:00Z"}}}
+    am = alert_group_payload(fingerprints=("f00d",), service="pricing")
+    am["alerts"][0]["annotations"]["summary"] = "High error rate on pricing"
+    pd = pagerduty_payload(incident_id="Q1")
+    pd["event"]["data"]["title"] = "[FIRING:1] High error rate on pricing"
+    pd["event"]["data"]["service"]["summary"] = "pricing"
     ids = []
     with runtime.session() as s:
         for source, payload in (("alertmanager", am), ("pagerduty", pd)):
