@@ -180,7 +180,8 @@ def open_or_attach(
         existing = found.id if found is not None else None
     else:
         existing = None
-    similar = find_similar_open(session=session, trigger=request.trigger) if existing is None else None
+    similar = (find_similar_open(session=session, trigger=request.trigger, origin=request.origin.to_dict())
+               if existing is None else None)
     if similar is not None:
         if fp and open_by_fp is not None:
             open_by_fp[fp] = similar[0]

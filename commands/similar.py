@@ -4,7 +4,9 @@ service joins that investigation instead of starting another, on top of the exac
 Two monitoring systems (Alertmanager and PagerDuty, say) page for one incident with their own fingerprints and
 slightly different titles: "[FIRING:1] High error rate on pricing" and "High error rate on pricing (pd-3975)".
 Titles are compared as sets of words, lower-cased, without numbers, ids and filler words (Jaccard index); the
-service must be the same, named by both triggers, and the open investigation recent.
+service must be the same, named by both triggers, and the open investigation recent. Only an alert from
+*another* source joins: one source's own alerts are already grouped by it (Alertmanager's groups, PagerDuty's
+incident keys), so two fingerprints from one source are two alerts it means to keep apart.
 """
 
 from __future__ import annotations
@@ -42,22 +44,32 @@ def title_similarity(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb)
 
 
-def find_similar_open(*, session: Any, trigger: dict[str, Any]) -> tuple[str, float] | None:
+def _source(origin: dict[str, Any] | None) -> str:
+    origin = origin or {}
+    return str(origin.get("source") or origin.get("kind") or "")
+
+
+def find_similar_open(*, session: Any, trigger: dict[str, Any], origin: dict[str, Any] | None = None
+                      ) -> tuple[str, float] | None:
     """The open investigation an alert ``trigger`` should join, with the title similarity; None if none.
 
-    Only alert triggers with a service and a title take part (``{"alert", "service", "title", ...}``).
+    Only alert triggers with a service and a title take part (``{"alert", "service", "title", ...}``), and
+    only open investigations started from another source than ``origin``'s.
     """
     service, title = trigger.get("service"), trigger.get("title")
     if not trigger.get("alert") or not service or not title:
         return None
     rows = session.execute(
-        select(Investigation.id, Investigation.trigger)
+        select(Investigation.id, Investigation.trigger, Investigation.origin)
         .where(Investigation.status.in_(_STATUSES), Investigation.created_at >= utcnow() - WINDOW,
                Investigation.trigger["service"].as_string() == str(service))
         .order_by(Investigation.created_at.desc()).limit(CANDIDATES)
     )
     best: tuple[str, float] | None = None
-    for inv_id, other in rows:
+    mine = _source(origin)
+    for inv_id, other, other_origin in rows:
+        if _source(other_origin) == mine:
+            continue
         score = title_similarity(str(title), str((other or {}).get("title") or ""))
         if score >= SIMILAR_TITLE and (best is None or score > best[1]):
             best = (inv_id, round(score, 3))

@@ -57,6 +57,9 @@ def test_a_similar_alert_on_the_same_service_joins_the_open_investigation(runtim
     # the joined alert's repeat joins again (by its title: only the first alert's fingerprint is kept)
     again = start(runtime=runtime, request=_alert("pagerduty", "Q1", "pricing", "[FIRING:2] High error rate on pricing"))
     assert again.investigation_id == first.investigation_id and not again.created
+    # the same source's other fingerprint is another alert it keeps apart: not joined
+    same_source = start(runtime=runtime, request=_alert("alertmanager", "a9", "pricing", "High error rate on pricing"))
+    assert same_source.created
     # another service, or another symptom on the same service, is another investigation
     other_service = start(runtime=runtime, request=_alert("alertmanager", "a2", "checkout", "High error rate on pricing"))
     other_title = start(runtime=runtime, request=_alert("alertmanager", "a3", "pricing", "pricing disk almost full"))
