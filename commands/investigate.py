@@ -187,7 +187,8 @@ def status(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
             inv = investigations.get(session=session, investigation_id=investigation_id)
         except NotFound:
             raise BadRequest(
-                f"no investigation {investigation_id!r}; list recent ones with `pm investigations list`"
+                f"no investigation {investigation_id!r}; check the id (it is in the investigation's status "
+                "message, e.g. inv-2026-02-21-143000-x)"
             ) from None
         return investigations.to_dict(inv)
 

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from pipeline import metrics
 from pipeline import phases as P
-from pipeline.errors import BudgetExceeded, LeaseHeld, LeaseLost
+from pipeline.errors import BudgetExceeded, LeaseHeld, LeaseLost, TriggerNotFound
 from pipeline.plan import PhaseState, Plan, check_plan
 from store import agent_runs, checkpoints, outbox
 from store import investigations as invs
@@ -422,7 +422,8 @@ class Machine:
     def _phase_failed(self, lease: _Lease, phase: str, rnd: int, run_id: int, state: PhaseState,
                       calls_before: int, exc: Exception, final_attempt: bool) -> None:
         inv_id = lease.investigation_id
-        message = f"{phase} failed: {exc}"
+        # A trigger that does not exist is the user's to fix, not a phase failure: its message stands alone.
+        message = str(exc) if isinstance(exc, TriggerNotFound) else f"{phase} failed: {exc}"
         retry = isinstance(exc, retryable_errors()) and not final_attempt
         with self._fenced(lease) as s:
             checkpoints.fail(session=s, investigation_id=inv_id, phase=phase, round=rnd, error=message)

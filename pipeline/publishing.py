@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from pipeline import metrics
-from publishers.errors import RetryLater
+from publishers.errors import Permanent, RetryLater
 from store import investigations as invs
 from store import outbox
 from store.models import Delivery, utcnow
@@ -116,6 +116,13 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Execut
     done: list[tuple[Any, str, str, dict[str, Any]]] = []
     for c, inv, target, result in results:
         if result is None:
+            continue
+        if isinstance(result, Permanent) and inv is not None:
+            # The sink said this can never succeed (Jira: no such ticket): given up now, said in the log.
+            log.warning("%s will not take event %s of %s: %s", sink, c.event["id"], c.investigation_id, result)
+            kept = dict((pubs.get((inv["id"], target)) or {}).get("external_ref") or {})
+            done.append((c, inv["id"], target, {**kept, "skipped": str(result)[:500]}))
+            counts["done"] += 1
             continue
         if isinstance(result, Exception):
             if inv is None or not _asks_to_wait(result):

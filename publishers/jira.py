@@ -17,7 +17,7 @@ from typing import Any
 from jira import JIRA, JIRAError
 
 from publishers import escape
-from publishers.errors import RetryLater
+from publishers.errors import Permanent, RetryLater
 
 REPORT_MARKER = "production-master:report"
 START_MARKER = "production-master:start"
@@ -27,6 +27,10 @@ _MAX_INLINE_WAIT_S = 10.0
 
 class JiraPublishError(Exception):
     """Jira refused a request for a reason a retry will not fix (auth, missing ticket, ...)."""
+
+
+class JiraTicketGone(JiraPublishError, Permanent):
+    """Jira answered 404 for the ticket: nothing to comment on, now or later."""
 
 
 def connect(url: str, user: str, token: str, *, timeout_s: float = 10.0) -> JIRA:
@@ -184,6 +188,9 @@ class JiraPublisher:
                 return fn()
             except JIRAError as exc:
                 status = exc.status_code or 0
+                if status == 404 and what.startswith("comment on"):
+                    raise JiraTicketGone(f"Jira has no ticket to {what} (HTTP 404: a wrong key, a deleted or moved "
+                                         "issue, or one JIRA_USER may not see); not retried") from None
                 if status not in _RETRY_STATUSES:
                     raise JiraPublishError(
                         f"Jira refused to {what} (HTTP {status}: {exc.text}); check JIRA_URL, JIRA_USER, "
