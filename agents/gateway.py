@@ -396,7 +396,7 @@ class Gateway:
         if result.is_error:
             message = text.strip().splitlines()[0] if text.strip() else "the tool reported an error"
             if isinstance(result.structured_content, dict) and result.structured_content.get("error") == "not_found":
-                raise NotFoundToolError(message, capability=route.capability, server=route.server)
+                raise NotFoundToolError(f"{where}: {message}", capability=route.capability, server=route.server)
             raise ToolError(f"{where} failed: {message}", capability=route.capability, server=route.server)
         if text:
             try:
