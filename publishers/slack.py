@@ -17,6 +17,9 @@ A 429 raises :class:`publishers.errors.RetryLater` with Slack's ``Retry-After``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +53,19 @@ ACTIONS = {
 }
 _VERDICT_EMOJI = {"CONFIRMED": ":white_check_mark:", "LIKELY": ":large_yellow_circle:",
                   "INCONCLUSIVE": ":grey_question:", "DECLINED": ":grey_question:"}
+
+
+#: Events whose only mark in Slack is the status message (coalesced, see SlackPublisher._edit_status).
+STATUS_ONLY_EVENTS = frozenset({"phase_started", "phase_finished"})
+#: At most one status edit per this many seconds per message (Slack rate-limits chat.update, Tier 3).
+MIN_STATUS_EDIT_INTERVAL_S = 2.0
+
+
+def _status_digest(text: str, blocks: list[dict[str, Any]]) -> str:
+    """What the status message shows, minus the elapsed clock (it alone is no reason to edit)."""
+    shown = [{**b, "elements": [e for e in b.get("elements") or [] if not str(e.get("text", "")).startswith(
+        ":stopwatch:")]} if b.get("type") == "context" else b for b in blocks]
+    return hashlib.sha256(json.dumps([text, shown], sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
 class SlackPublishError(RuntimeError):
@@ -305,9 +321,12 @@ class SlackPublisher:
     #: investigation, so each thread still gets its messages in order).
     lanes = 4
 
-    def __init__(self, client: WebClient, *, report_link: Callable[[str], str] | None = None) -> None:
+    def __init__(self, client: WebClient, *, report_link: Callable[[str], str] | None = None,
+                 min_edit_interval_s: float = MIN_STATUS_EDIT_INTERVAL_S, clock: Callable[[], float] = time.time) -> None:
         self.client = client
         self.report_link = report_link
+        self.min_edit_interval_s = min_edit_interval_s
+        self.clock = clock
 
     def open_thread(self, event: dict[str, Any], investigation: dict[str, Any],
                     publication: dict[str, Any] | None) -> dict[str, Any]:
@@ -368,8 +387,9 @@ class SlackPublisher:
             out["status_ts"] = status_ts
             kind = event.get("kind")
             if ref.get("status_ts"):  # a status message posted just now is already current
-                text, blocks = status_blocks(investigation)
-                self._call("chat_update", channel=channel, ts=status_ts, text=text, blocks=blocks)
+                out.update(self._edit_status(investigation, channel, status_ts, ref, kind))
+            elif not maybe_retry:  # posted just now with this content (a found one may show an older state)
+                out.update(status_digest=_status_digest(*status_blocks(investigation)), status_at=self.clock())
             key = f"event-{event.get('seq', event.get('id'))}"
             if kind == "milestone":
                 # Milestone texts are written by our own code, which escapes the outside text they quote.
@@ -404,6 +424,31 @@ class SlackPublisher:
         return ref, origin, ref.get("channel") or origin.get("channel")
 
     # -- steps -----------------------------------------------------------------------------------------
+    def _edit_status(self, inv: dict[str, Any], channel: str, status_ts: str, ref: dict[str, Any],
+                     kind: Any) -> dict[str, Any]:
+        """Edit the status message, calmly: never the same content twice, at most one edit per
+        ``min_edit_interval_s``, and always the final state.
+
+        A phase event that comes too soon after the last edit waits (RetryLater) and then shows the
+        state as it is by then, so a burst of phase events becomes one or two edits; the events queued
+        behind it find that state already shown and make no call. Other events (a milestone, the
+        report) are posted at once and leave the status to the next edit, unless the investigation
+        has ended: its final state is sent at once.
+        """
+        text, blocks = status_blocks(inv)
+        digest = _status_digest(text, blocks)
+        if digest == ref.get("status_digest"):
+            return {}
+        now = self.clock()
+        since = now - float(ref.get("status_at") or 0.0)
+        final = inv.get("status") not in ("QUEUED", "RUNNING")
+        if since < self.min_edit_interval_s and not final:
+            if kind in STATUS_ONLY_EVENTS:
+                raise RetryLater(self.min_edit_interval_s - since, "status edits are coalesced")
+            return {}
+        self._call("chat_update", channel=channel, ts=status_ts, text=text, blocks=blocks)
+        return {"status_digest": digest, "status_at": now}
+
     def _ensure_parent(self, inv: dict[str, Any], channel: str, ref: dict[str, Any], maybe_retry: bool) -> str:
         if ref.get("parent_ts"):
             return str(ref["parent_ts"])
