@@ -89,6 +89,14 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Execut
             inv_dicts = {i: invs.to_dict(inv) for i, inv in invs.get_many(session=s, investigation_ids=ids).items()}
             pubs = {k: outbox.publication_to_dict(p)
                     for k, p in outbox.publications_for(session=s, investigation_ids=ids, sink=sink).items()}
+            if sink != "slack" and "slack" in (getattr(runtime, "publishers", None) or {}):
+                # Other sinks link the Slack thread (Jira's start comment): {} while it is not open yet.
+                threads = outbox.publications_for(session=s, investigation_ids=ids, sink="slack")
+                for inv_id, inv in inv_dicts.items():
+                    refs = [p.external_ref or {} for (i, _t), p in threads.items() if i == inv_id]
+                    found = next((r for r in refs if r.get("thread_ts") and r.get("channel")), None)
+                    inv["slack_thread"] = ({"channel": found["channel"], "thread_ts": found["thread_ts"]}
+                                           if found else {})
         opened = _open_threads(runtime, sink, publisher, claimed, inv_dicts, pubs, pool, renewer)
 
         def deliver_one(c: Any) -> tuple[Any, dict[str, Any] | None, str, dict[str, Any] | Exception | None]:

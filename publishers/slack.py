@@ -99,7 +99,9 @@ def make_slack_publisher(settings: Any, *, report_link: Callable[[str], str] | N
     if settings.slack_bot_token is None:
         return None
     client = make_web_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
-    return SlackPublisher(client, report_link=report_link)
+    jira_url = getattr(settings, "jira_url", None)
+    ticket_url = (lambda key: f"{str(jira_url).rstrip('/')}/browse/{key}") if jira_url else None
+    return SlackPublisher(client, report_link=report_link, ticket_url=ticket_url)
 
 
 def make_slack_alarm(settings: Any) -> Any:
@@ -295,19 +297,59 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<{page_url}|Full report: timeline, every hypothesis, trace and cost>"}]})
     inv_id = inv["id"]
-    blocks.append({"type": "actions", "block_id": f"pm_report:{inv_id}", "elements": [
+    # Only buttons that can apply: a report is a finished investigation (no Cancel), and "Publish to
+    # Jira" needs a ticket to publish to.
+    buttons = [
         {"type": "button", "text": {"type": "plain_text", "text": "Re-run deep"}, "action_id": ACTIONS["rerun"],
-         "value": inv_id},
-        {"type": "button", "text": {"type": "plain_text", "text": "Cancel"}, "action_id": ACTIONS["cancel"],
          "value": inv_id},
         {"type": "button", "text": {"type": "plain_text", "text": "👍 helpful"}, "action_id": ACTIONS["up"],
          "value": inv_id},
         {"type": "button", "text": {"type": "plain_text", "text": "👎 not helpful"}, "action_id": ACTIONS["down"],
          "value": inv_id},
-        {"type": "button", "text": {"type": "plain_text", "text": "Publish to Jira"},
-         "action_id": ACTIONS["jira"], "value": inv_id},
-    ]})
+    ]
+    if ticket_of(inv):
+        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Publish to Jira"},
+                        "action_id": ACTIONS["jira"], "value": inv_id})
+    blocks.append({"type": "actions", "block_id": f"pm_report:{inv_id}", "elements": buttons})
     return text[:3000], blocks
+
+
+def ticket_of(inv: dict[str, Any]) -> str | None:
+    """The Jira ticket an investigation belongs to: its origin's key, else a ticket trigger."""
+    return (inv.get("origin") or {}).get("jira_key") or (inv.get("trigger") or {}).get("ticket") or None
+
+
+def _safe_url(url: Any) -> str | None:
+    """``url`` when it can sit inside ``<url|label>`` (http(s), no markup characters), else None."""
+    if isinstance(url, str) and url.startswith(("http://", "https://")) and not any(c in url for c in "<>| \n"):
+        return url
+    return None
+
+
+def parent_text(inv: dict[str, Any], ticket_url: Callable[[str], str | None] | None = None) -> str:
+    """The parent message: what is investigated (the ticket or alert linked), who or what started it."""
+    trigger = inv.get("trigger") or {}
+    origin = inv.get("origin") or {}
+    label = trigger_label(trigger)
+    key = ticket_of(inv)
+    if trigger.get("ticket") and key:
+        url = _safe_url(ticket_url(key) if ticket_url else None)
+        label = f"ticket <{url}|{mrkdwn(key)}>" if url else label
+    elif trigger.get("alert") and _safe_url(trigger.get("url")):
+        title = f" — {mrkdwn(str(trigger['title'])[:150])}" if trigger.get("title") else ""
+        label = f"alert <{trigger['url']}|{mrkdwn(trigger['alert'])}>{title}"
+    who = mention(origin.get("user") or inv.get("requested_by"))
+    if who:
+        by = f" for {who}"
+    elif origin.get("kind") == "jira":
+        by = " · started from Jira"
+    elif origin.get("kind") == "webhook":
+        by = f" · started by {mrkdwn(origin.get('source') or trigger.get('source') or 'an alert')}"
+    elif origin.get("kind") == "schedule":
+        by = " · started by a schedule"
+    else:
+        by = ""
+    return f":mag: Investigating {label}{by} · `{inv['id']}` · progress in the thread"
 
 
 # -- the publisher -------------------------------------------------------------------------------------
@@ -322,9 +364,11 @@ class SlackPublisher:
     lanes = 4
 
     def __init__(self, client: WebClient, *, report_link: Callable[[str], str] | None = None,
-                 min_edit_interval_s: float = MIN_STATUS_EDIT_INTERVAL_S, clock: Callable[[], float] = time.time) -> None:
+                 min_edit_interval_s: float = MIN_STATUS_EDIT_INTERVAL_S, clock: Callable[[], float] = time.time,
+                 ticket_url: Callable[[str], str | None] | None = None) -> None:
         self.client = client
         self.report_link = report_link
+        self.ticket_url = ticket_url
         self.min_edit_interval_s = min_edit_interval_s
         self.clock = clock
 
@@ -405,8 +449,10 @@ class SlackPublisher:
                 body = f":x: The investigation failed: {mrkdwn(payload.get('error') or investigation.get('error'))}"
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "cancelled":
-                out[key] = self._reply_once(investigation, channel, thread_ts, key, ":no_entry: Cancelled.",
-                                            maybe_retry)
+                by = payload.get("by")
+                who = mention(by) or (mrkdwn(by) if by else None)
+                body = f":no_entry: Cancelled by {who}." if who else ":no_entry: Cancelled."
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "report":
                 out.update(self._publish_report(investigation, payload, channel, thread_ts, ref, maybe_retry))
             return out
@@ -456,9 +502,7 @@ class SlackPublisher:
             found = self._find_posted(inv["id"], "parent", channel, None)
             if found:
                 return found
-        who = mention((inv.get("origin") or {}).get("user") or inv.get("requested_by"))
-        text = f":mag: Investigating {trigger_label(inv.get('trigger') or {})}" + (f" for {who}" if who else "")
-        text += f" · `{inv['id']}` · progress in the thread"
+        text = parent_text(inv, self.ticket_url)
         resp = self._call("chat_postMessage", channel=channel, text=text, metadata=self._meta(inv, "parent"))
         return str(resp["ts"])
 

@@ -19,7 +19,7 @@ from bot.slack.replay import replay_unfinished
 from bot.slack.settings import SlackSettings
 from bot.slack.starts import StartBatcher
 from bot.slack.sweeper import Sweeper
-from publishers.slack import SlackPublisher, make_slack_alarm, make_web_client
+from publishers.slack import make_slack_alarm, make_slack_publisher, make_web_client
 from store.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -63,8 +63,7 @@ class SlackBot:
             runtime = build_runtime(settings)
         self.runtime = runtime
         # The publisher gets its own client: a 429 there must become RetryLater, not a sleep.
-        self.runtime.register_publisher("slack", SlackPublisher(make_web_client(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)))
+        self.runtime.register_publisher("slack", make_slack_publisher(settings))
         self.runtime.alarm = make_slack_alarm(settings)  # dead-lettered deliveries, when PM_ADMIN_CHANNEL is set
         if runtime.engine.dialect.name == "sqlite":
             WriteGate().install(runtime.engine)  # one writer: the ack path's commit goes first

@@ -26,13 +26,16 @@ pytestmark = pytest.mark.integration
 
 
 @contextmanager
-def running_bot(tmp_path: Path, admins: str = "UADMIN") -> Iterator[tuple[FakeSlack, SlackBot]]:
+def running_bot(tmp_path: Path, admins: str = "UADMIN", *, jira_url: str | None = None, oncall: str = "",
+                worker: bool = True) -> Iterator[tuple[FakeSlack, SlackBot]]:
     """The stand-in Slack plus the real bot (embedded SQLite, in-process broker, its own worker)."""
     with FakeSlack() as fake:
+        extra = {"JIRA_URL": jira_url} if jira_url else {}
         settings = load_settings(PM_HOME=str(tmp_path / "pm"), SLACK_BOT_TOKEN="xoxb-test",
-                                 SLACK_APP_TOKEN="xapp-test", SLACK_API_URL=fake.api_url, PM_WORKER_THREADS=2)
-        bot = SlackBot(settings, SlackSettings(PM_SLACK_ADMINS=admins), sources={"world": str(WORLD)},
-                       verify_token=False).start()
+                                 SLACK_APP_TOKEN="xapp-test", SLACK_API_URL=fake.api_url, PM_WORKER_THREADS=2,
+                                 **extra)
+        bot = SlackBot(settings, SlackSettings(PM_SLACK_ADMINS=admins, PM_SLACK_ONCALL_GROUPS=oncall),
+                       sources={"world": str(WORLD)}, verify_token=False, worker=worker).start()
         try:
             fake.wait_connected()
             yield fake, bot
@@ -165,7 +168,7 @@ def test_help_bad_input_status_and_refused_cancel_are_ephemeral(slack: tuple[Fak
         inv = s.scalars(select(Investigation)).one()
         assert inv.mode == "deep" and inv.trigger == {"text": "checkout is slow since noon"}
     refused = fake.wait_ack(fake.slash_command(f"cancel {inv.id}", user="USTRANGER"))["text"]
-    assert "only the requester or an admin" in refused
+    assert "only its requester or an admin" in refused
 
 
 def test_no_argument_opens_the_form_and_submitting_it_starts(slack: tuple[FakeSlack, SlackBot]) -> None:
@@ -240,7 +243,7 @@ def test_report_buttons_rerun_and_feedback_are_authorised(slack: tuple[FakeSlack
     click("pm_rerun_deep", "USTRANGER")
     refusal = fake.wait_for(lambda: next((e for e in fake.ephemerals if e.get("user") == "USTRANGER"), None),
                             15, "an ephemeral refusal")
-    assert "only the requester or an admin" in refusal["text"]
+    assert "only its requester or an admin" in refusal["text"]
     assert _count(bot, Investigation) == 1
     click("pm_rerun_deep", "U1")
     fake.wait_for(lambda: _count(bot, Investigation) == 2, 15, "the deep re-run")
