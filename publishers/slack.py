@@ -421,7 +421,7 @@ class SlackPublisher:
         # Only look for an earlier attempt's message when there may have been one.
         maybe_retry = int(event.get("attempts", 2)) > 1
         try:
-            out = {"channel": channel}
+            out: dict[str, Any] = {"channel": channel}
             thread_ts = ref.get("thread_ts") or origin.get("thread_ts")
             if not thread_ts:
                 thread_ts = self._ensure_parent(investigation, channel, ref, maybe_retry)

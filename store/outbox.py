@@ -252,12 +252,13 @@ def release_claims(*, session: Session) -> int:
         How many claims were released.
     """
     now = utcnow()
-    return int(session.execute(
+    result = session.execute(
         update(Delivery)
         .where(Delivery.status == "pending", Delivery.claim_token.is_not(None), Delivery.next_attempt_at > now)
         .values(next_attempt_at=now, claim_token=None)
         .execution_options(synchronize_session=False)
-    ).rowcount or 0)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _delivery(session: Session, delivery_id: int, token: str | None = None) -> Delivery | None:
