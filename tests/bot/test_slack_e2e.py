@@ -83,14 +83,15 @@ def test_slash_command_runs_in_a_thread_with_progress_report_and_chart(slack: tu
     thread = fake.thread("C1", parent["ts"])
     status = [m for m in thread if m["text"].startswith("Investigation inv-")]
     assert len(status) == 1, "one status message, edited in place"
-    assert status[0]["edits"] >= 3 and "COMPLETE" in status[0]["text"]
+    # edits are coalesced (at most one per 2 s, never identical): at least the final state
+    assert status[0]["edits"] >= 1 and "COMPLETE" in status[0]["text"]
     checklist = status[0]["blocks"][1]["text"]["text"]
     assert checklist.count(":white_check_mark:") == 9
     reports = [m for m in thread if any(b.get("type") == "header" for b in m.get("blocks") or [])]
     assert len(reports) == 1
     assert "chg-3835" in str(reports[0]["blocks"]) and "pricing" in reports[0]["text"]
     buttons = [e["action_id"] for b in reports[0]["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert buttons == ["pm_rerun_deep", "pm_cancel", "pm_feedback_up", "pm_feedback_down", "pm_publish_jira"]
+    assert buttons == ["pm_rerun_deep", "pm_feedback_up", "pm_feedback_down", "pm_publish_jira"]
     upload = fake.uploads[chart["files"][0]["id"]]
     assert upload["data"].startswith(b"\x89PNG") and upload["shared"]["thread_ts"] == parent["ts"]
 
