@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -319,6 +320,9 @@ def ticket_of(inv: dict[str, Any]) -> str | None:
     return (inv.get("origin") or {}).get("jira_key") or (inv.get("trigger") or {}).get("ticket") or None
 
 
+_TICKET_KEY = re.compile(r"^[A-Z][A-Z0-9_]{1,19}-\d{1,9}$")
+
+
 def _safe_url(url: Any) -> str | None:
     """``url`` when it can sit inside ``<url|label>`` (http(s), no markup characters), else None."""
     if isinstance(url, str) and url.startswith(("http://", "https://")) and not any(c in url for c in "<>| \n"):
@@ -332,12 +336,13 @@ def parent_text(inv: dict[str, Any], ticket_url: Callable[[str], str | None] | N
     origin = inv.get("origin") or {}
     label = trigger_label(trigger)
     key = ticket_of(inv)
-    if trigger.get("ticket") and key:
+    if trigger.get("ticket") and key and _TICKET_KEY.match(str(key)):
         url = _safe_url(ticket_url(key) if ticket_url else None)
-        label = f"ticket <{url}|{mrkdwn(key)}>" if url else label
+        label = f"ticket <{mrkdwn(url)}|{mrkdwn(key)}>" if url else label
     elif trigger.get("alert") and _safe_url(trigger.get("url")):
         title = f" — {mrkdwn(str(trigger['title'])[:150])}" if trigger.get("title") else ""
-        label = f"alert <{trigger['url']}|{mrkdwn(trigger['alert'])}>{title}"
+        # & in a link is written &amp; like everywhere else in mrkdwn; Slack decodes it
+        label = f"alert <{mrkdwn(trigger['url'])}|{mrkdwn(trigger['alert'])}>{title}"
     who = mention(origin.get("user") or inv.get("requested_by"))
     if who:
         by = f" for {who}"
