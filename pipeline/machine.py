@@ -384,6 +384,8 @@ class Machine:
                                output={"report_ref": key}, output_ref=None)
             inv.status = inv.phase = P.COMPLETE
             inv.finished_at = utcnow()
+            if inv.error and inv.error.startswith(invs.CANCELLED_BY):  # asked too late: it finished first
+                inv.error = None
         self._on_progress(inv_id)
 
     # -- helpers ------------------------------------------------------------------------
