@@ -27,10 +27,11 @@ pytestmark = pytest.mark.integration
 
 @contextmanager
 def running_bot(tmp_path: Path, admins: str = "UADMIN", *, jira_url: str | None = None, oncall: str = "",
-                worker: bool = True) -> Iterator[tuple[FakeSlack, SlackBot]]:
+                worker: bool = True, **settings_extra: str) -> Iterator[tuple[FakeSlack, SlackBot]]:
     """The stand-in Slack plus the real bot (embedded SQLite, in-process broker, its own worker)."""
     with FakeSlack() as fake:
         extra = {"JIRA_URL": jira_url} if jira_url else {}
+        extra.update(settings_extra)
         settings = load_settings(PM_HOME=str(tmp_path / "pm"), SLACK_BOT_TOKEN="xoxb-test",
                                  SLACK_APP_TOKEN="xapp-test", SLACK_API_URL=fake.api_url, PM_WORKER_THREADS=2,
                                  **extra)

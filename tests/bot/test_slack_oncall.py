@@ -64,6 +64,24 @@ def test_an_unknown_alert_is_said_too(slack: tuple[FakeSlack, SlackBot]) -> None
     assert any("no alert pd-0000" in t for t in _bot_texts(fake, "C1", parent["ts"]))
 
 
+def test_a_ticket_jira_answers_404_for_is_said_in_the_thread_and_asked_once(tmp_path: Path) -> None:
+    from tests.fakes.jira_server import FakeJira
+
+    jira = FakeJira().start()  # knows no issue: every GET answers 404
+    try:
+        with running_bot(tmp_path, jira_url=jira.url, JIRA_USER=jira.user, JIRA_API_TOKEN=jira.token) as (fake, bot):
+            fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))  # in the world, not in Jira
+            parent = _parent(fake, "C1")
+            inv = _finished(bot, 30, fake)
+            assert inv.status == "FAILED" and inv.report is None
+            _wait_outbox_drained(fake, bot)
+            said = [t for t in _bot_texts(fake, "C1", parent["ts"]) if "no ticket PAY-44706 in Jira" in t]
+            assert said and "check the key" in said[0]
+        assert jira.requests.count(("GET", "/rest/api/2/issue/PAY-44706")) == 1  # permanent: not retried
+    finally:
+        jira.stop()
+
+
 def test_the_key_in_quotes_is_investigated_as_free_text(slack: tuple[FakeSlack, SlackBot]) -> None:
     fake, bot = slack
     fake.wait_ack(fake.slash_command('"NOPE-99999" pricing errors fast', user="U1", channel="C1"))
