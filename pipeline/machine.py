@@ -415,11 +415,12 @@ class Machine:
         return None
 
     @staticmethod
-    def _fail(s: Session, inv: Any, error: str) -> None:
+    def _fail(s: Session, inv: Any, error: str, reason: str | None = None) -> None:
         inv.status = P.FAILED
         inv.error = error
         inv.finished_at = utcnow()
-        outbox.append(session=s, investigation_id=inv.id, kind="failed", payload={"error": error, "phase": inv.phase})
+        payload = {"error": error, "phase": inv.phase, **({"reason": reason} if reason else {})}
+        outbox.append(session=s, investigation_id=inv.id, kind="failed", payload=payload)
 
     def _phase_failed(self, lease: _Lease, phase: str, rnd: int, run_id: int, state: PhaseState,
                       calls_before: int, exc: Exception, final_attempt: bool) -> None:
@@ -432,7 +433,8 @@ class Machine:
             agent_runs.finish(session=s, run_id=run_id, status="failed", error=message,
                               tool_calls=self._calls_since(state, calls_before))
             if not retry:
-                self._fail(s, invs.get(session=s, investigation_id=inv_id), message)
+                self._fail(s, invs.get(session=s, investigation_id=inv_id), message,
+                           "trigger_not_found" if isinstance(exc, TriggerNotFound) else None)
         self._on_progress(inv_id)
         if retry:
             log.warning("%s of %s failed, the broker will retry: %s", phase, inv_id, exc)

@@ -450,6 +450,9 @@ class SlackPublisher:
                 who = mention((payload.get("origin") or {}).get("user"))
                 body = f":link: {who + ' ' if who else ''}reported the same incident; following along here."
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
+            elif kind == "failed" and payload.get("reason") == "trigger_not_found":
+                body = f":warning: {mrkdwn(payload.get('error') or investigation.get('error'))}"  # nothing ran
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "failed":
                 body = f":x: The investigation failed: {mrkdwn(payload.get('error') or investigation.get('error'))}"
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)

@@ -50,6 +50,7 @@ def test_an_unknown_ticket_is_said_in_the_thread_and_nothing_is_investigated(
     texts = _bot_texts(fake, "C1", parent["ts"])
     said = [t for t in texts if "no ticket NOPE-99999" in t]
     assert said and "check the key" in said[0] and "nothing was investigated" in said[0]
+    assert said[0].startswith(":warning: no ticket") and "failed" not in said[0]
     assert not any("CONFIRMED" in t or "LIKELY" in t for t in texts), texts
     assert "`pm " not in " ".join(texts)
 
