@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from agents.followup import make_answerer
@@ -91,6 +93,8 @@ class SlackBot:
                                  api_url=settings.slack_api_url, quick=self._quick, pressure=self.pressure)
         self._want_worker = worker
         self._worker: Any = None
+        self.settings = settings
+        self._home_lock: int | None = None
 
     def start(self) -> SlackBot:
         """Start the worker, journal and sweeper, replay unfinished deliveries, connect; returns at once."""
@@ -99,10 +103,12 @@ class SlackBot:
         # waited up to 5 ms per round trip for a busy thread. 1 ms cut the ack p99 of
         # bench/slack_ack.py by ~10% in paired runs (docs/slack.md).
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
-        embedded = self.runtime.engine.dialect.name == "sqlite"
-        if embedded:
-            # Embedded SQLite belongs to this one bot (PM_HOME): outbox claims still held were its dead
-            # predecessor's; waiting out their lease kept a killed-and-restarted bot's threads silent.
+        # The only bot on its embedded database (SQLite under PM_HOME, and no other live bot holds the
+        # home's lock): outbox claims still held, and deliveries still "accepted", were a dead
+        # predecessor's. Waiting out their lease and the replay grace kept a killed-and-restarted bot's
+        # threads silent (issue #12). Anywhere else a sibling may still be working on them.
+        sole = self.runtime.engine.dialect.name == "sqlite" and self._lock_home()
+        if sole:
             with self.runtime.session() as s:
                 if outbox.release_claims(session=s):
                     log.warning("released outbox claims left by a previous bot process")
@@ -115,7 +121,7 @@ class SlackBot:
         # Embedded SQLite belongs to this one bot (PM_HOME): whatever is still "accepted" now was acked
         # by a process that died, so it is replayed at once instead of after the grace a sibling on a
         # shared database gets (issue #12: a minute of "Starting…" after a crash and restart).
-        self.replay(0.0 if embedded else REPLAY_GRACE_S)
+        self.replay(0.0 if sole else REPLAY_GRACE_S)
         self.front.connect()
         log.info("slack bot connected (api %s)", self.client.base_url)
         return self
@@ -135,6 +141,27 @@ class SlackBot:
         return replay_unfinished(app=self.app, runtime=self.runtime, journal=self.journal,
                                  older_than_s=older_than_s)
 
+    def _lock_home(self) -> bool:
+        """Take PM_HOME's bot lock (``slack-bot.lock``, an flock the kernel drops when the process
+        dies, even by SIGKILL); False when another live bot holds it or the home is not writable."""
+        try:
+            import fcntl
+
+            home = Path(self.settings.home)
+            home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(home / "slack-bot.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except (ImportError, OSError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            log.info("another bot runs on %s: unfinished work is left to it for %.0f s", self.settings.home,
+                     REPLAY_GRACE_S)
+            return False
+        self._home_lock = fd
+        return True
+
     def stop(self) -> None:
         """Close the connection, finish handed-off work, then stop the journal, sweeper and worker."""
         self.front.close()
@@ -144,3 +171,6 @@ class SlackBot:
         self.sweeper.stop()
         if self._worker:
             self._worker.stop(timeout_ms=10_000)
+        if self._home_lock is not None:
+            os.close(self._home_lock)  # releases the home's bot lock
+            self._home_lock = None
