@@ -42,3 +42,7 @@ class TriggerNotFound(PipelineError):
             f"as free text instead, ask again with them in quotes (\"{key}\")"
         )
         self.kind, self.key, self.source = kind, key, source
+
+
+class BudgetRefused(PipelineError):
+    """A monthly budget keeps a new investigation from starting; the message says who can approve and how."""

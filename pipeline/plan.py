@@ -38,6 +38,9 @@ class PhaseState:
     usage: dict[str, Any] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
     #: Set when the run lost its lease: the phase's result will be thrown away, so stop early.
     abandoned: threading.Event = field(default_factory=threading.Event)
+    #: The budget hooks of this phase (pipeline.budgets.PhaseBudget: before_call, charge, left,
+    #: record_choice), or None when the runtime has no budgets. Set by the machine per phase.
+    budget: Any = None
 
     @property
     def tools(self) -> Any:
@@ -92,7 +95,11 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
         return engine.analyse_signals(state.tools, o["ctx"])
 
     def context(state: PhaseState) -> dict[str, Any]:
-        ctx = engine.gather_context(state.tools, state.trigger, state.window)
+        trigger = state.trigger
+        defaults = getattr(state.tools, "window_defaults", None)
+        if isinstance(defaults, dict) and state.window is None:
+            trigger = {**defaults, **trigger}  # the trigger's own lookback/lookahead win
+        ctx = engine.gather_context(state.tools, trigger, state.window)
         gone = ctx.get("trigger_not_found")
         if gone:  # the source answered "no such ticket/alert": say so instead of investigating nothing
             raise TriggerNotFound(gone["kind"], gone["key"], gone.get("source"))
