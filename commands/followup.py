@@ -274,6 +274,13 @@ class _Asked:
         m = re.search(rf"\b(after|since|following) {incident}", q)
         if onset and m:
             return onset, None, f"after the onset ({_hm(onset)})", q[:m.start()] + q[m.end():]
+        m = re.search(r"\b(since|after|before) (\d{1,2}):(\d{2})(?::\d{2})?(?:\s*utc)?\b", q)
+        if onset and m and int(m.group(2)) < 24 and int(m.group(3)) < 60:
+            # a clock time is read on the onset's day, in UTC (the times every answer shows)
+            ts, rest = f"{onset[:10]}T{int(m.group(2)):02d}:{m.group(3)}:00Z", q[:m.start()] + q[m.end():]
+            if m.group(1) == "before":
+                return None, ts, f"before {ts[11:16]} UTC", rest
+            return ts, None, f"since {ts[11:16]} UTC", rest
         m = re.search(r"\b(since|after|before|prior to) (?:the |that |this |our )?(?:([\w.-]+) )?"
                       r"(deploy\w*|release|rollout|change)\b", q)
         if m:
@@ -311,7 +318,9 @@ class _Asked:
 _TIME_WORDS = {"before", "after", "since", "onset", "incident", "outage", "started", "began", "prior", "following",
                "leading", "up", "ahead", "then", "problem", "problems", "which", "were", "made", "happened",
                "recent", "recently", "last", "latest", "new", "did", "anything", "something", "services", "service",
-               "list", "all", "do", "have", "had", "has", "tell", "see", "saw", "look", "at", "by", "into"}
+               "list", "all", "do", "have", "had", "has", "tell", "see", "saw", "look", "at", "by", "into",
+               "hour", "hours", "minute", "minutes", "today", "yesterday", "ago", "window", "time", "during",
+               "around", "when", "who", "anyone", "someone", "other", "others", "else"}
 
 
 def _hm(ts: str) -> str:

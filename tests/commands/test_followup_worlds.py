@@ -97,6 +97,8 @@ ROWS: list[tuple[str, str, list[str], list[str]]] = [
     ("example-2", "what changed in pricing since the deploy?", ["chg-5284"], ["chg-3835` 20"]),
     ("example-2", "what changed before the pricing deploy?", ["chg-8966", "chg-2200"], ["chg-3835` 20", "chg-5284"]),
     ("example-2", "hello there", [CANNOT], []),
+    ("example-2", "what changed since 16:00?", ["since 16:00 UTC", "chg-8966", "chg-7054"], ["chg-6048"]),
+    ("example-2", "what changed in shipping before 16:00 UTC?", ["chg-4817", "chg-6048"], ["chg-4479"]),
 ]
 
 
