@@ -7,6 +7,7 @@ to exercise the machine in isolation; the product always runs :func:`engine_plan
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +16,8 @@ from typing import Any
 
 from pipeline import phases as P
 from store.knowledge import remember
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +40,9 @@ class PhaseState:
     usage: dict[str, Any] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
     #: Set when the run lost its lease: the phase's result will be thrown away, so stop early.
     abandoned: threading.Event = field(default_factory=threading.Event)
+    #: LLM agents that worked in this phase: the machine stores one AgentRun row each
+    #: (``{agent, model, status, error, tokens_in, tokens_out, cost_usd, tool_calls}``).
+    agent_runs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tools(self) -> Any:
@@ -69,12 +75,33 @@ def _initialize(state: PhaseState) -> dict[str, Any]:
     return {"servers": servers if isinstance(servers, (dict, list)) else None}
 
 
-def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
+def run_agents(team: Any, state: PhaseState, report: dict[str, Any]) -> dict[str, Any]:
+    """The REPORT phase's agents: the team's report (engine report + ``agents`` section).
+
+    The agents' runs go on ``state.agent_runs`` (one AgentRun row each). Any failure of the agents
+    leaves the engine's report in place with a note: the agents never fail an investigation.
+    """
+    o = state.outputs
+    try:
+        result = team.run(mode=state.investigation.get("mode"), report=report, ctx=o.get("ctx"), chg=o.get("chg"),
+                          tools=state.tools)
+    except Exception as exc:  # noqa: BLE001 - the engine's answer must survive anything the agents do
+        log.warning("the agents failed on %s: %s", state.investigation.get("id"), exc, exc_info=True)
+        return {**report, "agents": {"status": "failed", "decision": {
+            "case": "agents_failed", "verdict": report.get("verdict"), "engine_verdict": report.get("verdict"),
+            "note": f"The agents failed ({type(exc).__name__}); the evidence engine's answer stands."}}}
+    state.agent_runs.extend(result.runs)
+    return dict(result.report)
+
+
+def engine_plan(memory: Any = None, team: Any = None) -> dict[str, PhaseFn]:
     """The product's plan: the phase functions of ``agents.engine`` (docs/contracts.md).
 
     Args:
         memory: a :class:`store.knowledge.Memory`: the REPORT phase then adds similar past incidents
             and records this one (see docs/knowledge.md); None leaves reports as the engine writes them.
+        team: an :class:`agents.team.AgentTeam`: the REPORT phase then runs the investigation mode's
+            agents on the engine's report (docs/llm.md); None (no model configured) changes nothing.
 
     Raises:
         ImportError: the engine is not installed (the message says so).
@@ -99,6 +126,11 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
                 n for n in notes if n not in (ctx.get("missing_sources") or [])]
         return ctx
 
+    def report(state: PhaseState) -> dict[str, Any]:
+        o = state.outputs
+        rep = engine.build_report(o["ctx"], o["sig"], o["chg"], o["cor"], o["hyp"], o["ver"], o["fix"])
+        return run_agents(team, state, rep) if team is not None else rep
+
     return {
         P.INITIALIZING: _initialize,
         P.CONTEXT_GATHERING: context,
@@ -116,10 +148,7 @@ def engine_plan(memory: Any = None) -> dict[str, PhaseFn]:
                                               s.outputs.get("chg"), s.outputs.get("sig")),
         P.REPORT: lambda s: remember(memory, investigation_id=s.investigation["id"],
                                      domain=s.investigation.get("domain"), ctx=s.outputs["ctx"],
-                                     sig=s.outputs["sig"], chg=s.outputs.get("chg"), report=engine.build_report(
-            s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
-            s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"],
-        )),
+                                     sig=s.outputs["sig"], chg=s.outputs.get("chg"), report=report(s)),
     }
 
 
