@@ -75,8 +75,8 @@ def build_pack(report: dict[str, Any], ctx: dict[str, Any] | None = None,
     ctx = ctx or {}
     rc = report.get("root_cause") or {}
     lines.append(f"Engine verdict: {report.get('verdict')} (calibrated confidence {report.get('confidence')}/100).")
-    lines.append(f"Engine root cause: service {neutralise(rc.get('service'), 80)}, change "
-                 f"{neutralise(rc.get('change_id'), 80)}, category {neutralise(rc.get('category'), 40)}.")
+    lines.append(f"Engine root cause: service {neutralise(rc.get('service') or 'none', 80)}, change "
+                 f"{neutralise(rc.get('change_id') or 'none', 80)}, category {neutralise(rc.get('category'), 40)}.")
     window = ctx.get("window") or {}
     if window:
         lines.append(f"Window: {window.get('start')} to {window.get('end')}; onset {report.get('onset')}.")
@@ -94,7 +94,7 @@ def build_pack(report: dict[str, Any], ctx: dict[str, Any] | None = None,
         if i == 1:
             pack.top_counter = set(ce)
         lines.append(f"{hid} [{h.get('confidence')}] service {neutralise(h.get('service'), 80)}, change "
-                     f"{neutralise(h.get('change_id'), 80)} ({neutralise(h.get('category'), 40)}): "
+                     f"{neutralise(h.get('change_id') or 'none', 80)} ({neutralise(h.get('category'), 40)}): "
                      f"{neutralise(h.get('statement'), RECORD_CHARS)}")
         lines.append(f"  supported by: {' '.join(ev) or 'nothing'}; against: {' '.join(ce) or 'nothing'}")
     for check in (report.get("verification") or {}).get("checks") or []:
