@@ -99,6 +99,7 @@ class LoopResult:
     calls: list[dict[str, Any]] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    next_id: int = 1
 
     @property
     def tokens_in(self) -> int:
@@ -264,29 +265,33 @@ class ToolLoop:
                 continue
             todo.append((call, key))
         if todo:
-            workers = min(MAX_PARALLEL_CALLS, len(todo))
+            # ids and call records are made in call order before the calls run side by side, so neither
+            # depends on which call finishes first
+            jobs = []
+            for call, _ in todo:
+                name = call["name"]
+                record = {"tool": name, "capability": capability_of(name) or name,
+                          "args": dict(call.get("input") or {}), "ok": False}
+                res.calls.append(record)
+                jobs.append((call, f"T{res.next_id}", record))
+                res.next_id += 1
+            workers = min(MAX_PARALLEL_CALLS, len(jobs))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent-tool") as pool:
-                done = list(pool.map(lambda item: self._call(item[0], artifacts, res), todo))
+                done = list(pool.map(lambda job: self._call(job[0], job[1], job[2], artifacts, res), jobs))
             for (call, key), (block, tid) in zip(todo, done, strict=True):
                 results[call["id"]] = block
                 seen[key] = tid
         return [results[c["id"]] for c in calls if c["id"] in results], None, problem
 
-    def _call(self, call: dict[str, Any], artifacts: dict[str, str], res: LoopResult
-              ) -> tuple[dict[str, Any], str]:
-        name, args = call["name"], dict(call.get("input") or {})
-        cap = capability_of(name) or name
-        record: dict[str, Any] = {"tool": name, "capability": cap, "args": args, "ok": False}
-        res.calls.append(record)
+    def _call(self, call: dict[str, Any], tid: str, record: dict[str, Any], artifacts: dict[str, str],
+              res: LoopResult) -> tuple[dict[str, Any], str]:
+        cap, args = record["capability"], record["args"]
         try:
             out = self.tools.call(cap, **args)
         except Exception as exc:  # noqa: BLE001 - every tool failure goes back to the model as an error result
             msg = neutralise(f"{type(exc).__name__}: {exc}", 500)
             record["error"] = msg
             return _result(call["id"], f"{cap} failed: {msg}", error=True), "(failed)"
-        tid = f"T{len(res.sources) + 1}"
-        while tid in res.sources:  # parallel calls: ids stay unique
-            tid = f"T{int(tid[1:]) + 1}"
         res.sources[tid] = f"{cap} {json.dumps(args, sort_keys=True, default=str)[:200]}"
         record.update(ok=True, id=tid)
         text = json.dumps(clean_json(out), separators=(",", ":"), ensure_ascii=False, default=str)
