@@ -231,3 +231,19 @@ def test_the_secret_is_scrubbed_even_if_a_model_writes_it(claude, baseline):
     claude.responder = respond
     out = json.dumps(run(claude, baseline).report)
     assert KEY not in out and "@here" not in out and "[redacted]" in out
+
+
+def test_publishers_show_the_explanation_and_the_decision_escaped(claude, baseline):
+    from publishers.jira import render_report as jira_report
+    from publishers.markdown import render_report as markdown_report
+    from publishers.slack import report_blocks
+
+    claude.responder = sm.typical()
+    report = run(claude, baseline).report
+    report["agents"]["explanation"] += " <!channel> *bold*"  # whatever slipped through is escaped per medium
+    text, blocks = report_blocks({"id": "inv-1"}, report)
+    said = [b for b in blocks if b["type"] == "context" and "Explanation (agents)" in b["elements"][0]["text"]]
+    assert said and "&lt;!channel&gt;" in said[0]["elements"][0]["text"] and "agree" in said[0]["elements"][0]["text"]
+    assert "Explanation (agents):" in jira_report(report, "inv-1") and "\\*bold\\*" in jira_report(report, "inv-1")
+    md = markdown_report(report)
+    assert "## Agents" in md and "pricing started failing" in md
