@@ -23,6 +23,7 @@ context window, the turns after the evidence pack are compacted into a summary b
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -277,7 +278,11 @@ class ToolLoop:
                 res.next_id += 1
             workers = min(MAX_PARALLEL_CALLS, len(jobs))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="agent-tool") as pool:
-                done = list(pool.map(lambda job: self._call(job[0], job[1], job[2], artifacts, res), jobs))
+                # each call runs in a copy of this thread's context: log correlation ids and the job's
+                # trace span stay the parents of what the tool calls record
+                contexts = [contextvars.copy_context() for _ in jobs]
+                done = list(pool.map(lambda job, ctx: ctx.run(self._call, job[0], job[1], job[2], artifacts, res),
+                                     jobs, contexts))
             for (call, key), (block, tid) in zip(todo, done, strict=True):
                 results[call["id"]] = block
                 seen[key] = tid
