@@ -247,3 +247,15 @@ def test_publishers_show_the_explanation_and_the_decision_escaped(claude, baseli
     assert "Explanation (agents):" in jira_report(report, "inv-1") and "\\*bold\\*" in jira_report(report, "inv-1")
     md = markdown_report(report)
     assert "## Agents" in md and "pricing started failing" in md
+
+
+def test_the_report_page_shows_the_agents_escaped(claude, baseline):
+    from publishers.html import render_report_page
+
+    claude.responder = sm.typical()
+    report = run(claude, baseline).report
+    report["agents"]["explanation"] += " <script>alert(1)</script>"
+    page = render_report_page({"id": "inv-1", "trigger": {"ticket": "PAY-44706"}, "report": report, "status": "COMPLETE"},
+                              {}, {})
+    assert 'id=agents' in page and "pricing started failing" in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
