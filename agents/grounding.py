@@ -163,6 +163,12 @@ def _same_culprit(hyp: dict[str, Any], rc: dict[str, Any]) -> bool:
     return not rc.get("change_id") or not hyp.get("change_id") or str(hyp["change_id"]) == str(rc["change_id"])
 
 
+def names_culprit(text: str, report: dict[str, Any]) -> bool:
+    """Whether an explanation names the engine's culprit service (an explanation of another one is not adopted)."""
+    service = str((report.get("root_cause") or {}).get("service") or "")
+    return not service or service.lower() in str(text or "").lower()
+
+
 def decide(report: dict[str, Any], *, pack: Pack, hypotheses: list[dict[str, Any]],
            checks: list[dict[str, Any]], verifier_ran: bool, agent_failed: str | None) -> dict[str, Any]:
     """The verdict rule (see the module doc).
@@ -192,7 +198,7 @@ def decide(report: dict[str, Any], *, pack: Pack, hypotheses: list[dict[str, Any
         out.update(case="no_grounded_hypothesis",
                    note="The agents gave no hypothesis grounded in existing evidence; the evidence engine's answer stands.")
     elif not rc.get("service"):
-        out.update(case="engine_has_no_culprit", adopted_explanation=True,
+        out.update(case="engine_has_no_culprit",
                    note=f"The engine found no culprit; the agents' lead ({neutralise(top.get('service'), 80)}) is "
                         f"reported as a lead only: the verdict stays {verdict} because a model cannot raise it.")
     elif _same_culprit(top, rc):

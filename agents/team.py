@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents import prompts
-from agents.grounding import Pack, build_pack, decide, ground
+from agents.grounding import Pack, build_pack, decide, ground, names_culprit
 from agents.llm import ChatModel, LLMError
 from agents.loop import Limits, LoopResult, ToolLoop
 from agents.schemas import OUTPUTS
@@ -136,9 +136,15 @@ class AgentTeam:
                                 note="Fast mode: the fast tier explained the evidence engine's answer, which stands."
                                 if explanation else "Fast mode: the summary cited no existing evidence and was dropped; "
                                                     "the evidence engine's answer stands.")
+                if explanation and not names_culprit(explanation, report):
+                    decision.update(adopted_explanation=False, note="Fast mode: the summary did not explain the engine's "
+                                    "culprit and was not adopted; the evidence engine's answer stands.")
         else:
             decision = decide(report, pack=pack, hypotheses=hypotheses, checks=checks,
                               verifier_ran=ver is not None and ver.output is not None, agent_failed=agent_failed)
+        if decision.get("adopted_explanation") and not names_culprit(explanation, report):
+            decision["adopted_explanation"] = False
+            decision["note"] += " Their explanation does not name the engine's culprit, so it is not adopted."
         if failures and not agent_failed:
             decision["note"] += " Not every agent finished: " + "; ".join(failures) + "."
         section = {
@@ -158,8 +164,10 @@ class AgentTeam:
             "tokens_out": sum(r.tokens_out for r in results),
             "cost_usd": round(sum(r.cost_usd for r in results), 6),
         }
-        if not decision.get("adopted_explanation") and explanation and inv is not None:
-            section["alternative_explanation"] = self._clean(explanation)
+        if not decision.get("adopted_explanation") and explanation:
+            # kept for the reader, clearly apart from the report's explanation
+            key = "lead" if decision.get("case") == "engine_has_no_culprit" else "alternative_explanation"
+            section[key] = self._clean(explanation)
         merged = {**report, "verdict": decision["verdict"], "confidence": decision["confidence"], "agents": section}
         if section["explanation"]:
             merged["root_cause"] = {**(report.get("root_cause") or {}), "explanation": section["explanation"]}

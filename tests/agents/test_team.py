@@ -163,6 +163,9 @@ def test_a_model_never_raises_a_verdict(claude, tmp_path):
     claude.responder = sm.wrong_culprit()
     res = team(claude).run(mode="balanced", report=report, ctx=ctx, chg=chg, tools=tools)
     assert res.report["verdict"] == report["verdict"] and res.report["confidence"] == report["confidence"]
+    assert "explanation" not in res.report["root_cause"]  # a lead is kept apart, never the explanation
+    assert report["root_cause"]["service"] is None
+    assert res.report["agents"]["decision"]["case"] == "engine_has_no_culprit" and "frontend" in res.report["agents"]["lead"]
 
 
 @pytest.fixture()
@@ -259,3 +262,28 @@ def test_the_report_page_shows_the_agents_escaped(claude, baseline):
                               {}, {})
     assert 'id=agents' in page and "pricing started failing" in page
     assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
+
+
+def test_fast_mode_does_not_adopt_a_summary_of_another_culprit(claude, baseline):
+    claude.responder = sm.wrong_culprit()
+    res = run(claude, baseline, mode="fast")
+    a = res.report["agents"]
+    assert engine_answer(res.report) == engine_answer(baseline[1])
+    assert a["explanation"] == "" and "explanation" not in res.report["root_cause"]
+    assert "not adopted" in a["decision"]["note"] and "frontend" in a["alternative_explanation"]
+
+
+def test_an_agreeing_hypothesis_with_an_explanation_of_another_culprit_is_not_adopted(claude, baseline):
+    def respond(body):
+        if sm.agent_of(body) == "investigator":
+            pack = sm.pack_of(body)
+            top = pack["candidates"][0]
+            return sm._submit({"summary": "frontend did it, trust me", "hypotheses": [
+                {"service": top["service"], "change_id": top["change_id"], "category": top["category"],
+                 "statement": "the engine is right", "confidence": 80, "cites": pack["evidence"][:2]}]})
+        return sm.typical()(body)
+
+    claude.responder = respond
+    a = run(claude, baseline).report["agents"]
+    assert a["decision"]["case"] == "agree" and a["explanation"] == ""
+    assert "does not name the engine's culprit" in a["decision"]["note"]
