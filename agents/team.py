@@ -159,7 +159,10 @@ class AgentTeam:
             "dropped_citations": dropped,
             "runs": [{"agent": r.agent, "model": r.model, "stop": r.stop, "error": r.error,
                       "tokens_in": r.tokens_in, "tokens_out": r.tokens_out, "cost_usd": r.cost_usd,
-                      "tool_calls": len(r.calls), "notes": r.notes[:10]} for r in results],
+                      "cache_read_tokens": sum(t["cache_read_tokens"] for t in r.turns),
+                      "cache_write_tokens": sum(t["cache_write_tokens"] for t in r.turns),
+                      "model_calls": len(r.turns), "tool_calls": len(r.calls), "notes": r.notes[:10]}
+                     for r in results],
             "tokens_in": sum(r.tokens_in for r in results),
             "tokens_out": sum(r.tokens_out for r in results),
             "cost_usd": round(sum(r.cost_usd for r in results), 6),

@@ -82,6 +82,8 @@ def test_a_good_model_explains_and_cites_and_the_engine_answer_stays(claude, bas
     assert "cache_control" in first["system"][-1] and "cache_control" in first["tools"][-1]
     assert "cache_control" in first["messages"][0]["content"][0]
     assert inv["turns"][1]["cache_read_tokens"] > 0
+    section = res.report["agents"]["runs"][0]
+    assert section["cache_read_tokens"] > 0 and section["model_calls"] == 2
 
 
 def test_fast_mode_runs_only_the_fast_tier(claude, baseline):
