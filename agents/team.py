@@ -207,10 +207,7 @@ def make_team(settings: Any, **options: Any) -> AgentTeam | None:
                     context_tokens=int(getattr(settings, "agent_context_tokens", 200_000) or 200_000),
                     result_share=float(getattr(settings, "agent_result_share", 0.02) or 0.02),
                     compact_share=float(getattr(settings, "agent_compact_share", 0.5) or 0.5))
-    secrets = []
-    for name in ("anthropic_api_key", "openai_api_key", "slack_bot_token", "slack_app_token", "jira_api_token",
-                 "mcp_access_key", "vault_token", "jwt_secret", "api_keys"):
-        value = getattr(settings, name, None)
-        if value is not None:
-            secrets.append(value.get_secret_value() if hasattr(value, "get_secret_value") else str(value))
+    # every secret setting (keys, tokens, passwords): never in what the agents write
+    secrets = [value.get_secret_value() for name in type(settings).model_fields
+               if hasattr(value := getattr(settings, name, None), "get_secret_value")]
     return AgentTeam(models, limits=limits, secrets=secrets)

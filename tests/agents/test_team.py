@@ -289,3 +289,15 @@ def test_an_agreeing_hypothesis_with_an_explanation_of_another_culprit_is_not_ad
     a = run(claude, baseline).report["agents"]
     assert a["decision"]["case"] == "agree" and a["explanation"] == ""
     assert "does not name the engine's culprit" in a["decision"]["note"]
+
+
+def test_make_team_follows_the_settings():
+    from agents.team import make_team
+    from store.config import Settings
+
+    assert make_team(Settings()) is None
+    team_ = make_team(Settings(OPENAI_API_KEY="sk-openai-secret-1", SLACK_BOT_TOKEN="xoxb-secret-2",
+                               PM_AGENT_MAX_STEPS=3, PM_AGENT_RESULT_SHARE=0.05))
+    assert team_ is not None and team_.limits.max_steps == 3 and team_.limits.result_tokens == 10_000
+    assert {"sk-openai-secret-1", "xoxb-secret-2"} <= set(team_.secrets)
+    assert team_.models("balanced").model == "gpt-4.1"

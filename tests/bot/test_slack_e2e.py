@@ -186,9 +186,8 @@ def test_no_argument_opens_the_form_and_submitting_it_starts(slack: tuple[FakeSl
 
 def test_follow_up_is_answered_by_claude_when_configured(tmp_path: Path) -> None:
     """With ANTHROPIC_API_KEY set, a thread question is answered by Claude (a stand-in Messages API)."""
-    from tests.fakes.anthropic_server import FakeAnthropic
-
     from tests.fakes import scripted_models
+    from tests.fakes.anthropic_server import FakeAnthropic
 
     claude = FakeAnthropic().start()
     # with a key, the investigation's agents run too (fast mode: the summary, with tools); the
