@@ -208,6 +208,9 @@ def make_team(settings: Any, **options: Any) -> AgentTeam | None:
                     result_share=float(getattr(settings, "agent_result_share", 0.02) or 0.02),
                     compact_share=float(getattr(settings, "agent_compact_share", 0.5) or 0.5))
     # every secret setting (keys, tokens, passwords): never in what the agents write
-    secrets = [value.get_secret_value() for name in type(settings).model_fields
-               if hasattr(value := getattr(settings, name, None), "get_secret_value")]
+    secrets: list[str] = []
+    for name in getattr(type(settings), "model_fields", {}):
+        value = getattr(settings, name, None)
+        if value is not None and hasattr(value, "get_secret_value"):
+            secrets.append(str(value.get_secret_value()))
     return AgentTeam(models, limits=limits, secrets=secrets)
