@@ -105,6 +105,8 @@ class Gateway:
     Attributes:
         calls: every call record ``{capability, server, tool, args, started_at, duration_ms, ok,
             error, attempts, bytes}``, in order.
+        window_defaults: ``{lookback_s, lookahead_s}`` of the sources file the gateway serves (its
+            ``window:``), or None; the pipeline applies it to triggers that carry no window.
     """
 
     def __init__(self, config: GatewayConfig, *, on_call: Callable[[dict[str, Any]], None] | None = None):
@@ -113,6 +115,7 @@ class Gateway:
         self.calls: list[dict[str, Any]] = []
         #: tolerant configs: servers the last check() could not reach, with why.
         self.unreachable: dict[str, str] = {}
+        self.window_defaults: dict[str, float] | None = None
         self._servers = {
             name: _Server(spec, CircuitBreaker(config.breaker_failures, config.breaker_reset_s))
             for name, spec in config.servers.items()

@@ -142,11 +142,13 @@ class ToolLoop:
     """
 
     def __init__(self, model: ChatModel, tools: Any, *, limits: Limits | None = None,
-                 compactor: ChatModel | None = None) -> None:
+                 compactor: ChatModel | None = None, before_call: Callable[[], None] | None = None) -> None:
         self.model = model
         self.tools = tools
         self.limits = limits or Limits()
         self.compactor = compactor
+        # called before every model call; what it raises (a budget cap) ends the run and propagates
+        self.before_call = before_call
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self, spec: AgentSpec, pack: str, task: str, schema: type[BaseModel], *,
@@ -182,6 +184,8 @@ class ToolLoop:
             step += 1
             final = force or step >= max_steps
             self._maybe_compact(messages, res)
+            if self.before_call is not None:
+                self.before_call()
             try:
                 turn = self.model.chat(
                     system=system, messages=_with_moving_breakpoint(messages),

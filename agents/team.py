@@ -51,10 +51,14 @@ class AgentTeam:
         self.models = models
         self.limits = limits or Limits()
         self.secrets = [s for s in (secrets or []) if s and len(s) >= 8]
+        self._choose: Callable[[str, str, str], str] | None = None
+        self._before: Callable[[], None] | None = None
 
     def run(self, *, mode: str | None, report: dict[str, Any], ctx: dict[str, Any] | None,
             chg: dict[str, Any] | None, tools: Any,
-            on_turn: Callable[[str, dict[str, Any]], None] | None = None) -> TeamResult:
+            on_turn: Callable[[str, dict[str, Any]], None] | None = None,
+            choose_tier: Callable[[str, str, str], str] | None = None,
+            before_call: Callable[[], None] | None = None) -> TeamResult:
         """Run the mode's agents on ``report`` and merge what they found.
 
         Args:
@@ -62,21 +66,24 @@ class AgentTeam:
             report: the engine's report (not changed).
             ctx, chg: the context and changes phases' outputs (for the evidence pack).
             tools: the investigation's ToolSource.
-            on_turn: called with (agent, turn record) after each model call.
+            on_turn: called with (agent, turn record) after each model call (the budget's charge).
+            choose_tier: ``(agent, mode, default tier) -> tier`` (the model router), or None.
+            before_call: called before every model call; what it raises (the budget's cap) propagates.
         """
+        self._choose, self._before = choose_tier, before_call
         mode = mode if mode in MODES else "balanced"
         pack = build_pack(report, ctx, chg)
         results: list[LoopResult] = []
         try:
             if mode == "fast":
                 results.append(self._agent("summary", "fast", pack, None, on_turn,
-                                           "Explain the engine's answer (H1) and submit."))
+                                           "Explain the engine's answer (H1) and submit.", mode))
             else:
                 inv_tier = "deep" if mode == "deep" else "balanced"
                 results.append(self._agent("investigator", inv_tier, pack, tools, on_turn,
-                                           "Investigate this incident and submit your answer."))
+                                           "Investigate this incident and submit your answer.", mode))
                 results.append(self._agent("verifier", "balanced", pack, tools, on_turn,
-                                           "Check the engine's top candidate H1 and submit your checks."))
+                                           "Check the engine's top candidate H1 and submit your checks.", mode))
         except LLMError as exc:  # building a model failed (bad settings): the engine's answer stands
             log.warning("the agents could not start: %s", exc)
             return TeamResult(report={**report, "agents": {"mode": mode, "status": "failed", "decision": {
@@ -85,14 +92,17 @@ class AgentTeam:
         return self._merge(mode, report, pack, results)
 
     def _agent(self, name: str, tier: str, pack: Pack, tools: Any,
-               on_turn: Callable[[str, dict[str, Any]], None] | None, task: str) -> LoopResult:
+               on_turn: Callable[[str, dict[str, Any]], None] | None, task: str, mode: str = "balanced") -> LoopResult:
         spec = prompts.load(name)
+        if self._choose is not None:
+            tier = self._choose(name, mode, tier)
         compactor = None
         try:
             compactor = self.models("fast")
         except Exception:  # noqa: BLE001 - compaction then drops old output instead
             compactor = None
-        loop = ToolLoop(self.models(tier), tools if spec.tools else None, limits=self.limits, compactor=compactor)
+        loop = ToolLoop(self.models(tier), tools if spec.tools else None, limits=self.limits, compactor=compactor,
+                        before_call=self._before)
         result = loop.run(spec, pack.text, task, OUTPUTS[spec.output],
                           on_turn=(lambda rec: on_turn(name, rec)) if on_turn else None)
         result.notes.insert(0, f"prompt {spec.name} v{spec.version}, tier {tier}")

@@ -32,6 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             cmd.add_argument("--json", action="store_true", help="print JSON")
         cmd.set_defaults(func=func)
 
+    bu = sub.add_parser("budgets", help="monthly LLM budgets: see them, approve spending past them")
+    bu_sub = bu.add_subparsers(dest="action", metavar="ACTION", required=True)
+    show = bu_sub.add_parser("show", help="this month's spend against the global and per-domain budgets")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=run_budgets_show)
+    ap = bu_sub.add_parser("approve", help="let new investigations start past a spent budget (this month)")
+    ap.add_argument("scope", choices=("global", "domain"))
+    ap.add_argument("domain", nargs="?", default=None, help="the domain (with scope domain)")
+    ap.add_argument("--usd", type=float, default=None,
+                    help="approve this many more dollars (default: lift the stop for the rest of the month)")
+    ap.add_argument("--note", default=None, help="why (kept with the approval)")
+    ap.add_argument("--by", default=None, help="who approves (default: $USER)")
+    ap.set_defaults(func=run_budgets_approve)
+
     sb = sub.add_parser("sandbox", help="the offline stand-in for production systems")
     sb_sub = sb.add_subparsers(dest="action", metavar="ACTION", required=True)
     serve = sb_sub.add_parser("serve", help="serve an incident world as MCP tools")
@@ -115,6 +129,66 @@ def _outbox_session(settings: Settings):  # noqa: ANN202 - a context manager of 
     upgrade(settings.effective_database_url)  # a fresh directory gets its embedded database
     engine = make_engine(settings.effective_database_url)
     return engine, make_session_factory(engine)
+
+
+def _budgets_runtime(settings: Settings):  # noqa: ANN202 - pipeline.runtime.Runtime, imported lazily
+    from pipeline.runtime import build_runtime
+    from store.config import load_cost_settings
+    from store.db import upgrade
+
+    upgrade(settings.effective_database_url)
+    return build_runtime(settings, cost=load_cost_settings())
+
+
+def _money(st: dict) -> str:
+    limit = f"${st['limit_usd']:,.2f}" if st["limit_usd"] > 0 else "no limit"
+    extra = " (stop lifted)" if st["lifted"] else (f" (incl. ${st['extra_usd']:,.2f} approved)" if st["extra_usd"] else "")
+    return f"${st['spent_usd']:,.2f} of {limit}{extra} · {st['used']:.0%} · {st['level']}"
+
+
+def run_budgets_show(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from commands import budgets
+
+    rt = _budgets_runtime(settings)
+    try:
+        out = budgets.show(runtime=rt)
+    finally:
+        rt.close()
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    t = out["thresholds"]
+    print(f"budgets for {out['month']} (warn at {t['warn']:.0%}, only P1 from {t['p1_only']:.0%}, "
+          f"stop at {t['stop']:.0%}; each investigation ${out['investigation_usd']:,.2f})")
+    print(f"  global           {_money(out['global'])}")
+    for d in out["domains"]:
+        print(f"  domain {d['key']:<9} {_money(d)}")
+    for a in out["approvals"]:
+        what = f"+${a['extra_usd']:,.2f}" if a["extra_usd"] else "stop lifted"
+        print(f"  approved {a['scope']} {a['key']}: {what} by {a['approved_by'] or '?'} at {a['at']}")
+    return 0
+
+
+def run_budgets_approve(args: argparse.Namespace, settings: Settings) -> int:
+    import getpass
+
+    from commands import budgets
+
+    if args.scope == "domain" and not args.domain:
+        print("name the domain: pm budgets approve domain NAME [--usd AMOUNT]", file=sys.stderr)
+        return 2
+    body = {"scope": args.scope, "domain": args.domain, "usd": args.usd, "note": args.note}
+    rt = _budgets_runtime(settings)
+    try:
+        out = budgets.approve(runtime=rt, body=body, by=args.by or getpass.getuser())
+    finally:
+        rt.close()
+    st = out["budget"]
+    print(f"approved: {args.scope}{' ' + args.domain if args.domain else ''} now {_money(st)}; "
+          "new investigations may start")
+    return 0
 
 
 def run_outbox_list(args: argparse.Namespace, settings: Settings) -> int:

@@ -82,7 +82,9 @@ def _runtime(settings: Settings) -> Any:
     from store.db import upgrade
 
     upgrade(settings.effective_database_url)
-    return build_runtime(settings)
+    from store.config import load_cost_settings
+
+    return build_runtime(settings, cost=load_cost_settings())
 
 
 def _world_request(args: argparse.Namespace) -> tuple[InvestigationRequest, str]:

@@ -22,7 +22,7 @@ from commands.callbacks import Resolver, check_callback_url
 from commands.errors import BadRequest
 from commands.requests import MODES, PRIORITIES, InvestigationRequest, Origin
 from pipeline.phases import ALL_PHASES
-from store import agent_runs, checkpoints, domains, investigations
+from store import agent_runs, checkpoints, domains, investigations, model_choices
 from store.errors import NotFound
 from store.models import INVESTIGATION_STATUSES, AgentRun, InboundDelivery, Investigation, Publication, utcnow
 
@@ -368,8 +368,9 @@ def traces(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
         phases = [checkpoints.to_dict(cp) for cp in checkpoints.list_for(session=session,
                                                                          investigation_id=investigation_id)]
         runs = [_run(r) for r in agent_runs.list_for(session=session, investigation_id=investigation_id)]
+        choices = model_choices.list_for(session=session, investigation_id=investigation_id)
     return {"investigation_id": investigation_id, "phases": phases, "agents": runs,
-            "tool_calls": sum(len(r["tool_calls"]) for r in runs)}
+            "tool_calls": sum(len(r["tool_calls"]) for r in runs), "model_choices": choices}
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -382,7 +383,8 @@ def _run(run: AgentRun) -> dict[str, Any]:
     return {"agent": run.agent, "phase": run.phase, "status": run.status, "started_at": _iso(run.started_at),
             "finished_at": _iso(run.finished_at), "duration_ms": run.duration_ms, "error": run.error,
             "model_calls": {"model": run.model, "tokens_in": run.tokens_in, "tokens_out": run.tokens_out,
-                            "cost_usd": run.cost_usd},
+                            "cache_read_tokens": run.cache_read_tokens or 0,
+                            "cache_write_tokens": run.cache_write_tokens or 0, "cost_usd": run.cost_usd},
             "tool_calls": calls}
 
 
@@ -399,14 +401,18 @@ def cost_breakdown(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
         inv = _get(session, investigation_id)
         runs = agent_runs.list_for(session=session, investigation_id=investigation_id)
         tokens_in, tokens_out, cost = inv.tokens_in or 0, inv.tokens_out or 0, float(inv.cost_usd or 0.0)
+        budget = inv.budget_usd
+    cache_read = sum(r.cache_read_tokens or 0 for r in runs)
+    cache_write = sum(r.cache_write_tokens or 0 for r in runs)
     mcp_calls = sum(len(r.tool_calls or []) for r in runs)
     worker_s = sum((r.duration_ms or 0) for r in runs) / 1000
     return {"investigation_id": investigation_id, "cost_breakdown": {
-        "llm_tokens": {"input": tokens_in, "output": tokens_out, "cost_usd": round(cost, 6)},
+        "llm_tokens": {"input": tokens_in, "output": tokens_out, "cache_read": cache_read,
+                       "cache_write": cache_write, "cost_usd": round(cost, 6)},
         "mcp_calls": {"count": mcp_calls, "cost_usd": 0.0},
         "compute": {"worker_seconds": round(worker_s, 3), "cost_usd": 0.0},
         "total_usd": round(cost, 6),
-    }}
+    }, "budget_usd": budget}
 
 
 def cost_summary(*, runtime: Any, since: str | None = None, until: str | None = None) -> dict[str, Any]:

@@ -11,3 +11,7 @@ class BadRequest(CommandError):
 
 class NotAllowed(CommandError):
     """The requester may not do this (e.g. cancel someone else's investigation)."""
+
+
+class BudgetStopped(NotAllowed):
+    """A monthly budget keeps new investigations from starting; the message says how an admin approves."""

@@ -12,8 +12,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from commands.errors import BadRequest, NotAllowed
+from commands.errors import BadRequest, BudgetStopped, NotAllowed
 from commands.requests import InvestigationRequest, Origin
+from pipeline.errors import BudgetRefused
 from store import investigations, outbox
 from store.errors import NotFound
 from store.models import Investigation
@@ -79,6 +80,12 @@ def start_many(*, runtime: Any, requests: list[InvestigationRequest]) -> list[St
                         batch_fp[fp] = len(new_specs)
                     slots.append(len(new_specs))
                     new_specs.append(_spec(request))
+            caps: dict[tuple[str | None, str], float | None] = {}  # one gate per domain and priority
+            for spec in new_specs:
+                gate = (spec["domain"], spec["priority"])
+                if gate not in caps:
+                    caps[gate] = check_budget(session, domain=gate[0], priority=gate[1])
+                spec["budget_usd"] = caps[gate]
             ids = investigations.create_many(session=session, specs=new_specs)
             results: list[StartResult] = []
             first_use: set[int] = set()
@@ -105,6 +112,28 @@ def _spec(request: InvestigationRequest) -> dict[str, Any]:
     return dict(trigger=request.trigger, origin=request.origin.to_dict(), mode=request.mode,
                 domain=request.domain, sources=request.sources, priority=request.priority,
                 fingerprint=request.fingerprint, requested_by=request.requested_by)
+
+
+def check_budget(session: Any, *, domain: str | None, priority: str) -> float | None:
+    """The budgets' start gate (pipeline/budgets.py), when the session's runtime has budgets.
+
+    The runtime's sessions carry its budgets in ``session.info`` so every front door that opens an
+    investigation (CLI, Slack, Jira and alert webhooks, the API) passes the same gate.
+
+    Raises:
+        BudgetStopped: a monthly budget is spent (or only P1 may start); the message says what to do.
+
+    Returns:
+        The cap to give the new investigation (PM_BUDGET_INVESTIGATION_USD; None: no cap or no budgets).
+    """
+    budgets = getattr(session, "info", {}).get("budgets")
+    if budgets is None:
+        return None
+    try:
+        budgets.gate(session=session, domain=domain, priority=priority)
+    except BudgetRefused as exc:
+        raise BudgetStopped(str(exc)) from None
+    return float(budgets.policy.investigation_usd) or None
 
 
 def open_by_fingerprint(session: Any, fingerprints: set[str]) -> dict[str, str]:
@@ -134,6 +163,10 @@ def open_or_attach(
         open_by_fp: fingerprint -> open investigation id, when the caller looked them up for a
             whole batch (then no per-request query is made); it is updated with what opens here.
 
+    Raises:
+        BudgetStopped: a new investigation would be needed and a budget refuses it (attaching to an
+            open one is always allowed).
+
     Returns:
         The result, and the ``attached`` event payload to append when it was attached (else None).
     """
@@ -146,6 +179,7 @@ def open_or_attach(
     else:
         existing = None
     if existing is None:
+        cap = check_budget(session, domain=request.domain, priority=request.priority)
         try:
             # create() inserts under its own savepoint and re-raises a conflict that is not its id
             # (here: another open investigation with this fingerprint). No savepoint of ours around
@@ -161,6 +195,7 @@ def open_or_attach(
                 priority=request.priority,
                 fingerprint=fp,
                 requested_by=request.requested_by,
+                budget_usd=cap,
             )
         except IntegrityError:
             winner = investigations.find_open_by_fingerprint(session=session, fingerprint=fp or "")

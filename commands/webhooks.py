@@ -19,6 +19,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from commands.errors import BadRequest
+from commands.errors import BadRequest, BudgetStopped
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
 from store import events, outbox
@@ -53,6 +54,8 @@ _SEVERITY_PRIORITY = {
     "error": "P2", "high": "P2", "major": "P2", "warning": "P2", "warn": "P2", "sev2": "P2", "p2": "P2",
     "info": "P3", "low": "P3", "minor": "P3", "none": "P3", "sev3": "P3", "p3": "P3",
 }
+
+log = logging.getLogger(__name__)
 
 
 class PayloadError(BadRequest):
@@ -497,10 +500,15 @@ def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_sched
         deploy_scheduler(result.deploy)
         status = "scheduled"
     elif result.requests:
+        refused = None
         for request in result.requests:
             with _lock_for(request.fingerprint):
-                started.append(start(runtime=runtime, request=request))
-        status = "processed"
+                try:
+                    started.append(start(runtime=runtime, request=request))
+                except BudgetStopped as exc:  # kept as "refused" with why; an admin approves, the sender retries
+                    refused = str(exc)
+                    log.warning("webhook delivery %s not started: %s", delivery_id, exc)
+        status = "refused" if refused and not started else "processed"
     else:
         status = "recorded" if source == "change" else "ignored"
     with runtime.session() as session:
@@ -684,13 +692,19 @@ def process_many(
         attached: list[Any] = []
         for row, result in todo:
             started = []
+            refused = None
             for request in result.requests:
-                outcome = _start_in(session, request, open_by_fp, attached)
+                try:
+                    outcome = _start_in(session, request, open_by_fp, attached)
+                except BudgetStopped as exc:  # the gate refused before writing anything: the batch goes on
+                    refused = str(exc)
+                    log.warning("webhook delivery %s not started: %s", row.id, exc)
+                    continue
                 started.append(outcome)
                 if outcome.created:
                     created.append((outcome.investigation_id, request.priority))
-            row.status = statuses[row.id] = "processed" if started else (
-                "recorded" if row.source == "change" else "ignored")
+            row.status = statuses[row.id] = "processed" if started else ("refused" if refused else (
+                "recorded" if row.source == "change" else "ignored"))
             if started:
                 row.investigation_id = started[0].investigation_id
         # In order, after every "created" of this chunk: each investigation's events keep their order.

@@ -26,3 +26,7 @@ class LeaseLost(PipelineError):
 
     The run stops and writes nothing more; the worker holding the lease now carries on.
     """
+
+
+class BudgetRefused(PipelineError):
+    """A monthly budget keeps a new investigation from starting; the message says who can approve and how."""

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 
 from pipeline import metrics
 from pipeline import phases as P
+from pipeline.budgets import over_cap, partial_report
 from pipeline.errors import BudgetExceeded, LeaseHeld, LeaseLost
 from pipeline.plan import PhaseState, Plan, check_plan
 from store import agent_runs, checkpoints, outbox
@@ -55,6 +56,14 @@ def retryable_errors() -> tuple[type[BaseException], ...]:
     except ImportError:  # the agents room may not be installed in a store-only deployment
         pass
     return tuple(errors)
+
+
+class _Partial(Exception):
+    """Internal: the investigation reached its budget cap; publish what it found, marked partial."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class _Stop(Exception):
@@ -173,6 +182,9 @@ class Machine:
         tools_factory: ``fn(investigation_dict) -> ToolSource`` (opened lazily per run).
         lease_s: how long a worker's claim on an investigation lasts without renewal.
         on_progress: called with the investigation id after each committed progress event.
+        budgets: :class:`pipeline.budgets.Budgets`: the investigation's cap (default
+            PM_BUDGET_INVESTIGATION_USD) and the hooks phases get as ``state.budget``; None: only
+            an investigation's own ``budget_usd`` caps it.
     """
 
     def __init__(
@@ -184,8 +196,10 @@ class Machine:
         tools_factory: Callable[[dict[str, Any]], Any] | None = None,
         lease_s: float = 60.0,
         on_progress: Callable[[str], None] | None = None,
+        budgets: Any = None,
     ) -> None:
         check_plan(plan)
+        self.budgets = budgets
         self._session = session
         self.artifacts = artifacts
         self.plan = plan
@@ -238,9 +252,13 @@ class Machine:
         state._tools_factory = _bind(self._tools_factory, inv_dict, lease.lost)
         runner = _PhaseThread(f"phases-{investigation_id}")
         try:
-            for phase, rnd in self._steps(investigation_id, state):
-                self._run_step(lease, runner, phase, rnd, state, final_attempt)
-            self._publish(lease, state)
+            partial: str | None = None
+            try:
+                for phase, rnd in self._steps(investigation_id, state):
+                    self._run_step(lease, runner, phase, rnd, state, final_attempt)
+            except _Partial as stopped:  # the cap was reached: publish what the finished phases found
+                partial = stopped.reason
+            self._publish(lease, state, partial=partial)
             return P.COMPLETE
         except _Stop as stop:
             return stop.status
@@ -317,6 +335,7 @@ class Machine:
             self._check_stop(s, inv)
             checkpoints.start(session=s, investigation_id=inv_id, phase=phase, round=rnd)
             inv.phase, inv.round = phase, rnd
+            spent_before = float(inv.cost_usd or 0.0)
             agent_runs.abandon_running(session=s, investigation_id=inv_id, phase=phase)
             outbox.append(session=s, investigation_id=inv_id, kind="phase_started",
                           payload={"phase": phase, "round": rnd})
@@ -326,14 +345,22 @@ class Machine:
         calls_before = len(getattr(state._tools, "calls", []) or [])
         state.usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
         state.agent_runs = []
+        state.budget = self.budgets.for_phase(inv_id, phase) if self.budgets is not None else None
         started = time.perf_counter()
         try:
             output = runner.run(lambda: self.plan[phase](state), lease)
         except LeaseLost:
             raise
+        except BudgetExceeded as exc:  # a model call found the cap reached: stop, publish what is known
+            self._phase_stopped(lease, phase, rnd, run_id, state, calls_before, str(exc))
+            raise _Partial(str(exc)) from exc
         except Exception as exc:
+            if state.budget is not None:
+                state.budget.close("failed", str(exc))
             self._phase_failed(lease, phase, rnd, run_id, state, calls_before, exc, final_attempt)
             raise _Stop(P.FAILED) from exc
+        if state.budget is not None:
+            state.budget.close()
         ms = int((time.perf_counter() - started) * 1000)
         with self._fenced(lease) as s:
             # written under the fence, so a stale run never replaces the output a checkpoint names
@@ -359,23 +386,32 @@ class Machine:
                 self._milestone(s, inv_id, output)
             inv = invs.get(session=s, investigation_id=inv_id)
             over = self._over_budget(inv)
-            if over:
-                self._fail(s, inv, over)
+            spent = float(inv.cost_usd or 0.0) > spent_before
         self._on_progress(inv_id)
-        if over:
-            raise _Stop(P.FAILED)
+        if spent and self.budgets is not None:
+            # spend recorded at the phase's end (not call by call) may have crossed a monthly threshold
+            self.budgets.check_notices(inv_id)
         state.outputs[name] = output
+        if over:
+            raise _Partial(over)
 
-    def _publish(self, lease: _Lease, state: PhaseState) -> None:
+    def _publish(self, lease: _Lease, state: PhaseState, *, partial: str | None = None) -> None:
         """PUBLISHING: store the report, copy its headline onto the row, append the ``report`` event.
 
+        With ``partial`` (the investigation reached its budget cap), the report is what the finished
+        phases found, marked partial (:func:`pipeline.budgets.partial_report`).
         Delivery to Slack/Jira happens afterwards from the outbox (pipeline.publishing).
         """
         inv_id = lease.investigation_id
         report = state.outputs.get("rep") or {}
+        if partial is not None:
+            with self._session() as s:
+                done = [c.phase for c in checkpoints.list_for(session=s, investigation_id=inv_id)
+                        if c.status == "done"]
+            report = partial_report(state.outputs, reason=partial, phases_done=list(dict.fromkeys(done)))
         with self._fenced(lease) as s:
             inv = invs.get(session=s, investigation_id=inv_id, for_update=True)
-            self._check_stop(s, inv)
+            self._check_stop(s, inv, budget=partial is None)
             cp = checkpoints.get(session=s, investigation_id=inv_id, phase=P.PUBLISHING, round=0)
             if cp is None or cp.status != "done":
                 checkpoints.start(session=s, investigation_id=inv_id, phase=P.PUBLISHING, round=0)
@@ -396,8 +432,9 @@ class Machine:
         self._on_progress(inv_id)
 
     # -- helpers ------------------------------------------------------------------------
-    def _check_stop(self, s: Session, inv: Any) -> None:
-        """Stop between phases when a cancel was asked for or the budget is spent."""
+    def _check_stop(self, s: Session, inv: Any, *, budget: bool = True) -> None:
+        """Stop between phases when a cancel was asked for or the budget is spent (then publish
+        what was found, marked partial)."""
         if inv.status in TERMINAL_STATUSES:
             raise _Stop(inv.status)
         if inv.cancel_requested:
@@ -405,21 +442,14 @@ class Machine:
             s.commit()
             self._on_progress(inv.id)
             raise _Stop(P.CANCELLED)
-        over = self._over_budget(inv)
+        over = self._over_budget(inv) if budget else None
         if over:
-            self._fail(s, inv, over)
-            s.commit()
-            self._on_progress(inv.id)
-            raise _Stop(P.FAILED)
+            raise _Partial(over)
 
-    @staticmethod
-    def _over_budget(inv: Any) -> str | None:
-        if inv.budget_usd is not None and (inv.cost_usd or 0.0) > inv.budget_usd:
-            return str(BudgetExceeded(
-                f"budget exceeded: spent ${inv.cost_usd:.4f} of ${inv.budget_usd:.4f}; "
-                "rerun with a larger budget_usd or mode=fast"
-            ))
-        return None
+    def _over_budget(self, inv: Any) -> str | None:
+        """Why the investigation must stop at its cap (reached), or None."""
+        return over_cap(policy=getattr(self.budgets, "policy", None), cost_usd=float(inv.cost_usd or 0.0),
+                        budget_usd=inv.budget_usd)
 
     @staticmethod
     def _fail(s: Session, inv: Any, error: str) -> None:
@@ -427,6 +457,17 @@ class Machine:
         inv.error = error
         inv.finished_at = utcnow()
         outbox.append(session=s, investigation_id=inv.id, kind="failed", payload={"error": error, "phase": inv.phase})
+
+    def _phase_stopped(self, lease: _Lease, phase: str, rnd: int, run_id: int, state: PhaseState,
+                       calls_before: int, why: str) -> None:
+        """A phase interrupted by the budget: its checkpoint fails (a re-run would redo it), its runs stop."""
+        if state.budget is not None:
+            state.budget.close("stopped", why)
+        with self._fenced(lease) as s:
+            checkpoints.fail(session=s, investigation_id=lease.investigation_id, phase=phase, round=rnd, error=why)
+            agent_runs.finish(session=s, run_id=run_id, status="stopped", error=why,
+                              tool_calls=self._calls_since(state, calls_before))
+        self._on_progress(lease.investigation_id)
 
     def _phase_failed(self, lease: _Lease, phase: str, rnd: int, run_id: int, state: PhaseState,
                       calls_before: int, exc: Exception, final_attempt: bool) -> None:

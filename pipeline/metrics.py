@@ -56,8 +56,7 @@ UTILIZATION = Gauge("pm_worker_utilization", "Busy worker threads / worker threa
 WEBHOOKS = Counter("pm_webhook_deliveries", "Webhook deliveries answered", ["source", "status"])
 PUBLISH = Counter("pm_publish", "Results published", ["target", "outcome"])
 HTTP = Counter("pm_http_requests", "HTTP requests answered by pm serve", ["method", "route", "code"])
-# Durability (docs/reliability.md): each event is also logged. Not in docs/metrics.md's contract table
-# yet: that table lists only what the dashboard and the alert rules read.
+# Durability (docs/reliability.md): each event is also logged; alerts/rules.yaml's durability group reads them.
 FENCED_WRITES = Counter(
     "pm_fenced_writes", "Writes refused because the run no longer held the investigation's lease")
 LEASES_LOST = Counter("pm_leases_lost", "Runs stopped because their lease was lost")
@@ -65,6 +64,13 @@ REQUEUED = Counter("pm_reconciler_requeued", "Investigations the reconciler re-e
 OUTBOX_CLAIMS_LOST = Counter(
     "pm_outbox_claims_lost", "Outbox deliveries a drainer found claimed by another drainer")
 OUTBOX_DEAD = Counter("pm_outbox_dead_letters", "Outbox deliveries moved to the dead-letter state", ["sink"])
+# Budgets (docs/budgets.md; pipeline/budgets.py). Like the durability counters, not in docs/metrics.md's
+# contract table: the dashboard and the alert rules compute budget use from pm_llm_cost_dollars_total.
+BUDGET_USED = Gauge("pm_budget_used_ratio", "Share of a monthly LLM budget spent (1 = all of it)",
+                    ["scope", "domain"], multiprocess_mode="mostrecent")
+BUDGET_NOTICES = Counter("pm_budget_notices", "Budget thresholds crossed, once per limit and month",
+                         ["scope", "level"])
+BUDGET_REFUSED = Counter("pm_budget_refused", "Investigations a budget kept from starting", ["scope", "level"])
 
 PRIORITIES = ("P1", "P2", "P3")
 VERDICTS = ("CONFIRMED", "LIKELY", "INCONCLUSIVE")
@@ -86,6 +92,8 @@ def prime(*, domains: list[str] | tuple[str, ...] = (), triggers: tuple[str, ...
     for target in ("slack", "jira", "callback"):
         for outcome in ("ok", "error"):
             PUBLISH.labels(target, outcome)
+    for sink in ("slack", "jira"):
+        OUTBOX_DEAD.labels(sink)
 
 
 def exposition(extra: list[Any] | None = None) -> tuple[bytes, str]:

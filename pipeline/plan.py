@@ -43,6 +43,9 @@ class PhaseState:
     #: LLM agents that worked in this phase: the machine stores one AgentRun row each
     #: (``{agent, model, status, error, tokens_in, tokens_out, cost_usd, tool_calls}``).
     agent_runs: list[dict[str, Any]] = field(default_factory=list)
+    #: The budget hooks of this phase (pipeline.budgets.PhaseBudget: before_call, charge, left,
+    #: record_choice), or None when the runtime has no budgets. Set by the machine per phase.
+    budget: Any = None
 
     @property
     def tools(self) -> Any:
@@ -81,17 +84,46 @@ def run_agents(team: Any, state: PhaseState, report: dict[str, Any]) -> dict[str
     The agents' runs go on ``state.agent_runs`` (one AgentRun row each). Any failure of the agents
     leaves the engine's report in place with a note: the agents never fail an investigation.
     """
+    from pipeline.errors import BudgetExceeded
+
     o = state.outputs
+    hooks: dict[str, Any] = {}
+    budget = state.budget
+    if budget is not None:
+        hooks = _budget_hooks(budget, state.investigation.get("mode") or "balanced")
     try:
         result = team.run(mode=state.investigation.get("mode"), report=report, ctx=o.get("ctx"), chg=o.get("chg"),
-                          tools=state.tools)
+                          tools=state.tools, **hooks)
+    except BudgetExceeded:  # the investigation's cap: the machine publishes the partial report
+        raise
     except Exception as exc:  # noqa: BLE001 - the engine's answer must survive anything the agents do
         log.warning("the agents failed on %s: %s", state.investigation.get("id"), exc, exc_info=True)
         return {**report, "agents": {"status": "failed", "decision": {
             "case": "agents_failed", "verdict": report.get("verdict"), "engine_verdict": report.get("verdict"),
             "note": f"The agents failed ({type(exc).__name__}); the evidence engine's answer stands."}}}
-    state.agent_runs.extend(result.runs)
+    if budget is None:
+        state.agent_runs.extend(result.runs)  # with budgets, charge() already recorded each call on its run
     return dict(result.report)
+
+
+def _budget_hooks(budget: Any, mode: str) -> dict[str, Any]:
+    """The team's hooks on ``state.budget`` (docs/budgets.md): the router picks each agent's tier (every
+    choice audited), the cap is checked before every model call, every call is charged as it ends."""
+    from agents.pricing import Usage
+
+    router = budget.router()
+
+    def choose_tier(agent: str, mode_: str, default: str) -> str:
+        choice = router.choose(agent, mode=mode_ or mode, budget_left=budget.left())
+        return str(choice.tier)
+
+    def on_turn(agent: str, turn: dict[str, Any]) -> None:
+        budget.charge(agent, str(turn["model"]), Usage(input=int(turn["input_tokens"]),
+                                                      output=int(turn["output_tokens"]),
+                                                      cache_read=int(turn["cache_read_tokens"]),
+                                                      cache_write=int(turn["cache_write_tokens"])))
+
+    return {"choose_tier": choose_tier, "before_call": lambda: budget.before_call(), "on_turn": on_turn}
 
 
 def engine_plan(memory: Any = None, team: Any = None) -> dict[str, PhaseFn]:
@@ -118,7 +150,11 @@ def engine_plan(memory: Any = None, team: Any = None) -> dict[str, PhaseFn]:
         return engine.analyse_signals(state.tools, o["ctx"])
 
     def context(state: PhaseState) -> dict[str, Any]:
-        ctx = engine.gather_context(state.tools, state.trigger, state.window)
+        trigger = state.trigger
+        defaults = getattr(state.tools, "window_defaults", None)
+        if isinstance(defaults, dict) and state.window is None:
+            trigger = {**defaults, **trigger}  # the trigger's own lookback/lookahead win
+        ctx = engine.gather_context(state.tools, trigger, state.window)
         # A ticket source wrapped around the gateway (pipeline.tools.JiraTickets) notes its own failures.
         notes = getattr(state.tools, "missing_sources", None)
         if isinstance(notes, list) and notes:

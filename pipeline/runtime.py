@@ -20,8 +20,12 @@ from dramatiq.errors import Retry
 from dramatiq.middleware import CurrentMessage
 from sqlalchemy.orm import Session
 
+from agents.pricing import PriceTable
+from agents.router import RouterConfig
+from agents.router import config_from as router_config
 from pipeline import publishing, recovery
 from pipeline.broker import is_in_process, make_broker
+from pipeline.budgets import BudgetPolicy, Budgets
 from pipeline.errors import LeaseHeld
 from pipeline.machine import Machine, retryable_errors
 from pipeline.metrics import CountedPublisher, JobMetrics
@@ -33,6 +37,7 @@ from store import investigations as invs
 from store import outbox
 from store.artifacts import ArtifactStore, make_artifact_store
 from store.db import check_reachable, make_engine, make_session_factory
+from store.errors import ConfigError
 from store.knowledge import memory_from_settings
 from store.models import TERMINAL_STATUSES
 
@@ -84,6 +89,7 @@ class Runtime:
         max_backoff_ms: int,
         timing: Timing,
         queue_prefix: str = "",
+        cost: Any = None,
     ) -> None:
         self.settings = settings
         self.engine = make_engine(settings.effective_database_url)
@@ -104,17 +110,24 @@ class Runtime:
         self._sweeper: publishing.OutboxSweeper | None = None  # set by start_worker
         self._pool_lock = threading.Lock()
         self._open = threading.local()
+        #: budgets and prices (pipeline.budgets): the start gate, the per-call charge, the caps
+        self.budgets = make_budgets(self, cost)
         self.machine = Machine(
             session=self.session, artifacts=artifacts, plan=plan, tools_factory=tools_factory,
-            lease_s=lease_s, on_progress=self._progress,
+            lease_s=lease_s, on_progress=self._progress, budgets=self.budgets,
         )
         self._declare_actors(min_backoff_ms, max_backoff_ms)
 
     # -- sessions -------------------------------------------------------------------------
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session that commits when the block ends, rolls back when it raises, and closes."""
+        """A session that commits when the block ends, rolls back when it raises, and closes.
+
+        ``session.info["budgets"]`` carries this runtime's budgets, so the start gate of
+        commands.investigate applies whichever front door opened the session.
+        """
         s = self.session_factory()
+        s.info["budgets"] = self.budgets
         opened = self._open.__dict__.setdefault("sessions", [])
         opened.append(s)
         try:
@@ -308,6 +321,23 @@ def _team(settings: Any) -> Any:
     return make_team(settings)
 
 
+def make_budgets(runtime: Runtime, cost: Any = None) -> Budgets:
+    """The runtime's :class:`~pipeline.budgets.Budgets` from :class:`store.config.CostSettings`
+    (``cost``; None: the defaults of docs/budgets.md). Notices go to ``runtime.alarm`` (the admins'
+    Slack channel when the bot wiring set it)."""
+    try:
+        policy = BudgetPolicy.from_settings(cost) if cost is not None else BudgetPolicy()
+        prices = PriceTable.parse(cost.prices) if cost is not None else PriceTable()
+        router = RouterConfig() if cost is None else router_config(
+            {"fast": cost.model_fast, "balanced": cost.model_balanced, "deep": cost.model_deep},
+            escalate_below=cost.escalate_below, tight_below=cost.tight_below)
+    except ValueError as exc:  # PM_BUDGET_DOMAINS, PM_PRICES or the thresholds: the message names it
+        raise ConfigError(str(exc)) from None
+    return Budgets(session=runtime.session, policy=policy, prices=prices, alarm=lambda: runtime.alarm,
+                   on_usage=runtime._progress,
+                   usage_event_s=float(cost.usage_event_s) if cost is not None else 5.0, router_config=router)
+
+
 def build_runtime(
     settings: Any,
     *,
@@ -321,6 +351,7 @@ def build_runtime(
     min_backoff_ms: int = 1000,
     max_backoff_ms: int = 60_000,
     check_db: bool = True,
+    cost: Any = None,
 ) -> Runtime:
     """Compose the pipeline from ``settings`` and set its broker as dramatiq's global broker.
 
@@ -334,6 +365,7 @@ def build_runtime(
         lease_s: how long a worker's claim on an investigation lasts between renewals (default PM_LEASE_S).
         max_retries: retries of a phase that raised a ToolError before the investigation FAILS.
         check_db: fail fast when the database is unreachable.
+        cost: :class:`store.config.CostSettings` (prices, budgets); None: their defaults.
 
     Raises:
         DatabaseUnavailable, BrokerUnavailable: naming the variable to fix.
@@ -359,6 +391,7 @@ def build_runtime(
         timing=timing,
         # Redis keys carry the namespace already; RabbitMQ queues are global, so prefix their names
         queue_prefix=f"{namespace}." if namespace and settings.rabbitmq_url and not settings.redis_url else "",
+        cost=cost,
     )
     holder["rt"] = runtime
     if check_db:

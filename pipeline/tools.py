@@ -56,7 +56,8 @@ def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
         from agents.sources_gateway import gateway_config
         from store.sources_file import load_sources
 
-        config: Any = gateway_config(load_sources(sources_file))
+        sources = load_sources(sources_file)
+        config: Any = gateway_config(sources)
     elif mcp_config:
         config = Path(mcp_config)
     elif world is not None:
@@ -71,6 +72,10 @@ def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
         )
     gateway = open_gateway(config, variables={"world": str(world or ""), "python": sys.executable},
                            on_call=_observe)
+    if sources_file:
+        # sources.yaml's `window:` is the default span around the trigger for every investigation that
+        # reads it, however it was started (CLI, Slack, webhook); a trigger's own window still wins.
+        gateway.window_defaults = {"lookback_s": sources.lookback_s, "lookahead_s": sources.lookahead_s}
     return with_jira(gateway, investigation, settings)
 
 

@@ -55,7 +55,9 @@ def run_worker(settings: Any, *, configure: Callable[[Runtime], None] | None = N
         The process exit code (0).
     """
     knobs = _test_knobs(dict(environ if environ is not None else os.environ))
-    runtime = build_runtime(settings, **knobs)
+    from store.config import load_cost_settings
+
+    runtime = build_runtime(settings, cost=load_cost_settings(), **knobs)
     if configure is not None:
         configure(runtime)
     stop = threading.Event()

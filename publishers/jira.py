@@ -92,6 +92,8 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
     colour = {"CONFIRMED": "#E3FCEF", "LIKELY": "#FFFAE6"}.get(verdict, "#F4F5F7")
     lines = [
         f"{{panel:title=Production Master — {verdict} ({report.get('confidence', 0)}/100)|bgColor={colour}}}",
+        *([f"*Partial report:* {_esc(report.get('partial_reason') or 'the investigation stopped early')}"]
+          if report.get("partial") else []),
         f"*Root cause:* {_esc(rc.get('summary') or 'No root cause could be established.')}",
         f"*Service:* {{{{{_esc(rc.get('service') or 'unknown')}}}}} · *Change:* "
         f"{{{{{_esc(rc.get('change_id') or 'none')}}}}} · *Category:* {_esc(rc.get('category') or 'none')}",

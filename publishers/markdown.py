@@ -30,6 +30,8 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
         "",
         f"**Verdict:** {report.get('verdict', 'INCONCLUSIVE')}  ·  **Confidence:** {report.get('confidence', 0)}/100",
         "",
+        *([f"> **Partial report:** {report.get('partial_reason') or 'the investigation stopped early'}", ""]
+          if report.get("partial") else []),
         "## Root cause",
         "",
         rc.get("summary") or "No root cause could be established.",

@@ -189,7 +189,8 @@ def status_blocks(inv: dict[str, Any], now: datetime | None = None) -> tuple[str
         {"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"`{progress_bar(done, len(states))}`"},
             {"type": "mrkdwn", "text": f":stopwatch: {_elapsed(inv, now)}"},
-            {"type": "mrkdwn", "text": f":abacus: {tokens:,} tokens · ${float(inv.get('cost_usd') or 0):.2f}"},
+            {"type": "mrkdwn", "text": f":abacus: {tokens:,} tokens · ${float(inv.get('cost_usd') or 0):.2f}"
+                                       + (f" of ${float(inv['budget_usd']):.2f}" if inv.get("budget_usd") else "")},
         ]},
     ]
     if status in ("QUEUED", "RUNNING"):
@@ -238,10 +239,12 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
     where = ", ".join(x for x in (rc.get("service") and f"service *{mrkdwn(rc['service'])}*",
                                   rc.get("change_id") and f"change `{mrkdwn(rc['change_id'])}`",
                                   rc.get("category") and f"category {mrkdwn(rc['category'])}") if x)
-    text = f"{mrkdwn(verdict)} ({confidence}%): {summary}"
+    partial = bool(report.get("partial"))
+    text = f"{'PARTIAL ' if partial else ''}{mrkdwn(verdict)} ({confidence}%): {summary}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text",
-                                    "text": f"{verdict} · confidence {confidence if confidence is not None else '?'}%"}},
+                                    "text": f"{'PARTIAL · ' if partial else ''}{verdict} · confidence "
+                                            f"{confidence if confidence is not None else '?'}%"}},
         {"type": "section", "text": {"type": "mrkdwn",
                                      "text": f"{_VERDICT_EMOJI.get(verdict, '')} *Root cause:* {summary}"[:2900]
                                      + (f"\n{where}" if where else "")}},
@@ -253,6 +256,11 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
         note = mrkdwn((agents.get("decision") or {}).get("note") or "")
         body = (f"*Explanation (agents):* {said}\n" if said else "") + f"_{note}_"
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": body[:2900]}]})
+    if partial:  # stopped by its budget: say so before anything else is read as a conclusion
+        blocks.insert(1, {"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            ":warning: *Partial report*: " + mrkdwn(report.get("partial_reason") or "the investigation stopped early")
+            + (" · phases done: " + ", ".join(mrkdwn(p) for p in report.get("phases_done") or []) if
+               report.get("phases_done") else ""))[:2900]}]})
     hyps = report.get("hypotheses") or []
     if hyps:
         top = hyps[0]

@@ -209,3 +209,50 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(
             f"{alias or field.upper()}: {err['msg']} (got {err.get('input')!r}); fix or unset it"
         ) from None
+
+
+class CostSettings(BaseSettings):
+    """Model tiers, prices and budgets (docs/budgets.md): read in the composition roots only, like
+    :class:`Settings`. A month or investigation budget of 0 means no limit at that level."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", case_sensitive=False)
+
+    model_fast: str | None = Field(default=None, alias="PM_MODEL_FAST",
+                                   description="fast tier (parsing, summaries); default claude-haiku-4-5-20251001")
+    model_balanced: str | None = Field(default=None, alias="PM_MODEL_BALANCED",
+                                       description="balanced tier (reasoning); default claude-sonnet-4-6")
+    model_deep: str | None = Field(default=None, alias="PM_MODEL_DEEP",
+                                   description="deep tier (deep mode, escalation); default claude-opus-4-5")
+    escalate_below: float = Field(default=60.0, ge=0, le=100, alias="PM_ROUTER_ESCALATE_BELOW",
+                                  description="verifier confidence (0-100) under which a call escalates one tier")
+    tight_below: float = Field(default=0.2, ge=0, le=1, alias="PM_ROUTER_TIGHT_BELOW",
+                               description="share of a budget left under which calls step down one tier")
+    prices: str | None = Field(default=None, alias="PM_PRICES",
+                               description='JSON {"model or prefix": [input, output]} in USD per million tokens')
+    investigation_usd: float = Field(default=5.0, ge=0, alias="PM_BUDGET_INVESTIGATION_USD")
+    domain_month_usd: float = Field(default=500.0, ge=0, alias="PM_BUDGET_DOMAIN_MONTH_USD")
+    global_month_usd: float = Field(default=10_000.0, ge=0, alias="PM_BUDGET_GLOBAL_MONTH_USD")
+    domain_budgets: str | None = Field(default=None, alias="PM_BUDGET_DOMAINS",
+                                       description='per-domain monthly USD: {"payments": 100} or payments=100,search=50')
+    warn_at: float = Field(default=0.8, gt=0, le=1, alias="PM_BUDGET_WARN_AT")
+    p1_only_at: float = Field(default=0.9, gt=0, le=1, alias="PM_BUDGET_P1_ONLY_AT")
+    stop_at: float = Field(default=1.0, gt=0, le=10, alias="PM_BUDGET_STOP_AT")
+    usage_event_s: float = Field(default=5.0, ge=0, alias="PM_BUDGET_STATUS_EVERY_S",
+                                 description="at most one live tokens/cost status update per investigation this often")
+
+
+def load_cost_settings(**overrides: object) -> CostSettings:
+    """Read the environment into :class:`CostSettings`.
+
+    Raises:
+        ConfigError: naming the first invalid variable and what it expects.
+    """
+    try:
+        return CostSettings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = str(err["loc"][0]) if err.get("loc") else "?"
+        alias = CostSettings.model_fields[field].alias if field in CostSettings.model_fields else field
+        raise ConfigError(
+            f"{alias or field.upper()}: {err['msg']} (got {err.get('input')!r}); fix or unset it"
+        ) from None

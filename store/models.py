@@ -128,10 +128,13 @@ class AgentRun(Base):
     trace_ref: Mapped[str | None] = mapped_column(String(400), nullable=True)
     tokens_in: Mapped[int] = mapped_column(Integer, default=0)
     tokens_out: Mapped[int] = mapped_column(Integer, default=0)
+    # Input tokens read from / written to the prompt cache (also counted in tokens_in; priced apart).
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     tool_calls: Mapped[list[Any]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
@@ -283,4 +286,73 @@ class KnowledgeFeedback(Base):
     user: Mapped[str | None] = mapped_column(String(200), nullable=True)
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     source: Mapped[str] = mapped_column(String(32), default="slack")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelChoice(Base):
+    """One decision of the model router (agents/router.py): the audit trail of which model ran and why."""
+
+    __tablename__ = "model_choices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    investigation_id: Mapped[str] = mapped_column(
+        ForeignKey("investigations.id", ondelete="CASCADE"), index=True
+    )
+    agent: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    tier: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(Text)
+    escalated: Mapped[bool] = mapped_column(default=False)
+    stepped_down: Mapped[bool] = mapped_column(default=False)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    budget_left: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BudgetSpend(Base):
+    """The month's spend of one budget (``global``/``*`` or ``domain``/name), kept as calls are charged,
+    so the gates read one row instead of summing the month's agent runs (store/budgets.py)."""
+
+    __tablename__ = "budget_spend"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), primary_key=True)
+    usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BudgetApproval(Base):
+    """An admin's go-ahead for a monthly budget that reached its stop threshold (pipeline/budgets.py).
+
+    ``extra_usd`` None lifts the stop for the rest of the month; a number raises that month's limit by it.
+    """
+
+    __tablename__ = "budget_approvals"
+    __table_args__ = (Index("ix_budget_approvals_scope_key_month", "scope", "key", "month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(200))
+    month: Mapped[str] = mapped_column(String(7))
+    extra_usd: Mapped[float | None] = mapped_column(Float, nullable=True)
+    approved_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BudgetNotice(Base):
+    """A budget threshold already announced (80 / 90 / 100 % of one limit in one month): said once."""
+
+    __tablename__ = "budget_notices"
+    __table_args__ = (UniqueConstraint("scope", "key", "month", "level", "limit_cents", name="uq_budget_notice"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(200))
+    month: Mapped[str] = mapped_column(String(7))
+    level: Mapped[int] = mapped_column(Integer)
+    limit_cents: Mapped[int] = mapped_column(Integer)
+    spent_usd: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -20,6 +20,7 @@ from store.models import Delivery, Investigation, ProgressEvent, Publication, ut
 
 EVENT_KINDS = (
     "created", "phase_started", "phase_finished", "milestone", "report", "failed", "cancelled", "attached",
+    "usage",
 )
 # A claimed delivery is leased for this long (the drainer renews it while it delivers): a drainer
 # that dies mid-delivery gives its rows back to another drainer after the lease instead of losing them.

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from bot.http.problems import BodyTooLarge, problem, read_body
 from commands import api as api_cmd
+from commands import budgets as budgets_cmd
 from commands import investigate
 from commands.access import (
     AuthError,
@@ -249,6 +250,13 @@ def routes(api: ApiContext) -> list[Route]:
         return JSONResponse(await run_in_threadpool(api_cmd.cost_breakdown, runtime=rt,
                                                     investigation_id=request.path_params["id"]))
 
+    async def budgets_show(request: Request, who: Principal) -> Response:
+        return JSONResponse(await run_in_threadpool(budgets_cmd.show, runtime=rt))
+
+    async def budgets_approve(request: Request, who: Principal) -> Response:
+        body = await _json(api, request)
+        return JSONResponse(await run_in_threadpool(budgets_cmd.approve, runtime=rt, body=body, by=who.subject))
+
     async def direct_query(request: Request, who: Principal) -> Response:
         body = await _json(api, request)
         out = await run_in_threadpool(api_cmd.query, settings=api.settings, capability=request.path_params["capability"],
@@ -257,7 +265,8 @@ def routes(api: ApiContext) -> list[Route]:
 
     handlers = {fn.__name__: fn for fn in (
         start_investigation, start_batch, list_investigations, get_investigation, cancel_investigation, get_report,
-        get_traces, list_domains, upsert_domain, get_domain, cost_summary, cost_investigation, direct_query)}
+        get_traces, list_domains, upsert_domain, get_domain, cost_summary, cost_investigation, direct_query,
+        budgets_show, budgets_approve)}
     return [Route(path, guarded(api, role, handlers[name]), methods=[method], name=name)
             for method, path, role, name in TABLE]
 
@@ -278,4 +287,6 @@ TABLE: list[tuple[str, str, str, str]] = [
     ("GET", f"{P}/costs/summary", "viewer", "cost_summary"),
     ("GET", f"{P}/costs/investigation/{{id}}", "viewer", "cost_investigation"),
     ("POST", f"{P}/query/{{capability}}", "operator", "direct_query"),
+    ("GET", f"{P}/budgets", "viewer", "budgets_show"),
+    ("POST", f"{P}/budgets/approve", "admin", "budgets_approve"),
 ]

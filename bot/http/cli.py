@@ -11,7 +11,7 @@ from typing import Any
 
 from bot.http.settings import load_http_settings
 from commands.schedules import JOBS
-from store.config import Settings
+from store.config import Settings, load_cost_settings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
         logs.configure(settings, json_logs=True)
     tracing.setup(settings)
     upgrade_on_start(settings)
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, cost=load_cost_settings())
     try:
         summary = run_job(args.job, settings=settings, http=http, runtime=runtime, now=_parse_at(args.at))
     finally:
@@ -80,7 +80,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         logs.configure(settings, json_logs=True)
     tracing.setup(settings)
     upgrade_on_start(settings)
-    runtime = build_runtime(settings)
+    runtime = build_runtime(settings, cost=load_cost_settings())
     configure_runtime(runtime, settings, http)
     embedded = is_in_process(runtime.broker)
     app = create_app(settings, runtime, http)

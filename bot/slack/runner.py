@@ -60,7 +60,9 @@ class SlackBot:
             from store.db import upgrade_on_start
 
             upgrade_on_start(settings)
-            runtime = build_runtime(settings)
+            from store.config import load_cost_settings
+
+            runtime = build_runtime(settings, cost=load_cost_settings())
         self.runtime = runtime
         # The publisher gets its own client: a 429 there must become RetryLater, not a sleep.
         self.runtime.register_publisher("slack", SlackPublisher(make_web_client(

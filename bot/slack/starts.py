@@ -27,7 +27,9 @@ from bot.slack import gate
 from bot.slack.inbound import link_many
 from bot.slack.journal import take_batch
 from commands import investigate
+from commands.errors import BudgetStopped
 from commands.requests import InvestigationRequest
+from publishers.escape import mrkdwn
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,18 @@ class StartBatcher:
     def _run_one(self, pending: PendingStart) -> None:
         try:
             result = investigate.start(runtime=self.runtime, request=pending.request)
+        except BudgetStopped as exc:  # said to the requester; not left for replay (an admin must approve)
+            if pending.key:
+                self.journal.mark(pending.key, "refused")
+            try:
+                self.client.chat_postEphemeral(channel=pending.request.origin.channel,
+                                               user=pending.request.requested_by,
+                                               text=f":no_entry: Not started: {mrkdwn(str(exc))}")
+            except Exception:  # noqa: BLE001 - the refusal is logged either way
+                log.warning("could not tell %s the budget refused a start", pending.request.requested_by,
+                            exc_info=True)
+            log.warning("budget refused a Slack start: %s", exc)
+            return
         except Exception:  # noqa: BLE001 - leave the delivery for replay
             log.exception("starting an investigation for Slack delivery %s failed; it stays for replay", pending.key)
             if pending.key and pending.replay:

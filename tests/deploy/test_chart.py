@@ -265,15 +265,18 @@ def test_the_worker_network_policy_allows_only_the_listed_destinations(
     assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
     egress = spec["egress"]
     ports = sorted({p["port"] for rule in egress for p in rule["ports"]})
-    assert ports == [53, 443, 4318, 5432, 6379, 8200]
+    assert ports == [53, 443, 4318, 5432, 6379, 8000, 8200]
     for rule in egress:
         assert rule.get("to"), f"production egress must name its destinations: {rule}"
     cidrs = {peer["ipBlock"]["cidr"] for rule in egress for peer in rule["to"] if "ipBlock" in peer}
-    assert cidrs == {"10.20.0.0/24", "10.20.1.0/24", "10.30.0.0/24", "10.40.0.0/24"}
+    assert cidrs == {"10.20.0.0/24", "10.20.1.0/24", "10.20.2.0/24", "10.30.0.0/24", "10.40.0.0/24"}
     [scrape] = spec["ingress"]
     assert scrape["ports"] == [{"port": "metrics", "protocol": "TCP"}]
     assert scrape["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
-    # without Vault or a collector configured, no egress to them
+    # production shares one Chroma server between the worker pods (the embedded store is per pod)
+    [config] = [d["data"] for d in manifests["values-production.yaml"] if d["kind"] == "ConfigMap" and "PORT" in d["data"]]
+    assert config["CHROMA_HOST"].endswith(":8000")
+    # without Vault, a collector or a Chroma server configured, no egress to them
     default = _one(manifests["values.yaml"], "NetworkPolicy", "-worker")["spec"]["egress"]
     assert {p["port"] for rule in default for p in rule["ports"]} == {53, 443, 5432, 6379}
 

@@ -128,15 +128,19 @@ def test_cancel_is_honoured_between_phases(make_runtime):
 
 
 @pytest.mark.integration
-def test_budget_exceeded_stops_with_a_clear_reason(make_runtime):
+def test_reaching_the_budget_stops_and_publishes_a_partial_report(make_runtime):
     plan = ScriptedPlan(cost={P.EVIDENCE: 0.75, P.CHANGES: 0.5})
     rt = make_runtime(plan)
     inv_id = _new(rt, budget_usd=1.0)
-    assert rt.machine.advance(inv_id) == P.FAILED
+    assert rt.machine.advance(inv_id) == P.COMPLETE
     inv = rt.wait(inv_id, 1)
-    assert inv["error"].startswith("budget exceeded: spent $1.2500 of $1.0000")
+    report = inv["report"]
+    assert report["partial"] is True and report["verdict"] == "INCONCLUSIVE"
+    assert report["partial_reason"].startswith("budget reached: spent $1.2500 of the investigation's $1.00")
+    assert report["phases_done"] == [P.INITIALIZING, P.CONTEXT_GATHERING, P.EVIDENCE, P.CHANGES]
     assert (inv["tokens_in"], inv["tokens_out"]) == (20, 10)
     assert (P.CORRELATION, 0) not in plan.runs
+    assert _kinds(rt, inv_id)[-1] == "report"
 
 
 @pytest.mark.integration

@@ -11,6 +11,7 @@ from store.errors import DatabaseUnavailable
 TABLES = {
     "investigations", "agent_runs", "phase_checkpoints", "progress_events", "deliveries",
     "publications", "inbound_deliveries", "domain_configs", "source_events",
+    "model_choices", "budget_approvals", "budget_notices", "budget_spend",
 }
 
 
@@ -29,7 +30,9 @@ def test_upgrade_creates_every_table_and_is_idempotent(request, backend, tmp_pat
         assert "uq_event_seq" in uniques
         with engine.connect() as conn:
             heads = {r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
-            assert heads == {"0005", "k001"}  # the main line and the knowledge branch
+            assert heads == {"0005", "k001", "b001"}  # the main line, the knowledge and budgets branches
+        cols = {c["name"] for c in insp.get_columns("agent_runs")}
+        assert {"cache_read_tokens", "cache_write_tokens"} <= cols
     finally:
         engine.dispose()
 
