@@ -94,7 +94,12 @@ def run_agents(team: Any, state: PhaseState, report: dict[str, Any]) -> dict[str
     try:
         result = team.run(mode=state.investigation.get("mode"), report=report, ctx=o.get("ctx"), chg=o.get("chg"),
                           tools=state.tools, **hooks)
-    except BudgetExceeded:  # the investigation's cap: the machine publishes the partial report
+    except BudgetExceeded as exc:
+        # the investigation's cap: the machine publishes the partial report, which keeps the engine's
+        # finished report (only the agents' part is missing) rather than falling back to bare hypotheses
+        state.outputs["rep"] = {**report, "agents": {"status": "stopped", "decision": {
+            "case": "budget", "verdict": report.get("verdict"), "engine_verdict": report.get("verdict"),
+            "note": f"The agents stopped at the budget cap ({exc}); the evidence engine's answer stands."}}}
         raise
     except Exception as exc:  # noqa: BLE001 - the engine's answer must survive anything the agents do
         log.warning("the agents failed on %s: %s", state.investigation.get("id"), exc, exc_info=True)

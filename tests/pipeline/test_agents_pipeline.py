@@ -32,10 +32,10 @@ def claude():
     fake.stop()
 
 
-def investigate(tmp_path, mode="balanced", **env):
+def investigate(tmp_path, mode="balanced", cost=None, **env):
     settings = Settings(PM_HOME=str(tmp_path / "pm"), PM_WORLD=str(WORLD), **env)
     upgrade(settings.effective_database_url)
-    rt = build_runtime(settings)
+    rt = build_runtime(settings, cost=cost)
     try:
         with rt.session() as s:
             inv_id = invs.create(session=s, trigger={"ticket": "PAY-44706"}, origin={"kind": "cli"}, mode=mode).id
@@ -132,3 +132,18 @@ def test_pm_investigate_runs_the_agents(claude, tmp_path):
     report = json.loads(proc.stdout)
     assert report["agents"]["decision"]["case"] == "agree" and report["agents"]["hypotheses"]
     assert claude.requests
+
+
+def test_the_budget_cap_stops_the_agents_and_keeps_the_engine_report_marked_partial(claude, tmp_path):
+    from store.config import CostSettings
+
+    claude.responder = sm.typical()
+    # the investigator's first call costs ~$0.02 (Sonnet): a $0.01 cap stops it before its second call
+    inv, runs = investigate(tmp_path, cost=CostSettings(PM_BUDGET_INVESTIGATION_USD=0.01),
+                            ANTHROPIC_API_KEY=claude.api_key, ANTHROPIC_BASE_URL=claude.url)
+    report = inv["report"]
+    assert report["partial"] is True and "budget" in report["partial_reason"]
+    assert (report["root_cause"]["service"], report["root_cause"]["change_id"]) == ("pricing", "chg-3835")
+    assert report["verdict"] == "CONFIRMED" and report["agents"]["status"] == "stopped"
+    assert len([r for r in claude.requests]) == 1  # no model call after the cap
+    assert [r[0] for r in runs if r[0] == "investigator"] == ["investigator"]
