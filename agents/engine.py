@@ -22,6 +22,7 @@ from agents.evidence import (
     signatures,
     unreached,
 )
+from agents.evidence import changes as changes_mod
 from agents.evidence import verify as verification
 from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_text
 from agents.evidence.changes import LOOKBACK_S, score_change
@@ -321,7 +322,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
                          "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
-                         "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0)}
+                         "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
+                         "has_logs": "new_errors" in info}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {})
     onset = parse_ts(sig.get("onset"))
     origin_rank: dict[str, float] = {}
@@ -345,9 +347,12 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         ts = parse_ts(change.get("ts"))
         if ts is None:
             continue
+        own_onset = sig.get("services", {}).get(str(change.get("service")), {}).get("onset")
+        own_onset = float(own_onset) if isinstance(own_onset, int | float) else parse_ts(own_onset)
         scored.append({**score_change(change, change_ts=ts, onset=onset, origin_rank=origin_rank,
                                       neighbours=neighbours, new_error_after=new_error_after,
-                                      failing_share=failing), "ts": change.get("ts")})
+                                      failing_share=failing, service_onset=own_onset), "ts": change.get("ts")})
+    changes_mod.earlier_lead(scored, {str(c["id"]): parse_ts(c["ts"]) or 0.0 for c in scored})
     scored.sort(key=lambda c: -c["score"])
     surge = any(info.get("traffic_shift", 0.0) >= 0.3 for info in sig.get("services", {}).values())
     capacity = [svc for svc, info in sig.get("services", {}).items() if info.get("saturation") and surge]

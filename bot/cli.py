@@ -48,8 +48,19 @@ def _quiet_libraries(debug: bool) -> None:
             logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
+def _one_blas_thread() -> None:
+    """Run numpy's BLAS on one thread unless the operator chose otherwise (set before numpy loads).
+
+    Our matrix products are small (one report's embedding: ~300 x 384 @ 384 x 1536), where OpenBLAS's
+    spinning threads only fight the worker threads for the cores: on the 2-core machine, shared, one
+    embedding took 3.3-6.8 s with the default threads and 0.42-0.56 s with one (bench/scale.py notes).
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `pm` console script."""
+    _one_blas_thread()
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Handler | None = getattr(args, "func", None)
@@ -62,8 +73,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         from store.config import load_settings
 
         settings = load_settings()
-        return func(args, settings)
+        from pipeline.logs import install_redaction
+
+        install_redaction(settings)  # before anything can log or print a secret
+        code = func(args, settings)
+        if argv is None and getattr(args, "fast_exit", False):
+            _fast_exit(code)
+        return code
     return exit_code_for(outcome.error)
+
+
+def _fast_exit(code: int) -> None:
+    """End the process now, without freeing the heap object by object.
+
+    For commands that hold a large world in memory and have written everything (database committed,
+    worker stopped, report printed): tearing down ~200,000 parsed log lines, the embedding model and
+    Chroma's client took a second or more at exit. Only from the console script (``argv`` None), never
+    when ``main`` is called in-process. The same idea as mypy's ``--fast-exit``.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

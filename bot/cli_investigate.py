@@ -7,12 +7,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.progress import ProgressView
-from commands import investigate as investigate_cmd
 from commands.requests import MODES, InvestigationRequest, Origin
-from store.config import Settings
+
+if TYPE_CHECKING:  # imported where used, so `pm --help` stays fast (item 9 of #13)
+    from bot.progress import ProgressView
+    from store.config import Settings
+
+#: With an in-process worker every committed event wakes the follower at once; this is only the
+#: backstop (events written by another process, a failure that woke nobody).
+RECHECK_S = 1.0
 
 TERMINAL_EVENTS = ("report", "failed", "cancelled")
 
@@ -39,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="only enqueue; a separate `pm worker` runs it (needs REDIS_URL or RABBITMQ_URL)",
     )
-    p.set_defaults(func=run_investigate)
+    p.set_defaults(func=run_investigate, fast_exit=True)
 
     inv = sub.add_parser("investigations", help="list or show recorded investigations")
     inv_sub = inv.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -124,6 +129,8 @@ def _sources_request(args: argparse.Namespace, path: Path) -> tuple[Investigatio
 
 def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
     """Validate the world or the sources file, record and enqueue the investigation, follow it, print the report."""
+    from bot.progress import ProgressView
+    from commands import investigate as investigate_cmd
     from commands.errors import BadRequest
     from publishers.markdown import render_report
 
@@ -151,6 +158,7 @@ def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if worker is not None:
             worker.stop()
+        runtime.close()
     if final["kind"] != "report":
         reason = final["payload"].get("error") or final["kind"]
         print(f"pm: error: investigation {result.investigation_id} {final['kind']}: {reason}", file=sys.stderr)
@@ -164,11 +172,17 @@ def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _follow(runtime: Any, investigation_id: str, view: ProgressView, *, timeout: float) -> dict[str, Any]:
-    """Poll the progress outbox until a terminal event; feed the view."""
+    """Read the progress events as the worker commits them, until a terminal one; feed the view.
+
+    An in-process worker wakes this thread after each event it commits (``Runtime.wait_progress``), so
+    nothing sleeps on a timer; with ``--no-worker`` the events come from another process and are read
+    every RECHECK_S.
+    """
     from store import outbox
 
     after = 0
     deadline = time.monotonic() + timeout
+    mark = runtime.progress_mark()
     with view:
         while True:
             with runtime.session() as session:
@@ -181,9 +195,10 @@ def _follow(runtime: Any, investigation_id: str, view: ProgressView, *, timeout:
                 view.update(event)
                 if event["kind"] in TERMINAL_EVENTS:
                     return event
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return {"kind": "failed", "payload": {"error": f"no report within {timeout:.0f} s (still running)"}}
-            time.sleep(0.05)
+            mark = runtime.wait_progress(mark, min(RECHECK_S, left))
 
 
 def run_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,6 +220,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
+    from commands import investigate as investigate_cmd
     from publishers.markdown import render_report
 
     runtime = _runtime(settings)

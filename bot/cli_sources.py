@@ -7,12 +7,12 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from commands.errors import BadRequest
-from store.config import Settings
+
+if TYPE_CHECKING:  # `pm --help` must not import pydantic (item 9 of #13)
+    from store.config import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -95,6 +95,8 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _settings_from_flags(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

@@ -47,16 +47,23 @@ def friendly_errors(*, debug: bool) -> Iterator[Outcome]:
         if debug:
             raise
         outcome.error = exc
-        print(f"pm: error: {exc}", file=sys.stderr)
+        print(_masked(f"pm: error: {exc}"), file=sys.stderr)
     except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
         if debug:
             raise
         outcome.error = exc
         first_line = (str(exc).strip().splitlines() or [""])[0]
         print(
-            f"pm: error: {type(exc).__name__}: {first_line} (unexpected; rerun with PM_DEBUG=1 for details)",
+            _masked(f"pm: error: {type(exc).__name__}: {first_line} (unexpected; rerun with PM_DEBUG=1 for details)"),
             file=sys.stderr,
         )
+
+
+def _masked(line: str) -> str:
+    """``line`` with configured secrets and URL passwords masked (pipeline.logs.install_redaction)."""
+    from pipeline.logs import mask
+
+    return mask(line)
 
 
 def exit_code_for(error: BaseException | None) -> int:

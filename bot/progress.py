@@ -7,10 +7,10 @@ line per phase, so logs of CI runs stay readable.
 from __future__ import annotations
 
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 # The checklist the user sees; HYPOTHESES and VERIFICATION may repeat (rounds).
 PLAN = (
@@ -36,19 +36,22 @@ class ProgressView:
         self.title = title
         self._done: set[str] = set()
         self._started = time.monotonic()
-        self._console = Console(file=stream, stderr=True)
-        self._tty = enabled and self._console.is_terminal
+        # rich only for a terminal: `--json` and CI logs do not pay for importing it
+        self._tty = enabled and stream.isatty()
         self._progress: Progress | None = None
         self._task: Any = None
 
     def __enter__(self) -> ProgressView:
         if self._tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 TextColumn("{task.completed}/{task.total}"),
                 TimeElapsedColumn(),
-                console=self._console,
+                console=Console(file=self.stream, stderr=True),
                 transient=False,
             )
             self._progress.start()

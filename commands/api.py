@@ -14,7 +14,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from commands import investigate
@@ -100,6 +100,7 @@ def parse_investigate(
         jira_key=trigger.get("ticket") if publish.get("jira") else None,
         user=subject,
         source="api",
+        callback_url=callback,
     )
     request = InvestigationRequest(
         trigger=trigger, origin=origin, mode=body.get("mode", "balanced"), domain=domain,
@@ -278,43 +279,65 @@ def _get(session: Any, investigation_id: str) -> Investigation:
         raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations") from None
 
 
+#: The status view's one query, built once: the investigation's status columns (not the report,
+#: hypotheses or fix plan, often 100s of KB of JSON) with its agent runs' names, states and tokens
+#: (one row per run; one row with NULL run columns when it has none).
+_STATUS = (
+    select(
+        Investigation.id, Investigation.trigger, Investigation.status, Investigation.phase, Investigation.round,
+        Investigation.verdict, Investigation.confidence, Investigation.created_at, Investigation.started_at,
+        Investigation.finished_at, Investigation.tokens_in, Investigation.tokens_out, Investigation.cost_usd,
+        Investigation.error, AgentRun.agent.label("run_agent"), AgentRun.status.label("run_status"),
+        AgentRun.model.label("run_model"), AgentRun.tokens_in.label("run_in"), AgentRun.tokens_out.label("run_out"),
+    )
+    .select_from(Investigation)
+    .outerjoin(AgentRun, AgentRun.investigation_id == Investigation.id)
+    .where(Investigation.id == bindparam("inv_id"))
+)
+
+
 def status_view(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
     """The design's status shape.
+
+    One narrow prepared query on a Core connection, no ORM session or objects: the admin API's most frequent call
+    (bench/api_load.py) costs the same however large the finished report and the tool-call logs are.
 
     Raises:
         Missing: unknown id.
     """
-    with runtime.session() as session:
-        inv = _get(session, investigation_id)
-        runs = agent_runs.list_for(session=session, investigation_id=investigation_id)
-        d = investigations.to_dict(inv)
-    phase = d["phase"]
+    with runtime.engine.connect() as conn:  # Core, not an ORM session: a read needs no unit of work
+        rows = conn.execute(_STATUS, {"inv_id": investigation_id}).all()
+    if not rows:
+        raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations")
+    inv = rows[0]
+    runs = [r for r in rows if r.run_agent is not None]
+    phase = inv.phase
     end = inv.finished_at or utcnow()
     by_model: dict[str, int] = {}
     for run in runs:
-        model = run.model or "none"
-        by_model[model] = by_model.get(model, 0) + (run.tokens_in or 0) + (run.tokens_out or 0)
+        model = run.run_model or "none"
+        by_model[model] = by_model.get(model, 0) + (run.run_in or 0) + (run.run_out or 0)
     return {
-        "investigation_id": d["id"],
-        "ticket_id": (d["trigger"] or {}).get("ticket"),
-        "trigger": d["trigger"],
-        "status": d["status"],
+        "investigation_id": inv.id,
+        "ticket_id": (inv.trigger or {}).get("ticket"),
+        "trigger": inv.trigger,
+        "status": inv.status,
         "phase_name": phase,
         "phase": NUMBERED_PHASES.index(phase) if phase in NUMBERED_PHASES else None,
         "total_phases": len(NUMBERED_PHASES) - 1,
-        "hypothesis_iteration": d["round"],
-        "agents_completed": sorted({r.agent for r in runs if r.status != "running"}),
-        "agents_running": sorted({r.agent for r in runs if r.status == "running"}),
-        "verdict": d["verdict"],
-        "confidence": d["confidence"],
-        "created_at": d["created_at"],
-        "started_at": d["started_at"],
-        "finished_at": d["finished_at"],
+        "hypothesis_iteration": inv.round,
+        "agents_completed": sorted({run.run_agent for run in runs if run.run_status != "running"}),
+        "agents_running": sorted({run.run_agent for run in runs if run.run_status == "running"}),
+        "verdict": inv.verdict,
+        "confidence": inv.confidence,
+        "created_at": _iso(inv.created_at),
+        "started_at": _iso(inv.started_at),
+        "finished_at": _iso(inv.finished_at),
         "elapsed_seconds": round((end - (inv.started_at or inv.created_at)).total_seconds(), 3),
-        "token_usage": {"total": (d["tokens_in"] or 0) + (d["tokens_out"] or 0), "input": d["tokens_in"],
-                        "output": d["tokens_out"], "by_model": by_model},
-        "cost_usd": d["cost_usd"],
-        "error": d["error"],
+        "token_usage": {"total": (inv.tokens_in or 0) + (inv.tokens_out or 0), "input": inv.tokens_in,
+                        "output": inv.tokens_out, "by_model": by_model},
+        "cost_usd": inv.cost_usd,
+        "error": inv.error,
     }
 
 

@@ -28,6 +28,8 @@ class Origin:
     user: str | None = None
     jira_key: str | None = None
     source: str | None = None
+    #: an API caller's callback_url (SSRF-checked): the final report, or the failure, is POSTed there
+    callback_url: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ORIGIN_KINDS:

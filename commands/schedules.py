@@ -16,9 +16,8 @@ from sqlalchemy import select
 from agents.healthcheck import compare, describe
 from commands.investigate import rerun, start
 from commands.requests import InvestigationRequest, Origin
+from commands.schedule_names import JOBS as JOBS  # re-exported (bot.http.jobs, chart tests)
 from store.models import OPEN_STATUSES, Investigation
-
-JOBS = ("health-check", "stale-ticket-review", "knowledge-update", "resume-deliveries")
 
 
 def _iso(t: datetime) -> str:

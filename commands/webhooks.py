@@ -20,6 +20,7 @@ import fnmatch
 import hashlib
 import json
 import logging
+import math
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -30,18 +31,21 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from commands.errors import BadRequest, BudgetStopped
+from commands.errors import BadRequest, BudgetStopped, PayloadError
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
-from store import events, outbox
+from commands.webhook_schemas import JIRA_EVENTS, check_depth, check_strings, validate
+from pipeline import metrics
+from store import events, inbound, outbox
 from store.models import InboundDelivery, utcnow
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("jira", "pagerduty", "grafana", "alertmanager", "deploy", "change")
 #: Change kinds of the world format (changes.jsonl), accepted by /webhooks/change.
 CHANGE_KINDS = ("deploy", "feature_flag", "config", "db_migration", "infra")
 #: Most change records one /webhooks/change delivery may carry.
 MAX_CHANGES_PER_DELIVERY = 1000
-JIRA_EVENTS = ("jira:issue_created", "jira:issue_updated")
 # Jira's default priority scheme (Highest..Lowest) and the older one (Blocker..Trivial).
 _JIRA_PRIORITY = {
     "highest": "P1", "blocker": "P1", "critical": "P1",
@@ -54,16 +58,6 @@ _SEVERITY_PRIORITY = {
     "error": "P2", "high": "P2", "major": "P2", "warning": "P2", "warn": "P2", "sev2": "P2", "p2": "P2",
     "info": "P3", "low": "P3", "minor": "P3", "none": "P3", "sev3": "P3", "p3": "P3",
 }
-
-log = logging.getLogger(__name__)
-
-
-class PayloadError(BadRequest):
-    """A delivery is not valid JSON or lacks a field we need (answer 400 naming ``field``)."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field_name
 
 
 @dataclass(frozen=True)
@@ -91,6 +85,11 @@ class WebhookRules:
     default_channel: str | None = None
     mode: str = "balanced"
     sources: Mapping[str, Any] = field(default_factory=dict)
+    #: Most alerts one Grafana/Alertmanager delivery may carry (PM_WEBHOOK_MAX_ALERTS).
+    max_alerts: int = 200
+    #: PagerDuty ``occurred_at`` / Jira ``timestamp`` further than this from now: ignored as a replay
+    #: (PM_WEBHOOK_REPLAY_WINDOW_S).
+    replay_window_s: float = 3600.0
 
     def domain_for(self, *names: str | None) -> str | None:
         """The domain of the first name (service / project) that has one."""
@@ -118,18 +117,41 @@ class Normalised:
 # -- reading payloads -------------------------------------------------------------------------------
 
 
+class _NotFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"{text} is out of range for a number")
+    return value
+
+
+def _loads(body: bytes) -> Any:
+    """``json.loads`` refusing NaN, Infinity and numbers that overflow to them (PostgreSQL's json
+    type refuses them too: the insert failed and the sender was told to retry forever)."""
+    return json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
     """Decode a request body that must be a JSON object.
 
     Raises:
-        PayloadError: not UTF-8 JSON, or not an object.
+        PayloadError: not UTF-8 JSON, nested deeper than 64, holding NUL or lone surrogates, or not an object.
     """
+    check_depth(body)
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = _loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise PayloadError("body", f"body is not valid JSON ({exc}); send the vendor's JSON payload") from None
     if not isinstance(data, dict):
         raise PayloadError("body", "body must be a JSON object; send the vendor's JSON payload")
+    check_strings(data, body)
     return data
 
 
@@ -137,17 +159,20 @@ def parse_change_body(body: bytes) -> dict[str, Any]:
     """A /webhooks/change body: one change record, a JSON list of them, or ``{"changes": [...]}``.
 
     Raises:
-        PayloadError: not UTF-8 JSON, or neither an object nor a list.
+        PayloadError: not UTF-8 JSON, nested deeper than 64, holding NUL or lone surrogates, or neither an
+            object nor a list.
     """
+    check_depth(body)
     try:
-        data = json.loads(body)
+        data = _loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise PayloadError("body", f"body is not valid JSON ({type(exc).__name__}); send a change record or a list") from None
-    if isinstance(data, list):
-        return {"changes": data}
-    if not isinstance(data, dict):
+        raise PayloadError("body", f"body is not valid JSON ({exc}); send a change record or a list") from None
+    if not isinstance(data, list | dict):
         raise PayloadError("body", "body must be a change record (an object) or a list of them")
-    return data
+    wrapped = {"changes": data} if isinstance(data, list) else data
+    # A single record is changes[0] to normalise_change: name its fields the same way.
+    check_strings(wrapped if isinstance(wrapped.get("changes"), list) else {"changes": [wrapped]}, body)
+    return wrapped
 
 
 def _get(data: Mapping[str, Any], path: str, *, required: bool = True) -> Any:
@@ -407,9 +432,11 @@ def normalise(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> N
     """Dispatch to the normaliser of ``source``.
 
     Raises:
-        PayloadError: a field the source's payload must have is missing or malformed.
+        PayloadError: a field the source's payload must have is missing or malformed
+            (:mod:`commands.webhook_schemas`); TooManyAlerts, a subclass, for too many alerts.
         BadRequest: unknown source.
     """
+    validate(source, payload, max_alerts=rules.max_alerts)
     if source == "jira":
         return normalise_jira(payload, rules)
     if source == "pagerduty":
@@ -423,17 +450,54 @@ def normalise(source: str, payload: Mapping[str, Any], rules: WebhookRules) -> N
     raise BadRequest(f"unknown webhook source {source!r}; use one of {', '.join(SOURCES)}")
 
 
+def replay_reason(source: str, payload: Mapping[str, Any], *, now: datetime, window_s: float) -> str | None:
+    """Why a validated PagerDuty or Jira delivery is too old (or too far ahead) to act on, else None.
+
+    A correctly signed body stays correctly signed forever; its own time is what tells a replay
+    from a delivery (PagerDuty ``event.occurred_at``, Jira ``timestamp`` in ms). Only incident
+    events that would be acted on carry a checked time (others are ignored anyway).
+    """
+    when: datetime | None = None
+    name = ""
+    if source == "pagerduty":
+        raw = _get(payload, "event.occurred_at", required=False)
+        name = "event.occurred_at"
+        if isinstance(raw, str) and _iso_or_none(raw):
+            when = datetime.fromisoformat(raw.strip().replace("Z", "+00:00"))
+            when = when.replace(tzinfo=UTC) if when.tzinfo is None else when
+    elif source == "jira":
+        raw = payload.get("timestamp")
+        name = "timestamp"
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            try:
+                when = datetime.fromtimestamp(raw / 1000, UTC)
+            except (OverflowError, OSError, ValueError):
+                return f"{name} {raw} is not a time; refusing it as a replay"
+    if when is None:
+        return None
+    age_s = (now - when).total_seconds()
+    if abs(age_s) <= window_s:
+        return None
+    ago = f"{age_s / 3600:.1f} h ago" if age_s > 0 else f"{-age_s / 3600:.1f} h ahead"
+    return (f"{name} {when.strftime('%Y-%m-%dT%H:%M:%SZ')} is {ago}, outside the {window_s:.0f} s replay window "
+            "(PM_WEBHOOK_REPLAY_WINDOW_S); not acted on")
+
+
 def delivery_key(source: str, payload: Mapping[str, Any], headers: Mapping[str, str], body: bytes) -> str:
     """The id that makes a redelivery of the same event recognisable.
 
-    Jira: ``X-Atlassian-Webhook-Identifier``; PagerDuty: the event id; Grafana/Alertmanager:
+    Jira: a hash of the body's content (not ``X-Atlassian-Webhook-Identifier``: a signed body
+    resent with a fresh identifier is the same event, and Jira's own retries resend the same body;
+    the body's ``timestamp`` differs between two real events, and bodies older than the replay
+    window are refused before they get here). PagerDuty: the event id; Grafana/Alertmanager:
     the group key plus each alert's fingerprint and start; deploy: the ``id`` field or an
     ``X-Delivery-Id`` header. Anything else falls back to a hash of the body.
     """
     key: str | None = None
     if source == "jira":
-        key = headers.get("x-atlassian-webhook-identifier")
-    elif source == "pagerduty":
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    if source == "pagerduty":
         key = _get(payload, "event.id", required=False)
     elif source in ("grafana", "alertmanager"):
         alerts: list[Any] = payload["alerts"] if isinstance(payload.get("alerts"), list) else []
@@ -538,8 +602,35 @@ def _history_in(session: Session, result: Normalised) -> None:
         events.record(session=session, kind=kind, records=[r for k, r in result.history if k == kind])
 
 
-def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any = None) -> int:
+#: Default of PM_WEBHOOK_MAX_ATTEMPTS: failed processing attempts before a stored delivery is dead-lettered.
+MAX_ATTEMPTS = 5
+
+
+def record_failure(*, runtime: Any, delivery_id: int, error: BaseException, max_attempts: int = MAX_ATTEMPTS) -> str:
+    """Count a failed processing attempt of a stored delivery; ``dead`` after ``max_attempts``.
+
+    Returns:
+        The row's status afterwards (``accepted``: retry it later; ``dead``: parked).
+    """
+    line = (str(error).strip().splitlines() or [""])[0]
+    with runtime.session() as session:
+        status, attempts, source = inbound.record_failure(session=session, delivery_id=delivery_id,
+                                                  error=f"{type(error).__name__}: {line}"[:300],
+                                                  max_attempts=max_attempts)
+        session.commit()
+    if status == inbound.DEAD:
+        metrics.WEBHOOK_DEAD.labels(source=source).inc()
+        log.error("webhook delivery %s dead-lettered after %d failed attempts (%s); fix the cause, then run "
+                  "`pm deliveries retry`", delivery_id, attempts, type(error).__name__)
+    return status
+
+
+def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any = None,
+                   max_attempts: int = MAX_ATTEMPTS) -> int:
     """Process every delivery that was accepted but never finished (e.g. the listener crashed).
+
+    A delivery whose processing raises is counted (:func:`record_failure`) and dead-lettered after
+    ``max_attempts`` failures, so a row that cannot be processed stops being retried at every start.
 
     Returns:
         How many deliveries were processed.
@@ -559,6 +650,9 @@ def resume_pending(*, runtime: Any, rules: WebhookRules, deploy_scheduler: Any =
             # Only rows stored by an older listener can fail here (new ones are validated before
             # storing); park them instead of retrying forever.
             _mark(runtime, delivery_id, "failed")
+        except Exception as exc:  # the database or a bug: count it, dead-letter it after max_attempts
+            log.exception("processing webhook delivery %s failed", delivery_id)
+            record_failure(runtime=runtime, delivery_id=delivery_id, error=exc, max_attempts=max_attempts)
     return len(ids)
 
 

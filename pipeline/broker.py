@@ -43,7 +43,8 @@ def _check_redis(broker: Any, url: str) -> None:
         broker.client.ping()
     except redis.RedisError as exc:
         raise BrokerUnavailable(
-            f"cannot reach Redis at REDIS_URL={url} ({exc}); start Redis or unset REDIS_URL for the embedded queue"
+            f"cannot reach Redis at REDIS_URL={_hide_password(url)} ({exc}); start Redis or unset REDIS_URL "
+            "for the embedded queue"
         ) from None
 
 

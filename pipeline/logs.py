@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pipeline.middleware import CorrelationFilter, current_correlation
 
@@ -23,7 +27,7 @@ _PATTERNS = re.compile(
     r"|xox[abposr]-[A-Za-z0-9-]{8,}|xapp-[A-Za-z0-9-]{8,}"
     r"|sk-ant-[A-Za-z0-9_-]{8,}"
     r"|(password|passwd|secret|token|api[_-]?key)(\"?\s*[:=]\s*\"?)[^\s\",}]{4,}"
-    r"|(://[^:/@\s]+:)[^@/\s]+(@)"
+    r"|(://[^:/@\s]*:)[^@/\s]+(@)"
 )
 
 
@@ -55,7 +59,11 @@ class Redact(logging.Filter):
         return _PATTERNS.sub(_mask_match, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.mask(record.getMessage())
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format/args pair: mask what there is rather than raise into the caller
+            message = f"{record.msg} {record.args}"
+        record.msg = self.mask(message)
         record.args = None
         if record.exc_info:
             record.exc_text = self.mask(logging.Formatter().formatException(record.exc_info))
@@ -90,8 +98,23 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+def url_password(url: str) -> list[str]:
+    """The password in a URL's user info (as written and percent-decoded), or [] when it has none."""
+    if "://" not in url or "@" not in url:
+        return []
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # a malformed port or netloc: fall back to the text between ':' and '@'
+        password = url.split("://", 1)[1].rpartition("@")[0].partition(":")[2] or None
+    if not password:
+        return []
+    return list({password, unquote(password)})
+
+
 def secret_values(settings: Any) -> list[str]:
-    """Every SecretStr value of ``settings`` (plus each key of API_KEYS and the DATABASE_URL password)."""
+    """Every value of ``settings`` to mask: each SecretStr (and each key of API_KEYS) and the password of
+    every URL setting (DATABASE_URL, REDIS_URL, RABBITMQ_URL, VAULT_ADDR, S3_ENDPOINT_URL, ...)."""
     from pydantic import SecretStr
 
     out: list[str] = []
@@ -101,7 +124,61 @@ def secret_values(settings: Any) -> list[str]:
             raw = value.get_secret_value()
             out.append(raw)
             out += [k.strip().rpartition(":")[0] or k.strip() for k in raw.split(",")] if name == "api_keys" else []
-    return out
+        elif isinstance(value, str):
+            out += url_password(value)
+    return [v for v in out if v]
+
+
+_active: Redact | None = None
+_base_factory: Callable[..., logging.LogRecord] | None = None
+
+
+def mask(text: str) -> str:
+    """``text`` with the configured secrets (once :func:`install_redaction` ran) and token shapes masked."""
+    return (_active or Redact()).mask(text)
+
+
+def install_redaction(settings: Any) -> Redact:
+    """Mask every configured secret in every log record, whatever handler later writes it.
+
+    One filter for the whole process: it runs when a record is made (the log-record factory), so the
+    handlers uvicorn, Dramatiq or a library add after this call are covered as well as ours. Uncaught
+    exceptions (``sys.excepthook``, ``threading.excepthook``) print masked tracebacks. Called by the
+    composition roots (``pm``, ``python -m pipeline.worker``, :func:`configure`); calling it again
+    replaces the secrets.
+
+    Returns:
+        The installed filter.
+    """
+    global _active, _base_factory
+    redact = Redact(secret_values(settings))
+    _active = redact
+    if _base_factory is None:
+        _base_factory = logging.getLogRecordFactory()
+        base = _base_factory
+
+        def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = base(*args, **kwargs)
+            if _active is not None:
+                _active.filter(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+
+        def excepthook(exc_type: Any, exc: Any, tb: Any) -> None:
+            text = "".join(traceback.format_exception(exc_type, exc, tb))
+            sys.stderr.write(mask(text))
+
+        def thread_excepthook(args: Any) -> None:
+            if args.exc_type is SystemExit:
+                return
+            text = "".join(traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback))
+            name = args.thread.name if args.thread is not None else "?"
+            sys.stderr.write(mask(f"Exception in thread {name}:\n{text}"))
+
+        sys.excepthook = excepthook
+        threading.excepthook = thread_excepthook
+    return redact
 
 
 def configure(settings: Any, *, json_logs: bool, stream: Any = None) -> logging.Handler:
@@ -115,6 +192,7 @@ def configure(settings: Any, *, json_logs: bool, stream: Any = None) -> logging.
     Returns:
         The installed handler.
     """
+    install_redaction(settings)
     handler = logging.StreamHandler(stream)
     handler.addFilter(CorrelationFilter())
     handler.addFilter(CorrelationIdFilter())

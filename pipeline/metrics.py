@@ -71,6 +71,9 @@ BUDGET_USED = Gauge("pm_budget_used_ratio", "Share of a monthly LLM budget spent
 BUDGET_NOTICES = Counter("pm_budget_notices", "Budget thresholds crossed, once per limit and month",
                          ["scope", "level"])
 BUDGET_REFUSED = Counter("pm_budget_refused", "Investigations a budget kept from starting", ["scope", "level"])
+WEBHOOK_DEAD = Counter("pm_webhook_dead_letters",
+                       "Stored webhook deliveries dead-lettered after failing processing PM_WEBHOOK_MAX_ATTEMPTS times",
+                       ["source"])
 
 PRIORITIES = ("P1", "P2", "P3")
 VERDICTS = ("CONFIRMED", "LIKELY", "INCONCLUSIVE")

@@ -110,6 +110,9 @@ class Runtime:
         self._sweeper: publishing.OutboxSweeper | None = None  # set by start_worker
         self._pool_lock = threading.Lock()
         self._open = threading.local()
+        # Bumped (and waiters woken) after each progress event this process's workers commit.
+        self._progress_cv = threading.Condition()
+        self._progress_count = 0
         #: budgets and prices (pipeline.budgets): the start gate, the per-call charge, the caps
         self.budgets = make_budgets(self, cost)
         self.machine = Machine(
@@ -203,6 +206,9 @@ class Runtime:
         self.publishers[sink] = CountedPublisher(sink, publisher)
 
     def _progress(self, investigation_id: str) -> None:
+        with self._progress_cv:
+            self._progress_count += 1
+            self._progress_cv.notify_all()
         if not self.publishers:
             return
         if self._sweeper is not None:  # this process drains on its own thread, not a worker's
@@ -295,6 +301,25 @@ class Runtime:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{investigation_id} still {phase} after {timeout_s:.0f}s; check `pm worker` runs")
             time.sleep(poll_s)
+
+    def progress_mark(self) -> int:
+        """How many progress events this process's workers have committed so far (see :meth:`wait_progress`)."""
+        with self._progress_cv:
+            return self._progress_count
+
+    def wait_progress(self, mark: int, timeout_s: float) -> int:
+        """Block until a worker of this process commits a progress event after ``mark``, or ``timeout_s`` passes.
+
+        Lets an embedded caller (``pm investigate``) read new events as they are committed instead of
+        polling the database on a timer. Events committed by workers in other processes do not wake it:
+        such a caller reads the database again when the timeout passes.
+
+        Returns:
+            The new mark.
+        """
+        with self._progress_cv:
+            self._progress_cv.wait_for(lambda: self._progress_count != mark, timeout=timeout_s)
+            return self._progress_count
 
     def events(self, investigation_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
         """The investigation's progress events after ``after_seq``, as dicts."""

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sandbox.gen_changes import ChangeBook
 from sandbox.gen_decoys import add_background_changes, add_decoys, add_recovery, choose_decoys
 from sandbox.gen_fault import choose_origin, plan_fault
+from sandbox.gen_hard import harden_changes, harden_world
 from sandbox.gen_model import Plan
 from sandbox.gen_topology import SHAPES, build_topology
 from sandbox.gen_triggers import add_alerts, add_trigger, choose_alerted
@@ -23,7 +24,7 @@ def _onset(rng: random.Random, duration_s: int) -> int:
 
 
 def plan_world(rng: random.Random, *, name: str, family: str, services: int, duration_min: int,
-               decoys: bool) -> Plan:
+               decoys: bool, hard: random.Random | None = None) -> Plan:
     """Decide everything a world holds (arguments are validated by the caller).
 
     Params:
@@ -33,6 +34,7 @@ def plan_world(rng: random.Random, *, name: str, family: str, services: int, dur
         services: number of services in the topology, datastores included.
         duration_min: window length in minutes.
         decoys: whether to add decoys.
+        hard: a random stream for the hard mode (:mod:`sandbox.gen_hard`), or None for an ordinary world.
 
     Returns:
         The plan, with changes, alerts, tickets and chat sorted by time.
@@ -54,8 +56,12 @@ def plan_world(rng: random.Random, *, name: str, family: str, services: int, dur
     add_background_changes(rng, plan, book)
     add_decoys(rng, plan, book)
     add_recovery(rng, plan, book)
+    if hard is not None:
+        harden_changes(hard, plan, book)
     plan.changes.sort(key=lambda c: (c.ts, c.id))
     book.renumber(plan.changes)
     alerts = add_alerts(rng, plan)
     add_trigger(rng, plan, alerts)
+    if hard is not None:
+        harden_world(hard, plan)
     return plan

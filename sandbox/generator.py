@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sandbox.gen_decoys import DECOY_KINDS
 from sandbox.gen_fault import FAMILIES
+from sandbox.gen_hard import thin_files
 from sandbox.gen_logs import write_logs
 from sandbox.gen_metrics import write_metrics
 from sandbox.gen_model import GeneratorError, Plan, iso
@@ -95,7 +96,8 @@ def _write_truth(out: Path, plan: Plan) -> None:
 
 
 def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True, services: int = 10,
-                   duration_min: int = 120, log_lines: int = 3000, name: str | None = None) -> Path:
+                   duration_min: int = 120, log_lines: int = 3000, name: str | None = None,
+                   hard: bool = False) -> Path:
     """Generate one incident world into ``out_dir`` (created if missing; world files overwritten).
 
     Params:
@@ -107,6 +109,8 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
         duration_min: window length in minutes (30..1440).
         log_lines: about how many log lines to write (100..5,000,000).
         name: the world's name in world.yaml; defaults to the directory name.
+        hard: the hard mode (:mod:`sandbox.gen_hard`: change storms, a second incident, slow onsets,
+            flapping alerts, partial telemetry, a harmless change on a self-failing origin).
 
     Raises:
         GeneratorError: an argument is out of range or the directory cannot be written.
@@ -121,8 +125,9 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
         raise GeneratorError(f"seed must be an integer (got {seed!r}): pass --seed 42")
     # A string seed hashes the same on every run and platform (unlike hash()), so output is reproducible.
     rng = random.Random(f"pm-world/{family}/{seed}/{services}/{duration_min}/{int(decoys)}")
+    hard_rng = random.Random(f"pm-world-hard/{family}/{seed}/{services}/{duration_min}") if hard else None
     plan = plan_world(rng, name=name, family=family, services=services, duration_min=duration_min,
-                      decoys=decoys)
+                      decoys=decoys, hard=hard_rng)
     log_rng = random.Random(rng.getrandbits(64))
     metric_rng = random.Random(rng.getrandbits(64))
     try:
@@ -130,6 +135,8 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
         _write_small_files(out_dir, plan)
         write_logs(out_dir / "logs.jsonl", log_rng, plan, log_lines)
         write_metrics(out_dir / "metrics.jsonl", metric_rng, plan)
+        if hard_rng is not None:
+            thin_files(hard_rng, out_dir, plan)
         _write_truth(out_dir, plan)
     except OSError as exc:
         raise GeneratorError(f"cannot write world to {out_dir}: {exc.strerror}; pick a writable --out directory") from exc
@@ -137,7 +144,7 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
 
 
 def generate_suite(out_dir: Path, *, count: int, seed: int, families: Sequence[str] | None = None,
-                   decoys: bool = True) -> list[Path]:
+                   decoys: bool = True, hard: bool = False) -> list[Path]:
     """Generate ``count`` worlds under ``out_dir``, round-robin over ``families``.
 
     Worlds are named ``gen-0000-deploy``, ``gen-0001-feature_flag``, ...; world ``i``
@@ -159,5 +166,6 @@ def generate_suite(out_dir: Path, *, count: int, seed: int, families: Sequence[s
     paths = []
     for i in range(count):
         fam = fams[i % len(fams)]
-        paths.append(generate_world(out / f"gen-{i:04d}-{fam}", family=fam, seed=seed * 10007 + i, decoys=decoys))
+        paths.append(generate_world(out / f"gen-{i:04d}-{fam}", family=fam, seed=seed * 10007 + i, decoys=decoys,
+                                    hard=hard))
     return paths

@@ -477,19 +477,11 @@ class Memory:
             self._kb = None
 
 
-_MODELS: dict[str, Embedder] = {}
-_MODELS_LOCK = threading.Lock()
-
-
 def shared_embedder() -> Embedder:
-    """The installed MiniLM, loaded once per process (it is 90 MB and read-only)."""
-    from store.embeddings import MiniLM, default_model_dir
+    """The installed MiniLM, loaded once per process (it is 90 MB and read-only); Chroma's rebuilds reuse it."""
+    from store.embeddings import shared_model
 
-    key = str(default_model_dir())
-    with _MODELS_LOCK:
-        if key not in _MODELS:
-            _MODELS[key] = MiniLM()
-        return _MODELS[key]
+    return shared_model()
 
 
 def memory_from_settings(settings: Any) -> Memory:

@@ -223,7 +223,11 @@ class Publication(Base):
 
 
 class InboundDelivery(Base):
-    """A raw inbound webhook or envelope, persisted before the listener acks (dedups retries)."""
+    """A raw inbound webhook or envelope, persisted before the listener acks (dedups retries).
+
+    ``status``: accepted (to process) -> processed | ignored | scheduled | recorded; ``failed`` (a row
+    an older listener stored that no longer validates); ``dead`` (processing failed ``attempts`` times).
+    """
 
     __tablename__ = "inbound_deliveries"
     __table_args__ = (UniqueConstraint("source", "delivery_key", name="uq_inbound_source_key"),)
@@ -237,6 +241,9 @@ class InboundDelivery(Base):
     investigation_id: Mapped[str | None] = mapped_column(
         ForeignKey("investigations.id", ondelete="SET NULL"), nullable=True
     )
+    #: Processing attempts that failed; at PM_WEBHOOK_MAX_ATTEMPTS the row is ``dead`` (migration i001).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
 
 class DomainConfig(Base):

@@ -30,13 +30,20 @@ DEFAULT_LEASE_S = 30.0
 DELIVERY_STATES = ("pending", "done", "dead", "failed")
 
 
-def sinks_for_origin(origin: dict[str, Any]) -> list[str]:
-    """The sinks an investigation's origin implies: slack when it has a channel, jira when a key."""
+#: The events a callback_url hears of: the end of the investigation, once.
+CALLBACK_KINDS = ("report", "failed", "cancelled")
+
+
+def sinks_for_origin(origin: dict[str, Any], kind: str | None = None) -> list[str]:
+    """The sinks an investigation's origin implies for an event of ``kind``: slack when it has a channel,
+    jira when a key, callback (only for :data:`CALLBACK_KINDS`; any kind when ``kind`` is None) when a URL."""
     sinks = []
     if origin.get("channel"):
         sinks.append("slack")
     if origin.get("jira_key"):
         sinks.append("jira")
+    if origin.get("callback_url") and (kind is None or kind in CALLBACK_KINDS):
+        sinks.append("callback")
     return sinks
 
 
@@ -84,7 +91,7 @@ def append(
     session.add(event)
     session.flush()
     origin = session.scalar(select(Investigation.origin).where(Investigation.id == investigation_id)) or {}
-    wanted = list(dict.fromkeys([*sinks_for_origin(origin), *(sinks or [])]))
+    wanted = list(dict.fromkeys([*sinks_for_origin(origin, kind), *(sinks or [])]))
     for sink in wanted:
         session.add(Delivery(event_id=event.id, sink=sink, status="pending", attempts=0, next_attempt_at=now))
     session.flush()
@@ -137,7 +144,7 @@ def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any]
         insert(ProgressEvent).returning(ProgressEvent.id, sort_by_parameter_order=True), rows))
     deliveries = [{"event_id": event_id, "sink": sink, "status": "pending", "attempts": 0, "next_attempt_at": now}
                   for event_id, row in zip(event_ids, rows, strict=True)
-                  for sink in sinks_for_origin(origins[row["investigation_id"]] or {})]
+                  for sink in sinks_for_origin(origins[row["investigation_id"]] or {}, row["kind"])]
     if deliveries:
         session.execute(insert(Delivery), deliveries)
     return event_ids

@@ -227,9 +227,12 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
         if stated is not None and stated < anchor - LATE_REPORT_S:
             return stated
     burst = metric_burst(series, until=anchor)
-    if burst is None:
+    if burst is None and ctx.get("anchor_from") != "text":
         # Nothing is still wrong at report time: the report may come after the incident ended (a
         # ticket filed after a rollback), so take a burst that lasted a while and ended before it.
+        # Not when the report's words name the start (anchor_from "text"): a burst already over by the
+        # time the reporter says the trouble began is another incident (issue #15: a second, unrelated
+        # incident 25-50 min before a slow onset took the anchor, and its service the blame).
         burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
     if burst is not None and burst < anchor - LATE_REPORT_S:
         if stated is not None and burst < stated - 2 * TEXT_TIME_SLACK_S:

@@ -12,6 +12,7 @@ SRE book ch. 1 puts ~70% of outages on changes to a live system).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 LOOKBACK_S = 4 * 3600.0
@@ -33,6 +34,20 @@ VICTIM_ERRORS_SHARE = 0.3
 # several series): a change this long after it still counts when every new error on its service follows it.
 MAX_ONSET_ERROR_S = 10 * 60.0
 
+# A service that stays healthy (no telemetry onset, no new error) this long after a change was not broken by it
+# at once: its later errors do not "begin right after it" (issue #15: an exporter upgrade 13-16 min before a
+# datastore degrades on its own). 10 min lost a slow canary whose service's onset showed 12 min after it.
+HEALTHY_AFTER_S = FOLLOW_S
+# Changes that touch only how a service is observed or maintained (its logs, metrics, traces, exporters,
+# backups) do not change how it serves requests: their score keeps this share unless the service's new errors
+# begin within FAST_FOLLOW_S of them (a log flood filling a disk shows at once).
+INERT_SHARE = 0.35
+FAST_FOLLOW_S = 5 * 60.0
+_INERT_WORDS = frozenset({"log", "logs", "logging", "logger", "loglevel", "metric", "metrics", "exporter",
+                          "exporters", "tracing", "trace", "traces", "sampling", "sample", "monitoring",
+                          "monitor", "telemetry", "scrape", "backup", "backups", "dashboard", "dashboards"})
+_WORD = re.compile(r"[a-z]+")
+
 KIND_PRIOR = {"deploy": 1.0, "feature_flag": 0.95, "config": 0.9, "db_migration": 0.9, "infra": 0.85}
 
 
@@ -51,9 +66,33 @@ def flag_share(change: dict[str, Any]) -> float | None:
     return None
 
 
+def inert_change(change: dict[str, Any]) -> str | None:
+    """What an observability- or maintenance-only change touches (``"logging"``, ``"backup"``...), else None.
+
+    Only config, infra and flag changes qualify (a deploy ships code, a migration alters data, whatever their
+    wording). A config change is judged by its key, an infra change by its action and summary, a flag by its
+    name; the change is inert when one of their words is about logs, metrics, traces, exporters, monitoring,
+    backups or dashboards.
+    """
+    kind = str(change.get("kind") or "")
+    details = change.get("details") or {}
+    if kind == "config":
+        text = str(details.get("key") or change.get("summary") or "")
+    elif kind == "infra":
+        text = f"{details.get('action') or ''} {change.get('summary') or ''}"
+    elif kind == "feature_flag":
+        text = str(details.get("flag") or "")
+    else:
+        return None
+    words = _WORD.findall(re.sub(r"([a-z])([A-Z])", r"\1 \2", text).lower())
+    hits = [w for w in words if w in _INERT_WORDS]
+    return hits[0] if hits else None
+
+
 def score_change(change: dict[str, Any], *, change_ts: float, onset: float | None,
                  origin_rank: dict[str, float], neighbours: set[str],
-                 new_error_after: dict[str, list[float]], failing_share: dict[str, float]) -> dict[str, Any]:
+                 new_error_after: dict[str, list[float]], failing_share: dict[str, float],
+                 service_onset: float | None = None) -> dict[str, Any]:
     """Score one change as a cause.
 
     Params: change — a changes.list item; change_ts — its epoch seconds;
@@ -61,7 +100,8 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
     score normalised to 0..1 (1 = best origin); neighbours — services on the
     best origin's call path (direct callers/callees); new_error_after —
     service → first-seen times of new or bursting error templates;
-    failing_share — service → error_rate level after the onset.
+    failing_share — service → error_rate level after the onset; service_onset — when the change's own
+    service began to fail (its telemetry), or None.
     Returns: ``{id, service, kind, score, dt_s, position, reasons:[...], against:[...]}``
     with position ``before`` | ``after`` | ``unknown``.
     """
@@ -72,6 +112,14 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
     firsts = sorted(new_error_after.get(service, []))
     # The service's new errors begin right after the change: the clearest link a change can have.
     leads = bool(firsts) and firsts[0] >= change_ts - 30 and firsts[0] - change_ts <= FOLLOW_S
+    past_onset = False
+    signs = [t for t in (service_onset, firsts[0] if firsts else None) if t is not None and t >= change_ts - 30]
+    healthy = min(signs) - change_ts if signs else None
+    if healthy is not None and healthy > HEALTHY_AFTER_S:
+        # Its service stayed healthy well after it: errors that begin with the service's failure do not
+        # "begin right after" the change.
+        against.append(f"{service} stayed healthy for {int(healthy // 60)} min after it")
+        leads = False
     if onset is None:
         position, dt, time_score = "unknown", None, 0.3
         closeness = 0.5
@@ -82,6 +130,7 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
             return {"id": change.get("id"), "service": service, "kind": kind, "score": 0.0,
                     "dt_s": dt, "position": "after", "reasons": reasons, "against": against}
         position = "before"
+        past_onset = dt < -AFTER_TOLERANCE_S
         if dt < -AFTER_TOLERANCE_S:
             # The onset is an estimate (the earliest of several series, some noisy); the change's own
             # service says more: every new error there comes after it.
@@ -131,5 +180,32 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
                      + own_errors * (0.15 * leads + 0.05 * follows) + 0.1 * share_fit)
     if not origin and not path:
         score *= 0.3
+    inert = inert_change(change)
+    fast = bool(firsts) and firsts[0] >= change_ts - 30 and firsts[0] - change_ts <= FAST_FOLLOW_S
+    if inert and not fast:
+        against.append(f"it changes only {service}'s {inert}, which does not alter how it serves requests")
+        score *= INERT_SHARE
     return {"id": change.get("id"), "service": service, "kind": kind, "score": round(score, 4),
-            "dt_s": dt, "position": position, "reasons": reasons, "against": against}
+            "dt_s": dt, "position": position, "reasons": reasons, "against": against, "leads": leads,
+            "past_onset": past_onset}
+
+
+def earlier_lead(scored: list[dict[str, Any]], times: dict[str, float]) -> None:
+    """Rule out changes admitted past the onset estimate when an earlier change on their service leads too (in place).
+
+    A change that lands after the estimated onset counts when every new error of its service follows it
+    (score_change). When an earlier change on the same service, before the onset, is also followed right away
+    by those errors, the errors began with the earlier one and the later change (a follow-up deploy during a
+    slow onset) landed while they were beginning. Params: scored — score_change results; times — id → epoch s.
+    """
+    for change in scored:
+        if not change.get("past_onset") or change["position"] != "before":
+            continue
+        ts = times.get(str(change["id"]))
+        earlier = [c for c in scored if c["service"] == change["service"] and c is not change and c.get("leads")
+                   and not c.get("past_onset") and c["position"] == "before" and ts is not None
+                   and times.get(str(c["id"]), ts) < ts]
+        if earlier:
+            change["position"], change["score"] = "after", 0.0
+            change["against"].append(f"lands after {earlier[0]['id']} on {change['service']}, which the service's "
+                                     "new errors already follow")

@@ -186,6 +186,16 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     hyp["evidence"] = evidence
     hyp["counter_evidence"] = counter
     hyp["statement"] = _statement(hyp, change, origin)
+    reported = ctx.get("trigger_service")
+    if reported and reported != svc and reported in origin.get("explains", []):
+        # The service the report is about is a victim here: say so, with why (issue #15).
+        entry = next((o for o in origins if o["service"] == reported), None)
+        why = "its errors and latency follow " + svc + "'s"
+        if entry is not None and svc in entry.get("victim_of", []):
+            why = f"it calls {svc}, which failed as early"
+        hyp["statement"] += f" {reported}, where the report came from, is a victim: {why}."
+        evidence.append({"source": "topology", "ref": f"topology:{reported}",
+                         "summary": f"{reported} (reported) is a victim of {svc}: {why}"})
 
 
 def _victim_features(origin: dict[str, Any], origins: list[dict[str, Any]]) -> dict[str, float]:

@@ -19,6 +19,8 @@ ONSET_TOLERANCE_S = 120.0
 MIN_NAMER_SCORE = 0.3
 # A callee explains a caller's anomaly only when at least this fraction as anomalous.
 EXPLAIN_SHARE = 0.5
+# Extra origin-score penalty of a victim whose callee's onset is clearly (ONSET_TOLERANCE_S) earlier than its own.
+LATER_VICTIM_PENALTY = 1.0
 # A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
 OWN_FAULT_SHARE = 0.2
 # Signature families (engine._add_signatures) read from traces rather than from the service's own resources.
@@ -139,6 +141,19 @@ def _not_earlier(caller_onset: float | None, onset: float | None) -> bool:
     return caller_onset is None or onset is None or caller_onset >= onset - ONSET_TOLERANCE_S
 
 
+def _errors_explain(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
+    """Whether the callee's errors are at least as clear as the caller's own (both anomalous).
+
+    A caller's failed requests are often its callee's failures passed on, plus the latency of waiting for them:
+    the caller then shows more modalities (errors and latency) than the callee (errors only), and its overall
+    score can dwarf the callee's. Errors do not grow on their way up, so a callee whose error signal is at least
+    the caller's can explain it (issue #15: a 5 % flag failing on a callee, its caller shipping no logs).
+    """
+    mine = float((caller.get("families") or {}).get("error", 0.0))
+    theirs = float((callee.get("families") or {}).get("error", 0.0))
+    return mine > 0 and theirs >= mine
+
+
 def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
     """Services whose error text names ``service``, or names a service whose errors name it, and so on."""
     seen: set[str] = set()
@@ -217,10 +232,13 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             if callee_onset is None and not callee_named:
                 continue  # a callee with no onset of its own explains nothing unless named
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
-            if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)):
+            if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)) \
+                    and not _errors_explain(info, anomalies.get(callee, {})):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
-            if not callee_named and (named_by.get(service) or near.get(service)):
-                continue  # failing callers blame this service by name, and it blames nobody below
+            if not callee_named and (named_by.get(service) or near.get(service)) and info.get("has_logs", True):
+                # Failing callers blame this service by name, and it blames nobody below. A service that
+                # ships no logs could not have named its callee, so its silence says nothing (issue #15).
+                continue
             if callee_named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
@@ -246,12 +264,19 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             early = max(0.0, 1.0 - max(0.0, onset - first) / 600.0)
         elif service in named_by:
             early = 0.5
+        # A victim whose callee went bad clearly before it (more than the onset tolerance) is a victim twice
+        # over: its own failure began after that callee's (issue #15: an entry service above the callee whose
+        # fault it passes on, on metrics only).
+        later = onset is not None and any(
+            anomalies.get(c, {}).get("onset") is not None and anomalies[c]["onset"] < onset - ONSET_TOLERANCE_S
+            for c in victim_of)
         others = max(1, len(implicated) - 1)
         # Explaining many callers is evidence, but a popular leaf has many callers
         # by construction: count the share of its own callers that degraded.
         explain_share = 0.5 * len(explains) / others + 0.5 * len(explains) / max(1, len(upstream))
         score = (1.5 * strength + 1.2 * explain_share + 0.8 * min(1.0, len(named_by.get(service, [])) / 2)
                  + 0.6 * early + 0.4 * min(1.0, info.get("new_errors", 0) / 2) - 1.5 * (1 if victim_of else 0)
+                 - LATER_VICTIM_PENALTY * (1 if later else 0)
                  + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2))
         out.append({"service": service, "score": round(score, 4), "victim_of": victim_of, "explains": explains,
                     "named_by": sorted(named_by.get(service, [])), "named_near": near.get(service, []),

@@ -57,7 +57,8 @@ def build_context(
         pagerduty_secret=_secret(settings.pagerduty_webhook_secret),
         max_body_bytes=http.max_body_bytes,
         deploy_scheduler=schedule_deploy_check,
-        processor=DeliveryProcessor(runtime, rules, schedule_deploy_check, separate_processing=server_db),
+        processor=DeliveryProcessor(runtime, rules, schedule_deploy_check, separate_processing=server_db,
+                                    max_attempts=http.delivery_max_attempts, retry_s=http.delivery_retry_s),
     )
 
 

@@ -7,11 +7,12 @@ import json
 import logging
 import threading
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bot.http.settings import load_http_settings
-from commands.schedules import JOBS
-from store.config import Settings, load_cost_settings
+from commands.schedule_names import JOBS
+
+if TYPE_CHECKING:  # `pm --help` must not import pydantic or SQLAlchemy (item 9 of #13)
+    from store.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,10 @@ def _parse_at(value: str | None) -> datetime | None:
 
 def run_schedule(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.jobs import run_job
+    from bot.http.settings import load_http_settings
     from pipeline import logs, tracing
     from pipeline.runtime import build_runtime
+    from store.config import load_cost_settings
     from store.db import upgrade_on_start
 
     http = load_http_settings()
@@ -69,10 +72,12 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.app import create_app
     from bot.http.jobs import run_job
     from bot.http.scheduler import Scheduler
+    from bot.http.settings import load_http_settings
     from bot.http.wiring import configure_runtime
     from pipeline import logs, tracing
     from pipeline.broker import is_in_process
     from pipeline.runtime import build_runtime
+    from store.config import load_cost_settings
     from store.db import upgrade_on_start
 
     http = load_http_settings()

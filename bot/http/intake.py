@@ -1,6 +1,7 @@
 """The one path every webhook takes: read, authenticate, validate, persist, answer, process.
 
-Bad input is answered before anything is stored (413, 401, 400, 202 ignored). An accepted
+Bad input is answered before anything is stored (413, 401, 400 naming the field, 202 ignored, also
+for a PagerDuty/Jira body dated outside the replay window). An accepted
 delivery is committed to ``inbound_deliveries`` before the 202, then processed on the listener's
 background thread; a crash after the commit loses nothing: the sender's retry (same delivery key)
 or the startup sweep finishes it.
@@ -9,6 +10,7 @@ or the startup sweep finishes it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
@@ -18,8 +20,16 @@ from starlette.responses import JSONResponse, Response
 from bot.http.context import ListenerContext
 from bot.http.problems import BodyTooLarge, problem, read_body
 from bot.http.processor import ListenerStopped
+from commands.errors import TooManyAlerts
 from commands.signatures import SignatureError
-from commands.webhooks import PayloadError, delivery_key, normalise, parse_change_body, parse_json
+from commands.webhooks import (
+    PayloadError,
+    delivery_key,
+    normalise,
+    parse_change_body,
+    parse_json,
+    replay_reason,
+)
 
 Authenticate = Callable[[bytes, Headers], None]
 
@@ -48,8 +58,13 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
     try:
         payload = parse_change_body(body) if source == "change" else parse_json(body)
         normalised = normalise(source, payload, ctx.rules)
+    except TooManyAlerts as exc:
+        return problem(400, "Too many alerts", str(exc), field=exc.field, alerts=exc.count, max_alerts=exc.cap)
     except PayloadError as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
+    stale = replay_reason(source, payload, now=datetime.now(UTC), window_s=ctx.rules.replay_window_s)
+    if stale and (normalised.requests or normalised.history):
+        return JSONResponse({"status": "ignored", "reason": stale}, status_code=202)
     if normalised.ignored and not normalised.history:  # nothing to keep: store nothing
         return JSONResponse({"status": "ignored", "reason": normalised.ignored}, status_code=202)
     key = delivery_key(source, payload, request.headers, body)

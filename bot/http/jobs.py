@@ -83,5 +83,6 @@ def run_job(
         def schedule_check(deploy: dict[str, Any]) -> None:
             deploy_check.schedule(runtime=runtime, deploy=deploy, delay_ms=settings.post_deploy_check_delay_ms)
 
-        return {"resumed": resume_pending(runtime=runtime, rules=rules, deploy_scheduler=schedule_check)}
+        return {"resumed": resume_pending(runtime=runtime, rules=rules, deploy_scheduler=schedule_check,
+                                          max_attempts=http.delivery_max_attempts)}
     raise ValueError(f"unknown job {name!r}; use one of {', '.join(schedules.JOBS)}")

@@ -31,7 +31,16 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.http.pacing import Pacer
-from commands.webhooks import SOURCES, Accepted, WebhookRules, accept_many, process, process_many
+from commands.webhooks import (
+    MAX_ATTEMPTS,
+    SOURCES,
+    Accepted,
+    WebhookRules,
+    accept_many,
+    process,
+    process_many,
+    record_failure,
+)
 from store.models import InboundDelivery
 
 log = logging.getLogger(__name__)
@@ -67,17 +76,23 @@ class DeliveryProcessor:
         separate_processing: process on a second thread. For a server database (PostgreSQL), where
             processing mostly waits for round trips: storing then goes on while a chunk waits. Not
             for SQLite, which has one writer at a time anyway.
+        max_attempts: a delivery whose processing failed this often is dead-lettered (PM_WEBHOOK_MAX_ATTEMPTS).
+        retry_s: the first retry of a failed delivery comes after this; each next one 4x later (max 1 h).
     """
 
     def __init__(
         self, runtime: Any, rules: WebhookRules, deploy_scheduler: Any, *, max_batch: int = 256,
-        pacer: Pacer | None = None, separate_processing: bool = False,
+        pacer: Pacer | None = None, separate_processing: bool = False, max_attempts: int = MAX_ATTEMPTS,
+        retry_s: float = 5.0,
     ) -> None:
         self.runtime, self.rules, self.deploy_scheduler = runtime, rules, deploy_scheduler
         self.max_batch, self.pacer = max_batch, pacer or Pacer()
         self._queue: queue.Queue[_Store | str] = queue.Queue()
         self._pending: dict[int, None] = {}  # ids to process, in arrival order (a dict: no repeats)
         self._pending_lock = threading.Lock()
+        self.max_attempts, self.retry_s = max_attempts, retry_s
+        self._retry_at: dict[int, float] = {}  # failed ids -> monotonic time of their next try
+        self._failures: dict[int, int] = {}  # failed ids -> failures seen by this process
         self._per_delivery_s = 0.002  # running estimate of one delivery's processing time
         self._idle = threading.Condition()
         self._stopping = False
@@ -152,8 +167,12 @@ class DeliveryProcessor:
             wait_s = None
             if separate:
                 self._work.set()
-            elif self._pending:
-                wait_s = self._process_paced(draining=stop)
+            else:
+                self._promote_due_retries()
+                if self._pending:
+                    wait_s = self._process_paced(draining=stop)
+                if wait_s is None and not stop:
+                    wait_s = self._next_retry_in()
             for _ in items:
                 self._queue.task_done()
             self._notify_idle()
@@ -167,7 +186,10 @@ class DeliveryProcessor:
             self._work.wait(timeout=wait_s)
             self._work.clear()
             done = self._intake_done  # read before looking at pending: nothing is added after it is set
+            self._promote_due_retries()
             wait_s = self._process_paced(draining=done) if self._pending else None
+            if wait_s is None and not done:
+                wait_s = self._next_retry_in()
             self._notify_idle()
             if done and not self._pending:
                 return
@@ -181,6 +203,38 @@ class DeliveryProcessor:
             return wait_s
         self._process_chunk(budget_s)
         return 0.0 if self._pending else None
+
+    def _promote_due_retries(self) -> None:
+        """Move failed deliveries whose retry is due back to pending."""
+        if not self._retry_at:
+            return
+        now = time.monotonic()
+        due = [i for i, at in self._retry_at.items() if at <= now]
+        with self._pending_lock:
+            for delivery_id in due:
+                del self._retry_at[delivery_id]
+                self._pending[delivery_id] = None
+
+    def _next_retry_in(self) -> float | None:
+        """Seconds until the next failed delivery is due again (None: no retry waiting)."""
+        if not self._retry_at:
+            return None
+        return max(0.001, min(self._retry_at.values()) - time.monotonic())
+
+    def _failed(self, delivery_id: int, exc: BaseException) -> None:
+        """Count the failure in the row; retry later with backoff unless it is now dead-lettered."""
+        seen = self._failures.get(delivery_id, 0) + 1
+        self._failures[delivery_id] = seen
+        try:
+            status = record_failure(runtime=self.runtime, delivery_id=delivery_id, error=exc,
+                                    max_attempts=self.max_attempts)
+        except Exception:  # the database itself is away: retry without counting
+            log.exception("recording the failure of webhook delivery %s failed", delivery_id)
+            status = "accepted"
+        if status == "accepted":
+            self._retry_at[delivery_id] = time.monotonic() + min(3600.0, self.retry_s * 4 ** (seen - 1))
+        else:
+            self._failures.pop(delivery_id, None)
 
     def _notify_idle(self) -> None:
         with self._idle:
@@ -255,6 +309,10 @@ class DeliveryProcessor:
             try:
                 process(runtime=self.runtime, delivery_id=delivery_id, rules=self.rules,
                         deploy_scheduler=self.deploy_scheduler)
-            except Exception:
-                # The row stays "accepted": a redelivery or the next startup sweep finishes it.
+            except Exception as exc:
+                # Counted in the row; retried here with backoff (and by a redelivery or the next
+                # start) until it is dead-lettered after max_attempts.
                 log.exception("processing webhook delivery %s failed", delivery_id)
+                self._failed(delivery_id, exc)
+            else:
+                self._failures.pop(delivery_id, None)

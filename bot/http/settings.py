@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from commands.webhooks import WebhookRules
@@ -42,6 +42,18 @@ class HttpSettings(BaseSettings):
     )
     webhook_mode: str = Field(default="balanced", alias="PM_WEBHOOK_MODE")
     max_body_bytes: int = Field(default=1 << 20, ge=1024, alias="PM_WEBHOOK_MAX_BODY_BYTES")
+    max_alerts: int = Field(
+        default=200, ge=1, le=100_000, alias="PM_WEBHOOK_MAX_ALERTS",
+        description="most alerts one Grafana/Alertmanager delivery may carry; more: 400, nothing stored")
+    replay_window_s: float = Field(
+        default=3600.0, gt=0, alias="PM_WEBHOOK_REPLAY_WINDOW_S",
+        description="PagerDuty occurred_at / Jira timestamp further from now than this: 202 ignored (a replay)")
+    delivery_max_attempts: int = Field(
+        default=5, ge=1, le=1000, alias="PM_WEBHOOK_MAX_ATTEMPTS",
+        description="a stored delivery whose processing failed this often is dead-lettered (pm deliveries)")
+    delivery_retry_s: float = Field(
+        default=5.0, gt=0, le=3600, alias="PM_WEBHOOK_RETRY_S",
+        description="first retry of a delivery whose processing failed; each next one 4x later (max 1 h)")
     slack_workspace_url: str | None = Field(default=None, alias="PM_SLACK_WORKSPACE_URL")
     stale_p1_hours: float = Field(default=24.0, gt=0, alias="PM_STALE_P1_HOURS")
     health_check_window_s: int = Field(default=3600, ge=60, alias="PM_HEALTH_CHECK_WINDOW_S")
@@ -52,6 +64,11 @@ class HttpSettings(BaseSettings):
     callback_allow_private: bool = Field(
         default=False, alias="PM_CALLBACK_ALLOW_PRIVATE",
         description="accept callback_url targets on loopback/private/link-local addresses")
+    callback_secret: SecretStr | None = Field(
+        default=None, alias="PM_CALLBACK_SECRET",
+        description="signs callback POSTs: X-PM-Signature = sha256=HMAC-SHA256(secret, '<X-PM-Timestamp>.<body>')")
+    callback_timeout_s: float = Field(default=10.0, gt=0, le=120, alias="PM_CALLBACK_TIMEOUT_S",
+                                      description="connect/read timeout of one callback POST")
     public_url: str | None = Field(
         default=None, alias="PM_PUBLIC_URL", description="where users reach pm serve; reports link to its pages")
 
@@ -124,4 +141,6 @@ def webhook_rules(settings: Settings, http: HttpSettings) -> WebhookRules:
         default_channel=http.default_channel,
         mode=http.webhook_mode,
         sources=sources,
+        max_alerts=http.max_alerts,
+        replay_window_s=http.replay_window_s,
     )

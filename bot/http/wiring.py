@@ -17,7 +17,8 @@ from store.config import Settings
 
 
 def configure_runtime(runtime: Any, settings: Settings, http: HttpSettings, *, tools_factory: Any = None) -> None:
-    """Declare the deploy-check actor; register the Slack publisher when SLACK_BOT_TOKEN is set (and the
+    """Declare the deploy-check actor; register the callback publisher (API callers' callback_url), the
+    Slack publisher when SLACK_BOT_TOKEN is set (and the
     alarm channel when PM_ADMIN_CHANNEL is) and the Jira publisher when JIRA_URL/JIRA_USER/JIRA_API_TOKEN
     are set (both link the report page when PM_PUBLIC_URL is set)."""
     from publishers.slack import make_slack_alarm, make_slack_publisher
@@ -28,12 +29,26 @@ def configure_runtime(runtime: Any, settings: Settings, http: HttpSettings, *, t
     if slack is not None:
         runtime.register_publisher("slack", slack)
     runtime.alarm = make_slack_alarm(settings)  # dead letters: also said in PM_ADMIN_CHANNEL when set
+    runtime.register_publisher("callback", callback_publisher(http, report_link=link))
     if settings.jira_url and settings.jira_user and settings.jira_api_token:
         from publishers.jira import JiraPublisher, connect
 
         client = connect(settings.jira_url, settings.jira_user, settings.jira_api_token.get_secret_value())
         runtime.register_publisher("jira", JiraPublisher(client, slack_workspace_url=http.slack_workspace_url,
                                                          report_link=link))
+
+
+def callback_publisher(http: HttpSettings, *, report_link: Callable[[str], str] | None = None) -> Any:
+    """The ``callback`` sink: POSTs an API caller's callback_url when its investigation ends (docs/api.md),
+    SSRF-checked again at send time, signed with PM_CALLBACK_SECRET when set."""
+    from commands.api import status_url
+    from commands.callbacks import check_callback_url
+    from publishers.callback import CallbackPublisher
+
+    allow_private = http.callback_allow_private
+    secret = http.callback_secret.get_secret_value() if http.callback_secret is not None else None
+    return CallbackPublisher(guard=lambda url: check_callback_url(url, allow_private=allow_private), secret=secret,
+                             timeout_s=http.callback_timeout_s, status_url=status_url, report_link=report_link)
 
 
 def report_link(settings: Settings, http: HttpSettings) -> Callable[[str], str] | None:

@@ -1,8 +1,8 @@
 """No input makes the admin API answer 5xx: random JSON bodies, path ids and query values (hypothesis)
 against every route of the route table, over real HTTP on a real SQLite database.
 
-schemathesis (which the issue names) is not installed here; this covers the same ground for our
-routes: every answer is < 500 and every 4xx is problem+json.
+tests/bot/test_api_schemathesis.py runs schemathesis against the OpenAPI document; this one also
+sends bodies and ids the document does not describe: every answer is < 500 and every 4xx is problem+json.
 """
 
 from __future__ import annotations

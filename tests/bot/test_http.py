@@ -30,14 +30,14 @@ MAX_BODY = 4096
 class Listener:
     """A running listener and the runtime behind it."""
 
-    def __init__(self, home: Path, url: str, **http_overrides: str) -> None:
+    def __init__(self, home: Path, url: str, *, max_body: int = MAX_BODY, **http_overrides: object) -> None:
         upgrade(url)
         self.settings = load_settings(
             PM_HOME=str(home), DATABASE_URL=url, API_KEYS=f"other,{API_KEY}", JIRA_WEBHOOK_SECRET=JIRA_SECRET,
             PAGERDUTY_WEBHOOK_SECRET=PD_SECRET, POST_DEPLOY_CHECK_DELAY_MS=0,
         )
         self.runtime = build_runtime(self.settings)
-        http = load_http_settings(PM_WEBHOOK_MAX_BODY_BYTES=MAX_BODY, **http_overrides)
+        http = load_http_settings(PM_WEBHOOK_MAX_BODY_BYTES=max_body, **http_overrides)
         self.app = create_app(self.settings, self.runtime, http)
         self.server = ServerThread(self.app).start()
         self.client = httpx.Client(base_url=self.server.url, timeout=10)
@@ -103,7 +103,8 @@ def _assert_problem(resp: httpx.Response, status: int, field: str | None = None)
 
 
 def test_signed_jira_issue_starts_one_investigation_and_replays_are_deduplicated(listener):
-    resp = listener.jira(jira_payload(priority="Highest"))
+    payload = jira_payload(priority="Highest")
+    resp = listener.jira(payload)
     assert resp.status_code == 202, resp.text
     assert resp.json()["status"] == "accepted"
     (inv,) = listener.investigations()
@@ -111,7 +112,7 @@ def test_signed_jira_issue_starts_one_investigation_and_replays_are_deduplicated
     assert inv.trigger == {"ticket": "SCHED-45895"} and inv.origin["jira_key"] == "SCHED-45895"
     assert listener.queued("P1") == 1
 
-    replay = listener.jira(jira_payload(priority="Highest"))
+    replay = listener.jira(payload)
     assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
     assert len(listener.investigations()) == 1 and listener.queued("P1") == 1
 

@@ -6,6 +6,8 @@ The payload builders here follow the vendors' documented shapes and are reused b
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -21,7 +23,7 @@ from commands.webhooks import (
 def jira_payload(key="SCHED-45895", labels=("auto-investigate",), event="jira:issue_created", priority="High"):
     """A Jira Cloud issue webhook body (trimmed to the fields the adapter reads plus some noise)."""
     return {
-        "timestamp": 1759417200000,
+        "timestamp": int(time.time() * 1000),  # now: older bodies are refused as replays
         "webhookEvent": event,
         "issue_event_type_name": "issue_created",
         "user": {"accountId": "5b10a2844c20165700ede21g", "displayName": "Ann"},
@@ -47,7 +49,7 @@ def pagerduty_payload(incident_id="Q2A0TD1M5NJP9H", priority="P1", event_type="i
             "id": event_id or f"01DEN{incident_id}",
             "event_type": event_type,
             "resource_type": "incident",
-            "occurred_at": "2026-10-02T15:21:00.000Z",
+            "occurred_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "agent": None,
             "client": None,
             "data": {
@@ -167,11 +169,12 @@ def test_deploy_only_for_configured_environments():
         ("jira", {"webhookEvent": "jira:issue_created", "issue": {"fields": {}}}, "issue.key"),
         ("jira", {"issue": {"key": "A-1"}}, "webhookEvent"),
         ("pagerduty", {"event": {"event_type": "incident.triggered"}}, "event.data"),
-        ("pagerduty", {"event": {"event_type": "incident.triggered", "data": {"id": "X"}}}, "title"),
+        ("pagerduty", {"event": {"event_type": "incident.triggered", "occurred_at": "2026-10-02T15:21:00Z", "data": {"id": "X"}}}, "event.data.title"),
         ("alertmanager", {"version": "4"}, "alerts"),
         ("alertmanager", {"alerts": "nope"}, "alerts"),
-        ("alertmanager", {"alerts": [{"status": "firing", "labels": {}}]}, "labels.alertname"),
-        ("grafana", {"alerts": [{"labels": {"alertname": "X"}}]}, "startsAt"),
+        ("alertmanager", {"alerts": [{"status": "firing", "labels": {}, "startsAt": "2026-10-02T15:20:00Z"}]},
+         "alerts[0].labels.alertname"),
+        ("grafana", {"alerts": [{"labels": {"alertname": "X"}}]}, "alerts[0].startsAt"),
         ("deploy", {"environment": "production"}, "service"),
         ("deploy", {"service": "a", "environment": "production", "deployed_at": "yesterday"}, "deployed_at"),
     ],
@@ -193,8 +196,10 @@ def test_parse_json_rejects_non_objects():
 def test_delivery_keys():
     body = json.dumps(alert_group_payload()).encode()
     headers = {"x-atlassian-webhook-identifier": "wh-1"}
-    assert delivery_key("jira", jira_payload(), headers, b"{}") == "wh-1"
-    assert delivery_key("jira", jira_payload(), {}, b"{}").startswith("sha256:")
+    # Jira: the body's content, whatever the identifier (a signed body resent with a fresh one is a replay).
+    jira = delivery_key("jira", jira_payload(), headers, b"{}")
+    assert jira.startswith("sha256:") and jira == delivery_key("jira", jira_payload(), {"x-atlassian-webhook-identifier": "wh-2"}, b"")
+    assert jira != delivery_key("jira", jira_payload(priority="Low"), headers, b"{}")
     assert delivery_key("pagerduty", pagerduty_payload(event_id="E1"), {}, b"") == "E1"
     first = delivery_key("alertmanager", alert_group_payload(), {}, body)
     assert first == delivery_key("alertmanager", alert_group_payload(), {}, b"other bytes")

@@ -244,3 +244,33 @@ def test_scale_arguments_are_honoured(tmp_path: Path) -> None:
 def test_bad_arguments_say_what_to_do(tmp_path: Path, kwargs: dict, needle: str) -> None:
     with pytest.raises(GeneratorError, match=needle):
         generate_world(tmp_path / "x", seed=1, **kwargs)
+
+
+@pytest.mark.parametrize("family", ["capacity", "dependency", "deploy"])
+def test_hard_mode_adds_storms_second_incidents_and_harmless_origin_changes(tmp_path: Path, family: str) -> None:
+    plain = load(generate_world(tmp_path / "plain", family=family, seed=5, log_lines=1500))
+    hard_dir = generate_world(tmp_path / "hard", family=family, seed=5, log_lines=1500, hard=True)
+    again = generate_world(tmp_path / "again", family=family, seed=5, log_lines=1500, hard=True)
+    for name in ("changes.jsonl", "metrics.jsonl", "logs.jsonl", "alerts.jsonl", "truth.yaml"):
+        assert (hard_dir / name).read_bytes() == (again / name).read_bytes(), name
+    hard = load(hard_dir)
+    rc = hard["truth"]["root_cause"]
+    assert rc == plain["truth"]["root_cause"], "truth does not change"
+    onset = _ts(hard["truth"]["meta"]["onset"])
+    names = {s["name"] for s in hard["topology"]}
+    for c in hard["changes"]:
+        assert c["service"] in names and DETAILS[c["kind"]] <= c["details"].keys()
+    storm = [c for c in hard["changes"] if c["service"] != rc["service"]
+             and 0 < (onset - _ts(c["ts"])).total_seconds() <= 3600]
+    assert len(storm) >= 8
+    own = [c for c in hard["changes"] if c["service"] == rc["service"] and c["id"] != rc["change_id"]
+           and 13 * 60 - 60 <= (onset - _ts(c["ts"])).total_seconds() <= 16 * 60]
+    if family in ("capacity", "dependency"):
+        assert own and re.search(r"exporter|backup|log", own[0]["summary"])
+    notes = hard["truth"]["notes"]
+    assert "second incident" in notes and "metrics gap" in notes
+    start, end = window(hard)
+    full = len({(m["service"], m["name"]) for m in hard["metrics"]}) * int((end - start).total_seconds() // 60)
+    assert len(hard["metrics"]) < 0.96 * full  # partial telemetry: a gap and dropped samples
+    flaps = [a for a in hard["alerts"] if a["labels"].get("alertname") == "Flapping"]
+    assert len(flaps) >= 3

@@ -30,7 +30,7 @@ def test_upgrade_creates_every_table_and_is_idempotent(request, backend, tmp_pat
         assert "uq_event_seq" in uniques
         with engine.connect() as conn:
             heads = {r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
-            assert heads == {"0005", "k001", "b001"}  # the main line, the knowledge and budgets branches
+            assert heads == {"0005", "k001", "b001", "i001"}  # the main line; the knowledge, budgets and intake branches
         cols = {c["name"] for c in insp.get_columns("agent_runs")}
         assert {"cache_read_tokens", "cache_write_tokens"} <= cols
     finally:

@@ -1,0 +1,146 @@
+"""Diagnosis under real-world conditions (issue #15): change storms, self-failing origins, thin telemetry."""
+
+from agents.evidence import anchor, changes
+from agents.evidence.timeutil import fmt_ts
+from agents.evidence.topology import CallGraph, locate_origin
+from tests.agents.test_evidence_anchor import END, START, _series, _world
+
+ONSET = 100_000.0
+
+
+def _score(change, *, dt_s, first_error_after_s=None, service_onset_after_s=None, origin=1.0):
+    ts = ONSET - dt_s
+    firsts = {change["service"]: [ts + first_error_after_s]} if first_error_after_s is not None else {}
+    own = ts + service_onset_after_s if service_onset_after_s is not None else None
+    return changes.score_change(change, change_ts=ts, onset=ONSET, origin_rank={change["service"]: origin},
+                                neighbours=set(), new_error_after=firsts, failing_share={}, service_onset=own)
+
+
+def _config(key, summary="tune it"):
+    return {"id": "chg-1", "service": "pg-main", "kind": "config", "summary": summary,
+            "details": {"key": key, "from": "a", "to": "b"}}
+
+
+def test_observability_only_changes_are_inert_and_others_are_not():
+    assert changes.inert_change(_config("logging.level")) == "logging"
+    assert changes.inert_change(_config("backup.schedule")) == "backup"
+    assert changes.inert_change(_config("log_min_duration_statement")) == "log"
+    assert changes.inert_change({"kind": "infra", "summary": "Upgrade pg-main metrics exporter 0.21 -> 0.24",
+                                 "details": {"action": "upgrade"}}) == "metrics"
+    assert changes.inert_change(_config("db.pool.max_size")) is None
+    assert changes.inert_change(_config("http.client.timeout_ms")) is None
+    # A deploy ships code whatever its summary says.
+    assert changes.inert_change({"kind": "deploy", "summary": "bump logging library", "details": {}}) is None
+
+
+def test_an_exporter_upgrade_before_a_datastore_degrades_loses_to_no_change():
+    # An exporter upgrade on the origin 14 min before the onset; the service's errors begin with the onset.
+    exporter = {"id": "chg-9", "service": "pg-main", "kind": "infra",
+                "summary": "Upgrade pg-main metrics exporter 0.21.0 -> 0.24.1", "details": {"action": "upgrade"}}
+    scored = _score(exporter, dt_s=840, first_error_after_s=840, service_onset_after_s=840)
+    assert scored["score"] < 0.33  # ranking.NULL_CHANGE_SCORE: "no change: the service itself" wins
+    assert any("metrics" in item and "serves requests" in item for item in scored["against"])
+    # The same change followed by new errors within minutes keeps its link (a log flood can fill a disk).
+    fast = _score(exporter, dt_s=120, first_error_after_s=90)
+    assert fast["score"] > 0.33 and not any("serves requests" in item for item in fast["against"])
+
+
+def test_a_pool_change_just_before_the_onset_still_explains_it():
+    pool = _config("db.pool.max_size")
+    scored = _score(pool, dt_s=240, first_error_after_s=240, service_onset_after_s=240)
+    assert scored["score"] > 0.6 and scored["against"] == []
+
+
+def test_errors_that_begin_long_after_a_change_do_not_begin_right_after_it():
+    deploy = {"id": "chg-3", "service": "pg-main", "kind": "deploy", "summary": "deploy 1.2.3", "details": {}}
+    prompt = _score(deploy, dt_s=600, first_error_after_s=600, service_onset_after_s=600)
+    late = _score(deploy, dt_s=1080, first_error_after_s=1080, service_onset_after_s=1080)
+    assert "new error templates on its service begin right after it" in prompt["reasons"]
+    assert "new error templates on its service begin right after it" not in late["reasons"]
+    assert any("stayed healthy for 18 min after it" in item for item in late["against"])
+
+
+def test_a_burst_over_before_the_stated_start_does_not_move_the_anchor():
+    # A second, unrelated incident 30 min before the stated start ("since about 21:20 UTC"), over in 8 min;
+    # the reported incident has only just begun when the report names its start.
+    onset = START + 4800
+    earlier = [_series("x", "error_rate", 0.01, onset - 1800, 0.3, until=onset - 1320, seed=1),
+               _series("x", "latency_p95_ms", 80.0, onset - 1800, 150.0, until=onset - 1320, seed=2)]
+    ctx = {"anchor": onset + 60, "anchor_from": "text", "trigger_text": "errors since about 21:21 UTC",
+           "window": {"start": fmt_ts(START), "end": fmt_ts(END)}}
+    assert anchor.refine_anchor(earlier, ctx) == onset + 60
+    # Undated, the same finished burst is still taken (a report filed after a rollback).
+    assert anchor.refine_anchor(earlier, {"anchor": END, "anchor_from": "window_end"}) == (
+        onset - 1800 + anchor.REPORT_DELAY_S)
+    series, burst = _world()
+    # A stated start long after a burst still under way keeps moving back to the burst (a late reporter).
+    late = {"anchor": burst + 3000, "anchor_from": "text", "trigger_text": "x",
+            "window": {"start": fmt_ts(START), "end": fmt_ts(END)}}
+    assert anchor.refine_anchor(series, late) == burst + anchor.REPORT_DELAY_S
+
+
+def test_a_caller_that_ships_no_logs_is_still_the_victim_of_its_failing_store():
+    # web → fraud → mysql; web's errors name fraud. fraud ships no logs, so it could not name mysql.
+    graph = CallGraph([{"name": "web", "calls": ["fraud"]}, {"name": "fraud", "calls": ["mysql"]},
+                       {"name": "mysql", "calls": []}])
+    base = {"web": {"score": 2.0, "onset": 160.0, "has_logs": True},
+            "mysql": {"score": 1.4, "onset": 100.0, "has_logs": False}}
+    silent = locate_origin(graph, {**base, "fraud": {"score": 2.2, "onset": 130.0, "has_logs": False}},
+                           {"web": {"fraud": 30.0}})
+    assert silent[0]["service"] == "mysql"
+    assert "mysql" in next(o for o in silent if o["service"] == "fraud")["victim_of"]
+    # A fraud that logs and names nobody below is what its callers say it is: the origin.
+    speaking = locate_origin(graph, {**base, "fraud": {"score": 2.2, "onset": 130.0, "has_logs": True}},
+                             {"web": {"fraud": 30.0}})
+    assert speaking[0]["service"] == "fraud"
+
+
+def test_the_report_says_the_reported_entry_service_is_a_victim():
+    from agents.evidence import ranking
+
+    origins = [{"service": "contacts", "score": 3.0, "victim_of": [], "explains": ["gateway"], "named_by": [],
+                "named_near": [], "onset": 100.0, "strength": 1.5, "own_fault": 0.0},
+               {"service": "gateway", "score": 1.0, "victim_of": ["contacts"], "explains": [], "named_by": [],
+                "named_near": [], "onset": 130.0, "strength": 1.0, "own_fault": 0.0}]
+    ctx = {"alerts": [], "missing_sources": [], "trigger_service": "gateway"}
+    cor = {"origins": origins, "changes": [], "neighbours": [], "capacity_services": []}
+    top = ranking.rank(ctx, {"services": {}, "series": [], "templates": []}, cor, [])[0]
+    assert top["service"] == "contacts"
+    assert "gateway, where the report came from, is a victim: it calls contacts" in top["statement"]
+    assert any(item["summary"].startswith("gateway (reported) is a victim of contacts") for item in top["evidence"])
+
+
+def test_a_victim_whose_callee_failed_clearly_earlier_ranks_below_it():
+    # mobile, web → api → db. api's error and latency rise is the strongest, but db went bad 5 min earlier.
+    graph = CallGraph([{"name": "web", "calls": ["api"]}, {"name": "mobile", "calls": ["api"]},
+                       {"name": "api", "calls": ["db"]}, {"name": "db", "calls": []}])
+    callers = {"web": {"score": 2.5, "onset": 460.0}, "mobile": {"score": 2.5, "onset": 460.0}}
+    earlier = locate_origin(graph, {**callers, "api": {"score": 2.0, "onset": 400.0},
+                                    "db": {"score": 1.1, "onset": 100.0}}, {})
+    assert earlier[0]["service"] == "db"
+    api = next(o for o in earlier if o["service"] == "api")
+    assert api["victim_of"] == ["db"]
+    # db failing within the onset tolerance of api (simultaneous on a 60 s grid): no extra penalty.
+    together = locate_origin(graph, {**callers, "api": {"score": 2.0, "onset": 400.0},
+                                     "db": {"score": 1.1, "onset": 350.0}}, {})
+    assert together[0]["service"] == "api"
+
+
+def test_a_follow_up_change_during_a_slow_onset_yields_to_the_earlier_one_its_errors_follow():
+    # The estimated onset is at ONSET; the culprit lands 4 min before it, a follow-up deploy 3 min after it.
+    # The service's first new error comes 30 s after the follow-up (slow to grow): both "lead" its errors.
+    first_error = ONSET + 210
+    culprit = {"id": "chg-1", "service": "inventory", "kind": "deploy", "summary": "deploy 2.0.0", "details": {}}
+    follow = {"id": "chg-2", "service": "inventory", "kind": "deploy", "summary": "deploy 2.0.1", "details": {}}
+    scored = [_score(culprit, dt_s=240, first_error_after_s=240 + 210),
+              _score(follow, dt_s=-180, first_error_after_s=30)]
+    assert scored[1]["position"] == "before" and scored[1]["past_onset"]  # admitted past the estimate
+    changes.earlier_lead(scored, {"chg-1": ONSET - 240, "chg-2": ONSET + 180})
+    assert scored[1]["position"] == "after" and scored[1]["score"] == 0.0
+    assert any("lands after chg-1" in item for item in scored[1]["against"])
+    assert scored[0]["position"] == "before" and scored[0]["score"] > 0.6
+    # Alone (no earlier change on its service), the change past the estimate keeps its place.
+    alone = [_score(follow, dt_s=-180, first_error_after_s=30)]
+    changes.earlier_lead(alone, {"chg-2": ONSET + 180})
+    assert alone[0]["position"] == "before"
+    assert first_error > ONSET
