@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import phases as P
+from pipeline.errors import TriggerNotFound
 from store.knowledge import remember
 
 log = logging.getLogger(__name__)
@@ -160,6 +161,9 @@ def engine_plan(memory: Any = None, team: Any = None) -> dict[str, PhaseFn]:
         if isinstance(defaults, dict) and state.window is None:
             trigger = {**defaults, **trigger}  # the trigger's own lookback/lookahead win
         ctx = engine.gather_context(state.tools, trigger, state.window)
+        gone = ctx.get("trigger_not_found")
+        if gone:  # the source answered "no such ticket/alert": say so instead of investigating nothing
+            raise TriggerNotFound(gone["kind"], gone["key"], gone.get("source"))
         # A ticket source wrapped around the gateway (pipeline.tools.JiraTickets) notes its own failures.
         notes = getattr(state.tools, "missing_sources", None)
         if isinstance(notes, list) and notes:
