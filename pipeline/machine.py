@@ -344,6 +344,7 @@ class Machine:
         self._on_progress(inv_id)
         calls_before = len(getattr(state._tools, "calls", []) or [])
         state.usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+        state.agent_runs = []
         state.budget = self.budgets.for_phase(inv_id, phase) if self.budgets is not None else None
         started = time.perf_counter()
         try:
@@ -371,6 +372,14 @@ class Machine:
                 tokens_in=state.usage["tokens_in"], tokens_out=state.usage["tokens_out"],
                 cost_usd=state.usage["cost_usd"], tool_calls=self._calls_since(state, calls_before),
             )
+            for extra in state.agent_runs:  # the LLM agents that worked in this phase, one row each
+                row = agent_runs.start(session=s, investigation_id=inv_id, agent=str(extra["agent"]),
+                                       phase=phase, model=str(extra.get("model") or "unknown"))
+                agent_runs.finish(session=s, run_id=row.id, status=str(extra.get("status") or "done"),
+                                  tokens_in=int(extra.get("tokens_in") or 0),
+                                  tokens_out=int(extra.get("tokens_out") or 0),
+                                  cost_usd=float(extra.get("cost_usd") or 0.0), error=extra.get("error"),
+                                  tool_calls=json.loads(json.dumps(extra.get("tool_calls") or [], default=str)))
             outbox.append(session=s, investigation_id=inv_id, kind="phase_finished",
                           payload={"phase": phase, "round": rnd, "duration_ms": ms})
             if phase == P.VERIFICATION:

@@ -102,8 +102,13 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
         f"*Service:* {{{{{_esc(rc.get('service') or 'unknown')}}}}} · *Change:* "
         f"{{{{{_esc(rc.get('change_id') or 'none')}}}}} · *Category:* {_esc(rc.get('category') or 'none')}",
         "{panel}",
-        "h3. Hypotheses",
     ]
+    agents = report.get("agents") or {}
+    if agents:
+        said = agents.get("explanation")
+        note = (agents.get("decision") or {}).get("note") or ""
+        lines.append((f"*Explanation (agents):* {_esc(said)} " if said else "") + f"_{_esc(note)}_")
+    lines.append("h3. Hypotheses")
     for hyp in (report.get("hypotheses") or [])[:5]:
         lines.append(
             f"# *{_esc(hyp.get('statement', '?'))}* — {{{{{_esc(hyp.get('service') or '?')}}}}}, "

@@ -268,6 +268,13 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
                                      "text": f"{_VERDICT_EMOJI.get(verdict, '')} *Root cause:* {summary}"[:2900]
                                      + (f"\n{where}" if where else "")}},
     ]
+    agents = report.get("agents") or {}
+    if agents:
+        # the LLM agents' explanation (grounded in cited evidence) and what the verdict rule decided
+        said = mrkdwn(agents.get("explanation") or "")
+        note = mrkdwn((agents.get("decision") or {}).get("note") or "")
+        body = (f"*Explanation (agents):* {said}\n" if said else "") + f"_{note}_"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": body[:2900]}]})
     if partial:  # stopped by its budget: say so before anything else is read as a conclusion
         blocks.insert(1, {"type": "context", "elements": [{"type": "mrkdwn", "text": (
             ":warning: *Partial report*: " + mrkdwn(report.get("partial_reason") or "the investigation stopped early")

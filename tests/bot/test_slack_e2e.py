@@ -191,10 +191,15 @@ def test_no_argument_opens_the_form_and_submitting_it_starts(slack: tuple[FakeSl
 
 def test_follow_up_is_answered_by_claude_when_configured(tmp_path: Path) -> None:
     """With ANTHROPIC_API_KEY set, a thread question is answered by Claude (a stand-in Messages API)."""
+    from tests.fakes import scripted_models
     from tests.fakes.anthropic_server import FakeAnthropic
 
     claude = FakeAnthropic().start()
-    claude.reply("The pricing deploy chg-3835 is the cause; roll it back.")
+    # with a key, the investigation's agents run too (fast mode: the summary, with tools); the
+    # follow-up is the one call without tools
+    agents = scripted_models.typical()
+    claude.responder = lambda body: agents(body) if body.get("tools") else \
+        "The pricing deploy chg-3835 is the cause; roll it back."
     try:
         with FakeSlack() as fake:
             settings = load_settings(
@@ -221,8 +226,10 @@ def test_follow_up_is_answered_by_claude_when_configured(tmp_path: Path) -> None
     finally:
         claude.stop()
     assert "roll it back" in answer
-    assert len(claude.requests) == 1
-    assert "chg-3835" in str(claude.requests[0])  # the evidence went into the prompt
+    followups = [r for r in claude.requests if not r["body"].get("tools")]
+    assert len(followups) == 1
+    assert "chg-3835" in str(followups[0])  # the evidence went into the prompt
+    assert any(r["body"].get("tools") for r in claude.requests)  # the investigation's agents ran
 
 
 def test_report_buttons_rerun_and_feedback_are_authorised(slack: tuple[FakeSlack, SlackBot]) -> None:
