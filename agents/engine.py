@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from agents.errors import NotFoundToolError
 from agents.evidence import (
     anomalies,
     contrast,
@@ -74,16 +75,18 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
     trigger = dict(trigger or describe.get("trigger") or {})
     trigger_ts, trigger_text, trigger_service, ticket, alert = None, "", None, None, None
     anchor_from = "trigger"
+    not_found: dict[str, Any] | None = None
     if trigger.get("ticket"):
-        ticket = safe_call(tools, "tickets.get", missing, "tickets", key=str(trigger["ticket"])) or None
+        ticket, not_found = _get_trigger(tools, "tickets.get", missing, "tickets", key=str(trigger["ticket"]))
         if ticket:
             trigger_ts = parse_ts(ticket.get("ts"))
             trigger_text = f"{ticket.get('summary', '')} {ticket.get('description', '')}"
             comps = ticket.get("components") or []
             trigger_service = comps[0] if comps else None
     elif trigger.get("alert"):
-        alert = safe_call(tools, "alerts.get", missing, "alerts", id=str(trigger["alert"])) or None
+        alert, not_found = _get_trigger(tools, "alerts.get", missing, "alerts", id=str(trigger["alert"]))
         if not alert and parse_ts(trigger.get("ts")) is not None:
+            not_found = None
             # A webhook's trigger carries the alert itself: use it when no alerts source knows the id.
             alert = {"id": trigger["alert"], "ts": trigger["ts"], "title": trigger.get("title"),
                      "service": trigger.get("service"), "source": trigger.get("source"),
@@ -120,7 +123,18 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             "window": win,
             "trigger_text": trigger_text[:2000], "trigger_service": trigger_service, "ticket": ticket,
             "alert": alert, "domain": describe.get("domain"), "topology": topo, "alerts": alerts,
-            "known_services": sorted(known), "missing_sources": missing}
+            "known_services": sorted(known), "missing_sources": missing, "trigger_not_found": not_found}
+
+
+def _get_trigger(tools: Any, capability: str, missing: list[str], source: str,
+                 **args: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The ticket / alert a trigger names: ``(record, None)``, or ``(None, why)`` when the source said
+    it does not exist (an answer, unlike a source that failed, which is only noted in ``missing``)."""
+    try:
+        return safe_call(tools, capability, missing, source, raise_on=(NotFoundToolError,), **args) or None, None
+    except NotFoundToolError as exc:
+        kind = "ticket" if capability == "tickets.get" else "alert"
+        return None, {"kind": kind, "key": str(next(iter(args.values()))), "source": exc.server, "detail": str(exc)}
 
 
 def _resolve_window(window: dict[str, str] | None, describe: dict[str, Any], trigger_ts: float | None,

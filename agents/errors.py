@@ -24,6 +24,10 @@ class ToolError(AgentError):
         self.retryable = retryable
 
 
+class NotFoundToolError(ToolError):
+    """The source answered that the key asked for (a ticket, an alert) does not exist: an answer, not an outage."""
+
+
 class CircuitOpenError(ToolError):
     """A server failed too often lately; calls to it are refused until its circuit breaker resets."""
 

@@ -36,7 +36,7 @@ from mcp.types import INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, REQUEST
 
 from agents import merge
 from agents.circuit import CircuitBreaker
-from agents.errors import CircuitOpenError, GatewayConfigError, ToolError
+from agents.errors import CircuitOpenError, GatewayConfigError, NotFoundToolError, ToolError
 from agents.gateway_config import GatewayConfig, Route, ServerSpec, default_sandbox_config, parse_config
 
 __all__ = ["Gateway", "open_gateway", "default_sandbox_config"]
@@ -398,6 +398,8 @@ class Gateway:
         record["bytes"] += len(text) if text.isascii() else len(text.encode("utf-8"))
         if result.is_error:
             message = text.strip().splitlines()[0] if text.strip() else "the tool reported an error"
+            if isinstance(result.structured_content, dict) and result.structured_content.get("error") == "not_found":
+                raise NotFoundToolError(f"{where}: {message}", capability=route.capability, server=route.server)
             raise ToolError(f"{where} failed: {message}", capability=route.capability, server=route.server)
         if text:
             try:

@@ -88,6 +88,71 @@ class Completion:
     message_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Tokens of one call, split as the Messages API reports them.
+
+    ``input_tokens`` excludes the cached prefix: the prompt's full size is
+    ``input_tokens + cache_read_tokens + cache_write_tokens`` (:attr:`total_input`).
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+    @property
+    def total_input(self) -> int:
+        return self.input_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One model answer in a tool conversation.
+
+    Attributes:
+        content: the answer's blocks in the Messages API's shape: ``{"type": "text", "text"}`` and
+            ``{"type": "tool_use", "id", "name", "input"}`` (the OpenAI adapter translates to it).
+        stop_reason: ``end_turn``, ``tool_use``, ``max_tokens``, ``refusal``, ...
+        usage: the tokens billed.
+        model: the model that answered.
+        provider: ``anthropic`` or ``openai``.
+        cost_usd: the call's price (:func:`turn_cost`).
+        message_id: the API's id, for tracing.
+    """
+
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    usage: Usage
+    model: str
+    provider: str
+    cost_usd: float
+    message_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(str(b.get("text", "")) for b in self.content if b.get("type") == "text")
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [b for b in self.content if b.get("type") == "tool_use"]
+
+
+class ChatModel(Protocol):
+    """A chat model that can call tools (the agents' port); both adapters implement it."""
+
+    @property
+    def model(self) -> str:
+        """The model id it sends."""
+        ...
+
+    def chat(self, *, system: str | list[dict[str, Any]], messages: list[dict[str, Any]],
+             tools: list[dict[str, Any]] | None = None, tool_choice: dict[str, Any] | None = None,
+             max_tokens: int = 2048) -> Turn:
+        """One model turn; raise :class:`LLMError` when it cannot answer."""
+        ...
+
+
 class LLM(Protocol):
     """A chat model that answers one prompt without tools."""
 
@@ -111,6 +176,22 @@ def cost_usd(model: str, tokens_in: int, tokens_out: int) -> float:
     """The price of a call: tokens × the model's per-million rates."""
     p_in, p_out = price(model)
     return round((tokens_in * p_in + tokens_out * p_out) / 1_000_000, 8)
+
+
+# Prompt-cache multipliers on the input price, from Anthropic's prompt caching docs
+# (https://platform.claude.com/docs/en/build-with-claude/prompt-caching#pricing): a 5-minute cache
+# write costs 1.25x the base input price, a cache read 0.1x. agents/pricing.py (issue 14, item 6)
+# replaces this with a configurable table.
+CACHE_WRITE_FACTOR = 1.25
+CACHE_READ_FACTOR = 0.1
+
+
+def turn_cost(model: str, usage: Usage) -> float:
+    """The price of one tool-conversation call, cache reads and writes included."""
+    p_in, p_out = price(model)
+    billed_in = (usage.input_tokens + CACHE_WRITE_FACTOR * usage.cache_write_tokens
+                 + CACHE_READ_FACTOR * usage.cache_read_tokens)
+    return round((billed_in * p_in + usage.output_tokens * p_out) / 1_000_000, 8)
 
 
 class AnthropicLLM:
@@ -154,12 +235,59 @@ class AnthropicLLM:
         Returns:
             The :class:`Completion`.
         """
+        msg = self._create(model=self.model, max_tokens=max_tokens, system=system, messages=messages)
+        return _completion(msg, self.model)
+
+    def chat(self, *, system: str | list[dict[str, Any]], messages: list[dict[str, Any]],
+             tools: list[dict[str, Any]] | None = None, tool_choice: dict[str, Any] | None = None,
+             max_tokens: int = 2048) -> Turn:
+        """One Messages API call with tools, retried like :meth:`complete`.
+
+        Args:
+            system: the system prompt, or text blocks (a block may carry ``cache_control``).
+            messages: the conversation in the Messages API's shape (content blocks ``text``,
+                ``tool_use``, ``tool_result``); blocks may carry ``cache_control``.
+            tools: tool definitions ``{name, description, input_schema}`` (the last may carry
+                ``cache_control``), or None.
+            tool_choice: ``{"type": "auto"|"any"|"tool", "name"?}`` or None.
+            max_tokens: the answer's token cap.
+
+        Raises:
+            LLMError: as :meth:`complete`.
+
+        Returns:
+            The :class:`Turn` (content blocks, stop reason, usage with the cache fields, cost).
+        """
+        kwargs: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens, "system": system,
+                                  "messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+            if tool_choice:
+                kwargs["tool_choice"] = tool_choice
+        msg = self._create(**kwargs)
+        blocks: list[dict[str, Any]] = []
+        for b in msg.content or []:
+            kind = getattr(b, "type", None)
+            if kind == "text":
+                blocks.append({"type": "text", "text": str(getattr(b, "text", ""))})
+            elif kind == "tool_use":
+                blocks.append({"type": "tool_use", "id": str(b.id), "name": str(b.name),
+                               "input": dict(b.input) if isinstance(b.input, dict) else {"_raw": b.input}})
+        u = msg.usage
+        usage = Usage(input_tokens=int(getattr(u, "input_tokens", 0) or 0),
+                      output_tokens=int(getattr(u, "output_tokens", 0) or 0),
+                      cache_read_tokens=int(getattr(u, "cache_read_input_tokens", 0) or 0),
+                      cache_write_tokens=int(getattr(u, "cache_creation_input_tokens", 0) or 0))
+        model = str(getattr(msg, "model", None) or self.model)
+        return Turn(content=blocks, stop_reason=msg.stop_reason, usage=usage, model=model, provider="anthropic",
+                    cost_usd=turn_cost(model, usage), message_id=getattr(msg, "id", None))
+
+    def _create(self, **kwargs: Any) -> Any:
         import anthropic
 
         for attempt in range(1, self._attempts + 1):
             try:
-                msg = self._client.messages.create(model=self.model, max_tokens=max_tokens, system=system,
-                                                   messages=messages)
+                return self._client.messages.create(**kwargs)
             except anthropic.APIStatusError as exc:
                 wait = _retry_after(exc.response.headers)
                 kind = _error_type(exc)
@@ -176,7 +304,6 @@ class AnthropicLLM:
                 raise LLMError("Claude API timed out; retry later or raise the timeout") from None
             except anthropic.APIConnectionError:
                 raise LLMError("cannot reach the Claude API; check ANTHROPIC_BASE_URL and the network") from None
-            return _completion(msg, self.model)
         raise LLMError("Claude API kept rate-limiting; retry later")  # pragma: no cover - loop always returns/raises
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from agents.evidence.timeutil import parse_ts as parse_iso
 from agents.llm import Completion, LLMError
 from commands.errors import BadRequest
 from publishers.escape import mrkdwn
@@ -156,6 +157,10 @@ def _output(runtime: Any, cp: Any) -> Any:
 def answer(question: str, inv: dict[str, Any], cps: list[dict[str, Any]], events: list[dict[str, Any]]) -> str:
     """The answer to ``question`` from an investigation's dict, checkpoints and events.
 
+    The question is read for what it names (services and change ids the investigation saw, change
+    kinds) and for time words (before / after the onset, since the deploy); the answer is about
+    those only, and says so when the evidence cannot answer it.
+
     Args:
         question: free text.
         inv: store.investigations.to_dict of the investigation.
@@ -165,33 +170,49 @@ def answer(question: str, inv: dict[str, Any], cps: list[dict[str, Any]], events
     Returns:
         Slack mrkdwn text.
     """
-    q = question.lower().strip()
+    q = " ".join(question.lower().replace("’", "'").split())
     report = inv.get("report") or {}
-    evidence = _Evidence(report, cps)
-    if re.search(r"\bwhy\s+not\b|\bwhat about\b|\bruled out\b|\bisn'?t it\b", q):
-        return _why_not(q, inv, report, evidence)
-    if re.search(r"\b(what|which)\b.*\bchang|\bchanges?\b|\bdeploy(s|ed|ments?)?\b|\brollouts?\b", q):
-        return _changes(q, evidence)
-    if re.search(r"\berrors?\b|\bexceptions?\b|\blogs?\b|\bfail(ing|ures?)\b", q):
-        return _errors(q, evidence)
-    if re.search(r"\bstatus\b|\bprogress\b|\bdone\b|\bhow long\b|\bphase\b", q):
+    ev = _Evidence(report, cps)
+    asked = _Asked(q, ev, report)
+    if re.search(r"\bwhy\s+not\b|\bwhat about\b|\bruled out\b|\bisn'?t it\b|\bwasn'?t it\b|\bcould it be\b"
+                 r"|\bwhy (?:is|was)n'?t\b|\bwhy did you (?:rule out|exclude|dismiss)\b", q):
+        return _why_not(asked, inv, report, ev)
+    if re.search(r"\bwho\b.*\b(deploy|chang|push|roll|ship|made)", q):
+        return _who(asked, ev)
+    if re.search(r"\bwhen did\b.*\b(start|begin|began)|\bonset\b|\bstart(ed)? when\b|\bwhat time\b", q) \
+            and not re.search(r"\bchang|\bdeploy|\brollouts?\b|\bflags?\b", q):
+        return _when(report)
+    if re.search(r"\b(what|which)\b.*\bchang|\bchanges?\b|\bdeploy(s|ed|ments?)?\b|\brollouts?\b|\bflags?\b"
+                 r"|\bconfig(uration)?s?\b|\bmigrations?\b|\breleases?\b", q):
+        return _changes(asked, ev)
+    if re.search(r"\berrors?\b|\bexceptions?\b|\blogs?\b|\bfail(ing|ures?)\b|\b5xx\b|\bstack ?traces?\b", q):
+        return _errors(asked, ev)
+    if re.search(r"\bstatus\b|\bprogress\b|\bdone\b|\bhow long\b|\bphase\b|\bstill running\b", q):
         return _status(inv, events)
-    if re.search(r"\broot cause\b|\bwhy\b|\bcause\b|\bverdict\b|\bconfiden", q):
-        return _root_cause(inv, report)
-    if re.search(r"\bfix\b|\bremediat|\bmitigat|\brollback\b|\bwhat (should|do) we do\b", q):
+    if re.search(r"\bfix\b|\bremediat|\bmitigat|\brollback\b|\broll back\b|\bwhat (should|do|can) we do\b"
+                 r"|\bhow do (we|i) (recover|resolve|undo)\b", q):
         return _fix(report)
-    return (_root_cause(inv, report) + "\n\nAsk me e.g. _what changed in <service>?_, _show the errors_, "
-            "_why not the <service> deploy?_, _status_ or _what's the fix?_")
+    if re.search(r"\broot cause\b|\bwhy\b|\bcause[ds]?\b|\bverdict\b|\bconfiden|\bculprit\b|\bwhat happened\b"
+                 r"|\bwhat broke\b", q):
+        return _root_cause(inv, report)
+    return ("I can't answer that from this investigation's evidence. Ask me e.g. _what changed in <service> "
+            "before the onset?_, _show the errors_, _why not the <service> deploy?_, _who deployed it?_, "
+            "_when did it start?_, _status_ or _what's the fix?_")
 
 
 class _Evidence:
-    """Changes, error lines and hypotheses found anywhere in the report and the checkpoints."""
+    """Changes, error lines, hypotheses and services found anywhere in the report and the checkpoints."""
 
     def __init__(self, report: dict[str, Any], cps: list[dict[str, Any]]) -> None:
         self.hypotheses: list[dict[str, Any]] = list(report.get("hypotheses") or [])
         self.changes: dict[str, dict[str, Any]] = {}
         self.errors: list[dict[str, Any]] = []
         self.items: list[dict[str, Any]] = []
+        self.services: set[str] = set()
+        for cp in cps:
+            out = cp.get("output")
+            if isinstance(out, dict):
+                self.services.update(str(s) for s in out.get("known_services") or [] if s)
         for source in [report, *[cp.get("output") for cp in cps]]:
             for d in _dicts(source):
                 self._classify(d)
@@ -200,6 +221,8 @@ class _Evidence:
                 ref = str(entry.get("ref"))
                 self.changes.setdefault(ref, {"id": ref, "ts": entry.get("ts"), "kind": entry.get("kind"),
                                               "summary": entry.get("summary"), "service": entry.get("service")})
+        self.services.update(str(c["service"]) for c in self.changes.values() if c.get("service"))
+        self.services.update(str(h["service"]) for h in self.hypotheses if h.get("service"))
 
     def _classify(self, d: dict[str, Any]) -> None:
         if d.get("id") and (d.get("kind") in _CHANGE_KINDS or str(d.get("id")).startswith("chg-")) \
@@ -211,6 +234,101 @@ class _Evidence:
             self.errors.append(d)
         elif d.get("template") and (d.get("count") or d.get("total")):
             self.errors.append(d)
+
+
+_KIND_WORDS = {"deploy": ("deploy", "release", "rollout"), "config": ("config",), "feature_flag": ("flag",),
+               "db_migration": ("migration", "schema"), "infra": ("infra", "scale", "scaling")}
+
+
+class _Asked:
+    """What a question names: services, change ids, change kinds and a time filter."""
+
+    def __init__(self, q: str, ev: _Evidence, report: dict[str, Any]) -> None:
+        self.q = q
+        self.onset = _onset(report)
+        self.culprit = (report.get("root_cause") or {}).get("change_id")
+        self.services = sorted({s for s in ev.services if re.search(rf"(?<![\w-]){re.escape(s.lower())}(?![\w-])", q)},
+                               key=len, reverse=True)
+        # "web-frontend" also names "frontend" if that were a service: keep the longest names only
+        self.services = [s for s in self.services if not any(s != o and s in o for o in self.services)]
+        self.change_ids = [c for c in re.findall(r"\bchg-[0-9a-z]+\b", q)]
+        self.after, self.before, self.time_words, rest = self._time(q, ev)
+        if rest != q:  # "before the pricing deploy": pricing names the time, not what to list
+            self.services = [x for x in self.services
+                             if re.search(rf"(?<![\w-]){re.escape(x.lower())}(?![\w-])", rest)]
+        # "since the deploy" is a time, not a wish to see only deploys
+        self.kinds = [k for k, words in _KIND_WORDS.items() if any(re.search(rf"\b{w}", rest) for w in words)]
+        named = {s.lower() for s in self.services} | set(self.change_ids)
+        # words that look like a name the evidence does not know ("payments", "chg-0000")
+        self.unknown = [w for w in _words(rest) if w not in named and not any(w in n for n in named)
+                        and w not in _TIME_WORDS and not any(w.startswith(x) for words in _KIND_WORDS.values()
+                                                             for x in words)]
+
+    def _time(self, q: str, ev: _Evidence) -> tuple[str | None, str | None, str, str]:
+        """(only after this ts, only before this ts, how to say it, the question without the time words)."""
+        onset = self.onset
+        incident = r"(?:the )?(?:onset|incident|outage|it (?:started|began)|(?:the )?(?:errors|problems?) started)"
+        m = re.search(rf"\b(before|prior to|leading up to|ahead of) {incident}", q)
+        if onset and m:
+            return None, onset, f"before the onset ({_hm(onset)})", q[:m.start()] + q[m.end():]
+        m = re.search(rf"\b(after|since|following) {incident}", q)
+        if onset and m:
+            return onset, None, f"after the onset ({_hm(onset)})", q[:m.start()] + q[m.end():]
+        m = re.search(r"\b(since|after|before) (\d{1,2}):(\d{2})(?::\d{2})?(?:\s*utc)?\b", q)
+        if onset and m and int(m.group(2)) < 24 and int(m.group(3)) < 60:
+            # a clock time is read on the onset's day, in UTC (the times every answer shows)
+            ts, rest = f"{onset[:10]}T{int(m.group(2)):02d}:{m.group(3)}:00Z", q[:m.start()] + q[m.end():]
+            if m.group(1) == "before":
+                return None, ts, f"before {ts[11:16]} UTC", rest
+            return ts, None, f"since {ts[11:16]} UTC", rest
+        m = re.search(r"\b(since|after|before|prior to) (?:the |that |this |our )?(?:([\w.-]+) )?"
+                      r"(deploy\w*|release|rollout|change)\b", q)
+        if m:
+            ref = self._reference_change(ev, m.group(2))
+            if ref is not None and ref.get("ts"):
+                ts, word, rest = str(ref["ts"]), m.group(1), q[:m.start()] + q[m.end():]
+                if word in ("before", "prior to"):
+                    return None, ts, f"before `{ref.get('id')}` ({_hm(ts)})", rest
+                return ts, None, f"since `{ref.get('id')}` ({_hm(ts)})", rest
+        return None, None, "", q
+
+    def _reference_change(self, ev: _Evidence, word: str | None) -> dict[str, Any] | None:
+        """The change "the deploy" means: one named by id, else the named service's last change before the
+        onset, else the culprit, else the last deploy before the onset."""
+        if self.change_ids and self.change_ids[0] in ev.changes:
+            return ev.changes[self.change_ids[0]]
+        changes = sorted(ev.changes.values(), key=lambda c: str(c.get("ts") or ""))
+        before = [c for c in changes if not self.onset or str(c.get("ts") or "") <= self.onset]
+        for svc in self.services + ([word] if word else []):
+            mine = [c for c in before if str(c.get("service", "")).lower() == str(svc).lower()]
+            if mine:
+                return mine[-1]
+        if self.culprit and self.culprit in ev.changes:
+            return ev.changes[self.culprit]
+        deploys = [c for c in before if c.get("kind") == "deploy"]
+        return deploys[-1] if deploys else None
+
+    def keep(self, ts: Any) -> bool:
+        t = str(ts or "")
+        if self.after and not (t > self.after):
+            return False
+        return not (self.before and not (t and t < self.before))
+
+
+_TIME_WORDS = {"before", "after", "since", "onset", "incident", "outage", "started", "began", "prior", "following",
+               "leading", "up", "ahead", "then", "problem", "problems", "which", "were", "made", "happened",
+               "recent", "recently", "last", "latest", "new", "did", "anything", "something", "services", "service",
+               "list", "all", "do", "have", "had", "has", "tell", "see", "saw", "look", "at", "by", "into",
+               "hour", "hours", "minute", "minutes", "today", "yesterday", "ago", "window", "time", "during",
+               "around", "when", "who", "anyone", "someone", "other", "others", "else"}
+
+
+def _hm(ts: str) -> str:
+    return ts[11:16] + " UTC" if len(ts) >= 16 else ts
+
+
+def _words(q: str) -> list[str]:
+    return [w for w in re.findall(r"[a-z0-9][a-z0-9_.\-]*", q) if w not in _STOP and len(w) > 1]
 
 
 def _dicts(node: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
@@ -237,35 +355,58 @@ def _escaped(value: Any) -> Any:
     return value
 
 
-def _words(q: str) -> list[str]:
-    return [w for w in re.findall(r"[a-z0-9][a-z0-9_.\-]*", q) if w not in _STOP and len(w) > 1]
+def _relative(ts: Any, onset: str | None) -> str:
+    """``"9 min before the onset"`` / ``"24 min after the onset"``."""
+    a, b = parse_iso(str(ts or "")), parse_iso(onset or "")
+    if a is None or b is None:
+        return ""
+    minutes = round(abs(a - b) / 60)
+    if minutes == 0:
+        return "at the onset"
+    return f"{minutes} min {'before' if a < b else 'after'} the onset"
 
 
-def _change_line(c: dict[str, Any]) -> str:
-    return (f"• `{c.get('id')}` {c.get('ts', '')} *{c.get('service', '?')}* {c.get('kind', '')}: "
-            f"{c.get('summary', '')}").rstrip()
+def _change_line(c: dict[str, Any], onset: str | None = None, culprit: str | None = None) -> str:
+    rel = _relative(c.get("ts"), onset)
+    mark = " ← *the root cause*" if culprit and c.get("id") == culprit else ""
+    return (f"• `{c.get('id')}` {c.get('ts', '')}{f' ({rel})' if rel else ''} *{c.get('service', '?')}* "
+            f"{c.get('kind', '')}: {c.get('summary', '')}").rstrip() + mark
 
 
-def _changes(q: str, ev: _Evidence) -> str:
+def _changes(asked: _Asked, ev: _Evidence) -> str:
     changes = sorted(ev.changes.values(), key=lambda c: str(c.get("ts") or ""))
-    words = _words(q)
-    if words:
-        picked = [c for c in changes if any(w in str(c.get("service", "")).lower() or w == str(c.get("id"))
-                                            for w in words)]
-        scope = ", ".join(words)
-        if not picked:
-            known = sorted({str(c.get("service")) for c in changes if c.get("service")})
-            return (f"I found no change on {scope} in this investigation's window. Changes I saw were on: "
-                    f"{', '.join(known) or 'no service at all'}.")
-    else:
-        picked, scope = changes, "all services"
-    lines = [_change_line(c) for c in picked[:MAX_ITEMS]]
+    scope = []
+    picked = changes
+    if asked.change_ids:
+        picked = [c for c in picked if c.get("id") in asked.change_ids]
+        scope.append(", ".join(f"`{c}`" for c in asked.change_ids))
+    if asked.services:
+        picked = [c for c in picked if str(c.get("service", "")).lower() in {s.lower() for s in asked.services}]
+        scope.append(", ".join(asked.services))
+    elif asked.unknown and not asked.change_ids and not asked.kinds:
+        known = sorted({str(c.get("service")) for c in changes if c.get("service")})
+        return (f"I found no change on {', '.join(asked.unknown)} in this investigation's window: it is not a "
+                f"service I saw. Changes I saw were on: {', '.join(known) or 'no service at all'}.")
+    if asked.kinds and not asked.change_ids:
+        picked = [c for c in picked if any(_kind_matches(c, k) for k in asked.kinds)]
+        scope.append(" / ".join(k.replace("_", " ") + "s" for k in asked.kinds))
+    picked = [c for c in picked if asked.keep(c.get("ts"))]
+    what = " on ".join(x for x in (", ".join(scope[::-1]) if scope else "all services",) if x)
+    when = f" {asked.time_words}" if asked.time_words else " in the investigation window"
+    if not picked:
+        return (f"No change ({what}){when}."
+                + (f" The onset was {_hm(asked.onset)}." if asked.onset and not asked.time_words else ""))
+    lines = [_change_line(c, asked.onset, asked.culprit) for c in picked[:MAX_ITEMS]]
     more = f"\n…and {len(picked) - MAX_ITEMS} more" if len(picked) > MAX_ITEMS else ""
-    return f"*Changes ({scope}) in the investigation window:*\n" + "\n".join(lines) + more
+    return f"*Changes ({what}){when}:*\n" + "\n".join(lines) + more
 
 
-def _errors(q: str, ev: _Evidence) -> str:
-    words = _words(q)
+def _kind_matches(c: dict[str, Any], kind: str) -> bool:
+    k = str(c.get("kind") or "")
+    return k == kind or (kind == "db_migration" and k == "migration")
+
+
+def _errors(asked: _Asked, ev: _Evidence) -> str:
     lines: list[str] = []
     for item in ev.items:
         lines.append(f"• {item.get('summary')}" + (f" (`{item.get('ref')}`)" if item.get("ref") else ""))
@@ -274,49 +415,144 @@ def _errors(q: str, ev: _Evidence) -> str:
         count = e.get("count") or e.get("total")
         svc = e.get("service")
         lines.append(f"• {'*' + svc + '* ' if svc else ''}{text}" + (f" ×{count}" if count else ""))
-    if words:
-        lines = [ln for ln in lines if any(w in ln.lower() for w in words)] or lines
     lines = list(dict.fromkeys(lines))
+    if asked.services:
+        mine = [ln for ln in lines if any(s.lower() in ln.lower() for s in asked.services)]
+        if not mine and lines:
+            return f"I have no error evidence on {', '.join(asked.services)} in this investigation."
+        lines = mine
     if not lines:
         return "I have no error evidence for this investigation yet (the log analysis has not finished)."
     more = f"\n…and {len(lines) - MAX_ITEMS} more" if len(lines) > MAX_ITEMS else ""
-    return "*Errors behind this incident:*\n" + "\n".join(lines[:MAX_ITEMS]) + more
+    scope = f" on {', '.join(asked.services)}" if asked.services else " behind this incident"
+    return f"*Errors{scope}:*\n" + "\n".join(lines[:MAX_ITEMS]) + more
 
 
-def _why_not(q: str, inv: dict[str, Any], report: dict[str, Any], ev: _Evidence) -> str:
-    words = _words(q)
-    if not words:
+def _evidence_lines(items: list[dict[str, Any]] | None, limit: int) -> list[str]:
+    return [f"• [{c.get('source')}] {c.get('summary')}" for c in (items or [])[:limit]]
+
+
+_VICTIM = re.compile(r"errors name ([\w.-]+), which failed no later|calls ([\w.-]+), which is anomalous as early")
+
+
+def _why_not(asked: _Asked, inv: dict[str, Any], report: dict[str, Any], ev: _Evidence) -> str:
+    if not asked.services and not asked.change_ids:
+        if asked.unknown:
+            return (f"I can't answer that: nothing in this investigation's evidence is called "
+                    f"{', '.join(asked.unknown)} (no service or change of that name). Services I saw: "
+                    f"{', '.join(sorted(ev.services)) or 'none'}.")
         return "Why not what? Name a service or a change id, e.g. _why not the checkout deploy?_"
     rc = report.get("root_cause") or {}
-    for rank, h in enumerate(ev.hypotheses, 1):
-        blob = " ".join(str(h.get(k, "")) for k in ("service", "change_id", "statement")).lower()
-        if any(w in blob for w in words):
-            if rank == 1:
-                return f"It *is* my top hypothesis ({h.get('confidence', '?')}%): {h.get('statement', '')}"
-            counter = [f"• [{c.get('source')}] {c.get('summary')}" for c in (h.get("counter_evidence") or [])[:4]]
-            return (f"I ranked it #{rank} ({h.get('confidence', '?')}%): {h.get('statement', '')}\n"
-                    + ("*Against it:*\n" + "\n".join(counter) if counter else
-                       "It has no direct counter-evidence; the top hypothesis simply explains more.")
-                    + f"\nTop instead: {rc.get('summary') or (ev.hypotheses[0].get('statement', ''))}")
+    top = rc.get("summary") or (ev.hypotheses[0].get("statement", "") if ev.hypotheses else "not determined yet")
+    parts: list[str] = []
+    for cid in asked.change_ids:
+        parts.append(_why_not_change(cid, ev, asked, rc))
+    asked_kind = bool(asked.kinds) or re.search(r"\bchange\b", asked.q) is not None
+    for svc in asked.services:
+        if asked.change_ids and any(str(ev.changes.get(c, {}).get("service")) == svc for c in asked.change_ids):
+            continue
+        if asked_kind:
+            mine = [c for c in sorted(ev.changes.values(), key=lambda c: str(c.get("ts") or ""))
+                    if c.get("service") == svc and (not asked.kinds or any(_kind_matches(c, k) for k in asked.kinds))]
+            if mine:
+                parts.extend(_why_not_change(str(c["id"]), ev, asked, rc) for c in mine[:3])
+                continue
+        parts.append(_why_not_service(svc, ev, asked, rc))
+    return "\n\n".join(parts) + (f"\n\n*Root cause instead:* {top}" if top and not all(
+        p.startswith("It *is*") for p in parts) else "")
+
+
+def _why_not_service(svc: str, ev: _Evidence, asked: _Asked, rc: dict[str, Any]) -> str:
+    if svc == rc.get("service") and not rc.get("change_id"):
+        return f"It *is* the origin I found: {rc.get('summary', '')}"
+    hyps = [(rank, h) for rank, h in enumerate(ev.hypotheses, 1) if h.get("service") == svc]
+    if svc == rc.get("service") and hyps and hyps[0][0] == 1:
+        return (f"It *is* where I found the root cause ({hyps[0][1].get('confidence', '?')}%): "
+                f"{hyps[0][1].get('statement', '')}")
+    victim_of = sorted({a or b for h in hyps for c in (h[1].get("counter_evidence") or [])
+                        for a, b in _VICTIM.findall(str(c.get("summary") or ""))})
+    callers = re.search(r"its callers ([\w., -]+?) degraded", str(rc.get("summary") or ""))
+    is_caller = bool(callers and svc in [x.strip() for x in callers.group(1).split(",")])
+    lines = []
+    if victim_of or is_caller:
+        origin = ", ".join(victim_of) or rc.get("service") or "the origin"
+        lines.append(f"*{svc}* is a victim, not the origin: it depends on *{origin}*, which failed first, "
+                     "and its symptoms follow from that.")
+    if hyps:
+        rank, h = hyps[0]
+        lines.append(f"I ranked it #{rank} of {len(ev.hypotheses)} ({h.get('confidence', '?')}%): "
+                     f"{h.get('statement', '')}")
+        pro = _evidence_lines(h.get("evidence"), 3)
+        con = _evidence_lines(h.get("counter_evidence"), 4)
+        if pro:
+            lines.append("*What pointed at it:*\n" + "\n".join(pro))
+        lines.append("*Against it:*\n" + "\n".join(con) if con else
+                     "It has no direct counter-evidence; the root cause explains more of the evidence.")
+    elif not lines:
+        lines.append(f"*{svc}* showed no anomaly of its own in this investigation's window, so it was never a "
+                     "candidate.")
+    mine = [c for c in ev.changes.values() if c.get("service") == svc]
+    if mine:
+        rels = [f"`{c.get('id')}` ({_relative(c.get('ts'), asked.onset) or c.get('ts')})"
+                for c in sorted(mine, key=lambda c: str(c.get("ts") or ""))[:4]]
+        lines.append(f"Its changes: {', '.join(rels)}.")
+    return "\n".join(lines)
+
+
+def _why_not_change(cid: str, ev: _Evidence, asked: _Asked, rc: dict[str, Any]) -> str:
+    c = ev.changes.get(cid)
+    if c is None:
+        return f"I can't answer for `{cid}`: it is not a change this investigation saw."
+    if cid == rc.get("change_id"):
+        return f"It *is* the root cause I found: {rc.get('summary', '')}"
+    head = f"`{cid}` ({c.get('service')} {c.get('kind')}, {c.get('ts')}: {c.get('summary', '')})"
+    onset = asked.onset
+    if onset and c.get("ts") and str(c["ts"]) > onset:
+        return head + f" landed *after* the onset ({_relative(c.get('ts'), onset)}), so it cannot have caused it."
+    hyps = [(rank, h) for rank, h in enumerate(ev.hypotheses, 1) if h.get("change_id") == cid]
+    if hyps:
+        rank, h = hyps[0]
+        con = _evidence_lines(h.get("counter_evidence"), 4)
+        return (head + f" was considered: I ranked it #{rank} ({h.get('confidence', '?')}%).\n"
+                + ("*Against it:*\n" + "\n".join(con) if con else
+                   "It has no direct counter-evidence; the root cause explains more of the evidence."))
+    implicated = any(h.get("service") == c.get("service") for h in ev.hypotheses)
+    rel = _relative(c.get("ts"), onset)
+    return head + (f" came {rel}" if rel else "") + (
+        ", but the evidence does not tie it to the failure: no error or metric shift that starts with it."
+        if implicated else f", but *{c.get('service')}* showed no anomaly of its own, so nothing points at it.")
+
+
+def _who(asked: _Asked, ev: _Evidence) -> str:
+    changes = sorted(ev.changes.values(), key=lambda c: str(c.get("ts") or ""))
+    if asked.change_ids:
+        changes = [c for c in changes if c.get("id") in asked.change_ids]
+    elif asked.services:
+        changes = [c for c in changes if c.get("service") in asked.services]
+    elif asked.culprit:
+        changes = [c for c in changes if c.get("id") == asked.culprit]
+    changes = [c for c in changes if asked.keep(c.get("ts"))]
+    if not changes:
+        return "I can't say: no change of that description is in this investigation's evidence."
+    lines = [f"• `{c.get('id')}` *{c.get('service')}* {c.get('kind')} by "
+             f"{c.get('author') or '_(author not recorded)_'} at {c.get('ts')}" for c in changes[:MAX_ITEMS]]
+    return "\n".join(lines)
+
+
+def _when(report: dict[str, Any]) -> str:
     onset = _onset(report)
-    for c in ev.changes.values():
-        blob = f"{c.get('service', '')} {c.get('id', '')} {c.get('summary', '')}".lower()
-        if any(w in blob for w in words):
-            why = f"`{c.get('id')}` ({c.get('service')} {c.get('kind')}, {c.get('ts')}) was considered"
-            if onset and c.get("ts") and str(c["ts"]) > onset:
-                return why + f" but it landed *after* the onset ({onset}), so it cannot have caused it."
-            return why + (" but no error or metric shift on that service lines up with it; "
-                          f"the evidence points to {rc.get('service') or 'another service'}"
-                          + (f" (`{rc.get('change_id')}`)" if rc.get("change_id") else "") + ".")
-    return (f"Nothing in this investigation's evidence mentions {', '.join(words)}; "
-            f"the root cause I found is: {rc.get('summary') or 'not determined yet'}.")
+    if not onset:
+        return "I can't say when it started: the investigation found no onset yet."
+    return f"It started at {onset} (the onset the evidence shows)."
 
 
 def _onset(report: dict[str, Any]) -> str | None:
+    if isinstance(report.get("onset"), str):
+        return str(report["onset"])
     for entry in report.get("timeline") or []:
         if entry.get("kind") in ("onset", "anomaly", "error_spike"):
             return str(entry.get("ts"))
-    return report.get("onset") if isinstance(report.get("onset"), str) else None
+    return None
 
 
 def _status(inv: dict[str, Any], events: list[dict[str, Any]]) -> str:

@@ -6,6 +6,7 @@ in the store, and hands work to the queue; none of them runs the investigation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,31 +233,49 @@ def status(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
             inv = investigations.get(session=session, investigation_id=investigation_id)
         except NotFound:
             raise BadRequest(
-                f"no investigation {investigation_id!r}; list recent ones with `pm investigations list`"
+                f"no investigation {investigation_id!r}; check the id (it is in the investigation's status "
+                "message, e.g. inv-2026-02-21-143000-x)"
             ) from None
         return investigations.to_dict(inv)
 
 
-def _authorise(inv_dict: dict[str, Any], user: str | None, admins: frozenset[str], what: str) -> None:
-    if user is None or user == inv_dict.get("requested_by") or user in admins:
+#: ``fn(investigation dict) -> None`` when the caller may act on it, else the refusal to show them.
+Authorise = Callable[[dict[str, Any]], str | None]
+
+
+def _authorise(inv_dict: dict[str, Any], user: str | None, admins: frozenset[str], what: str,
+               authorise: Authorise | None = None) -> None:
+    if user is None:
+        return
+    if authorise is not None:  # the front door's own policy (Slack: docs/slack.md, who may act)
+        refusal = authorise(inv_dict)
+        if refusal:
+            raise NotAllowed(refusal)
+        return
+    if user == inv_dict.get("requested_by") or user in admins:
         return
     raise NotAllowed(f"only the requester or an admin may {what} {inv_dict['id']}")
 
 
-def cancel(*, runtime: Any, investigation_id: str, user: str | None, admins: frozenset[str] = frozenset()) -> None:
+def cancel(*, runtime: Any, investigation_id: str, user: str | None, admins: frozenset[str] = frozenset(),
+           authorise: Authorise | None = None, by: str | None = None) -> None:
     """Ask a running investigation to stop at its next phase boundary.
 
     ``user=None`` means a trusted local caller (the CLI).
 
+    Args:
+        authorise: the front door's policy (replaces "the requester or an admin").
+        by: who cancels, as the thread and the ticket should say it (default: ``user``).
+
     Raises:
-        BadRequest: unknown id or already finished. NotAllowed: not the requester or an admin.
+        BadRequest: unknown id or already finished. NotAllowed: the policy refuses.
     """
     current = status(runtime=runtime, investigation_id=investigation_id)
-    _authorise(current, user, admins, "cancel")
+    _authorise(current, user, admins, "cancel", authorise)
     if current["status"] not in OPEN_STATUSES:
         raise BadRequest(f"{investigation_id} is already {current['status']}; nothing to cancel")
     with runtime.session() as session:
-        investigations.request_cancel(session=session, investigation_id=investigation_id)
+        investigations.request_cancel(session=session, investigation_id=investigation_id, by=by or user)
         session.commit()
 
 
@@ -268,6 +287,7 @@ def rerun(
     user: str | None,
     admins: frozenset[str] = frozenset(),
     origin: Origin | None = None,
+    authorise: Authorise | None = None,
 ) -> StartResult:
     """Start a fresh investigation with the same trigger and sources in another mode.
 
@@ -275,7 +295,7 @@ def rerun(
         BadRequest: unknown id. NotAllowed: not the requester or an admin.
     """
     current = status(runtime=runtime, investigation_id=investigation_id)
-    _authorise(current, user, admins, "re-run")
+    _authorise(current, user, admins, "re-run", authorise)
     request = InvestigationRequest(
         trigger=current["trigger"],
         origin=origin or Origin(**current["origin"]),

@@ -28,5 +28,21 @@ class LeaseLost(PipelineError):
     """
 
 
+class TriggerNotFound(PipelineError):
+    """The ticket or alert an investigation was asked about does not exist where we looked.
+
+    Not retried: the source answered (Jira's 404 is an answer). The message says what to do.
+    """
+
+    def __init__(self, kind: str, key: str, source: str | None) -> None:
+        where = "Jira" if (source or "").lower() == "jira" else (f"the {source} source" if source else "our sources")
+        noun = "ticket" if kind == "ticket" else "alert"
+        super().__init__(
+            f"no {noun} {key} in {where} — check the key; nothing was investigated. To investigate the words "
+            f"as free text instead, ask again with them in quotes (\"{key}\")"
+        )
+        self.kind, self.key, self.source = kind, key, source
+
+
 class BudgetRefused(PipelineError):
     """A monthly budget keeps a new investigation from starting; the message says who can approve and how."""

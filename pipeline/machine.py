@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from pipeline import metrics
 from pipeline import phases as P
 from pipeline.budgets import over_cap, partial_report
-from pipeline.errors import BudgetExceeded, LeaseHeld, LeaseLost
+from pipeline.errors import BudgetExceeded, LeaseHeld, LeaseLost, TriggerNotFound
 from pipeline.plan import PhaseState, Plan, check_plan
 from store import agent_runs, checkpoints, outbox
 from store import investigations as invs
@@ -344,6 +344,7 @@ class Machine:
         self._on_progress(inv_id)
         calls_before = len(getattr(state._tools, "calls", []) or [])
         state.usage = {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0}
+        state.agent_runs = []
         state.budget = self.budgets.for_phase(inv_id, phase) if self.budgets is not None else None
         started = time.perf_counter()
         try:
@@ -371,6 +372,14 @@ class Machine:
                 tokens_in=state.usage["tokens_in"], tokens_out=state.usage["tokens_out"],
                 cost_usd=state.usage["cost_usd"], tool_calls=self._calls_since(state, calls_before),
             )
+            for extra in state.agent_runs:  # the LLM agents that worked in this phase, one row each
+                row = agent_runs.start(session=s, investigation_id=inv_id, agent=str(extra["agent"]),
+                                       phase=phase, model=str(extra.get("model") or "unknown"))
+                agent_runs.finish(session=s, run_id=row.id, status=str(extra.get("status") or "done"),
+                                  tokens_in=int(extra.get("tokens_in") or 0),
+                                  tokens_out=int(extra.get("tokens_out") or 0),
+                                  cost_usd=float(extra.get("cost_usd") or 0.0), error=extra.get("error"),
+                                  tool_calls=json.loads(json.dumps(extra.get("tool_calls") or [], default=str)))
             outbox.append(session=s, investigation_id=inv_id, kind="phase_finished",
                           payload={"phase": phase, "round": rnd, "duration_ms": ms})
             if phase == P.VERIFICATION:
@@ -420,6 +429,8 @@ class Machine:
                                output={"report_ref": key}, output_ref=None)
             inv.status = inv.phase = P.COMPLETE
             inv.finished_at = utcnow()
+            if inv.error and inv.error.startswith(invs.CANCELLED_BY):  # asked too late: it finished first
+                inv.error = None
         self._on_progress(inv_id)
 
     # -- helpers ------------------------------------------------------------------------
@@ -443,11 +454,12 @@ class Machine:
                         budget_usd=inv.budget_usd)
 
     @staticmethod
-    def _fail(s: Session, inv: Any, error: str) -> None:
+    def _fail(s: Session, inv: Any, error: str, reason: str | None = None) -> None:
         inv.status = P.FAILED
         inv.error = error
         inv.finished_at = utcnow()
-        outbox.append(session=s, investigation_id=inv.id, kind="failed", payload={"error": error, "phase": inv.phase})
+        payload = {"error": error, "phase": inv.phase, **({"reason": reason} if reason else {})}
+        outbox.append(session=s, investigation_id=inv.id, kind="failed", payload=payload)
 
     def _phase_stopped(self, lease: _Lease, phase: str, rnd: int, run_id: int, state: PhaseState,
                        calls_before: int, why: str) -> None:
@@ -463,14 +475,16 @@ class Machine:
     def _phase_failed(self, lease: _Lease, phase: str, rnd: int, run_id: int, state: PhaseState,
                       calls_before: int, exc: Exception, final_attempt: bool) -> None:
         inv_id = lease.investigation_id
-        message = f"{phase} failed: {exc}"
+        # A trigger that does not exist is the user's to fix, not a phase failure: its message stands alone.
+        message = str(exc) if isinstance(exc, TriggerNotFound) else f"{phase} failed: {exc}"
         retry = isinstance(exc, retryable_errors()) and not final_attempt
         with self._fenced(lease) as s:
             checkpoints.fail(session=s, investigation_id=inv_id, phase=phase, round=rnd, error=message)
             agent_runs.finish(session=s, run_id=run_id, status="failed", error=message,
                               tool_calls=self._calls_since(state, calls_before))
             if not retry:
-                self._fail(s, invs.get(session=s, investigation_id=inv_id), message)
+                self._fail(s, invs.get(session=s, investigation_id=inv_id), message,
+                           "trigger_not_found" if isinstance(exc, TriggerNotFound) else None)
         self._on_progress(inv_id)
         if retry:
             log.warning("%s of %s failed, the broker will retry: %s", phase, inv_id, exc)

@@ -7,6 +7,7 @@ to exercise the machine in isolation; the product always runs :func:`engine_plan
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -14,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import phases as P
+from pipeline.errors import TriggerNotFound
 from store.knowledge import recall, remember
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,6 +41,9 @@ class PhaseState:
     usage: dict[str, Any] = field(default_factory=lambda: {"tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
     #: Set when the run lost its lease: the phase's result will be thrown away, so stop early.
     abandoned: threading.Event = field(default_factory=threading.Event)
+    #: LLM agents that worked in this phase: the machine stores one AgentRun row each
+    #: (``{agent, model, status, error, tokens_in, tokens_out, cost_usd, tool_calls}``).
+    agent_runs: list[dict[str, Any]] = field(default_factory=list)
     #: The budget hooks of this phase (pipeline.budgets.PhaseBudget: before_call, charge, left,
     #: record_choice), or None when the runtime has no budgets. Set by the machine per phase.
     budget: Any = None
@@ -72,13 +79,69 @@ def _initialize(state: PhaseState) -> dict[str, Any]:
     return {"servers": servers if isinstance(servers, (dict, list)) else None}
 
 
-def engine_plan(memory: Any = None, notes: Callable[[str | None], str | None] | None = None) -> dict[str, PhaseFn]:
+def run_agents(team: Any, state: PhaseState, report: dict[str, Any]) -> dict[str, Any]:
+    """The REPORT phase's agents: the team's report (engine report + ``agents`` section).
+
+    The agents' runs go on ``state.agent_runs`` (one AgentRun row each). Any failure of the agents
+    leaves the engine's report in place with a note: the agents never fail an investigation.
+    """
+    from pipeline.errors import BudgetExceeded
+
+    o = state.outputs
+    hooks: dict[str, Any] = {}
+    budget = state.budget
+    if budget is not None:
+        hooks = _budget_hooks(budget, state.investigation.get("mode") or "balanced")
+    try:
+        result = team.run(mode=state.investigation.get("mode"), report=report, ctx=o.get("ctx"), chg=o.get("chg"),
+                          tools=state.tools, **hooks)
+    except BudgetExceeded as exc:
+        # the investigation's cap: the machine publishes the partial report, which keeps the engine's
+        # finished report (only the agents' part is missing) rather than falling back to bare hypotheses
+        state.outputs["rep"] = {**report, "agents": {"status": "stopped", "decision": {
+            "case": "budget", "verdict": report.get("verdict"), "engine_verdict": report.get("verdict"),
+            "note": f"The agents stopped at the budget cap ({exc}); the evidence engine's answer stands."}}}
+        raise
+    except Exception as exc:  # noqa: BLE001 - the engine's answer must survive anything the agents do
+        log.warning("the agents failed on %s: %s", state.investigation.get("id"), exc, exc_info=True)
+        return {**report, "agents": {"status": "failed", "decision": {
+            "case": "agents_failed", "verdict": report.get("verdict"), "engine_verdict": report.get("verdict"),
+            "note": f"The agents failed ({type(exc).__name__}); the evidence engine's answer stands."}}}
+    if budget is None:
+        state.agent_runs.extend(result.runs)  # with budgets, charge() already recorded each call on its run
+    return dict(result.report)
+
+
+def _budget_hooks(budget: Any, mode: str) -> dict[str, Any]:
+    """The team's hooks on ``state.budget`` (docs/budgets.md): the router picks each agent's tier (every
+    choice audited), the cap is checked before every model call, every call is charged as it ends."""
+    from agents.pricing import Usage
+
+    router = budget.router()
+
+    def choose_tier(agent: str, mode_: str, default: str) -> str:
+        choice = router.choose(agent, mode=mode_ or mode, budget_left=budget.left())
+        return str(choice.tier)
+
+    def on_turn(agent: str, turn: dict[str, Any]) -> None:
+        budget.charge(agent, str(turn["model"]), Usage(input=int(turn["input_tokens"]),
+                                                      output=int(turn["output_tokens"]),
+                                                      cache_read=int(turn["cache_read_tokens"]),
+                                                      cache_write=int(turn["cache_write_tokens"])))
+
+    return {"choose_tier": choose_tier, "before_call": lambda: budget.before_call(), "on_turn": on_turn}
+
+
+def engine_plan(memory: Any = None, team: Any = None,
+                notes: Callable[[str | None], str | None] | None = None) -> dict[str, PhaseFn]:
     """The product's plan: the phase functions of ``agents.engine`` (docs/contracts.md).
 
     Args:
         memory: a :class:`store.knowledge.Memory`: the HYPOTHESES phase then uses similar past incidents as
             priors, the REPORT phase adds them and records this one (see docs/knowledge.md); None leaves
             reports as the engine writes them.
+        team: an :class:`agents.team.AgentTeam`: the REPORT phase then runs the investigation mode's
+            agents on the engine's report (docs/llm.md); None (no model configured) changes nothing.
         notes: ``domain -> the domain's notes or None`` (``Runtime.domain_notes``): CONTEXT_GATHERING puts
             them in the context as ``domain_memory`` (for agents) and the report gets a ``context`` section.
 
@@ -102,6 +165,9 @@ def engine_plan(memory: Any = None, notes: Callable[[str | None], str | None] | 
         if isinstance(defaults, dict) and state.window is None:
             trigger = {**defaults, **trigger}  # the trigger's own lookback/lookahead win
         ctx = engine.gather_context(state.tools, trigger, state.window)
+        gone = ctx.get("trigger_not_found")
+        if gone:  # the source answered "no such ticket/alert": say so instead of investigating nothing
+            raise TriggerNotFound(gone["kind"], gone["key"], gone.get("source"))
         # A ticket source wrapped around the gateway (pipeline.tools.JiraTickets) notes its own failures.
         failed = getattr(state.tools, "missing_sources", None)
         if isinstance(failed, list) and failed:
@@ -113,12 +179,15 @@ def engine_plan(memory: Any = None, notes: Callable[[str | None], str | None] | 
                 ctx["domain_memory"] = text
         return ctx
 
-    def report(s: PhaseState) -> dict[str, Any]:
+    def report(state: PhaseState) -> dict[str, Any]:
+        o = state.outputs
+        rep = engine.build_report(o["ctx"], o["sig"], o["chg"], o["cor"], o["hyp"], o["ver"], o["fix"])
+        return run_agents(team, state, rep) if team is not None else rep
+
+    def remembered(s: PhaseState) -> dict[str, Any]:
         out = remember(memory, investigation_id=s.investigation["id"], domain=s.investigation.get("domain"),
                        ctx=s.outputs["ctx"], sig=s.outputs["sig"], chg=s.outputs.get("chg"),
-                       priors=(s.outputs["hyp"] or {}).get("priors"), report=engine.build_report(
-                           s.outputs["ctx"], s.outputs["sig"], s.outputs["chg"], s.outputs["cor"],
-                           s.outputs["hyp"], s.outputs["ver"], s.outputs["fix"]))
+                       priors=(s.outputs["hyp"] or {}).get("priors"), report=report(s))
         if notes is not None:
             out["context"] = {"domain": s.investigation.get("domain"),
                               "domain_memory": s.outputs["ctx"].get("domain_memory")}
@@ -139,7 +208,7 @@ def engine_plan(memory: Any = None, notes: Callable[[str | None], str | None] | 
         # The change records name what to return to (version, flag, key); the signals give the baselines.
         P.FIX_PLAN: lambda s: engine.fix_plan(s.outputs["ctx"], s.outputs["hyp"], s.outputs["ver"],
                                               s.outputs.get("chg"), s.outputs.get("sig")),
-        P.REPORT: report,
+        P.REPORT: remembered,
     }
 
 

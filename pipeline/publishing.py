@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from pipeline import metrics
-from publishers.errors import RetryLater
+from publishers.errors import Permanent, RetryLater
 from store import investigations as invs
 from store import outbox
 from store.models import Delivery, utcnow
@@ -89,6 +89,14 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Execut
             inv_dicts = {i: invs.to_dict(inv) for i, inv in invs.get_many(session=s, investigation_ids=ids).items()}
             pubs = {k: outbox.publication_to_dict(p)
                     for k, p in outbox.publications_for(session=s, investigation_ids=ids, sink=sink).items()}
+            if sink != "slack" and "slack" in (getattr(runtime, "publishers", None) or {}):
+                # Other sinks link the Slack thread (Jira's start comment): {} while it is not open yet.
+                threads = outbox.publications_for(session=s, investigation_ids=ids, sink="slack")
+                for inv_id, inv in inv_dicts.items():
+                    refs = [p.external_ref or {} for (i, _t), p in threads.items() if i == inv_id]
+                    found = next((r for r in refs if r.get("thread_ts") and r.get("channel")), None)
+                    inv["slack_thread"] = ({"channel": found["channel"], "thread_ts": found["thread_ts"]}
+                                           if found else {})
         opened = _open_threads(runtime, sink, publisher, claimed, inv_dicts, pubs, pool, renewer)
 
         def deliver_one(c: Any) -> tuple[Any, dict[str, Any] | None, str, dict[str, Any] | Exception | None]:
@@ -116,6 +124,13 @@ def drain(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Execut
     done: list[tuple[Any, str, str, dict[str, Any]]] = []
     for c, inv, target, result in results:
         if result is None:
+            continue
+        if isinstance(result, Permanent) and inv is not None:
+            # The sink said this can never succeed (Jira: no such ticket): given up now, said in the log.
+            log.warning("%s will not take event %s of %s: %s", sink, c.event["id"], c.investigation_id, result)
+            kept = dict((pubs.get((inv["id"], target)) or {}).get("external_ref") or {})
+            done.append((c, inv["id"], target, {**kept, "skipped": str(result)[:500]}))
+            counts["done"] += 1
             continue
         if isinstance(result, Exception):
             if inv is None or not _asks_to_wait(result):

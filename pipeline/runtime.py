@@ -349,6 +349,15 @@ class Runtime:
             self.engine.dispose()
 
 
+def _team(settings: Any) -> Any:
+    """The LLM agent team when a model is configured (ANTHROPIC_API_KEY / OPENAI_API_KEY), else None."""
+    if not getattr(settings, "llm_enabled", False):
+        return None
+    from agents.team import make_team
+
+    return make_team(settings)
+
+
 def make_budgets(runtime: Runtime, cost: Any = None) -> Budgets:
     """The runtime's :class:`~pipeline.budgets.Budgets` from :class:`store.config.CostSettings`
     (``cost``; None: the defaults of docs/budgets.md). Notices go to ``runtime.alarm`` (the admins'
@@ -413,7 +422,7 @@ def build_runtime(
     memory = memory_from_settings(settings)
     runtime = Runtime(
         settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
-        plan=plan if plan is not None else engine_plan(memory=memory,
+        plan=plan if plan is not None else engine_plan(memory=memory, team=_team(settings),
                                                        notes=lambda domain: holder["rt"].domain_notes(domain)),
         tools_factory=tools_factory if tools_factory is not None else (lambda inv: open_tools(inv, settings)),
         lease_s=lease_s if lease_s is not None else float(getattr(settings, "lease_s", 60.0)),

@@ -134,7 +134,14 @@ class JiraTickets:
                 from publishers.jira import ticket_from_jira
 
                 return ticket_from_jira(self.client.issue(key, fields=JIRA_FIELDS).raw, self.url)
-            except Exception as exc:  # noqa: BLE001 — Jira down, refused or missing: degrade, never fail
+            except Exception as exc:  # noqa: BLE001 — Jira down or refused: degrade, never fail
+                if getattr(exc, "status_code", None) == 404:
+                    # Jira's 404 is an answer (no such issue, or JIRA_USER may not see it): permanent, not retried.
+                    from agents.errors import NotFoundToolError
+
+                    raise NotFoundToolError(f"tickets.get: Jira has no issue {key} (HTTP 404: a wrong key, a deleted "
+                                            "or moved issue, or one JIRA_USER may not see)",
+                                            capability=capability, server="jira") from None
                 note = f"jira (tickets.get {key} failed: {_reason(exc)})"
                 log.warning("%s; asking the tool servers instead", note)
                 if note not in self.missing_sources:

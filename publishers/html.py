@@ -106,6 +106,20 @@ def render_report_page(inv: dict[str, Any], traces: dict[str, Any], cost: dict[s
     ]
     if inv.get("error"):
         parts.append(f"<div class=card><b>Error:</b> {esc(inv['error'])}</div>")
+    agents = report.get("agents") or {}
+    if agents:
+        # the LLM agents: their grounded explanation, claims with citations, and what the verdict rule decided
+        items = "".join(f"<li>{esc(h.get('statement'))} <code>{esc(h.get('service'))}</code> "
+                        f"<span class=muted>cites {esc(', '.join(h.get('cites') or []))}</span></li>"
+                        for h in (agents.get("hypotheses") or [])[:5] + (agents.get("findings") or [])[:5])
+        dropped = len(agents.get("dropped_citations") or [])
+        parts.append(
+            "<div class=card id=agents><h2>Agents</h2>"
+            + (f"<p>{esc(agents.get('explanation'))}</p>" if agents.get("explanation") else "")
+            + f"<p class=muted>{esc((agents.get('decision') or {}).get('note'))}</p>"
+            + (f"<ul>{items}</ul>" if items else "")
+            + f"<p class=muted>{dropped} claim(s) with unknown citations dropped or trimmed · tokens "
+              f"{esc(agents.get('tokens_in'))}/{esc(agents.get('tokens_out'))} · ${esc(agents.get('cost_usd'))}</p></div>")
     parts += ["<h2>Timeline</h2>", chart_img(report)]
     timeline = report.get("timeline") or []
     if timeline:

@@ -17,7 +17,7 @@ from typing import Any
 from jira import JIRA, JIRAError
 
 from publishers import escape
-from publishers.errors import RetryLater
+from publishers.errors import Permanent, RetryLater
 
 REPORT_MARKER = "production-master:report"
 START_MARKER = "production-master:start"
@@ -27,6 +27,10 @@ _MAX_INLINE_WAIT_S = 10.0
 
 class JiraPublishError(Exception):
     """Jira refused a request for a reason a retry will not fix (auth, missing ticket, ...)."""
+
+
+class JiraTicketGone(JiraPublishError, Permanent):
+    """Jira answered 404 for the ticket: nothing to comment on, now or later."""
 
 
 def connect(url: str, user: str, token: str, *, timeout_s: float = 10.0) -> JIRA:
@@ -98,8 +102,13 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
         f"*Service:* {{{{{_esc(rc.get('service') or 'unknown')}}}}} · *Change:* "
         f"{{{{{_esc(rc.get('change_id') or 'none')}}}}} · *Category:* {_esc(rc.get('category') or 'none')}",
         "{panel}",
-        "h3. Hypotheses",
     ]
+    agents = report.get("agents") or {}
+    if agents:
+        said = agents.get("explanation")
+        note = (agents.get("decision") or {}).get("note") or ""
+        lines.append((f"*Explanation (agents):* {_esc(said)} " if said else "") + f"_{_esc(note)}_")
+    lines.append("h3. Hypotheses")
     for hyp in (report.get("hypotheses") or [])[:5]:
         lines.append(
             f"# *{_esc(hyp.get('statement', '?'))}* — {{{{{_esc(hyp.get('service') or '?')}}}}}, "
@@ -186,6 +195,9 @@ class JiraPublisher:
                 return fn()
             except JIRAError as exc:
                 status = exc.status_code or 0
+                if status == 404 and what.startswith("comment on"):
+                    raise JiraTicketGone(f"Jira has no ticket to {what} (HTTP 404: a wrong key, a deleted or moved "
+                                         "issue, or one JIRA_USER may not see); not retried") from None
                 if status not in _RETRY_STATUSES:
                     raise JiraPublishError(
                         f"Jira refused to {what} (HTTP {status}: {exc.text}); check JIRA_URL, JIRA_USER, "
@@ -202,7 +214,21 @@ class JiraPublisher:
         if payload.get("slack_permalink"):
             return str(payload["slack_permalink"])
         origin = investigation.get("origin") or {}
-        return slack_permalink(self.slack_workspace_url, origin.get("channel"), origin.get("thread_ts"))
+        thread = investigation.get("slack_thread") or {}  # the thread the Slack publisher opened
+        return slack_permalink(self.slack_workspace_url, thread.get("channel") or origin.get("channel"),
+                               thread.get("thread_ts") or origin.get("thread_ts"))
+
+    def _wait_for_thread(self, investigation: dict[str, Any]) -> None:
+        """The start comment links the Slack thread: when one is about to open (a Slack channel, no
+        thread yet), wait a moment for it rather than post a comment without the link."""
+        origin = investigation.get("origin") or {}
+        if not (self.slack_workspace_url and origin.get("channel") and not origin.get("thread_ts")):
+            return
+        if investigation.get("slack_thread") != {}:  # known, or no Slack sink in this process
+            return
+        created = _parse_iso(investigation.get("created_at"))
+        if created is not None and (datetime.now(UTC) - created).total_seconds() < THREAD_WAIT_S:
+            raise RetryLater(1.0, "waiting for the Slack thread to link it")
 
     def _find_report_comment(self, key: str) -> str | None:
         comments = self._call(f"list comments of {key}", lambda: self.client.comments(key))
@@ -239,6 +265,7 @@ class JiraPublisher:
         ref["issue"] = key
         kind = event.get("kind")
         if kind == "created" and not ref.get("start_comment_id"):
+            self._wait_for_thread(investigation)
             body = render_start(investigation, self._slack_link(investigation, event))
             ref["start_comment_id"] = self._upsert(key, None, body)
         elif kind == "report":
@@ -250,12 +277,27 @@ class JiraPublisher:
             ref["report_comment_id"] = self._upsert(key, existing, body)
         elif kind in ("failed", "cancelled"):
             why = (event.get("payload") or {}).get("error") or kind
+            by = (event.get("payload") or {}).get("by")
+            if kind == "cancelled" and by:
+                why = f"cancelled by {by}"
             body = (
                 f"(x) *Production Master* investigation {investigation['id']} {kind}: {_esc(why)}\n"
                 f"Re-run it from Slack or with `pm investigate {key}`."
             )
             ref["end_comment_id"] = self._upsert(key, ref.get("end_comment_id"), body)
         return ref
+
+
+#: How long a start comment waits for the Slack thread it should link (then it is posted without).
+THREAD_WAIT_S = 20.0
+
+
+def _parse_iso(value: Any) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed is not None and parsed.tzinfo is None else parsed
 
 
 def _retry_after(exc: JIRAError, attempt: int) -> float:

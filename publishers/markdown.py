@@ -47,6 +47,22 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
         # people's notes, shown as a quote so their own Markdown cannot open sections of the report
         lines += ["", "## Context", "", f"Notes of the domain `{(report.get('context') or {}).get('domain')}`:", ""]
         lines += ["> " + line for line in str(notes).splitlines()]
+    agents = report.get("agents") or {}
+    if agents:
+        lines += ["", "## Agents", ""]
+        if agents.get("explanation"):
+            lines += [str(agents["explanation"]), ""]
+        lines.append(f"_{(agents.get('decision') or {}).get('note', '')}_")
+        for h in (agents.get("hypotheses") or [])[:3]:
+            lines.append(f"- {h.get('statement')} (`{h.get('service')}`, cites {', '.join(h.get('cites') or [])})")
+        for f in (agents.get("findings") or [])[:5]:
+            lines.append(f"- finding: {f.get('statement')} (cites {', '.join(f.get('cites') or [])})")
+        if agents.get("dropped_citations"):
+            lines.append(f"- {len(agents['dropped_citations'])} claim(s) cited evidence that does not exist "
+                         "and were dropped or trimmed")
+        if agents.get("cost_usd") is not None:
+            lines.append(f"- tokens in/out {agents.get('tokens_in')}/{agents.get('tokens_out')}, "
+                         f"${agents.get('cost_usd')}")
     if report.get("similar_incidents"):
         lines += ["", "## Seen before", ""]
         for m in report["similar_incidents"][:3]:

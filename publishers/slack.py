@@ -17,6 +17,10 @@ A 429 raises :class:`publishers.errors.RetryLater` with Slack's ``Retry-After``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +56,19 @@ _VERDICT_EMOJI = {"CONFIRMED": ":white_check_mark:", "LIKELY": ":large_yellow_ci
                   "INCONCLUSIVE": ":grey_question:", "DECLINED": ":grey_question:"}
 
 
+#: Events whose only mark in Slack is the status message (coalesced, see SlackPublisher._edit_status).
+STATUS_ONLY_EVENTS = frozenset({"phase_started", "phase_finished"})
+#: At most one status edit per this many seconds per message (Slack rate-limits chat.update, Tier 3).
+MIN_STATUS_EDIT_INTERVAL_S = 2.0
+
+
+def _status_digest(text: str, blocks: list[dict[str, Any]]) -> str:
+    """What the status message shows, minus the elapsed clock (it alone is no reason to edit)."""
+    shown = [{**b, "elements": [e for e in b.get("elements") or [] if not str(e.get("text", "")).startswith(
+        ":stopwatch:")]} if b.get("type") == "context" else b for b in blocks]
+    return hashlib.sha256(json.dumps([text, shown], sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
 class SlackPublishError(RuntimeError):
     """Slack refused a post for a reason retrying will not fix (the message names it)."""
 
@@ -83,7 +100,9 @@ def make_slack_publisher(settings: Any, *, report_link: Callable[[str], str] | N
     if settings.slack_bot_token is None:
         return None
     client = make_web_client(token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)
-    return SlackPublisher(client, report_link=report_link)
+    jira_url = getattr(settings, "jira_url", None)
+    ticket_url = (lambda key: f"{str(jira_url).rstrip('/')}/browse/{key}") if jira_url else None
+    return SlackPublisher(client, report_link=report_link, ticket_url=ticket_url)
 
 
 def make_slack_alarm(settings: Any) -> Any:
@@ -249,6 +268,13 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
                                      "text": f"{_VERDICT_EMOJI.get(verdict, '')} *Root cause:* {summary}"[:2900]
                                      + (f"\n{where}" if where else "")}},
     ]
+    agents = report.get("agents") or {}
+    if agents:
+        # the LLM agents' explanation (grounded in cited evidence) and what the verdict rule decided
+        said = mrkdwn(agents.get("explanation") or "")
+        note = mrkdwn((agents.get("decision") or {}).get("note") or "")
+        body = (f"*Explanation (agents):* {said}\n" if said else "") + f"_{note}_"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": body[:2900]}]})
     if partial:  # stopped by its budget: say so before anything else is read as a conclusion
         blocks.insert(1, {"type": "context", "elements": [{"type": "mrkdwn", "text": (
             ":warning: *Partial report*: " + mrkdwn(report.get("partial_reason") or "the investigation stopped early")
@@ -292,19 +318,63 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<{page_url}|Full report: timeline, every hypothesis, trace and cost>"}]})
     inv_id = inv["id"]
-    blocks.append({"type": "actions", "block_id": f"pm_report:{inv_id}", "elements": [
+    # Only buttons that can apply: a report is a finished investigation (no Cancel), and "Publish to
+    # Jira" needs a ticket to publish to.
+    buttons = [
         {"type": "button", "text": {"type": "plain_text", "text": "Re-run deep"}, "action_id": ACTIONS["rerun"],
-         "value": inv_id},
-        {"type": "button", "text": {"type": "plain_text", "text": "Cancel"}, "action_id": ACTIONS["cancel"],
          "value": inv_id},
         {"type": "button", "text": {"type": "plain_text", "text": "👍 helpful"}, "action_id": ACTIONS["up"],
          "value": inv_id},
         {"type": "button", "text": {"type": "plain_text", "text": "👎 not helpful"}, "action_id": ACTIONS["down"],
          "value": inv_id},
-        {"type": "button", "text": {"type": "plain_text", "text": "Publish to Jira"},
-         "action_id": ACTIONS["jira"], "value": inv_id},
-    ]})
+    ]
+    if ticket_of(inv):
+        buttons.append({"type": "button", "text": {"type": "plain_text", "text": "Publish to Jira"},
+                        "action_id": ACTIONS["jira"], "value": inv_id})
+    blocks.append({"type": "actions", "block_id": f"pm_report:{inv_id}", "elements": buttons})
     return text[:3000], blocks
+
+
+def ticket_of(inv: dict[str, Any]) -> str | None:
+    """The Jira ticket an investigation belongs to: its origin's key, else a ticket trigger."""
+    return (inv.get("origin") or {}).get("jira_key") or (inv.get("trigger") or {}).get("ticket") or None
+
+
+_TICKET_KEY = re.compile(r"^[A-Z][A-Z0-9_]{1,19}-\d{1,9}$")
+
+
+def _safe_url(url: Any) -> str | None:
+    """``url`` when it can sit inside ``<url|label>`` (http(s), no markup characters), else None."""
+    if isinstance(url, str) and url.startswith(("http://", "https://")) and not any(c in url for c in "<>| \n"):
+        return url
+    return None
+
+
+def parent_text(inv: dict[str, Any], ticket_url: Callable[[str], str | None] | None = None) -> str:
+    """The parent message: what is investigated (the ticket or alert linked), who or what started it."""
+    trigger = inv.get("trigger") or {}
+    origin = inv.get("origin") or {}
+    label = trigger_label(trigger)
+    key = ticket_of(inv)
+    if trigger.get("ticket") and key and _TICKET_KEY.match(str(key)):
+        url = _safe_url(ticket_url(key) if ticket_url else None)
+        label = f"ticket <{mrkdwn(url)}|{mrkdwn(key)}>" if url else label
+    elif trigger.get("alert") and _safe_url(trigger.get("url")):
+        title = f" — {mrkdwn(str(trigger['title'])[:150])}" if trigger.get("title") else ""
+        # & in a link is written &amp; like everywhere else in mrkdwn; Slack decodes it
+        label = f"alert <{mrkdwn(trigger['url'])}|{mrkdwn(trigger['alert'])}>{title}"
+    who = mention(origin.get("user") or inv.get("requested_by"))
+    if who:
+        by = f" for {who}"
+    elif origin.get("kind") == "jira":
+        by = " · started from Jira"
+    elif origin.get("kind") == "webhook":
+        by = f" · started by {mrkdwn(origin.get('source') or trigger.get('source') or 'an alert')}"
+    elif origin.get("kind") == "schedule":
+        by = " · started by a schedule"
+    else:
+        by = ""
+    return f":mag: Investigating {label}{by} · `{inv['id']}` · progress in the thread"
 
 
 # -- the publisher -------------------------------------------------------------------------------------
@@ -318,9 +388,14 @@ class SlackPublisher:
     #: investigation, so each thread still gets its messages in order).
     lanes = 4
 
-    def __init__(self, client: WebClient, *, report_link: Callable[[str], str] | None = None) -> None:
+    def __init__(self, client: WebClient, *, report_link: Callable[[str], str] | None = None,
+                 min_edit_interval_s: float = MIN_STATUS_EDIT_INTERVAL_S, clock: Callable[[], float] = time.time,
+                 ticket_url: Callable[[str], str | None] | None = None) -> None:
         self.client = client
         self.report_link = report_link
+        self.ticket_url = ticket_url
+        self.min_edit_interval_s = min_edit_interval_s
+        self.clock = clock
 
     def open_thread(self, event: dict[str, Any], investigation: dict[str, Any],
                     publication: dict[str, Any] | None) -> dict[str, Any]:
@@ -371,7 +446,7 @@ class SlackPublisher:
         # Only look for an earlier attempt's message when there may have been one.
         maybe_retry = int(event.get("attempts", 2)) > 1
         try:
-            out = {"channel": channel}
+            out: dict[str, Any] = {"channel": channel}
             thread_ts = ref.get("thread_ts") or origin.get("thread_ts")
             if not thread_ts:
                 thread_ts = self._ensure_parent(investigation, channel, ref, maybe_retry)
@@ -381,8 +456,9 @@ class SlackPublisher:
             out["status_ts"] = status_ts
             kind = event.get("kind")
             if ref.get("status_ts"):  # a status message posted just now is already current
-                text, blocks = status_blocks(investigation)
-                self._call("chat_update", channel=channel, ts=status_ts, text=text, blocks=blocks)
+                out.update(self._edit_status(investigation, channel, status_ts, ref, kind))
+            elif not maybe_retry:  # posted just now with this content (a found one may show an older state)
+                out.update(status_digest=_status_digest(*status_blocks(investigation)), status_at=self.clock())
             key = f"event-{event.get('seq', event.get('id'))}"
             if kind == "milestone":
                 # Milestone texts are written by our own code, which escapes the outside text they quote.
@@ -394,12 +470,17 @@ class SlackPublisher:
                 who = mention((payload.get("origin") or {}).get("user"))
                 body = f":link: {who + ' ' if who else ''}reported the same incident; following along here."
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
+            elif kind == "failed" and payload.get("reason") == "trigger_not_found":
+                body = f":warning: {mrkdwn(payload.get('error') or investigation.get('error'))}"  # nothing ran
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "failed":
                 body = f":x: The investigation failed: {mrkdwn(payload.get('error') or investigation.get('error'))}"
                 out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "cancelled":
-                out[key] = self._reply_once(investigation, channel, thread_ts, key, ":no_entry: Cancelled.",
-                                            maybe_retry)
+                by = payload.get("by")
+                who = mention(by) or (mrkdwn(by) if by else None)
+                body = f":no_entry: Cancelled by {who}." if who else ":no_entry: Cancelled."
+                out[key] = self._reply_once(investigation, channel, thread_ts, key, body, maybe_retry)
             elif kind == "report":
                 out.update(self._publish_report(investigation, payload, channel, thread_ts, ref, maybe_retry))
             return out
@@ -417,6 +498,31 @@ class SlackPublisher:
         return ref, origin, ref.get("channel") or origin.get("channel")
 
     # -- steps -----------------------------------------------------------------------------------------
+    def _edit_status(self, inv: dict[str, Any], channel: str, status_ts: str, ref: dict[str, Any],
+                     kind: Any) -> dict[str, Any]:
+        """Edit the status message, calmly: never the same content twice, at most one edit per
+        ``min_edit_interval_s``, and always the final state.
+
+        A phase event that comes too soon after the last edit waits (RetryLater) and then shows the
+        state as it is by then, so a burst of phase events becomes one or two edits; the events queued
+        behind it find that state already shown and make no call. Other events (a milestone, the
+        report) are posted at once and leave the status to the next edit, unless the investigation
+        has ended: its final state is sent at once.
+        """
+        text, blocks = status_blocks(inv)
+        digest = _status_digest(text, blocks)
+        if digest == ref.get("status_digest"):
+            return {}
+        now = self.clock()
+        since = now - float(ref.get("status_at") or 0.0)
+        final = inv.get("status") not in ("QUEUED", "RUNNING")
+        if since < self.min_edit_interval_s and not final:
+            if kind in STATUS_ONLY_EVENTS:
+                raise RetryLater(self.min_edit_interval_s - since, "status edits are coalesced")
+            return {}
+        self._call("chat_update", channel=channel, ts=status_ts, text=text, blocks=blocks)
+        return {"status_digest": digest, "status_at": now}
+
     def _ensure_parent(self, inv: dict[str, Any], channel: str, ref: dict[str, Any], maybe_retry: bool) -> str:
         if ref.get("parent_ts"):
             return str(ref["parent_ts"])
@@ -424,9 +530,7 @@ class SlackPublisher:
             found = self._find_posted(inv["id"], "parent", channel, None)
             if found:
                 return found
-        who = mention((inv.get("origin") or {}).get("user") or inv.get("requested_by"))
-        text = f":mag: Investigating {trigger_label(inv.get('trigger') or {})}" + (f" for {who}" if who else "")
-        text += f" · `{inv['id']}` · progress in the thread"
+        text = parent_text(inv, self.ticket_url)
         resp = self._call("chat_postMessage", channel=channel, text=text, metadata=self._meta(inv, "parent"))
         return str(resp["ts"])
 

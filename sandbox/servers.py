@@ -22,7 +22,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
-from sandbox.errors import SandboxError, ToolArgumentError
+from sandbox.errors import NotFoundError, SandboxError, ToolArgumentError
 from sandbox.tools import SOURCES, WorldTools
 from sandbox.world import World
 
@@ -47,7 +47,11 @@ def _result(answer: Answer, errors: tuple[type[BaseException], ...], capability:
     try:
         text = answer(capability, {k: v for k, v in args.items() if v is not None})
     except errors as exc:
-        return CallToolResult(content=[TextContent(type="text", text=str(exc))], is_error=True)
+        # An unknown key is an answer, not a failure: the structured ``not_found`` lets a client tell
+        # "no ticket PAY-1" from a source that could not answer (agents.errors.NotFoundToolError).
+        flag = {"error": "not_found"} if isinstance(exc, NotFoundError) else None
+        return CallToolResult(content=[TextContent(type="text", text=str(exc))], structured_content=flag,
+                              is_error=True)
     structured = json.loads(text) if len(text) <= STRUCTURED_MAX_BYTES else None
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 

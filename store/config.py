@@ -33,6 +33,30 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
+    # The agents (docs/llm.md): model tiers, the OpenAI-compatible provider and the tool loop's bounds
+    openai_api_key: SecretStr | None = Field(
+        default=None, alias="OPENAI_API_KEY",
+        description="OpenAI-compatible provider (OpenAI, vLLM, Ollama): alone, or the fallback when Claude is overloaded")
+    openai_base_url: str | None = Field(
+        default=None, alias="OPENAI_BASE_URL", description="its /v1 endpoint, e.g. http://127.0.0.1:11434/v1 (Ollama)")
+    model_fast: str | None = Field(default=None, alias="PM_MODEL_FAST", description="fast tier (default Haiku 4.5)")
+    model_balanced: str | None = Field(
+        default=None, alias="PM_MODEL_BALANCED", description="balanced tier (default Sonnet 4.6)")
+    model_deep: str | None = Field(default=None, alias="PM_MODEL_DEEP", description="deep tier (default Opus 4.5)")
+    openai_model_fast: str | None = Field(default=None, alias="PM_OPENAI_MODEL_FAST")
+    openai_model_balanced: str | None = Field(default=None, alias="PM_OPENAI_MODEL_BALANCED")
+    openai_model_deep: str | None = Field(default=None, alias="PM_OPENAI_MODEL_DEEP")
+    agent_max_steps: int = Field(
+        default=0, ge=0, le=50, alias="PM_AGENT_MAX_STEPS",
+        description="model calls per agent at most (0: each prompt file's own max_steps)")
+    agent_context_tokens: int = Field(default=200_000, ge=8_000, alias="PM_AGENT_CONTEXT_TOKENS")
+    agent_result_share: float = Field(
+        default=0.02, gt=0, le=0.5, alias="PM_AGENT_RESULT_SHARE",
+        description="share of the context window one tool result may take; more is kept as a pageable artifact")
+    agent_compact_share: float = Field(
+        default=0.5, gt=0, le=0.95, alias="PM_AGENT_COMPACT_SHARE",
+        description="compact an agent's conversation (fast tier) past this share of the window")
+    agent_timeout_s: float = Field(default=120.0, gt=0, alias="PM_AGENT_TIMEOUT_S")
     vault_addr: str | None = Field(default=None, alias="VAULT_ADDR")
     vault_token: SecretStr | None = Field(default=None, alias="VAULT_TOKEN")
     vault_role_id: str | None = Field(
@@ -167,7 +191,7 @@ class Settings(BaseSettings):
 
     @property
     def llm_enabled(self) -> bool:
-        return self.anthropic_api_key is not None
+        return self.anthropic_api_key is not None or self.openai_api_key is not None
 
 
 def load_settings(**overrides: object) -> Settings:

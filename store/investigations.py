@@ -224,7 +224,11 @@ def find_open_by_fingerprint(*, session: Session, fingerprint: str) -> Investiga
     return session.scalars(stmt).first()
 
 
-def request_cancel(*, session: Session, investigation_id: str) -> Investigation:
+#: ``error`` of an investigation whose cancellation someone asked for: this prefix and who.
+CANCELLED_BY = "cancelled by "
+
+
+def request_cancel(*, session: Session, investigation_id: str, by: str | None = None) -> Investigation:
     """Ask for an investigation to stop.
 
     A QUEUED one is cancelled at once (with its ``cancelled`` event); a RUNNING one is flagged
@@ -240,6 +244,8 @@ def request_cancel(*, session: Session, investigation_id: str) -> Investigation:
     if inv.status in TERMINAL_STATUSES:
         return inv
     inv.cancel_requested = True
+    if by:
+        inv.error = f"{CANCELLED_BY}{by}"  # said when it stops ("Cancelled by …")
     if inv.status == "QUEUED":
         mark_cancelled(session=session, inv=inv)
     session.flush()
@@ -253,7 +259,8 @@ def mark_cancelled(*, session: Session, inv: Investigation) -> None:
     inv.phase = "CANCELLED"
     inv.finished_at = now
     inv.updated_at = now
-    outbox.append(session=session, investigation_id=inv.id, kind="cancelled", payload={})
+    by = inv.error[len(CANCELLED_BY):] if inv.error and inv.error.startswith(CANCELLED_BY) else None
+    outbox.append(session=session, investigation_id=inv.id, kind="cancelled", payload={"by": by} if by else {})
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -251,6 +251,24 @@ def claim_pending(
     return claimed
 
 
+def release_claims(*, session: Session) -> int:
+    """Make every claimed delivery due now: for a process that knows all claims are its dead
+    predecessor's (the Slack bot on its own embedded SQLite, at start-up). ``attempts`` stays
+    counted, so the publisher looks for what the dead drainer may have posted before posting.
+
+    Returns:
+        How many claims were released.
+    """
+    now = utcnow()
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.status == "pending", Delivery.claim_token.is_not(None), Delivery.next_attempt_at > now)
+        .values(next_attempt_at=now, claim_token=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 def _delivery(session: Session, delivery_id: int, token: str | None = None) -> Delivery | None:
     """The delivery row; None when ``token`` is given and another drainer's claim replaced ours."""
     delivery = session.get(Delivery, delivery_id)

@@ -194,7 +194,7 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         if entry is not None and svc in entry.get("victim_of", []):
             why = f"it calls {svc}, which failed as early"
         hyp["statement"] += f" {reported}, where the report came from, is a victim: {why}."
-        evidence.append({"source": "topology", "ref": f"topology:{reported}",
+        evidence.append({"source": "metrics", "ref": f"topology:{reported}",  # spec sources only
                          "summary": f"{reported} (reported) is a victim of {svc}: {why}"})
 
 

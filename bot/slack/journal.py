@@ -18,9 +18,9 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.slack import gate
@@ -196,6 +196,10 @@ class InboundJournal:
     def _commit(self, inserts: list[tuple[tuple[str, Any], Any]], marks: list[tuple[str, str]]) -> list[bool]:
         keys = [k for (k, _), _ in inserts]
         with self._session() as s:
+            if keys and s.get_bind().dialect.name == "postgresql":
+                results = self._insert_new(s, inserts)
+                self._apply_marks(s, marks)
+                return results
             seen = set(s.scalars(select(InboundDelivery.delivery_key).where(
                 InboundDelivery.source == SOURCE, InboundDelivery.delivery_key.in_(keys)))) if keys else set()
             results, rows = [], []
@@ -212,6 +216,31 @@ class InboundJournal:
                 # one executemany, not the ORM unit of work: the ack path is CPU-bound under a burst
                 s.execute(insert(InboundDelivery), rows)
             self._apply_marks(s, marks)
+        return results
+
+    @staticmethod
+    def _insert_new(session: Any, inserts: list[tuple[tuple[str, Any], Any]]) -> list[bool]:
+        """PostgreSQL: ``INSERT … ON CONFLICT DO NOTHING RETURNING delivery_key``, one statement per
+        batch; a key not returned was recorded before (a repeat). It replaces a look-up with a
+        200-key IN list and then an insert: under a burst on a busy machine that look-up alone was
+        most of the commit (bench/slack_ack.py on PostgreSQL, docs/slack.md)."""
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        table = cast(Table, InboundDelivery.__table__)
+        now = utcnow()
+        rows, first = [], set()
+        for (key, payload), _ in inserts:
+            if key not in first:  # the same envelope twice in one batch: the second is a repeat
+                first.add(key)
+                rows.append({"source": SOURCE, "delivery_key": key, "payload": payload, "received_at": now,
+                             "status": "accepted"})
+        stmt = (pg_insert(table).on_conflict_do_nothing(index_elements=[table.c.source, table.c.delivery_key])
+                .returning(table.c.delivery_key))
+        new = set(session.execute(stmt, rows).scalars())
+        results = []
+        for (key, _), _ in inserts:
+            results.append(key in new)
+            new.discard(key)
         return results
 
     def _one_by_one(self, inserts: list[tuple[tuple[str, Any], Any]], marks: list[tuple[str, str]]) -> list[bool]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from agents.followup import make_answerer
@@ -19,13 +21,21 @@ from bot.slack.replay import replay_unfinished
 from bot.slack.settings import SlackSettings
 from bot.slack.starts import StartBatcher
 from bot.slack.sweeper import Sweeper
-from publishers.slack import SlackPublisher, make_slack_alarm, make_web_client
+from publishers.slack import make_slack_alarm, make_slack_publisher, make_web_client
+from store import outbox
 from store.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 #: The bot process's GIL switch interval (see SlackBot.start).
 SWITCH_INTERVAL_S = 0.001
+
+
+#: A delivery still "accepted" this long after its ack is replayed: work in flight in a live bot
+#: process links its row within a second or two, even in a burst of 500 (docs/slack.md).
+REPLAY_GRACE_S = 10.0
+#: How often the sweeper looks for such deliveries.
+REPLAY_PERIOD_S = 5.0
 
 
 class SlackBot:
@@ -65,15 +75,14 @@ class SlackBot:
             runtime = build_runtime(settings, cost=load_cost_settings())
         self.runtime = runtime
         # The publisher gets its own client: a 429 there must become RetryLater, not a sleep.
-        self.runtime.register_publisher("slack", SlackPublisher(make_web_client(
-            token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url)))
+        self.runtime.register_publisher("slack", make_slack_publisher(settings))
         self.runtime.alarm = make_slack_alarm(settings)  # dead-lettered deliveries, when PM_ADMIN_CHANNEL is set
         if runtime.engine.dialect.name == "sqlite":
             WriteGate().install(runtime.engine)  # one writer: the ack path's commit goes first
         self.journal = InboundJournal(runtime.session)
         # Background work (starts, outbox lanes) steps aside while envelopes wait for their ack.
         self.pressure = AckPressure()
-        self.sweeper = Sweeper(runtime, periodic=self.replay, pressure=self.pressure)
+        self.sweeper = Sweeper(runtime, periodic=self.replay, period_s=REPLAY_PERIOD_S, pressure=self.pressure)
         self.handoff = Handoff(self.journal, threads=2, on_done=self.sweeper.poke, pressure=self.pressure)
         self.starts = StartBatcher(runtime, self.journal, self.client, on_done=self.sweeper.poke,
                                    pressure=self.pressure)
@@ -86,6 +95,8 @@ class SlackBot:
                                  api_url=settings.slack_api_url, quick=self._quick, pressure=self.pressure)
         self._want_worker = worker
         self._worker: Any = None
+        self.settings = settings
+        self._home_lock: int | None = None
 
     def start(self) -> SlackBot:
         """Start the worker, journal and sweeper, replay unfinished deliveries, connect; returns at once."""
@@ -94,12 +105,25 @@ class SlackBot:
         # waited up to 5 ms per round trip for a busy thread. 1 ms cut the ack p99 of
         # bench/slack_ack.py by ~10% in paired runs (docs/slack.md).
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
+        # The only bot on its embedded database (SQLite under PM_HOME, and no other live bot holds the
+        # home's lock): outbox claims still held, and deliveries still "accepted", were a dead
+        # predecessor's. Waiting out their lease and the replay grace kept a killed-and-restarted bot's
+        # threads silent (issue #12). Anywhere else a sibling may still be working on them.
+        sole = self.runtime.engine.dialect.name == "sqlite" and self._lock_home()
+        if sole:
+            with self.runtime.session() as s:
+                if outbox.release_claims(session=s):
+                    log.warning("released outbox claims left by a previous bot process")
+                s.commit()
         if self._want_worker:
             self._worker = self.runtime.start_worker()
         self.journal.start()
         self.starts.start()
         self.sweeper.start()
-        self.replay()
+        # Embedded SQLite belongs to this one bot (PM_HOME): whatever is still "accepted" now was acked
+        # by a process that died, so it is replayed at once instead of after the grace a sibling on a
+        # shared database gets (issue #12: a minute of "Starting…" after a crash and restart).
+        self.replay(0.0 if sole else REPLAY_GRACE_S)
         self.front.connect()
         log.info("slack bot connected (api %s)", self.client.base_url)
         return self
@@ -110,7 +134,7 @@ class SlackBot:
             return command_investigate.quick_ack(body, self.ctx)
         return None
 
-    def replay(self, older_than_s: float = 60.0) -> int:
+    def replay(self, older_than_s: float = REPLAY_GRACE_S) -> int:
         """Re-run deliveries acked by an earlier process that died before their work finished.
 
         Returns:
@@ -118,6 +142,27 @@ class SlackBot:
         """
         return replay_unfinished(app=self.app, runtime=self.runtime, journal=self.journal,
                                  older_than_s=older_than_s)
+
+    def _lock_home(self) -> bool:
+        """Take PM_HOME's bot lock (``slack-bot.lock``, an flock the kernel drops when the process
+        dies, even by SIGKILL); False when another live bot holds it or the home is not writable."""
+        try:
+            import fcntl
+
+            home = Path(self.settings.home)
+            home.mkdir(parents=True, exist_ok=True)
+            fd = os.open(home / "slack-bot.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except (ImportError, OSError):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            log.info("another bot runs on %s: unfinished work is left to it for %.0f s", self.settings.home,
+                     REPLAY_GRACE_S)
+            return False
+        self._home_lock = fd
+        return True
 
     def stop(self) -> None:
         """Close the connection, finish handed-off work, then stop the journal, sweeper and worker."""
@@ -128,3 +173,6 @@ class SlackBot:
         self.sweeper.stop()
         if self._worker:
             self._worker.stop(timeout_ms=10_000)
+        if self._home_lock is not None:
+            os.close(self._home_lock)  # releases the home's bot lock
+            self._home_lock = None

@@ -37,6 +37,10 @@ class SlackSettings(BaseSettings):
         description="domain=channel pairs, e.g. 'payments=C0PAY,bookings=C0BOOK', or a JSON object "
                     "(PM_SLACK_DOMAIN_CHANNELS is the old name, still read)")
     default_mode: str = Field(default="balanced", alias="PM_SLACK_DEFAULT_MODE")
+    oncall_groups: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, alias="PM_SLACK_ONCALL_GROUPS",
+        description="domain=user-group pairs (S… ids), e.g. 'payments=S0PAYONCALL', or a JSON object: members may "
+                    "cancel / re-run the domain's investigations (docs/slack.md, who may act)")
 
     @field_validator("admins", mode="before")
     @classmethod
@@ -48,7 +52,7 @@ class SlackSettings(BaseSettings):
     def _reaction(cls, v: object) -> object:
         return str(v).strip().strip(":") if v is not None else v
 
-    @field_validator("domain_channels", mode="before")
+    @field_validator("domain_channels", "oncall_groups", mode="before")
     @classmethod
     def _channels(cls, v: object) -> object:
         if not isinstance(v, str):

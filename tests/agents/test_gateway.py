@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from mcp.server.mcpserver import MCPServer
 
-from agents.errors import GatewayConfigError, ToolError
+from agents.errors import GatewayConfigError, NotFoundToolError, ToolError
 from agents.gateway import default_sandbox_config, open_gateway
 from agents.tools import ToolSource
 from sandbox.tools import WorldTools
@@ -47,6 +47,7 @@ def test_stdio_gateway_answers_every_capability_like_worldtools(reference):
         with pytest.raises(ToolError) as info:
             gw.call("tickets.get", key="NOPE-1")
     assert "tickets.get via MCP server 'tickets'" in str(info.value) and "no ticket 'NOPE-1'" in str(info.value)
+    assert isinstance(info.value, NotFoundToolError)  # an answer ("no such key"), not an outage
     assert not info.value.retryable
     assert seen == gw.calls and len(seen) == len(CALLS) + 1
     first = seen[2]

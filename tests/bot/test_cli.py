@@ -19,7 +19,8 @@ PM = [sys.executable, "-m", "bot.cli"]
 CLEAN_ENV = {
     k: v
     for k, v in os.environ.items()
-    if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "S3_BUCKET", "ANTHROPIC_API_KEY", "MCP_CONFIG", "PM_WORLD")
+    if k not in ("DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "S3_BUCKET", "ANTHROPIC_API_KEY", "MCP_CONFIG", "PM_WORLD",
+                 "OPENAI_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_BASE_URL")
 }
 
 

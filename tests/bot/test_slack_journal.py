@@ -1,4 +1,4 @@
-"""The group-commit journal on a real SQLite database: new vs repeat, within and across batches."""
+"""The group-commit journal on real SQLite and PostgreSQL: new vs repeat, within and across batches."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from bot.slack.journal import InboundJournal
@@ -14,8 +15,13 @@ from store.db import make_engine, make_session_factory, upgrade
 from store.models import InboundDelivery
 
 
-def test_a_burst_is_recorded_once_per_key_and_repeats_are_told_apart(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'pm.db'}"
+@pytest.fixture(params=["sqlite", "pg"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # PostgreSQL takes another path (INSERT … ON CONFLICT DO NOTHING RETURNING): both must agree
+    return f"sqlite:///{tmp_path / 'pm.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def test_a_burst_is_recorded_once_per_key_and_repeats_are_told_apart(url: str) -> None:
     upgrade(url)
     engine = make_engine(url)
     factory = make_session_factory(engine)

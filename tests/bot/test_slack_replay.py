@@ -8,6 +8,8 @@ process) and a row another process is replaying are left alone.
 
 from __future__ import annotations
 
+import fcntl
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -57,8 +59,14 @@ def test_an_acked_delivery_left_by_a_dead_process_is_replayed_once_at_start_up(t
             ])
             s.commit()
         engine.dispose()
+        # A sibling bot is alive on this home (it holds the home's lock): the fresh row may be its own
+        # work in flight, so only rows older than the grace are replayed.
+        home.mkdir(parents=True, exist_ok=True)
+        sibling = os.open(home / "slack-bot.lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(sibling, fcntl.LOCK_EX | fcntl.LOCK_NB)
         bot = SlackBot(settings, SlackSettings(), worker=False, verify_token=False,
                        sources={"world": str(SHARED / "worlds/example-2")}).start()
+        os.close(sibling)
         try:
             parent = fake.wait_for(lambda: next((m for m in fake.bot_messages("CR1") if not m.get("thread_ts")),
                                                 None), 20, "the replayed command's parent message")
@@ -118,3 +126,28 @@ def test_a_replay_whose_dispatch_fails_goes_back_to_accepted_for_the_next_try(tm
         assert s.scalar(select(InboundDelivery.status).where(InboundDelivery.delivery_key == "cmd:bad")) == "accepted"
         assert s.scalar(select(func.count()).select_from(InboundDelivery)) == 1
     engine.dispose()
+
+
+def test_the_only_bot_on_its_home_replays_every_unfinished_delivery_at_start_up(tmp_path: Path) -> None:
+    """Issue #12: killed right after an ack and restarted at once, the user waited a minute for the replay.
+    No other bot holds the home's lock: everything still "accepted" is a dead predecessor's."""
+    home = tmp_path / "pm"
+    with FakeSlack() as fake:
+        settings = load_settings(PM_HOME=str(home), SLACK_BOT_TOKEN="xoxb-t", SLACK_APP_TOKEN="xapp-t",
+                                 SLACK_API_URL=fake.api_url)
+        upgrade(settings.effective_database_url)
+        engine = make_engine(settings.effective_database_url)
+        with make_session_factory(engine)() as s:
+            s.add(InboundDelivery(source=SOURCE, delivery_key="cmd:just-acked", status="accepted",
+                                  payload=_slash("CR4", "just-acked", "checkout down"), received_at=utcnow()))
+            s.commit()
+        engine.dispose()
+        bot = SlackBot(settings, SlackSettings(), worker=False, verify_token=False,
+                       sources={"world": str(SHARED / "worlds/example-2")}).start()
+        try:
+            parent = fake.wait_for(lambda: next((m for m in fake.bot_messages("CR4") if not m.get("thread_ts")),
+                                                None), 20, "the replayed command's parent message")
+            assert "checkout down" in parent["text"]
+        finally:
+            bot.stop()
+            bot.runtime.close()

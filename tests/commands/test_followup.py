@@ -39,7 +39,7 @@ def test_why_not_uses_rank_counter_evidence_and_onset() -> None:
     assert "#2" in shipping and "shipping error rate flat" in shipping
     checkout = answer("why not the checkout deploy?", INV, CPS, [])
     assert "chg-9000" in checkout and "after" in checkout
-    assert "*is* my top hypothesis" in answer("why not pricing?", INV, CPS, [])
+    assert "It *is*" in answer("why not pricing?", INV, CPS, [])
 
 
 def test_root_cause_fix_and_fallback() -> None:

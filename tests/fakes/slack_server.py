@@ -61,6 +61,7 @@ class FakeSlack:
         self.post_times: dict[tuple[str, str], float] = {}
         self.users: dict[str, dict[str, Any]] = {}
         self.usergroups: dict[str, list[str]] = {}
+        self.members: dict[str, list[str]] = {}  # channel id -> member user ids (conversations.members)
         self.rate_limited: list[dict[str, Any]] = []
         self.channels: dict[str, dict[str, Any]] = {}
         self.valid_tokens: set[str] | None = None
@@ -446,6 +447,15 @@ class FakeSlack:
         page = ordered[start:start + limit]
         nxt = f"chan:{start + limit}" if start + limit < len(ordered) else ""
         return {"ok": True, "channels": [dict(c) for c in page], "response_metadata": {"next_cursor": nxt}}
+
+    def _m_conversations_members(self, a: dict) -> dict:
+        members = self.members.get(a.get("channel", ""))
+        if members is None:
+            return {"ok": False, "error": "channel_not_found"}
+        start = int(str(a.get("cursor") or "0") or 0)
+        limit = int(a.get("limit") or 100)
+        nxt = str(start + limit) if start + limit < len(members) else ""
+        return {"ok": True, "members": members[start:start + limit], "response_metadata": {"next_cursor": nxt}}
 
     def _m_conversations_info(self, a: dict) -> dict:
         channel = self.channels.get(a.get("channel", ""))

@@ -8,6 +8,7 @@ import socket
 import pytest
 
 from pipeline import phases as P
+from pipeline.errors import TriggerNotFound
 from pipeline.plan import PhaseState, engine_plan
 from pipeline.runtime import build_runtime
 from pipeline.tools import JiraTickets, open_tools
@@ -69,11 +70,29 @@ def test_the_jira_ticket_is_the_context(jira):
 
 
 @pytest.mark.integration
-def test_an_unknown_jira_key_falls_back_to_the_tool_servers_and_is_noted(jira):
+def test_a_jira_404_is_permanent_and_said_instead_of_investigating_the_world_s_ticket(jira):
+    # Issue #12: a ticket Jira answers 404 for was investigated (the world's ticket) and the 404 retried.
     jira.issues.pop(KEY)
-    ctx = _context(_settings(jira.url))
-    assert ctx["ticket"]["summary"] == "orders: errors since this morning"  # the sandbox's ticket
-    assert f"jira (tickets.get {KEY} failed: HTTP 404)" in ctx["missing_sources"]
+    with pytest.raises(TriggerNotFound) as err:
+        _context(_settings(jira.url))
+    assert f"no ticket {KEY} in Jira — check the key" in str(err.value)
+    assert jira.requests.count(("GET", f"/rest/api/2/issue/{KEY}")) == 1  # asked once, not retried
+
+
+@pytest.mark.integration
+def test_an_unknown_key_of_the_tool_servers_is_said_without_jira():
+    settings = Settings(PM_WORLD=str(WORLD))
+    with pytest.raises(TriggerNotFound, match="no ticket NOPE-99999 in the tickets source — check the key"):
+        _context(settings, "NOPE-99999")
+    inv = {"id": "inv-alert", "trigger": {"alert": "pd-0000"}, "sources": {}}
+    tools = open_tools(inv, settings)
+    try:
+        state = PhaseState(investigation=inv, trigger=inv["trigger"], window=None, outputs={},
+                           _tools_factory=lambda: tools)
+        with pytest.raises(TriggerNotFound, match="no alert pd-0000 in the observability source"):
+            engine_plan()[P.CONTEXT_GATHERING](state)
+    finally:
+        tools.close()
 
 
 def test_without_jira_settings_the_gateway_is_not_wrapped():

@@ -98,6 +98,20 @@ def test_slack_messages_built_from_outside_text_are_inert(t, user):
     who = mention(user)
     _assert_inert([client.posted[0]["text"]], allowed=(who,) if who else ())
     assert who is None or who == "<@U0ABC123>"
+    # parents of Jira and alert investigations link the ticket / alert: only a link we built
+    for trigger, origin, link in (
+            ({"ticket": t[3]}, {"kind": "jira", "jira_key": t[3]}, None),
+            ({"ticket": "PAY-1"}, {"kind": "jira", "jira_key": "PAY-1"}, "<https://j.example/browse/PAY-1|PAY-1>"),
+            ({"alert": t[4] or "pd-1", "title": t[5], "url": "https://am.example/a?x=1&y=2"},
+             {"kind": "webhook", "source": t[6]}, f"<https://am.example/a?x=1&amp;y=2|{mrkdwn(t[4] or 'pd-1')}>"),
+            ({"alert": t[4] or "pd-1", "url": t[7]}, {"kind": "webhook"}, None)):
+        client = _Recorder()
+        SlackPublisher(client, ticket_url=lambda k: f"https://j.example/browse/{k}")._ensure_parent(  # type: ignore[arg-type]
+            {**inv, "trigger": trigger, "origin": origin, "requested_by": "jira"}, "C1", {}, False)
+        text = client.posted[0]["text"]
+        if link:
+            assert link in text
+        _assert_inert([text], allowed=(link,) if link else ())
 
 
 @settings(max_examples=100, deadline=None)

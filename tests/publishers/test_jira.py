@@ -127,3 +127,34 @@ def test_report_links_the_report_page_when_given():
     assert "[report page|https://pm.example.org/investigations/inv-1?token=a.b.c]" in body
     assert "report page" not in render_report(report, "inv-1")
     assert "report page" not in render_report(report, "inv-1", None, "https://x/]evil|")  # no markup breakout
+
+
+def test_a_ticket_jira_does_not_know_is_given_up_at_once_not_retried(jira, tmp_path, sqlite_url):
+    """Issue #12: a Jira 404 was retried as if transient (outbox backoff for hours, then a dead letter)."""
+    from pipeline import publishing
+    from pipeline.runtime import build_runtime
+    from publishers.errors import Permanent
+    from store import investigations as invs
+    from store import outbox
+    from store.config import Settings
+    from store.db import upgrade
+
+    inv = {**_inv(), "origin": {"kind": "jira", "jira_key": "NOPE-1"}}
+    with pytest.raises(Permanent, match="HTTP 404"):
+        _publisher(jira).deliver({"kind": "created"}, inv, None)
+    upgrade(sqlite_url)
+    rt = build_runtime(Settings(DATABASE_URL=sqlite_url, PM_HOME=str(tmp_path / "pm")), tools_factory=lambda inv: None)
+    try:
+        with rt.session() as s:
+            inv_id = invs.create(session=s, trigger={"ticket": "NOPE-1"}, origin={"kind": "jira", "jira_key": "NOPE-1"}).id
+            s.commit()
+        before = len(jira.requests)
+        counts = publishing.drain(rt, "jira", _publisher(jira, attempts=3))
+        assert counts == {"done": 1, "retry": 0, "failed": 0, "wait_ms": 0}
+        assert len(jira.requests) - before == 1  # one POST of the comment, answered 404, not tried again
+        with rt.session() as s:
+            assert outbox.pending_count(session=s, sink="jira") == 0
+            pub = outbox.get_publication(session=s, investigation_id=inv_id, sink="jira", target="NOPE-1")
+            assert "HTTP 404" in pub.external_ref["skipped"]
+    finally:
+        rt.close()

@@ -1,10 +1,10 @@
-""""Cancel" button: requester or admin only."""
+""""Cancel" button (on the status message while it runs): who may act is bot.slack.context.authoriser."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.slack.context import ack_and_defer, pm
+from bot.slack.context import ack_and_defer, authoriser, pm
 from commands import investigate
 from commands.errors import CommandError
 from publishers.escape import mrkdwn
@@ -25,7 +25,8 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
     user = body["user"]["id"]
     channel = (body.get("channel") or {}).get("id")
     try:
-        investigate.cancel(runtime=ctx.runtime, investigation_id=inv_id, user=user, admins=ctx.admins())
+        investigate.cancel(runtime=ctx.runtime, investigation_id=inv_id, user=user,
+                           authorise=authoriser(ctx, user, channel))
     except CommandError as exc:
         client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {mrkdwn(str(exc))}")
         return

@@ -1,10 +1,10 @@
-""""Re-run deep" button: requester or admin only; the new run posts into the same thread."""
+""""Re-run deep" button: who may act is bot.slack.context.authoriser; the new run posts into the same thread."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from bot.slack.context import ack_and_defer, pm
+from bot.slack.context import ack_and_defer, authoriser, pm
 from commands import investigate
 from commands.errors import CommandError
 from commands.requests import Origin
@@ -29,7 +29,7 @@ def _work(body: dict[str, Any], client: Any, context: Any) -> None:
     thread_ts = message.get("thread_ts") or message.get("ts")
     try:
         result = investigate.rerun(runtime=ctx.runtime, investigation_id=inv_id, mode="deep", user=user,
-                                   admins=ctx.admins(),
+                                   authorise=authoriser(ctx, user, channel),
                                    origin=Origin(kind="slack", channel=channel, thread_ts=thread_ts, user=user))
     except CommandError as exc:
         client.chat_postEphemeral(channel=channel, user=user, text=f":no_entry: {mrkdwn(str(exc))}")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.slack import modal
-from bot.slack.context import pm
+from bot.slack.context import authoriser, pm
 from bot.slack.normalise import USAGE, parse_slash, slash_request
 from commands import investigate
 from commands.errors import CommandError
@@ -75,8 +75,9 @@ def handle(ack: Any, body: dict[str, Any], client: Any, context: Any) -> None:
         ack(text=f"`{inv['id']}`: *{inv['status']}*, phase {inv['phase']}{verdict}")
     elif cmd.kind == "cancel":
         try:
-            investigate.cancel(runtime=ctx.runtime, investigation_id=cmd.investigation_id or "",
-                               user=body.get("user_id"), admins=ctx.admins())
+            user = body.get("user_id") or ""
+            investigate.cancel(runtime=ctx.runtime, investigation_id=cmd.investigation_id or "", user=user,
+                               authorise=authoriser(ctx, user, body.get("channel_id")))
         except CommandError as exc:
             ack(text=f":no_entry: {mrkdwn(str(exc))}")
             return
