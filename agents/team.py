@@ -2,7 +2,9 @@
 
 ``fast`` mode runs the summariser on the fast tier (no tools); ``balanced`` (the default) and
 ``deep`` run the investigator (balanced tier; deep tier in deep mode) with its read-only tools,
-then the verifier. Every agent starts from the evidence pack (:mod:`agents.grounding`); their
+then the verifier. When the verifier's confidence (the share of its grounded checks that hold; at
+most 40 when it disagrees) is under ``escalate_below``, the investigator runs once more one tier
+up (balanced → deep; never past the deep tier) and its new answer replaces the first. Every agent starts from the evidence pack (:mod:`agents.grounding`); their
 claims are grounded; the verdict rule decides; the result is the engine's report with an
 ``agents`` section (explanation, grounded hypotheses and findings, dropped citations, the
 decision, tokens and cost per agent). Nothing an agent does can fail the investigation: any
@@ -22,6 +24,10 @@ from agents.grounding import Pack, build_pack, decide, ground, names_culprit
 from agents.llm import ChatModel, LLMError
 from agents.loop import Limits, LoopResult, ToolLoop
 from agents.schemas import OUTPUTS
+
+#: verifier confidence (0-100) under which the investigator is re-run one tier up (PM_ROUTER_ESCALATE_BELOW)
+DEFAULT_ESCALATE_BELOW = 60.0
+_UP = {"fast": "balanced", "balanced": "deep", "deep": "deep"}
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +53,18 @@ class AgentTeam:
     """
 
     def __init__(self, models: Callable[[str], ChatModel], *, limits: Limits | None = None,
-                 secrets: list[str] | None = None) -> None:
+                 secrets: list[str] | None = None, escalate_below: float = DEFAULT_ESCALATE_BELOW) -> None:
         self.models = models
         self.limits = limits or Limits()
         self.secrets = [s for s in (secrets or []) if s and len(s) >= 8]
-        self._choose: Callable[[str, str, str], str] | None = None
+        self.escalate_below = escalate_below
+        self._choose: Callable[..., str] | None = None
         self._before: Callable[[], None] | None = None
 
     def run(self, *, mode: str | None, report: dict[str, Any], ctx: dict[str, Any] | None,
             chg: dict[str, Any] | None, tools: Any,
             on_turn: Callable[[str, dict[str, Any]], None] | None = None,
-            choose_tier: Callable[[str, str, str], str] | None = None,
+            choose_tier: Callable[..., str] | None = None,
             before_call: Callable[[], None] | None = None) -> TeamResult:
         """Run the mode's agents on ``report`` and merge what they found.
 
@@ -67,7 +74,8 @@ class AgentTeam:
             ctx, chg: the context and changes phases' outputs (for the evidence pack).
             tools: the investigation's ToolSource.
             on_turn: called with (agent, turn record) after each model call (the budget's charge).
-            choose_tier: ``(agent, mode, default tier) -> tier`` (the model router), or None.
+            choose_tier: ``(agent, mode, default tier, confidence=None) -> tier`` (the model router;
+                ``confidence`` is the verifier's when the investigator is re-run), or None.
             before_call: called before every model call; what it raises (the budget's cap) propagates.
         """
         self._choose, self._before = choose_tier, before_call
@@ -84,6 +92,12 @@ class AgentTeam:
                                            "Investigate this incident and submit your answer.", mode))
                 results.append(self._agent("verifier", "balanced", pack, tools, on_turn,
                                            "Check the engine's top candidate H1 and submit your checks.", mode))
+                conf = self._verifier_confidence(results[-1], pack)
+                # with a router, it decides (PM_ROUTER_ESCALATE_BELOW, budget, the mode's ceiling)
+                if conf is not None and (self._choose is not None or conf < self.escalate_below):
+                    again = self._escalate(inv_tier, conf, pack, tools, on_turn, mode)
+                    if again is not None:
+                        results[0] = again
         except LLMError as exc:  # building a model failed (bad settings): the engine's answer stands
             log.warning("the agents could not start: %s", exc)
             return TeamResult(report={**report, "agents": {"mode": mode, "status": "failed", "decision": {
@@ -91,10 +105,42 @@ class AgentTeam:
                 "verdict": report.get("verdict"), "engine_verdict": report.get("verdict")}}})
         return self._merge(mode, report, pack, results)
 
-    def _agent(self, name: str, tier: str, pack: Pack, tools: Any,
-               on_turn: Callable[[str, dict[str, Any]], None] | None, task: str, mode: str = "balanced") -> LoopResult:
-        spec = prompts.load(name)
+    @staticmethod
+    def _verifier_confidence(ver: LoopResult, pack: Pack) -> float | None:
+        """The verifier's confidence in the engine's top candidate, 0-100: the share of its grounded
+        checks that hold, at most 40 when it says it disagrees; None when it gave no usable checks."""
+        if ver.output is None:
+            return None
+        out = ver.output.model_dump()
+        kept = ground(out["checks"], pack=pack, sources=ver.sources, what="check").kept
+        if not kept:
+            return None
+        share = 100.0 * sum(1 for c in kept if c.get("holds")) / len(kept)
+        return share if out.get("agrees") else min(share, 40.0)
+
+    def _escalate(self, tier: str, confidence: float, pack: Pack, tools: Any,
+                  on_turn: Callable[[str, dict[str, Any]], None] | None, mode: str) -> LoopResult | None:
+        """The investigator once more, one tier up, or None when no higher tier is open to it."""
         if self._choose is not None:
+            up = self._choose("investigator", mode, tier, confidence)
+        else:
+            up = _UP[tier]
+        if up == tier or up not in _UP:
+            return None
+        note = (f"escalated: the verifier's confidence {confidence:.0f} is under {self.escalate_below:.0f}, "
+                f"so the investigator ran again on the {up} tier")
+        log.info("%s", note)
+        result = self._agent("investigator", up, pack, tools, on_turn,
+                             "Investigate this incident again, more carefully, and submit your answer.", mode,
+                             routed=True)
+        result.notes.insert(0, note)
+        return result
+
+    def _agent(self, name: str, tier: str, pack: Pack, tools: Any,
+               on_turn: Callable[[str, dict[str, Any]], None] | None, task: str, mode: str = "balanced",
+               *, routed: bool = False) -> LoopResult:
+        spec = prompts.load(name)
+        if self._choose is not None and not routed:
             tier = self._choose(name, mode, tier)
         compactor = None
         try:

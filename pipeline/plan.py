@@ -119,8 +119,8 @@ def _budget_hooks(budget: Any, mode: str) -> dict[str, Any]:
 
     router = budget.router()
 
-    def choose_tier(agent: str, mode_: str, default: str) -> str:
-        choice = router.choose(agent, mode=mode_ or mode, budget_left=budget.left())
+    def choose_tier(agent: str, mode_: str, default: str, confidence: float | None = None) -> str:
+        choice = router.choose(agent, mode=mode_ or mode, confidence=confidence, budget_left=budget.left())
         return str(choice.tier)
 
     def on_turn(agent: str, turn: dict[str, Any]) -> None:

@@ -301,3 +301,60 @@ def test_make_team_follows_the_settings():
     assert team_ is not None and team_.limits.max_steps == 3 and team_.limits.result_tokens == 10_000
     assert {"sk-openai-secret-1", "xoxb-secret-2"} <= set(team_.secrets)
     assert team_.models("balanced").model == "gpt-4.1"
+
+
+def _doubting_verifier(body):
+    if sm.agent_of(body) == "verifier":
+        ev = sm.pack_of(body)["evidence"][:2]
+        return sm._submit({"agrees": False, "checks": [
+            {"claim": "the errors began before the change", "holds": False, "cites": ev[:1]},
+            {"claim": "the service degraded", "holds": True, "cites": ev[1:2] or ev[:1]}]})
+    return sm.typical()(body)
+
+
+def _investigator_models(fake):
+    return [r["body"]["model"] for r in fake.requests if sm.agent_of(r["body"]) == "investigator"]
+
+
+def test_a_doubting_verifier_escalates_the_investigator_one_tier_once(claude, baseline):
+    claude.responder = _doubting_verifier
+    res = run(claude, baseline)
+    models = _investigator_models(claude)
+    assert models[0] == "claude-sonnet-4-6" and models[-1] == "claude-opus-4-5"
+    assert set(models) == {"claude-sonnet-4-6", "claude-opus-4-5"}  # once: no third tier, no second re-run
+    runs = res.report["agents"]["runs"]
+    assert [r["agent"] for r in runs] == ["investigator", "verifier"]  # the re-run replaced the first answer
+    assert runs[0]["model"] == "claude-opus-4-5"
+    assert any("escalated: the verifier's confidence 40 is under 60" in n for n in runs[0]["notes"])
+    assert engine_answer(res.report)[:2] == engine_answer(baseline[1])[:2]
+
+
+def test_a_confident_verifier_and_deep_mode_do_not_escalate(claude, baseline):
+    claude.responder = sm.typical()
+    run(claude, baseline)
+    assert set(_investigator_models(claude)) == {"claude-sonnet-4-6"}
+    claude.requests.clear()
+    claude.responder = _doubting_verifier
+    run(claude, baseline, mode="deep")  # already on the top tier
+    assert set(_investigator_models(claude)) == {"claude-opus-4-5"}
+
+
+def test_with_the_router_the_escalation_is_its_choice_and_audited(claude, baseline):
+    from agents.router import Router, config_from
+
+    choices = []
+    router = Router(config_from(escalate_below=30.0), audit=choices.append)
+
+    def choose(agent, mode, default, confidence=None):
+        return str(router.choose(agent, mode=mode, confidence=confidence).tier)
+
+    tools, report, ctx, chg = baseline
+    claude.responder = _doubting_verifier  # confidence 40: above this router's threshold of 30
+    team(claude).run(mode="balanced", report=report, ctx=ctx, chg=chg, tools=tools, choose_tier=choose)
+    assert not any(c.escalated for c in choices) and "claude-opus-4-5" not in _investigator_models(claude)
+    claude.requests.clear()
+    choices.clear()
+    router = Router(config_from(escalate_below=60.0), audit=choices.append)
+    team(claude).run(mode="balanced", report=report, ctx=ctx, chg=chg, tools=tools, choose_tier=choose)
+    assert _investigator_models(claude)[-1] == "claude-opus-4-5"
+    assert any(c.escalated and "40" in c.reason for c in choices)
