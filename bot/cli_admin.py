@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # `pm --help` must not import pydantic (item 9 of #13)
     from store.config import Settings
+
+T = TypeVar("T")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -140,12 +143,37 @@ def run_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _outbox_session(settings: Settings):  # noqa: ANN202 - a context manager of a Session
+def _in_db(settings: Settings, work: Callable[[Any], T], *, commit: bool = False) -> T:
+    """``work(session)`` in one session of the configured database (migrated first, so a fresh
+    directory gets its embedded database), committed when ``commit``; the engine is disposed after."""
     from store.db import make_engine, make_session_factory, upgrade
 
-    upgrade(settings.effective_database_url)  # a fresh directory gets its embedded database
+    upgrade(settings.effective_database_url)
     engine = make_engine(settings.effective_database_url)
-    return engine, make_session_factory(engine)
+    try:
+        with make_session_factory(engine)() as s:
+            out = work(s)
+            if commit:
+                s.commit()
+            return out
+    finally:
+        engine.dispose()
+
+
+def _print_dead(rows: list[dict[str, Any]], *, as_json: bool, none: str, line: Callable[[dict[str, Any]], str],
+                footer: str) -> int:
+    """A dead-letter listing: JSON, or one line per row and a footer saying what to do."""
+    import json
+
+    if as_json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(none)
+    else:
+        for r in rows:
+            print(line(r))
+        print(f"{len(rows)} dead-lettered; {footer}")
+    return 0
 
 
 def _budgets_runtime(settings: Settings):  # noqa: ANN202 - pipeline.runtime.Runtime, imported lazily
@@ -209,39 +237,22 @@ def run_budgets_approve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_outbox_list(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
     from store import outbox
 
-    engine, factory = _outbox_session(settings)
-    try:
-        with factory() as s:
-            rows = outbox.dead_letters(session=s, sink=args.sink, investigation_id=args.investigation)
-    finally:
-        engine.dispose()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no dead-lettered deliveries")
-        return 0
-    for r in rows:
-        print(f"{r['delivery_id']:>8} {r['sink']:<6} {r['investigation_id']:<48} #{r['seq']:<3} {r['kind']:<14} "
-              f"{r['attempts']} tries: {str(r['error'] or '')[:120]}")
-    print(f"{len(rows)} dead-lettered; send them again with `pm outbox retry`")
-    return 0
+    rows = _in_db(settings, lambda s: outbox.dead_letters(session=s, sink=args.sink,
+                                                          investigation_id=args.investigation))
+    return _print_dead(rows, as_json=args.json, none="no dead-lettered deliveries",
+                       line=lambda r: f"{r['delivery_id']:>8} {r['sink']:<6} {r['investigation_id']:<48} "
+                                      f"#{r['seq']:<3} {r['kind']:<14} {r['attempts']} tries: "
+                                      f"{str(r['error'] or '')[:120]}",
+                       footer="send them again with `pm outbox retry`")
 
 
 def run_outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
     from store import outbox
 
-    engine, factory = _outbox_session(settings)
-    try:
-        with factory() as s:
-            n = outbox.retry_dead(session=s, sink=args.sink, investigation_id=args.investigation)
-            s.commit()
-    finally:
-        engine.dispose()
+    n = _in_db(settings, lambda s: outbox.retry_dead(session=s, sink=args.sink, investigation_id=args.investigation),
+               commit=True)
     if not n:
         print("no dead-lettered deliveries to retry")
         return 0
@@ -251,28 +262,14 @@ def run_outbox_retry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_deliveries_list(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
     from store import inbound
 
-    engine, factory = _outbox_session(settings)
-    try:
-        with factory() as s:
-            rows = inbound.dead_letters(session=s, source=args.source)
-    finally:
-        engine.dispose()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    if not rows:
-        print("no dead-lettered webhook deliveries")
-        return 0
-    for r in rows:
-        print(f"{r['delivery_id']:>8} {r['source']:<12} {r['status']:<6} {r['received_at']} "
-              f"{r['attempts']} tries: {str(r['error'] or '')[:120]}")
-    print(f"{len(rows)} dead-lettered; process them again with `pm deliveries retry` once the cause is fixed "
-          "(status failed: stored by an older listener, the body no longer validates; not retried)")
-    return 0
+    rows = _in_db(settings, lambda s: inbound.dead_letters(session=s, source=args.source))
+    return _print_dead(rows, as_json=args.json, none="no dead-lettered webhook deliveries",
+                       line=lambda r: f"{r['delivery_id']:>8} {r['source']:<12} {r['status']:<6} {r['received_at']} "
+                                      f"{r['attempts']} tries: {str(r['error'] or '')[:120]}",
+                       footer="process them again with `pm deliveries retry` once the cause is fixed "
+                              "(status failed: stored by an older listener, the body no longer validates; not retried)")
 
 
 def run_deliveries_retry(args: argparse.Namespace, settings: Settings) -> int:
@@ -282,13 +279,8 @@ def run_deliveries_retry(args: argparse.Namespace, settings: Settings) -> int:
     from store import inbound
     from store.models import InboundDelivery
 
-    engine, factory = _outbox_session(settings)
-    try:
-        with factory() as s:
-            ids = inbound.retry_dead(session=s, source=args.source, delivery_ids=args.id)
-            s.commit()
-    finally:
-        engine.dispose()
+    ids = _in_db(settings, lambda s: inbound.retry_dead(session=s, source=args.source, delivery_ids=args.id),
+                 commit=True)
     if not ids:
         print("no dead-lettered webhook deliveries to retry")
         return 0
