@@ -417,6 +417,15 @@ def run_all(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] |
     template_state — see analyse_signals.
     Returns: the report dict.
     """
+    return run_phases(tools, trigger, window, template_state=template_state)[0]
+
+
+def run_phases(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] | None, *,
+               template_state: Any = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """As run_all, and also the CONTEXT_GATHERING and change outputs (the agents' evidence pack reads them).
+
+    Returns: (report, ctx, chg).
+    """
     ctx = gather_context(tools, trigger, window)
     sig = analyse_signals(tools, ctx, template_state=template_state)
     chg = gather_changes(tools, ctx)
@@ -435,4 +444,4 @@ def run_all(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] |
     if not hyp["hypotheses"]:
         hyp, ver = first_hyp, {**ver, "outcome": "DECLINED"}
     fix = fix_plan(ctx, hyp, ver, chg, sig)
-    return build_report(ctx, sig, chg, cor, hyp, ver, fix)
+    return build_report(ctx, sig, chg, cor, hyp, ver, fix), ctx, chg

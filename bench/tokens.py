@@ -50,23 +50,7 @@ MODELS = {"fast": "claude-haiku-4-5", "balanced": "claude-sonnet-4-6", "deep": "
 
 def phases(tools: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The engine's report and the context/changes outputs the agents' pack is built from."""
-    ctx = engine.gather_context(tools, None, None)
-    sig = engine.analyse_signals(tools, ctx)
-    chg = engine.gather_changes(tools, ctx)
-    cor = engine.correlate(ctx, sig, chg)
-    rejected: list[dict[str, Any]] = []
-    hyp = engine.hypothesise(ctx, sig, chg, cor, rejected=rejected)
-    ver = engine.verify(tools, ctx, sig, chg, cor, hyp)
-    for _ in range(engine.MAX_ROUNDS - 1):
-        if ver["outcome"] != "DECLINED" or not hyp["hypotheses"]:
-            break
-        rejected.append(ver["hypothesis"])
-        nxt = engine.hypothesise(ctx, sig, chg, cor, rejected=rejected)
-        if not nxt["hypotheses"]:
-            break
-        hyp, ver = nxt, engine.verify(tools, ctx, sig, chg, cor, nxt)
-    fix = engine.fix_plan(ctx, hyp, ver, chg, sig)
-    return engine.build_report(ctx, sig, chg, cor, hyp, ver, fix), ctx, chg
+    return engine.run_phases(tools, None, None)
 
 
 def team_for(fake: FakeAnthropic, deep_model: str = "claude-sonnet-4-6") -> AgentTeam:

@@ -98,23 +98,8 @@ def world_tools(world: Path) -> Any:
 
 
 def run_engine(tools: Any, trigger: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    ctx = engine.gather_context(tools, trigger, None)
-    sig = engine.analyse_signals(tools, ctx)
-    chg = engine.gather_changes(tools, ctx)
-    cor = engine.correlate(ctx, sig, chg)
-    rejected: list[dict[str, Any]] = []
-    hyp = engine.hypothesise(ctx, sig, chg, cor, rejected=rejected)
-    ver = engine.verify(tools, ctx, sig, chg, cor, hyp)
-    for _ in range(engine.MAX_ROUNDS - 1):
-        if ver["outcome"] != "DECLINED" or not hyp["hypotheses"]:
-            break
-        rejected.append(ver["hypothesis"])
-        nxt = engine.hypothesise(ctx, sig, chg, cor, rejected=rejected)
-        if not nxt["hypotheses"]:
-            break
-        hyp, ver = nxt, engine.verify(tools, ctx, sig, chg, cor, nxt)
-    fix = engine.fix_plan(ctx, hyp, ver, chg, sig)
-    return engine.build_report(ctx, sig, chg, cor, hyp, ver, fix), ctx, chg
+    """The engine's report and the context/changes outputs the agents' pack is built from."""
+    return engine.run_phases(tools, trigger, None)
 
 
 def case_tools(folder: Path, case: dict[str, Any]) -> Any:
