@@ -36,10 +36,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, QuietHandler
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 413: "request_too_large", 429: "rate_limit_error", 500: "api_error", 529: "overloaded_error"}
@@ -310,33 +309,17 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None
     return status, body, headers or {}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     state: FakeAnthropic
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        return
-
     def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("request-id", str(payload.get("request_id") or payload.get("id")))
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
+        request_id = str(payload.get("request_id") or payload.get("id"))
+        self.reply(status, {"Content-Type": "application/json", "request-id": request_id, **headers},
+                   json.dumps(payload).encode())
 
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        path, headers, body = self.read_request()
         self.state.requests.append({"path": path, "headers": headers, "body": body})
         if path != "/v1/messages":
             self._send(*_error(404, f"no route POST {path}"))
@@ -344,11 +327,7 @@ class _Handler(BaseHTTPRequestHandler):
         delay = self.state._delay()
         if delay:
             time.sleep(delay)
-        status, payload, extra = self.state.handle(headers, body)
-        try:
-            self._send(status, payload, extra)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            return
+        self._send(*self.state.handle(headers, body))
 
 
 FakeAnthropic.handler = _Handler  # the handler class is defined after the fake it serves

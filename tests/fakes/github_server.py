@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, QuietHandler
 
 _REPO = re.compile(r"^/repos/([^/]+)/([^/]+)(/.*)?$")
 _STATUSES = re.compile(r"^/deployments/(\d+)/statuses$")
@@ -205,23 +205,11 @@ class FakeGitHub(LoopbackServer):
         return status, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}, json.dumps(body).encode()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     state: FakeGitHub
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        status, headers, body = self.state.answer(self)
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-        pass
+        self.reply(*self.state.answer(self))
 
 
 FakeGitHub.handler = _Handler

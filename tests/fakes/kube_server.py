@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, QuietHandler
 
 _PATH = re.compile(r"^/(api/v1|apis/apps/v1)/namespaces/([^/]+)/(replicasets|deployments|events)$")
 _KINDS = {"replicasets": ("apps/v1", "ReplicaSetList"), "deployments": ("apps/v1", "DeploymentList"),
@@ -195,22 +195,12 @@ def _matches_labels(obj: dict[str, Any], selector: str) -> bool:
     return True
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     state: FakeKube
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         status, body, ctype = self.state.answer(self)
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a timeout test)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
-        pass
+        self.reply(status, {"Content-Type": ctype}, body)
 
 
 FakeKube.handler = _Handler

@@ -39,11 +39,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, QuietHandler
 
 _NS = 1_000_000_000
 MAX_POINTS = 11_000
@@ -617,27 +616,16 @@ class FakeLoki(LoopbackServer):
         return result
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     state: FakeLoki
     protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: Any) -> None:  # keep test output quiet
-        return
 
     def do_GET(self) -> None:  # noqa: N802 - http.server naming
         parts = urlsplit(self.path)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         headers = {k.lower(): v for k, v in self.headers.items()}
         status, ctype, body = self.state.handle(parts.path, params, headers)
-        data = (json.dumps(body) if not isinstance(body, str) else body).encode()
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
-            return
+        self.reply(status, {"Content-Type": ctype}, (json.dumps(body) if not isinstance(body, str) else body).encode())
 
 
 FakeLoki.handler = _Handler

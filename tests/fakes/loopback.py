@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -39,3 +40,32 @@ class LoopbackServer:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class QuietHandler(BaseHTTPRequestHandler):
+    """Request handler base of the stand-ins: no access log, a JSON body reader and one way to answer."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+        return
+
+    def read_request(self) -> tuple[str, dict[str, str], Any]:
+        """(path without query, lower-cased headers, the JSON body or None when absent or not JSON)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        return self.path.split("?", 1)[0], {k.lower(): v for k, v in self.headers.items()}, body
+
+    def reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        """Send status, headers (Content-Length added) and body; a client that already hung up is ignored."""
+        self.send_response(status)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test)

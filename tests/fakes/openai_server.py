@@ -22,10 +22,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.loopback import LoopbackServer
+from tests.fakes.loopback import LoopbackServer, QuietHandler
 
 
 def call(name: str, arguments: dict[str, Any] | str | None = None) -> dict[str, Any]:
@@ -156,38 +155,18 @@ def _error(status: int, message: str, code: str, headers: dict[str, str] | None 
     return status, {"error": {"message": message, "type": kind, "param": None, "code": code}}, headers or {}
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     state: FakeOpenAI
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, *args: Any) -> None:
-        return
-
     def do_POST(self) -> None:  # noqa: N802 - http.server naming
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        path = self.path.split("?", 1)[0]
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        path, headers, body = self.read_request()
         self.state.requests.append({"path": path, "headers": headers, "body": body})
         if path != "/v1/chat/completions":
             status, payload, extra = _error(404, f"Invalid URL (POST {path})", "unknown_url")
         else:
             status, payload, extra = self.state.handle(headers, body)
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in extra.items():
-            self.send_header(k, v)
-        self.end_headers()
-        try:
-            self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            return
+        self.reply(status, {"Content-Type": "application/json", **extra}, json.dumps(payload).encode())
 
 
 FakeOpenAI.handler = _Handler
