@@ -33,7 +33,7 @@ from sandbox.tools import WorldTools
 from sandbox.world import LEVEL_RANK, MAX_MESSAGE_CHARS, LogIndex, World
 from sources.base import Provider
 from sources.errors import SourceError
-from sources.logshape import cut_message, epoch_of, iso_ts, normalise_level, sample
+from sources.logshape import cut_message, dig, epoch_of, iso_ts, normalise_level, sample
 from store.errors import ConfigError
 
 #: Default bounds of one query.
@@ -477,7 +477,7 @@ class FileLogsProvider(Provider):
     def _normalise(self, rec: dict[str, Any], service: str | None) -> tuple[float, dict[str, Any]] | None:
         """A decoded JSON line in the contract's shape (reusing the dict when it already is one)."""
         f = self.fields
-        ts = rec.get(f["ts"]) if f["ts"] in rec else _dig(rec, f["ts"])
+        ts = rec.get(f["ts"]) if f["ts"] in rec else dig(rec, f["ts"])
         if (
             f["ts"] == "ts" and f["level"] == "level" and f["message"] == "message"
             and isinstance(ts, str) and ts.endswith("Z") and rec.get("level") in LEVEL_RANK
@@ -495,7 +495,7 @@ class FileLogsProvider(Provider):
             return when, rec  # the world format's own shape: keep the dict (and its key order)
         return self._shape(ts, _pick(rec, f["level"]), _pick(rec, f["message"]), _pick(rec, f["service"]),
                            _pick(rec, f["host"]), _pick(rec, f["trace_id"]), service, has_message=f["message"] in rec
-                           or _dig(rec, f["message"]) is not None)
+                           or dig(rec, f["message"]) is not None)
 
     def _shape(self, ts: Any, level: Any, message: Any, line_service: Any, host: Any, trace_id: Any,
                service: str | None, *, has_message: bool = True) -> tuple[float, dict[str, Any]] | None:
@@ -524,20 +524,8 @@ def _loads(raw: str) -> Any:
         return None
 
 
-def _dig(rec: dict[str, Any], name: str) -> Any:
-    """``rec[name]``, or for a dotted name the nested value (``log.level`` -> ``rec["log"]["level"]``)."""
-    if name in rec:
-        return rec[name]
-    value: Any = rec
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
-
-
 def _pick(rec: dict[str, Any], name: str) -> Any:
-    return rec[name] if name in rec else _dig(rec, name) if "." in name else None
+    return rec[name] if name in rec else dig(rec, name) if "." in name else None
 
 
 def _world(indexes: list[_FileIndex], where: str) -> World:

@@ -146,3 +146,15 @@ def sample(line: str | bytes, width: int = 120) -> str:
     text = line.rstrip("\r\n")
     quoted = repr(text[:width])
     return quoted + ("..." if len(text) > width else "")
+
+
+def dig(rec: dict[str, Any], name: str) -> Any:
+    """``rec[name]``, or for a dotted name the nested value (``log.level`` -> ``rec["log"]["level"]``)."""
+    if name in rec:
+        return rec[name]
+    value: Any = rec
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value

@@ -58,7 +58,7 @@ from sandbox.errors import ToolArgumentError
 from sandbox.world import LEVELS, iso
 from sources.base import Provider, http_error
 from sources.errors import SourceError
-from sources.logshape import aliases_of, cut_message, level_set, normalise_level
+from sources.logshape import aliases_of, cut_message, dig, level_set, normalise_level
 from store.errors import ConfigError
 
 #: The contract's largest page.
@@ -196,17 +196,6 @@ def _logfmt(line: str) -> dict[str, str]:
         if key:
             out[key] = value
     return out
-
-
-def _dig(rec: dict[str, Any], name: str) -> Any:
-    if name in rec:
-        return rec[name]
-    value: Any = rec
-    for part in name.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 class LokiProvider(Provider):
@@ -685,26 +674,26 @@ class LokiProvider(Provider):
         elif self.line_format == "logfmt":
             rec = _logfmt(raw) or None
         f = self.fields
-        message = _dig(rec, f["message"]) if rec is not None else None
+        message = dig(rec, f["message"]) if rec is not None else None
         if message is None or message == "":
             message = raw
         # The level comes from where the queries filter and count it, so that lines and counts agree.
         if mode == "label":
             level = normalise_level(labels.get(self.level_label))
         elif mode in ("json", "logfmt") and rec is not None:
-            found = _dig(rec, f["level"])
+            found = dig(rec, f["level"])
             # as text, as the query's label filter sees it (a numeric level is no level there)
             level = normalise_level(None if found is None else found if isinstance(found, str) else json.dumps(found))
         else:
             level = "INFO"
         out: dict[str, Any] = {"ts": iso(ts_ns / _NS), "service": labels.get(self.service_label, ""),
                                "level": level, "message": cut_message(message)}
-        host = _dig(rec, f["host"]) if rec is not None else None
+        host = dig(rec, f["host"]) if rec is not None else None
         if host in (None, "") and self.host_label:
             host = labels.get(self.host_label)
         if host not in (None, ""):
             out["host"] = str(host)
-        trace = _dig(rec, f["trace_id"]) if rec is not None else None
+        trace = dig(rec, f["trace_id"]) if rec is not None else None
         if trace not in (None, ""):
             out["trace_id"] = str(trace)
         return out
