@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.evidence import calibration  # noqa: E402
 from bench import rca, rca_alt  # noqa: E402
+from bench.variants import derive_all  # noqa: E402
 
 
 def _seeds(text: str) -> list[int]:
@@ -44,57 +45,87 @@ def _cached(args: argparse.Namespace, name: str, run) -> list[dict]:
         return json.loads(path.read_text())
     rows = run()
     for row in rows:
-        row["writer"] = name.rstrip("0123456789")
+        row["writer"] = name.split("-")[0].rstrip("0123456789")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(rows, default=str))
     return rows
 
 
-def _rows(args: argparse.Namespace, own: list[int], alt: list[int], nezha_parity: int | None) -> list[dict]:
+def _rows(args: argparse.Namespace, own: list[int], alt: list[int], nezha_parity: int | None,
+          hard: list[int] | None = None) -> list[dict]:
+    """The scored rows of one pool; with ``--no-logs`` each suite's logs-left-out variant too (``regime``)."""
     rows: list[dict] = []
+    regimes = ("logs", "nologs") if args.no_logs else ("logs",)
+    variant_root = Path(args.variant_dir)
+
+    def scored(name: str, worlds, *, service_only: bool = False) -> list[dict]:
+        out: list[dict] = []
+        for regime in regimes:
+            def run(regime: str = regime) -> list[dict]:
+                found = worlds()
+                if regime == "nologs":
+                    found = derive_all(found, variant_root / f"pool-{name}", no_logs=True)
+                return rca.run_suite(found, args.transport, service_only=service_only, quiet=True)
+            part = _cached(args, name if regime == "logs" else f"{name}-nologs", run)
+            out += [{**r, "regime": regime} for r in part]
+        return out
+
     for seed in own:
-        rows += _cached(args, f"own{seed}", lambda seed=seed: rca.run_suite(
-            rca.suite(Path(args.own_dir) / f"s{seed}", 60, seed), args.transport, quiet=True))
+        rows += scored(f"own{seed}", lambda seed=seed: rca.suite(Path(args.own_dir) / f"s{seed}", 60, seed))
+    for seed in hard or []:
+        rows += scored(f"hard{seed}", lambda seed=seed: rca.suite(Path(args.hard_dir) / f"s{seed}", 60, seed, True))
     for seed in alt:
-        rows += _cached(args, f"alt{seed}", lambda seed=seed: rca.run_suite(
-            rca_alt.suite(Path(args.alt_dir) / f"s{seed}", 60, seed), args.transport, quiet=True))
+        rows += scored(f"alt{seed}", lambda seed=seed: rca_alt.suite(Path(args.alt_dir) / f"s{seed}", 60, seed))
     if args.nezha and nezha_parity is not None:
-        nezha = _cached(args, "nezha", lambda: rca.run_suite(
-            [Path(p) for p in sorted(glob.glob(str(Path(args.nezha) / "tt-*")))], args.transport,
-            service_only=True, quiet=True))
+        nezha = scored("nezha", lambda: [Path(p) for p in sorted(glob.glob(str(Path(args.nezha) / "tt-*")))],
+                       service_only=True)
         rows += [r for r in nezha if int(r["world"].split("-")[-1]) % 2 == nezha_parity]
     return rows
 
 
 def writer_of(row: dict) -> str:
-    """own / alt / nezha: the writer of a scored world (by its folder name)."""
+    """own / hard / alt / nezha: the writer of a scored world (its suite's name, else its folder name)."""
+    if row.get("writer"):
+        return str(row["writer"])
     name = row["world"]
     return "nezha" if name.startswith("tt-") else "alt" if name.startswith("alt") else "own"
 
 
-def fit(rows: list[dict], fixed: dict[str, float], *, l2: float = 0.01, steps: int = 4000) -> dict[str, float]:
+def fit(rows: list[dict], fixed: dict[str, float], *, l2: float = 0.01, steps: int = 4000,
+        free: list[str] | None = None, wrong_weight: float = 1.0) -> dict[str, float]:
     """Fit the logistic confidence model on (features, top-1 hit), ``fixed`` coefficients held as they are.
 
     The same gradient descent and L2 penalty as ``bench.rca.fit``; a hand-set coefficient enters as an offset
-    so the fitted ones do not absorb (or double) what it already accounts for.
+    so the fitted ones do not absorb (or double) what it already accounts for. ``free`` — fit only these
+    (the bias included only when listed; every other coefficient comes from ``fixed``). ``wrong_weight`` — the
+    weight of a wrong top answer in the loss (1: calibrated; w: a fitted 50 means odds of w:1 of being right).
     Returns: rounded coefficients, bias and every calibration.FEATURES key.
     """
-    free = [k for k in calibration.FEATURES if k not in fixed]
+    if free is None:
+        free_keys = ["bias", *(k for k in calibration.FEATURES if k not in fixed)]
+        held = {k: v for k, v in fixed.items() if k != "bias"}
+    else:
+        free_keys = list(free)
+        held = {k: v for k, v in fixed.items() if k not in free_keys}
     data = [(r["features"], 1.0 if r["hit1"] else 0.0) for r in rows if r["features"]]
-    offsets = [sum(v * float(feats.get(k, 0.0)) for k, v in fixed.items()) for feats, _ in data]
-    weights = {"bias": 0.0, **dict.fromkeys(free, 0.0)}
+    offsets = [held.get("bias", 0.0) + sum(v * float(feats.get(k, 0.0)) for k, v in held.items() if k != "bias")
+               for feats, _ in data]
+    weights = dict.fromkeys(free_keys, 0.0)
+    value = lambda feats, k: 1.0 if k == "bias" else float(feats.get(k, 0.0))  # noqa: E731
+    total = sum(wrong_weight if y == 0.0 else 1.0 for _, y in data) or 1.0
     for _ in range(steps):
         grad = dict.fromkeys(weights, 0.0)
         for (feats, y), offset in zip(data, offsets, strict=True):
-            z = offset + weights["bias"] + sum(weights[k] * feats.get(k, 0.0) for k in free)
+            z = offset + sum(weights[k] * value(feats, k) for k in free_keys)
             p = 1.0 / (1.0 + math.exp(-max(-30, min(30, z))))
-            grad["bias"] += p - y
-            for k in free:
-                grad[k] += (p - y) * feats.get(k, 0.0)
+            share = wrong_weight if y == 0.0 else 1.0
+            for k in free_keys:
+                grad[k] += share * (p - y) * value(feats, k)
         for k in weights:
-            weights[k] -= 0.1 * (grad[k] / len(data) + l2 * weights[k])
-    return {**{k: round(v, 3) for k, v in weights.items()}, **fixed}
+            weights[k] -= 0.1 * (grad[k] / total + l2 * weights[k])
+    fitted = {k: round(v, 3) for k, v in weights.items()}
+    return {**dict.fromkeys(("bias", *calibration.FEATURES), 0.0), **held, **fitted}
 
 
 def _rescore(rows: list[dict], coefficients: dict[str, float]) -> list[dict]:
@@ -110,17 +141,22 @@ def _rescore(rows: list[dict], coefficients: dict[str, float]) -> list[dict]:
 
 
 def _summary(title: str, rows: list[dict]) -> None:
-    """One line per writer and one for all: worlds, wrong top-1, AUROC, ECE."""
+    """One line per writer and evidence regime and one for all: worlds, wrong top-1, AUROC, ECE, wrong > 50 / 80."""
     print(f"-- {title}")
-    for name in ("own", "alt", "nezha", "all"):
-        part = [r for r in rows if name == "all" or writer_of(r) == name]
-        if not part:
+    groups = [(w, g) for w in ("own", "hard", "alt", "nezha", "all") for g in ("logs", "nologs", "all")]
+    for name, regime in groups:
+        part = [r for r in rows if (name == "all" or writer_of(r) == name)
+                and (regime == "all" or r.get("regime", "logs") == regime)]
+        if not part or (regime == "all" and len({r.get("regime", "logs") for r in part}) < 2):
             continue
         _, ece = rca.reliability(part)
         roc = rca.auroc([r["confidence"] for r in part], [r["hit1"] for r in part])
-        wrong = sum(1 for r in part if not r["hit1"])
-        print(f"   {name:<6} {len(part):>4} worlds {wrong:>3} wrong   AUROC {'n/a  ' if roc is None else f'{roc:.3f}'}"
-              f"   ECE {ece:.3f}")
+        wrong = sorted((r["confidence"] for r in part if not r["hit1"]), reverse=True)
+        right = [r["confidence"] for r in part if r["hit1"]]
+        print(f"   {name:<6}{regime:<7}{len(part):>4} worlds {len(wrong):>3} wrong   AUROC "
+              f"{'n/a  ' if roc is None else f'{roc:.3f}'}   ECE {ece:.3f}   wrong >50 {sum(c > 50 for c in wrong):>2}"
+              f" >80 {sum(c > 80 for c in wrong):>2} (top {wrong[:3]})   right mean {sum(right) / max(1, len(right)):.0f}"
+              f" <=50 {sum(c <= 50 for c in right)}")
 
 
 def main() -> None:
@@ -129,6 +165,12 @@ def main() -> None:
     parser.add_argument("--alt", default="2,3,7", help="alt-writer seeds to fit on")
     parser.add_argument("--held-own", default="202", help="own-generator seeds held out")
     parser.add_argument("--held-alt", default="11", help="alt-writer seeds held out")
+    parser.add_argument("--hard", default="", help="hard-mode own-generator seeds to fit on")
+    parser.add_argument("--held-hard", default="", help="hard-mode own-generator seeds held out")
+    parser.add_argument("--hard-dir", default="/tmp/hard")
+    parser.add_argument("--no-logs", action="store_true",
+                        help="pool each suite's variant with logs left out too (bench/variants.py)")
+    parser.add_argument("--variant-dir", default="/tmp/pm-variants", help="where the no-logs variants are written")
     parser.add_argument("--nezha", default=None, help="nezha-tt folder (odd worlds fitted, even held out)")
     parser.add_argument("--own-dir", default="/tmp/own")
     parser.add_argument("--alt-dir", default="/tmp/alt")
@@ -136,15 +178,24 @@ def main() -> None:
     parser.add_argument("--hand", default="degraded,names_silent",
                         help="coefficients kept at their shipped (hand-set) values while the others are fitted")
     parser.add_argument("--l2", type=float, default=0.01, help="L2 penalty of the fit")
+    parser.add_argument("--free", default=None,
+                        help="fit only these coefficients (comma-separated; 'bias' too only if listed), holding "
+                             "every other one at its shipped value (--hand is then ignored)")
+    parser.add_argument("--wrong-weight", type=float, default=1.0,
+                        help="weight of a wrong top answer in the fit (w: a fitted 50 means odds w:1 of being right)")
     parser.add_argument("--cache", default=None, help="keep / reuse each suite's scored rows in this folder")
     parser.add_argument("--tables", action="store_true", help="also print the reliability tables")
     args = parser.parse_args()
-    fitting = _rows(args, _seeds(args.own), _seeds(args.alt), 1)
-    held = _rows(args, _seeds(args.held_own), _seeds(args.held_alt), 0)
+    fitting = _rows(args, _seeds(args.own), _seeds(args.alt), 1, _seeds(args.hard))
+    held = _rows(args, _seeds(args.held_own), _seeds(args.held_alt), 0, _seeds(args.held_hard))
     shipped = dict(calibration.COEFFICIENTS)
     # Hand-set priors the pools cannot fit (no such worlds, or too few) keep their shipped values.
     fixed = {k: shipped.get(k, 0.0) for k in args.hand.split(",") if k.strip()}
-    fitted = fit(fitting, fixed, l2=args.l2)
+    if args.free:
+        fitted = fit(fitting, shipped, l2=args.l2, free=[k for k in args.free.split(",") if k.strip()],
+                     wrong_weight=args.wrong_weight)
+    else:
+        fitted = fit(fitting, fixed, l2=args.l2, wrong_weight=args.wrong_weight)
     print("shipped:", shipped)
     print("fitted: ", fitted)
     for title, rows in (("fitting pool", fitting), ("held-out pool", held)):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_score", "named", "explains",
-            "degraded", "blames_failing", "names_silent")
+            "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close")
 
 # Fitted by `bench/rca.py --count 60 --seed 101 --nezha ../shared/eval/nezha-tt --calibrate --transport direct`
 # (L2-penalised logistic regression on the top hypothesis' features vs. top-1 hit) on the seed-101 suite plus
@@ -32,9 +32,18 @@ FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_
 # Too few such worlds to fit it: the L2 penalty shrinks a fitted weight to -0.35. A full refit on
 # that pool was NOT taken: it matched the pools' 98 % base rate (ECE 0.04 -> 0.003) by raising weak-evidence
 # answers (origin strength 0.25-0.4, wrong on Nezha and alt seed 11) from 20-55 to 84-97.
+# Evidence regime (issue #15): "no_logs" (not one log line in the window) and "no_logs_close" (the same, times
+# how close the runner-up came: ranking._regime_features) are fitted, every other coefficient held as shipped,
+# on the pooled suites with and without logs, wrong answers weighted 9 (LIKELY, above 50, then asks for fitted
+# odds of at least 9:1 of being right, where the logs-regime coefficients were fitted unweighted): `bench/
+# calibrate_pool.py --own 101 --hard 808 --alt 2,3,4,7,12 --nezha /work/shared/eval/nezha-tt --held-own
+# 202,303,404 --held-hard 909,1010 --held-alt 5,6,11,13,14,15 --no-logs --free no_logs,no_logs_close
+# --wrong-weight 9` (bench/README.md, "Calibration by evidence regime"). Held out without logs (682 worlds, 36
+# wrong): wrong answers above 50 19 -> 7, above 80 1 -> 0, AUROC 0.930 -> 0.950; right answers at or below 50
+# 26 -> 50 of 646. Worlds with logs score exactly as before (both features are 0 there).
 COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "origin_margin": 1.107,
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
-                "blames_failing": -2.0, "names_silent": -1.5}
+                "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101}
 
 
 def confidence(features: dict[str, float]) -> int:

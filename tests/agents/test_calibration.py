@@ -61,3 +61,15 @@ def test_pool_fit_keeps_hand_set_coefficients_and_learns_the_others():
 def test_writer_of_a_scored_world():
     assert [calibrate_pool.writer_of({"world": w}) for w in ("tt-014", "alt7-021", "gen-0048-capacity")] == [
         "nezha", "alt", "own"]
+
+
+def test_pool_fit_of_chosen_coefficients_only_and_weighted_wrong_answers():
+    # Fitting only the regime terms leaves the bias and every other coefficient as shipped; weighting wrong
+    # answers pushes the fitted regime term further down (a fitted 50 then means odds w:1 of being right).
+    rows = [_row(f"alt2-{i:03d}", True, no_logs=1.0) for i in range(30)]
+    rows += [_row(f"alt2-x{i:03d}", False, no_logs=1.0) for i in range(10)]
+    shipped = dict(calibration.COEFFICIENTS)
+    plain = calibrate_pool.fit(rows, shipped, free=["no_logs"], steps=300)
+    weighted = calibrate_pool.fit(rows, shipped, free=["no_logs"], steps=300, wrong_weight=9.0)
+    assert {k: v for k, v in plain.items() if k != "no_logs"} == {k: v for k, v in shipped.items() if k != "no_logs"}
+    assert weighted["no_logs"] < plain["no_logs"]

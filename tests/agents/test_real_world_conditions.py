@@ -144,3 +144,37 @@ def test_a_follow_up_change_during_a_slow_onset_yields_to_the_earlier_one_its_er
     changes.earlier_lead(alone, {"chg-2": ONSET + 180})
     assert alone[0]["position"] == "before"
     assert first_error > ONSET
+
+
+def _close_call(log_total):
+    """The top answer of two origins whose hypotheses end 0.04 apart (a change on each), read with logs or not."""
+    from agents.evidence import ranking
+
+    def origin(service, score):
+        return {"service": service, "score": score, "victim_of": [], "explains": [], "named_by": [],
+                "named_near": [], "onset": 100.0, "strength": 1.2, "own_fault": 0.0}
+
+    def change(cid, service, score):
+        return {"id": cid, "service": service, "kind": "deploy", "score": score, "position": "before",
+                "reasons": ["lands 6 min before the onset"], "against": []}
+
+    ctx = {"alerts": [], "missing_sources": [] if log_total else ["logs (no lines in the window)"]}
+    sig = {"services": {}, "series": [], "templates": [], "logs": {"total": log_total, "sampled": False}}
+    cor = {"origins": [origin("ledger", 2.0), origin("cache", 2.0)], "neighbours": [], "capacity_services": [],
+           "changes": [change("chg-1", "ledger", 0.62), change("chg-2", "cache", 0.6)]}
+    return ranking.rank(ctx, sig, cor, [])[0]
+
+
+def test_a_close_call_read_without_logs_is_inconclusive():
+    # Without logs a narrow lead is the usual sign of a wrong answer (calibration by evidence regime):
+    # such a top answer is no longer stated as LIKELY.
+    from agents.evidence import calibration
+
+    without = _close_call(0)
+    assert without["features"]["no_logs"] == 1.0 and without["features"]["no_logs_close"] > 0.9
+    assert without["confidence"] <= 50
+    assert calibration.verdict(without["confidence"], verified=True) == "INCONCLUSIVE"
+    # The same lead read with logs keeps its confidence: the regime features are 0 there.
+    kept = _close_call(5000)
+    assert kept["features"]["no_logs"] == 0.0 and kept["features"]["no_logs_close"] == 0.0
+    assert kept["confidence"] > 50
