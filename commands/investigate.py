@@ -51,7 +51,8 @@ def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
     return result
 
 
-def start_many(*, runtime: Any, requests: list[InvestigationRequest]) -> list[StartResult]:
+def start_many(*, runtime: Any, requests: list[InvestigationRequest],
+               before_commit: Callable[[Any, list[StartResult]], None] | None = None) -> list[StartResult]:
     """:func:`start` for a burst of requests: one transaction for all of them, then the enqueues.
 
     The same outcome as calling :func:`start` for each request in order (a fingerprint already
@@ -59,6 +60,11 @@ def start_many(*, runtime: Any, requests: list[InvestigationRequest]) -> list[St
     investigations are inserted with :func:`store.investigations.create_many`. When another writer
     races the batch (an id or an open fingerprint taken meanwhile), the batch is rolled back and
     each request goes through :func:`start` on its own.
+
+    Args:
+        before_commit: ``fn(session, results)``, run in the batch's transaction just before it
+            commits (the Slack front door links its inbound deliveries there: one commit for both).
+            Not run when the batch falls back to one :func:`start` per request.
 
     Returns:
         One StartResult per request, in order.
@@ -101,6 +107,8 @@ def start_many(*, runtime: Any, requests: list[InvestigationRequest]) -> list[St
                 results.append(StartResult(inv_id, created=False))
                 attached.append((inv_id, "attached", {"origin": request.origin.to_dict(), "trigger": request.trigger}))
             outbox.append_many(session=session, events=attached)
+            if before_commit is not None:
+                before_commit(session, results)
             session.commit()
     except IntegrityError:
         return [start(runtime=runtime, request=request) for request in requests]

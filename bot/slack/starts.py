@@ -5,7 +5,7 @@ investigation comes after. One start alone costs a handful of statements and a c
 investigation, its ``created`` event and Slack delivery, the link back to the inbound row);
 500 of them one by one kept the first thread message of a burst seconds away. Here one thread
 takes every start queued, records them all with :func:`commands.investigate.start_many` and
-links their inbound rows in one more statement, then pokes the outbox sweeper, which posts the
+links their inbound rows in the same transaction, then pokes the outbox sweeper, which posts the
 threads. A request already being investigated (same fingerprint) is attached, and its
 requester is told so in an ephemeral, as the one-by-one path did.
 
@@ -106,8 +106,20 @@ class StartBatcher:
                 return
 
     def _run(self, batch: list[PendingStart]) -> None:
+        linked = False
+
+        def link(session: Any, results: list[investigate.StartResult]) -> None:
+            # In the batch's own transaction: the inbound rows are linked by the same commit that
+            # records their investigations (one commit fewer before the threads are posted, and no
+            # window in which a crash leaves a recorded start "accepted" for a replay).
+            nonlocal linked
+            link_many(session=session, links=[(p.key, r.investigation_id)
+                                              for p, r in zip(batch, results, strict=True) if p.key])
+            linked = True
+
         try:
-            results = investigate.start_many(runtime=self.runtime, requests=[p.request for p in batch])
+            results = investigate.start_many(runtime=self.runtime, requests=[p.request for p in batch],
+                                             before_commit=link)
         except Exception:  # noqa: BLE001 - isolate the bad request: one by one
             log.warning("starting %d investigations in one batch failed; starting them one by one", len(batch),
                         exc_info=True)
@@ -115,7 +127,7 @@ class StartBatcher:
                 self._run_one(pending)
             self._done()
             return
-        self._link([(p, r) for p, r in zip(batch, results, strict=True)])
+        self._link([(p, r) for p, r in zip(batch, results, strict=True)], linked=linked)
         self._done()
 
     def _run_one(self, pending: PendingStart) -> None:
@@ -140,9 +152,9 @@ class StartBatcher:
             return
         self._link([(pending, result)])
 
-    def _link(self, done: list[tuple[PendingStart, investigate.StartResult]]) -> None:
+    def _link(self, done: list[tuple[PendingStart, investigate.StartResult]], linked: bool = False) -> None:
         links = [(p.key, r.investigation_id) for p, r in done if p.key]
-        if links:
+        if links and not linked:
             try:
                 with self.runtime.session() as session:
                     link_many(session=session, links=links)
