@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from commands.errors import BadRequest, BudgetStopped, NotAllowed
+from commands.errors import BadRequest, BudgetStopped, NotAllowed, UnknownTrigger
 from commands.requests import InvestigationRequest, Origin
 from commands.similar import find_similar_open
 from pipeline.errors import BudgetRefused
@@ -38,9 +38,14 @@ def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
     A request whose fingerprint matches an investigation that is still open is
     not investigated twice: an ``attached`` progress event goes to the open one.
 
+    Raises:
+        UnknownTrigger: the ticket / alert it names does not exist (:func:`check_trigger`); nothing
+            was recorded.
+
     Returns:
         StartResult with the id of the new (or the open) investigation.
     """
+    check_trigger(runtime=runtime, request=request)
     with runtime.session() as session:
         result, attach = open_or_attach(session=session, request=request)
         if attach is not None:
@@ -49,6 +54,26 @@ def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
     if result.created:
         runtime.enqueue(result.investigation_id, priority=request.priority)
     return result
+
+
+def check_trigger(*, runtime: Any, request: InvestigationRequest) -> None:
+    """Look up the ticket or alert id a person named before anything is recorded for it.
+
+    Only a key or id typed by someone is looked up (a Jira webhook's own ticket and an alert a
+    webhook carries in full are not: :func:`pipeline.tools.needs_lookup`); free text never is.
+    A source that cannot answer now lets the request through: the investigation degrades (or
+    says what failed) as before.
+
+    Raises:
+        UnknownTrigger: its source answered "not found"; the message says to check the key or to
+            put the words in quotes to investigate them as free text.
+    """
+    ask = getattr(runtime, "missing_trigger", None)
+    if ask is None:
+        return
+    message = ask(trigger=request.trigger, origin=request.origin.to_dict(), sources=request.sources)
+    if message:
+        raise UnknownTrigger(message)
 
 
 def start_many(*, runtime: Any, requests: list[InvestigationRequest],

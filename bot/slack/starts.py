@@ -27,7 +27,7 @@ from bot.slack import gate
 from bot.slack.inbound import link_many
 from bot.slack.journal import take_batch
 from commands import investigate
-from commands.errors import BudgetStopped
+from commands.errors import BudgetStopped, UnknownTrigger
 from commands.requests import InvestigationRequest
 from publishers.escape import mrkdwn
 
@@ -106,6 +106,10 @@ class StartBatcher:
                 return
 
     def _run(self, batch: list[PendingStart]) -> None:
+        batch = [p for p in batch if self._known(p)]
+        if not batch:
+            self._done()
+            return
         linked = False
 
         def link(session: Any, results: list[investigate.StartResult]) -> None:
@@ -130,6 +134,27 @@ class StartBatcher:
         self._link([(p, r) for p, r in zip(batch, results, strict=True)], linked=linked)
         self._done()
 
+    def _known(self, pending: PendingStart) -> bool:
+        """False (and the requester told why, privately) when the ticket / alert it names does not exist.
+
+        Nothing is recorded for such a request: no investigation, no thread. Its delivery is marked
+        ``refused`` so it is not replayed.
+        """
+        try:
+            investigate.check_trigger(runtime=self.runtime, request=pending.request)
+            return True
+        except UnknownTrigger as exc:
+            if pending.key:
+                self.journal.mark(pending.key, "refused")
+            try:
+                self.client.chat_postEphemeral(channel=pending.request.origin.channel,
+                                               user=pending.request.requested_by, text=f":warning: {mrkdwn(str(exc))}")
+            except Exception:  # noqa: BLE001 - the refusal is logged either way
+                log.warning("could not tell %s that %s is unknown", pending.request.requested_by,
+                            pending.request.trigger, exc_info=True)
+            log.info("not started, unknown trigger: %s", exc)
+            return False
+
     def _run_one(self, pending: PendingStart) -> None:
         try:
             result = investigate.start(runtime=self.runtime, request=pending.request)
@@ -144,6 +169,9 @@ class StartBatcher:
                 log.warning("could not tell %s the budget refused a start", pending.request.requested_by,
                             exc_info=True)
             log.warning("budget refused a Slack start: %s", exc)
+            return
+        except UnknownTrigger:
+            self._known(pending)  # it went missing since the batch looked: say so, record nothing
             return
         except Exception:  # noqa: BLE001 - leave the delivery for replay
             log.exception("starting an investigation for Slack delivery %s failed; it stays for replay", pending.key)
