@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import insert, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.slack import gate
 from bot.slack.inbound import SOURCE, claim
@@ -275,18 +275,32 @@ class InboundJournal:
         five round trips a pooled session paid per batch — the pool's pre-ping, BEGIN, COMMIT and
         the reset-on-return ROLLBACK — each of which, under a burst, also waited for the GIL.
         The marks are idempotent status updates and need no transaction with the insert. A
-        failed statement drops the connection (a new one is opened for the next batch) and is
-        raised to the waiting envelopes, which are then left unacked.
+        statement that failed because the kept connection was gone is retried once on a new
+        connection; any other failure drops the connection and is raised to the waiting
+        envelopes, which are then left unacked (Slack re-sends them).
         """
-        try:
-            if self._conn is None:
-                self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            results = self._insert_new(self._conn, inserts) if inserts else []
-            self._apply_marks(self._conn, marks)
-            return results
-        except Exception:
-            self._drop_connection()
-            raise
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            try:
+                if self._conn is None:
+                    self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                results = self._insert_new(self._conn, inserts) if inserts else []
+                self._apply_marks(self._conn, marks)
+                return results
+            except DBAPIError as exc:
+                self._drop_connection()
+                # A connection that sat idle may have been closed by the server (a restart, an idle
+                # timeout): what the pool's pre-ping did for the pooled path, one retry on a new one
+                # does here. Should the lost statement have committed after all, its keys come back
+                # as repeats: acked empty, and their "accepted" rows are replayed (bot/slack/replay.py).
+                if attempt == 1 and reused and exc.connection_invalidated:
+                    log.warning("the journal's database connection was lost; retrying on a new one")
+                    continue
+                raise
+            except Exception:
+                self._drop_connection()
+                raise
+        raise AssertionError("unreachable")
 
     def _drop_connection(self, broken: bool = True) -> None:
         conn, self._conn = self._conn, None

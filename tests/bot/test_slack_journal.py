@@ -59,8 +59,8 @@ def test_a_burst_is_recorded_once_per_key_and_repeats_are_told_apart(url: str) -
 
 
 def test_the_postgresql_writer_reconnects_after_its_connection_is_killed(pg_url: str) -> None:
-    """A statement on a dead connection fails (those envelopes stay unacked); the next batch
-    opens a new connection instead of failing forever on the broken one."""
+    """The writer keeps one connection; when the server has closed it, the batch is recorded on a
+    new one instead of failing (what the pool's pre-ping does for pooled sessions)."""
     upgrade(pg_url)
     engine = make_engine(pg_url)
     factory = make_session_factory(engine)
@@ -80,9 +80,7 @@ def test_the_postgresql_writer_reconnects_after_its_connection_is_killed(pg_url:
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalars().all()
             admin.commit()
         assert any(killed)
-        with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises for a dead connection
-            journal.record("cmd:b", {})
-        assert journal.record("cmd:b", {}) is True  # Slack's re-send is recorded on a new connection
+        assert journal.record("cmd:b", {}) is True  # recorded on a new connection
         assert journal.record("cmd:a", {}) is False
     finally:
         journal.stop()
