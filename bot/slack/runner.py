@@ -186,3 +186,4 @@ class SlackBot:
         if self._home_lock is not None:
             os.close(self._home_lock)  # releases the home's bot lock
             self._home_lock = None
+        gc.unfreeze()  # what start() froze may be collected again (a process that runs bots in turn: tests)

@@ -7,6 +7,7 @@ investigations. Nothing accepted may be lost and a re-sent envelope must stay on
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -44,4 +45,7 @@ def test_a_burst_on_postgresql_is_acked_recorded_once_and_linked(tmp_path: Path,
         assert sorted(p["trigger_id"] for _, p in rows) == sorted(f"trig-{i}" for i in range(40))
         # the journal writes on a connection of its own, outside the pool's sessions
         assert bot.journal._conn is not None
+        # the start-up heap is out of the collector's way while the bot runs, and given back after
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
     assert len([m for m in fake.bot_messages("C1") if not m.get("thread_ts")]) == 40
