@@ -85,10 +85,13 @@ def needs_lookup(trigger: dict[str, Any] | None, origin: dict[str, Any] | None =
     A ticket a Jira webhook sent (Jira just told us of it) and an alert a webhook carries in full
     (it has its own time) are not looked up; a key or id a person typed is.
     """
+    from agents.evidence.timeutil import parse_ts
+
     trigger = trigger or {}
     if trigger.get("ticket"):
         return (origin or {}).get("kind") != "jira"
-    return bool(trigger.get("alert")) and not trigger.get("ts")
+    # the same test as CONTEXT_GATHERING's: an alert with a readable time of its own is its own record
+    return bool(trigger.get("alert")) and parse_ts(trigger.get("ts")) is None
 
 
 def missing_trigger(tools_factory: Any, investigation: dict[str, Any]) -> TriggerNotFound | None:
