@@ -16,6 +16,7 @@ single bad request cannot sink the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -106,7 +107,12 @@ class StartBatcher:
                 return
 
     def _run(self, batch: list[PendingStart]) -> None:
-        batch = [p for p in batch if self._known(p)]
+        unknown = self._unknown_triggers(batch)
+        for pending in batch:
+            exc = unknown.get(_lookup_key(pending.request))
+            if exc is not None:
+                self._refuse(pending, exc)
+        batch = [p for p in batch if _lookup_key(p.request) not in unknown]
         if not batch:
             self._done()
             return
@@ -134,26 +140,34 @@ class StartBatcher:
         self._link([(p, r) for p, r in zip(batch, results, strict=True)], linked=linked)
         self._done()
 
-    def _known(self, pending: PendingStart) -> bool:
-        """False (and the requester told why, privately) when the ticket / alert it names does not exist.
-
-        Nothing is recorded for such a request: no investigation, no thread. Its delivery is marked
-        ``refused`` so it is not replayed.
-        """
-        try:
-            investigate.check_trigger(runtime=self.runtime, request=pending.request)
-            return True
-        except UnknownTrigger as exc:
-            if pending.key:
-                self.journal.mark(pending.key, "refused")
+    def _unknown_triggers(self, batch: list[PendingStart]) -> dict[str, UnknownTrigger]:
+        """Look each distinct ticket / alert the batch names up once (twenty people typing the same
+        key are one look-up); returns what was not found, by :func:`_lookup_key`."""
+        unknown: dict[str, UnknownTrigger] = {}
+        seen: set[str] = set()
+        for pending in batch:
+            key = _lookup_key(pending.request)
+            if key in seen:
+                continue
+            seen.add(key)
             try:
-                self.client.chat_postEphemeral(channel=pending.request.origin.channel,
-                                               user=pending.request.requested_by, text=f":warning: {mrkdwn(str(exc))}")
-            except Exception:  # noqa: BLE001 - the refusal is logged either way
-                log.warning("could not tell %s that %s is unknown", pending.request.requested_by,
-                            pending.request.trigger, exc_info=True)
-            log.info("not started, unknown trigger: %s", exc)
-            return False
+                investigate.check_trigger(runtime=self.runtime, request=pending.request)
+            except UnknownTrigger as exc:
+                unknown[key] = exc
+        return unknown
+
+    def _refuse(self, pending: PendingStart, exc: UnknownTrigger) -> None:
+        """Record nothing for a request whose ticket / alert does not exist: tell the requester privately,
+        and mark its delivery ``refused`` so it is not replayed."""
+        if pending.key:
+            self.journal.mark(pending.key, "refused")
+        try:
+            self.client.chat_postEphemeral(channel=pending.request.origin.channel,
+                                           user=pending.request.requested_by, text=f":warning: {mrkdwn(str(exc))}")
+        except Exception:  # noqa: BLE001 - the refusal is logged either way
+            log.warning("could not tell %s that %s is unknown", pending.request.requested_by,
+                        pending.request.trigger, exc_info=True)
+        log.info("not started, unknown trigger: %s", exc)
 
     def _run_one(self, pending: PendingStart) -> None:
         try:
@@ -170,8 +184,8 @@ class StartBatcher:
                             exc_info=True)
             log.warning("budget refused a Slack start: %s", exc)
             return
-        except UnknownTrigger:
-            self._known(pending)  # it went missing since the batch looked: say so, record nothing
+        except UnknownTrigger as exc:  # it went missing since the batch looked: say so, record nothing
+            self._refuse(pending, exc)
             return
         except Exception:  # noqa: BLE001 - leave the delivery for replay
             log.exception("starting an investigation for Slack delivery %s failed; it stays for replay", pending.key)
@@ -204,3 +218,8 @@ class StartBatcher:
     def _done(self) -> None:
         if self.on_done:
             self.on_done()
+
+
+def _lookup_key(request: InvestigationRequest) -> str:
+    """What a trigger look-up depends on: the trigger, where it came from and the sources asked."""
+    return json.dumps([request.trigger, request.origin.kind, request.sources], sort_keys=True, default=str)
