@@ -126,6 +126,25 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
             "known_services": sorted(known), "missing_sources": missing, "trigger_not_found": not_found}
 
 
+def trigger_not_found(tools: Any, trigger: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Whether the ticket / alert ``trigger`` names is unknown to its source, before investigating.
+
+    The same look-up as CONTEXT_GATHERING's (``tickets.get`` / ``alerts.get``), for a front door
+    that checks a request before it records anything. An alert that carries its own time (a
+    webhook's) is never looked up: the trigger is the alert. A source that fails is not an answer.
+
+    Returns:
+        ``{"kind", "key", "source", "detail"}`` when the source answered "not found", else None.
+    """
+    trigger = trigger or {}
+    missing: list[str] = []
+    if trigger.get("ticket"):
+        return _get_trigger(tools, "tickets.get", missing, "tickets", key=str(trigger["ticket"]))[1]
+    if trigger.get("alert") and parse_ts(trigger.get("ts")) is None:
+        return _get_trigger(tools, "alerts.get", missing, "alerts", id=str(trigger["alert"]))[1]
+    return None
+
+
 def _get_trigger(tools: Any, capability: str, missing: list[str], source: str,
                  **args: Any) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The ticket / alert a trigger names: ``(record, None)``, or ``(None, why)`` when the source said

@@ -126,6 +126,7 @@ def submit(
 
     Raises:
         BadRequest: the body is invalid (see :func:`parse_investigate`).
+        UnknownTrigger: the ticket / alert id is unknown to its source (a BadRequest; nothing stored).
         Conflict: the key was used with a different body.
 
     Returns:
@@ -137,6 +138,7 @@ def submit(
         return _accepted(result.investigation_id, "QUEUED", request.mode)
     if len(idempotency_key) > 150:
         raise BadRequest("Idempotency-Key must be at most 150 characters")
+    investigate.check_trigger(runtime=runtime, request=request)  # an unknown ticket / alert: 400, nothing stored
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     key = f"{subject}|{idempotency_key}"
     for _attempt in range(3):

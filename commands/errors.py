@@ -17,6 +17,14 @@ class BudgetStopped(NotAllowed):
     """A monthly budget keeps new investigations from starting; the message says how an admin approves."""
 
 
+class UnknownTrigger(BadRequest):
+    """The ticket or alert a request names does not exist where we look; nothing was recorded.
+
+    The message (the pipeline's TriggerNotFound) says to check the key, or to ask again with the
+    words in quotes to investigate them as free text.
+    """
+
+
 class PayloadError(BadRequest):
     """A delivery is not valid JSON or a field is missing or malformed (answer 400 naming ``field``)."""
 

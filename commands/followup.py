@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
 
+from agents.evidence.timeutil import fmt_ts
 from agents.evidence.timeutil import parse_ts as parse_iso
 from agents.llm import Completion, LLMError
 from commands.errors import BadRequest
@@ -209,10 +211,15 @@ class _Evidence:
         self.errors: list[dict[str, Any]] = []
         self.items: list[dict[str, Any]] = []
         self.services: set[str] = set()
+        #: the end of the investigated window (CONTEXT_GATHERING's): the "now" of "in the last hour"
+        self.window_end: str | None = None
         for cp in cps:
             out = cp.get("output")
             if isinstance(out, dict):
                 self.services.update(str(s) for s in out.get("known_services") or [] if s)
+                window = out.get("window")
+                if isinstance(window, dict) and parse_iso(window.get("end")) is not None:
+                    self.window_end = str(window["end"])
         for source in [report, *[cp.get("output") for cp in cps]]:
             for d in _dicts(source):
                 self._classify(d)
@@ -274,10 +281,14 @@ class _Asked:
         m = re.search(rf"\b(after|since|following) {incident}", q)
         if onset and m:
             return onset, None, f"after the onset ({_hm(onset)})", q[:m.start()] + q[m.end():]
-        m = re.search(r"\b(since|after|before) (\d{1,2}):(\d{2})(?::\d{2})?(?:\s*utc)?\b", q)
-        if onset and m and int(m.group(2)) < 24 and int(m.group(3)) < 60:
+        span = _span(q, ev.window_end)
+        if span is not None:
+            return span
+        m = _CLOCK.search(q)
+        hour = _hour(m) if m else None
+        if onset and m and hour is not None:
             # a clock time is read on the onset's day, in UTC (the times every answer shows)
-            ts, rest = f"{onset[:10]}T{int(m.group(2)):02d}:{m.group(3)}:00Z", q[:m.start()] + q[m.end():]
+            ts, rest = f"{onset[:10]}T{hour:02d}:{m.group(3) or '00'}:00Z", q[:m.start()] + q[m.end():]
             if m.group(1) == "before":
                 return None, ts, f"before {ts[11:16]} UTC", rest
             return ts, None, f"since {ts[11:16]} UTC", rest
@@ -313,6 +324,84 @@ class _Asked:
         if self.after and not (t > self.after):
             return False
         return not (self.before and not (t and t < self.before))
+
+
+# "since 10:40", "after 16.05 utc", "before 4pm", "since 9:30 am": hours and minutes, or an hour with am/pm.
+_CLOCK = re.compile(r"\b(since|after|before) (\d{1,2})(?:[:.h](\d{2}))?(?::\d{2})?\s*(am|pm|a\.m\.|p\.m\.)?"
+                    r"(?:\s*utc)?(?![\w:])")
+_NUMBER_WORDS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "ten": 10,
+                 "fifteen": 15, "twenty": 20, "thirty": 30, "forty": 40, "forty-five": 45, "forty five": 45,
+                 "ninety": 90}
+_NUMBER = r"\d+(?:\.\d+)?|" + "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
+_UNIT = r"hours?|hrs?|h|minutes?|mins?|m"
+# "in the last hour", "over the past 15 minutes", "last 2h", "in the last half hour", "the past 90 mins"
+_LAST = re.compile(rf"\b(?:(?:in|over|during|within|for) )?(?:the )?(?:last|past|previous) "
+                   rf"(?:(half an?|half|{_NUMBER}) ?)?(?:(half[ -]hour)|({_UNIT}))\b")
+# "15 minutes ago", "an hour ago", "since 2 hours ago"
+_AGO = re.compile(rf"\b(?:(?:since|from|after) )?({_NUMBER}|half an?) ?(?:(half[ -]hour)|({_UNIT})) ago\b")
+
+
+def _hour(m: re.Match[str]) -> int | None:
+    """The 24-hour clock hour of a :data:`_CLOCK` match, or None when it is not a time of day."""
+    hour, minutes, half = int(m.group(2)), m.group(3), (m.group(4) or "").replace(".", "")
+    if not minutes and not half:
+        return None  # "since 2 deploys", "after 3": a bare number is not a clock time
+    if minutes and int(minutes) >= 60:
+        return None
+    if half:
+        if not 1 <= hour <= 12:
+            return None
+        hour = hour % 12 + (12 if half == "pm" else 0)
+    return hour if hour < 24 else None
+
+
+def _span_seconds(number: str | None, half_hour: str | None, unit: str | None) -> float | None:
+    if half_hour:  # "the last half hour", "half an hour ago"
+        n = _amount(number) if number and not number.startswith("half") else 1.0
+        return 1800.0 * n if n is not None else None
+    n = 0.5 if number and number.startswith("half") else _amount(number)
+    if n is None or unit is None:
+        return None
+    return n * (3600.0 if unit.startswith("h") else 60.0)
+
+
+def _amount(number: str | None) -> float | None:
+    if number is None:
+        return 1.0  # "the last hour"
+    word = number.strip()
+    if word in _NUMBER_WORDS:
+        return float(_NUMBER_WORDS[word])
+    try:
+        return float(word)
+    except ValueError:
+        return None
+
+
+def _span(q: str, window_end: str | None) -> tuple[str | None, str | None, str, str] | None:
+    """A span back from the investigation's "now" ("in the last hour", "15 minutes ago"), as :meth:`_Asked._time`.
+
+    "Now" is the end of the investigated window (for a live incident, when the investigation read
+    its data; a recorded one has no other), else this moment. The answer names the span in UTC.
+    """
+    m = _LAST.search(q)
+    ago = None if m else _AGO.search(q)
+    found = m or ago
+    if found is None:
+        return None
+    seconds = _span_seconds(found.group(1), found.group(2), found.group(3))
+    if not seconds or seconds <= 0:
+        return None
+    end = parse_iso(window_end) if window_end else None
+    now = end if end is not None else time.time()
+    start = fmt_ts(now - seconds)
+    length = (f"{seconds / 3600:g} hours" if seconds > 3600 and seconds % 1800 == 0
+              else "hour" if seconds == 3600 else f"{seconds / 60:g} min")
+    until = "the end of the investigated window" if end is not None else "now"
+    if m:
+        words = f"in the last {length} ({start[11:16]}–{_hm(fmt_ts(now))}, up to {until})"
+    else:
+        words = f"since {'an hour' if length == 'hour' else length} ago ({_hm(start)}, counted back from {until})"
+    return start, None, words, q[:found.start()] + q[found.end():]
 
 
 _TIME_WORDS = {"before", "after", "since", "onset", "incident", "outage", "started", "began", "prior", "following",
@@ -425,7 +514,11 @@ def _errors(asked: _Asked, ev: _Evidence) -> str:
         return "I have no error evidence for this investigation yet (the log analysis has not finished)."
     more = f"\n…and {len(lines) - MAX_ITEMS} more" if len(lines) > MAX_ITEMS else ""
     scope = f" on {', '.join(asked.services)}" if asked.services else " behind this incident"
-    return f"*Errors{scope}:*\n" + "\n".join(lines[:MAX_ITEMS]) + more
+    # Error evidence is counted over the whole window (templates and counts carry no times): say so
+    # rather than pass it off as the span asked for.
+    when = (f"\n_Error evidence is counted over the whole investigation window, not by time: I cannot show "
+            f"only the errors {asked.time_words}._" if asked.time_words else "")
+    return f"*Errors{scope}:*\n" + "\n".join(lines[:MAX_ITEMS]) + more + when
 
 
 def _evidence_lines(items: list[dict[str, Any]] | None, limit: int) -> list[str]:

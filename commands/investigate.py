@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from commands.errors import BadRequest, BudgetStopped, NotAllowed
+from commands.errors import BadRequest, BudgetStopped, NotAllowed, UnknownTrigger
 from commands.requests import InvestigationRequest, Origin
 from commands.similar import find_similar_open
 from pipeline.errors import BudgetRefused
@@ -38,9 +38,14 @@ def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
     A request whose fingerprint matches an investigation that is still open is
     not investigated twice: an ``attached`` progress event goes to the open one.
 
+    Raises:
+        UnknownTrigger: the ticket / alert it names does not exist (:func:`check_trigger`); nothing
+            was recorded.
+
     Returns:
         StartResult with the id of the new (or the open) investigation.
     """
+    check_trigger(runtime=runtime, request=request)
     with runtime.session() as session:
         result, attach = open_or_attach(session=session, request=request)
         if attach is not None:
@@ -51,7 +56,28 @@ def start(*, runtime: Any, request: InvestigationRequest) -> StartResult:
     return result
 
 
-def start_many(*, runtime: Any, requests: list[InvestigationRequest]) -> list[StartResult]:
+def check_trigger(*, runtime: Any, request: InvestigationRequest) -> None:
+    """Look up the ticket or alert id a person named before anything is recorded for it.
+
+    Only a key or id typed by someone is looked up (a Jira webhook's own ticket and an alert a
+    webhook carries in full are not: :func:`pipeline.tools.needs_lookup`); free text never is.
+    A source that cannot answer now lets the request through: the investigation degrades (or
+    says what failed) as before.
+
+    Raises:
+        UnknownTrigger: its source answered "not found"; the message says to check the key or to
+            put the words in quotes to investigate them as free text.
+    """
+    ask = getattr(runtime, "missing_trigger", None)
+    if ask is None:
+        return
+    message = ask(trigger=request.trigger, origin=request.origin.to_dict(), sources=request.sources)
+    if message:
+        raise UnknownTrigger(message)
+
+
+def start_many(*, runtime: Any, requests: list[InvestigationRequest],
+               before_commit: Callable[[Any, list[StartResult]], None] | None = None) -> list[StartResult]:
     """:func:`start` for a burst of requests: one transaction for all of them, then the enqueues.
 
     The same outcome as calling :func:`start` for each request in order (a fingerprint already
@@ -59,6 +85,11 @@ def start_many(*, runtime: Any, requests: list[InvestigationRequest]) -> list[St
     investigations are inserted with :func:`store.investigations.create_many`. When another writer
     races the batch (an id or an open fingerprint taken meanwhile), the batch is rolled back and
     each request goes through :func:`start` on its own.
+
+    Args:
+        before_commit: ``fn(session, results)``, run in the batch's transaction just before it
+            commits (the Slack front door links its inbound deliveries there: one commit for both).
+            Not run when the batch falls back to one :func:`start` per request.
 
     Returns:
         One StartResult per request, in order.
@@ -101,6 +132,8 @@ def start_many(*, runtime: Any, requests: list[InvestigationRequest]) -> list[St
                 results.append(StartResult(inv_id, created=False))
                 attached.append((inv_id, "attached", {"origin": request.origin.to_dict(), "trigger": request.trigger}))
             outbox.append_many(session=session, events=attached)
+            if before_commit is not None:
+                before_commit(session, results)
             session.commit()
     except IntegrityError:
         return [start(runtime=runtime, request=request) for request in requests]

@@ -31,7 +31,7 @@ from sqlalchemy import select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from commands.errors import BadRequest, BudgetStopped, PayloadError
+from commands.errors import BadRequest, BudgetStopped, PayloadError, UnknownTrigger
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
 from commands.webhook_schemas import JIRA_EVENTS, check_depth, check_strings, validate
@@ -569,7 +569,9 @@ def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_sched
             with _lock_for(request.fingerprint):
                 try:
                     started.append(start(runtime=runtime, request=request))
-                except BudgetStopped as exc:  # kept as "refused" with why; an admin approves, the sender retries
+                except (BudgetStopped, UnknownTrigger) as exc:
+                    # kept as "refused" with why (a budget: an admin approves, the sender retries; an
+                    # alert id no source knows and the body did not date: nothing to investigate)
                     refused = str(exc)
                     log.warning("webhook delivery %s not started: %s", delivery_id, exc)
         status = "refused" if refused and not started else "processed"

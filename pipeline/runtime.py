@@ -31,7 +31,7 @@ from pipeline.machine import Machine, retryable_errors
 from pipeline.metrics import CountedPublisher, JobMetrics
 from pipeline.middleware import CorrelationId, SessionCleanup, Timing
 from pipeline.plan import PhaseFn, engine_plan
-from pipeline.tools import open_tools
+from pipeline.tools import missing_trigger, open_tools
 from pipeline.tracing import JobTracing
 from store import investigations as invs
 from store import outbox
@@ -117,11 +117,22 @@ class Runtime:
         self._progress_count = 0
         #: budgets and prices (pipeline.budgets): the start gate, the per-call charge, the caps
         self.budgets = make_budgets(self, cost)
+        self.tools_factory = tools_factory
         self.machine = Machine(
             session=self.session, artifacts=artifacts, plan=plan, tools_factory=tools_factory,
             lease_s=lease_s, on_progress=self._progress, budgets=self.budgets,
         )
         self._declare_actors(min_backoff_ms, max_backoff_ms)
+
+    def missing_trigger(self, *, trigger: dict[str, Any], origin: dict[str, Any],
+                        sources: dict[str, Any]) -> str | None:
+        """What to tell a requester whose ticket / alert does not exist (see
+        :func:`pipeline.tools.missing_trigger`), or None: record and investigate it."""
+        if self.tools_factory is None:
+            return None
+        gone = missing_trigger(self.tools_factory, {"id": "(not recorded)", "trigger": trigger, "origin": origin,
+                                                    "sources": sources})
+        return str(gone) if gone is not None else None
 
     def domain_notes(self, domain: str | None) -> str | None:
         """A domain's notes (``pm domains memory edit``) for an investigation's context, or None.

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, TriggerNotFound
 from pipeline.metrics import observe_mcp_call
 from pipeline.tracing import record_tool_call
 
@@ -77,6 +77,58 @@ def open_tools(investigation: dict[str, Any], settings: Any) -> Any:
         # reads it, however it was started (CLI, Slack, webhook); a trigger's own window still wins.
         gateway.window_defaults = {"lookback_s": sources.lookback_s, "lookahead_s": sources.lookahead_s}
     return with_jira(gateway, investigation, settings)
+
+
+def needs_lookup(trigger: dict[str, Any] | None, origin: dict[str, Any] | None = None) -> bool:
+    """Whether a request's trigger names a ticket or alert that must exist before anything is recorded.
+
+    A ticket a Jira webhook sent (Jira just told us of it) and an alert a webhook carries in full
+    (it has its own time) are not looked up; a key or id a person typed is.
+    """
+    from agents.evidence.timeutil import parse_ts
+
+    trigger = trigger or {}
+    if trigger.get("ticket"):
+        return (origin or {}).get("kind") != "jira"
+    # the same test as CONTEXT_GATHERING's: an alert with a readable time of its own is its own record
+    return bool(trigger.get("alert")) and parse_ts(trigger.get("ts")) is None
+
+
+def missing_trigger(tools_factory: Any, investigation: dict[str, Any]) -> TriggerNotFound | None:
+    """Look the trigger's ticket / alert up before an investigation is recorded for it.
+
+    Args:
+        tools_factory: ``fn(investigation) -> ToolSource`` (the runtime's).
+        investigation: what would be recorded: ``trigger``, ``origin``, ``sources`` (no id yet).
+
+    Returns:
+        The :class:`~pipeline.errors.TriggerNotFound` to tell the requester when its source answered
+        "no such ticket / alert"; None when it exists, when nothing needs looking up, or when the
+        sources cannot answer now (opening them or the look-up failed: the investigation then starts
+        and degrades, or fails, as it would have).
+    """
+    if not needs_lookup(investigation.get("trigger"), investigation.get("origin")):
+        return None
+    try:
+        tools = tools_factory(investigation)
+    except Exception:  # noqa: BLE001 - no sources to ask now: the investigation says what is wrong
+        log.warning("could not open the sources to look up %s", investigation.get("trigger"), exc_info=True)
+        return None
+    try:
+        from agents.engine import trigger_not_found
+
+        gone = trigger_not_found(tools, investigation.get("trigger"))
+    except Exception:  # noqa: BLE001 - a failing source is not an answer
+        log.warning("looking up %s failed", investigation.get("trigger"), exc_info=True)
+        return None
+    finally:
+        close = getattr(tools, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - closing after the look-up
+                log.debug("closing the look-up's tools failed", exc_info=True)
+    return TriggerNotFound(gone["kind"], gone["key"], gone.get("source")) if gone else None
 
 
 def _observe(record: dict[str, Any]) -> None:

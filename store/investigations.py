@@ -141,7 +141,7 @@ def create_many(*, session: Session, specs: list[dict[str, Any]], now: datetime 
     """Record many new QUEUED investigations and their ``created`` events in a few statements.
 
     The same rows and events as :func:`create` called once per spec, for a burst (e.g. 500 slash
-    commands): one look-up of taken ids, one multi-row INSERT, and :func:`outbox.append_many`,
+    commands): one look-up of taken ids, one multi-row INSERT, and :func:`outbox.append_first`,
     instead of a savepoint, a flush and five statements per investigation. The caller commits.
 
     Args:
@@ -176,9 +176,9 @@ def create_many(*, session: Session, specs: list[dict[str, Any]], now: datetime 
         fingerprint=spec.get("fingerprint"), requested_by=spec.get("requested_by"),
         budget_usd=spec.get("budget_usd"), now=now)) for inv_id, spec in zip(ids, specs, strict=True)]
     session.execute(insert(Investigation), rows)
-    outbox.append_many(session=session, events=[
+    outbox.append_first(session=session, now=now, events=[
         (row["id"], "created", {"trigger": row["trigger"], "mode": row["mode"], "priority": row["priority"],
-                                "domain": row["domain"]}) for row in rows])
+                                "domain": row["domain"]}, row["origin"]) for row in rows])
     return ids
 
 

@@ -150,6 +150,38 @@ def append_many(*, session: Session, events: list[tuple[str, str, dict[str, Any]
     return event_ids
 
 
+def append_first(*, session: Session, events: list[tuple[str, str, dict[str, Any] | None, dict[str, Any]]],
+                 now: datetime | None = None) -> None:
+    """The first event (``seq`` 1) of each of many investigations inserted in this same transaction.
+
+    :func:`append_many` locks the investigations and reads their last ``seq`` and origins, three
+    statements with an ``IN`` list as long as the batch; for investigations this transaction has
+    just inserted, none of that can find anything else (no other transaction sees them yet), so
+    here the events and their deliveries are two inserts. The caller commits.
+
+    Args:
+        events: ``(investigation_id, kind, payload, origin)``, one per investigation.
+
+    Raises:
+        ValueError: unknown kind.
+    """
+    if not events:
+        return
+    for _inv, kind, _payload, _origin in events:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"event kind {kind!r} is unknown; use one of {', '.join(EVENT_KINDS)}")
+    now = now or utcnow()
+    rows = [{"investigation_id": inv_id, "seq": 1, "kind": kind, "payload": payload or {}, "created_at": now}
+            for inv_id, kind, payload, _origin in events]
+    event_ids = list(session.scalars(
+        insert(ProgressEvent).returning(ProgressEvent.id, sort_by_parameter_order=True), rows))
+    deliveries = [{"event_id": event_id, "sink": sink, "status": "pending", "attempts": 0, "next_attempt_at": now}
+                  for event_id, (_inv, kind, _payload, origin) in zip(event_ids, events, strict=True)
+                  for sink in sinks_for_origin(origin or {}, kind)]
+    if deliveries:
+        session.execute(insert(Delivery), deliveries)
+
+
 def event_to_dict(event: ProgressEvent) -> dict[str, Any]:
     """A JSON-serialisable view of one event."""
     return {

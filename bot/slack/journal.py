@@ -13,15 +13,16 @@ unchanged; the cost of a commit is shared by the whole burst. (Group commit: Gra
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import queue
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bot.slack import gate
 from bot.slack.inbound import SOURCE, claim
@@ -29,13 +30,23 @@ from store.models import InboundDelivery, utcnow
 
 log = logging.getLogger(__name__)
 
-#: At most this many envelopes per transaction (keeps the IN (...) look-up small).
+#: At most this many envelopes per transaction (keeps SQLite's IN (...) look-up small).
 MAX_BATCH = 200
+#: PostgreSQL's insert costs the same statement for any batch: a burst of 500 is one commit.
+PG_MAX_BATCH = 1000
 #: A burst gathers for at most this long before its commit, in steps of GATHER_STEP_S (see _gather).
 GATHER_MAX_S = 0.01
 GATHER_STEP_S = 0.001
 #: Marks held back behind inserts are written anyway once this many have piled up.
 MAX_CARRY = 2000
+
+# One statement for any batch size (see InboundJournal._insert_new); the received_at column is
+# timestamptz, the payload column json.
+_PG_INSERT = text(
+    "INSERT INTO inbound_deliveries (source, delivery_key, payload, received_at, status) "
+    "SELECT :source, e->>0, e->1, :now, 'accepted' FROM json_array_elements(CAST(:batch AS json)) AS e "
+    "ON CONFLICT (source, delivery_key) DO NOTHING RETURNING delivery_key"
+)
 
 
 def take_batch(q: queue.Queue[Any], first: Any, limit: int) -> tuple[list[Any], bool]:
@@ -65,10 +76,18 @@ class InboundJournal:
 
     Args:
         session_factory: ``runtime.session`` (a context manager yielding a SQLAlchemy session).
+        max_batch: the most envelopes per transaction (:data:`MAX_BATCH`; :data:`PG_MAX_BATCH` on
+            PostgreSQL, whose insert does not grow with the batch).
+        engine: a PostgreSQL engine: the writer then keeps one connection of its own in autocommit
+            and records a batch with one statement, one round trip (see :meth:`_pg_write`).
+            None: every batch is a ``session_factory`` transaction (SQLite).
     """
 
-    def __init__(self, session_factory: Any) -> None:
+    def __init__(self, session_factory: Any, max_batch: int = MAX_BATCH, engine: Any = None) -> None:
         self._session = session_factory
+        self.max_batch = max_batch
+        self._engine = engine
+        self._conn: Any = None  # the writer's own PostgreSQL connection, opened on first use
         self._queue: queue.Queue[tuple[str, Any, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="pm-slack-journal", daemon=True)
         self._closed = False
@@ -147,11 +166,12 @@ class InboundJournal:
             if first is None:
                 if self._carry:
                     self._write([])
+                self._drop_connection(broken=False)
                 return
             if first[0] == "insert":
                 self._gather()
             # Take whatever else arrived meanwhile: the burst shares this commit.
-            batch, stopping = take_batch(self._queue, first, MAX_BATCH)
+            batch, stopping = take_batch(self._queue, first, self.max_batch)
             if stopping:
                 self._queue.put(None)  # stop after this batch
             self._write(batch)
@@ -167,7 +187,7 @@ class InboundJournal:
         """
         deadline = time.monotonic() + GATHER_MAX_S
         seen = self._queue.qsize()
-        while time.monotonic() < deadline and seen < MAX_BATCH:
+        while time.monotonic() < deadline and seen < self.max_batch:
             time.sleep(GATHER_STEP_S)
             now = self._queue.qsize()
             if now == seen:
@@ -194,6 +214,8 @@ class InboundJournal:
         _answer([(fut, new) for (_, fut), new in zip(inserts, results, strict=True)])
 
     def _commit(self, inserts: list[tuple[tuple[str, Any], Any]], marks: list[tuple[str, str]]) -> list[bool]:
+        if self._engine is not None:
+            return self._pg_write(inserts, marks)
         keys = [k for (k, _), _ in inserts]
         with self._session() as s:
             if keys and s.get_bind().dialect.name == "postgresql":
@@ -220,28 +242,75 @@ class InboundJournal:
 
     @staticmethod
     def _insert_new(session: Any, inserts: list[tuple[tuple[str, Any], Any]]) -> list[bool]:
-        """PostgreSQL: ``INSERT … ON CONFLICT DO NOTHING RETURNING delivery_key``, one statement per
-        batch; a key not returned was recorded before (a repeat). It replaces a look-up with a
-        200-key IN list and then an insert: under a burst on a busy machine that look-up alone was
-        most of the commit (bench/slack_ack.py on PostgreSQL, docs/slack.md)."""
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        """PostgreSQL: the whole batch in one small statement, ``INSERT … SELECT FROM
+        json_array_elements(batch) ON CONFLICT DO NOTHING RETURNING delivery_key``; a key not
+        returned was recorded before (a repeat).
 
-        table = cast(Table, InboundDelivery.__table__)
-        now = utcnow()
-        rows, first = [], set()
+        The batch travels as one JSON parameter (``[[key, payload], …]``, one C-speed
+        ``json.dumps``), so the statement's text is the same for every batch: psycopg caches it and
+        the server parses it once. A multi-row ``VALUES`` list has five placeholders per row, and
+        psycopg parsed that ~1,000-placeholder text in Python on every commit (about half of a
+        200-envelope commit); a text array of payloads cost as much again in per-element quoting
+        (docs/slack.md, round 5)."""
+        rows: list[tuple[str, Any]] = []
+        first: set[str] = set()
         for (key, payload), _ in inserts:
             if key not in first:  # the same envelope twice in one batch: the second is a repeat
                 first.add(key)
-                rows.append({"source": SOURCE, "delivery_key": key, "payload": payload, "received_at": now,
-                             "status": "accepted"})
-        stmt = (pg_insert(table).on_conflict_do_nothing(index_elements=[table.c.source, table.c.delivery_key])
-                .returning(table.c.delivery_key))
-        new = set(session.execute(stmt, rows).scalars())
+                rows.append((key, payload))
+        new = set(session.execute(_PG_INSERT, {"source": SOURCE, "now": utcnow(),
+                                               "batch": json.dumps(rows)}).scalars())
         results = []
         for (key, _), _ in inserts:
             results.append(key in new)
             new.discard(key)
         return results
+
+    def _pg_write(self, inserts: list[tuple[tuple[str, Any], Any]], marks: list[tuple[str, str]]) -> list[bool]:
+        """PostgreSQL: each statement in autocommit on the writer's own connection.
+
+        The insert of a batch is one statement, so autocommit makes it its own transaction: it
+        returns once it is committed (and flushed to the WAL: ``synchronous_commit`` is left as the
+        server has it), so "persisted before ack" holds as before. What goes away is four of the
+        five round trips a pooled session paid per batch — the pool's pre-ping, BEGIN, COMMIT and
+        the reset-on-return ROLLBACK — each of which, under a burst, also waited for the GIL.
+        The marks are idempotent status updates and need no transaction with the insert. A
+        statement that failed because the kept connection was gone is retried once on a new
+        connection; any other failure drops the connection and is raised to the waiting
+        envelopes, which are then left unacked (Slack re-sends them).
+        """
+        for attempt in (1, 2):
+            reused = self._conn is not None
+            try:
+                if self._conn is None:
+                    self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+                results = self._insert_new(self._conn, inserts) if inserts else []
+                self._apply_marks(self._conn, marks)
+                return results
+            except DBAPIError as exc:
+                self._drop_connection()
+                # A connection that sat idle may have been closed by the server (a restart, an idle
+                # timeout): what the pool's pre-ping did for the pooled path, one retry on a new one
+                # does here. Should the lost statement have committed after all, its keys come back
+                # as repeats: acked empty, and their "accepted" rows are replayed (bot/slack/replay.py).
+                if attempt == 1 and reused and exc.connection_invalidated:
+                    log.warning("the journal's database connection was lost; retrying on a new one")
+                    continue
+                raise
+            except Exception:
+                self._drop_connection()
+                raise
+        raise AssertionError("unreachable")
+
+    def _drop_connection(self, broken: bool = True) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                if broken:
+                    conn.invalidate()  # never hand a connection that failed back to the pool
+                conn.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                log.debug("closing the journal's connection failed", exc_info=True)
 
     def _one_by_one(self, inserts: list[tuple[tuple[str, Any], Any]], marks: list[tuple[str, str]]) -> list[bool]:
         results = []

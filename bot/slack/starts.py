@@ -5,7 +5,7 @@ investigation comes after. One start alone costs a handful of statements and a c
 investigation, its ``created`` event and Slack delivery, the link back to the inbound row);
 500 of them one by one kept the first thread message of a burst seconds away. Here one thread
 takes every start queued, records them all with :func:`commands.investigate.start_many` and
-links their inbound rows in one more statement, then pokes the outbox sweeper, which posts the
+links their inbound rows in the same transaction, then pokes the outbox sweeper, which posts the
 threads. A request already being investigated (same fingerprint) is attached, and its
 requester is told so in an ephemeral, as the one-by-one path did.
 
@@ -16,6 +16,7 @@ single bad request cannot sink the others.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -27,7 +28,7 @@ from bot.slack import gate
 from bot.slack.inbound import link_many
 from bot.slack.journal import take_batch
 from commands import investigate
-from commands.errors import BudgetStopped
+from commands.errors import BudgetStopped, UnknownTrigger
 from commands.requests import InvestigationRequest
 from publishers.escape import mrkdwn
 
@@ -106,8 +107,29 @@ class StartBatcher:
                 return
 
     def _run(self, batch: list[PendingStart]) -> None:
+        unknown = self._unknown_triggers(batch)
+        for pending in batch:
+            exc = unknown.get(_lookup_key(pending.request))
+            if exc is not None:
+                self._refuse(pending, exc)
+        batch = [p for p in batch if _lookup_key(p.request) not in unknown]
+        if not batch:
+            self._done()
+            return
+        linked = False
+
+        def link(session: Any, results: list[investigate.StartResult]) -> None:
+            # In the batch's own transaction: the inbound rows are linked by the same commit that
+            # records their investigations (one commit fewer before the threads are posted, and no
+            # window in which a crash leaves a recorded start "accepted" for a replay).
+            nonlocal linked
+            link_many(session=session, links=[(p.key, r.investigation_id)
+                                              for p, r in zip(batch, results, strict=True) if p.key])
+            linked = True
+
         try:
-            results = investigate.start_many(runtime=self.runtime, requests=[p.request for p in batch])
+            results = investigate.start_many(runtime=self.runtime, requests=[p.request for p in batch],
+                                             before_commit=link)
         except Exception:  # noqa: BLE001 - isolate the bad request: one by one
             log.warning("starting %d investigations in one batch failed; starting them one by one", len(batch),
                         exc_info=True)
@@ -115,8 +137,37 @@ class StartBatcher:
                 self._run_one(pending)
             self._done()
             return
-        self._link([(p, r) for p, r in zip(batch, results, strict=True)])
+        self._link([(p, r) for p, r in zip(batch, results, strict=True)], linked=linked)
         self._done()
+
+    def _unknown_triggers(self, batch: list[PendingStart]) -> dict[str, UnknownTrigger]:
+        """Look each distinct ticket / alert the batch names up once (twenty people typing the same
+        key are one look-up); returns what was not found, by :func:`_lookup_key`."""
+        unknown: dict[str, UnknownTrigger] = {}
+        seen: set[str] = set()
+        for pending in batch:
+            key = _lookup_key(pending.request)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                investigate.check_trigger(runtime=self.runtime, request=pending.request)
+            except UnknownTrigger as exc:
+                unknown[key] = exc
+        return unknown
+
+    def _refuse(self, pending: PendingStart, exc: UnknownTrigger) -> None:
+        """Record nothing for a request whose ticket / alert does not exist: tell the requester privately,
+        and mark its delivery ``refused`` so it is not replayed."""
+        if pending.key:
+            self.journal.mark(pending.key, "refused")
+        try:
+            self.client.chat_postEphemeral(channel=pending.request.origin.channel,
+                                           user=pending.request.requested_by, text=f":warning: {mrkdwn(str(exc))}")
+        except Exception:  # noqa: BLE001 - the refusal is logged either way
+            log.warning("could not tell %s that %s is unknown", pending.request.requested_by,
+                        pending.request.trigger, exc_info=True)
+        log.info("not started, unknown trigger: %s", exc)
 
     def _run_one(self, pending: PendingStart) -> None:
         try:
@@ -133,6 +184,9 @@ class StartBatcher:
                             exc_info=True)
             log.warning("budget refused a Slack start: %s", exc)
             return
+        except UnknownTrigger as exc:  # it went missing since the batch looked: say so, record nothing
+            self._refuse(pending, exc)
+            return
         except Exception:  # noqa: BLE001 - leave the delivery for replay
             log.exception("starting an investigation for Slack delivery %s failed; it stays for replay", pending.key)
             if pending.key and pending.replay:
@@ -140,9 +194,9 @@ class StartBatcher:
             return
         self._link([(pending, result)])
 
-    def _link(self, done: list[tuple[PendingStart, investigate.StartResult]]) -> None:
+    def _link(self, done: list[tuple[PendingStart, investigate.StartResult]], linked: bool = False) -> None:
         links = [(p.key, r.investigation_id) for p, r in done if p.key]
-        if links:
+        if links and not linked:
             try:
                 with self.runtime.session() as session:
                     link_many(session=session, links=links)
@@ -164,3 +218,8 @@ class StartBatcher:
     def _done(self) -> None:
         if self.on_done:
             self.on_done()
+
+
+def _lookup_key(request: InvestigationRequest) -> str:
+    """What a trigger look-up depends on: the trigger, where it came from and the sources asked."""
+    return json.dumps([request.trigger, request.origin.kind, request.sources], sort_keys=True, default=str)

@@ -146,6 +146,24 @@ def test_investigate_answers_the_design_shape_and_queues_it(api):
     assert status["token_usage"]["total"] == 0 and status["agents_running"] == []
 
 
+@pytest.mark.parametrize("key", [None, "idem-1"])
+def test_an_unknown_ticket_or_alert_is_a_400_and_nothing_is_stored(api, key):
+    from sqlalchemy import func, select
+
+    from store.models import InboundDelivery, Investigation
+
+    headers = {**api.as_("operator"), **({"Idempotency-Key": key} if key else {})}
+    for body, words in (({"ticket_id": "NOPE-99999"}, "no ticket NOPE-99999"), ({"alert_id": "pd-0000"}, "no alert pd-0000")):
+        detail = _problem(api.client.post("/api/v1/investigate", headers=headers, json=body), 400)["detail"]
+        assert words in detail and "check the key" in detail and "nothing was investigated" in detail
+    with api.runtime.session() as s:
+        assert s.scalar(select(func.count()).select_from(Investigation)) == 0
+        assert s.scalar(select(func.count()).select_from(InboundDelivery)) == 0
+    # the words in quotes go on as free text
+    resp = api.client.post("/api/v1/investigate", headers=api.as_("operator"), json={"text": '"NOPE-99999" errors'})
+    assert resp.status_code == 202, resp.text
+
+
 @pytest.mark.parametrize(("body", "words"), [
     ({}, "exactly one of"),
     ({"ticket_id": "A-1", "text": "x"}, "exactly one of"),

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.slack.runner import SlackBot
-from store.models import Investigation
+from store.models import InboundDelivery, Investigation
 from tests.bot.test_slack_e2e import WORLD, _count, _parent, _wait_outbox_drained, running_bot
 from tests.fakes.slack_server import FakeSlack
 
@@ -39,45 +39,59 @@ def _finished(bot: SlackBot, timeout: float, fake: FakeSlack) -> Investigation:
 # -- 4. inputs checked before investigating ------------------------------------------------------------
 
 
-def test_an_unknown_ticket_is_said_in_the_thread_and_nothing_is_investigated(
+def _warning_to(fake: FakeSlack, user: str, words: str) -> dict[str, Any]:
+    return fake.wait_for(lambda: next((e for e in fake.ephemerals if e.get("user") == user and words in e.get("text", "")),
+                                      None), 30, f"an ephemeral to {user} saying {words!r}")
+
+
+def _nothing_recorded(fake: FakeSlack, bot: SlackBot, channel: str) -> None:
+    """No investigation row, no thread, and the delivery is not left for a replay."""
+    assert bot.starts.join(10)
+    assert _count(bot, Investigation) == 0
+    assert fake.bot_messages(channel) == []
+    with bot.runtime.session() as s:
+        statuses = set(s.scalars(select(InboundDelivery.status)))
+    assert statuses == {"refused"}, statuses
+
+
+def test_an_unknown_ticket_is_said_to_the_requester_and_nothing_is_recorded(
         slack: tuple[FakeSlack, SlackBot]) -> None:
     fake, bot = slack
     fake.wait_ack(fake.slash_command("NOPE-99999", user="U1", channel="C1"))
-    parent = _parent(fake, "C1")
-    inv = _finished(bot, 30, fake)
-    assert inv.status == "FAILED" and inv.report is None and inv.verdict is None
-    _wait_outbox_drained(fake, bot)
-    texts = _bot_texts(fake, "C1", parent["ts"])
-    said = [t for t in texts if "no ticket NOPE-99999" in t]
-    assert said and "check the key" in said[0] and "nothing was investigated" in said[0]
-    assert said[0].startswith(":warning: no ticket") and "failed" not in said[0]
-    assert not any("CONFIRMED" in t or "LIKELY" in t for t in texts), texts
-    assert "`pm " not in " ".join(texts)
+    said = _warning_to(fake, "U1", "no ticket NOPE-99999")
+    assert said["channel"] == "C1"
+    assert said["text"].startswith(":warning: no ticket") and "failed" not in said["text"]
+    assert "check the key" in said["text"] and "nothing was investigated" in said["text"]
+    assert '"NOPE-99999"' in said["text"]  # how to go on with the words as free text
+    assert "`pm " not in said["text"]
+    _nothing_recorded(fake, bot, "C1")
 
 
 def test_an_unknown_alert_is_said_too(slack: tuple[FakeSlack, SlackBot]) -> None:
     fake, bot = slack
     fake.wait_ack(fake.slash_command("pd-0000", user="U1", channel="C1"))
-    parent = _parent(fake, "C1")
-    inv = _finished(bot, 30, fake)
-    assert inv.status == "FAILED" and inv.report is None
-    _wait_outbox_drained(fake, bot)
-    assert any("no alert pd-0000" in t for t in _bot_texts(fake, "C1", parent["ts"]))
+    _warning_to(fake, "U1", "no alert pd-0000")
+    _nothing_recorded(fake, bot, "C1")
 
 
-def test_a_ticket_jira_answers_404_for_is_said_in_the_thread_and_asked_once(tmp_path: Path) -> None:
+def test_a_known_ticket_still_starts(slack: tuple[FakeSlack, SlackBot]) -> None:
+    fake, bot = slack
+    fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))  # in the world
+    _parent(fake, "C1")
+    assert _count(bot, Investigation) == 1
+    assert not fake.ephemerals
+
+
+def test_a_ticket_jira_answers_404_for_is_said_and_asked_once(tmp_path: Path) -> None:
     from tests.fakes.jira_server import FakeJira
 
     jira = FakeJira().start()  # knows no issue: every GET answers 404
     try:
         with running_bot(tmp_path, jira_url=jira.url, JIRA_USER=jira.user, JIRA_API_TOKEN=jira.token) as (fake, bot):
             fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))  # in the world, not in Jira
-            parent = _parent(fake, "C1")
-            inv = _finished(bot, 30, fake)
-            assert inv.status == "FAILED" and inv.report is None
-            _wait_outbox_drained(fake, bot)
-            said = [t for t in _bot_texts(fake, "C1", parent["ts"]) if "no ticket PAY-44706 in Jira" in t]
-            assert said and "check the key" in said[0]
+            said = _warning_to(fake, "U1", "no ticket PAY-44706 in Jira")
+            assert "check the key" in said["text"]
+            _nothing_recorded(fake, bot, "C1")
         assert jira.requests.count(("GET", "/rest/api/2/issue/PAY-44706")) == 1  # permanent: not retried
     finally:
         jira.stop()

@@ -99,6 +99,20 @@ ROWS: list[tuple[str, str, list[str], list[str]]] = [
     ("example-2", "hello there", [CANNOT], []),
     ("example-2", "what changed since 16:00?", ["since 16:00 UTC", "chg-8966", "chg-7054"], ["chg-6048"]),
     ("example-2", "what changed in shipping before 16:00 UTC?", ["chg-4817", "chg-6048"], ["chg-4479"]),
+    # relative spans, counted back from the end of the investigated window (example-2: 15:00–17:00 UTC)
+    ("example-2", "what changed in the last hour?", ["in the last hour (16:00–17:00 UTC", "chg-8966", "chg-3835",
+                                                      "chg-7054"], ["chg-6048", "chg-2200"]),
+    ("example-2", "what changed in the last 15 minutes?", ["16:45–17:00 UTC", "chg-7054"],
+     ["chg-5284", "not a service I saw"]),
+    ("example-2", "any deploys in the past 45 minutes?", ["chg-4479", "chg-5284"], ["chg-7054", "chg-3835"]),
+    ("example-2", "what changed in pricing over the last half hour?", ["chg-5284"], ["chg-3835", "chg-4479"]),
+    ("example-2", "what changed in the last 2h?", ["15:00–17:00 UTC", "chg-2200", "chg-8966"], []),
+    ("example-2", "what changed 20 minutes ago?", ["since 20 min ago (16:40 UTC", "chg-7054"], ["chg-5284"]),
+    ("example-2", "what changed since 10:40?", ["since 10:40 UTC", "chg-2200"], []),
+    ("example-2", "what changed since 4pm?", ["since 16:00 UTC", "chg-8966", "chg-7054"], ["chg-6048"]),
+    ("example-2", "what changed since 16:10?", ["chg-3835", "chg-5284"], ["chg-8966"]),
+    ("example-2", "what changed since the deploy?", ["since `chg-3835`", "chg-4479", "chg-7054"], ["chg-8966"]),
+    ("example-2", "show the errors in the last 30 minutes", ["Errors", "not by time", "16:30–17:00 UTC"], []),
 ]
 
 

@@ -53,3 +53,23 @@ def test_burst_creates_attaches_and_keeps_each_thread_in_order(runtime):
         assert sorted(c.investigation_id for c in claimed) == sorted({r.investigation_id for r in results})
         assert all(c.event["seq"] == 1 for c in claimed)
 
+
+
+def test_before_commit_writes_in_the_batch_transaction_and_its_failure_stores_nothing(runtime):
+    seen = []
+
+    def hook(session, results):
+        seen.append([r.investigation_id for r in results])
+        # what the Slack front door does there (links its inbound rows): visible in this transaction
+        assert session.query(Investigation).count() == 2
+
+    results = start_many(runtime=runtime, requests=[_req("a"), _req("b")], before_commit=hook)
+    assert seen == [[r.investigation_id for r in results]]
+
+    def failing(session, results):
+        raise RuntimeError("link failed")
+
+    with pytest.raises(RuntimeError):
+        start_many(runtime=runtime, requests=[_req("c"), _req("d")], before_commit=failing)
+    with runtime.session() as s:
+        assert s.query(Investigation).count() == 2  # neither c nor d was recorded without its link
