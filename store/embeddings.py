@@ -99,7 +99,7 @@ GELU_RANGE, GELU_STEP = 8.0, 1e-3
 
 
 @functools.cache
-def _cdf_table(dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+def _cdf_table(dtype: str) -> tuple[np.ndarray, np.ndarray]:
     """The standard normal CDF Phi at every table point (``math.erf`` in float64) and each step's rise."""
     xs = np.arange(-GELU_RANGE, GELU_RANGE + GELU_STEP / 2, GELU_STEP)
     cdf = 0.5 * (1.0 + np.array([math.erf(v / math.sqrt(2.0)) for v in xs]))
@@ -115,7 +115,7 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
     Params: x — float32 or float64 array. Returns: a new array of the same shape and dtype.
     """
-    cdf, rise = _cdf_table(x.dtype.type)
+    cdf, rise = _cdf_table(x.dtype.str)
     t = np.clip(x, -GELU_RANGE, GELU_RANGE - GELU_STEP)
     t += GELU_RANGE
     t *= 1.0 / GELU_STEP
