@@ -365,6 +365,28 @@ def add_feedback(*, session: Session, investigation_id: str, vote: int, user: st
     return tally(feedback_rows(session=session, investigation_id=investigation_id))
 
 
+def remove_feedback(*, session: Session, investigation_id: str, vote: int, user: str | None,
+                    source: str = "slack") -> dict[str, Any] | None:
+    """Take one vote back (a 👍 / 👎 reaction removed): delete ``user``'s latest ``vote`` row from ``source``.
+
+    Returns:
+        The investigation's new tally, or None when that user had no such vote (nothing changed).
+    """
+    if vote not in (-1, 1):
+        raise ValueError("only a vote (1 or -1) can be taken back")
+    row = session.scalars(
+        select(KnowledgeFeedback)
+        .where(KnowledgeFeedback.investigation_id == investigation_id, KnowledgeFeedback.vote == vote,
+               KnowledgeFeedback.user == user, KnowledgeFeedback.source == source)
+        .order_by(KnowledgeFeedback.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    session.delete(row)
+    session.flush()
+    return tally(feedback_rows(session=session, investigation_id=investigation_id))
+
+
 def feedback_rows(*, session: Session, investigation_id: str) -> list[dict[str, Any]]:
     """An investigation's feedback rows in time order, as dicts."""
     rows = session.scalars(select(KnowledgeFeedback).where(KnowledgeFeedback.investigation_id == investigation_id)
