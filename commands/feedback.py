@@ -8,16 +8,40 @@ and the knowledge base's entry is updated when it can be (a re-index catches up 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from store import outbox
 from store.errors import StoreError
-from store.knowledge import Memory, add_feedback, feedback_rows, remove_feedback
+from store.knowledge import (
+    Memory,
+    add_feedback,
+    add_resolution,
+    feedback_rows,
+    finished_for_ticket,
+    remove_feedback,
+)
 from store.knowledge import tally as summed
 
 _INDEX_LOCK = threading.Lock()
 
 VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
+
+
+@dataclass(frozen=True)
+class TicketResolution:
+    """A Jira ticket resolved (``name``: "Fixed", "Won't Do", ...) or reopened (``name`` None).
+
+    ``comment``: what was written with the transition; ``fix_versions``: the ticket's fix versions;
+    ``user``: who resolved it (display name, else account id).
+    """
+
+    ticket: str
+    name: str | None
+    status: str | None = None
+    comment: str | None = None
+    fix_versions: tuple[str, ...] = ()
+    user: str | None = None
 
 
 def vote_of(reaction: str | None) -> int | None:
@@ -62,6 +86,26 @@ def on_slack_reaction_removed(*, runtime: Any, channel: str, ts: str, reaction: 
     out = withdraw(runtime=runtime, memory=getattr(runtime, "memory", None), investigation_id=inv_id, vote=vote,
                    user=user, source="slack")
     return {**out, "investigation_id": inv_id}
+
+
+def on_ticket_resolution(*, runtime: Any, resolution: TicketResolution) -> dict[str, Any] | None:
+    """Record a Jira ticket's resolution on the latest finished investigation started by it or published to it.
+
+    Returns:
+        ``{"feedback": tally, "recorded": bool, "indexed": bool, "note": str | None, "investigation_id"}``
+        (``recorded`` False: the same resolution was recorded before); None when no finished
+        investigation belongs to the ticket (nothing is recorded).
+    """
+    with runtime.session() as s:
+        inv_id = finished_for_ticket(session=s, ticket=resolution.ticket)
+        if inv_id is None:
+            return None
+        tally, added = add_resolution(session=s, investigation_id=inv_id, ticket=resolution.ticket,
+                                      name=resolution.name, status=resolution.status, comment=resolution.comment,
+                                      fix_versions=resolution.fix_versions, user=resolution.user)
+    out = _reindex(getattr(runtime, "memory", None), runtime, inv_id, tally) if added else {
+        "feedback": tally, "indexed": False, "note": None}
+    return {**out, "recorded": added, "investigation_id": inv_id}
 
 
 def withdraw(*, runtime: Any, memory: Memory | None, investigation_id: str, vote: int, user: str | None,

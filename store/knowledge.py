@@ -141,12 +141,25 @@ def incident_from_report(investigation_id: str, domain: str | None, report: dict
 
 
 def tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Sum feedback rows: 👍/👎 counts, comments, and ``disputed`` when the latest vote is a 👎."""
+    """Sum feedback rows: 👍/👎 counts, comments, and ``disputed`` when the latest vote is a 👎.
+
+    When a ticket's resolution was recorded (rows with ``details``), ``resolution`` is the latest one:
+    ``{name, ticket, comment, fix_versions, by}``, or None once the ticket was reopened.
+    """
     up = sum(1 for r in rows if r.get("vote", 0) > 0)
     down = sum(1 for r in rows if r.get("vote", 0) < 0)
     votes = [r["vote"] for r in rows if r.get("vote")]
-    comments = [str(r["comment"])[:300] for r in rows if r.get("comment")][-5:]
-    return {"up": up, "down": down, "comments": comments, "disputed": bool(votes) and votes[-1] < 0}
+    comments = [str(r["comment"])[:300] for r in rows if r.get("comment") and not r.get("details")][-5:]
+    out: dict[str, Any] = {"up": up, "down": down, "comments": comments, "disputed": bool(votes) and votes[-1] < 0}
+    resolved = [r for r in rows if r.get("details")]
+    if resolved:
+        last = resolved[-1]
+        details = last["details"]
+        out["resolution"] = None if details.get("reopened") or not last.get("resolution") else {
+            "name": last["resolution"], "ticket": details.get("ticket"),
+            "comment": str(last["comment"])[:300] if last.get("comment") else None,
+            "fix_versions": list(details.get("fix_versions") or []), "by": last.get("user")}
+    return out
 
 
 def score(similarity: float, query: Incident, past: Incident) -> float:
@@ -391,7 +404,50 @@ def feedback_rows(*, session: Session, investigation_id: str) -> list[dict[str, 
     """An investigation's feedback rows in time order, as dicts."""
     rows = session.scalars(select(KnowledgeFeedback).where(KnowledgeFeedback.investigation_id == investigation_id)
                            .order_by(KnowledgeFeedback.id))
-    return [{"vote": r.vote, "user": r.user, "comment": r.comment} for r in rows]
+    return [_row(r) for r in rows]
+
+
+def _row(r: KnowledgeFeedback) -> dict[str, Any]:
+    out: dict[str, Any] = {"vote": r.vote, "user": r.user, "comment": r.comment}
+    if r.details:
+        out.update(resolution=r.resolution, details=r.details)
+    return out
+
+
+def add_resolution(*, session: Session, investigation_id: str, ticket: str, name: str | None,
+                   status: str | None = None, comment: str | None = None, fix_versions: Sequence[str] = (),
+                   user: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Record that the Jira ticket of an investigation was resolved as ``name`` (None: reopened).
+
+    A resolution identical to the latest one recorded (Jira sends the resolution and the comment of one
+    transition in separate events, and retries) is not recorded again.
+
+    Returns:
+        (the new tally, whether a row was added).
+    """
+    details = {"ticket": ticket, "status": status, "fix_versions": list(fix_versions), "reopened": name is None}
+    last = session.scalars(
+        select(KnowledgeFeedback)
+        .where(KnowledgeFeedback.investigation_id == investigation_id, KnowledgeFeedback.details.is_not(None))
+        .order_by(KnowledgeFeedback.id.desc()).limit(1)).first()
+    added = last is None or (last.resolution, last.comment, last.details) != (name, comment, details)
+    if added:
+        session.add(KnowledgeFeedback(investigation_id=investigation_id, vote=0, user=user, comment=comment,
+                                      source="jira", resolution=name, details=details))
+        session.flush()
+    return tally(feedback_rows(session=session, investigation_id=investigation_id)), added
+
+
+def finished_for_ticket(*, session: Session, ticket: str) -> str | None:
+    """The latest COMPLETE investigation of a Jira ticket: started by it or published to it; else None."""
+    from store.models import Publication
+
+    published = select(Publication.investigation_id).where(Publication.sink == "jira", Publication.target == ticket)
+    return session.scalars(
+        select(Investigation.id)
+        .where(Investigation.status == "COMPLETE",
+               (Investigation.fingerprint == f"jira:{ticket}") | Investigation.id.in_(published))
+        .order_by(Investigation.finished_at.desc(), Investigation.id.desc()).limit(1)).first()
 
 
 def incidents_from_db(*, session: Session) -> list[Incident]:
@@ -400,7 +456,7 @@ def incidents_from_db(*, session: Session) -> list[Incident]:
                            .order_by(Investigation.finished_at, Investigation.id))
     fb: dict[str, list[dict[str, Any]]] = {}
     for r in session.scalars(select(KnowledgeFeedback).order_by(KnowledgeFeedback.id)):
-        fb.setdefault(r.investigation_id, []).append({"vote": r.vote, "user": r.user, "comment": r.comment})
+        fb.setdefault(r.investigation_id, []).append(_row(r))
     out = []
     for inv in invs:
         if not inv.report or "symptoms" not in inv.report:
