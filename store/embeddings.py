@@ -148,6 +148,9 @@ class MiniLM:
         max_tokens: longer texts are truncated (sentence-transformers' ``max_seq_length`` is 256).
         batch_size: texts per forward pass; batches are sorted by length so padding stays small.
         dtype: ``float32`` (default) or ``float64`` (slower; used to check the float32 path).
+        backend: who runs the encoder layers: ``auto`` (onnxruntime when it is installed and takes the
+            graph, :mod:`store.embeddings_onnx`; else numpy), ``numpy`` or ``onnxruntime`` (float32 only;
+            raises when it is not available). ``self.backend`` says which one runs.
 
     Raises:
         EmbeddingsUnavailable: the model files are not there (says which script installs them).
@@ -157,7 +160,7 @@ class MiniLM:
     dim = 384
 
     def __init__(self, model_dir: Path | None = None, *, max_tokens: int = 256, batch_size: int = 32,
-                 dtype: Any = np.float32) -> None:
+                 dtype: Any = np.float32, backend: str = "auto") -> None:
         from tokenizers import Tokenizer
 
         self.model_dir = Path(model_dir) if model_dir else default_model_dir()
@@ -177,24 +180,55 @@ class MiniLM:
         self.dtype = dtype
         self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
         self._recent_lock = threading.Lock()
-        self.w = {k: v.astype(dtype, copy=False)
-                  for k, v in read_safetensors(self.model_dir / "model.safetensors").items() if v.dtype != np.int64}
-        # Dense weights stored transposed and contiguous: a 2-D (tokens x in) @ (in x out) product is one
-        # BLAS call, where a 3-D batch times a transposed view falls back to a slow loop (~50x here).
-        for k in [k for k in self.w if k.startswith("encoder.") and k.endswith(".weight") and self.w[k].ndim == 2]:
-            self.w[k] = np.ascontiguousarray(self.w[k].T)
-        # Query, key and value as one (384, 1152) product per layer: one BLAS call instead of three.
-        for i in range(self.layers):
-            p = f"encoder.layer.{i}.attention.self."
-            parts = [p + x for x in ("query", "key", "value")]
-            self.w[p + "qkv.weight"] = np.ascontiguousarray(np.concatenate([self.w[x + ".weight"] for x in parts], axis=1))
-            self.w[p + "qkv.bias"] = np.concatenate([self.w[x + ".bias"] for x in parts])
-            for x in parts:
-                del self.w[x + ".weight"], self.w[x + ".bias"]
+        self.w: dict[str, np.ndarray] = {}
+        self._onnx: Any = None
+        if backend not in ("auto", "numpy", "onnxruntime"):
+            raise ValueError(f"backend {backend!r} is unknown; use auto, numpy or onnxruntime")
+        if backend == "onnxruntime" and np.dtype(dtype) != np.float32:
+            raise ValueError("the onnxruntime backend runs float32 only")
+        if backend != "numpy" and np.dtype(dtype) == np.float32:
+            from store import embeddings_onnx as ox
+
+            if backend == "onnxruntime" or ox.available():
+                raw = self._checkpoint(dtype)
+                model = ox.encoder_model(raw, layers=self.layers, heads=self.heads, eps=self.eps)
+                # The session keeps its own copy of the layers' weights: only the embedding tables stay here,
+                # copied, so the checkpoint's buffer does not outlive the session's start.
+                embeddings = {k: np.array(v) for k, v in raw.items() if k.startswith("embeddings.")}
+                del raw
+                self._onnx = ox.OnnxEncoder(model) if backend == "onnxruntime" else ox.encoder_or_none(model)
+                del model
+                if self._onnx is not None:
+                    self.w = embeddings
+        if self._onnx is None:
+            self.w = self._load_weights(dtype)
+        self.backend = "onnxruntime" if self._onnx is not None else "numpy"
         self.tokenizer = Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
         # tokenizer.json pads every text to 128 and truncates there; we pad per batch ourselves.
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length=self.max_tokens)
+
+    def _checkpoint(self, dtype: Any) -> dict[str, np.ndarray]:
+        """The checkpoint's float tensors as ``dtype``, as stored (dense weights (out, in))."""
+        return {k: v.astype(dtype, copy=False)
+                for k, v in read_safetensors(self.model_dir / "model.safetensors").items() if v.dtype != np.int64}
+
+    def _load_weights(self, dtype: Any) -> dict[str, np.ndarray]:
+        """The checkpoint's float tensors as ``dtype``, dense layers laid out for the numpy forward pass."""
+        w = self._checkpoint(dtype)
+        # Dense weights stored transposed and contiguous: a 2-D (tokens x in) @ (in x out) product is one
+        # BLAS call, where a 3-D batch times a transposed view falls back to a slow loop (~50x here).
+        for k in [k for k in w if k.startswith("encoder.") and k.endswith(".weight") and w[k].ndim == 2]:
+            w[k] = np.ascontiguousarray(w[k].T)
+        # Query, key and value as one (384, 1152) product per layer: one BLAS call instead of three.
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}.attention.self."
+            parts = [p + x for x in ("query", "key", "value")]
+            w[p + "qkv.weight"] = np.ascontiguousarray(np.concatenate([w[x + ".weight"] for x in parts], axis=1))
+            w[p + "qkv.bias"] = np.concatenate([w[x + ".bias"] for x in parts])
+            for x in parts:
+                del w[x + ".weight"], w[x + ".bias"]
+        return w
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` (empty strings are fine); returns (len(texts), 384) float32, rows of norm 1."""
@@ -252,6 +286,9 @@ class MiniLM:
         # Padding keys get a large negative score, as HF's extended attention mask does; a batch without
         # padding (one text: the knowledge base's query) needs none.
         bias = None if mask.all() else ((1.0 - mask) * np.finfo(self.dtype).min)[:, None, None, :]
+        if self._onnx is not None:
+            h = self._onnx(h.reshape(b, n, d), np.zeros((b, 1, 1, n), np.float32) if bias is None else bias)
+            return _pool(h, mask)
         scale = self.dtype(1.0 / np.sqrt(hd))
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
@@ -280,10 +317,13 @@ class MiniLM:
             ff = lin(gelu(lin(h, "intermediate.dense")), "output.dense")
             ff += h
             h = _layer_norm(ff, w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], self.eps)
-        # Mean pooling over real tokens, then unit length (the model's 1_Pooling + Normalize modules).
-        h3 = h.reshape(b, n, d)
-        pooled = (h3 * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return _pool(h.reshape(b, n, d), mask)
+
+
+def _pool(h: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean pooling over real tokens, then unit length (the model's 1_Pooling + Normalize modules)."""
+    pooled = (h * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
 class ChromaEmbedding:

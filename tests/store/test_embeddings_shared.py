@@ -51,3 +51,21 @@ def test_the_table_gelu_is_the_exact_erf_gelu():
     got32 = gelu(x.astype(np.float32))
     assert got32.dtype == np.float32
     assert (np.abs(got32 - exact) / scale).max() < 1e-6  # float32: its rounding
+
+
+def test_onnxruntime_runs_the_layers_and_agrees_with_numpy():
+    import pytest
+
+    model = shared_model()
+    assert model.backend == "onnxruntime"  # installed with chromadb: the default takes it
+    plain = MiniLM(model.model_dir, backend="numpy")
+    assert plain.backend == "numpy"
+    texts = ["The weather is lovely today.", "", "checkout: HTTP 503 from payments after deploy chg-1 " * 6,
+             "HikariPool-1 - Connection is not available, request timed out after 30000ms"]
+    batched = model.embed(texts)  # one padded batch through the graph
+    np.testing.assert_allclose(batched, plain.embed(texts), atol=1e-5)
+    np.testing.assert_allclose(np.stack([model.embed([t])[0] for t in texts]), batched, atol=1e-5)
+    with pytest.raises(ValueError, match="float32"):
+        MiniLM(model.model_dir, backend="onnxruntime", dtype=np.float64)
+    with pytest.raises(ValueError, match="unknown"):
+        MiniLM(model.model_dir, backend="torch")
