@@ -7,7 +7,8 @@ answers, then :func:`process_many` (or :func:`process`, one at a time) turns sto
 investigations, so a crash between the two loses nothing: :func:`resume_pending` picks rows up again.
 
 Payload shapes followed:
-* Jira Cloud issue webhooks (``webhookEvent`` ``jira:issue_created`` / ``jira:issue_updated``).
+* Jira Cloud issue webhooks (``webhookEvent`` ``jira:issue_created`` / ``jira:issue_updated``; an update
+  whose ``changelog`` sets or clears the resolution is feedback on the ticket's finished investigation).
 * PagerDuty v3 webhooks (``event.event_type`` ``incident.triggered``, ``event.data`` the incident).
 * Grafana unified alerting webhook and Alertmanager webhook ``version: "4"``: a group of alerts,
   each with ``status``, ``labels``, ``annotations``, ``startsAt`` and ``fingerprint``.
@@ -202,7 +203,8 @@ def _hash(*parts: str) -> str:
 
 
 def normalise_jira(payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
-    """A Jira issue event -> a ticket investigation when labels and project pass the filters."""
+    """A Jira issue event -> a ticket investigation when labels and project pass the filters; an update that
+    resolves or reopens the ticket -> its resolution (:func:`jira_resolution`), feedback, never an investigation."""
     event = _get(payload, "webhookEvent")
     if event not in JIRA_EVENTS:
         return Normalised(ignored=f"Jira event {event!r} is not handled")
