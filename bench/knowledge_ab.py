@@ -2,13 +2,15 @@
 
 Embedders: ``numpy`` and ``onnxruntime`` (the two backends of store.embeddings.MiniLM) and, with
 ``--old FILE``, the MiniLM of an older ``store/embeddings.py`` (e.g. ``git show cb8e0e7:store/embeddings.py >
-/tmp/old_embeddings.py``). Every lookup is a new incident's first one (the embedder's memory of recent
+/tmp/old_embeddings.py``); with ``--old-knowledge FILE`` too (an older ``store/knowledge.py``), that variant
+looks up with the older ``KnowledgeBase.similar`` as well: the whole lookup as it was. Every lookup is a new incident's first one (the embedder's memory of recent
 texts is cleared before it): embedding the query, the Chroma queries, the re-scoring. Also timed: the
 embedding alone (wall and CPU time of the thread). The store is bench/knowledge.py's (a generated history
 plus filler up to ``--store``). The load average is printed before and after: on a shared machine the
 wall times follow it, the CPU times much less.
 
-    PYTHONPATH=. python bench/knowledge_ab.py [--old /tmp/old_embeddings.py] [--queries 120] [--store 10000]
+    PYTHONPATH=. python bench/knowledge_ab.py [--old /tmp/old_embeddings.py [--old-knowledge /tmp/old_knowledge.py]]
+        [--queries 120] [--store 10000]
 """
 
 from __future__ import annotations
@@ -35,18 +37,20 @@ from store.embeddings import MiniLM  # noqa: E402
 from store.knowledge import KnowledgeBase, make_client  # noqa: E402
 
 
-def old_model(path: str) -> Any:
-    """The MiniLM class of another embeddings.py, loaded as its own module."""
-    spec = importlib.util.spec_from_file_location("old_embeddings", path)
+def load(path: str, name: str) -> Any:
+    """Another version of one of our modules, loaded as its own module."""
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
-    return module.MiniLM()
+    return module
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--old", help="an older store/embeddings.py to compare with")
+    ap.add_argument("--old-knowledge", help="with --old: an older store/knowledge.py, whose similar() it uses")
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--queries", type=int, default=120)
     ap.add_argument("--store", type=int, default=10_000)
@@ -54,8 +58,11 @@ def main() -> int:
     args = ap.parse_args()
 
     models: dict[str, Any] = {"numpy": MiniLM(backend="numpy"), "onnxruntime": MiniLM(backend="onnxruntime")}
+    lookup: dict[str, Any] = dict.fromkeys(models, KnowledgeBase.similar)
     if args.old:
-        models = {"before": old_model(args.old), **models}
+        models = {"before": load(args.old, "old_embeddings").MiniLM(), **models}
+        lookup["before"] = (load(args.old_knowledge, "old_knowledge").KnowledgeBase.similar if args.old_knowledge
+                            else KnowledgeBase.similar)
     past, new = build(args.seed, 400, 200)
     with tempfile.TemporaryDirectory() as home:
         kb = KnowledgeBase(make_client(home=Path(home), chroma_host=None), models["onnxruntime"])
@@ -74,7 +81,7 @@ def main() -> int:
                 kb.embedder = model
                 model.clear_cache()
                 t0 = time.perf_counter()
-                kb.similar(query, k=3, domain=inc.domain)
+                lookup[name](kb, query, k=3, domain=inc.domain)
                 wall[name].append((time.perf_counter() - t0) * 1000)
                 model.clear_cache()
                 t0, c0 = time.perf_counter(), time.thread_time()
