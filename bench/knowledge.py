@@ -10,7 +10,7 @@ looked up with the production scoring (store.knowledge.KnowledgeBase.similar), a
   the share with the new incident's origin service and change kind (target >= 0.9);
 * recall: the share of recurrences with at least one right past incident shown;
 * the share of one-offs that wrongly get a "seen before" (target <= 0.05);
-* embedding throughput (texts/s, all-MiniLM-L6-v2 numpy forward pass) and query p95 with 10,000 stored
+* embedding throughput (texts/s, all-MiniLM-L6-v2, onnxruntime or numpy: the backend is printed) and query p95 with 10,000 stored
   incidents (target < 50 ms, the whole lookup: embedding the query, two Chroma queries, re-scoring).
 
 The 10,000 are the history plus filler: real embeddings of ``--fill-base`` (1,000) more generated incidents,
@@ -201,7 +201,7 @@ def main() -> int:
         t0 = time.perf_counter()
         embedder.embed(docs)
         print(f"embedding throughput: {len(docs) / (time.perf_counter() - t0):.1f} texts/s "
-              f"(mean {np.mean([len(d) for d in docs]):.0f} chars)")
+              f"(mean {np.mean([len(d) for d in docs]):.0f} chars; {getattr(embedder, 'backend', '?')} backend)")
         looked = lookups(kb, new)
         figures = evaluate(looked, SEEN_BEFORE)
         print(f"threshold {SEEN_BEFORE}: precision@3 {figures['precision@3']:.3f} (target >= 0.9), "
