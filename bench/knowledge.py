@@ -10,7 +10,7 @@ looked up with the production scoring (store.knowledge.KnowledgeBase.similar), a
   the share with the new incident's origin service and change kind (target >= 0.9);
 * recall: the share of recurrences with at least one right past incident shown;
 * the share of one-offs that wrongly get a "seen before" (target <= 0.05);
-* embedding throughput (texts/s, all-MiniLM-L6-v2 numpy forward pass) and query p95 with 10,000 stored
+* embedding throughput (texts/s, all-MiniLM-L6-v2, onnxruntime or numpy: the backend is printed) and query p95 with 10,000 stored
   incidents (target < 50 ms, the whole lookup: embedding the query, two Chroma queries, re-scoring).
 
 The 10,000 are the history plus filler: real embeddings of ``--fill-base`` (1,000) more generated incidents,
@@ -25,6 +25,7 @@ the two cores made one query's embedding 5x slower here.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -200,7 +201,7 @@ def main() -> int:
         t0 = time.perf_counter()
         embedder.embed(docs)
         print(f"embedding throughput: {len(docs) / (time.perf_counter() - t0):.1f} texts/s "
-              f"(mean {np.mean([len(d) for d in docs]):.0f} chars)")
+              f"(mean {np.mean([len(d) for d in docs]):.0f} chars; {getattr(embedder, 'backend', '?')} backend)")
         looked = lookups(kb, new)
         figures = evaluate(looked, SEEN_BEFORE)
         print(f"threshold {SEEN_BEFORE}: precision@3 {figures['precision@3']:.3f} (target >= 0.9), "
@@ -214,8 +215,9 @@ def main() -> int:
         if args.store:
             fill(kb, args.seed, args.store, args.fill_base)
             rng = random.Random(args.seed + 1)
-            times, embed_times = [], []
+            times, embed_times, embed_cpu = [], [], []
             clear = getattr(embedder, "clear_cache", lambda: None)
+            load_before = os.getloadavg()
             for inc, _ in rng.sample(new, min(200, len(new))):
                 query = replace(inc, root_cause={})
                 clear()  # every query pays for its embedding, as a new incident's first lookup does
@@ -223,13 +225,18 @@ def main() -> int:
                 kb.similar(query, k=3, domain=inc.domain)
                 t1 = time.perf_counter()
                 clear()
+                t2, c2 = time.perf_counter(), time.thread_time()
                 embedder.embed([query.document()])
                 times.append((t1 - t0) * 1000)
-                embed_times.append((time.perf_counter() - t1) * 1000)
+                embed_times.append((time.perf_counter() - t2) * 1000)
+                embed_cpu.append((time.thread_time() - c2) * 1000)
+            load_after = os.getloadavg()
             print(f"query with {kb.count()} stored: p50 {np.percentile(times, 50):.1f} ms, "
                   f"p95 {np.percentile(times, 95):.1f} ms (target < 50 ms), max {max(times):.1f} ms; "
                   f"of which embedding the query alone: p50 {np.percentile(embed_times, 50):.1f} ms, "
-                  f"p95 {np.percentile(embed_times, 95):.1f} ms")
+                  f"p95 {np.percentile(embed_times, 95):.1f} ms (CPU time p50 {np.percentile(embed_cpu, 50):.1f} ms)")
+            print(f"load average (1 min) {load_before[0]:.1f} before the queries, {load_after[0]:.1f} after, "
+                  f"on {os.cpu_count()} cores")
     return 0
 
 

@@ -202,10 +202,44 @@ class _JiraPriority(_Open):
     name: Annotated[StrictStr, Field(max_length=128)] | None = None
 
 
+_JiraName = Annotated[StrictStr, Field(max_length=255)]
+
+
+class _JiraNamed(_Open):
+    name: _JiraName | None = None
+
+
+class _JiraStatusCategory(_Open):
+    key: Annotated[StrictStr, Field(max_length=64)] | None = None
+
+
+class _JiraStatus(_Open):
+    name: _JiraName | None = None
+    statusCategory: _JiraStatusCategory | None = None  # noqa: N815
+
+
 class _JiraFields(_Open):
     project: _JiraProject | None = None
     labels: Annotated[list[Annotated[StrictStr, Field(max_length=255)]], Field(max_length=500)] | None = None
     priority: _JiraPriority | None = None
+    # read when a ticket is resolved (feedback on its investigation)
+    resolution: _JiraNamed | None = None
+    status: _JiraStatus | None = None
+    fixVersions: Annotated[list[_JiraNamed], Field(max_length=200)] | None = None  # noqa: N815
+
+
+class _JiraChangeItem(_Open):
+    field: Annotated[StrictStr, Field(max_length=255)] | None = None
+    toString: Annotated[StrictStr, Field(max_length=1000)] | None = None  # noqa: N815
+
+
+class _JiraChangelog(_Open):
+    items: Annotated[list[_JiraChangeItem], Field(max_length=500)] | None = None
+
+
+class _JiraComment(_Open):
+    # Jira Cloud sends wiki text (REST v2); an Atlassian Document (v3) is an object, read for its text.
+    body: Annotated[StrictStr, Field(max_length=100_000)] | dict[str, Any] | None = None
 
 
 class _JiraIssue(_Open):
@@ -215,11 +249,14 @@ class _JiraIssue(_Open):
 
 class _JiraUser(_Open):
     accountId: Annotated[StrictStr, Field(max_length=128)] | None = None  # noqa: N815
+    displayName: Annotated[StrictStr, Field(max_length=255)] | None = None  # noqa: N815
 
 
 class JiraIssueEvent(_Open):
     issue: _JiraIssue
     user: _JiraUser | None = None
+    changelog: _JiraChangelog | None = None
+    comment: _JiraComment | None = None
     #: Milliseconds since the epoch, when Jira sent it (the replay window is checked against it).
     timestamp: Annotated[StrictInt, Field(ge=0, le=10**15)]
 

@@ -7,7 +7,8 @@ answers, then :func:`process_many` (or :func:`process`, one at a time) turns sto
 investigations, so a crash between the two loses nothing: :func:`resume_pending` picks rows up again.
 
 Payload shapes followed:
-* Jira Cloud issue webhooks (``webhookEvent`` ``jira:issue_created`` / ``jira:issue_updated``).
+* Jira Cloud issue webhooks (``webhookEvent`` ``jira:issue_created`` / ``jira:issue_updated``; an update
+  whose ``changelog`` sets or clears the resolution is feedback on the ticket's finished investigation).
 * PagerDuty v3 webhooks (``event.event_type`` ``incident.triggered``, ``event.data`` the incident).
 * Grafana unified alerting webhook and Alertmanager webhook ``version: "4"``: a group of alerts,
   each with ``status``, ``labels``, ``annotations``, ``startsAt`` and ``fingerprint``.
@@ -32,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from commands.errors import BadRequest, BudgetStopped, PayloadError, UnknownTrigger
+from commands.feedback import TicketResolution, on_ticket_resolution
 from commands.investigate import StartResult, open_by_fingerprint, open_or_attach, start
 from commands.requests import InvestigationRequest, Origin
 from commands.webhook_schemas import JIRA_EVENTS, check_depth, check_strings, validate
@@ -112,6 +114,8 @@ class Normalised:
     ignored: str | None = None
     #: ``(kind, record)`` of alerts and changes to keep as history (store/events.py), investigated or not.
     history: tuple[tuple[str, dict[str, Any]], ...] = ()
+    #: A Jira ticket resolved (or reopened): feedback on the investigation published to it.
+    resolution: TicketResolution | None = None
 
 
 # -- reading payloads -------------------------------------------------------------------------------
@@ -199,7 +203,8 @@ def _hash(*parts: str) -> str:
 
 
 def normalise_jira(payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
-    """A Jira issue event -> a ticket investigation when labels and project pass the filters."""
+    """A Jira issue event -> a ticket investigation when labels and project pass the filters; an update that
+    resolves or reopens the ticket -> its resolution (:func:`jira_resolution`), feedback, never an investigation."""
     event = _get(payload, "webhookEvent")
     if event not in JIRA_EVENTS:
         return Normalised(ignored=f"Jira event {event!r} is not handled")
@@ -208,6 +213,12 @@ def normalise_jira(payload: Mapping[str, Any], rules: WebhookRules) -> Normalise
     project = (_get(fields, "project.key", required=False) or key.split("-", 1)[0]).upper()
     if rules.jira_projects and project not in rules.jira_projects:
         return Normalised(ignored=f"project {project} is not in JIRA_PROJECT_FILTER")
+    if event == "jira:issue_updated":
+        # Resolved or reopened: feedback on what we said of it, never a new investigation. No label needed:
+        # a ticket we only published to (Slack's "publish to Jira") may not carry one.
+        resolution = jira_resolution(payload, key)
+        if resolution is not None:
+            return Normalised(resolution=resolution)
     labels = {str(x).lower() for x in fields.get("labels") or []}
     if not labels & {label.lower() for label in rules.jira_labels}:
         return Normalised(ignored=f"issue {key} has none of the labels {', '.join(rules.jira_labels)}")
@@ -225,6 +236,44 @@ def normalise_jira(payload: Mapping[str, Any], rules: WebhookRules) -> Normalise
         raw=dict(payload),
     )
     return Normalised(requests=(request,))
+
+
+def jira_resolution(payload: Mapping[str, Any], key: str) -> TicketResolution | None:
+    """The resolution an ``issue_updated`` body reports, or None when it changed something else.
+
+    Resolved: the changelog sets ``resolution`` (its new name), or moves the status into the *done*
+    category (the resolution's name if set, else the status's: workflows without resolutions).
+    Reopened: the changelog clears ``resolution`` (``name`` None). The comment written with the
+    transition (Jira sends it as ``comment``) and the ticket's fix versions go along.
+    """
+    fields = _get(payload, "issue.fields", required=False) or {}
+    items = [i for i in (_get(payload, "changelog.items", required=False) or []) if isinstance(i, Mapping)]
+    changed = {str(i.get("field") or "").lower(): i for i in items}
+    status = fields.get("status") or {}
+    if "resolution" in changed:
+        name = changed["resolution"].get("toString") or None
+    elif "status" in changed and _get(status, "statusCategory.key", required=False) == "done":
+        name = _get(fields, "resolution.name", required=False) or changed["status"].get("toString") or status.get(
+            "name") or "Done"
+    else:
+        return None
+    body = _get(payload, "comment.body", required=False)
+    comment = (body if isinstance(body, str) else " ".join(_adf_text(body))).strip() if body else ""
+    versions = tuple(str(v["name"]) for v in fields.get("fixVersions") or [] if isinstance(v, Mapping) and v.get("name"))
+    return TicketResolution(
+        ticket=key, name=str(name) if name else None, status=status.get("name") if status else None,
+        comment=comment[:2000] or None, fix_versions=versions[:20],
+        user=_get(payload, "user.displayName", required=False) or _get(payload, "user.accountId", required=False))
+
+
+def _adf_text(node: Any) -> list[str]:
+    """The text of an Atlassian Document Format node, in order."""
+    if isinstance(node, Mapping):
+        own = [str(node["text"])] if isinstance(node.get("text"), str) else []
+        return own + [t for child in node.get("content") or [] for t in _adf_text(child)]
+    if isinstance(node, list):
+        return [t for child in node for t in _adf_text(child)]
+    return []
 
 
 def normalise_pagerduty(payload: Mapping[str, Any], rules: WebhookRules) -> Normalised:
@@ -558,11 +607,18 @@ def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_sched
     started: list[StartResult] = []
     if result.history:
         _keep_history(runtime, result)
+    resolved: str | None = None
     if result.deploy is not None:
         if deploy_scheduler is None:
             raise BadRequest("no deploy scheduler configured; run the listener through bot.http.create_app")
         deploy_scheduler(result.deploy)
         status = "scheduled"
+    elif result.resolution is not None:
+        fed = on_ticket_resolution(runtime=runtime, resolution=result.resolution)
+        resolved = fed["investigation_id"] if fed else None
+        status = "recorded" if fed else "ignored"
+        if fed is None:
+            result = Normalised(ignored=f"no finished investigation was published to {result.resolution.ticket}")
     elif result.requests:
         refused = None
         for request in result.requests:
@@ -582,6 +638,8 @@ def process(*, runtime: Any, delivery_id: int, rules: WebhookRules, deploy_sched
         row.status = status
         if started:
             row.investigation_id = started[0].investigation_id
+        elif resolved:
+            row.investigation_id = resolved
         session.commit()
     out: dict[str, Any] = {
         "status": status,
@@ -752,7 +810,8 @@ def process_many(
     Equivalent to :func:`process` for each id, at a fraction of the commits. Rows already finished
     are skipped; a row whose stored payload no longer normalises is marked ``failed``; deploy
     deliveries go through :func:`process` one by one after the commit (they schedule a message,
-    which must not be sent for a transaction that could still roll back and be retried).
+    which must not be sent for a transaction that could still roll back and be retried), and so do
+    Jira resolutions (feedback written in its own transaction, then to the knowledge base).
 
     Raises:
         Exception: whatever the database raised; nothing of the batch is then committed (the
@@ -763,7 +822,7 @@ def process_many(
     """
     statuses: dict[int, str] = {}
     created: list[tuple[str, str]] = []
-    deploys: list[int] = []
+    later: list[int] = []  # deploy checks and Jira resolutions: process() each after the commit
     with runtime.session() as session:
         rows = session.execute(
             select(InboundDelivery).where(InboundDelivery.id.in_(delivery_ids)).order_by(InboundDelivery.id)
@@ -778,8 +837,8 @@ def process_many(
             except PayloadError:
                 row.status = statuses[row.id] = "failed"  # stored by an older, laxer listener: do not retry
                 continue
-            if result.deploy is not None:
-                deploys.append(row.id)
+            if result.deploy is not None or result.resolution is not None:
+                later.append(row.id)
             else:
                 _history_in(session, result)
                 todo.append((row, result))
@@ -809,7 +868,7 @@ def process_many(
     # After the commit, as start() does: a worker must find the investigation it is sent.
     for investigation_id, priority in created:
         runtime.enqueue(investigation_id, priority=priority)
-    for delivery_id in deploys:
+    for delivery_id in later:
         statuses[delivery_id] = process(
             runtime=runtime, delivery_id=delivery_id, rules=rules, deploy_scheduler=deploy_scheduler
         )["status"]

@@ -5,6 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 
+def resolution_note(feedback: dict[str, Any] | None) -> str | None:
+    """How a past incident's Jira ticket was resolved, as plain text (callers escape it), or None.
+
+    E.g. ``ticket OPS-7 resolved as Fixed, fix version 4.2.1: "rolled back"`` (the comment cut at 120).
+    """
+    res = (feedback or {}).get("resolution")
+    if not isinstance(res, dict) or not res.get("name"):
+        return None
+    text = f"ticket {res.get('ticket') or '?'} resolved as {res['name']}"
+    if res.get("fix_versions"):
+        text += ", fix version " + ", ".join(map(str, res["fix_versions"][:3]))
+    if res.get("comment"):
+        comment = " ".join(str(res["comment"]).split())
+        text += f': "{comment[:120]}{"…" if len(comment) > 120 else ""}"'
+    return text
+
+
 def _items(items: list[dict[str, Any]] | None, limit: int = 8) -> list[str]:
     out = []
     for it in (items or [])[:limit]:
@@ -68,9 +85,11 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
         for m in report["similar_incidents"][:3]:
             rc = m.get("root_cause") or {}
             disputed = " (root cause disputed)" if (m.get("feedback") or {}).get("disputed") else ""
+            resolved = resolution_note(m.get("feedback"))
             lines.append(f"- `{m.get('investigation_id')}` (score {m.get('score')}): {m.get('summary', '')}"
                          f" — {rc.get('change_kind') or rc.get('category') or '?'} on `{rc.get('service')}`"
-                         f"{disputed}; fix then: {m.get('fix') or 'none recorded'}")
+                         f"{disputed}; fix then: {m.get('fix') or 'none recorded'}"
+                         f"{f'; {resolved}' if resolved else ''}")
     hyps = report.get("hypotheses") or []
     if hyps:
         lines += ["", "## Hypotheses", ""]

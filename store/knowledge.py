@@ -20,6 +20,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,12 +142,25 @@ def incident_from_report(investigation_id: str, domain: str | None, report: dict
 
 
 def tally(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Sum feedback rows: 👍/👎 counts, comments, and ``disputed`` when the latest vote is a 👎."""
+    """Sum feedback rows: 👍/👎 counts, comments, and ``disputed`` when the latest vote is a 👎.
+
+    When a ticket's resolution was recorded (rows with ``details``), ``resolution`` is the latest one:
+    ``{name, ticket, comment, fix_versions, by}``, or None once the ticket was reopened.
+    """
     up = sum(1 for r in rows if r.get("vote", 0) > 0)
     down = sum(1 for r in rows if r.get("vote", 0) < 0)
     votes = [r["vote"] for r in rows if r.get("vote")]
-    comments = [str(r["comment"])[:300] for r in rows if r.get("comment")][-5:]
-    return {"up": up, "down": down, "comments": comments, "disputed": bool(votes) and votes[-1] < 0}
+    comments = [str(r["comment"])[:300] for r in rows if r.get("comment") and not r.get("details")][-5:]
+    out: dict[str, Any] = {"up": up, "down": down, "comments": comments, "disputed": bool(votes) and votes[-1] < 0}
+    resolved = [r for r in rows if r.get("details")]
+    if resolved:
+        last = resolved[-1]
+        details = last["details"]
+        out["resolution"] = None if details.get("reopened") or not last.get("resolution") else {
+            "name": last["resolution"], "ticket": details.get("ticket"),
+            "comment": str(last["comment"])[:300] if last.get("comment") else None,
+            "fix_versions": list(details.get("fix_versions") or []), "by": last.get("user")}
+    return out
 
 
 def score(similarity: float, query: Incident, past: Incident) -> float:
@@ -156,13 +170,17 @@ def score(similarity: float, query: Incident, past: Incident) -> float:
     incident without a root-cause service, the share of the query's services it also had); templates:
     how many the two share, over the smaller set. Weights and threshold: bench/knowledge.py, seed 7.
     """
-    qs = set(query.services)
+    return _score(similarity, set(query.services), query.template_keys(), past)
+
+
+def _score(similarity: float, qs: set[str], qt: set[str], past: Incident) -> float:
+    """:func:`score` with the query's services and template keys computed once (a lookup scores ~200)."""
     origin = past.root_cause.get("service")
     if origin:
         services = 1.0 if origin in qs else 0.0
     else:
         services = len(qs & set(past.services)) / len(qs) if qs else 0.0
-    qt, pt = query.template_keys(), past.template_keys()
+    pt = past.template_keys()
     templates = len(qt & pt) / min(len(qt), len(pt)) if qt and pt else 0.0
     return W_VECTOR * max(0.0, similarity) + W_SERVICES * services + W_TEMPLATES * templates
 
@@ -203,6 +221,7 @@ class KnowledgeBase:
         self.name = collection
         self._lock = threading.Lock()
         self._coll: Any = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def _collection(self) -> Any:
         if self._coll is None:
@@ -293,6 +312,19 @@ class KnowledgeBase:
         return done
 
     # -- reading ------------------------------------------------------------------------
+    def _lookups(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pm-knowledge")
+            return self._pool
+
+    def _same_service(self, services: list[str], limit: int) -> Any:
+        """Up to ``limit`` records whose root cause was on one of ``services``, with their vectors."""
+        with self._lock:
+            coll = self._collection()
+            return self._guard(lambda: coll.get(where={"service": {"$in": services}}, limit=limit,
+                                                include=["metadatas", "embeddings"]))
+
     def similar(self, query: Incident, *, k: int = 3, domain: str | None = None, candidates: int = 100,
                 exclude: Iterable[str] = ()) -> list[Match]:
         """The ``k`` past incidents most like ``query``, best first, by :func:`score`.
@@ -301,35 +333,40 @@ class KnowledgeBase:
         cause was on one of the query's services (an indexed metadata lookup, their cosine computed here);
         when ``domain`` is given and some candidates are of that domain, only those are kept (filtered by
         domain unless none match). One unfiltered vector query and one metadata lookup: Chroma's filtered
-        vector search cost 20-40 ms at 10,000 incidents here, the two together a few ms.
+        vector search cost 20-40 ms at 10,000 incidents here, the two together a few ms. The metadata
+        lookup runs on a second thread while the query is embedded.
         """
-        vector = self.embedder.embed([query.document()])[0]
         skip = set(exclude) | {query.investigation_id}
+        # The service lookup needs no vector: it runs on the lookup thread while this one embeds the query
+        # (onnxruntime and Chroma both release the GIL), ~10 ms off a lookup when a core is free.
+        same_service = self._lookups().submit(self._same_service, list(query.services), candidates) \
+            if query.services else None
+        vector = self.embedder.embed([query.document()])[0]
         with self._lock:
             coll = self._collection()
             # No count() first (4-12 ms at 10,000): a query asking for more than is stored gets what there is.
             got = self._guard(lambda: coll.query(query_embeddings=[vector.tolist()], n_results=candidates,
                                                  include=["metadatas", "distances"]))
-            # cosine space: distance = 1 - cosine similarity
-            found = {i: (1.0 - float(d), m) for i, m, d in zip(
-                (got.get("ids") or [[]])[0], (got.get("metadatas") or [[]])[0], (got.get("distances") or [[]])[0],
-                strict=False)}
-            if query.services:
-                same = self._guard(lambda: coll.get(where={"service": {"$in": list(query.services)}},
-                                                    limit=candidates, include=["metadatas", "embeddings"]))
-                embs = same.get("embeddings")
-                if embs is not None and len(embs):
-                    sims = np.asarray(embs, dtype=np.float32) @ vector
-                    for i, m, sim in zip(same["ids"], same["metadatas"], sims, strict=False):
-                        found.setdefault(i, (float(sim), m))
+        # cosine space: distance = 1 - cosine similarity
+        found = {i: (1.0 - float(d), m) for i, m, d in zip(
+            (got.get("ids") or [[]])[0], (got.get("metadatas") or [[]])[0], (got.get("distances") or [[]])[0],
+            strict=False)}
+        if same_service is not None:
+            same = same_service.result()
+            embs = same.get("embeddings")
+            if embs is not None and len(embs):
+                sims = np.asarray(embs, dtype=np.float32) @ vector
+                for i, m, sim in zip(same["ids"], same["metadatas"], sims, strict=False):
+                    found.setdefault(i, (float(sim), m))
         if domain and any((m or {}).get("domain") == domain for _, m in found.values()):
             found = {i: v for i, v in found.items() if (v[1] or {}).get("domain") == domain}
         matches = []
+        qs, qt = set(query.services), query.template_keys()
         for key, (sim, meta) in found.items():
             if key in skip:
                 continue
             inc = _incident(meta)
-            matches.append(Match(inc, score(sim, query, inc), sim))
+            matches.append(Match(inc, _score(sim, qs, qt, inc), sim))
         matches.sort(key=lambda m: (-m.score, m.incident.investigation_id))
         return matches[:k]
 
@@ -365,11 +402,76 @@ def add_feedback(*, session: Session, investigation_id: str, vote: int, user: st
     return tally(feedback_rows(session=session, investigation_id=investigation_id))
 
 
+def remove_feedback(*, session: Session, investigation_id: str, vote: int, user: str | None,
+                    source: str = "slack") -> dict[str, Any] | None:
+    """Take one vote back (a 👍 / 👎 reaction removed): delete ``user``'s latest ``vote`` row from ``source``.
+
+    Returns:
+        The investigation's new tally, or None when that user had no such vote (nothing changed).
+    """
+    if vote not in (-1, 1):
+        raise ValueError("only a vote (1 or -1) can be taken back")
+    row = session.scalars(
+        select(KnowledgeFeedback)
+        .where(KnowledgeFeedback.investigation_id == investigation_id, KnowledgeFeedback.vote == vote,
+               KnowledgeFeedback.user == user, KnowledgeFeedback.source == source)
+        .order_by(KnowledgeFeedback.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return None
+    session.delete(row)
+    session.flush()
+    return tally(feedback_rows(session=session, investigation_id=investigation_id))
+
+
 def feedback_rows(*, session: Session, investigation_id: str) -> list[dict[str, Any]]:
     """An investigation's feedback rows in time order, as dicts."""
     rows = session.scalars(select(KnowledgeFeedback).where(KnowledgeFeedback.investigation_id == investigation_id)
                            .order_by(KnowledgeFeedback.id))
-    return [{"vote": r.vote, "user": r.user, "comment": r.comment} for r in rows]
+    return [_row(r) for r in rows]
+
+
+def _row(r: KnowledgeFeedback) -> dict[str, Any]:
+    out: dict[str, Any] = {"vote": r.vote, "user": r.user, "comment": r.comment}
+    if r.details:
+        out.update(resolution=r.resolution, details=r.details)
+    return out
+
+
+def add_resolution(*, session: Session, investigation_id: str, ticket: str, name: str | None,
+                   status: str | None = None, comment: str | None = None, fix_versions: Sequence[str] = (),
+                   user: str | None = None) -> tuple[dict[str, Any], bool]:
+    """Record that the Jira ticket of an investigation was resolved as ``name`` (None: reopened).
+
+    A resolution identical to the latest one recorded (Jira sends the resolution and the comment of one
+    transition in separate events, and retries) is not recorded again.
+
+    Returns:
+        (the new tally, whether a row was added).
+    """
+    details = {"ticket": ticket, "status": status, "fix_versions": list(fix_versions), "reopened": name is None}
+    last = session.scalars(
+        select(KnowledgeFeedback)
+        .where(KnowledgeFeedback.investigation_id == investigation_id, KnowledgeFeedback.details.is_not(None))
+        .order_by(KnowledgeFeedback.id.desc()).limit(1)).first()
+    added = last is None or (last.resolution, last.comment, last.details) != (name, comment, details)
+    if added:
+        session.add(KnowledgeFeedback(investigation_id=investigation_id, vote=0, user=user, comment=comment,
+                                      source="jira", resolution=name, details=details))
+        session.flush()
+    return tally(feedback_rows(session=session, investigation_id=investigation_id)), added
+
+
+def finished_for_ticket(*, session: Session, ticket: str) -> str | None:
+    """The latest COMPLETE investigation of a Jira ticket: started by it or published to it; else None."""
+    from store.models import Publication
+
+    published = select(Publication.investigation_id).where(Publication.sink == "jira", Publication.target == ticket)
+    return session.scalars(
+        select(Investigation.id)
+        .where(Investigation.status == "COMPLETE",
+               (Investigation.fingerprint == f"jira:{ticket}") | Investigation.id.in_(published))
+        .order_by(Investigation.finished_at.desc(), Investigation.id.desc()).limit(1)).first()
 
 
 def incidents_from_db(*, session: Session) -> list[Incident]:
@@ -378,7 +480,7 @@ def incidents_from_db(*, session: Session) -> list[Incident]:
                            .order_by(Investigation.finished_at, Investigation.id))
     fb: dict[str, list[dict[str, Any]]] = {}
     for r in session.scalars(select(KnowledgeFeedback).order_by(KnowledgeFeedback.id)):
-        fb.setdefault(r.investigation_id, []).append({"vote": r.vote, "user": r.user, "comment": r.comment})
+        fb.setdefault(r.investigation_id, []).append(_row(r))
     out = []
     for inv in invs:
         if not inv.report or "symptoms" not in inv.report:

@@ -294,6 +294,11 @@ class KnowledgeFeedback(Base):
     comment: Mapped[str | None] = mapped_column(Text, nullable=True)
     source: Mapped[str] = mapped_column(String(32), default="slack")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: A ticket's resolution (source ``jira``): its name ("Fixed", "Won't Do"); None on a vote or a comment,
+    #: and on a reopened ticket (``details.reopened``).
+    resolution: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    #: With a resolution: ``{ticket, status, fix_versions, reopened}``.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ModelChoice(Base):

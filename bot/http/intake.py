@@ -63,7 +63,7 @@ async def intake(request: Request, ctx: ListenerContext, source: str, authentica
     except PayloadError as exc:
         return problem(400, "Bad request", str(exc), field=exc.field)
     stale = replay_reason(source, payload, now=datetime.now(UTC), window_s=ctx.rules.replay_window_s)
-    if stale and (normalised.requests or normalised.history):
+    if stale and (normalised.requests or normalised.history or normalised.resolution):
         return JSONResponse({"status": "ignored", "reason": stale}, status_code=202)
     if normalised.ignored and not normalised.history:  # nothing to keep: store nothing
         return JSONResponse({"status": "ignored", "reason": normalised.ignored}, status_code=202)

@@ -19,6 +19,7 @@ LISTENERS = (
     "bot.slack.listeners.command_investigate",
     "bot.slack.listeners.view_submission",
     "bot.slack.listeners.reaction_added",
+    "bot.slack.listeners.reaction_removed",
     "bot.slack.listeners.message_thread",
     "bot.slack.listeners.app_mention",
     "bot.slack.listeners.action_rerun",

@@ -34,6 +34,8 @@ def delivery_key(body: dict[str, Any], reaction: str) -> str | None:
         kind = event.get("type")
         if kind == "reaction_added" and event.get("reaction") != reaction and vote_of(event.get("reaction")) is None:
             return None
+        if kind == "reaction_removed" and vote_of(event.get("reaction")) is None:  # only a vote is taken back
+            return None
         if kind == "message" and (not event.get("thread_ts") or event.get("bot_id") or event.get("subtype")):
             return None
         return f"ev:{body.get('event_id')}"

@@ -73,3 +73,64 @@ def test_thumbs_on_the_report_are_feedback_and_a_thumbs_down_disputes(tmp_path: 
 
         fake.wait_for(lambda: ignored() == 2, 10, "the two 👍 off the report handled (ignored)")
         assert len(votes()) == 4
+
+
+def test_taking_a_thumb_off_the_report_takes_the_vote_back(tmp_path: Path) -> None:
+    with running_bot(tmp_path) as (fake, bot):
+        fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))
+        parent = _parent(fake, "C1")
+        _chart_in(fake, "C1", parent["ts"])
+        _wait_outbox_drained(fake, bot)
+        thread = fake.thread("C1", parent["ts"])
+        report = next(m for m in thread if any(b.get("type") == "header" for b in m.get("blocks") or []))
+        with bot.runtime.session() as s:
+            inv_id = s.scalars(select(Investigation.id)).one()
+
+        def send(kind: str, user: str, name: str, ts: str, **kw: str) -> None:
+            fake.wait_ack(fake.event({"type": kind, "user": user, "reaction": name,
+                                      "item": {"type": "message", "channel": "C1", "ts": ts}}, **kw))
+
+        def votes() -> list[tuple[str, int]]:
+            with bot.runtime.session() as s:
+                return [(v["user"], v["vote"]) for v in feedback_rows(session=s, investigation_id=inv_id)]
+
+        def indexed() -> dict:
+            return bot.runtime.memory.kb().get(inv_id).feedback
+
+        def status_of(event_id: str) -> str | None:
+            with bot.runtime.session() as s:
+                return s.scalars(select(InboundDelivery.status)
+                                 .where(InboundDelivery.delivery_key == f"ev:{event_id}")).first()
+
+        send("reaction_added", "U2", "+1", report["ts"])
+        fake.wait_for(lambda: len(votes()) == 1, 10, "U2's 👍 recorded")
+        send("reaction_added", "U3", "-1", report["ts"])
+        fake.wait_for(lambda: indexed()["down"] == 1, 10, "U3's 👎 in the entry")
+        assert indexed()["disputed"] is True
+
+        # U3 takes the 👎 off: the vote is gone from the database and the entry, and the dispute with it
+        send("reaction_removed", "U3", "-1", report["ts"], event_id="Ev-rm-1")
+        fake.wait_for(lambda: votes() == [("U2", 1)], 10, "U3's 👎 taken back")
+        fake.wait_for(lambda: indexed()["down"] == 0, 10, "the entry's tally")
+        assert indexed() == {"up": 1, "down": 0, "comments": [], "disputed": False}
+        fake.wait_for(lambda: status_of("Ev-rm-1") == "feedback_removed", 10, "the removal's delivery handled")
+
+        # U2 voted twice (a 👍 reaction and the 👍 button); one removal, re-sent by Slack, takes back one vote
+        fake.wait_ack(fake.interactive({"type": "block_actions", "user": {"id": "U2"}, "channel": {"id": "C1"},
+                                        "trigger_id": "trig-rm", "actions": [{"action_id": "pm_feedback_up",
+                                                                              "value": inv_id, "action_ts": "1"}]}))
+        fake.wait_for(lambda: votes() == [("U2", 1), ("U2", 1)], 10, "the button's 👍")
+        send("reaction_removed", "U2", "thumbsup::skin-tone-2", report["ts"], event_id="Ev-rm-2")
+        send("reaction_removed", "U2", "thumbsup::skin-tone-2", report["ts"], event_id="Ev-rm-2")
+        fake.wait_for(lambda: status_of("Ev-rm-2") == "feedback_removed", 10, "the removal handled")
+        fake.wait_for(lambda: indexed()["up"] == 1, 10, "the entry's tally")
+
+        # a removal by someone who never voted, of another emoji, or on another message takes nothing back
+        send("reaction_removed", "U9", "-1", report["ts"], event_id="Ev-rm-3")
+        send("reaction_removed", "U2", "tada", report["ts"], event_id="Ev-rm-4")
+        send("reaction_removed", "U2", "+1", parent["ts"], event_id="Ev-rm-5")
+        fake.wait_for(lambda: status_of("Ev-rm-3") == "ignored" and status_of("Ev-rm-5") == "ignored", 10,
+                      "the removals that take nothing back handled")
+        assert status_of("Ev-rm-4") is None  # not a vote: not even journalled
+        assert votes() == [("U2", 1)]
+        assert indexed() == {"up": 1, "down": 0, "comments": [], "disputed": False}

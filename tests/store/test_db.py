@@ -30,9 +30,10 @@ def test_upgrade_creates_every_table_and_is_idempotent(request, backend, tmp_pat
         assert "uq_event_seq" in uniques
         with engine.connect() as conn:
             heads = {r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
-            assert heads == {"0005", "k002", "b001", "i001"}  # the main line; the knowledge, budgets and intake branches
+            assert heads == {"0005", "k003", "b001", "i001"}  # the main line; the knowledge, budgets and intake branches
         cols = {c["name"] for c in insp.get_columns("agent_runs")}
         assert {"cache_read_tokens", "cache_write_tokens"} <= cols
+        assert {"resolution", "details"} <= {c["name"] for c in insp.get_columns("knowledge_feedback")}
     finally:
         engine.dispose()
 

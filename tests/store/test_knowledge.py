@@ -285,6 +285,30 @@ def test_reports_say_seen_before_in_every_medium_with_outside_text_escaped():
     assert 'href="/investigations/inv-2026-01-01-000000-pay"' in page and "<!channel>" not in page
 
 
+def test_seen_before_says_how_the_past_ticket_was_resolved_escaped_in_every_medium():
+    from publishers import html, jira, markdown, slack
+
+    resolution = {"name": "Fixed <!here>", "ticket": "PAY-7", "comment": "rolled back {color:red}x{color} <b>now</b>",
+                  "fix_versions": ["pay-4.2.1"], "by": "Ann"}
+    report = {"verdict": "CONFIRMED", "confidence": 90, "root_cause": {"service": "pay"}, "hypotheses": [],
+              "similar_incidents": [{"investigation_id": "inv-2026-01-01-000000-pay", "score": 0.91,
+                                     "summary": "deploy broke pay", "fix": "roll back",
+                                     "root_cause": {"service": "pay", "category": "deploy", "change_kind": "deploy"},
+                                     "feedback": {"up": 0, "down": 0, "comments": [], "disputed": False,
+                                                  "resolution": resolution}}]}
+    md = markdown.render_report(report)
+    assert 'ticket PAY-7 resolved as Fixed <!here>, fix version pay-4.2.1: "rolled back' in md
+    _, blocks = slack.report_blocks({"id": "inv-now", "status": "COMPLETE"}, report)
+    (seen,) = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"] if "Seen before" in e["text"]]
+    assert "ticket PAY-7 resolved as Fixed" in seen and "<!here>" not in seen
+    wiki = jira.render_report(report, "inv-now")
+    assert "resolved as Fixed" in wiki and "{color:red}" not in wiki  # wiki markup escaped (PAY\\-7)
+    page = html.render_report_page({"id": "inv-now", "report": report, "status": "COMPLETE"}, {}, {})
+    assert "ticket PAY-7 resolved as Fixed" in page and "<b>now</b>" not in page and "<!here>" not in page
+    reopened = {**report["similar_incidents"][0], "feedback": {"resolution": None}}
+    assert "resolved as" not in markdown.render_report({**report, "similar_incidents": [reopened]})
+
+
 def test_single_texts_are_embedded_once_and_an_empty_store_answers_nothing(tmp_path, model):
     text = "payments-api p99 latency above 2s"
     model.clear_cache()
