@@ -49,9 +49,13 @@ def _nothing_recorded(fake: FakeSlack, bot: SlackBot, channel: str) -> None:
     assert bot.starts.join(10)
     assert _count(bot, Investigation) == 0
     assert fake.bot_messages(channel) == []
-    with bot.runtime.session() as s:
-        statuses = set(s.scalars(select(InboundDelivery.status)))
-    assert statuses == {"refused"}, statuses
+
+
+    def statuses() -> set[str]:
+        with bot.runtime.session() as s:
+            return set(s.scalars(select(InboundDelivery.status)))
+    # the journal writes marks in its next batch, without waiting: give it that moment
+    fake.wait_for(lambda: statuses() == {"refused"} or None, 10, "the delivery marked refused")
 
 
 def test_an_unknown_ticket_is_said_to_the_requester_and_nothing_is_recorded(
