@@ -273,7 +273,7 @@ class Runtime:
     # -- worker ---------------------------------------------------------------------------
     def start_worker(self, threads: int | None = None, *, recover: bool = True,
                      stale_after_s: float | None = None, reconcile_interval_s: float | None = None,
-                     sweep_interval_s: float | None = None) -> WorkerHandle:
+                     sweep_interval_s: float | None = None, poll_ms: int = 200) -> WorkerHandle:
         """Start a dramatiq Worker in this process (embedded mode, ``pm worker``, the bot, the listener).
 
         With ``recover`` (the default), the queue is rebuilt from the database at once (every open
@@ -282,6 +282,10 @@ class Runtime:
         a :class:`~pipeline.recovery.Reconciler` every PM_RECONCILE_INTERVAL_S. Due outbox
         deliveries are drained every PM_OUTBOX_SWEEP_S by an
         :class:`~pipeline.publishing.OutboxSweeper` (when publishers are registered).
+
+        ``poll_ms`` is how often the worker's idle threads look up from their queues; stopping waits
+        up to two of these (its worker threads, then its consumers). A long-lived worker keeps the
+        default; ``pm investigate``, which stops its worker as soon as the report is in, passes less.
         """
         stale = stale_after_s if stale_after_s is not None else self.lease_s
         helpers: list[Any] = []
@@ -293,7 +297,8 @@ class Runtime:
         sweep = sweep_interval_s or float(getattr(self.settings, "outbox_sweep_s", 5.0))
         self._sweeper = publishing.OutboxSweeper(self, sweep).start()
         helpers.append(self._sweeper)
-        worker = Worker(self.broker, worker_threads=threads or self.settings.worker_threads, worker_timeout=200)
+        worker = Worker(self.broker, worker_threads=threads or self.settings.worker_threads,
+                        worker_timeout=poll_ms)
         worker.start()
         return WorkerHandle(worker, helpers=helpers)
 
