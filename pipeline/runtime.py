@@ -36,7 +36,7 @@ from pipeline.tracing import JobTracing
 from store import investigations as invs
 from store import outbox
 from store.artifacts import ArtifactStore, make_artifact_store
-from store.db import check_reachable, make_engine, make_session_factory
+from store.db import check_reachable, make_engine, make_read_engine, make_session_factory
 from store.errors import ConfigError
 from store.knowledge import memory_from_settings
 from store.models import TERMINAL_STATUSES
@@ -93,6 +93,8 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.engine = make_engine(settings.effective_database_url)
+        #: single-statement reads of hot paths (the admin API's status view); ``engine`` on SQLite
+        self.read_engine = make_read_engine(settings.effective_database_url, self.engine)
         self.session_factory = make_session_factory(self.engine)
         self.broker = broker
         self.artifacts = artifacts
@@ -351,6 +353,8 @@ class Runtime:
                 self._publish_pool.shutdown(wait=False)
             self.broker.close()
         finally:
+            if self.read_engine is not self.engine:
+                self.read_engine.dispose()
             self.engine.dispose()
 
 

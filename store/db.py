@@ -89,6 +89,40 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(parsed, echo=echo, pool_pre_ping=True)
 
 
+def make_read_engine(url: str, engine: Engine) -> Engine:
+    """An engine for single-statement reads of hot paths (the admin API's status view).
+
+    On PostgreSQL: its own small pool of AUTOCOMMIT connections and no ``pool_pre_ping``, so a read is
+    one round trip instead of four (ping, BEGIN, the query, ROLLBACK at check-in); one statement in
+    autocommit sees the same committed data as in its own READ COMMITTED transaction. Without the ping
+    a connection the server dropped fails its next read: callers retry once (:func:`read_with_retry`).
+    On SQLite (a local file, no round trips) it is ``engine`` itself.
+    """
+    if engine.dialect.name != "postgresql":
+        return engine
+    return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_size=8,
+                         max_overflow=8)
+
+
+def read_with_retry(engine: Engine, fn: Any) -> Any:
+    """``fn(connection)`` on a connection of ``engine``; once more on a new connection when the first was
+    found dropped (the server restarted, an idle timeout): what ``pool_pre_ping`` would have caught.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: the database fails again (or for another reason).
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        with engine.connect() as conn:
+            return fn(conn)
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+    with engine.connect() as conn:
+        return fn(conn)
+
+
 def make_session_factory(engine: Engine) -> sessionmaker:
     """A session factory bound to ``engine``; objects stay readable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)
