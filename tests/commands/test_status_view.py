@@ -81,3 +81,22 @@ def test_status_read_on_sqlite_uses_the_one_engine(tmp_path, sqlite_url):
         assert runtime.read_engine is runtime.engine
     finally:
         runtime.close()
+
+
+def test_the_app_opens_its_read_connections_at_start(tmp_path, pg_url, monkeypatch):
+    """The first status reads under load must not each wait for a new PostgreSQL backend."""
+    from starlette.testclient import TestClient
+
+    from bot.http.api_routes import READ_THREADS
+    from bot.http.app import create_app
+    from bot.http.settings import load_http_settings
+
+    upgrade(pg_url)
+    monkeypatch.setenv("API_KEYS", "k:viewer")
+    settings = load_settings(PM_HOME=str(tmp_path), DATABASE_URL=pg_url)
+    runtime = build_runtime(settings)
+    try:
+        with TestClient(create_app(settings, runtime, load_http_settings())):
+            assert runtime.read_engine.pool.checkedin() == READ_THREADS
+    finally:
+        runtime.close()
