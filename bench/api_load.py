@@ -1,7 +1,8 @@
 """Admin API load: POST /api/v1/investigate then GET status calls from many clients (issue #13's benchmark).
 
 The app runs under uvicorn in a child process on loopback (its own interpreter, so the load
-generator does not share its GIL), with a runtime whose worker is NOT started: investigations are
+generator does not share its GIL; ``--servers N``: N such processes on one port with SO_REUSEPORT,
+as replicas behind a Service), with a runtime whose worker is NOT started: investigations are
 created and queued but not run. Each POST carries its own Idempotency-Key; a tenth of them are sent
 twice (a client retry), which must answer the same investigation. The rate limit is off
 (PM_API_RATE_PER_S=0): this measures the API, not the limiter.
@@ -13,7 +14,7 @@ clients / throughput, so it is printed beside the p50 (a p99 under 50 ms at 50 c
 2,000+ GETs/s from the app; on a shared 2-core machine the app's CPU per GET is the figure to watch).
 
 Usage:
-    .venv/bin/python bench/api_load.py [--posts 1000] [--gets 10000] [--clients 50]
+    .venv/bin/python bench/api_load.py [--posts 1000] [--gets 10000] [--clients 50] [--servers 2]
     .venv/bin/python bench/api_load.py --postgres    (a fresh database on 127.0.0.1:5432, dropped after)
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<empty db> .venv/bin/python bench/api_load.py
 (SQLite under a temporary PM_HOME when DATABASE_URL is unset.)
