@@ -196,10 +196,14 @@ def _read_jsonl_fast(path: Path) -> list[dict[str, Any]] | None:
         body = path.read_bytes().strip()
         if not body:
             return None
-        records = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        lines = body.count(b"\n") + 1
+        array = b"[" + body.replace(b"\n", b",") + b"]"
+        del body  # one copy of the file in memory while parsing, not two
+        records = orjson.loads(array)
+        del array
     except (OSError, ValueError):
         return None
-    if body.count(b"\n") + 1 == len(records) and all(type(r) is dict for r in records):
+    if lines == len(records) and all(type(r) is dict for r in records):
         return records
     return None
 
