@@ -95,7 +95,7 @@ class Runtime:
         self.settings = settings
         self.engine = make_engine(settings.effective_database_url)
         #: single-statement reads of hot paths (the admin API's status view); ``engine`` on SQLite
-        self.read_engine = make_read_engine(settings.effective_database_url, self.engine)
+        self.read_engine = make_read_engine(self.engine)
         self.session_factory = make_session_factory(self.engine)
         self.broker = broker
         self.artifacts = artifacts

@@ -89,7 +89,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(parsed, echo=echo, pool_pre_ping=True)
 
 
-def make_read_engine(url: str, engine: Engine) -> Engine:
+def make_read_engine(engine: Engine) -> Engine:
     """An engine for single-statement reads of hot paths (the admin API's status view).
 
     On PostgreSQL: its own small pool of AUTOCOMMIT connections and no ``pool_pre_ping``, so a read is
@@ -100,8 +100,9 @@ def make_read_engine(url: str, engine: Engine) -> Engine:
     """
     if engine.dialect.name != "postgresql":
         return engine
+    # 8 connections at most per process (the admin API reads on 8 threads): budget max_connections for them
     return create_engine(engine.url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, pool_size=8,
-                         max_overflow=8)
+                         max_overflow=0)
 
 
 def read_with_retry(engine: Engine, fn: Any) -> Any:

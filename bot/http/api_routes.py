@@ -34,7 +34,7 @@ from commands.access import (
 from commands.errors import BadRequest, NotAllowed
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
-#: Threads that run the status reads on a server database at once (the read engine's pool holds 8 + 8).
+#: Threads that run the status reads on a server database at once (the read engine's pool holds 8).
 READ_THREADS = 8
 
 
