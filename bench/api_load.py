@@ -1,7 +1,8 @@
 """Admin API load: POST /api/v1/investigate then GET status calls from many clients (issue #13's benchmark).
 
 The app runs under uvicorn in a child process on loopback (its own interpreter, so the load
-generator does not share its GIL), with a runtime whose worker is NOT started: investigations are
+generator does not share its GIL; ``--servers N``: N such processes on one port with SO_REUSEPORT,
+as replicas behind a Service), with a runtime whose worker is NOT started: investigations are
 created and queued but not run. Each POST carries its own Idempotency-Key; a tenth of them are sent
 twice (a client retry), which must answer the same investigation. The rate limit is off
 (PM_API_RATE_PER_S=0): this measures the API, not the limiter.
@@ -13,7 +14,7 @@ clients / throughput, so it is printed beside the p50 (a p99 under 50 ms at 50 c
 2,000+ GETs/s from the app; on a shared 2-core machine the app's CPU per GET is the figure to watch).
 
 Usage:
-    .venv/bin/python bench/api_load.py [--posts 1000] [--gets 10000] [--clients 50]
+    .venv/bin/python bench/api_load.py [--posts 1000] [--gets 10000] [--clients 50] [--servers 2]
     .venv/bin/python bench/api_load.py --postgres    (a fresh database on 127.0.0.1:5432, dropped after)
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/<empty db> .venv/bin/python bench/api_load.py
 (SQLite under a temporary PM_HOME when DATABASE_URL is unset.)
@@ -22,6 +23,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -45,7 +47,15 @@ API_KEY = "load-key"
 
 
 def serve(port: int) -> None:
-    """Child process: migrate, build the runtime (no worker), serve until killed."""
+    """Child process: migrate, build the runtime (no worker), serve until killed.
+
+    The listening socket has SO_REUSEPORT, so ``--servers N`` children share the port and the kernel
+    spreads connections over them, as a Service spreads them over a Deployment's replicas.
+    """
+    import gc
+    import json
+    import socket
+
     import uvicorn
 
     from bot.http.app import create_app
@@ -58,7 +68,28 @@ def serve(port: int) -> None:
     upgrade(settings.effective_database_url)
     runtime = build_runtime(settings)
     app = create_app(settings, runtime, load_http_settings())
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind(("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    pauses: list[float] = []
+    started: list[float] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:  # full collections: the pauses every client waits on
+        if info["generation"] == 2:
+            if phase == "start":
+                started[:] = [time.perf_counter()]
+            elif started:
+                pauses.append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(watch)
+    ready = os.environ.get("PM_BENCH_READY")
+    if ready:
+        Path(ready).touch()  # built and about to listen: the parent waits for every server
+    server.run(sockets=[sock])
+    if ready:
+        Path(ready).with_suffix(".gc").write_text(json.dumps(pauses))
 
 
 async def _raw_gets(port: int, paths: list[str], clients: int, lat: list[float], errors: dict[str, int]) -> None:
@@ -107,6 +138,8 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--get-client", choices=("raw", "httpx"), default="raw",
                         help="raw: keep-alive HTTP/1.1 over asyncio (default); httpx: a thread per client")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="app processes sharing the port (SO_REUSEPORT), like replicas behind a Service")
     parser.add_argument("--postgres", action="store_true",
                         help="create a fresh PostgreSQL database on 127.0.0.1:5432 (user postgres) and drop it after")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -138,7 +171,9 @@ def _run(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RABBITMQ_URL", "PM_WORLD", "MCP_CONFIG")}
     env.update(PM_HOME=home, API_KEYS=f"{API_KEY}:operator", LOG_LEVEL="WARNING", PM_API_RATE_PER_S="0")
     port = _free_port()
-    child = subprocess.Popen([sys.executable, __file__, "--serve", str(port)], env=env, cwd=ROOT)
+    children = [subprocess.Popen([sys.executable, __file__, "--serve", str(port)], cwd=ROOT,
+                                 env={**env, "PM_BENCH_READY": str(Path(home) / f"ready-{i}")})
+                for i in range(max(1, args.servers))]
     base = f"http://127.0.0.1:{port}"
     lock = threading.Lock()
     local = threading.local()
@@ -181,20 +216,26 @@ def _run(args: argparse.Namespace) -> int:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                if (all((Path(home) / f"ready-{i}").exists() for i in range(len(children)))
+                        and httpx.get(f"{base}/healthz", timeout=1).status_code == 200):
                     break
             except httpx.TransportError:
                 pass
-            if child.poll() is not None or time.monotonic() > deadline:
+            if any(c.poll() is not None for c in children) or time.monotonic() > deadline:
                 print("the app did not start", file=sys.stderr)
                 return 1
             time.sleep(0.1)
-        cpu0 = _cpu_s(child.pid)
+        time.sleep(0.5 if len(children) > 1 else 0)  # the last server's loop starts listening
+
+        def app_cpu() -> float:
+            return sum(_cpu_s(c.pid) for c in children)
+
+        cpu0 = app_cpu()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(post, range(args.posts)))
         post_wall = time.perf_counter() - t0
-        cpu_post = _cpu_s(child.pid) - cpu0
+        cpu_post = app_cpu() - cpu0
         ids = list(accepted.values())
         rng = random.Random(13)
         paths = [f"/api/v1/investigations/{rng.choice(ids)}" for _n in range(args.gets)]
@@ -207,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
             with ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(lambda path: call("GET", path), paths))
         get_wall = time.perf_counter() - t1
-        cpu = _cpu_s(child.pid) - cpu0
+        cpu = app_cpu() - cpu0
         cpu_get = cpu - cpu_post
 
         from sqlalchemy import func, select
@@ -223,16 +264,20 @@ def _run(args: argparse.Namespace) -> int:
             rows = s.execute(select(Investigation.id, func.count()).group_by(Investigation.id)).all()
         engine.dispose()
     finally:
-        child.terminate()
-        try:
-            child.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    pauses = [p for i in range(len(children)) if (Path(home) / f"ready-{i}.gc").exists()
+              for p in json.loads((Path(home) / f"ready-{i}.gc").read_text())]
     stored = {inv_id for inv_id, _n in rows}
     present_once = len(set(ids)) == len(ids) == args.posts and stored == set(ids)
     print(f"admin API load: {args.posts} POST /api/v1/investigate (+{args.posts // 10} retries), {args.gets} GET "
-          f"status, {args.clients} clients, database {settings.effective_database_url.split('@')[-1]}")
+          f"status, {args.clients} clients, {len(children)} app process(es), database {settings.effective_database_url.split('@')[-1]}")
     print(_summary("POST", lat["POST"]) + f"  ({args.posts / post_wall:.0f}/s)")
     print(_summary("GET", lat["GET"]) + f"  ({args.gets / get_wall:.0f}/s, {args.get_client} client; "
           "target p99 < 50 ms)")
@@ -241,6 +286,7 @@ def _run(args: argparse.Namespace) -> int:
           f"Little's law: {args.clients} clients at {args.gets / get_wall:.0f} GETs/s => mean latency >= "
           f"{args.clients / (args.gets / get_wall) * 1000:.0f} ms")
     print(f"  errors {errors or 0}; app CPU {cpu:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"  app full GC collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms")
     print(f"  investigations stored {len(stored)}; every accepted one present once: {present_once}")
     shutil.rmtree(home, ignore_errors=True)
     ok = present_once and not errors

@@ -23,6 +23,7 @@ from commands.errors import BadRequest
 from commands.requests import MODES, PRIORITIES, InvestigationRequest, Origin
 from pipeline.phases import ALL_PHASES
 from store import agent_runs, checkpoints, domains, investigations, model_choices
+from store.db import read_with_retry
 from store.errors import NotFound
 from store.models import INVESTIGATION_STATUSES, AgentRun, InboundDelivery, Investigation, Publication, utcnow
 
@@ -307,8 +308,9 @@ def status_view(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
     Raises:
         Missing: unknown id.
     """
-    with runtime.engine.connect() as conn:  # Core, not an ORM session: a read needs no unit of work
-        rows = conn.execute(_STATUS, {"inv_id": investigation_id}).all()
+    # Core, not an ORM session: a read needs no unit of work; on PostgreSQL one round trip (store.db.make_read_engine)
+    engine = getattr(runtime, "read_engine", None) or runtime.engine
+    rows = read_with_retry(engine, lambda conn: conn.execute(_STATUS, {"inv_id": investigation_id}).all())
     if not rows:
         raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations")
     inv = rows[0]

@@ -6,6 +6,7 @@ worker, the HTTP app, the Slack bot); everything below receives the runtime expl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ from pipeline.tracing import JobTracing
 from store import investigations as invs
 from store import outbox
 from store.artifacts import ArtifactStore, make_artifact_store
-from store.db import check_reachable, make_engine, make_session_factory
+from store.db import check_reachable, make_engine, make_read_engine, make_session_factory
 from store.errors import ConfigError
 from store.knowledge import memory_from_settings
 from store.models import TERMINAL_STATUSES
@@ -93,6 +94,8 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.engine = make_engine(settings.effective_database_url)
+        #: single-statement reads of hot paths (the admin API's status view); ``engine`` on SQLite
+        self.read_engine = make_read_engine(self.engine)
         self.session_factory = make_session_factory(self.engine)
         self.broker = broker
         self.artifacts = artifacts
@@ -143,6 +146,20 @@ class Runtime:
 
         with self.session() as s:
             return memory_text(session=s, domain=domain)
+
+    def warm_reads(self, connections: int = 8) -> None:
+        """Open ``connections`` of the read engine's pool now (PostgreSQL only), so the first status reads
+        under load do not each wait for a new server connection (a PostgreSQL backend is a process)."""
+        if self.read_engine is self.engine:
+            return
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with contextlib.ExitStack() as stack:
+                for _ in range(connections):
+                    stack.enter_context(self.read_engine.connect())
+        except SQLAlchemyError as exc:  # the reads open their own connections later, or fail saying why
+            log.warning("could not open the read connections now: %s", type(exc).__name__)
 
     # -- sessions -------------------------------------------------------------------------
     @contextmanager
@@ -284,7 +301,7 @@ class Runtime:
     # -- worker ---------------------------------------------------------------------------
     def start_worker(self, threads: int | None = None, *, recover: bool = True,
                      stale_after_s: float | None = None, reconcile_interval_s: float | None = None,
-                     sweep_interval_s: float | None = None) -> WorkerHandle:
+                     sweep_interval_s: float | None = None, poll_ms: int = 200) -> WorkerHandle:
         """Start a dramatiq Worker in this process (embedded mode, ``pm worker``, the bot, the listener).
 
         With ``recover`` (the default), the queue is rebuilt from the database at once (every open
@@ -293,6 +310,10 @@ class Runtime:
         a :class:`~pipeline.recovery.Reconciler` every PM_RECONCILE_INTERVAL_S. Due outbox
         deliveries are drained every PM_OUTBOX_SWEEP_S by an
         :class:`~pipeline.publishing.OutboxSweeper` (when publishers are registered).
+
+        ``poll_ms`` is how often the worker's idle threads look up from their queues; stopping waits
+        up to two of these (its worker threads, then its consumers). A long-lived worker keeps the
+        default; ``pm investigate``, which stops its worker as soon as the report is in, passes less.
         """
         stale = stale_after_s if stale_after_s is not None else self.lease_s
         helpers: list[Any] = []
@@ -304,7 +325,8 @@ class Runtime:
         sweep = sweep_interval_s or float(getattr(self.settings, "outbox_sweep_s", 5.0))
         self._sweeper = publishing.OutboxSweeper(self, sweep).start()
         helpers.append(self._sweeper)
-        worker = Worker(self.broker, worker_threads=threads or self.settings.worker_threads, worker_timeout=200)
+        worker = Worker(self.broker, worker_threads=threads or self.settings.worker_threads,
+                        worker_timeout=poll_ms)
         worker.start()
         return WorkerHandle(worker, helpers=helpers)
 
@@ -357,6 +379,8 @@ class Runtime:
                 self._publish_pool.shutdown(wait=False)
             self.broker.close()
         finally:
+            if self.read_engine is not self.engine:
+                self.read_engine.dispose()
             self.engine.dispose()
 
 

@@ -38,6 +38,21 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+def _dumps_lines(obj: dict[str, Any]) -> str:
+    """:func:`_dumps` of a logs.search page, by orjson (~10x faster on a multi-megabyte page).
+
+    Pages hold strings and small integers only, where orjson writes the same text as ``json.dumps``
+    (compact, non-ASCII kept); anything it refuses (a lone surrogate, a huge integer) or a missing
+    orjson (pinned in requirements.lock as a dependency of chromadb) falls back to :func:`_dumps`.
+    """
+    try:
+        import orjson
+
+        return orjson.dumps(obj).decode("utf-8")
+    except (ImportError, TypeError):  # orjson.JSONEncodeError is a TypeError
+        return _dumps(obj)
+
+
 def _span(times: list[float], start: float | None, end: float | None) -> tuple[int, int]:
     lo = bisect_left(times, start) if start is not None else 0
     hi = bisect_left(times, end) if end is not None else len(times)
@@ -92,7 +107,7 @@ class WorldTools:
     def call_json(self, capability: str, **args: Any) -> str:
         """Like :meth:`call` but return compact JSON text (what the MCP tools send). Same errors."""
         result, _ = self._dispatch(capability, args)
-        return _dumps(result)
+        return _dumps_lines(result) if capability == "logs.search" else _dumps(result)
 
     def _dispatch(self, capability: str, args: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         entry = self._handlers.get(capability)

@@ -87,6 +87,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx.processor.start()
+        warm = getattr(runtime, "warm_reads", None)
+        if callable(warm):
+            await run_in_threadpool(warm, api_routes.READ_THREADS)
         try:
             yield
         finally:

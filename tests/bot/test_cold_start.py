@@ -81,3 +81,26 @@ def test_fast_exit_keeps_the_report_the_database_and_the_knowledge_base(tmp_path
     # the first run's incident was written to the knowledge base before its process ended
     assert {s["investigation_id"] for s in again["similar_incidents"]} & {r["id"] for r in listed}, again
     assert report["verdict"] == again["verdict"]
+
+
+def test_the_cli_worker_looks_up_from_its_queues_often(tmp_path, sqlite_url, monkeypatch):
+    """`pm investigate` stops its worker right after the report: its idle threads poll at WORKER_POLL_MS,
+    not the long-lived workers' 200 ms (stopping waits up to two polls)."""
+    import bot.cli_investigate as cli_investigate
+    from pipeline.runtime import Runtime
+
+    seen: dict[str, int] = {}
+    real = Runtime.start_worker
+
+    def spy(self, *args, **kwargs):  # noqa: ANN001, ANN202 - records the worker the CLI starts
+        handle = real(self, *args, **kwargs)
+        seen["poll_ms"] = handle._worker.worker_timeout
+        return handle
+
+    monkeypatch.setattr(Runtime, "start_worker", spy)
+    monkeypatch.setenv("PM_HOME", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    from bot.cli import main
+
+    assert main(["investigate", "--world", str(demo_world()), "--json"]) == 0
+    assert seen["poll_ms"] == cli_investigate.WORKER_POLL_MS < 200

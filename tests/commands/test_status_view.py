@@ -43,3 +43,60 @@ def test_status_view_sums_tokens_per_model_and_splits_running_agents(tmp_path, d
     assert view["token_usage"] == {"total": 130, "input": 107, "output": 23,
                                    "by_model": {"claude-haiku": 130, "claude-sonnet": 0, "none": 0}}
     assert view["created_at"].endswith("Z") and view["elapsed_seconds"] >= 0
+
+
+def test_status_read_on_postgresql_is_one_statement_and_survives_a_dropped_connection(tmp_path, pg_url):
+    """On PostgreSQL the status view is one statement on an autocommit connection (no ping, no BEGIN or
+    ROLLBACK round trips); a connection the server dropped is replaced and the read answered."""
+    import psycopg
+    from sqlalchemy import event
+
+    upgrade(pg_url)
+    runtime = build_runtime(load_settings(PM_HOME=str(tmp_path), DATABASE_URL=pg_url))
+    statements: list[str] = []
+    try:
+        assert runtime.read_engine is not runtime.engine
+        event.listen(runtime.read_engine, "before_cursor_execute",
+                     lambda conn, cursor, statement, *rest: statements.append(statement))
+        inv_id = api_cmd.submit(runtime=runtime, body={"text": "checkout 503s"}, subject="t")["investigation_id"]
+        first = api_cmd.status_view(runtime=runtime, investigation_id=inv_id)
+        assert len(statements) == 1 and "FROM investigations" in statements[0]
+        with runtime.read_engine.connect() as conn:
+            assert conn.connection.dbapi_connection.autocommit is True  # type: ignore[union-attr]
+        dbname = pg_url.rsplit("/", 1)[1]
+        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                          "pg_backend_pid()", (dbname,))
+        again = api_cmd.status_view(runtime=runtime, investigation_id=inv_id)
+    finally:
+        runtime.close()
+    assert again["investigation_id"] == first["investigation_id"] == inv_id
+    assert len(statements) == 3  # the read on the dropped connection failed and was asked once more
+
+
+def test_status_read_on_sqlite_uses_the_one_engine(tmp_path, sqlite_url):
+    upgrade(sqlite_url)
+    runtime = build_runtime(load_settings(PM_HOME=str(tmp_path), DATABASE_URL=sqlite_url))
+    try:
+        assert runtime.read_engine is runtime.engine
+    finally:
+        runtime.close()
+
+
+def test_the_app_opens_its_read_connections_at_start(tmp_path, pg_url, monkeypatch):
+    """The first status reads under load must not each wait for a new PostgreSQL backend."""
+    from starlette.testclient import TestClient
+
+    from bot.http.api_routes import READ_THREADS
+    from bot.http.app import create_app
+    from bot.http.settings import load_http_settings
+
+    upgrade(pg_url)
+    monkeypatch.setenv("API_KEYS", "k:viewer")
+    settings = load_settings(PM_HOME=str(tmp_path), DATABASE_URL=pg_url)
+    runtime = build_runtime(settings)
+    try:
+        with TestClient(create_app(settings, runtime, load_http_settings())):
+            assert runtime.read_engine.pool.checkedin() == READ_THREADS
+    finally:
+        runtime.close()

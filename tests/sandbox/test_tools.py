@@ -173,3 +173,20 @@ def test_world_without_sources_answers_empty_lists(tmp_path):
                      ("alerts.list", "alerts"), ("tickets.search", "tickets"), ("chat.search", "messages"),
                      ("topology.get", "services")]:
         assert bare.call(cap) == {key: []}
+
+
+def test_log_pages_are_written_by_orjson_as_json_would(tools, monkeypatch):
+    """A logs.search page is written by orjson (the in-process MCP servers send megabytes of them), with the
+    very text json.dumps writes; what orjson refuses (a lone surrogate) is written by json."""
+    import orjson
+
+    calls: list[int] = []
+    real = orjson.dumps
+    monkeypatch.setattr(orjson, "dumps", lambda obj: (calls.append(1), real(obj))[1])
+    text = tools.call_json("logs.search", limit=5000)
+    assert calls
+    assert text == json.dumps(tools.call("logs.search", limit=5000), separators=(",", ":"), ensure_ascii=False)
+    from sandbox.tools import _dumps_lines
+
+    odd = {"lines": [{"message": "bad \ud800 half", "ts": "2026-02-20T07:00:00Z"}], "total": 1, "next_cursor": None}
+    assert _dumps_lines(odd) == json.dumps(odd, separators=(",", ":"), ensure_ascii=False)

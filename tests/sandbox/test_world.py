@@ -136,3 +136,34 @@ def test_bad_topology_is_refused(tmp_path):
     _world(tmp_path, topology_yaml="services:\n  - {calls: [b]}\n")
     with pytest.raises(WorldError, match=r"topology.yaml: services\[0\] has no 'name'"):
         load_world(tmp_path)
+
+
+@pytest.mark.parametrize("body", [
+    _lines(GOOD, {**GOOD, "service": "b", "message": "naïve ✓ 😀"}),  # the usual file: orjson reads it
+    _lines(GOOD) + '{"ts": "2026-02-20T07:01:00Z", "service": "a", "level": "INFO", "message": "x", "n": NaN}\n',
+    _lines(GOOD) + '{"ts": "2026-02-20T07:01:00Z", "service": "a", "level": "INFO", "message": "\\ud800"}\n',
+    _lines(GOOD) + '{"ts": "2026-02-20T07:01:00Z", "service": "a", "level": "INFO", "message": "m", "n": 1' + "0" * 30 + "}\n",
+    "\ufeff" + _lines(GOOD),  # a BOM: both parsers refuse it, the per-line pass names the line
+    _lines(GOOD) + "\r\n" + _lines(GOOD),
+])
+def test_jsonl_reads_the_same_with_orjson_or_json(tmp_path, body, monkeypatch):
+    """logs.jsonl is read by orjson when it can and by json otherwise, with the same records or error."""
+    import orjson
+
+    import sandbox.world as world_mod
+
+    calls: list[int] = []
+    real = orjson.loads
+    monkeypatch.setattr(orjson, "loads", lambda data: (calls.append(1), real(data))[1])
+    _world(tmp_path, logs_jsonl=body)
+    try:
+        lines: object = load_world(tmp_path).logs.lines
+    except WorldError as exc:
+        lines = str(exc)
+    monkeypatch.setattr(world_mod, "_read_jsonl_fast", lambda path: None)
+    try:
+        expected: object = load_world(tmp_path).logs.lines
+    except WorldError as exc:
+        expected = str(exc)
+    assert lines == expected
+    assert calls  # orjson was asked first

@@ -88,3 +88,39 @@ def test_concurrent_first_upgrades_do_not_collide(request, backend):
         assert TABLES <= set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_script_heads_match_alembic():
+    """The fast path's heads, read with ast, are the ones Alembic itself finds in the scripts."""
+    from alembic.script import ScriptDirectory
+
+    from store.db import alembic_config, script_heads
+
+    assert script_heads() == frozenset(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "pg"])
+def test_upgrade_at_heads_skips_alembic_and_behind_runs_it(request, backend, monkeypatch):
+    """A database stamped at the heads is left alone without running Alembic; one behind is migrated."""
+    from alembic import command
+
+    from store.db import alembic_config
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    upgrade(url)
+    runs: list[str] = []
+    real = command.upgrade
+    monkeypatch.setattr(command, "upgrade", lambda cfg, rev: (runs.append(rev), real(cfg, rev)))
+    upgrade(url)
+    assert runs == []
+    command.downgrade(alembic_config(url), "k001")  # the knowledge branch one step behind
+    upgrade(url)
+    assert runs == ["heads"]
+    engine = make_engine(url)
+    try:
+        assert "domain_memory" in set(sa.inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            heads = {r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
+        assert heads == {"0005", "k002", "b001", "i001"}
+    finally:
+        engine.dispose()
