@@ -178,3 +178,18 @@ def test_a_close_call_read_without_logs_is_inconclusive():
     kept = _close_call(5000)
     assert kept["features"]["no_logs"] == 0.0 and kept["features"]["no_logs_close"] == 0.0
     assert kept["confidence"] > 50
+
+
+def test_a_two_letter_service_named_in_error_text_is_recognised():
+    # Round 3: an object store called "s3" (an external API with no telemetry of its own) was never read from
+    # its callers' error text, so the caller took the blame at 86-99 %.
+    from agents.evidence.signals import _mentions
+    from agents.evidence.topology import mentioned_services
+    names = ["tax-srv", "notify", "s3"]
+    assert mentioned_services("request failed: 503 from s3 [upstream=s3]", names, "tax-srv") == {"s3"}
+    assert mentioned_services("GET https://s3.eu-west-1.amazonaws.com/bucket timed out", names, "tax-srv") == {"s3"}
+    # Still whole words only: "s3" inside another word is no mention.
+    assert mentioned_services("checksum s3x mismatch in bs3", names, "tax-srv") == set()
+    lines = [{"ts": fmt_ts(ONSET + 10 * i), "service": "tax-srv", "level": "ERROR",
+              "message": f"call failed: s3 returned HTTP 503 (attempt {i})"} for i in range(5)]
+    assert _mentions(lines, onset=ONSET, known=names, ratio=1.0) == {"tax-srv": {"s3": 5.0}}
