@@ -389,8 +389,13 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     scored.sort(key=lambda c: -c["score"])
     surge = any(info.get("traffic_shift", 0.0) >= 0.3 for info in sig.get("services", {}).values())
     capacity = [svc for svc, info in sig.get("services", {}).items() if info.get("saturation") and surge]
+    # Callees with no metrics of their own in the window (an external API, an unwatched store): nothing here can
+    # show whether they failed (ranking: the ``callee_unruled`` counter-evidence).
+    metered = {svc for svc, info in sig.get("services", {}).items() if info.get("has_metrics")}
+    unseen = {cand["service"]: sorted(c for c in graph.calls.get(cand["service"], set()) if c not in metered)
+              for cand in origins[:6]}
     return {"origins": origins, "changes": scored, "neighbours": sorted(neighbours),
-            "capacity_services": capacity}
+            "capacity_services": capacity, "unseen_callees": {k: v for k, v in unseen.items() if v}}
 
 
 def hypothesise(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],

@@ -100,8 +100,12 @@ def _silent_callees(origin: dict[str, Any], origins: list[dict[str, Any]], score
     """
     # What we know of such a callee is its namer's failure: its confidence rests on the namer's strength.
     namer = float(origin.get("strength", 0.0))
+    # Only a callee the origin is a victim of (topology.locate_origin): a service with a clear fault of its own
+    # (its CPU at the limit) is no victim, whatever its errors say about a callee nobody can see into (issue #15
+    # round 3: a saturated checkout-svc lost to the otel-collector its span exports named, at 97 %).
+    victim_of = set(origin.get("victim_of", []))
     return [_hyp({**other, "strength": max(float(other.get("strength", 0.0)), namer)}, None, score + SILENT_MARGIN, norm)
-            for other in _silent_named(origin, origins)]
+            for other in _silent_named(origin, origins) if other["service"] in victim_of]
 
 
 def _hyp(origin: dict[str, Any], change: dict[str, Any] | None, score: float, norm: float,
@@ -184,6 +188,12 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     }
     features.update(_regime_features(sig, features["margin"]))
     features.update(_victim_features(origin, origins))
+    unseen = _unseen_callees(origin, cor, features["no_logs"])
+    features["callee_unruled"] = 1.0 if features["victim"] or unseen else 0.0
+    for callee in unseen[:3]:
+        counter.append({"source": "metrics", "ref": f"topology:{origin['service']}",
+                        "summary": f"{origin['service']} calls {callee}, which has no metrics of its own; without "
+                                   f"logs nothing shows whether {callee} failed first"})
     hyp["features"] = {k: round(v, 4) for k, v in features.items()}
     hyp["confidence"] = calibration.confidence(features)
     hyp["evidence"] = evidence
@@ -214,6 +224,18 @@ def _regime_features(sig: dict[str, Any], margin: float) -> dict[str, float]:
     absent = 1.0 if isinstance(logs, dict) and not logs.get("total") else 0.0
     close = 1.0 if margin < 0 else max(0.0, CLOSE_MARGIN - margin) / CLOSE_MARGIN
     return {"no_logs": absent, "no_logs_close": absent * close}
+
+
+def _unseen_callees(origin: dict[str, Any], cor: dict[str, Any], no_logs: float) -> list[str]:
+    """Callees of the origin that nothing in a log-less window can rule out: they have no metrics of their own.
+
+    With logs, the origin's error text would name such a callee failing (``names_silent``, ``victim_of``); read
+    without logs, a third-party API or an unwatched store below the origin could fail exactly as the origin
+    seems to, and the ranking cannot tell (issue #15 round 3: twilio below sms-svc, maps-provider below ledger).
+    """
+    if not no_logs:
+        return []
+    return list(cor.get("unseen_callees", {}).get(origin["service"], []))
 
 
 def _victim_features(origin: dict[str, Any], origins: list[dict[str, Any]]) -> dict[str, float]:

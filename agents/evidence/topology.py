@@ -82,13 +82,15 @@ class CallGraph:
 def mentioned_services(message: str, names: list[str], own: str) -> set[str]:
     """Known service names that appear as whole words in a log message (other than the logger's own).
 
+    Names of two characters count too (an object store called ``s3``): whole-word matching against the
+    known names is what keeps short ones apart from other words (bench/README.md, issue #15 round 3).
     Params: message — the log text; names — known service names; own — the
     service that logged it. Returns the set of names found.
     """
     lowered = message.lower()
     found = set()
     for name in names:
-        if name == own or len(name) < 3:
+        if name == own or len(name) < 2:
             continue
         key = name.lower()
         at = lowered.find(key)

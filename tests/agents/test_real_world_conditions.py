@@ -178,3 +178,70 @@ def test_a_close_call_read_without_logs_is_inconclusive():
     kept = _close_call(5000)
     assert kept["features"]["no_logs"] == 0.0 and kept["features"]["no_logs_close"] == 0.0
     assert kept["confidence"] > 50
+
+
+def test_a_two_letter_service_named_in_error_text_is_recognised():
+    # Round 3: an object store called "s3" (an external API with no telemetry of its own) was never read from
+    # its callers' error text, so the caller took the blame at 86-99 %.
+    from agents.evidence.signals import _mentions
+    from agents.evidence.topology import mentioned_services
+    names = ["tax-srv", "notify", "s3"]
+    assert mentioned_services("request failed: 503 from s3 [upstream=s3]", names, "tax-srv") == {"s3"}
+    assert mentioned_services("GET https://s3.eu-west-1.amazonaws.com/bucket timed out", names, "tax-srv") == {"s3"}
+    # Still whole words only: "s3" inside another word is no mention.
+    assert mentioned_services("checksum s3x mismatch in bs3", names, "tax-srv") == set()
+    lines = [{"ts": fmt_ts(ONSET + 10 * i), "service": "tax-srv", "level": "ERROR",
+              "message": f"call failed: s3 returned HTTP 503 (attempt {i})"} for i in range(5)]
+    assert _mentions(lines, onset=ONSET, known=names, ratio=1.0) == {"tax-srv": {"s3": 5.0}}
+
+
+def _origin(service, score, **extra):
+    return {"service": service, "score": score, "victim_of": [], "explains": [], "named_by": [], "named_near": [],
+            "onset": 100.0, "strength": 1.5, "own_fault": 0.0, **extra}
+
+
+def test_a_saturated_service_is_not_the_victim_of_a_silent_callee_its_errors_name():
+    # checkout-svc's CPU is at its limit (a fault of its own: locate_origin keeps it off otel-collector's
+    # victims); its span-export errors name otel-collector, which has no telemetry. Round 2 put the collector
+    # first at 97 %.
+    from agents.evidence import ranking
+
+    origins = [_origin("checkout-svc", 7.0, own_fault=0.9, named_by=["www"]),
+               _origin("otel-collector", 2.0, onset=None, strength=0.5, named_by=["checkout-svc"])]
+    cor = {"origins": origins, "changes": [], "neighbours": [], "capacity_services": []}
+    ctx = {"alerts": [], "missing_sources": []}
+    ranked = ranking.rank(ctx, {"services": {}, "series": [], "templates": []}, cor, [])
+    assert (ranked[0]["service"], ranked[0]["change_id"]) == ("checkout-svc", None)
+    # A caller that is the silent callee's victim (its failure is those calls) still yields to it.
+    origins[0] = _origin("tax-srv", 7.0, victim_of=["otel-collector"])
+    origins[1]["named_by"] = ["tax-srv"]
+    ranked = ranking.rank(ctx, {"services": {}, "series": [], "templates": []}, cor, [])
+    assert ranked[0]["service"] == "otel-collector"
+
+
+def _sms_world(log_total, unseen):
+    from agents.evidence import ranking
+
+    change = {"id": "chg-6", "service": "sms-svc", "kind": "config", "score": 0.55, "position": "before",
+              "reasons": ["4 min before the onset"], "against": []}
+    cor = {"origins": [_origin("sms-svc", 3.8, explains=["app", "pricing"]), _origin("pricing", 1.7)],
+           "changes": [change], "neighbours": [], "capacity_services": [],
+           "unseen_callees": {"sms-svc": ["twilio"]} if unseen else {}}
+    ctx = {"alerts": [], "missing_sources": [] if log_total else ["logs (no lines in the window)"]}
+    sig = {"services": {}, "series": [], "templates": [], "logs": {"total": log_total, "sampled": False}}
+    return ranking.rank(ctx, sig, cor, [])[0]
+
+
+def test_without_logs_a_callee_with_no_metrics_below_the_origin_is_counter_evidence():
+    # Read without logs, sms-svc's failure looks the same whether its own change broke it or twilio (below it,
+    # no metrics of its own) failed: nothing can rule twilio out, so the answer is less sure, and says why.
+    seen = _sms_world(0, unseen=False)
+    unseen = _sms_world(0, unseen=True)
+    assert (unseen["service"], unseen["change_id"]) == (seen["service"], seen["change_id"]) == ("sms-svc", "chg-6")
+    assert seen["features"]["callee_unruled"] == 0.0 and unseen["features"]["callee_unruled"] == 1.0
+    assert unseen["confidence"] < seen["confidence"]
+    assert any("twilio, which has no metrics of its own" in item["summary"] for item in unseen["counter_evidence"])
+    # With logs the callers' error text would name twilio failing: its silence there rules nothing in.
+    with_logs = _sms_world(5000, unseen=True)
+    assert with_logs["features"]["callee_unruled"] == 0.0
+    assert not any("no metrics of its own" in item["summary"] for item in with_logs["counter_evidence"])
