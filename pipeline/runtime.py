@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from agents.pricing import PriceTable
 from agents.router import RouterConfig
 from agents.router import config_from as router_config
-from pipeline import publishing, recovery
+from pipeline import publishing, recovery, tracing
 from pipeline.broker import is_in_process, make_broker
 from pipeline.budgets import BudgetPolicy, Budgets
 from pipeline.errors import LeaseHeld
@@ -133,8 +133,9 @@ class Runtime:
         :func:`pipeline.tools.missing_trigger`), or None: record and investigate it."""
         if self.tools_factory is None:
             return None
-        gone = missing_trigger(self.tools_factory, {"id": "(not recorded)", "trigger": trigger, "origin": origin,
-                                                    "sources": sources})
+        with tracing.span("trigger.lookup", **{"pm.origin": str(origin.get("kind") or "")}):
+            gone = missing_trigger(self.tools_factory, {"id": "(not recorded)", "trigger": trigger,
+                                                        "origin": origin, "sources": sources})
         return str(gone) if gone is not None else None
 
     def domain_notes(self, domain: str | None) -> str | None:

@@ -1,6 +1,7 @@
 """OpenTelemetry spans when ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (OTLP over gRPC).
 
-One span per investigation job (``investigation.job``); inside it, one span per MCP tool call
+One span per investigation job (``investigation.job``), and one per look-up of a typed ticket or
+alert id before an investigation exists (``trigger.lookup``); inside them, one span per MCP tool call
 (``mcp <capability>``, from the gateway's ``on_call`` hook, timed by the gateway) and, when the job
 ends, one span per phase (``phase <PHASE>``, from its checkpoint's times) and per agent run
 (``agent <name>``, with the model and its token counts as ``gen_ai.*`` attributes) that finished
@@ -17,7 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +76,18 @@ def _ns(value: datetime | str | None) -> int | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return int(value.timestamp() * 1e9)
+
+
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[None]:
+    """A span around work done outside a job (the look-up of a typed ticket before anything is recorded):
+    the tool-call spans inside it become its children. Nothing when tracing is off."""
+    tracer = _state["tracer"]
+    if tracer is None:
+        yield
+        return
+    with tracer.start_as_current_span(name, attributes=attributes):
+        yield
 
 
 def record_tool_call(record: dict[str, Any]) -> None:

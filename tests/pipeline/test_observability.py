@@ -91,8 +91,13 @@ def test_spans_and_job_logs_of_a_real_investigation(tmp_path, sqlite_url):
     assert {"phase EVIDENCE", "phase HYPOTHESES", "phase REPORT"} <= phases
     agents = [s for s in spans if s.name == "agent evidence-engine"]
     assert agents and "gen_ai.usage.input_tokens" in agents[0].attributes
+    lookups = [s for s in spans if s.name == "trigger.lookup"]  # the typed ticket looked up before the start
+    assert len(lookups) == 1 and lookups[0].parent is None
+    lookup_ids = {s.context.span_id for s in lookups}
     tools = [s for s in spans if s.name.startswith("mcp ")]
-    assert tools and all(s.parent is not None and s.parent.span_id in job_ids for s in tools)
+    assert tools and all(s.parent is not None and s.parent.span_id in job_ids | lookup_ids for s in tools)
+    assert any(s.parent.span_id in lookup_ids for s in tools if s.parent is not None)
+    assert any(s.parent.span_id in job_ids for s in tools if s.parent is not None)
     assert all(s.end_time >= s.start_time for s in spans)
     job_lines = [json.loads(line) for line in stream.getvalue().splitlines() if '"pipeline.jobs"' in line]
     assert job_lines, stream.getvalue()[-2000:]

@@ -121,6 +121,6 @@ def test_upgrade_at_heads_skips_alembic_and_behind_runs_it(request, backend, mon
         assert "domain_memory" in set(sa.inspect(engine).get_table_names())
         with engine.connect() as conn:
             heads = {r[0] for r in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
-        assert heads == {"0005", "k002", "b001", "i001"}
+        assert heads == {"0005", "k003", "b001", "i001"}
     finally:
         engine.dispose()
