@@ -34,7 +34,8 @@ from commands.access import (
 from commands.errors import BadRequest, NotAllowed
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
-#: Threads that run the status reads on a server database at once (the read engine's pool holds 8).
+#: PostgreSQL connections of the status reads on the event loop (store.async_reads.AsyncReader), and threads
+#: that run them when the app serves without its reader (no lifespan): the read engine's pool holds 8.
 READ_THREADS = 8
 
 
@@ -53,6 +54,8 @@ class ApiContext:
         max_body_bytes: larger bodies get 413.
         tools_factory: tools for direct queries (default: the MCP gateway).
         resolve: host resolver of the SSRF guard (tests pass their own).
+        reader: the status reads' connections on the serving event loop (PostgreSQL), opened by the
+            app's lifespan; None on SQLite or before the app started (then reads take the thread pool).
     """
 
     settings: Any
@@ -65,6 +68,7 @@ class ApiContext:
     max_body_bytes: int = 1 << 20
     tools_factory: Any = None
     resolve: Any = None
+    reader: Any = None
 
 
 def principal_of(api: ApiContext, request: Request) -> Principal:
@@ -224,11 +228,15 @@ def routes(api: ApiContext) -> list[Route]:
             until=q.get("until"), limit=_int(request, "limit", 50), cursor=q.get("cursor"))
         return JSONResponse(out)
 
-    async def get_investigation(request: Request, who: Principal) -> Response:
-        inv_id = request.path_params["id"]
+    async def status(inv_id: str) -> dict[str, Any]:
+        if api.reader is not None:
+            return await api_cmd.status_view_async(runtime=rt, reader=api.reader, investigation_id=inv_id)
         if inline_reads:
-            return JSONResponse(api_cmd.status_view(runtime=rt, investigation_id=inv_id))
-        return JSONResponse(await _read(api_cmd.status_view, runtime=rt, investigation_id=inv_id))
+            return api_cmd.status_view(runtime=rt, investigation_id=inv_id)
+        return await _read(api_cmd.status_view, runtime=rt, investigation_id=inv_id)  # type: ignore[no-any-return]
+
+    async def get_investigation(request: Request, who: Principal) -> Response:
+        return JSONResponse(await status(request.path_params["id"]))
 
     async def get_report(request: Request, who: Principal) -> Response:
         fmt = report_format(request)
@@ -246,10 +254,10 @@ def routes(api: ApiContext) -> list[Route]:
 
     async def cancel_investigation(request: Request, who: Principal) -> Response:
         inv_id = request.path_params["id"]
-        await run_in_threadpool(api_cmd.status_view, runtime=rt, investigation_id=inv_id)  # 404 when unknown
+        await status(inv_id)  # 404 when unknown
         # An operator may cancel any investigation: the role is the authorisation here.
         await run_in_threadpool(investigate.cancel, runtime=rt, investigation_id=inv_id, user=None)
-        out = await run_in_threadpool(api_cmd.status_view, runtime=rt, investigation_id=inv_id)
+        out = await status(inv_id)
         return JSONResponse({"investigation_id": inv_id, "status": out["status"], "cancel_requested": True},
                             status_code=202)
 

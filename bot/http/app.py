@@ -87,13 +87,22 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ctx.processor.start()
-        warm = getattr(runtime, "warm_reads", None)
-        if callable(warm):
-            await run_in_threadpool(warm, api_routes.READ_THREADS)
+        if runtime.engine.dialect.name == "postgresql":
+            # status reads on this loop, their connections opened now: the first reads under load must
+            # not each wait for a new PostgreSQL backend (a backend is a process)
+            from store.async_reads import AsyncReader
+
+            api.reader = AsyncReader(settings.effective_database_url, api_routes.READ_THREADS)
+            await api.reader.open()
         try:
             yield
         finally:
-            await run_in_threadpool(ctx.processor.stop)
+            try:
+                if api.reader is not None:
+                    await api.reader.close()
+                    api.reader = None
+            finally:
+                await run_in_threadpool(ctx.processor.stop)
 
     metrics.prime(domains=sorted(set(api.domain_map.values())), triggers=("api", "webhook", "jira", "schedule"))
     observe.prime_webhooks()
