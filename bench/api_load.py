@@ -35,6 +35,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -123,6 +124,34 @@ async def _raw_gets(port: int, paths: list[str], clients: int, lat: list[float],
             writer.close()
 
     await asyncio.gather(*(one_client() for _ in range(clients)))
+
+
+def _db_backends_cpu(since: dict[int, float] | None = None) -> Any:
+    """PostgreSQL (on this machine): CPU seconds of the backends serving DATABASE_URL's database, per pid
+    (``since=None``); else the CPU those backends used since ``since`` (None when unknown: SQLite, or a
+    server elsewhere). The GETs' database cost runs on the same 2 cores as the app and the client."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql") or not any(h in url for h in ("@127.0.0.1", "@localhost")):
+        return None if since is not None else {}
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    with psycopg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username or "postgres",
+                         dbname="postgres", autocommit=True) as conn:
+        pids = [int(r[0]) for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (parsed.database,)).fetchall()]
+    now: dict[int, float] = {}
+    for pid in pids:
+        try:
+            now[pid] = _cpu_s(pid)
+        except OSError:  # ended, or not readable here
+            continue
+    if since is None:
+        return now
+    if not now and pids:
+        return None
+    return sum(cpu - since.get(pid, 0.0) for pid, cpu in now.items())
 
 
 def _summary(name: str, values: list[float]) -> str:
@@ -239,6 +268,8 @@ def _run(args: argparse.Namespace) -> int:
         ids = list(accepted.values())
         rng = random.Random(13)
         paths = [f"/api/v1/investigations/{rng.choice(ids)}" for _n in range(args.gets)]
+        db_cpu0 = _db_backends_cpu()
+        client0 = time.process_time()
         t1 = time.perf_counter()
         if args.get_client == "raw":
             import asyncio
@@ -248,6 +279,8 @@ def _run(args: argparse.Namespace) -> int:
             with ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(lambda path: call("GET", path), paths))
         get_wall = time.perf_counter() - t1
+        client_cpu = time.process_time() - client0
+        db_cpu = _db_backends_cpu(db_cpu0)
         cpu = app_cpu() - cpu0
         cpu_get = cpu - cpu_post
 
@@ -285,6 +318,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  app CPU per request: POST {cpu_post / n_post * 1000:.2f} ms, GET {cpu_get / max(1, args.gets) * 1000:.2f} ms; "
           f"Little's law: {args.clients} clients at {args.gets / get_wall:.0f} GETs/s => mean latency >= "
           f"{args.clients / (args.gets / get_wall) * 1000:.0f} ms")
+    print(f"  other CPU per GET: load client {client_cpu / max(1, args.gets) * 1000:.3f} ms ({args.get_client}); "
+          + (f"PostgreSQL backends {db_cpu / max(1, args.gets) * 1000:.3f} ms" if db_cpu is not None
+             else "database in the app process"))
     print(f"  errors {errors or 0}; app CPU {cpu:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  app full GC collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms")
     print(f"  investigations stored {len(stored)}; every accepted one present once: {present_once}")

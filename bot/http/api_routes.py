@@ -33,6 +33,11 @@ from commands.access import (
 )
 from commands.errors import BadRequest, NotAllowed
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - pinned, but only as a transitive dependency
+    _orjson = None  # type: ignore[assignment]
+
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 #: PostgreSQL connections of the status reads on the event loop (store.async_reads.AsyncReader), and threads
 #: that run them when the app serves without its reader (no lifespan): the read engine's pool holds 8.
@@ -69,6 +74,17 @@ class ApiContext:
     tools_factory: Any = None
     resolve: Any = None
     reader: Any = None
+
+
+def fast_json(content: Any) -> Response:
+    """``JSONResponse(content)`` with its body serialised by orjson (~1 µs instead of ~10 for a status view;
+    the same compact UTF-8 JSON, floats in shortest form), json's when orjson is not installed.
+
+    orjson is pinned in requirements.lock (chromadb's dependency); the sandbox reads worlds with it too.
+    """
+    if _orjson is None:
+        return JSONResponse(content)
+    return Response(_orjson.dumps(content), media_type="application/json")
 
 
 def principal_of(api: ApiContext, request: Request) -> Principal:
@@ -236,7 +252,7 @@ def routes(api: ApiContext) -> list[Route]:
         return await _read(api_cmd.status_view, runtime=rt, investigation_id=inv_id)  # type: ignore[no-any-return]
 
     async def get_investigation(request: Request, who: Principal) -> Response:
-        return JSONResponse(await status(request.path_params["id"]))
+        return fast_json(await status(request.path_params["id"]))
 
     async def get_report(request: Request, who: Principal) -> Response:
         fmt = report_format(request)
