@@ -91,6 +91,9 @@ def serve(port: int) -> None:
     server.run(sockets=[sock])
     if ready:
         Path(ready).with_suffix(".gc").write_text(json.dumps(pauses))
+        cache = app.state.api.status_cache
+        if cache is not None:
+            Path(ready).with_suffix(".cache").write_text(json.dumps([cache.hits, cache.misses]))
 
 
 async def _raw_gets(port: int, paths: list[str], clients: int, lat: list[float], errors: dict[str, int]) -> None:
@@ -169,6 +172,8 @@ def main() -> int:
                         help="raw: keep-alive HTTP/1.1 over asyncio (default); httpx: a thread per client")
     parser.add_argument("--servers", type=int, default=1,
                         help="app processes sharing the port (SO_REUSEPORT), like replicas behind a Service")
+    parser.add_argument("--status-cache-ms", type=int, default=0,
+                        help="PM_API_STATUS_CACHE_MS of the app (default 0: every GET reads the database)")
     parser.add_argument("--postgres", action="store_true",
                         help="create a fresh PostgreSQL database on 127.0.0.1:5432 (user postgres) and drop it after")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -198,7 +203,8 @@ def _run(args: argparse.Namespace) -> int:
 
     home = tempfile.mkdtemp(prefix="pm-apiload-")
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RABBITMQ_URL", "PM_WORLD", "MCP_CONFIG")}
-    env.update(PM_HOME=home, API_KEYS=f"{API_KEY}:operator", LOG_LEVEL="WARNING", PM_API_RATE_PER_S="0")
+    env.update(PM_HOME=home, API_KEYS=f"{API_KEY}:operator", LOG_LEVEL="WARNING", PM_API_RATE_PER_S="0",
+               PM_API_STATUS_CACHE_MS=str(args.status_cache_ms))
     port = _free_port()
     children = [subprocess.Popen([sys.executable, __file__, "--serve", str(port)], cwd=ROOT,
                                  env={**env, "PM_BENCH_READY": str(Path(home) / f"ready-{i}")})
@@ -307,6 +313,8 @@ def _run(args: argparse.Namespace) -> int:
                 child.wait()
     pauses = [p for i in range(len(children)) if (Path(home) / f"ready-{i}.gc").exists()
               for p in json.loads((Path(home) / f"ready-{i}.gc").read_text())]
+    cached = [json.loads((Path(home) / f"ready-{i}.cache").read_text()) for i in range(len(children))
+              if (Path(home) / f"ready-{i}.cache").exists()]
     stored = {inv_id for inv_id, _n in rows}
     present_once = len(set(ids)) == len(ids) == args.posts and stored == set(ids)
     print(f"admin API load: {args.posts} POST /api/v1/investigate (+{args.posts // 10} retries), {args.gets} GET "
@@ -323,6 +331,10 @@ def _run(args: argparse.Namespace) -> int:
              else "database in the app process"))
     print(f"  errors {errors or 0}; app CPU {cpu:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  app full GC collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms")
+    if cached:
+        hits, misses = sum(h for h, _m in cached), sum(m for _h, m in cached)
+        print(f"  status cache {args.status_cache_ms} ms: {hits} hits, {misses} reads "
+              f"({hits / max(1, hits + misses):.0%} of status GETs answered without a read)")
     print(f"  investigations stored {len(stored)}; every accepted one present once: {present_once}")
     shutil.rmtree(home, ignore_errors=True)
     ok = present_once and not errors

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.http.problems import BodyTooLarge, problem, read_body
+from bot.http.status_cache import StatusCache
 from commands import api as api_cmd
 from commands import budgets as budgets_cmd
 from commands import investigate
@@ -61,6 +62,7 @@ class ApiContext:
         resolve: host resolver of the SSRF guard (tests pass their own).
         reader: the status reads' connections on the serving event loop (PostgreSQL), opened by the
             app's lifespan; None on SQLite or before the app started (then reads take the thread pool).
+        status_cache: recent status views (PM_API_STATUS_CACHE_MS), or None (every GET reads).
     """
 
     settings: Any
@@ -74,6 +76,7 @@ class ApiContext:
     tools_factory: Any = None
     resolve: Any = None
     reader: Any = None
+    status_cache: StatusCache | None = None
 
 
 def fast_json(content: Any) -> Response:
@@ -244,12 +247,26 @@ def routes(api: ApiContext) -> list[Route]:
             until=q.get("until"), limit=_int(request, "limit", 50), cursor=q.get("cursor"))
         return JSONResponse(out)
 
-    async def status(inv_id: str) -> dict[str, Any]:
+    cache = api.status_cache
+
+    async def read_status(inv_id: str) -> dict[str, Any]:
         if api.reader is not None:
             return await api_cmd.status_view_async(runtime=rt, reader=api.reader, investigation_id=inv_id)
         if inline_reads:
             return api_cmd.status_view(runtime=rt, investigation_id=inv_id)
         return await _read(api_cmd.status_view, runtime=rt, investigation_id=inv_id)  # type: ignore[no-any-return]
+
+    async def status(inv_id: str, *, fresh: bool = False) -> dict[str, Any]:
+        if cache is None:
+            return await read_status(inv_id)
+        if not fresh:
+            hit = cache.get(inv_id)
+            if hit is not None:
+                return hit
+        sent = cache.clock()
+        view = await read_status(inv_id)
+        cache.put(inv_id, view, sent)
+        return view
 
     async def get_investigation(request: Request, who: Principal) -> Response:
         return fast_json(await status(request.path_params["id"]))
@@ -270,10 +287,10 @@ def routes(api: ApiContext) -> list[Route]:
 
     async def cancel_investigation(request: Request, who: Principal) -> Response:
         inv_id = request.path_params["id"]
-        await status(inv_id)  # 404 when unknown
+        await status(inv_id, fresh=True)  # 404 when unknown
         # An operator may cancel any investigation: the role is the authorisation here.
         await run_in_threadpool(investigate.cancel, runtime=rt, investigation_id=inv_id, user=None)
-        out = await status(inv_id)
+        out = await status(inv_id, fresh=True)  # and the next GETs of this process see it too
         return JSONResponse({"investigation_id": inv_id, "status": out["status"], "cancel_requested": True},
                             status_code=202)
 

@@ -19,6 +19,7 @@ from bot.http.context import ListenerContext
 from bot.http.problems import problem
 from bot.http.processor import DeliveryProcessor
 from bot.http.settings import HttpSettings, load_http_settings, webhook_rules
+from bot.http.status_cache import StatusCache
 from commands import deploy_check
 from commands.access import RateLimiter, parse_keyed_roles
 from commands.signatures import parse_api_keys
@@ -145,4 +146,5 @@ def build_api_context(settings: Settings, runtime: Any, http: HttpSettings, *,
         limiter=RateLimiter(http.api_rate_per_s, http.api_burst), allow_private=http.callback_allow_private,
         domain_map={str(k): str(v) for k, v in http.mapping("domains").items()},
         max_body_bytes=http.max_body_bytes, tools_factory=tools_factory,
+        status_cache=StatusCache(http.api_status_cache_ms / 1000) if http.api_status_cache_ms > 0 else None,
     )
