@@ -55,6 +55,7 @@ def serve(port: int) -> None:
     """
     import gc
     import json
+    import signal
     import socket
 
     import uvicorn
@@ -88,12 +89,18 @@ def serve(port: int) -> None:
     ready = os.environ.get("PM_BENCH_READY")
     if ready:
         Path(ready).touch()  # built and about to listen: the parent waits for every server
-    server.run(sockets=[sock])
-    if ready:
-        Path(ready).with_suffix(".gc").write_text(json.dumps(pauses))
-        cache = app.state.api.status_cache
-        if cache is not None:
-            Path(ready).with_suffix(".cache").write_text(json.dumps([cache.hits, cache.misses]))
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler that was
+    # there before it: with the default one the process died before writing its figures (so earlier
+    # runs printed "0 full collections" whatever happened). This handler lets the finally clause run.
+    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(0))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if ready:
+            Path(ready).with_suffix(".gc").write_text(json.dumps(pauses))
+            cache = app.state.api.status_cache
+            if cache is not None:
+                Path(ready).with_suffix(".cache").write_text(json.dumps([cache.hits, cache.misses]))
 
 
 async def _raw_gets(port: int, paths: list[str], clients: int, lat: list[float], errors: dict[str, int]) -> None:
