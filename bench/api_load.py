@@ -61,6 +61,7 @@ def serve(port: int) -> None:
     import uvicorn
 
     from bot.http.app import create_app
+    from bot.http.server import freeze_startup_objects
     from bot.http.settings import load_http_settings
     from pipeline.runtime import build_runtime
     from store.config import load_settings
@@ -85,6 +86,8 @@ def serve(port: int) -> None:
             elif started:
                 pauses.append(time.perf_counter() - started[0])
 
+    if not os.environ.get("PM_BENCH_NO_FREEZE"):
+        freeze_startup_objects()  # as `pm serve` does
     gc.callbacks.append(watch)
     ready = os.environ.get("PM_BENCH_READY")
     if ready:

@@ -115,3 +115,4 @@ def test_a_delete_in_this_process_is_seen_by_the_next_get_at_once(app_with):
     assert before["phase_name"] == "QUEUED" and cancelled.status_code == 202
     assert after["status"] == want["status"] == cancelled.json()["status"] == "CANCELLED"
     assert after["phase_name"] == want["phase_name"] != "QUEUED"
+
