@@ -15,9 +15,9 @@ def freeze_startup_objects() -> int:
     """Move every object alive now (modules, the app, SQLAlchemy's and pydantic's machinery) out of the
     garbage collector's reach, once a serving process is built and before it serves.
 
-    A full collection walks every tracked object: with the ~10^6 objects of a built app each one paused
-    all requests for 50–190 ms (bench/api_load.py, 1–3 per run); objects made later are collected as
-    before. Call it only in a process's composition root (``pm serve``), never per app: frozen cyclic
+    A full collection walks every tracked object: with the ~120,000 objects of a built app each one paused
+    all requests for 70–190 ms (bench/api_load.py at load 7–10 on 2 cores, 2–3 per run; 23–24 ms frozen);
+    objects made later are collected as before. Call it only in a process's composition root (``pm serve``), never per app: frozen cyclic
     garbage is never freed.
 
     Returns:
