@@ -35,6 +35,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -54,11 +55,13 @@ def serve(port: int) -> None:
     """
     import gc
     import json
+    import signal
     import socket
 
     import uvicorn
 
     from bot.http.app import create_app
+    from bot.http.server import freeze_startup_objects
     from bot.http.settings import load_http_settings
     from pipeline.runtime import build_runtime
     from store.config import load_settings
@@ -83,13 +86,24 @@ def serve(port: int) -> None:
             elif started:
                 pauses.append(time.perf_counter() - started[0])
 
+    if not os.environ.get("PM_BENCH_NO_FREEZE"):
+        freeze_startup_objects()  # as `pm serve` does
     gc.callbacks.append(watch)
     ready = os.environ.get("PM_BENCH_READY")
     if ready:
         Path(ready).touch()  # built and about to listen: the parent waits for every server
-    server.run(sockets=[sock])
-    if ready:
-        Path(ready).with_suffix(".gc").write_text(json.dumps(pauses))
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the handler that was
+    # there before it: with the default one the process died before writing its figures (so earlier
+    # runs printed "0 full collections" whatever happened). This handler lets the finally clause run.
+    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(0))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if ready:
+            Path(ready).with_suffix(".gc").write_text(json.dumps(pauses))
+            cache = app.state.api.status_cache
+            if cache is not None:
+                Path(ready).with_suffix(".cache").write_text(json.dumps([cache.hits, cache.misses]))
 
 
 async def _raw_gets(port: int, paths: list[str], clients: int, lat: list[float], errors: dict[str, int]) -> None:
@@ -125,6 +139,34 @@ async def _raw_gets(port: int, paths: list[str], clients: int, lat: list[float],
     await asyncio.gather(*(one_client() for _ in range(clients)))
 
 
+def _db_backends_cpu(since: dict[int, float] | None = None) -> Any:
+    """PostgreSQL (on this machine): CPU seconds of the backends serving DATABASE_URL's database, per pid
+    (``since=None``); else the CPU those backends used since ``since`` (None when unknown: SQLite, or a
+    server elsewhere). The GETs' database cost runs on the same 2 cores as the app and the client."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgresql") or not any(h in url for h in ("@127.0.0.1", "@localhost")):
+        return None if since is not None else {}
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    with psycopg.connect(host=parsed.host, port=parsed.port or 5432, user=parsed.username or "postgres",
+                         dbname="postgres", autocommit=True) as conn:
+        pids = [int(r[0]) for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (parsed.database,)).fetchall()]
+    now: dict[int, float] = {}
+    for pid in pids:
+        try:
+            now[pid] = _cpu_s(pid)
+        except OSError:  # ended, or not readable here
+            continue
+    if since is None:
+        return now
+    if not now and pids:
+        return None
+    return sum(cpu - since.get(pid, 0.0) for pid, cpu in now.items())
+
+
 def _summary(name: str, values: list[float]) -> str:
     ms = sorted(x * 1000 for x in values)
     return (f"  {name:<6} n={len(ms):<6} p50 {_percentile(ms, .5):.1f}  p95 {_percentile(ms, .95):.1f}  "
@@ -140,6 +182,8 @@ def main() -> int:
                         help="raw: keep-alive HTTP/1.1 over asyncio (default); httpx: a thread per client")
     parser.add_argument("--servers", type=int, default=1,
                         help="app processes sharing the port (SO_REUSEPORT), like replicas behind a Service")
+    parser.add_argument("--status-cache-ms", type=int, default=0,
+                        help="PM_API_STATUS_CACHE_MS of the app (default 0: every GET reads the database)")
     parser.add_argument("--postgres", action="store_true",
                         help="create a fresh PostgreSQL database on 127.0.0.1:5432 (user postgres) and drop it after")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
@@ -169,7 +213,8 @@ def _run(args: argparse.Namespace) -> int:
 
     home = tempfile.mkdtemp(prefix="pm-apiload-")
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "RABBITMQ_URL", "PM_WORLD", "MCP_CONFIG")}
-    env.update(PM_HOME=home, API_KEYS=f"{API_KEY}:operator", LOG_LEVEL="WARNING", PM_API_RATE_PER_S="0")
+    env.update(PM_HOME=home, API_KEYS=f"{API_KEY}:operator", LOG_LEVEL="WARNING", PM_API_RATE_PER_S="0",
+               PM_API_STATUS_CACHE_MS=str(args.status_cache_ms))
     port = _free_port()
     children = [subprocess.Popen([sys.executable, __file__, "--serve", str(port)], cwd=ROOT,
                                  env={**env, "PM_BENCH_READY": str(Path(home) / f"ready-{i}")})
@@ -239,6 +284,8 @@ def _run(args: argparse.Namespace) -> int:
         ids = list(accepted.values())
         rng = random.Random(13)
         paths = [f"/api/v1/investigations/{rng.choice(ids)}" for _n in range(args.gets)]
+        db_cpu0 = _db_backends_cpu()
+        client0 = time.process_time()
         t1 = time.perf_counter()
         if args.get_client == "raw":
             import asyncio
@@ -248,6 +295,8 @@ def _run(args: argparse.Namespace) -> int:
             with ThreadPoolExecutor(args.clients) as pool:
                 list(pool.map(lambda path: call("GET", path), paths))
         get_wall = time.perf_counter() - t1
+        client_cpu = time.process_time() - client0
+        db_cpu = _db_backends_cpu(db_cpu0)
         cpu = app_cpu() - cpu0
         cpu_get = cpu - cpu_post
 
@@ -274,6 +323,8 @@ def _run(args: argparse.Namespace) -> int:
                 child.wait()
     pauses = [p for i in range(len(children)) if (Path(home) / f"ready-{i}.gc").exists()
               for p in json.loads((Path(home) / f"ready-{i}.gc").read_text())]
+    cached = [json.loads((Path(home) / f"ready-{i}.cache").read_text()) for i in range(len(children))
+              if (Path(home) / f"ready-{i}.cache").exists()]
     stored = {inv_id for inv_id, _n in rows}
     present_once = len(set(ids)) == len(ids) == args.posts and stored == set(ids)
     print(f"admin API load: {args.posts} POST /api/v1/investigate (+{args.posts // 10} retries), {args.gets} GET "
@@ -285,8 +336,15 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  app CPU per request: POST {cpu_post / n_post * 1000:.2f} ms, GET {cpu_get / max(1, args.gets) * 1000:.2f} ms; "
           f"Little's law: {args.clients} clients at {args.gets / get_wall:.0f} GETs/s => mean latency >= "
           f"{args.clients / (args.gets / get_wall) * 1000:.0f} ms")
+    print(f"  other CPU per GET: load client {client_cpu / max(1, args.gets) * 1000:.3f} ms ({args.get_client}); "
+          + (f"PostgreSQL backends {db_cpu / max(1, args.gets) * 1000:.3f} ms" if db_cpu is not None
+             else "database in the app process"))
     print(f"  errors {errors or 0}; app CPU {cpu:.1f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"  app full GC collections {len(pauses)}, longest {max(pauses, default=0) * 1000:.0f} ms")
+    if cached:
+        hits, misses = sum(h for h, _m in cached), sum(m for _h, m in cached)
+        print(f"  status cache {args.status_cache_ms} ms: {hits} hits, {misses} reads "
+              f"({hits / max(1, hits + misses):.0%} of status GETs answered without a read)")
     print(f"  investigations stored {len(stored)}; every accepted one present once: {present_once}")
     shutil.rmtree(home, ignore_errors=True)
     ok = present_once and not errors

@@ -9,10 +9,12 @@ the cost breakdown.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +28,9 @@ from store import agent_runs, checkpoints, domains, investigations, model_choice
 from store.db import read_with_retry
 from store.errors import NotFound
 from store.models import INVESTIGATION_STATUSES, AgentRun, InboundDelivery, Investigation, Publication, utcnow
+
+if TYPE_CHECKING:  # psycopg is imported only where PostgreSQL is read on the event loop
+    from store.async_reads import AsyncReader, CompiledRead
 
 IDEMPOTENCY_SOURCE = "api"
 BODY_FIELDS = {"ticket_id", "alert_id", "text", "mode", "domain", "priority", "publish", "callback_url"}
@@ -304,6 +309,7 @@ def status_view(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
 
     One narrow prepared query on a Core connection, no ORM session or objects: the admin API's most frequent call
     (bench/api_load.py) costs the same however large the finished report and the tool-call logs are.
+    (The admin API reads it on the event loop with :func:`status_view_async` on PostgreSQL.)
 
     Raises:
         Missing: unknown id.
@@ -311,6 +317,29 @@ def status_view(*, runtime: Any, investigation_id: str) -> dict[str, Any]:
     # Core, not an ORM session: a read needs no unit of work; on PostgreSQL one round trip (store.db.make_read_engine)
     engine = getattr(runtime, "read_engine", None) or runtime.engine
     rows = read_with_retry(engine, lambda conn: conn.execute(_STATUS, {"inv_id": investigation_id}).all())
+    return _status(rows, investigation_id)
+
+
+async def status_view_async(*, runtime: Any, reader: AsyncReader, investigation_id: str) -> dict[str, Any]:
+    """:func:`status_view` read on the event loop through ``reader`` (PostgreSQL): the same answer, one
+    round trip, no worker thread and no SQLAlchemy execution around it.
+
+    Raises:
+        Missing: unknown id.
+        psycopg.Error: the database fails (a dropped connection is retried once by ``reader``).
+    """
+    rows = await reader.fetch(_compiled_status(runtime.engine.dialect), {"inv_id": investigation_id})
+    return _status(rows, investigation_id)
+
+
+@functools.lru_cache(maxsize=4)
+def _compiled_status(dialect: Any) -> CompiledRead:
+    from store.async_reads import compile_read
+
+    return compile_read(_STATUS, dialect)
+
+
+def _status(rows: Sequence[Any], investigation_id: str) -> dict[str, Any]:
     if not rows:
         raise Missing(f"no investigation {investigation_id!r}; list them at GET /api/v1/investigations")
     inv = rows[0]

@@ -6,7 +6,6 @@ worker, the HTTP app, the Slack bot); everything below receives the runtime expl
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -147,20 +146,6 @@ class Runtime:
 
         with self.session() as s:
             return memory_text(session=s, domain=domain)
-
-    def warm_reads(self, connections: int = 8) -> None:
-        """Open ``connections`` of the read engine's pool now (PostgreSQL only), so the first status reads
-        under load do not each wait for a new server connection (a PostgreSQL backend is a process)."""
-        if self.read_engine is self.engine:
-            return
-        from sqlalchemy.exc import SQLAlchemyError
-
-        try:
-            with contextlib.ExitStack() as stack:
-                for _ in range(connections):
-                    stack.enter_context(self.read_engine.connect())
-        except SQLAlchemyError as exc:  # the reads open their own connections later, or fail saying why
-            log.warning("could not open the read connections now: %s", type(exc).__name__)
 
     # -- sessions -------------------------------------------------------------------------
     @contextmanager

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from bot.http.problems import BodyTooLarge, problem, read_body
+from bot.http.status_cache import StatusCache
 from commands import api as api_cmd
 from commands import budgets as budgets_cmd
 from commands import investigate
@@ -33,8 +34,14 @@ from commands.access import (
 )
 from commands.errors import BadRequest, NotAllowed
 
+try:
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - pinned, but only as a transitive dependency
+    _orjson = None  # type: ignore[assignment]
+
 Handler = Callable[[Request, Principal], Awaitable[Response]]
-#: Threads that run the status reads on a server database at once (the read engine's pool holds 8).
+#: PostgreSQL connections of the status reads on the event loop (store.async_reads.AsyncReader), and threads
+#: that run them when the app serves without its reader (no lifespan): the read engine's pool holds 8.
 READ_THREADS = 8
 
 
@@ -53,6 +60,9 @@ class ApiContext:
         max_body_bytes: larger bodies get 413.
         tools_factory: tools for direct queries (default: the MCP gateway).
         resolve: host resolver of the SSRF guard (tests pass their own).
+        reader: the status reads' connections on the serving event loop (PostgreSQL), opened by the
+            app's lifespan; None on SQLite or before the app started (then reads take the thread pool).
+        status_cache: recent status views (PM_API_STATUS_CACHE_MS), or None (every GET reads).
     """
 
     settings: Any
@@ -65,6 +75,19 @@ class ApiContext:
     max_body_bytes: int = 1 << 20
     tools_factory: Any = None
     resolve: Any = None
+    reader: Any = None
+    status_cache: StatusCache | None = None
+
+
+def fast_json(content: Any) -> Response:
+    """``JSONResponse(content)`` with its body serialised by orjson (~1 µs instead of ~10 for a status view;
+    the same compact UTF-8 JSON, floats in shortest form), json's when orjson is not installed.
+
+    orjson is pinned in requirements.lock (chromadb's dependency); the sandbox reads worlds with it too.
+    """
+    if _orjson is None:
+        return JSONResponse(content)
+    return Response(_orjson.dumps(content), media_type="application/json")
 
 
 def principal_of(api: ApiContext, request: Request) -> Principal:
@@ -224,11 +247,29 @@ def routes(api: ApiContext) -> list[Route]:
             until=q.get("until"), limit=_int(request, "limit", 50), cursor=q.get("cursor"))
         return JSONResponse(out)
 
-    async def get_investigation(request: Request, who: Principal) -> Response:
-        inv_id = request.path_params["id"]
+    cache = api.status_cache
+
+    async def read_status(inv_id: str) -> dict[str, Any]:
+        if api.reader is not None:
+            return await api_cmd.status_view_async(runtime=rt, reader=api.reader, investigation_id=inv_id)
         if inline_reads:
-            return JSONResponse(api_cmd.status_view(runtime=rt, investigation_id=inv_id))
-        return JSONResponse(await _read(api_cmd.status_view, runtime=rt, investigation_id=inv_id))
+            return api_cmd.status_view(runtime=rt, investigation_id=inv_id)
+        return await _read(api_cmd.status_view, runtime=rt, investigation_id=inv_id)  # type: ignore[no-any-return]
+
+    async def status(inv_id: str, *, fresh: bool = False) -> dict[str, Any]:
+        if cache is None:
+            return await read_status(inv_id)
+        if not fresh:
+            hit = cache.get(inv_id)
+            if hit is not None:
+                return hit
+        sent = cache.clock()
+        view = await read_status(inv_id)
+        cache.put(inv_id, view, sent)
+        return view
+
+    async def get_investigation(request: Request, who: Principal) -> Response:
+        return fast_json(await status(request.path_params["id"]))
 
     async def get_report(request: Request, who: Principal) -> Response:
         fmt = report_format(request)
@@ -246,10 +287,10 @@ def routes(api: ApiContext) -> list[Route]:
 
     async def cancel_investigation(request: Request, who: Principal) -> Response:
         inv_id = request.path_params["id"]
-        await run_in_threadpool(api_cmd.status_view, runtime=rt, investigation_id=inv_id)  # 404 when unknown
+        await status(inv_id, fresh=True)  # 404 when unknown
         # An operator may cancel any investigation: the role is the authorisation here.
         await run_in_threadpool(investigate.cancel, runtime=rt, investigation_id=inv_id, user=None)
-        out = await run_in_threadpool(api_cmd.status_view, runtime=rt, investigation_id=inv_id)
+        out = await status(inv_id, fresh=True)  # and the next GETs of this process see it too
         return JSONResponse({"investigation_id": inv_id, "status": out["status"], "cancel_requested": True},
                             status_code=202)
 

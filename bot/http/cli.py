@@ -72,6 +72,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.http.app import create_app
     from bot.http.jobs import run_job
     from bot.http.scheduler import Scheduler
+    from bot.http.server import freeze_startup_objects
     from bot.http.settings import load_http_settings
     from bot.http.wiring import configure_runtime
     from pipeline import logs, tracing
@@ -99,6 +100,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
                 return run_job(name, settings=settings, http=http, runtime=runtime)
 
         scheduler = Scheduler(job).start()
+    freeze_startup_objects()  # full GC collections stop walking the built app (bot/http/server.py)
     try:
         # with JSON logs uvicorn's loggers propagate to our root handler instead of printing their own way
         log_config: Any = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG

@@ -7,8 +7,8 @@ path, so ids do not become label values; unmatched paths count as ``unmatched``.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from typing import Any
 
 from sqlalchemy import func, select
@@ -54,7 +54,7 @@ class CountRequests:
             return
         code = {"status": 500}
         given = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.fullmatch(given) else os.urandom(16).hex()  # 32 hex digits, as uuid4().hex
         token = current_correlation.set(request_id)
 
         async def capture(message: Message) -> None:

@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
 
 import uvicorn
 from starlette.applications import Starlette
+
+
+def freeze_startup_objects() -> int:
+    """Move every object alive now (modules, the app, SQLAlchemy's and pydantic's machinery) out of the
+    garbage collector's reach, once a serving process is built and before it serves.
+
+    A full collection walks every tracked object: with the ~120,000 objects of a built app each one paused
+    all requests for 70–190 ms (bench/api_load.py at load 7–10 on 2 cores, 2–3 per run; 23–24 ms frozen);
+    objects made later are collected as before. Call it only in a process's composition root (``pm serve``), never per app: frozen cyclic
+    garbage is never freed.
+
+    Returns:
+        how many objects are frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

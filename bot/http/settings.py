@@ -61,6 +61,9 @@ class HttpSettings(BaseSettings):
         default=20.0, ge=0, alias="PM_API_RATE_PER_S",
         description="admin API requests per second per key or JWT subject, per app process (0: no limit)")
     api_burst: int = Field(default=40, ge=1, alias="PM_API_BURST", description="admin API token-bucket size")
+    api_status_cache_ms: int = Field(
+        default=0, ge=0, le=60_000, alias="PM_API_STATUS_CACHE_MS",
+        description="reuse a status GET's answer for this long, per app process (0: off; bot/http/status_cache.py)")
     callback_allow_private: bool = Field(
         default=False, alias="PM_CALLBACK_ALLOW_PRIVATE",
         description="accept callback_url targets on loopback/private/link-local addresses")

@@ -83,8 +83,71 @@ def test_status_read_on_sqlite_uses_the_one_engine(tmp_path, sqlite_url):
         runtime.close()
 
 
-def test_the_app_opens_its_read_connections_at_start(tmp_path, pg_url, monkeypatch):
-    """The first status reads under load must not each wait for a new PostgreSQL backend."""
+def _populated(runtime) -> str:
+    """An investigation with finished, running and model-less agent runs, a finish time and a report."""
+    from datetime import timedelta
+
+    inv_id = api_cmd.submit(runtime=runtime, body={"text": "checkout 503s", "ticket_id": None},
+                            subject="t")["investigation_id"]
+    with runtime.session() as s:
+        a = agent_runs.start(session=s, investigation_id=inv_id, agent="logs-agent", phase="EVIDENCE",
+                             model="claude-haiku")
+        agent_runs.finish(session=s, run_id=a.id, tokens_in=100, tokens_out=20)
+        agent_runs.start(session=s, investigation_id=inv_id, agent="verifier", phase="VERIFICATION",
+                         model="claude-sonnet")
+        agent_runs.start(session=s, investigation_id=inv_id, agent="evidence-engine", phase="EVIDENCE")
+        inv = s.get(Investigation, inv_id)
+        inv.status, inv.phase, inv.round, inv.verdict, inv.confidence = "COMPLETED", "REPORT", 2, "LIKELY", 87
+        inv.started_at = inv.created_at + timedelta(seconds=1.5)
+        inv.finished_at = inv.created_at + timedelta(seconds=42.25)
+        inv.tokens_in, inv.tokens_out, inv.cost_usd, inv.error = 107, 23, 0.0123, None
+        inv.report = {"verdict": "LIKELY", "blob": "z" * 1000}
+    return inv_id
+
+
+def test_status_read_on_the_event_loop_answers_what_the_engine_answers(tmp_path, pg_url):
+    """PostgreSQL status reads on the event loop (store.async_reads) give the synchronous view, value for
+    value (times in UTC, the trigger's JSON, tokens per model), and the same 404 for an unknown id."""
+    import asyncio
+
+    from store.async_reads import AsyncReader
+
+    upgrade(pg_url)
+    runtime = build_runtime(load_settings(PM_HOME=str(tmp_path), DATABASE_URL=pg_url))
+    try:
+        inv_id = _populated(runtime)
+        fresh = api_cmd.submit(runtime=runtime, body={"text": "no runs yet"}, subject="t")["investigation_id"]
+        sync = [api_cmd.status_view(runtime=runtime, investigation_id=i) for i in (inv_id, fresh)]
+
+        async def read() -> list[dict]:
+            reader = AsyncReader(pg_url, 2)
+            await reader.open()
+            try:
+                views = [await api_cmd.status_view_async(runtime=runtime, reader=reader, investigation_id=i)
+                         for i in (inv_id, fresh)]
+                with pytest.raises(api_cmd.Missing):
+                    await api_cmd.status_view_async(runtime=runtime, reader=reader, investigation_id="inv-nope")
+                return views
+            finally:
+                await reader.close()
+
+        on_loop = asyncio.run(read())
+    finally:
+        runtime.close()
+    assert on_loop[0] == sync[0]
+    assert on_loop[0]["elapsed_seconds"] == 40.75 and on_loop[0]["finished_at"].endswith("Z")
+    assert on_loop[0]["token_usage"]["by_model"] == {"claude-haiku": 120, "claude-sonnet": 0, "none": 0}
+    # an unfinished one's elapsed time runs on: equal but for it
+    assert {**on_loop[1], "elapsed_seconds": 0} == {**sync[1], "elapsed_seconds": 0}
+
+
+def test_the_app_reads_status_on_its_event_loop_and_opens_its_connections_at_start(tmp_path, pg_url, monkeypatch):
+    """The app opens its status-read connections when it starts (the first reads under load must not each
+    wait for a new PostgreSQL backend) and GET /api/v1/investigations/{id} runs no statement through the
+    synchronous engines (no worker thread); a DELETE's status reads go the same way; a dropped connection
+    is replaced and the GET answered."""
+    import psycopg
+    from sqlalchemy import event
     from starlette.testclient import TestClient
 
     from bot.http.api_routes import READ_THREADS
@@ -92,11 +155,36 @@ def test_the_app_opens_its_read_connections_at_start(tmp_path, pg_url, monkeypat
     from bot.http.settings import load_http_settings
 
     upgrade(pg_url)
-    monkeypatch.setenv("API_KEYS", "k:viewer")
+    monkeypatch.setenv("API_KEYS", "k:operator")
     settings = load_settings(PM_HOME=str(tmp_path), DATABASE_URL=pg_url)
     runtime = build_runtime(settings)
+    dbname = pg_url.rsplit("/", 1)[1]
     try:
-        with TestClient(create_app(settings, runtime, load_http_settings())):
-            assert runtime.read_engine.pool.checkedin() == READ_THREADS
+        inv_id = _populated(runtime)
+        queued = api_cmd.submit(runtime=runtime, body={"text": "to cancel"}, subject="t")["investigation_id"]
+        want = api_cmd.status_view(runtime=runtime, investigation_id=inv_id)
+        app = create_app(settings, runtime, load_http_settings())
+        with TestClient(app) as client:
+            assert app.state.api.reader.idle == READ_THREADS
+            with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres") as admin:
+                opened = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                       (dbname,)).fetchone()[0]
+            assert opened >= READ_THREADS
+            sync_statements: list[str] = []
+            for engine in {runtime.engine, runtime.read_engine}:
+                event.listen(engine, "before_cursor_execute",
+                             lambda conn, cursor, statement, *rest: sync_statements.append(statement))
+            got = client.get(f"/api/v1/investigations/{inv_id}", headers={"x-api-key": "k"})
+            assert client.get("/api/v1/investigations/inv-nope", headers={"x-api-key": "k"}).status_code == 404
+            assert not [s for s in sync_statements if "FROM investigations" in s]
+            with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+                              "pg_backend_pid()", (dbname,))
+            again = client.get(f"/api/v1/investigations/{inv_id}", headers={"x-api-key": "k"})
+            cancelled = client.delete(f"/api/v1/investigations/{queued}", headers={"x-api-key": "k"})
+        assert app.state.api.reader is None  # closed when the app stopped
     finally:
         runtime.close()
+    assert got.status_code == 200 and got.json() == want
+    assert again.status_code == 200 and again.json() == want
+    assert cancelled.status_code == 202 and cancelled.json()["status"] in ("QUEUED", "CANCELLED")
