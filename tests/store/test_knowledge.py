@@ -67,7 +67,7 @@ def test_embeddings_reproduce_the_published_similarities_to_1e4(model):
 def test_float32_batches_agree_with_float64_one_text_at_a_time(model):
     texts = [*REFERENCE_SENTENCES, "", "payments-api p99 latency above 2s after deploy of v2.4.1; "
              "HikariPool-1 - Connection is not available, request timed out after 30000ms" * 3]
-    exact = MiniLM(model.model_dir, dtype=np.float64)
+    exact = MiniLM(model.model_dir, dtype=np.float64, max_tokens=model.max_tokens)
     one_by_one = np.stack([exact.embed([t])[0] for t in texts])
     assert np.abs(model.embed(texts) - one_by_one).max() < 1e-5  # padding and batching change nothing
 
@@ -379,3 +379,15 @@ def test_an_empty_store_answers_without_embedding_the_query(tmp_path):
     # another client filled the store meanwhile: this one sees it (the empty answer is not remembered)
     KnowledgeBase(make_client(home=tmp_path, chroma_host=None), embedder).upsert([past])  # type: ignore[arg-type]
     assert [m.incident.investigation_id for m in kb.similar(query, k=3)] == ["inv-past"]
+
+
+def test_the_knowledge_model_embeds_the_first_128_word_pieces_of_a_long_symptom_text(model):
+    # A real report's symptom text runs to 256 word pieces; what comes after the first 128 (later templates,
+    # the metric and service lists, which are also matched exactly) does not change its vector.
+    head = "checkout 5xx ratio above 5%. NullPointerException at CartController.handle(<*>). " * 5
+    tails = [head + "anomalous metrics: checkout/error_rate. services: checkout, payments-api",
+             head + "services: mailer, ledger-db, search"]
+    full = MiniLM(model.model_dir)  # the model's own limit, 256
+    assert 128 < len(full.tokenizer.encode(head).ids) < 200
+    assert np.abs(model.embed(tails)[0] - model.embed(tails)[1]).max() < 1e-6
+    assert np.abs(full.embed(tails)[0] - full.embed(tails)[1]).max() > 1e-3  # the whole text would differ
