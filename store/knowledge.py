@@ -321,12 +321,18 @@ class KnowledgeBase:
                 self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pm-knowledge")
             return self._pool
 
-    def _nearest(self, vector: list[float], n: int, where: dict[str, Any] | None = None) -> Any:
-        """The ``n`` records nearest to ``vector`` (among those matching ``where``), with their distances."""
+    def _nearest(self, vector: list[float], n: int, among: list[str] | None = None) -> Any:
+        """The ``n`` records nearest to ``vector`` (among the ids ``among``), with their distances."""
         with self._lock:
             coll = self._collection()
-        return self._guard(lambda: coll.query(query_embeddings=[vector], n_results=n, where=where,
+        return self._guard(lambda: coll.query(query_embeddings=[vector], n_results=n, ids=among,
                                               include=["metadatas", "distances"]))
+
+    def _service_ids(self, services: list[str]) -> list[str]:
+        """The ids of the records whose root cause was on one of ``services`` (a metadata lookup, no vector)."""
+        with self._lock:
+            coll = self._collection()
+        return list(self._guard(lambda: coll.get(where={"service": {"$in": services}}, include=[]))["ids"])
 
     def _empty(self) -> bool:
         """True when nothing is stored. Asked of Chroma (count(), ~1 ms at 10,000) until something is seen,
@@ -341,22 +347,24 @@ class KnowledgeBase:
         """The ``k`` past incidents most like ``query``, best first, by :func:`score`.
 
         Candidates: the nearest ``candidates`` by vector, plus the nearest ``candidates`` among the incidents
-        whose root cause was on one of the query's services (Chroma's vector query with a ``where`` on the
-        service; it runs on a second thread beside the unfiltered one); when ``domain`` is given and some
+        whose root cause was on one of the query's services (their ids are looked up while the query is
+        embedded, then a vector query restricted to those ids); when ``domain`` is given and some
         candidates are of that domain, only those are kept (filtered by domain unless none match). An empty
         store answers ``[]`` without embedding the query.
         """
         if self._empty():
             return []
         skip = set(exclude) | {query.investigation_id}
+        # Which records are of the query's services needs no vector: asked on the lookup thread while this
+        # one embeds the query; then the nearest of them is a vector query restricted to those ids (~3 ms at
+        # 10,000 stored, where Chroma's own `where` on the query cost ~8).
+        same_ids = self._lookups().submit(self._service_ids, list(query.services)) if query.services else None
         vector = self.embedder.embed([query.document()])[0].tolist()
-        services = list(query.services)
-        same_service = self._lookups().submit(self._nearest, vector, candidates, {"service": {"$in": services}}) \
-            if services else None
         # No count() per query: a query asking for more than is stored gets what there is.
         results = [self._nearest(vector, candidates)]
-        if same_service is not None:
-            results.append(same_service.result())
+        among = same_ids.result() if same_ids is not None else []
+        if among:
+            results.append(self._nearest(vector, candidates, among))
         found: dict[str, tuple[float, Any]] = {}
         for got in results:
             # cosine space: distance = 1 - cosine similarity
