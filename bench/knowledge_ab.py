@@ -3,7 +3,7 @@
 Embedders: ``numpy`` and ``onnxruntime`` (the two backends of store.embeddings.MiniLM) and, with
 ``--old FILE``, the MiniLM of an older ``store/embeddings.py`` (e.g. ``git show cb8e0e7:store/embeddings.py >
 /tmp/old_embeddings.py``); with ``--old-knowledge FILE`` too (an older ``store/knowledge.py``), that variant
-looks up with the older ``KnowledgeBase.similar`` as well: the whole lookup as it was. Every lookup is a new incident's first one (the embedder's memory of recent
+looks up with the older ``KnowledgeBase`` as well: the whole lookup as it was. Every lookup is a new incident's first one (the embedder's memory of recent
 texts is cleared before it): embedding the query, the Chroma queries, the re-scoring. Also timed: the
 embedding alone (wall and CPU time of the thread). The store is bench/knowledge.py's (a generated history
 plus filler up to ``--store``). The load average is printed before and after: on a shared machine the
@@ -50,7 +50,7 @@ def load(path: str, name: str) -> Any:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--old", help="an older store/embeddings.py to compare with")
-    ap.add_argument("--old-knowledge", help="with --old: an older store/knowledge.py, whose similar() it uses")
+    ap.add_argument("--old-knowledge", help="with --old: an older store/knowledge.py, whose KnowledgeBase it uses")
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--queries", type=int, default=120)
     ap.add_argument("--store", type=int, default=10_000)
@@ -58,16 +58,19 @@ def main() -> int:
     args = ap.parse_args()
 
     models: dict[str, Any] = {"numpy": MiniLM(backend="numpy"), "onnxruntime": MiniLM(backend="onnxruntime")}
-    lookup: dict[str, Any] = dict.fromkeys(models, KnowledgeBase.similar)
+    kb_class: dict[str, Any] = dict.fromkeys(models, KnowledgeBase)
     if args.old:
         models = {"before": load(args.old, "old_embeddings").MiniLM(), **models}
-        lookup["before"] = (load(args.old_knowledge, "old_knowledge").KnowledgeBase.similar if args.old_knowledge
-                            else KnowledgeBase.similar)
+        kb_class["before"] = load(args.old_knowledge, "old_knowledge").KnowledgeBase if args.old_knowledge \
+            else KnowledgeBase
     past, new = build(args.seed, 400, 200)
     with tempfile.TemporaryDirectory() as home:
-        kb = KnowledgeBase(make_client(home=Path(home), chroma_host=None), models["onnxruntime"])
+        client = make_client(home=Path(home), chroma_host=None)
+        kb = KnowledgeBase(client, models["onnxruntime"])
         kb.rebuild(past)
         fill(kb, args.seed, args.store, args.fill_base)
+        # one KnowledgeBase per variant (the older one's own class) over the same client and collection
+        kbs = {name: kb_class[name](client, model) for name, model in models.items()}
         rng = random.Random(args.seed + 1)
         wall: dict[str, list[float]] = {k: [] for k in models}
         embed: dict[str, list[float]] = {k: [] for k in models}
@@ -78,10 +81,9 @@ def main() -> int:
             order = list(models.items())
             rng.shuffle(order)
             for name, model in order:
-                kb.embedder = model
                 model.clear_cache()
                 t0 = time.perf_counter()
-                lookup[name](kb, query, k=3, domain=inc.domain)
+                kbs[name].similar(query, k=3, domain=inc.domain)
                 wall[name].append((time.perf_counter() - t0) * 1000)
                 model.clear_cache()
                 t0, c0 = time.perf_counter(), time.thread_time()

@@ -37,6 +37,11 @@ MODEL_NAME = "all-MiniLM-L6-v2"
 
 #: single texts whose vectors a model keeps (see MiniLM.embed)
 RECENT_TEXTS = 32
+#: word pieces of a symptom text that the knowledge base's model embeds (shared_model). Real reports'
+#: texts run to the model's 256 (titles, templates, then metrics and services, which are also matched
+#: exactly); the encoder's cost grows with the length, and cutting at 128 halved it without changing any
+#: top-1 with memory (bench/knowledge_priors.py; docs/knowledge.md).
+KNOWLEDGE_TOKENS = 128
 
 _SHARED: dict[str, MiniLM] = {}
 _SHARED_LOCK = threading.Lock()
@@ -377,11 +382,13 @@ class ChromaEmbedding:
 def shared_model(model_dir: Path | None = None) -> MiniLM:
     """The installed MiniLM (or the one in ``model_dir``), loaded once per process: it is 90 MB and read-only.
 
+    It embeds the first :data:`KNOWLEDGE_TOKENS` word pieces of a text (the knowledge base's documents).
+
     Raises:
         EmbeddingsUnavailable: the model files are not there.
     """
     key = str(Path(model_dir) if model_dir else default_model_dir())
     with _SHARED_LOCK:
         if key not in _SHARED:
-            _SHARED[key] = MiniLM(model_dir)
+            _SHARED[key] = MiniLM(model_dir, max_tokens=KNOWLEDGE_TOKENS)
         return _SHARED[key]

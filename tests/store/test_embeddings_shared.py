@@ -58,7 +58,7 @@ def test_onnxruntime_runs_the_layers_and_agrees_with_numpy():
 
     model = shared_model()
     assert model.backend == "onnxruntime"  # installed with chromadb: the default takes it
-    plain = MiniLM(model.model_dir, backend="numpy")
+    plain = MiniLM(model.model_dir, backend="numpy", max_tokens=model.max_tokens)
     assert plain.backend == "numpy"
     texts = ["The weather is lovely today.", "", "checkout: HTTP 503 from payments after deploy chg-1 " * 6,
              "HikariPool-1 - Connection is not available, request timed out after 30000ms"]

@@ -67,7 +67,7 @@ def test_embeddings_reproduce_the_published_similarities_to_1e4(model):
 def test_float32_batches_agree_with_float64_one_text_at_a_time(model):
     texts = [*REFERENCE_SENTENCES, "", "payments-api p99 latency above 2s after deploy of v2.4.1; "
              "HikariPool-1 - Connection is not available, request timed out after 30000ms" * 3]
-    exact = MiniLM(model.model_dir, dtype=np.float64)
+    exact = MiniLM(model.model_dir, dtype=np.float64, max_tokens=model.max_tokens)
     one_by_one = np.stack([exact.embed([t])[0] for t in texts])
     assert np.abs(model.embed(texts) - one_by_one).max() < 1e-5  # padding and batching change nothing
 
@@ -323,3 +323,71 @@ def test_single_texts_are_embedded_once_and_an_empty_store_answers_nothing(tmp_p
     assert kb.similar(PAST[0], k=3) == []  # no count() first: an empty collection is simply empty
     kb.upsert(PAST[:1])
     assert [m.incident.investigation_id for m in kb.similar(PAST[0], k=3, exclude=["x"])] == []  # itself is skipped
+
+
+class _Vectors:
+    """An embedder with chosen vectors: each document's vector is given by the test (unit rows)."""
+
+    name, dim = "test-vectors", 4
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors, self.calls = vectors, 0
+
+    def embed(self, texts):
+        self.calls += 1
+        rows = np.array([self.vectors[t] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def _with_vector(vectors, inv_id, service, vector):
+    inc = _incident(inv_id, service=service, kind="deploy", titles=[f"alert {inv_id}"])
+    vectors[inc.document()] = vector
+    return inc
+
+
+def test_same_service_candidates_are_the_nearest_not_the_first_stored(tmp_path):
+    # The unfiltered nearest are all look-alikes on another service; the same-service records stored first
+    # read nothing like the query; the one like it was stored last. It must be found (and win: its service
+    # is the query's), however many same-service records came before it.
+    vectors: dict[str, list[float]] = {}
+    query = _with_vector(vectors, "inv-new", "payments-api", [1, 0, 0, 0])
+    alike = [_with_vector(vectors, f"inv-alike-{n}", "mailer", [1, 0.45 + n / 100, 0, 0]) for n in range(6)]
+    older = [_with_vector(vectors, f"inv-old-{n}", "payments-api", [0, 0, 1, n / 10]) for n in range(8)]
+    newest = _with_vector(vectors, "inv-newest", "payments-api", [1, 0, 0.7, 0])
+    kb = KnowledgeBase(make_client(home=tmp_path, chroma_host=None), _Vectors(vectors))  # type: ignore[arg-type]
+    for inc in [*alike, *older, newest]:  # one at a time: Chroma's own order is the order stored
+        kb.upsert([inc])
+    for candidates in (3, 100):  # fewer than stored, and more than any filter matches
+        (best, *_) = kb.similar(query, k=3, candidates=candidates)
+        assert best.incident.investigation_id == "inv-newest", candidates
+        assert abs(best.similarity - 1 / np.linalg.norm([1, 0.7])) < 1e-4
+
+
+def test_an_empty_store_answers_without_embedding_the_query(tmp_path):
+    vectors: dict[str, list[float]] = {}
+    query = _with_vector(vectors, "inv-new", "payments-api", [1, 0, 0, 0])
+    past = _with_vector(vectors, "inv-past", "payments-api", [1, 0.1, 0, 0])
+    embedder = _Vectors(vectors)
+    kb = KnowledgeBase(make_client(home=tmp_path, chroma_host=None), embedder)  # type: ignore[arg-type]
+    assert kb.similar(query, k=3) == [] and embedder.calls == 0
+    kb.upsert([past])
+    calls = embedder.calls
+    assert [m.incident.investigation_id for m in kb.similar(query, k=3)] == ["inv-past"]
+    assert embedder.calls == calls + 1
+    kb.rebuild([])  # emptied again: no embedding again
+    assert kb.similar(query, k=3) == [] and embedder.calls == calls + 1
+    # another client filled the store meanwhile: this one sees it (the empty answer is not remembered)
+    KnowledgeBase(make_client(home=tmp_path, chroma_host=None), embedder).upsert([past])  # type: ignore[arg-type]
+    assert [m.incident.investigation_id for m in kb.similar(query, k=3)] == ["inv-past"]
+
+
+def test_the_knowledge_model_embeds_the_first_128_word_pieces_of_a_long_symptom_text(model):
+    # A real report's symptom text runs to 256 word pieces; what comes after the first 128 (later templates,
+    # the metric and service lists, which are also matched exactly) does not change its vector.
+    head = "checkout 5xx ratio above 5%. NullPointerException at CartController.handle(<*>). " * 5
+    tails = [head + "anomalous metrics: checkout/error_rate. services: checkout, payments-api",
+             head + "services: mailer, ledger-db, search"]
+    full = MiniLM(model.model_dir)  # the model's own limit, 256
+    assert 128 < len(full.tokenizer.encode(head).ids) < 200
+    assert np.abs(model.embed(tails)[0] - model.embed(tails)[1]).max() < 1e-6
+    assert np.abs(full.embed(tails)[0] - full.embed(tails)[1]).max() > 1e-3  # the whole text would differ
