@@ -56,16 +56,7 @@ def on_slack_reaction(*, runtime: Any, channel: str, ts: str, reaction: str, use
         :func:`record`'s answer plus ``investigation_id``; None when the reaction is no vote or the
         message is not one of our reports (nothing is recorded).
     """
-    vote = vote_of(reaction)
-    if vote is None:
-        return None
-    with runtime.session() as s:
-        inv_id = outbox.investigation_for_message(session=s, sink="slack", channel=channel, ts=ts)
-    if inv_id is None:
-        return None
-    out = record(runtime=runtime, memory=getattr(runtime, "memory", None), investigation_id=inv_id, vote=vote,
-                 user=user, source="slack")
-    return {**out, "investigation_id": inv_id}
+    return _on_report_vote(record, runtime=runtime, channel=channel, ts=ts, reaction=reaction, user=user)
 
 
 def on_slack_reaction_removed(*, runtime: Any, channel: str, ts: str, reaction: str,
@@ -76,6 +67,12 @@ def on_slack_reaction_removed(*, runtime: Any, channel: str, ts: str, reaction: 
         :func:`withdraw`'s answer plus ``investigation_id``; None when the reaction is no vote or the
         message is not one of our reports.
     """
+    return _on_report_vote(withdraw, runtime=runtime, channel=channel, ts=ts, reaction=reaction, user=user)
+
+
+def _on_report_vote(apply: Any, *, runtime: Any, channel: str, ts: str, reaction: str,
+                    user: str | None) -> dict[str, Any] | None:
+    """``apply`` (record or withdraw) for a vote reaction on one of our Slack report messages; None otherwise."""
     vote = vote_of(reaction)
     if vote is None:
         return None
@@ -83,8 +80,8 @@ def on_slack_reaction_removed(*, runtime: Any, channel: str, ts: str, reaction: 
         inv_id = outbox.investigation_for_message(session=s, sink="slack", channel=channel, ts=ts)
     if inv_id is None:
         return None
-    out = withdraw(runtime=runtime, memory=getattr(runtime, "memory", None), investigation_id=inv_id, vote=vote,
-                   user=user, source="slack")
+    out = apply(runtime=runtime, memory=getattr(runtime, "memory", None), investigation_id=inv_id, vote=vote,
+                user=user, source="slack")
     return {**out, "investigation_id": inv_id}
 
 
