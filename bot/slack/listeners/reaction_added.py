@@ -49,7 +49,7 @@ def _work(event: dict[str, Any], client: Any, context: Any) -> None:
     ctx = pm(context)
     item = event.get("item") or {}
     if item.get("type") == "message" and feedback.vote_of(event.get("reaction")) is not None:
-        _vote(event, item, context)
+        vote(event, item, context)
         return
     if event.get("reaction") != ctx.slack.reaction or item.get("type") != "message":
         return
@@ -77,17 +77,19 @@ def _work(event: dict[str, Any], client: Any, context: Any) -> None:
              result.created)
 
 
-def _vote(event: dict[str, Any], item: dict[str, Any], context: Any) -> None:
-    """Record a 👍 / 👎 on one of our report messages (any other message: ignored)."""
+def vote(event: dict[str, Any], item: dict[str, Any], context: Any, *, removed: bool = False) -> None:
+    """Record a 👍 / 👎 on one of our report messages, or with ``removed`` take it back (any other
+    message: ignored); the delivery is linked to the investigation either way."""
     ctx = pm(context)
-    out = feedback.on_slack_reaction(runtime=ctx.runtime, channel=str(item.get("channel") or ""),
-                                     ts=str(item.get("ts") or ""), reaction=str(event.get("reaction")),
-                                     user=event.get("user"))
+    apply = feedback.on_slack_reaction_removed if removed else feedback.on_slack_reaction
+    out = apply(runtime=ctx.runtime, channel=str(item.get("channel") or ""), ts=str(item.get("ts") or ""),
+                reaction=str(event.get("reaction")), user=event.get("user"))
+    done = bool(out) and (not removed or bool(out and out["removed"]))
     key = context.get("delivery_key")
     if key:
         with ctx.runtime.session() as session:
             link(session=session, key=key, investigation_id=out["investigation_id"] if out else None,
-                 status="feedback" if out else "ignored")
+                 status=("feedback_removed" if removed else "feedback") if done else "ignored")
     if out:
-        log.info("feedback %s by %s on %s: %s", event.get("reaction"), event.get("user"), out["investigation_id"],
-                 out["feedback"])
+        log.info("feedback %s %s by %s on %s: %s", event.get("reaction"), "removed" if removed else "given",
+                 event.get("user"), out["investigation_id"], out["feedback"])

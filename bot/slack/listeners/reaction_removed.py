@@ -3,15 +3,11 @@ may end the root cause's dispute). Other reactions, and votes on other messages,
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from bot.slack.context import pm
 from bot.slack.inbound import link
-from commands import feedback
-
-log = logging.getLogger(__name__)
-
+from bot.slack.listeners.reaction_added import vote
 
 HANDLES = ("event", "reaction_removed")
 
@@ -29,18 +25,11 @@ def handle(ack: Any, event: dict[str, Any], context: Any) -> None:
 
 def _work(event: dict[str, Any], context: Any) -> None:
     """Take the vote back when the reaction was a vote on one of our report messages."""
-    ctx = pm(context)
     item = event.get("item") or {}
-    out = None
     if item.get("type") == "message":
-        out = feedback.on_slack_reaction_removed(runtime=ctx.runtime, channel=str(item.get("channel") or ""),
-                                                 ts=str(item.get("ts") or ""), reaction=str(event.get("reaction")),
-                                                 user=event.get("user"))
+        vote(event, item, context, removed=True)
+        return
     key = context.get("delivery_key")
     if key:
-        with ctx.runtime.session() as session:
-            link(session=session, key=key, investigation_id=out["investigation_id"] if out else None,
-                 status="feedback_removed" if out and out["removed"] else "ignored")
-    if out:
-        log.info("feedback %s removed by %s on %s: %s", event.get("reaction"), event.get("user"),
-                 out["investigation_id"], out["feedback"])
+        with pm(context).runtime.session() as session:
+            link(session=session, key=key, investigation_id=None, status="ignored")
