@@ -1,12 +1,13 @@
 """What people say of a finished investigation (👍 / 👎 / a comment), for the knowledge base.
 
-Front doors (the Slack report's reactions, a Jira resolution) turn what they receive into one call of
+Front doors (the Slack report's reactions, a ``note: …`` reply in its thread, a Jira resolution) turn what they receive into one call of
 :func:`record` (a reaction taken off: :func:`withdraw`); the database keeps it (the source of truth)
 and the knowledge base's entry is updated when it can be (a re-index catches up otherwise).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,14 @@ from store.knowledge import tally as summed
 _INDEX_LOCK = threading.Lock()
 
 VOTES = {"+1": 1, "thumbsup": 1, "-1": -1, "thumbsdown": -1}
+
+#: A thread reply that is a comment on the investigation, not a question: "note: it was the pool size".
+_COMMENT = re.compile(r"^\s*(?:note|feedback|comment)\s*[:\-\u2013\u2014]\s*(?P<text>\S.*)$", re.IGNORECASE | re.DOTALL)
+#: Longest comment kept (the knowledge base shows the last few, shortened further).
+MAX_COMMENT = 2000
+#: What the thread is told when a comment is kept.
+COMMENT_NOTED = ("Noted: your comment is kept with this investigation and shown with it when a similar "
+                 "incident comes up (\u201cSeen before\u201d).")
 
 
 @dataclass(frozen=True)
@@ -83,6 +92,31 @@ def _on_report_vote(apply: Any, *, runtime: Any, channel: str, ts: str, reaction
     out = apply(runtime=runtime, memory=getattr(runtime, "memory", None), investigation_id=inv_id, vote=vote,
                 user=user, source="slack")
     return {**out, "investigation_id": inv_id}
+
+
+def comment_of(text: str | None) -> str | None:
+    """The comment in a thread reply written as ``note: …`` (or ``feedback:`` / ``comment:``), else None
+    (the reply is a follow-up question)."""
+    found = _COMMENT.match(text or "")
+    return found.group("text").strip()[:MAX_COMMENT] if found else None
+
+
+def on_thread_comment(*, runtime: Any, investigation_id: str, comment: str, user: str | None,
+                      message_ts: str | None) -> dict[str, Any]:
+    """Keep a comment written in an investigation's Slack thread as feedback (no vote), and say so in the
+    thread (through the outbox, like a follow-up answer).
+
+    Returns:
+        :func:`record`'s answer.
+    """
+    out = record(runtime=runtime, memory=getattr(runtime, "memory", None), investigation_id=investigation_id,
+                 vote=0, user=user, comment=comment, source="slack")
+    with runtime.session() as s:
+        outbox.append(session=s, investigation_id=investigation_id, kind="milestone",
+                      payload={"text": COMMENT_NOTED, "followup": True, "user": user, "question_ts": message_ts,
+                               "comment": True})
+        s.commit()
+    return out
 
 
 def on_ticket_resolution(*, runtime: Any, resolution: TicketResolution) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from publishers.chart import ChartError, has_chart, render_timeline
-from publishers.markdown import resolution_note
+from publishers.markdown import feedback_note
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#172b4d}
@@ -137,7 +137,7 @@ def render_report_page(inv: dict[str, Any], traces: dict[str, Any], cost: dict[s
             f"<tr><td><a href=\"/investigations/{esc(m.get('investigation_id'))}\">{esc(m.get('investigation_id'))}</a>"
             f"</td><td>{esc(m.get('score'))}</td><td>{esc(m.get('summary'))}"
             f"{' <b>(root cause disputed)</b>' if (m.get('feedback') or {}).get('disputed') else ''}"
-            f"{f'<br><span class=muted>{esc(note)}</span>' if (note := resolution_note(m.get('feedback'))) else ''}</td>"
+            f"{f'<br><span class=muted>{esc(note)}</span>' if (note := feedback_note(m.get('feedback'))) else ''}</td>"
             f"<td>{esc(m.get('fix') or '—')}</td></tr>" for m in seen[:3])
         parts.append(f"<h2>Seen before</h2><table id=seen-before><tr><th>investigation</th><th>score</th>"
                      f"<th>what it was</th><th>fix then</th></tr>{rows}</table>")

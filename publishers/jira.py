@@ -18,7 +18,7 @@ from jira import JIRA, JIRAError
 
 from publishers import escape
 from publishers.errors import Permanent, RetryLater
-from publishers.markdown import resolution_note
+from publishers.markdown import feedback_note
 
 REPORT_MARKER = "production-master:report"
 START_MARKER = "production-master:start"
@@ -144,7 +144,7 @@ def render_report(report: dict[str, Any], investigation_id: str, slack_link: str
         url = link(past) if link else None
         ref = (f"[{_esc(past)}|{url}]" if url and url.startswith(("http://", "https://"))
                and not any(c in url for c in "[]| \n") else _esc(past))
-        note = resolution_note(m.get("feedback"))
+        note = feedback_note(m.get("feedback"))
         lines.append(f"_Seen before:_ {ref} ({m.get('score')}): "
                      f"{_esc(m.get('summary') or '')}{disputed}{f' — {_esc(note)}' if note else ''}")
     if report.get("missing_sources"):

@@ -5,21 +5,31 @@ from __future__ import annotations
 from typing import Any
 
 
-def resolution_note(feedback: dict[str, Any] | None) -> str | None:
-    """How a past incident's Jira ticket was resolved, as plain text (callers escape it), or None.
+def feedback_note(feedback: dict[str, Any] | None) -> str | None:
+    """What people said of a past incident, as plain text (callers escape it), or None: how its Jira
+    ticket was resolved and the latest comment left on it (a ``note: …`` reply in its Slack thread).
 
-    E.g. ``ticket OPS-7 resolved as Fixed, fix version 4.2.1: "rolled back"`` (the comment cut at 120).
+    E.g. ``ticket OPS-7 resolved as Fixed, fix version 4.2.1: "rolled back"; latest comment: "pool size"``
+    (each quoted text cut at 120).
     """
+    parts = []
     res = (feedback or {}).get("resolution")
-    if not isinstance(res, dict) or not res.get("name"):
-        return None
-    text = f"ticket {res.get('ticket') or '?'} resolved as {res['name']}"
-    if res.get("fix_versions"):
-        text += ", fix version " + ", ".join(map(str, res["fix_versions"][:3]))
-    if res.get("comment"):
-        comment = " ".join(str(res["comment"]).split())
-        text += f': "{comment[:120]}{"…" if len(comment) > 120 else ""}"'
-    return text
+    if isinstance(res, dict) and res.get("name"):
+        text = f"ticket {res.get('ticket') or '?'} resolved as {res['name']}"
+        if res.get("fix_versions"):
+            text += ", fix version " + ", ".join(map(str, res["fix_versions"][:3]))
+        if res.get("comment"):
+            text += f": {_quoted(res['comment'])}"
+        parts.append(text)
+    comments = (feedback or {}).get("comments")
+    if isinstance(comments, list) and comments:
+        parts.append(f"latest comment: {_quoted(comments[-1])}")
+    return "; ".join(parts) or None
+
+
+def _quoted(value: Any, limit: int = 120) -> str:
+    text = " ".join(str(value).split())
+    return f'"{text[:limit]}{"…" if len(text) > limit else ""}"'
 
 
 def _items(items: list[dict[str, Any]] | None, limit: int = 8) -> list[str]:
@@ -85,7 +95,7 @@ def render_report(report: dict[str, Any], *, investigation_id: str | None = None
         for m in report["similar_incidents"][:3]:
             rc = m.get("root_cause") or {}
             disputed = " (root cause disputed)" if (m.get("feedback") or {}).get("disputed") else ""
-            resolved = resolution_note(m.get("feedback"))
+            resolved = feedback_note(m.get("feedback"))
             lines.append(f"- `{m.get('investigation_id')}` (score {m.get('score')}): {m.get('summary', '')}"
                          f" — {rc.get('change_kind') or rc.get('category') or '?'} on `{rc.get('service')}`"
                          f"{disputed}; fix then: {m.get('fix') or 'none recorded'}"

@@ -31,7 +31,7 @@ from slack_sdk.errors import SlackApiError
 from publishers.chart import ChartError, has_chart, render_timeline
 from publishers.errors import RetryLater
 from publishers.escape import mention, mrkdwn
-from publishers.markdown import resolution_note
+from publishers.markdown import feedback_note
 
 # The pipeline's planned phases in order (pipeline.phases.PLANNED_PHASES; PUBLISHING counts as done).
 PHASES = (
@@ -304,7 +304,7 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
     if report.get("similar_incidents"):
         seen = [f"{_past(str(m.get('investigation_id')), link)} ({m.get('score')}): {mrkdwn(m.get('summary') or '')}"
                 + (" _(disputed)_" if (m.get("feedback") or {}).get("disputed") else "")
-                + (f" — {mrkdwn(resolved)}" if (resolved := resolution_note(m.get("feedback"))) else "")
+                + (f" — {mrkdwn(resolved)}" if (resolved := feedback_note(m.get("feedback"))) else "")
                 for m in report["similar_incidents"][:3]]
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": ("*Seen before:* " + " · ".join(seen))[:2900]}]})
@@ -319,6 +319,8 @@ def report_blocks(inv: dict[str, Any], report: dict[str, Any], page_url: str | N
     if page_url and page_url.startswith(("http://", "https://")) and not any(c in page_url for c in "<>| \n"):
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"<{page_url}|Full report: timeline, every hypothesis, trace and cost>"}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+        "Ask a question in this thread, or reply `note: …` to leave a comment kept with this investigation.")}]})
     inv_id = inv["id"]
     # Only buttons that can apply: a report is a finished investigation (no Cancel), and "Publish to
     # Jira" needs a ticket to publish to.

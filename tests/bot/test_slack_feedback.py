@@ -134,3 +134,45 @@ def test_taking_a_thumb_off_the_report_takes_the_vote_back(tmp_path: Path) -> No
         assert status_of("Ev-rm-4") is None  # not a vote: not even journalled
         assert votes() == [("U2", 1)]
         assert indexed() == {"up": 1, "down": 0, "comments": [], "disputed": False}
+
+
+def test_a_note_in_the_thread_is_a_comment_not_a_question(tmp_path: Path) -> None:
+    """`note: …` in the report's thread is kept as a comment (database and knowledge base), said as kept,
+    and shown with the incident the next time it is seen; a question in the same thread is still answered."""
+    from publishers.markdown import feedback_note
+
+    with running_bot(tmp_path) as (fake, bot):
+        fake.wait_ack(fake.slash_command("PAY-44706 fast", user="U1", channel="C1"))
+        parent = _parent(fake, "C1")
+        _chart_in(fake, "C1", parent["ts"])
+        _wait_outbox_drained(fake, bot)
+        with bot.runtime.session() as s:
+            inv_id = s.scalars(select(Investigation.id)).one()
+
+        def say(text: str) -> dict:
+            msg = fake.add_message("C1", text, user="U7", thread_ts=parent["ts"])
+            fake.wait_ack(fake.event({"type": "message", "channel": "C1", "user": "U7", "text": text,
+                                      "ts": msg["ts"], "thread_ts": parent["ts"]}))
+            return msg
+
+        def reply_to(msg: dict) -> str:
+            return fake.wait_for(lambda: next((m["text"] for m in fake.thread("C1", parent["ts"])
+                                               if m.get("user") == "UBOT" and float(m["ts"]) > float(msg["ts"])),
+                                              None), 30, "the bot's reply")
+
+        note = say("Note: the real trigger was the <!channel> cron at 02:00, see runbook")
+        assert reply_to(note).startswith("<@U7> Noted:")  # to the writer, in the thread
+        with bot.runtime.session() as s:
+            rows = feedback_rows(session=s, investigation_id=inv_id)
+        assert [(r["user"], r["vote"], r["comment"]) for r in rows] == [
+            ("U7", 0, "the real trigger was the <!channel> cron at 02:00, see runbook")]
+        fake.wait_for(lambda: bot.runtime.memory.kb().get(inv_id).feedback["comments"] or None, 10, "the entry's comments")
+        feedback = bot.runtime.memory.kb().get(inv_id).feedback
+        assert feedback["comments"] == ["the real trigger was the <!channel> cron at 02:00, see runbook"]
+        assert feedback["up"] == feedback["down"] == 0 and feedback["disputed"] is False
+        assert "latest comment" in (feedback_note(feedback) or "")
+
+        question = say("why not web-frontend?")  # not a note: answered as before, nothing recorded
+        assert "Noted:" not in reply_to(question)
+        with bot.runtime.session() as s:
+            assert len(feedback_rows(session=s, investigation_id=inv_id)) == 1

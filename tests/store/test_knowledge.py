@@ -309,6 +309,27 @@ def test_seen_before_says_how_the_past_ticket_was_resolved_escaped_in_every_medi
     assert "resolved as" not in markdown.render_report({**report, "similar_incidents": [reopened]})
 
 
+def test_seen_before_shows_the_latest_comment_escaped_in_every_medium():
+    from publishers import html, jira, markdown, slack
+
+    said = {"up": 1, "down": 0, "disputed": False, "comments": ["first", "pool size {color:red}x{color} <!here> <b>b</b>"]}
+    report = {"verdict": "CONFIRMED", "confidence": 90, "root_cause": {"service": "pay"}, "hypotheses": [],
+              "similar_incidents": [{"investigation_id": "inv-2026-01-01-000000-pay", "score": 0.91,
+                                     "summary": "deploy broke pay", "fix": "roll back",
+                                     "root_cause": {"service": "pay", "category": "deploy", "change_kind": "deploy"},
+                                     "feedback": said}]}
+    assert markdown.feedback_note(said) == 'latest comment: "pool size {color:red}x{color} <!here> <b>b</b>"'
+    assert markdown.feedback_note({"comments": [], "resolution": None}) is None
+    assert "latest comment" in markdown.render_report(report)
+    _, blocks = slack.report_blocks({"id": "inv-now", "status": "COMPLETE"}, report)
+    (seen,) = [e["text"] for b in blocks if b["type"] == "context" for e in b["elements"] if "Seen before" in e["text"]]
+    assert "latest comment" in seen and "<!here>" not in seen and "first" not in seen
+    wiki = jira.render_report(report, "inv-now")
+    assert "latest comment" in wiki and "{color:red}" not in wiki
+    page = html.render_report_page({"id": "inv-now", "report": report, "status": "COMPLETE"}, {}, {})
+    assert "latest comment" in page and "<b>b</b>" not in page and "<!here>" not in page
+
+
 def test_single_texts_are_embedded_once_and_an_empty_store_answers_nothing(tmp_path, model):
     text = "payments-api p99 latency above 2s"
     model.clear_cache()

@@ -7,7 +7,7 @@ from typing import Any
 
 from bot.slack.context import pm
 from bot.slack.inbound import claim, link
-from commands import followup
+from commands import feedback, followup
 from commands.errors import CommandError
 
 _QUESTION = re.compile(r"\?\s*$|^\s*(what|why|which|how|when|who|where|show|list|explain|tell|is|did|does|any)\b",
@@ -30,13 +30,14 @@ def handle(ack: Any, event: dict[str, Any], context: Any) -> None:
 
 
 def _work(event: dict[str, Any], context: Any) -> None:
-    """Thread replies by people that read as questions; everything else is ignored."""
+    """Thread replies by people that read as questions or are ``note: …`` comments; everything else is ignored."""
     if not event.get("thread_ts") or event.get("bot_id") or event.get("subtype"):
         return
     if event.get("thread_ts") == event.get("ts"):
         return
     text = event.get("text") or ""
-    if not _QUESTION.search(_MENTION.sub("", text)) and not _MENTION.search(text):
+    bare = _MENTION.sub("", text)
+    if not _QUESTION.search(bare) and not _MENTION.search(text) and feedback.comment_of(bare.strip()) is None:
         return
     answer_in_thread(pm(context), event)
 
@@ -61,6 +62,13 @@ def answer_in_thread(ctx: Any, event: dict[str, Any]) -> str | None:
         if not claim(session=session, key=key, payload=event):
             return inv_id
     question = _MENTION.sub("", event.get("text") or "").strip()
+    comment = feedback.comment_of(question)
+    if comment is not None:  # "note: …": a comment for the knowledge base, not a question
+        feedback.on_thread_comment(runtime=ctx.runtime, investigation_id=inv_id, comment=comment,
+                                   user=event.get("user"), message_ts=event.get("ts"))
+        with ctx.runtime.session() as session:
+            link(session=session, key=key, investigation_id=inv_id, status="feedback")
+        return inv_id
     try:
         followup.ask(runtime=ctx.runtime, investigation_id=inv_id, question=question, user=event.get("user"),
                      message_ts=event.get("ts"), answerer=ctx.followup_answerer)
