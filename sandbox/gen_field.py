@@ -11,7 +11,9 @@ included) in which, per world and at random:
   being slow): from the onset the origin's ``requests_per_s`` collapses by 50–85 % (callers give up,
   retries are cut off, breakers open), its callers' latency to it rises 1.5–3× while its own latency may
   stay flat, its own ``error_rate`` rises only modestly (+0.06–0.3), and the user-facing entry service's
-  ``error_rate`` rises more (+0.1–0.8: fan-out and retries amplify); the trigger is usually about the entry;
+  ``error_rate`` rises more (+0.1–0.8: fan-out and retries amplify) and at the same time (a synchronous
+  call fails its caller within seconds, so victims start 0–30 s per hop after the origin, not minutes);
+  the trigger is usually about the entry;
 * **a pre-onset wobble**: a bystander's latency (and its callers' view of it) bumps 1.5–3× for 1–3 samples
   2–4 minutes before the onset, then settles;
 * **low-traffic services** (0.1–0.5 req/s): request counts are Poisson, the error rate is a share of
@@ -99,6 +101,10 @@ def shape_fault(rng: random.Random, plan: Plan) -> None:
         for name, victim in plan.effects.items():
             if not victim.depth:
                 continue
+            # A synchronous call fails its caller in the same second: victims follow the origin within the
+            # minute sample, not minutes later.
+            victim.start = eff.start + rng.randint(0, 30 * victim.depth)
+            victim.ramp = eff.ramp + rng.randint(0, 60)
             if low_origin:
                 victim.err_add = top * rng.uniform(0.5, 1.0) if name != entry else top
                 victim.lat_x = 1 + (victim.lat_x - 1) * rng.uniform(0.0, 0.2)
@@ -133,7 +139,8 @@ def shape_fault(rng: random.Random, plan: Plan) -> None:
         shapes["low_traffic"] = {n: {"rps": r, "spike_p": round(rng.uniform(0.04, 0.1), 3)} for n, r in sorted(low.items())}
         plan.notes.append(f"field: low-traffic {', '.join(sorted(low))}"
                           + (" (the origin among them)" if low_origin else ""))
-    bystanders = [s.name for s in plan.services if s.name not in taken]
+    # The wobble is a normal-traffic bystander's: on a low-traffic one it would drown in its own noise.
+    bystanders = [s.name for s in plan.services if s.name not in taken and s.name not in low]
     if bystanders and plan.onset >= 6 * 60 and rng.random() < _P_WOBBLE:
         who = rng.choice(bystanders)
         back = rng.randint(2, 4)
