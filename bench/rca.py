@@ -241,6 +241,8 @@ def field_pattern(world: Path, row: dict) -> str:
         return "downstream noise blamed"
     if want in (shapes.get("low_traffic") or {}):
         return "low-traffic origin missed"
+    if got in (shapes.get("low_traffic") or {}):
+        return "a noisy low-traffic bystander blamed"
     if callee and got in meta.get("affected", []):
         return "another victim of a failing callee blamed"
     if got in meta.get("affected", []):

@@ -10,10 +10,10 @@ included) in which, per world and at random:
 * **a failing callee** (all families but ``capacity``, when the origin has callers and does not fail by
   being slow): from the onset the origin's ``requests_per_s`` collapses by 50–85 % (callers give up,
   retries are cut off, breakers open), its callers' latency to it rises 1.5–3× while its own latency may
-  stay flat, its own ``error_rate`` rises only modestly (+0.06–0.3), and the user-facing entry service's
-  ``error_rate`` rises more (+0.1–0.8: fan-out and retries amplify) and at the same time (a synchronous
-  call fails its caller within seconds, so victims start 0–30 s per hop after the origin, not minutes);
-  the trigger is usually about the entry;
+  stay flat, its own ``error_rate`` rises only modestly (+0.06–0.3; a flag: at most its rollout share),
+  and the user-facing entry service's ``error_rate`` rises more (+0.1–0.8: fan-out and retries amplify)
+  and at the same time (a synchronous call fails its caller within seconds, so victims start 0–30 s per
+  hop after the origin, not minutes); the trigger is usually about the entry;
 * **a pre-onset wobble**: a bystander's latency (and its callers' view of it) bumps 1.5–3× for 1–3 samples
   2–4 minutes before the onset, then settles;
 * **low-traffic services** (0.1–0.5 req/s): request counts are Poisson, the error rate is a share of
@@ -88,7 +88,9 @@ def shape_fault(rng: random.Random, plan: Plan) -> None:
         silent = downstream or (plan.category != "db_migration" and rng.random() < _P_SILENT)
         low_origin = origin.store is None and rng.random() < _P_LOW_ORIGIN
         eff.rps_x = 1 - drop
-        eff.err_add = rng.uniform(*ORIGIN_ERR)
+        # A flag fails only its rolled-out share: never more errors than that share allows.
+        new_err = rng.uniform(*ORIGIN_ERR)
+        eff.err_add = min(eff.err_add, new_err) if plan.category == "feature_flag" else new_err
         if silent:
             eff.lat_x = 1.0
         if eff.templates:

@@ -96,7 +96,7 @@ def test_a_failing_callee_loses_requests_while_the_entry_errs_more(suite: list[d
             continue  # a few requests a minute: error shares are too coarse to compare per window
         rise = {svc: statistics.mean(_values(data, svc, "error_rate", 8, 20))
                 - statistics.mean(_values(data, svc, "error_rate", -40, -10)) for svc in (origin, entry)}
-        assert 0.03 < rise[origin] < 0.4
+        assert 0.01 < rise[origin] < 0.4  # a flag errs only in its rolled-out share
         assert rise[entry] > rise[origin] and rise[entry] > 0.08, rise
         # A synchronous call fails its caller at once: the entry's errors start within a minute or two.
         first = next(t for t, v in series(data, entry, "error_rate") if t >= _onset(data) and v > 0.05)
