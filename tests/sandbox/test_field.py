@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -161,11 +162,11 @@ def test_field_mode_covers_every_family(suite: list[dict]) -> None:
     assert any(d["truth"]["meta"]["decoys"] for d in suite)
 
 
-def test_bench_scores_field_worlds_without_logs(tmp_path: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    from bench.variants import derive
-
+def test_variants_cli_leaves_logs_out_of_field_worlds(tmp_path: Path) -> None:
     world = generate_world(tmp_path / "w" / "gen-0000-deploy", family="deploy", seed=3, log_lines=500, field=True)
-    variant = derive(world, tmp_path / "variants", no_logs=True)
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "variants.py"), "--no-logs", "--out",
+                           str(tmp_path / "variants"), str(world)], capture_output=True, text=True, check=True)
+    variant = Path(done.stdout.strip())
+    assert variant.parent.name == "nologs" and (variant / "world.yaml").exists()
     assert not (variant / "logs.jsonl").exists()
     assert (variant / "metrics.jsonl").read_bytes() == (world / "metrics.jsonl").read_bytes()
