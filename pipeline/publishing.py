@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from sqlalchemy import select
 
@@ -311,7 +311,38 @@ def drain_all(runtime: Any, sink: str, publisher: Any, limit: int = 50, pool: Ex
             return total
 
 
-class OutboxSweeper:
+class WakeLoop:
+    """A daemon thread that runs :meth:`_loop` until stopped; :meth:`poke` wakes its wait early.
+
+    Subclasses wait on ``self._wake`` (cleared after each wake) and return when ``self._stop`` is set.
+    """
+
+    thread_name = "pm-wake-loop"
+    join_s = 30.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def poke(self) -> None:
+        """Run soon (something was just recorded)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(self.join_s)
+
+    def _loop(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+
+class OutboxSweeper(WakeLoop):
     """A daemon thread that drains every registered sink when poked and every ``interval_s`` (±20 %).
 
     Due deliveries must not depend on the message that created them: a drainer killed mid-batch
@@ -322,24 +353,11 @@ class OutboxSweeper:
     investigations themselves. When a sink asked to wait, the sweeper comes back after that wait.
     """
 
+    thread_name = "pm-outbox-sweeper"
+
     def __init__(self, runtime: Any, interval_s: float) -> None:
         self.runtime, self.interval_s = runtime, interval_s
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="pm-outbox-sweeper", daemon=True)
-
-    def start(self) -> OutboxSweeper:
-        self._thread.start()
-        return self
-
-    def poke(self) -> None:
-        """Drain soon (something was appended to the outbox)."""
-        self._wake.set()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(30)
+        super().__init__()
 
     def _loop(self) -> None:
         wait = self.interval_s * random.uniform(0.8, 1.2)

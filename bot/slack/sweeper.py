@@ -17,7 +17,6 @@ new threads of a round are all opened (parent messages) before any status messag
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500
 
 
-class Sweeper:
+class Sweeper(publishing.WakeLoop):
     """Background thread that drains ``sink`` in parallel lanes when poked or every ``interval_s``.
 
     Args:
@@ -45,6 +44,9 @@ class Sweeper:
         pressure: an :class:`~bot.slack.pressure.AckPressure`; each lane steps aside while acks are due.
     """
 
+    thread_name = "pm-slack-sweeper"
+    join_s = 10.0
+
     def __init__(self, runtime: Any, sink: str = "slack", interval_s: float = 0.5, lanes: int = 4,
                  periodic: Callable[[], Any] | None = None, period_s: float = 30.0,
                  pressure: Any = None) -> None:
@@ -52,24 +54,12 @@ class Sweeper:
         self.runtime, self.sink, self.interval_s = runtime, sink, interval_s
         self.lanes = lanes
         self.periodic, self.period_s = periodic, period_s
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="pm-slack-drain",
                                         initializer=gate.join, initargs=("low",))
-        self._thread = threading.Thread(target=self._loop, name="pm-slack-sweeper", daemon=True)
-
-    def start(self) -> Sweeper:
-        self._thread.start()
-        return self
-
-    def poke(self) -> None:
-        """Drain now (something was just recorded)."""
-        self._wake.set()
+        super().__init__()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        self._thread.join(10)
+        super().stop()
         self._pool.shutdown(wait=True)
 
     def _loop(self) -> None:
