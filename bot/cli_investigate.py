@@ -86,14 +86,14 @@ def check_world(world_dir: Path) -> dict[str, Any]:
     return world.meta()
 
 
-def _runtime(settings: Settings) -> Any:
+def _runtime(settings: Settings, memory: Any = None) -> Any:
     from pipeline.runtime import build_runtime
     from store.db import upgrade
 
     upgrade(settings.effective_database_url)
     from store.config import load_cost_settings
 
-    return build_runtime(settings, cost=load_cost_settings())
+    return build_runtime(settings, cost=load_cost_settings(), memory=memory)
 
 
 def _world_request(args: argparse.Namespace) -> tuple[InvestigationRequest, str]:
@@ -133,6 +133,26 @@ def _sources_request(args: argparse.Namespace, path: Path) -> tuple[Investigatio
 
 def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
     """Validate the world or the sources file, record and enqueue the investigation, follow it, print the report."""
+    # The knowledge base opens in a helper process on the other core while this one loads the world and
+    # runs the engine (store/knowledge_proc.py); only an in-process worker uses it here.
+    memory = None if args.no_worker else _knowledge_helper(settings)
+    try:
+        return _investigate(args, settings, memory)
+    finally:
+        if memory is not None:
+            memory.close()
+
+
+def _knowledge_helper(settings: Settings) -> Any:
+    import logging
+
+    from store import knowledge_proc
+
+    # PM_DEBUG (bot.cli) set the root logger to DEBUG: the helper logs as much
+    return knowledge_proc.start(settings, debug=logging.getLogger().isEnabledFor(logging.DEBUG))
+
+
+def _investigate(args: argparse.Namespace, settings: Settings, memory: Any) -> int:
     from bot.progress import ProgressView
     from commands import investigate as investigate_cmd
     from commands.errors import BadRequest
@@ -153,7 +173,7 @@ def run_investigate(args: argparse.Namespace, settings: Settings) -> int:
     else:
         raise BadRequest("nothing to investigate: pass --world DIR (e.g. examples/worlds/demo-deploy) or "
                          "--sources sources.yaml --text \"...\" (docs/sources.md)")
-    runtime = _runtime(settings)
+    runtime = _runtime(settings, memory)
     worker = None if args.no_worker else runtime.start_worker(poll_ms=WORKER_POLL_MS)
     try:
         result = investigate_cmd.start(runtime=runtime, request=request)
