@@ -23,14 +23,16 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from store.embeddings import ChromaEmbedding, Embedder
 from store.errors import StoreError
 from store.models import Investigation, KnowledgeFeedback
+
+if TYPE_CHECKING:  # numpy comes with the embeddings: imported where a vector is made, not by every importer
+    from store.embeddings import Embedder
 
 COLLECTION = "incidents"
 #: A past incident is shown as "seen before" from this combined score up (bench/knowledge.py chose it).
@@ -225,6 +227,8 @@ class KnowledgeBase:
 
     def _collection(self) -> Any:
         if self._coll is None:
+            from store.embeddings import ChromaEmbedding
+
             self._coll = self._guard(lambda: self.client.get_or_create_collection(
                 self.name, embedding_function=ChromaEmbedding(self.embedder),  # type: ignore[arg-type]
                 metadata={"hnsw:space": "cosine"}))
