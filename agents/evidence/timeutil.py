@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-
 #: Answers of parse_ts by input text: log lines share their seconds (a 200,000-line hour holds 3,600
 #: distinct times), and the evidence phases parse each line's time several times over.
 _PARSED: dict[str, float | None] = {}
