@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import struct
 import subprocess
 import sys
@@ -70,6 +71,8 @@ def serve(home: str, chroma_host: str | None, debug: bool = False) -> None:
     """
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Ctrl-C is the parent's to handle; the helper ends when the parent closes its input (or exits)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the CLI sets it (bot.cli._one_blas_thread)
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # prints of libraries never corrupt the frames
@@ -136,7 +139,7 @@ class _Helper:
             try:
                 _write(stdin, (method, args, kwargs))
                 status, value = _read(stdout)
-            except (OSError, EOFError, pickle.UnpicklingError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a pipe, a frame or an error type that would not unpickle
                 self.broken = True
                 self._stop()
                 raise HelperGone(f"the knowledge base helper stopped ({type(exc).__name__}: {exc})") from None
