@@ -2,7 +2,9 @@
 
 Each round runs the bare parse of the world (as bench/scale.py does) and, for each tree (the order
 flipped every round), a fresh PM_HOME and then the same one again. Prints min / median of each and the
-ratios of the minimums to the parse's, and whether every run named the same root cause.
+ratios of the minimums to the parse's, and whether every run named the same root cause. CPU counts the
+CLI and the helper processes it waited for (the knowledge base's, store/knowledge_proc.py); "own" is the
+CLI's process alone, the critical path when a second core is free for the helper.
 
 Usage: .venv/bin/python bench/cli_ab.py WORLD ROUNDS BASE_TREE BRANCH_TREE
 (a tree is a checkout or a ``git archive`` export; it goes first on PYTHONPATH)
@@ -21,6 +23,16 @@ import time
 from pathlib import Path
 
 PM = "import sys; from bot.cli import main; sys.exit(main())"
+# The same, reporting the CPU of the CLI's own process (without helper processes it starts and waits for)
+# on the pipe PM_OWN_FD names, just before it ends: `pm investigate` ends with os._exit, so the report
+# rides on that call.
+PM_OWN = ("import os, resource, sys\n"
+          "def _own(code, _exit=os._exit):\n"
+          "    r = resource.getrusage(resource.RUSAGE_SELF)\n"
+          "    os.write(int(os.environ['PM_OWN_FD']), f'{r.ru_utime + r.ru_stime}'.encode())\n"
+          "    _exit(code)\n"
+          "os._exit = _own\n"
+          "from bot.cli import main; sys.exit(main())")
 PARSE = r"""
 import json, sys
 from pathlib import Path
@@ -33,15 +45,27 @@ for f in sorted(Path(sys.argv[1]).glob("*.jsonl")):
 
 
 def timed(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float, str]:
-    """(wall s, CPU s of the child, stdout); exits when the child fails."""
+    """(wall s, CPU s of the child and the helpers it waited for, stdout); exits when the child fails."""
+    wall, cpu, out, _ = timed_own(cmd, env, cwd)
+    return wall, cpu, out
+
+
+def timed_own(cmd: list[str], env: dict[str, str], cwd: str | None = None) -> tuple[float, float, str, float | None]:
+    """As :func:`timed`, plus the CPU of the child's own process when it reports it (PM_OWN)."""
+    read_end, write_end = os.pipe()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd, check=False)
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**env, "PM_OWN_FD": str(write_end)}, cwd=cwd,
+                         check=False, pass_fds=(write_end,))
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        said = fh.read().decode().strip()
     if out.returncode != 0:
         sys.exit(out.stderr[-2000:])
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), out.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout, float(said) if said else None
 
 
 def fig(values: list[float]) -> str:
@@ -51,7 +75,7 @@ def fig(values: list[float]) -> str:
 def main() -> None:
     world, rounds, trees = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     runs: dict[tuple[str, str], dict[str, list[float]]] = {
-        (t, k): {"wall": [], "cpu": []} for t in trees for k in ("first", "again")}
+        (t, k): {"wall": [], "cpu": [], "own": []} for t in trees for k in ("first", "again")}
     parse: dict[str, list[float]] = {"wall": [], "cpu": []}
     causes: set[str] = set()
     tmp = tempfile.mkdtemp(prefix="pm-cliab-")
@@ -66,14 +90,17 @@ def main() -> None:
             home.mkdir()
             env = {**base_env, "PM_HOME": str(home), "PYTHONPATH": tree}
             for key in ("first", "again"):
-                wall, cpu, out = timed([sys.executable, "-c", PM, "investigate", "--world", world, "--json"],
-                                       env, cwd=str(home))
+                wall, cpu, out, own = timed_own([sys.executable, "-c", PM_OWN, "investigate", "--world", world,
+                                                 "--json"], env, cwd=str(home))
                 runs[(tree, key)]["wall"].append(wall)
                 runs[(tree, key)]["cpu"].append(cpu)
+                if own is not None:
+                    runs[(tree, key)]["own"].append(own)
                 causes.add(json.dumps(json.loads(out).get("root_cause"), sort_keys=True))
     print(f"bare parse: wall {fig(parse['wall'])}, CPU {fig(parse['cpu'])}")
     for (tree, key), v in runs.items():
-        print(f"{tree} {key}: wall {fig(v['wall'])}, CPU {fig(v['cpu'])}; ratio to parse (min/min): "
+        own = f", CPU of the CLI's own process {fig(v['own'])}" if v["own"] else ""
+        print(f"{tree} {key}: wall {fig(v['wall'])}, CPU {fig(v['cpu'])}{own}; ratio to parse (min/min): "
               f"wall {min(v['wall']) / min(parse['wall']):.2f}x CPU {min(v['cpu']) / min(parse['cpu']):.2f}x")
     print("same root cause in every run:", len(causes) == 1)
     print("load average", os.getloadavg())

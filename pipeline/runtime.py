@@ -410,6 +410,7 @@ def build_runtime(
     max_backoff_ms: int = 60_000,
     check_db: bool = True,
     cost: Any = None,
+    memory: Any = None,
 ) -> Runtime:
     """Compose the pipeline from ``settings`` and set its broker as dramatiq's global broker.
 
@@ -424,6 +425,8 @@ def build_runtime(
         max_retries: retries of a phase that raised a ToolError before the investigation FAILS.
         check_db: fail fast when the database is unreachable.
         cost: :class:`store.config.CostSettings` (prices, budgets); None: their defaults.
+        memory: the knowledge base the plan uses (a :class:`store.knowledge.Memory` or one of its stand-ins,
+            e.g. :class:`store.knowledge_proc.RemoteMemory`); None: opened in this process from settings.
 
     Raises:
         DatabaseUnavailable, BrokerUnavailable: naming the variable to fix.
@@ -440,7 +443,8 @@ def build_runtime(
                     JobTracing(lambda: holder["rt"].session())],
     )
     dramatiq.set_broker(broker)
-    memory = memory_from_settings(settings)
+    if memory is None:
+        memory = memory_from_settings(settings)
     runtime = Runtime(
         settings=settings, broker=broker, artifacts=artifacts or make_artifact_store(settings),
         plan=plan if plan is not None else engine_plan(memory=memory, team=_team(settings),

@@ -23,14 +23,18 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from store.embeddings import ChromaEmbedding, Embedder
 from store.errors import StoreError
-from store.models import Investigation, KnowledgeFeedback
+
+if TYPE_CHECKING:
+    # numpy comes with the embeddings, SQLAlchemy with the models: each is imported where it is used, so the
+    # knowledge base's helper process (store/knowledge_proc.py) loads neither the ORM nor, until it embeds,
+    # numpy, and importers of this module pay for neither
+    from sqlalchemy.orm import Session
+
+    from store.embeddings import Embedder
+    from store.models import KnowledgeFeedback
 
 COLLECTION = "incidents"
 #: A past incident is shown as "seen before" from this combined score up (bench/knowledge.py chose it).
@@ -225,6 +229,8 @@ class KnowledgeBase:
 
     def _collection(self) -> Any:
         if self._coll is None:
+            from store.embeddings import ChromaEmbedding
+
             self._coll = self._guard(lambda: self.client.get_or_create_collection(
                 self.name, embedding_function=ChromaEmbedding(self.embedder),  # type: ignore[arg-type]
                 metadata={"hnsw:space": "cosine"}))
@@ -404,6 +410,7 @@ def add_feedback(*, session: Session, investigation_id: str, vote: int, user: st
         store.errors.NotFound: no such investigation.
     """
     from store.errors import NotFound
+    from store.models import Investigation, KnowledgeFeedback
 
     if vote not in (-1, 0, 1):
         raise ValueError("vote must be 1 (👍), -1 (👎) or 0 (a comment only)")
@@ -422,6 +429,10 @@ def remove_feedback(*, session: Session, investigation_id: str, vote: int, user:
     Returns:
         The investigation's new tally, or None when that user had no such vote (nothing changed).
     """
+    from sqlalchemy import select
+
+    from store.models import KnowledgeFeedback
+
     if vote not in (-1, 1):
         raise ValueError("only a vote (1 or -1) can be taken back")
     row = session.scalars(
@@ -439,6 +450,10 @@ def remove_feedback(*, session: Session, investigation_id: str, vote: int, user:
 
 def feedback_rows(*, session: Session, investigation_id: str) -> list[dict[str, Any]]:
     """An investigation's feedback rows in time order, as dicts."""
+    from sqlalchemy import select
+
+    from store.models import KnowledgeFeedback
+
     rows = session.scalars(select(KnowledgeFeedback).where(KnowledgeFeedback.investigation_id == investigation_id)
                            .order_by(KnowledgeFeedback.id))
     return [_row(r) for r in rows]
@@ -462,6 +477,10 @@ def add_resolution(*, session: Session, investigation_id: str, ticket: str, name
     Returns:
         (the new tally, whether a row was added).
     """
+    from sqlalchemy import select
+
+    from store.models import KnowledgeFeedback
+
     details = {"ticket": ticket, "status": status, "fix_versions": list(fix_versions), "reopened": name is None}
     last = session.scalars(
         select(KnowledgeFeedback)
@@ -477,7 +496,9 @@ def add_resolution(*, session: Session, investigation_id: str, ticket: str, name
 
 def finished_for_ticket(*, session: Session, ticket: str) -> str | None:
     """The latest COMPLETE investigation of a Jira ticket: started by it or published to it; else None."""
-    from store.models import Publication
+    from sqlalchemy import select
+
+    from store.models import Investigation, Publication
 
     published = select(Publication.investigation_id).where(Publication.sink == "jira", Publication.target == ticket)
     return session.scalars(
@@ -489,6 +510,10 @@ def finished_for_ticket(*, session: Session, ticket: str) -> str | None:
 
 def incidents_from_db(*, session: Session) -> list[Incident]:
     """Every COMPLETE investigation whose report has symptoms, with its feedback, oldest first."""
+    from sqlalchemy import select
+
+    from store.models import Investigation, KnowledgeFeedback
+
     invs = session.scalars(select(Investigation).where(Investigation.status == "COMPLETE")
                            .order_by(Investigation.finished_at, Investigation.id))
     fb: dict[str, list[dict[str, Any]]] = {}

@@ -317,7 +317,18 @@ def template_stats(lines: list[dict[str, Any]], *, miner: TemplateMiner, onset: 
     ``c_before`` (in [before_from, split)), ``c_after`` (in [split, stop]).
     """
     split = onset if recent_from is None else recent_from
-    masked = [mask(line.get("message", "")) for line in lines]
+    # Lines repeat their messages (about half of 40,000 on a large world): mask each text once.
+    shapes: dict[str, str] = {}
+    masked = []
+    for line in lines:
+        message = line.get("message", "")
+        if type(message) is not str:
+            masked.append(mask(message))
+            continue
+        shape = shapes.get(message)
+        if shape is None:
+            shape = shapes[message] = mask(message)
+        masked.append(shape)
     assignment = mine(miner, masked)
     rank = {"TRACE": 0, "DEBUG": 0, "INFO": 1, "WARN": 2, "WARNING": 2, "ERR": 3, "ERROR": 3, "FATAL": 4,
             "CRITICAL": 4}
