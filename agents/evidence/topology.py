@@ -156,6 +156,28 @@ def _errors_explain(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
     return mine > 0 and theirs >= mine
 
 
+def _collapsed(info: dict[str, Any]) -> bool:
+    """Whether the service's request rate collapsed while its callers kept sending (traffic.collapses)."""
+    return float((info.get("families") or {}).get("collapse", 0.0)) > 0
+
+
+def _latency_only(info: dict[str, Any]) -> bool:
+    """Whether a service's anomaly is latency alone: no errors, saturation, collapse or trace signature."""
+    families = info.get("families") or {}
+    return float(families.get("latency", 0.0)) > 0 and not any(
+        float(value) > 0 for key, value in families.items() if key not in ("latency", "other"))
+
+
+def _waits_on(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
+    """Whether a callee's anomaly can explain its caller's: a slow callee explains only a caller that got slow.
+
+    A callee whose only symptom is latency makes its callers wait; a caller whose own latency did not rise
+    (``own_latency`` False: its failure shows as errors or a traffic drop) was not held up by it, and the
+    callee's small rise is downstream noise (issue #15: 102 → 181 ms below an origin that only fails).
+    """
+    return not (_latency_only(callee) and caller.get("own_latency") is False)
+
+
 def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
     """Services whose error text names ``service``, or names a service whose errors name it, and so on."""
     seen: set[str] = set()
@@ -234,9 +256,14 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             if callee_onset is None and not callee_named:
                 continue  # a callee with no onset of its own explains nothing unless named
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
+            # A callee that stopped completing its callers' requests (traffic.collapses) explains their errors
+            # however much louder they are: fan-out and retries amplify a failure on its way up (issue #15).
             if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)) \
-                    and not _errors_explain(info, anomalies.get(callee, {})):
+                    and not _errors_explain(info, anomalies.get(callee, {})) \
+                    and not _collapsed(anomalies.get(callee, {})):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
+            if not callee_named and not _waits_on(info, anomalies.get(callee, {})):
+                continue
             if not callee_named and (named_by.get(service) or near.get(service)) and info.get("has_logs", True):
                 # Failing callers blame this service by name, and it blames nobody below. A service that
                 # ships no logs could not have named its callee, so its silence says nothing (issue #15).
@@ -253,7 +280,9 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         explains = sorted(s for s in upstream & implicated if s != service
                           and (s in chain or _not_earlier(anomalies.get(s, {}).get("onset"), onset))
                           and (s in named_by.get(service, [])
-                               or strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))))
+                               or (_waits_on(anomalies.get(s, {}), info)
+                                   and (strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))
+                                        or _collapsed(info)))))
         if onset is None:
             # Without telemetry of its own, a service explains only those that name it and their callers.
             namers = set(named_by.get(service, []))
