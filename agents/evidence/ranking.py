@@ -236,7 +236,7 @@ def _collapse_summary(svc: str, info: dict[str, Any]) -> str:
         why.append(f"its callers wait {info['wait_before']:.0f} → {info['wait_after']:.0f} ms for it")
     if info.get("error_before") is not None and info.get("error_after") is not None:
         why.append(f"its failed share {info['error_before']:.3g} → {info['error_after']:.3g}")
-    return (f"{svc}'s request rate fell {info['before']:.3g} → {info['after']:.3g} req/s while its callers "
+    return (f"the request rate of {svc} fell {info['before']:.3g} → {info['after']:.3g} req/s while its callers "
             f"({', '.join(info['callers'][:3])}) kept sending" + (f"; {'; '.join(why)}" if why else "")
             + ": their requests stop completing there")
 
