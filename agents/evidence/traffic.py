@@ -96,7 +96,7 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
         # nothing by falling there again; the stretch must sit below the series' own low decile.
         if drop < MIN_DROP or after >= low:
             continue
-        steady = []
+        steady: list[str] = []
         for caller in sorted(callers.get(svc, set())):
             rate = levels.get(caller, {}).get("requests")
             if rate is None or rate[0] <= 0:
