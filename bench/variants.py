@@ -12,10 +12,13 @@ of a world next to the original (in a scratch folder; the source world is read i
   (1-in-N trace sampling).
 
 Every other file is linked, not copied.
+
+Usage: .venv/bin/python bench/variants.py [--no-logs] [--thin-traces 0.3] --out DIR WORLD... (prints each variant)
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
@@ -67,3 +70,21 @@ def derive_all(worlds: list[Path], out_root: Path, *, no_logs: bool = False, thi
     if not no_logs and thin >= 1.0:
         return worlds
     return [derive(w, out_root, no_logs=no_logs, thin=thin) for w in worlds]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write the asked variant of each world given and print its folder."""
+    parser = argparse.ArgumentParser(description="Write metrics-first variants of incident worlds.")
+    parser.add_argument("worlds", nargs="+", type=Path)
+    parser.add_argument("--out", required=True, type=Path, help="folder the variants are written under")
+    parser.add_argument("--no-logs", action="store_true", help="leave every world's logs out")
+    parser.add_argument("--thin-traces", type=float, default=1.0, help="keep this share of request-level samples")
+    args = parser.parse_args(argv)
+    if not 0 < args.thin_traces <= 1:
+        parser.error("--thin-traces must be in (0, 1]")
+    for world in derive_all(args.worlds, args.out, no_logs=args.no_logs, thin=args.thin_traces):
+        print(world)
+
+
+if __name__ == "__main__":
+    main()

@@ -106,6 +106,7 @@ class Plan:
     log_style: str = "plain"
     trace_ids: bool = False
     notes: list[str] = field(default_factory=list)
+    shapes: dict[str, object] = field(default_factory=dict)  # field mode's choices (sandbox.gen_field)
 
 
 def iso(start: datetime, offset_s: float) -> str:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sandbox.gen_changes import ChangeBook
 from sandbox.gen_decoys import add_background_changes, add_decoys, add_recovery, choose_decoys
 from sandbox.gen_fault import choose_origin, plan_fault
+from sandbox.gen_field import shape_alerted, shape_fault
 from sandbox.gen_hard import harden_changes, harden_world
 from sandbox.gen_model import Plan
 from sandbox.gen_topology import SHAPES, build_topology
@@ -24,7 +25,7 @@ def _onset(rng: random.Random, duration_s: int) -> int:
 
 
 def plan_world(rng: random.Random, *, name: str, family: str, services: int, duration_min: int,
-               decoys: bool, hard: random.Random | None = None) -> Plan:
+               decoys: bool, hard: random.Random | None = None, field: random.Random | None = None) -> Plan:
     """Decide everything a world holds (arguments are validated by the caller).
 
     Params:
@@ -35,6 +36,7 @@ def plan_world(rng: random.Random, *, name: str, family: str, services: int, dur
         duration_min: window length in minutes.
         decoys: whether to add decoys.
         hard: a random stream for the hard mode (:mod:`sandbox.gen_hard`), or None for an ordinary world.
+        field: a random stream for the field mode (:mod:`sandbox.gen_field`), or None.
 
     Returns:
         The plan, with changes, alerts, tickets and chat sorted by time.
@@ -51,7 +53,11 @@ def plan_world(rng: random.Random, *, name: str, family: str, services: int, dur
     plan.trace_ids = rng.random() < 0.3
     book = ChangeBook(rng, start.strftime("%Y%m%d"))
     plan_fault(rng, plan, book)
+    if field is not None:
+        shape_fault(field, plan)
     plan.alerted = choose_alerted(rng, plan)
+    if field is not None:
+        plan.alerted = shape_alerted(field, plan, plan.alerted)
     plan.decoys = choose_decoys(rng, plan) if decoys else []
     add_background_changes(rng, plan, book)
     add_decoys(rng, plan, book)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sandbox.gen_decoys import DECOY_KINDS
 from sandbox.gen_fault import FAMILIES
+from sandbox.gen_field import shape_files
 from sandbox.gen_hard import thin_files
 from sandbox.gen_logs import write_logs
 from sandbox.gen_metrics import write_metrics
@@ -84,8 +85,10 @@ def _write_truth(out: Path, plan: Plan) -> None:
     notes = (f"family={plan.family}; origin={plan.origin}; onset={onset}; alerted={plan.alerted}; "
              f"decoys={','.join(plan.decoys) or 'none'}; victims={','.join(affected) or 'none'}"
              + "".join(f"; {n}" for n in plan.notes))
-    meta = {"family": plan.family, "onset": onset, "alerted_service": plan.alerted,
-            "decoys": plan.decoys, "affected": affected}
+    meta: dict[str, object] = {"family": plan.family, "onset": onset, "alerted_service": plan.alerted,
+                               "decoys": plan.decoys, "affected": affected}
+    if plan.shapes:
+        meta["field"] = plan.shapes
     text = ("root_cause:\n"
             f"  change_id: {plan.culprit or 'null'}\n"
             f"  service: {plan.origin}\n"
@@ -97,7 +100,7 @@ def _write_truth(out: Path, plan: Plan) -> None:
 
 def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True, services: int = 10,
                    duration_min: int = 120, log_lines: int = 3000, name: str | None = None,
-                   hard: bool = False) -> Path:
+                   hard: bool = False, field: bool = False) -> Path:
     """Generate one incident world into ``out_dir`` (created if missing; world files overwritten).
 
     Params:
@@ -111,6 +114,9 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
         name: the world's name in world.yaml; defaults to the directory name.
         hard: the hard mode (:mod:`sandbox.gen_hard`: change storms, a second incident, slow onsets,
             flapping alerts, partial telemetry, a harmless change on a self-failing origin).
+        field: the field mode (:mod:`sandbox.gen_field`: caller-side latency on every service, a failing
+            callee whose requests collapse while the entry's errors rise more, a pre-onset wobble,
+            low-traffic services with noisy latency, downstream noise under a silent origin).
 
     Raises:
         GeneratorError: an argument is out of range or the directory cannot be written.
@@ -126,8 +132,9 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
     # A string seed hashes the same on every run and platform (unlike hash()), so output is reproducible.
     rng = random.Random(f"pm-world/{family}/{seed}/{services}/{duration_min}/{int(decoys)}")
     hard_rng = random.Random(f"pm-world-hard/{family}/{seed}/{services}/{duration_min}") if hard else None
+    field_rng = random.Random(f"pm-world-field/{family}/{seed}/{services}/{duration_min}") if field else None
     plan = plan_world(rng, name=name, family=family, services=services, duration_min=duration_min,
-                      decoys=decoys, hard=hard_rng)
+                      decoys=decoys, hard=hard_rng, field=field_rng)
     log_rng = random.Random(rng.getrandbits(64))
     metric_rng = random.Random(rng.getrandbits(64))
     try:
@@ -135,6 +142,8 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
         _write_small_files(out_dir, plan)
         write_logs(out_dir / "logs.jsonl", log_rng, plan, log_lines)
         write_metrics(out_dir / "metrics.jsonl", metric_rng, plan)
+        if field_rng is not None:
+            shape_files(field_rng, out_dir, plan)
         if hard_rng is not None:
             thin_files(hard_rng, out_dir, plan)
         _write_truth(out_dir, plan)
@@ -144,7 +153,7 @@ def generate_world(out_dir: Path, *, family: str, seed: int, decoys: bool = True
 
 
 def generate_suite(out_dir: Path, *, count: int, seed: int, families: Sequence[str] | None = None,
-                   decoys: bool = True, hard: bool = False) -> list[Path]:
+                   decoys: bool = True, hard: bool = False, field: bool = False) -> list[Path]:
     """Generate ``count`` worlds under ``out_dir``, round-robin over ``families``.
 
     Worlds are named ``gen-0000-deploy``, ``gen-0001-feature_flag``, ...; world ``i``
@@ -167,5 +176,5 @@ def generate_suite(out_dir: Path, *, count: int, seed: int, families: Sequence[s
     for i in range(count):
         fam = fams[i % len(fams)]
         paths.append(generate_world(out / f"gen-{i:04d}-{fam}", family=fam, seed=seed * 10007 + i, decoys=decoys,
-                                    hard=hard))
+                                    hard=hard, field=field))
     return paths
