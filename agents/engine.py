@@ -60,10 +60,6 @@ WAIT_GAP_WEIGHT = 3.5
 FIRST_ERROR_WEIGHT = 2.0
 SATURATION_WEIGHT = 1.0
 SKIPPED_TRACE_WEIGHT = 1.0
-# Weight of a callee's request-rate collapse while its callers kept sending (agents/evidence/traffic.py, 0..1).
-# It is origin evidence but not a fault of the service's own (``own_fault``): a service whose completed
-# requests fall because its own callee hangs shows the same drop.
-COLLAPSE_WEIGHT = 1.0
 
 
 def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str, str] | None) -> dict[str, Any]:
@@ -304,8 +300,11 @@ def _add_collapses(services: dict[str, dict[str, Any]], series: list[dict[str, A
                    topology: list[dict[str, Any]] | None, *, anchor: float) -> None:
     """Add each callee's request-rate collapse around the anchor to its score (in place; traffic.collapses).
 
-    The collapse is its own family (``collapse``): topology.locate_origin lets such a callee explain the
-    callers whose errors it causes, however much louder their errors are.
+    The collapse is its own family (``collapse``): topology.locate_origin scores it apart from the service's
+    anomaly strength (which the confidence model was fitted on) and lets such a callee explain the callers whose
+    errors it causes, however much louder their errors are. It is origin evidence but not a fault of the
+    service's own (``own_fault``): a service whose completed requests fall because its own callee hangs shows
+    the same drop.
     """
     graph = CallGraph(topology)
     callers = {svc: graph.callers(svc) for svc in graph.calls}
@@ -314,7 +313,6 @@ def _add_collapses(services: dict[str, dict[str, Any]], series: list[dict[str, A
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                           "traffic_shift": 0.0, "error_level": None})
         entry["collapse"] = info
-        entry["score"] = round(float(entry.get("score", 0.0)) + COLLAPSE_WEIGHT * info["strength"], 4)
         families = entry.setdefault("families", {})
         families["collapse"] = max(float(families.get("collapse", 0.0)), info["strength"])
         if entry.get("onset") is None:

@@ -23,6 +23,9 @@ EXPLAIN_SHARE = 0.5
 LATER_VICTIM_PENALTY = 1.0
 # A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
 OWN_FAULT_SHARE = 0.2
+# Origin-score weight of a request-rate collapse at a callee whose callers kept sending (traffic.collapses,
+# 0..1): the weight of anomaly strength, kept apart from it so the confidence model's strength is unchanged.
+COLLAPSE_WEIGHT = 1.5
 # Signature families (engine._add_signatures) read from traces rather than from the service's own resources.
 TRACE_FAMILIES = ("network", "first_error", "skipped")
 
@@ -205,7 +208,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
     Returns: candidates sorted best first, each ``{service, score,
     victim_of: [...], explains: [...], named_by: [...], named_near: [...], onset, strength}``.
     """
-    implicated = {s for s, a in anomalies.items() if a.get("score", 0) > 0}
+    implicated = {s for s, a in anomalies.items() if a.get("score", 0) > 0 or _collapsed(a)}
     named_by: dict[str, list[str]] = {}
     for caller, named in mentions.items():
         # Only a clearly failing caller's words count: noisy services name others all day.
@@ -308,7 +311,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         score = (1.5 * strength + 1.2 * explain_share + 0.8 * min(1.0, len(named_by.get(service, [])) / 2)
                  + 0.6 * early + 0.4 * min(1.0, info.get("new_errors", 0) / 2) - 1.5 * (1 if victim_of else 0)
                  - LATER_VICTIM_PENALTY * (1 if later else 0)
-                 + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2))
+                 + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2)
+                 + COLLAPSE_WEIGHT * float((info.get("families") or {}).get("collapse", 0.0)))
         out.append({"service": service, "score": round(score, 4), "victim_of": victim_of, "explains": explains,
                     "named_by": sorted(named_by.get(service, [])), "named_near": near.get(service, []),
                     "onset": onset, "strength": round(strength, 4),
