@@ -1,7 +1,7 @@
 """Diagnosis under real-world conditions (issue #15): change storms, self-failing origins, thin telemetry."""
 
 from agents.evidence import anchor, changes
-from agents.evidence.timeutil import fmt_ts
+from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.topology import CallGraph, locate_origin
 from tests.agents.test_evidence_anchor import END, START, _series, _world
 
@@ -365,3 +365,24 @@ def test_a_wobble_over_before_the_onset_is_no_candidate_and_the_report_says_so(t
                line.startswith("search's latency_p95_ms left its baseline") and "did not last" in line
                for line in said)
 
+
+def test_one_slow_request_of_a_low_traffic_service_is_no_latency_rise_but_a_lasting_one_is():
+    from agents.evidence import contrast
+
+    anchor = _T0 + 60 * _ONSET_MIN
+
+    def series(service, name, values):
+        return {"service": service, "name": name,
+                "points": [[fmt_ts(anchor - 60 * (len(values) - 2 - i)), v] for i, v in enumerate(values)]}
+
+    # Ten healthy minutes, then the stretch around the anchor: one minute at 608 ms, the others healthy.
+    spike = [25.0, 21.0, 27.0, 23.0, 26.0, 22.0, 24.0, 25.0, 23.0, 26.0, 24.0, 608.0, 25.0]
+    lasting = [25.0, 21.0, 27.0, 23.0, 26.0, 22.0, 24.0, 25.0, 23.0, 26.0, 24.0, 608.0, 590.0]
+    few, busy = [0.07] * 13, [40.0] * 13  # req/s: ~4 requests a minute against ~2,400
+    found = contrast.service_contrasts([series("food", "latency_p95_ms", spike), series("food", "requests_per_s", few),
+                                        series("api", "latency_p95_ms", spike), series("api", "requests_per_s", busy),
+                                        series("menu", "latency_p95_ms", lasting),
+                                        series("menu", "requests_per_s", few)], anchor=anchor, parse_ts=parse_ts)
+    assert found["food"]["score"] == 0.0  # a p95 of four requests is its slowest request
+    assert found["api"]["score"] > 0.3  # thousands of requests: the same minute is a real rise
+    assert found["menu"]["score"] > 0.3  # two samples above every earlier one: a rise, whatever the traffic
