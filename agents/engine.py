@@ -21,6 +21,7 @@ from agents.evidence import (
     report,
     signals,
     signatures,
+    traffic,
     unreached,
 )
 from agents.evidence import changes as changes_mod
@@ -247,6 +248,7 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
             entry["onset"] = min(info["new_error_first"])
         entry["score"] = round(max(entry["score"], log_strength) + 0.5 * log_strength, 4)
     _add_signatures(services, series, lines, anchor=ctx["anchor"], known=known)
+    _add_collapses(services, series, ctx.get("topology"), anchor=ctx["anchor"])
     return {"onset": fmt_ts(onset), "onset_from": onset_from, "anchor": fmt_ts(ctx["anchor"]),
             "series": metrics["series"][:60],
             "services": services, "templates": logs["templates"], "mentions": logs["mentions"],
@@ -294,6 +296,29 @@ def _add_signatures(services: dict[str, dict[str, Any]], series: list[dict[str, 
             entry["onset"] = split
 
 
+def _add_collapses(services: dict[str, dict[str, Any]], series: list[dict[str, Any]],
+                   topology: list[dict[str, Any]] | None, *, anchor: float) -> None:
+    """Add each callee's request-rate collapse around the anchor to its score (in place; traffic.collapses).
+
+    The collapse is its own family (``collapse``): topology.locate_origin scores it apart from the service's
+    anomaly strength (which the confidence model was fitted on) and lets such a callee explain the callers whose
+    errors it causes, however much louder their errors are. It is origin evidence but not a fault of the
+    service's own (``own_fault``): a service whose completed requests fall because its own callee hangs shows
+    the same drop.
+    """
+    graph = CallGraph(topology)
+    callers = {svc: graph.callers(svc) for svc in graph.calls}
+    split, stop = anchor - contrast.AFTER_FROM_S, anchor + contrast.AFTER_TO_S
+    for svc, info in traffic.collapses(series, callers=callers, split=split, stop=stop, parse_ts=parse_ts).items():
+        entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
+                                          "traffic_shift": 0.0, "error_level": None})
+        entry["collapse"] = info
+        families = entry.setdefault("families", {})
+        families["collapse"] = max(float(families.get("collapse", 0.0)), info["strength"])
+        if entry.get("onset") is None:
+            entry["onset"] = split
+
+
 def _is_pocketed(item: dict[str, Any], anchor: float) -> bool:
     points = [(parse_ts(p[0]), p[1]) for p in item.get("points") or [] if isinstance(p, list | tuple) and len(p) == 2]
     return anomalies.is_sparse([(t, v) for t, v in points if t is not None], anchor=anchor)
@@ -322,6 +347,8 @@ def _blend_contrast(services: dict[str, dict[str, Any]], contrasts: dict[str, di
             for fam, sig_info in info["signals"].items():
                 key = "latency" if fam == "caller_latency" else fam
                 families[key] = max(families.get(key, 0.0), sig_info["strength"])
+                if fam == "latency" and sig_info["strength"] > 0:
+                    entry["own_latency"] = True
         else:
             entry["score"] = round(CONTRAST_STALE_SHARE * old, 4)
 
@@ -356,6 +383,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
                          "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
+                         "own_latency": info.get("own_latency"),
                          "has_logs": "new_errors" in info}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {})
     onset = parse_ts(sig.get("onset"))

@@ -36,6 +36,10 @@ CPU_MIN_RISE = 0.10
 # How much each signal says about the service itself being broken. Latency seen by a service's callers
 # includes the network and the service's queue, so it is the service's own latency, counted apart.
 WEIGHTS = {"error": 1.0, "latency": 0.8, "caller_latency": 0.8, "cpu": 0.6}
+# A service serving fewer requests than this per sample (request rate x step) has a p95 that is one request:
+# one slow request of four lifts it 25 → 608 ms for a minute (nezha-tt ts-station-food-service at 0.07 req/s).
+# Its latency rise counts only when two samples of the stretch exceed every earlier one (issue #15 item 3).
+FEW_REQUESTS = 30.0
 
 
 def signal_family(name: str) -> str | None:
@@ -81,10 +85,13 @@ def _floor(family: str, level: float) -> float:
     return max(5.0, 0.1 * abs(level))
 
 
-def series_contrast(points: list[tuple[float, float]], *, family: str, anchor: float) -> dict[str, Any] | None:
+def series_contrast(points: list[tuple[float, float]], *, family: str, anchor: float,
+                    few: bool = False) -> dict[str, Any] | None:
     """Contrast one series' short stretch around the anchor with the minutes before it.
 
-    Params: points — (epoch s, value) pairs, any order; family — signal_family's answer; anchor — epoch s.
+    Params: points — (epoch s, value) pairs, any order; family — signal_family's answer; anchor — epoch s;
+    few — the service serves fewer than FEW_REQUESTS requests per sample (its latency rise counts only when two
+    samples of the stretch exceed every sample of the before stretch).
     Returns: None without samples on both sides, else ``{before, after, z, strength, first_after}``
     (strength 0 when the rise is small or within the service's own variability).
     """
@@ -97,6 +104,10 @@ def series_contrast(points: list[tuple[float, float]], *, family: str, anchor: f
     level_before = median(before)
     # The mean over the short stretch: a fault can show for one or two minutes only.
     level_after = mean(v for _, v in after_pts)
+    if few and family in ("latency", "caller_latency") and sum(1 for _, v in after_pts if v > max(before)) < 2:
+        # Count-based: a p95 over a handful of requests is its slowest request, and one slow request is one
+        # sample: the stretch counts only when two of its samples rise above every sample before it.
+        level_after = level_before
     window_values = [v for t, v in clean if t <= stop]
     spread = max(_noise(window_values), _floor(family, level_before))
     z = (level_after - level_before) / spread
@@ -118,17 +129,13 @@ def service_contrasts(series_list: list[dict[str, Any]], *, anchor: float,
     (agreeing modalities are stronger evidence), ``onset`` the first clear sample of a scoring family.
     """
     out: dict[str, dict[str, Any]] = {}
+    few = _few_requests(series_list, anchor=anchor, parse_ts=parse_ts)
     for item in series_list:
         family = signal_family(str(item.get("name") or ""))
         if family is None:
             continue
-        points = []
-        for pair in item.get("points") or []:
-            if isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[1], int | float):
-                ts = parse_ts(pair[0])
-                if ts is not None:
-                    points.append((ts, float(pair[1])))
-        result = series_contrast(points, family=family, anchor=anchor)
+        points = _points(item, parse_ts)
+        result = series_contrast(points, family=family, anchor=anchor, few=str(item.get("service") or "") in few)
         if result is None:
             continue
         entry = out.setdefault(str(item.get("service") or "unknown"), {"score": 0.0, "onset": None, "signals": {}})
@@ -141,3 +148,29 @@ def service_contrasts(series_list: list[dict[str, Any]], *, anchor: float,
         onsets = [s["first_after"] for s in entry["signals"].values() if s["strength"] > 0]
         entry["onset"] = min(onsets) if onsets else None
     return out
+
+
+def _points(item: dict[str, Any], parse_ts: Any) -> list[tuple[float, float]]:
+    points = []
+    for pair in item.get("points") or []:
+        if isinstance(pair, list | tuple) and len(pair) == 2 and isinstance(pair[1], int | float):
+            ts = parse_ts(pair[0])
+            if ts is not None:
+                points.append((ts, float(pair[1])))
+    return points
+
+
+def _few_requests(series_list: list[dict[str, Any]], *, anchor: float, parse_ts: Any) -> set[str]:
+    """Services whose request rate times the sample step stays under FEW_REQUESTS around the anchor."""
+    few = set()
+    split, stop = anchor - AFTER_FROM_S, anchor + AFTER_TO_S
+    for item in series_list:
+        name = str(item.get("name") or "").lower()
+        if "request" not in name or not ("per_s" in name or "rps" in name):
+            continue
+        points = sorted(_points(item, parse_ts))
+        near = [v for t, v in points if split - BEFORE_SPAN_S <= t <= stop]
+        gaps = sorted(b[0] - a[0] for a, b in zip(points, points[1:], strict=False) if b[0] > a[0])
+        if near and gaps and median(near) * gaps[len(gaps) // 2] < FEW_REQUESTS:
+            few.add(str(item.get("service") or ""))
+    return few

@@ -123,6 +123,10 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     evidence, counter = [], []
     svc = hyp["service"]
     evidence.extend(_signature_evidence(svc, sig.get("services", {}).get(svc, {}).get("signature") or {}))
+    collapse = sig.get("services", {}).get(svc, {}).get("collapse")
+    if collapse:
+        evidence.append({"source": "metrics", "ref": f"metrics:{svc}/requests_per_s",
+                         "summary": _collapse_summary(svc, collapse)})
     for series in sig.get("series", []):
         if series["service"] == svc:
             evidence.append({"source": "metrics", "ref": series["ref"],
@@ -153,8 +157,22 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         counter.append({"source": "logs", "ref": f"logs:{origin['service']}",
                         "summary": f"{origin['service']} errors name {blamed}, which failed no later"})
     for victim in origin.get("victim_of", []):
+        collapsed = sig.get("services", {}).get(victim, {}).get("collapse")
+        if collapsed and origin["service"] in collapsed.get("callers", []):
+            # Issue #15: the entry service's own errors are its callee's failures passed on.
+            counter.append({"source": "metrics", "ref": f"metrics:{victim}/requests_per_s",
+                            "summary": f"{origin['service']}'s errors are explained by {victim}: "
+                                       + _collapse_summary(victim, collapsed)})
+            continue
         counter.append({"source": "metrics", "ref": f"topology:{victim}",
                         "summary": f"{origin['service']} calls {victim}, which is anomalous as early"})
+    for blip in sig.get("services", {}).get(svc, {}).get("early_blips", []):
+        counter.append({"source": "metrics", "ref": f"metrics:{svc}/{blip['name']}", "summary": _blip_summary(svc, blip)})
+    if position == 0:
+        for other, info in sorted(sig.get("services", {}).items()):
+            if other != svc and info.get("early_blips") and not info.get("metrics"):
+                evidence.append({"source": "metrics", "ref": f"metrics:{other}/{info['early_blips'][0]['name']}",
+                                 "summary": "not a candidate origin: " + _blip_summary(other, info["early_blips"][0])})
     if change is not None:
         evidence.append({"source": "changes", "ref": change["id"], "summary": "; ".join(change["reasons"])})
         for item in change["against"]:
@@ -209,6 +227,25 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         hyp["statement"] += f" {reported}, where the report came from, is a victim: {why}."
         evidence.append({"source": "metrics", "ref": f"topology:{reported}",  # spec sources only
                          "summary": f"{reported} (reported) is a victim of {svc}: {why}"})
+
+
+def _collapse_summary(svc: str, info: dict[str, Any]) -> str:
+    """One line on a callee's request-rate collapse (traffic.collapses)."""
+    why = []
+    if info.get("wait_before") is not None and info.get("wait_after") is not None:
+        why.append(f"its callers wait {info['wait_before']:.0f} → {info['wait_after']:.0f} ms for it")
+    if info.get("error_before") is not None and info.get("error_after") is not None:
+        why.append(f"its failed share {info['error_before']:.3g} → {info['error_after']:.3g}")
+    return (f"the request rate of {svc} fell {info['before']:.3g} → {info['after']:.3g} req/s while its callers "
+            f"({', '.join(info['callers'][:3])}) kept sending" + (f"; {'; '.join(why)}" if why else "")
+            + ": their requests stop completing there")
+
+
+def _blip_summary(svc: str, blip: dict[str, Any]) -> str:
+    """One line on an excursion over before the incident began (signals._drop_early_blips)."""
+    return (f"{svc}'s {blip['name']} left its baseline at {blip['onset']}, {blip['lead_s'] / 60:.0f} min before "
+            f"the incident's onset ({blip['incident_onset']}), and was back by {blip['recovered']}: "
+            f"an earlier blip that did not last, not this incident's start")
 
 
 def _regime_features(sig: dict[str, Any], margin: float) -> dict[str, float]:

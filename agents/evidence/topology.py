@@ -23,6 +23,9 @@ EXPLAIN_SHARE = 0.5
 LATER_VICTIM_PENALTY = 1.0
 # A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
 OWN_FAULT_SHARE = 0.2
+# Origin-score weight of a request-rate collapse at a callee whose callers kept sending (traffic.collapses,
+# 0..1): the weight of anomaly strength, kept apart from it so the confidence model's strength is unchanged.
+COLLAPSE_WEIGHT = 1.5
 # Signature families (engine._add_signatures) read from traces rather than from the service's own resources.
 TRACE_FAMILIES = ("network", "first_error", "skipped")
 
@@ -156,6 +159,28 @@ def _errors_explain(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
     return mine > 0 and theirs >= mine
 
 
+def _collapsed(info: dict[str, Any]) -> bool:
+    """Whether the service's request rate collapsed while its callers kept sending (traffic.collapses)."""
+    return float((info.get("families") or {}).get("collapse", 0.0)) > 0
+
+
+def _latency_only(info: dict[str, Any]) -> bool:
+    """Whether a service's anomaly is latency alone: no errors, saturation, collapse or trace signature."""
+    families = info.get("families") or {}
+    return float(families.get("latency", 0.0)) > 0 and not any(
+        float(value) > 0 for key, value in families.items() if key not in ("latency", "other"))
+
+
+def _waits_on(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
+    """Whether a callee's anomaly can explain its caller's: a slow callee explains only a caller that got slow.
+
+    A callee whose only symptom is latency makes its callers wait; a caller whose own latency did not rise
+    (``own_latency`` False: its failure shows as errors or a traffic drop) was not held up by it, and the
+    callee's small rise is downstream noise (issue #15: 102 → 181 ms below an origin that only fails).
+    """
+    return not (_latency_only(callee) and caller.get("own_latency") is False)
+
+
 def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
     """Services whose error text names ``service``, or names a service whose errors name it, and so on."""
     seen: set[str] = set()
@@ -183,7 +208,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
     Returns: candidates sorted best first, each ``{service, score,
     victim_of: [...], explains: [...], named_by: [...], named_near: [...], onset, strength}``.
     """
-    implicated = {s for s, a in anomalies.items() if a.get("score", 0) > 0}
+    implicated = {s for s, a in anomalies.items() if a.get("score", 0) > 0 or _collapsed(a)}
     named_by: dict[str, list[str]] = {}
     for caller, named in mentions.items():
         # Only a clearly failing caller's words count: noisy services name others all day.
@@ -234,9 +259,14 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             if callee_onset is None and not callee_named:
                 continue  # a callee with no onset of its own explains nothing unless named
             callee_strength = float(anomalies.get(callee, {}).get("score", 0.0))
+            # A callee that stopped completing its callers' requests (traffic.collapses) explains their errors
+            # however much louder they are: fan-out and retries amplify a failure on its way up (issue #15).
             if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)) \
-                    and not _errors_explain(info, anomalies.get(callee, {})):
+                    and not _errors_explain(info, anomalies.get(callee, {})) \
+                    and not _collapsed(anomalies.get(callee, {})):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
+            if not callee_named and not _waits_on(info, anomalies.get(callee, {})):
+                continue
             if not callee_named and (named_by.get(service) or near.get(service)) and info.get("has_logs", True):
                 # Failing callers blame this service by name, and it blames nobody below. A service that
                 # ships no logs could not have named its callee, so its silence says nothing (issue #15).
@@ -253,7 +283,9 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         explains = sorted(s for s in upstream & implicated if s != service
                           and (s in chain or _not_earlier(anomalies.get(s, {}).get("onset"), onset))
                           and (s in named_by.get(service, [])
-                               or strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))))
+                               or (_waits_on(anomalies.get(s, {}), info)
+                                   and (strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))
+                                        or _collapsed(info)))))
         if onset is None:
             # Without telemetry of its own, a service explains only those that name it and their callers.
             namers = set(named_by.get(service, []))
@@ -279,7 +311,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         score = (1.5 * strength + 1.2 * explain_share + 0.8 * min(1.0, len(named_by.get(service, [])) / 2)
                  + 0.6 * early + 0.4 * min(1.0, info.get("new_errors", 0) / 2) - 1.5 * (1 if victim_of else 0)
                  - LATER_VICTIM_PENALTY * (1 if later else 0)
-                 + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2))
+                 + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2)
+                 + COLLAPSE_WEIGHT * float((info.get("families") or {}).get("collapse", 0.0)))
         out.append({"service": service, "score": round(score, 4), "victim_of": victim_of, "explains": explains,
                     "named_by": sorted(named_by.get(service, [])), "named_near": near.get(service, []),
                     "onset": onset, "strength": round(strength, 4),

@@ -1,7 +1,7 @@
 """Diagnosis under real-world conditions (issue #15): change storms, self-failing origins, thin telemetry."""
 
 from agents.evidence import anchor, changes
-from agents.evidence.timeutil import fmt_ts
+from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.topology import CallGraph, locate_origin
 from tests.agents.test_evidence_anchor import END, START, _series, _world
 
@@ -245,3 +245,144 @@ def test_without_logs_a_callee_with_no_metrics_below_the_origin_is_counter_evide
     with_logs = _sms_world(5000, unseen=True)
     assert with_logs["features"]["callee_unruled"] == 0.0
     assert not any("no metrics of its own" in item["summary"] for item in with_logs["counter_evidence"])
+
+
+# --- Round 4 (helper branch `metrics`): metrics-first worlds written here, read through the sandbox tools. ---
+
+_T0 = 1_780_000_000.0  # a minute boundary; the window is 120 one-minute steps
+_ONSET_MIN = 90
+
+
+def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger):
+    """A world of metrics only (no logs, no changes): ``shapes`` is service → name → f(minute) → value."""
+    import json
+    import random
+
+    import yaml
+
+    world = tmp_path / "world"
+    world.mkdir(parents=True)
+    rng = random.Random(7)
+    rows = []
+    for minute in range(120):
+        ts = fmt_ts(_T0 + 60 * minute)
+        for service, names in shapes.items():
+            for name, shape in names.items():
+                shape, noise = shape if isinstance(shape, tuple) else (shape, 0.03)
+                rows.append({"ts": ts, "service": service, "name": name,
+                             "value": round(max(0.0, shape(minute) * (1 + rng.gauss(0, noise))), 4)})
+    (world / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for empty in ("logs.jsonl", "changes.jsonl", "chat.jsonl", "tickets.jsonl"):
+        (world / empty).write_text("")
+    alert = {"id": "al-1", "ts": fmt_ts(_T0 + 60 * (_ONSET_MIN + 3)), "source": "alertmanager",
+             "service": alert_service, "severity": "P2", "title": f"Error budget burn on {alert_service}",
+             "labels": {"service": alert_service}}
+    (world / "alerts.jsonl").write_text(json.dumps(alert) + "\n")
+    (world / "topology.yaml").write_text(yaml.safe_dump({"services": topology}))
+    (world / "world.yaml").write_text(yaml.safe_dump({
+        "name": "metrics-first", "window": {"start": fmt_ts(_T0), "end": fmt_ts(_T0 + 7200)},
+        "trigger": {"text": trigger}}))
+    return world
+
+
+def _step(before, after, at=_ONSET_MIN, until=None):
+    return lambda m: after if m >= at and (until is None or m < until) else before
+
+
+_SHOP = [{"name": "web", "calls": ["orders", "search"], "tier": "frontend"},
+         {"name": "orders", "calls": ["pg"], "tier": "backend"},
+         {"name": "search", "calls": [], "tier": "backend"},
+         {"name": "pg", "calls": [], "tier": "datastore"}]
+
+
+def _healthy(rps, err, lat, wait=None):
+    shape = {"requests_per_s": _step(rps, rps), "error_rate": _step(err, err), "latency_p95_ms": _step(lat, lat)}
+    if wait is not None:
+        shape["caller_latency_p95_ms"] = _step(wait, wait)
+    return shape
+
+
+def _run(world):
+    from agents import engine
+    from sandbox.tools import WorldTools
+
+    return engine.run_all(WorldTools(world), None, None)
+
+
+def test_a_callee_whose_requests_collapse_is_the_origin_and_the_entry_service_its_victim(tmp_path):
+    # web's error rate climbs 0 → 0.4; orders, which web calls, completes 47 → 9 req/s while web keeps sending,
+    # web waits 45 → 103 ms for it (orders' own work slows as much: no wait gap) and its failed share grows
+    # 0.02 → 0.05.
+    # orders' error share and latencies are noisy when healthy (few, varied requests); web's are not.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.4),
+                                                       "latency_p95_ms": _step(150.0, 260.0)},
+              "orders": _healthy(47.0, 0.02, 40.0, 45.0) | {"requests_per_s": _step(47.0, 9.0),
+                                                             "error_rate": (_step(0.02, 0.05), 0.6),
+                                                             "latency_p95_ms": (_step(40.0, 95.0), 0.4),
+                                                             "caller_latency_p95_ms": (_step(45.0, 103.0), 0.4)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0),
+              "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
+    world = _metric_world(tmp_path, shapes, topology=_SHOP, alert_service="web", trigger="checkout errors on web")
+    report = _run(world)
+    top = report["hypotheses"][0]
+    assert top["service"] == "orders"
+    assert any(item["summary"].startswith("the request rate of orders fell") for item in top["evidence"])
+    web = next(h for h in report["hypotheses"] if h["service"] == "web")
+    assert any(item["summary"].startswith("web's errors are explained by orders") for item in web["counter_evidence"])
+    # The same drop with no sign of trouble at orders (neither failing more nor making web wait): web fails
+    # before it calls, and it is the origin.
+    quiet = _healthy(47.0, 0.02, 40.0, 45.0) | {"requests_per_s": _step(47.0, 9.0)}
+    other = _metric_world(tmp_path / "quiet", {**shapes, "orders": quiet}, topology=_SHOP, alert_service="web",
+                          trigger="checkout errors on web")
+    assert _run(other)["hypotheses"][0]["service"] == "web"
+
+
+def test_a_small_latency_rise_below_an_origin_that_only_fails_is_downstream_noise(tmp_path):
+    # orders fails (errors 0.02 → 0.3, its own latency flat); pg, which it calls, gets a little slower
+    # (102 → 181 ms) at the same time. A caller that did not get slower was not held up by a slow callee.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.2)},
+              "orders": _healthy(47.0, 0.02, 40.0, 45.0) | {"error_rate": _step(0.02, 0.3)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0),
+              "pg": _healthy(300.0, 0.001, 102.0, 110.0) | {"latency_p95_ms": _step(102.0, 181.0)}}
+    world = _metric_world(tmp_path, shapes, topology=_SHOP, alert_service="web", trigger="checkout errors on web")
+    report = _run(world)
+    assert report["hypotheses"][0]["service"] == "orders"
+
+
+def test_a_wobble_over_before_the_onset_is_no_candidate_and_the_report_says_so(tmp_path):
+    # search's latency triples for three minutes, 4 min before orders starts failing, then settles.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.15)},
+              "orders": _healthy(47.0, 0.02, 40.0, 45.0) | {"error_rate": _step(0.02, 0.12)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0) | {
+                  "latency_p95_ms": _step(30.0, 95.0, at=_ONSET_MIN - 4, until=_ONSET_MIN - 1)},
+              "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
+    world = _metric_world(tmp_path, shapes, topology=_SHOP, alert_service="web", trigger="checkout errors on web")
+    report = _run(world)
+    top = report["hypotheses"][0]
+    assert top["service"] == "orders"
+    said = [item["summary"] for h in report["hypotheses"] for item in h["evidence"] + h["counter_evidence"]]
+    assert any(line.startswith("not a candidate origin: search's latency_p95_ms left its baseline") or
+               line.startswith("search's latency_p95_ms left its baseline") and "did not last" in line
+               for line in said)
+
+
+def test_one_slow_request_of_a_low_traffic_service_is_no_latency_rise_but_a_lasting_one_is():
+    from agents.evidence import contrast
+
+    anchor = _T0 + 60 * _ONSET_MIN
+
+    def series(service, name, values):
+        return {"service": service, "name": name,
+                "points": [[fmt_ts(anchor - 60 * (len(values) - 2 - i)), v] for i, v in enumerate(values)]}
+
+    # Ten healthy minutes, then the stretch around the anchor: one minute at 608 ms, the others healthy.
+    spike = [25.0, 21.0, 27.0, 23.0, 26.0, 22.0, 24.0, 25.0, 23.0, 26.0, 24.0, 608.0, 25.0]
+    lasting = [25.0, 21.0, 27.0, 23.0, 26.0, 22.0, 24.0, 25.0, 23.0, 26.0, 24.0, 608.0, 590.0]
+    few, busy = [0.07] * 13, [40.0] * 13  # req/s: ~4 requests a minute against ~2,400
+    found = contrast.service_contrasts([series("food", "latency_p95_ms", spike), series("food", "requests_per_s", few),
+                                        series("api", "latency_p95_ms", spike), series("api", "requests_per_s", busy),
+                                        series("menu", "latency_p95_ms", lasting),
+                                        series("menu", "requests_per_s", few)], anchor=anchor, parse_ts=parse_ts)
+    assert found["food"]["score"] == 0.0  # a p95 of four requests is its slowest request
+    assert found["api"]["score"] > 0.3  # thousands of requests: the same minute is a real rise
+    assert found["menu"]["score"] > 0.3  # two samples above every earlier one: a rise, whatever the traffic
