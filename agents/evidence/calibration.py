@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_score", "named", "explains",
-            "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close", "callee_unruled")
+            "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close", "callee_unruled", "callee_early")
 
 # Fitted by `bench/rca.py --count 60 --seed 101 --nezha ../shared/eval/nezha-tt --calibrate --transport direct`
 # (L2-penalised logistic regression on the top hypothesis' features vs. top-1 hit) on the seed-101 suite plus
@@ -50,7 +50,7 @@ FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_
 COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "origin_margin": 1.107,
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
                 "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101,
-                "callee_unruled": -0.746}
+                "callee_unruled": -0.746, "callee_early": 0.0}
 
 
 def confidence(features: dict[str, float]) -> int:

@@ -190,7 +190,8 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     features.update(_victim_features(origin, origins))
     unseen = _unseen_callees(origin, cor, features["no_logs"])
     early = [c for c in _early_callees(origin, cor, features["no_logs"]) if c not in origin.get("victim_of", [])]
-    features["callee_unruled"] = 1.0 if features["victim"] or unseen or early else 0.0
+    features["callee_unruled"] = 1.0 if features["victim"] or unseen else 0.0
+    features["callee_early"] = 1.0 if early else 0.0
     for callee in unseen[:3]:
         counter.append({"source": "metrics", "ref": f"topology:{origin['service']}",
                         "summary": f"{origin['service']} calls {callee}, which has no metrics of its own; without "
