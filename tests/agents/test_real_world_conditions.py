@@ -321,8 +321,20 @@ def test_without_logs_a_callee_anomalous_as_early_however_faint_is_counter_evide
 
     plain, faint = top(0, early=False), top(0, early=True)
     assert (faint["service"], faint["change_id"]) == (plain["service"], plain["change_id"]) == ("ledger", "chg-4")
-    assert plain["features"]["callee_unruled"] == 0.0 and faint["features"]["callee_unruled"] == 1.0
+    assert plain["features"]["callee_early"] == 0.0 and faint["features"]["callee_early"] == 1.0
     assert faint["confidence"] < plain["confidence"]
     assert any("memcached, which is anomalous from as early" in item["summary"] for item in faint["counter_evidence"])
     # With logs, ledger's error text would name a failing memcached: a faint callee rules nothing in.
-    assert top(5000, early=True)["features"]["callee_unruled"] == 0.0
+    assert top(5000, early=True)["features"]["callee_early"] == 0.0
+
+
+def test_correlation_lists_the_callees_anomalous_as_early_as_each_candidate():
+    from agents import engine
+
+    ctx = {"topology": [{"name": "ledger", "calls": ["memcached", "geo"]}, {"name": "memcached", "calls": []},
+                        {"name": "geo", "calls": []}]}
+    services = {"ledger": {"score": 1.7, "onset": 1000.0, "has_metrics": True},
+                "memcached": {"score": 0.85, "onset": 1000.0, "has_metrics": True},  # as early, half as strong
+                "geo": {"score": 0.9, "onset": 1400.0, "has_metrics": True}}  # later: ledger's victim, not its cause
+    cor = engine.correlate(ctx, {"services": services, "onset": None}, {"changes": []})
+    assert cor["early_callees"] == {"ledger": ["memcached"]}
