@@ -30,7 +30,7 @@ from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_tex
 from agents.evidence.changes import LOOKBACK_S, score_change
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
-from agents.evidence.topology import CallGraph, against_topology, locate_origin
+from agents.evidence.topology import ONSET_TOLERANCE_S, CallGraph, against_topology, locate_origin
 
 # Without a window, look this far back from the trigger (and a little after it).
 DEFAULT_LOOKBACK_S = 3 * 3600.0
@@ -422,8 +422,21 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     metered = {svc for svc, info in sig.get("services", {}).items() if info.get("has_metrics")}
     unseen = {cand["service"]: sorted(c for c in graph.calls.get(cand["service"], set()) if c not in metered)
               for cand in origins[:6]}
+    # Callees anomalous from as early as the candidate, however faint next to it: read without logs, nothing shows
+    # which of the two failed first (ranking: ``callee_unruled``; issue #15 round 4).
+    early = {cand["service"]: sorted(c for c in graph.calls.get(cand["service"], set())
+                                     if _onset_no_later(services.get(c, {}), cand.get("onset")))
+             for cand in origins[:6]}
     return {"origins": origins, "changes": scored, "neighbours": sorted(neighbours),
-            "capacity_services": capacity, "unseen_callees": {k: v for k, v in unseen.items() if v}}
+            "capacity_services": capacity, "unseen_callees": {k: v for k, v in unseen.items() if v},
+            "early_callees": {k: v for k, v in early.items() if v}}
+
+
+def _onset_no_later(callee: dict[str, Any], onset: float | None) -> bool:
+    """Whether a callee is anomalous with an onset no later than ``onset`` (within the topology's tolerance)."""
+    theirs = callee.get("onset")
+    return (float(callee.get("score", 0.0)) > 0 and theirs is not None and onset is not None
+            and theirs <= onset + ONSET_TOLERANCE_S)
 
 
 def hypothesise(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],

@@ -57,6 +57,8 @@ def _rows(args: argparse.Namespace, own: list[int], alt: list[int], nezha_parity
     """The scored rows of one pool; with ``--no-logs`` each suite's logs-left-out variant too (``regime``)."""
     rows: list[dict] = []
     regimes = ("logs", "nologs") if args.no_logs else ("logs",)
+    if args.only_no_logs:
+        regimes = ("nologs",)
     variant_root = Path(args.variant_dir)
 
     def scored(name: str, worlds, *, service_only: bool = False) -> list[dict]:
@@ -170,6 +172,9 @@ def main() -> None:
     parser.add_argument("--hard-dir", default="/tmp/hard")
     parser.add_argument("--no-logs", action="store_true",
                         help="pool each suite's variant with logs left out too (bench/variants.py)")
+    parser.add_argument("--only-no-logs", action="store_true",
+                        help="pool only the logs-left-out variants (a feature that is 0 on every world with logs "
+                             "is fitted the same without those worlds)")
     parser.add_argument("--variant-dir", default="/tmp/pm-variants", help="where the no-logs variants are written")
     parser.add_argument("--nezha", default=None, help="nezha-tt folder (odd worlds fitted, even held out)")
     parser.add_argument("--own-dir", default="/tmp/own")

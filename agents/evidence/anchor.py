@@ -227,12 +227,15 @@ def refine_anchor(series: list[dict], ctx: dict) -> float:
         if stated is not None and stated < anchor - LATE_REPORT_S:
             return stated
     burst = metric_burst(series, until=anchor)
-    if burst is None and ctx.get("anchor_from") != "text":
+    if burst is None and ctx.get("anchor_from") != "text" and not ctx.get("alert"):
         # Nothing is still wrong at report time: the report may come after the incident ended (a
         # ticket filed after a rollback), so take a burst that lasted a while and ended before it.
         # Not when the report's words name the start (anchor_from "text"): a burst already over by the
         # time the reporter says the trouble began is another incident (issue #15: a second, unrelated
-        # incident 25-50 min before a slow onset took the anchor, and its service the blame).
+        # incident 25-50 min before a slow onset took the anchor, and its service the blame). Nor when an
+        # alert is the trigger: an alert fires while its condition holds, so the incident is live at its
+        # time, however faint the metrics' shifts still are (issue #15 round 4: an alert 3-4 min into a
+        # datastore's failure moved to another incident that ended 25-45 min before it).
         burst = metric_burst(series, until=anchor, hold=HOLD_SAMPLES)
     if burst is not None and burst < anchor - LATE_REPORT_S:
         if stated is not None and burst < stated - 2 * TEXT_TIME_SLACK_S:

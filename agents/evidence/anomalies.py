@@ -129,6 +129,9 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     result.update({
         "anomalous": True,
         "onset": clean[start][0],
+        # The last sample before the excursion: when a gap in the series precedes it, the excursion began
+        # somewhere in the gap, not at its first sample.
+        "since": clean[start - 1][0] if start > 0 else None,
         "recovered": clean[end][0] if end < len(clean) else None,
         "severity": median(excursion),
         "peak_z": max(excursion),

@@ -33,6 +33,11 @@ VICTIM_ERRORS_SHARE = 0.3
 # How far the incident onset estimate may sit before the true onset (it is the earliest onset among
 # several series): a change this long after it still counts when every new error on its service follows it.
 MAX_ONSET_ERROR_S = 10 * 60.0
+# The change's own service dates its own failure better than the incident onset (the earliest of several services,
+# one of them maybe drifting early): a change landing past the onset estimate counts, however far past it, when its
+# service's telemetry went bad after it; never when its service was failing more than this long before it (a
+# scale-down 7 min into a saturation). Its own onset may sit 2 min early (a ramp's first samples).
+OWN_ONSET_ERROR_S = 5 * 60.0
 
 # A service that stays healthy (no telemetry onset, no new error) this long after a change was not broken by it
 # at once: its later errors do not "begin right after it" (issue #15: an exporter upgrade 13-16 min before a
@@ -125,7 +130,12 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         closeness = 0.5
     else:
         dt = onset - change_ts
-        if dt < -AFTER_TOLERANCE_S and not (leads and dt >= -MAX_ONSET_ERROR_S):
+        own_before = change_ts - service_onset if service_onset is not None else None
+        admitted = leads and (own_before is None or own_before <= OWN_ONSET_ERROR_S) and (
+            dt >= -MAX_ONSET_ERROR_S or (own_before is not None and own_before <= 30))
+        if dt < -AFTER_TOLERANCE_S and not admitted:
+            if own_before is not None and own_before > OWN_ONSET_ERROR_S:
+                against.append(f"{service} was already failing {int(own_before // 60)} min before it")
             against.append(f"lands {int(-dt)} s after the onset, so it cannot have caused it")
             return {"id": change.get("id"), "service": service, "kind": kind, "score": 0.0,
                     "dt_s": dt, "position": "after", "reasons": reasons, "against": against}

@@ -21,6 +21,8 @@ FULL_FETCH_LINES = 60_000
 SAMPLE_LINES = 15_000
 CHART_POINTS = 60
 LATE_ONSET_S = 180.0
+# Samples this far apart leave a gap in a series: what happened in between is unseen.
+GAP_S = 300.0
 # A series dates its service's onset only when at least this share as strong as the service's strongest one.
 ONSET_STRENGTH_SHARE = 0.6
 RECOVERED_BEFORE_S = 300.0
@@ -96,8 +98,15 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             entry.setdefault("own_latency", False)
         if name == "error_rate":
             entry["error_level"] = info["level_after"] if info["anomalous"] else info["baseline"]
+        # An excursion first seen after a gap in the series (the service's metrics went missing) began somewhere
+        # in the gap: when the gap covers the trigger, it may be this incident's, but its onset is unknown and
+        # dates nothing (issue #15 round 4: a datastore's metrics missing from 18 min before the onset to 7 min
+        # after the report, its failure then dropped as "a later event").
+        unseen = (info["anomalous"] and info.get("since") is not None and info["onset"] - info["since"] > GAP_S
+                  and info["since"] <= anchor + LATE_ONSET_S < info["onset"])
         # An excursion that starts well after the trigger is a later event, not this incident's.
-        if not info["anomalous"] or info["onset"] < b_end - 3600 or info["onset"] > anchor + LATE_ONSET_S:
+        if not info["anomalous"] or info["onset"] < b_end - 3600 or (info["onset"] > anchor + LATE_ONSET_S
+                                                                     and not unseen):
             continue
         # An excursion that was over well before the trigger is an earlier event, not this incident.
         if info["recovered"] is not None and info["recovered"] < anchor - RECOVERED_BEFORE_S:
@@ -120,7 +129,9 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         entry.setdefault("families", {})
         entry["families"][family] = max(entry["families"].get(family, 0.0), strength)
         entry["score"] = _combine(entry["families"])
-        if metric_weight(name) >= 0.6:
+        if unseen:
+            entry["onset_unseen"] = True
+        elif metric_weight(name) >= 0.6:
             onsets.setdefault(service, []).append((info["onset"], strength))
         accepted.append({"service": service, "name": name, "ref": ref, "family": family, "strength": strength,
                          "onset": info["onset"], "recovered": info["recovered"], "dates": metric_weight(name) >= 0.6})
@@ -128,7 +139,7 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
     for service, found in onsets.items():
         services[service]["onset"] = service_onset(found)
     for entry in services.values():
-        if entry["onset"] is None and entry["metrics"]:
+        if entry["onset"] is None and entry["metrics"] and not entry.get("onset_unseen"):
             entry["score"] = round(entry["score"] * 0.5, 4)
     out_series.sort(key=lambda s: -s["strength"])
     return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end}

@@ -386,3 +386,95 @@ def test_one_slow_request_of_a_low_traffic_service_is_no_latency_rise_but_a_last
     assert found["food"]["score"] == 0.0  # a p95 of four requests is its slowest request
     assert found["api"]["score"] > 0.3  # thousands of requests: the same minute is a real rise
     assert found["menu"]["score"] > 0.3  # two samples above every earlier one: a rise, whatever the traffic
+
+def test_an_alert_trigger_is_not_moved_to_an_incident_that_ended_before_it():
+    # A second, unrelated incident 30 min before the alert, over in 8 min; the alerted incident began 3 min before
+    # the alert and its metrics have barely moved (no burst yet). An alert fires while its condition holds.
+    onset = START + 4800
+    earlier = [_series("x", "error_rate", 0.01, onset - 1800, 0.3, until=onset - 1320, seed=1),
+               _series("x", "latency_p95_ms", 80.0, onset - 1800, 150.0, until=onset - 1320, seed=2)]
+    window = {"start": fmt_ts(START), "end": fmt_ts(END)}
+    alerted = {"anchor": onset + 180, "anchor_from": "trigger", "trigger_text": "[kyc] HTTP error rate critical",
+               "alert": {"id": "a-1", "service": "kyc"}, "window": window}
+    assert anchor.refine_anchor(earlier, alerted) == onset + 180
+    # A ticket at the same time may be filed after a rollback: the finished burst still dates it.
+    ticket = {**alerted, "alert": None, "ticket": {"key": "OPS-1"}}
+    assert anchor.refine_anchor(earlier, ticket) == onset - 1800 + anchor.REPORT_DELAY_S
+
+
+def test_a_failure_first_seen_after_a_gap_in_the_metrics_is_kept_with_its_onset_unknown():
+    # mongo's metrics are missing from 18 min before the onset to 7 min after the alert; when they return its
+    # error rate is 100x what it was. Its failure may have begun anywhere in the gap: a candidate, undated.
+    from agents.evidence import signals
+
+    alert = START + 5040
+    gap = (START + 3900, alert + 420)
+
+    def series(name, level, bad):
+        points = [[fmt_ts(START + 60 * m), level * (1 + 0.02 * (m % 3)) * (bad if START + 60 * m >= gap[1] else 1)]
+                  for m in range(120) if not gap[0] < START + 60 * m < gap[1]]
+        return {"service": "mongo", "name": name, "points": points}
+
+    ctx = {"anchor": alert, "window": {"start": fmt_ts(START), "end": fmt_ts(END)}}
+    found = signals.analyse_metrics(None, ctx, [], series_list=[series("error_rate", 0.005, 100.0),
+                                                                series("latency_p95_ms", 140.0, 5.0)])
+    mongo = found["services"]["mongo"]
+    assert mongo["score"] > 1.0 and mongo["onset"] is None and mongo["onset_unseen"]
+    assert signals.incident_onset(found["services"], alert) is None  # an unknown onset dates nothing
+    # Without the gap, the same failure first seen 7 min after the alert is a later event.
+    late = [[t, v] for t, v in series("error_rate", 0.005, 100.0)["points"] if parse_ts(t) >= gap[1]]
+    before = [[fmt_ts(START + 60 * m), 0.005] for m in range(120) if START + 60 * m < gap[1]]
+    dense = signals.analyse_metrics(None, ctx, [], series_list=[{"service": "mongo", "name": "error_rate",
+                                                                 "points": before + late}])
+    assert dense["services"]["mongo"]["score"] == 0.0
+
+
+def test_a_change_past_the_onset_estimate_is_judged_by_its_own_services_failure():
+    infra = {"id": "chg-7", "service": "favorites", "kind": "infra", "summary": "resize favorites nodes",
+             "details": {"action": "resize"}}
+    # The incident onset estimate sits 17 min early (another service's memory drifting); the change's own service
+    # went bad 4 min after it and its new errors follow it: it counts.
+    drifted = _score(infra, dt_s=-1040, first_error_after_s=200, service_onset_after_s=220)
+    assert drifted["position"] == "before" and drifted["score"] > 0.6
+    # A scale-down 7 min after its own service began to fail (a saturation under way) cannot have caused it,
+    # even though its new error lines only come later.
+    late = _score(infra, dt_s=-402, first_error_after_s=520, service_onset_after_s=-402)
+    assert late["position"] == "after" and late["score"] == 0.0
+    assert any("was already failing 6 min before it" in item for item in late["against"])
+    # Its own onset 2 min before the change is the estimate's noise (a ramp's first samples): it still counts.
+    ramp = _score(infra, dt_s=-125, first_error_after_s=250, service_onset_after_s=-125)
+    assert ramp["position"] == "before"
+
+
+def test_without_logs_a_callee_anomalous_as_early_however_faint_is_counter_evidence():
+    from agents.evidence import ranking
+
+    def top(log_total, early):
+        change = {"id": "chg-4", "service": "ledger", "kind": "deploy", "score": 0.66, "position": "before",
+                  "reasons": ["4 min before the onset"], "against": []}
+        cor = {"origins": [_origin("ledger", 3.9, explains=["tenant"]), _origin("memcached", 2.5, strength=0.85)],
+               "changes": [change], "neighbours": [], "capacity_services": [],
+               "early_callees": {"ledger": ["memcached"]} if early else {}}
+        ctx = {"alerts": [], "missing_sources": []}
+        sig = {"services": {}, "series": [], "templates": [], "logs": {"total": log_total, "sampled": False}}
+        return ranking.rank(ctx, sig, cor, [])[0]
+
+    plain, faint = top(0, early=False), top(0, early=True)
+    assert (faint["service"], faint["change_id"]) == (plain["service"], plain["change_id"]) == ("ledger", "chg-4")
+    assert plain["features"]["callee_early"] == 0.0 and faint["features"]["callee_early"] == 1.0
+    assert faint["confidence"] < plain["confidence"]
+    assert any("memcached, which is anomalous from as early" in item["summary"] for item in faint["counter_evidence"])
+    # With logs, ledger's error text would name a failing memcached: a faint callee rules nothing in.
+    assert top(5000, early=True)["features"]["callee_early"] == 0.0
+
+
+def test_correlation_lists_the_callees_anomalous_as_early_as_each_candidate():
+    from agents import engine
+
+    ctx = {"topology": [{"name": "ledger", "calls": ["memcached", "geo"]}, {"name": "memcached", "calls": []},
+                        {"name": "geo", "calls": []}]}
+    services = {"ledger": {"score": 1.7, "onset": 1000.0, "has_metrics": True},
+                "memcached": {"score": 0.85, "onset": 1000.0, "has_metrics": True},  # as early, half as strong
+                "geo": {"score": 0.9, "onset": 1400.0, "has_metrics": True}}  # later: ledger's victim, not its cause
+    cor = engine.correlate(ctx, {"services": services, "onset": None}, {"changes": []})
+    assert cor["early_callees"] == {"ledger": ["memcached"]}
