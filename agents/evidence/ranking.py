@@ -166,13 +166,6 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
             continue
         counter.append({"source": "metrics", "ref": f"topology:{victim}",
                         "summary": f"{origin['service']} calls {victim}, which is anomalous as early"})
-    for blip in sig.get("services", {}).get(svc, {}).get("early_blips", []):
-        counter.append({"source": "metrics", "ref": f"metrics:{svc}/{blip['name']}", "summary": _blip_summary(svc, blip)})
-    if position == 0:
-        for other, info in sorted(sig.get("services", {}).items()):
-            if other != svc and info.get("early_blips") and not info.get("metrics"):
-                evidence.append({"source": "metrics", "ref": f"metrics:{other}/{info['early_blips'][0]['name']}",
-                                 "summary": "not a candidate origin: " + _blip_summary(other, info["early_blips"][0])})
     if change is not None:
         evidence.append({"source": "changes", "ref": change["id"], "summary": "; ".join(change["reasons"])})
         for item in change["against"]:
@@ -245,13 +238,6 @@ def _collapse_summary(svc: str, info: dict[str, Any]) -> str:
     return (f"the request rate of {svc} fell {info['before']:.3g} → {info['after']:.3g} req/s while its callers "
             f"({', '.join(info['callers'][:3])}) kept sending" + (f"; {'; '.join(why)}" if why else "")
             + ": their requests stop completing there")
-
-
-def _blip_summary(svc: str, blip: dict[str, Any]) -> str:
-    """One line on an excursion over before the incident began (signals._drop_early_blips)."""
-    return (f"{svc}'s {blip['name']} left its baseline at {blip['onset']}, {blip['lead_s'] / 60:.0f} min before "
-            f"the incident's onset ({blip['incident_onset']}), and was back by {blip['recovered']}: "
-            f"an earlier blip that did not last, not this incident's start")
 
 
 def _regime_features(sig: dict[str, Any], margin: float) -> dict[str, float]:

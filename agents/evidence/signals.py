@@ -26,13 +26,6 @@ GAP_S = 300.0
 # A series dates its service's onset only when at least this share as strong as the service's strongest one.
 ONSET_STRENGTH_SHARE = 0.6
 RECOVERED_BEFORE_S = 300.0
-# Onset discipline (_drop_early_blips): an excursion that begins more than this before the incident's onset and
-# is over within as long after it is another event; the onset tolerance of topology (two 60 s steps).
-BLIP_TOLERANCE_S = 120.0
-# A series lasts into the report when it had not recovered this long before the anchor ...
-BLIP_LASTS_S = 60.0
-# ... and dates the incident when at least this share as strong as the strongest such series.
-BLIP_REF_SHARE = 0.5
 # A statement counts as skipped when silent since this long before the trigger: a metric onset can sit far
 # earlier (an earlier event's excursion), but a fault is live by the time it is reported.
 SKIP_RECENT_S = 180.0
@@ -76,7 +69,6 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
     services: dict[str, Any] = {}
     onsets: dict[str, list[tuple[float, float]]] = {}
     chart: dict[str, Any] = {}
-    accepted: list[dict[str, Any]] = []
     for item in series_list:
         service, name = str(item.get("service") or "unknown"), str(item.get("name") or "")
         points = [(parse_ts(p[0]), p[1]) for p in item.get("points") or [] if isinstance(p, list | tuple) and len(p) == 2]
@@ -133,9 +125,6 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             entry["onset_unseen"] = True
         elif metric_weight(name) >= 0.6:
             onsets.setdefault(service, []).append((info["onset"], strength))
-        accepted.append({"service": service, "name": name, "ref": ref, "family": family, "strength": strength,
-                         "onset": info["onset"], "recovered": info["recovered"], "dates": metric_weight(name) >= 0.6})
-    _drop_early_blips(services, accepted, onsets, out_series, anchor=anchor)
     for service, found in onsets.items():
         services[service]["onset"] = service_onset(found)
     for entry in services.values():
@@ -143,49 +132,6 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             entry["score"] = round(entry["score"] * 0.5, 4)
     out_series.sort(key=lambda s: -s["strength"])
     return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end}
-
-
-def _drop_early_blips(services: dict[str, Any], accepted: list[dict[str, Any]],
-                      onsets: dict[str, list[tuple[float, float]]], out_series: list[dict[str, Any]], *,
-                      anchor: float) -> None:
-    """Take out excursions that began well before the incident's onset and were over as it began (in place).
-
-    The incident's onset here is the earliest onset among the clear series that last into the report (not
-    recovered, or recovered less than BLIP_LASTS_S before the anchor; at least BLIP_REF_SHARE as strong as the
-    strongest of them). An excursion that began more than BLIP_TOLERANCE_S before it and was back within
-    BLIP_TOLERANCE_S after it is another event (a latency wobble on a bystander two minutes earlier, issue #15),
-    not a candidate origin: it no longer scores or dates its service, and the service keeps it as
-    ``early_blips`` for the report's counter-evidence. Without a lasting series the rule does nothing.
-    """
-    lasting = [a for a in accepted if a["recovered"] is None or a["recovered"] >= anchor - BLIP_LASTS_S]
-    if not lasting:
-        return
-    top = max(a["strength"] for a in lasting)
-    start = min(a["onset"] for a in lasting if a["strength"] >= BLIP_REF_SHARE * top)
-    blips = [a for a in accepted if a["recovered"] is not None and a["onset"] < start - BLIP_TOLERANCE_S
-             and a["recovered"] <= start + BLIP_TOLERANCE_S]
-    if not blips:
-        return
-    gone = {id(a) for a in blips}
-    refs = {a["ref"] for a in blips}
-    out_series[:] = [item for item in out_series if item["ref"] not in refs]
-    for service in sorted({a["service"] for a in blips}):
-        entry = services[service]
-        kept = [a for a in accepted if a["service"] == service and id(a) not in gone]
-        families: dict[str, float] = {}
-        for a in kept:
-            families[a["family"]] = max(families.get(a["family"], 0.0), a["strength"])
-        entry["families"] = families
-        entry["score"] = _combine(families)
-        entry["metrics"] = [a["ref"] for a in kept]
-        if entry.get("own_latency"):
-            entry["own_latency"] = any(_is_own_latency(a["name"]) for a in kept)
-        onsets[service] = [(a["onset"], a["strength"]) for a in kept if a["dates"]]
-        if not onsets[service]:
-            del onsets[service]
-        entry["early_blips"] = [{"name": a["name"], "onset": fmt_ts(a["onset"]), "recovered": fmt_ts(a["recovered"]),
-                                 "incident_onset": fmt_ts(start), "lead_s": round(start - a["onset"])}
-                                for a in blips if a["service"] == service]
 
 
 def service_onset(found: list[tuple[float, float]]) -> float | None:

@@ -349,8 +349,10 @@ def test_a_small_latency_rise_below_an_origin_that_only_fails_is_downstream_nois
     assert report["hypotheses"][0]["service"] == "orders"
 
 
-def test_a_wobble_over_before_the_onset_is_no_candidate_and_the_report_says_so(tmp_path):
-    # search's latency triples for three minutes, 4 min before orders starts failing, then settles.
+def test_a_wobble_over_before_the_onset_is_not_named_the_origin(tmp_path):
+    # search's latency triples for three minutes, 4 min before orders starts failing, then settles. A regression
+    # guard: the engine already passed this without a rule of its own (round 4 tried dropping such early
+    # excursions from scoring; it moved no suite and cost alt12-029, a datastore that flapped before it failed).
     shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.15)},
               "orders": _healthy(47.0, 0.02, 40.0, 45.0) | {"error_rate": _step(0.02, 0.12)},
               "search": _healthy(80.0, 0.002, 30.0, 35.0) | {
@@ -358,12 +360,7 @@ def test_a_wobble_over_before_the_onset_is_no_candidate_and_the_report_says_so(t
               "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
     world = _metric_world(tmp_path, shapes, topology=_SHOP, alert_service="web", trigger="checkout errors on web")
     report = _run(world)
-    top = report["hypotheses"][0]
-    assert top["service"] == "orders"
-    said = [item["summary"] for h in report["hypotheses"] for item in h["evidence"] + h["counter_evidence"]]
-    assert any(line.startswith("not a candidate origin: search's latency_p95_ms left its baseline") or
-               line.startswith("search's latency_p95_ms left its baseline") and "did not last" in line
-               for line in said)
+    assert report["hypotheses"][0]["service"] == "orders"
 
 
 def test_one_slow_request_of_a_low_traffic_service_is_no_latency_rise_but_a_lasting_one_is():
@@ -386,6 +383,7 @@ def test_one_slow_request_of_a_low_traffic_service_is_no_latency_rise_but_a_last
     assert found["food"]["score"] == 0.0  # a p95 of four requests is its slowest request
     assert found["api"]["score"] > 0.3  # thousands of requests: the same minute is a real rise
     assert found["menu"]["score"] > 0.3  # two samples above every earlier one: a rise, whatever the traffic
+
 
 def test_an_alert_trigger_is_not_moved_to_an_incident_that_ended_before_it():
     # A second, unrelated incident 30 min before the alert, over in 8 min; the alerted incident began 3 min before
