@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_score", "named", "explains",
-            "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close", "callee_unruled", "callee_early")
+            "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close", "callee_unruled", "callee_early",
+            "change_unruled")
 
 # Fitted by `bench/rca.py --count 60 --seed 101 --nezha ../shared/eval/nezha-tt --calibrate --transport direct`
 # (L2-penalised logistic regression on the top hypothesis' features vs. top-1 hit) on the seed-101 suite plus
@@ -56,18 +57,30 @@ FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_
 COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "origin_margin": 1.107,
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
                 "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101,
-                "callee_unruled": -0.746, "callee_early": -0.875}
+                "callee_unruled": -0.746, "callee_early": -0.875, "change_unruled": 0.0}
+
+
+# A rival the evidence does not rule out (issue #15 round 5): the answer's own counter-evidence names another
+# explanation — a callee that failed as early or cannot be seen (``callee_unruled``, ``callee_early``), a failing
+# candidate its errors name (``blames_failing``), a silent one (``names_silent``), a change on its own service that
+# only the onset estimate rules out (``change_unruled``). Each lowers the logistic score; however strong the rest,
+# such an answer is not stated above RIVAL_CEILING (bench/README.md "Round 5 (helper branch calib5)").
+RIVAL_FEATURES = ("callee_unruled", "callee_early", "blames_failing", "names_silent", "change_unruled")
+RIVAL_CEILING = 80
 
 
 def confidence(features: dict[str, float]) -> int:
     """Probability (0..100) that a hypothesis with these features is the right one.
 
     Params: features — values for FEATURES (missing ones count 0).
-    Returns: an integer 1..99 (never certain either way).
+    Returns: an integer 1..99 (never certain either way); at most RIVAL_CEILING when a rival is left unruled.
     """
     z = COEFFICIENTS["bias"] + sum(COEFFICIENTS.get(k, 0.0) * float(features.get(k, 0.0)) for k in FEATURES)
     p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
-    return max(1, min(99, int(round(100 * p))))
+    value = max(1, min(99, int(round(100 * p))))
+    if any(float(features.get(k, 0.0)) for k in RIVAL_FEATURES):
+        value = min(value, RIVAL_CEILING)
+    return value
 
 
 def verdict(conf: int, *, verified: bool | None) -> str:
