@@ -57,8 +57,9 @@ FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_
 # "change_unruled" (issue #15 round 5: read without logs, a change on the answer's own service lands after the onset
 # estimate by at most ranking.LATE_UNRULED_S, so only that estimate rules it out) feeds the rival ceiling below; its
 # coefficient stays 0: fitted alone with wrong answers weighted 9 (`calibrate_pool.fit`, free change_unruled, on the
-# no-logs fitting pool) it came out -1.121, which moved no held-out figure and cost one right answer below 50 on the
-# development suites (bench/README.md "Round 5"). It fires on 12 of 1,545 pooled no-logs worlds, wrong on 4.
+# no-logs fitting pool) it came out -1.121: fitting pool wrong > 50 5 -> 4, no held-out figure moved, one right
+# answer more at or below 50 on the development suites (bench/README.md "Round 5"): not kept. It fires on 12 of
+# 1,545 pooled no-logs worlds, wrong on 4.
 COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "origin_margin": 1.107,
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
                 "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101,
