@@ -19,6 +19,10 @@ SILENT_MARGIN = 0.05
 ABOUT_CALLEE_SHARE = 0.6
 # A top answer's lead over the runner-up below which it counts as a close call (calibration feature).
 CLOSE_MARGIN = 0.5
+# A change this long after the onset estimate is ruled "after" by the estimate alone; read without logs nothing
+# confirms that ruling (``_late_own_changes``): two samples of the coarsest metrics step we read (60 s) plus the
+# step by which a ramp's first sample past a threshold can lag its start.
+LATE_UNRULED_S = 180.0
 
 
 def _category_without_change(origin: dict[str, Any], cor: dict[str, Any]) -> str:
@@ -203,6 +207,9 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     early = [c for c in _early_callees(origin, cor, features["no_logs"]) if c not in origin.get("victim_of", [])]
     features["callee_unruled"] = 1.0 if features["victim"] or unseen else 0.0
     features["callee_early"] = 1.0 if early else 0.0
+    late = _late_own_changes(svc, change, cor, features["no_logs"])
+    features["change_unruled"] = 1.0 if late else 0.0
+    features["own_after_s"] = min((-float(c["dt_s"]) for c in late), default=0.0)
     for callee in unseen[:3]:
         counter.append({"source": "metrics", "ref": f"topology:{origin['service']}",
                         "summary": f"{origin['service']} calls {callee}, which has no metrics of its own; without "
@@ -211,6 +218,11 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         counter.append({"source": "metrics", "ref": f"topology:{callee}",
                         "summary": f"{origin['service']} calls {callee}, which is anomalous from as early; without "
                                    f"logs nothing shows which of the two failed first"})
+    for other in late[:2]:
+        counter.append({"source": "changes", "ref": other["id"],
+                        "summary": f"a {other['kind']} on {svc} landed {int(-other['dt_s'])} s after the estimated "
+                                   f"onset; without logs nothing shows whether {svc} failed before it or because "
+                                   f"of it"})
     hyp["features"] = {k: round(v, 4) for k, v in features.items()}
     hyp["confidence"] = calibration.confidence(features)
     hyp["evidence"] = evidence
@@ -277,6 +289,24 @@ def _early_callees(origin: dict[str, Any], cor: dict[str, Any], no_logs: float) 
     if not no_logs:
         return []
     return list(cor.get("early_callees", {}).get(origin["service"], []))
+
+
+def _late_own_changes(svc: str, change: dict[str, Any] | None, cor: dict[str, Any],
+                      no_logs: float) -> list[dict[str, Any]]:
+    """Changes on the answer's own service ruled "after" by timing alone, close enough that timing cannot rule.
+
+    A change landing up to ``LATE_UNRULED_S`` after the estimated onset is ruled out only by that estimate, at the
+    metrics' resolution (a 30-60 s step, an onset dated by the first sample past a robust threshold). With logs,
+    new errors right after it would have admitted it (changes.score_change); read without logs nothing can, so it
+    stays a rival the answer has not ruled out (issue #15 round 5: alt12-012, a change 80 s after its service's
+    onset estimate, the service blamed "with no change" at 84 %).
+    """
+    if not no_logs:
+        return []
+    named = change["id"] if change else None
+    return sorted((c for c in cor.get("changes", []) if c["service"] == svc and c["position"] == "after"
+                   and c["id"] != named and c.get("dt_s") is not None and 0 < -float(c["dt_s"]) <= LATE_UNRULED_S),
+                  key=lambda c: -float(c["dt_s"]))
 
 
 def _victim_features(origin: dict[str, Any], origins: list[dict[str, Any]]) -> dict[str, float]:

@@ -476,3 +476,52 @@ def test_correlation_lists_the_callees_anomalous_as_early_as_each_candidate():
                 "geo": {"score": 0.9, "onset": 1400.0, "has_metrics": True}}  # later: ledger's victim, not its cause
     cor = engine.correlate(ctx, {"services": services, "onset": None}, {"changes": []})
     assert cor["early_callees"] == {"ledger": ["memcached"]}
+
+
+# --- Round 5 (helper branch `calib5`): a rival left unruled caps the confidence. ---
+
+
+def _strong_world(log_total, *, late_dt_s=None, early=False):
+    """A strong, clear top answer (search-api, no change), optionally with a rival the evidence leaves open."""
+    from agents.evidence import ranking
+
+    changes = []
+    if late_dt_s is not None:  # a change on search-api ruled "after" by the onset estimate alone
+        changes.append({"id": "c1", "service": "search-api", "kind": "deploy", "score": 0.0, "position": "after",
+                        "dt_s": late_dt_s, "reasons": [], "against": [f"lands {int(-late_dt_s)} s after the onset"]})
+    cor = {"origins": [_origin("search-api", 4.5, strength=2.6, explains=["web", "public-api", "feed"]),
+                       _origin("public-api", 1.0)],
+           "changes": changes, "neighbours": [], "capacity_services": [],
+           "early_callees": {"search-api": ["es"]} if early else {}}
+    ctx = {"alerts": [], "missing_sources": []}
+    sig = {"services": {}, "series": [], "templates": [], "logs": {"total": log_total, "sampled": False}}
+    return ranking.rank(ctx, sig, cor, [])[0]
+
+
+def test_an_answer_with_a_rival_left_unruled_is_not_stated_above_the_ceiling():
+    from agents.evidence import calibration
+
+    plain = _strong_world(0)
+    assert plain["confidence"] > calibration.RIVAL_CEILING  # strong enough to be stated above it on its own
+    early = _strong_world(0, early=True)
+    assert early["service"] == plain["service"] == "search-api"
+    assert early["features"]["callee_early"] == 1.0
+    assert early["confidence"] <= calibration.RIVAL_CEILING
+    # The ceiling bounds, it does not raise: a weak answer with a rival stays where its features put it.
+    weak = {"no_logs": 1.0, "no_logs_close": 1.0, "origin_strength": 0.3, "callee_early": 1.0}
+    assert calibration.confidence(weak) <= calibration.confidence({**weak, "callee_early": 0.0}) < 50
+
+
+def test_without_logs_a_change_just_after_the_onset_estimate_is_a_rival_of_no_change():
+    from agents.evidence import calibration
+
+    # Read without logs, a deploy on search-api 80 s after the onset estimate is ruled "after" by that estimate
+    # alone: at a 60 s step nothing shows search-api failed before it, so "no change" is not stated above 80.
+    late = _strong_world(0, late_dt_s=-80.0)
+    assert (late["service"], late["change_id"]) == ("search-api", None)
+    assert late["features"]["change_unruled"] == 1.0
+    assert late["confidence"] <= calibration.RIVAL_CEILING < _strong_world(0)["confidence"]
+    assert any("landed 80 s after the estimated onset" in item["summary"] for item in late["counter_evidence"])
+    # Far after the onset, timing does rule it out; with logs, new errors after it would have admitted it.
+    assert _strong_world(0, late_dt_s=-900.0)["features"]["change_unruled"] == 0.0
+    assert _strong_world(5000, late_dt_s=-80.0)["features"]["change_unruled"] == 0.0
