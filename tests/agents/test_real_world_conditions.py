@@ -525,3 +525,34 @@ def test_without_logs_a_change_just_after_the_onset_estimate_is_a_rival_of_no_ch
     # Far after the onset, timing does rule it out; with logs, new errors after it would have admitted it.
     assert _strong_world(0, late_dt_s=-900.0)["features"]["change_unruled"] == 0.0
     assert _strong_world(5000, late_dt_s=-80.0)["features"]["change_unruled"] == 0.0
+
+
+def test_single_failed_requests_of_a_low_traffic_service_do_not_date_its_failure():
+    # 0.5 req/s: one failed request in a minute reads 0.033. Two such lone minutes (m 95, 97, each followed by
+    # a minute without failures) precede the failure at m 99 (0.2: six failed requests a minute). The failure is dated
+    # from m 99; the same rates at 40 req/s stand for dozens of failed requests a minute, and the excursion keeps its earlier start.
+    from agents.evidence import signals
+
+    def rate(m):
+        return 0.2 if m >= 99 else 1 / 30 if m in (40, 95, 97) else 0.0
+
+    def series(service, rps):
+        return [{"service": service, "name": "error_rate", "points": [[fmt_ts(START + 60 * m), rate(m)]
+                                                                       for m in range(120)]},
+                {"service": service, "name": "requests_per_s", "points": [[fmt_ts(START + 60 * m), rps]
+                                                                          for m in range(120)]}]
+
+    ctx = {"anchor": START + 60 * 105, "window": {"start": fmt_ts(START), "end": fmt_ts(END)}}
+    found = signals.analyse_metrics(None, ctx, [], series_list=series("quiet", 0.5) + series("busy", 40.0))
+    onset = {s["service"]: parse_ts(s["onset"]) for s in found["series"] if s["name"] == "error_rate"}
+    assert onset["quiet"] == START + 60 * 99
+    assert onset["busy"] < START + 60 * 99
+    # A low-traffic origin whose failure is one failed request a minute, minute after minute, is dated from its
+    # first one: failing samples in a row are no background.
+    steady = [{"service": "tiny", "name": "error_rate",
+               "points": [[fmt_ts(START + 60 * m), 1 / 6 if m >= 95 else 1 / 6 if m == 40 else 0.0]
+                          for m in range(120)]},
+              {"service": "tiny", "name": "requests_per_s", "points": [[fmt_ts(START + 60 * m), 0.1]
+                                                                       for m in range(120)]}]
+    found = signals.analyse_metrics(None, ctx, [], series_list=steady)
+    assert parse_ts(found["series"][0]["onset"]) == START + 60 * 95
