@@ -12,6 +12,18 @@ from store.db import upgrade
 from store.models import Investigation
 
 
+def _record_runs(s, inv_id: str, *, tool_calls=None, also_done: tuple[str, int, int] | None = None) -> None:
+    """logs-agent done (100 in, 20 out, haiku), optionally another haiku agent done, the verifier (sonnet) and the
+    model-less evidence engine still running."""
+    done = [("logs-agent", 100, 20)] + ([also_done] if also_done else [])
+    for agent, tokens_in, tokens_out in done:
+        run = agent_runs.start(session=s, investigation_id=inv_id, agent=agent, phase="EVIDENCE", model="claude-haiku")
+        agent_runs.finish(session=s, run_id=run.id, tokens_in=tokens_in, tokens_out=tokens_out,
+                          tool_calls=tool_calls if agent == "logs-agent" else None)
+    agent_runs.start(session=s, investigation_id=inv_id, agent="verifier", phase="VERIFICATION", model="claude-sonnet")
+    agent_runs.start(session=s, investigation_id=inv_id, agent="evidence-engine", phase="EVIDENCE")
+
+
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
 def test_status_view_sums_tokens_per_model_and_splits_running_agents(tmp_path, db, request):
     url = request.getfixturevalue("sqlite_url" if db == "sqlite" else "pg_url")
@@ -20,15 +32,7 @@ def test_status_view_sums_tokens_per_model_and_splits_running_agents(tmp_path, d
     try:
         inv_id = api_cmd.submit(runtime=runtime, body={"text": "checkout 503s"}, subject="t")["investigation_id"]
         with runtime.session() as s:
-            a = agent_runs.start(session=s, investigation_id=inv_id, agent="logs-agent", phase="EVIDENCE",
-                                 model="claude-haiku")
-            agent_runs.finish(session=s, run_id=a.id, tokens_in=100, tokens_out=20, tool_calls=[{"x": "y" * 1000}])
-            b = agent_runs.start(session=s, investigation_id=inv_id, agent="metrics-agent", phase="EVIDENCE",
-                                 model="claude-haiku")
-            agent_runs.finish(session=s, run_id=b.id, tokens_in=7, tokens_out=3)
-            agent_runs.start(session=s, investigation_id=inv_id, agent="verifier", phase="VERIFICATION",
-                             model="claude-sonnet")
-            agent_runs.start(session=s, investigation_id=inv_id, agent="evidence-engine", phase="EVIDENCE")
+            _record_runs(s, inv_id, tool_calls=[{"x": "y" * 1000}], also_done=("metrics-agent", 7, 3))
             inv = s.get(Investigation, inv_id)
             inv.report = {"verdict": "LIKELY", "blob": "z" * 200_000}  # never read by the status view
         view = api_cmd.status_view(runtime=runtime, investigation_id=inv_id)
@@ -90,12 +94,7 @@ def _populated(runtime) -> str:
     inv_id = api_cmd.submit(runtime=runtime, body={"text": "checkout 503s", "ticket_id": None},
                             subject="t")["investigation_id"]
     with runtime.session() as s:
-        a = agent_runs.start(session=s, investigation_id=inv_id, agent="logs-agent", phase="EVIDENCE",
-                             model="claude-haiku")
-        agent_runs.finish(session=s, run_id=a.id, tokens_in=100, tokens_out=20)
-        agent_runs.start(session=s, investigation_id=inv_id, agent="verifier", phase="VERIFICATION",
-                         model="claude-sonnet")
-        agent_runs.start(session=s, investigation_id=inv_id, agent="evidence-engine", phase="EVIDENCE")
+        _record_runs(s, inv_id)
         inv = s.get(Investigation, inv_id)
         inv.status, inv.phase, inv.round, inv.verdict, inv.confidence = "COMPLETED", "REPORT", 2, "LIKELY", 87
         inv.started_at = inv.created_at + timedelta(seconds=1.5)
