@@ -401,8 +401,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         top = origins[0]["service"]
         neighbours = (graph.calls.get(top, set()) | graph.callers(top)) - {top}
     new_error_after = {svc: info.get("new_error_first", []) for svc, info in sig.get("services", {}).items()}
-    failing = {svc: info["error_level"] for svc, info in sig.get("services", {}).items()
-               if info.get("error_level") is not None}
+    failing = {svc: share for svc, info in sig.get("services", {}).items()
+               if (share := changes_mod.failing_share_of(info)) is not None}
     scored = []
     for change in chg.get("changes", []):
         ts = parse_ts(change.get("ts"))

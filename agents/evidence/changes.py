@@ -36,8 +36,12 @@ MAX_ONSET_ERROR_S = 10 * 60.0
 # The change's own service dates its own failure better than the incident onset (the earliest of several services,
 # one of them maybe drifting early): a change landing past the onset estimate counts, however far past it, when its
 # service's telemetry went bad after it; never when its service was failing more than this long before it (a
-# scale-down 7 min into a saturation). Its own onset may sit 2 min early (a ramp's first samples).
-OWN_ONSET_ERROR_S = 5 * 60.0
+# scale-down 7 min into a saturation). Its own onset may sit 2 min early (a ramp's first samples: alt3-034's culprit
+# landed 125 s after its service's onset estimate): two samples of the coarsest metrics step we read (60 s) plus the
+# step by which a ramp's first sample past a threshold can lag its start, as ranking.LATE_UNRULED_S. It was 5 min
+# until issue #15's wrong80 round: a migration 244 s and a flag 251 s into their services' failures (the services
+# had been failing on their own) were blamed at 98 and 99 because their new log lines came after them.
+OWN_ONSET_ERROR_S = 180.0
 
 # A service that stays healthy (no telemetry onset, no new error) this long after a change was not broken by it
 # at once: its later errors do not "begin right after it" (issue #15: an exporter upgrade 13-16 min before a
@@ -69,6 +73,22 @@ def flag_share(change: dict[str, Any]) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def failing_share_of(service_info: dict[str, Any]) -> float | None:
+    """The share of a service's requests that fail after the onset, to set against a flag's rollout; None if unknown.
+
+    A flag breaks the requests it routes: their share of the traffic bounds the failing share. That bound holds
+    only while the service still completes its other requests. When its completed request rate collapsed while its
+    callers kept sending (``traffic.collapses``), the failure stalls requests beyond the flagged ones, and its error
+    share is counted over the few that still complete (issue #15: a 5 % and a 20 % rollout on low-traffic services
+    whose requests fell by two thirds, each declined for "failing share 31 %" and the service's older change blamed at
+    99): the share says nothing about the rollout then. Params: service_info — signals' entry of the service.
+    """
+    level = service_info.get("error_level")
+    if level is None or service_info.get("collapse"):
+        return None
+    return float(level)
 
 
 def inert_change(change: dict[str, Any]) -> str | None:
@@ -125,6 +145,8 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         # "begin right after" the change.
         against.append(f"{service} stayed healthy for {int(healthy // 60)} min after it")
         leads = False
+    # How long the change's own service had been failing (its telemetry onset) when it landed; None when unknown.
+    own_before_s = change_ts - service_onset if service_onset is not None else None
     if onset is None:
         position, dt, time_score = "unknown", None, 0.3
         closeness = 0.5
@@ -197,7 +219,7 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         score *= INERT_SHARE
     return {"id": change.get("id"), "service": service, "kind": kind, "score": round(score, 4),
             "dt_s": dt, "position": position, "reasons": reasons, "against": against, "leads": leads,
-            "past_onset": past_onset}
+            "past_onset": past_onset, "own_before_s": own_before_s}
 
 
 def earlier_lead(scored: list[dict[str, Any]], times: dict[str, float]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agents.evidence.changes import flag_share
+from agents.evidence.changes import failing_share_of, flag_share
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
 
@@ -140,7 +140,7 @@ def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, A
                            "detail": "; ".join(f"'{needle[:60]}' seen {count}× before {change_id}"
                                                for count, needle, _ in seen)})
         share = flag_share(change) if change.get("kind") == "feature_flag" else None
-        failing = service_info.get("error_level")
+        failing = failing_share_of(service_info)
         if share is not None and failing is not None and failing > 0.02:
             ok = failing <= share * 1.3 + 0.02
             checks.append({"name": "flag_share_matches", "passed": ok,
