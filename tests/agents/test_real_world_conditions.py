@@ -556,3 +556,42 @@ def test_single_failed_requests_of_a_low_traffic_service_do_not_date_its_failure
                                                                        for m in range(120)]}]
     found = signals.analyse_metrics(None, ctx, [], series_list=steady)
     assert parse_ts(found["series"][0]["onset"]) == START + 60 * 95
+
+
+# --- Issue #15 items 4-5 (helper branch `wrong80`): changes that do not explain the failure. ---
+
+
+def test_a_change_three_minutes_into_its_own_services_failure_is_after_it():
+    migration = {"id": "chg-9", "service": "orders", "kind": "db_migration", "summary": "add index",
+                 "details": {"migration": "0039_add_index"}}
+    # orders' telemetry went bad 244 s before the migration; its new log lines only came after it (the failure's
+    # later symptoms): the migration lands inside a failure under way and cannot have caused it.
+    inside = _score(migration, dt_s=-244, first_error_after_s=60, service_onset_after_s=-244)
+    assert inside["position"] == "after" and inside["score"] == 0.0
+    assert any("was already failing 4 min before it" in item for item in inside["against"])
+    # Within two samples and a ramp's lag of its service's onset estimate it still counts (alt3-034: 125 s).
+    ramp = _score(migration, dt_s=-125, first_error_after_s=60, service_onset_after_s=-125)
+    assert ramp["position"] == "before" and ramp["score"] > 0.6
+
+
+def test_a_flag_on_a_service_whose_requests_collapsed_is_not_judged_by_its_error_share():
+    from agents.evidence import verify
+
+    flag = {"id": "chg-4", "service": "fx", "kind": "feature_flag", "ts": "2026-02-24T07:54:32Z",
+            "summary": "Roll out fx.compactCards to 20%", "details": {"flag": "fx.compactCards", "rollout_pct": 20}}
+    # 31 % of fx's requests fail, 20 % are rolled out: over what still completes, but fx's completed requests fell
+    # by two thirds while its callers kept sending, so the share says nothing about the rollout.
+    collapsed = {"score": 4.9, "error_level": 0.31, "collapse": {"before": 0.42, "after": 0.14, "callers": ["api"]}}
+    plain = {"score": 4.9, "error_level": 0.31}
+    assert changes.failing_share_of(collapsed) is None and changes.failing_share_of(plain) == 0.31
+
+    def checks(info):
+        ctx = {"window": {"start": "2026-02-24T07:00:00Z", "end": "2026-02-24T08:30:00Z"}}
+        sig = {"services": {"fx": info}, "templates": [], "onset": "2026-02-24T07:59:00Z"}
+        cor = {"origins": [], "changes": [{"id": "chg-4", "position": "before"}]}
+        hyp = {"hypotheses": [{"service": "fx", "change_id": "chg-4", "confidence": 90}]}
+        result = verify.check(None, ctx, sig, {"changes": [flag]}, cor, hyp)
+        return result["outcome"], [c["name"] for c in result["checks"] if not c["passed"]]
+
+    assert checks(plain) == ("DECLINED", ["flag_share_matches"])
+    assert checks(collapsed)[1] == []
