@@ -155,6 +155,12 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         own_before = change_ts - service_onset if service_onset is not None else None
         admitted = leads and (own_before is None or own_before <= OWN_ONSET_ERROR_S) and (
             dt >= -MAX_ONSET_ERROR_S or (own_before is not None and own_before <= 30))
+        # Its own service's telemetry went bad right after it (not before): it counts as a change its new errors
+        # follow does, within the estimate's error (issue #15: a migration 74 s before its store's onset, 166 s past
+        # an estimate set by another service's wobble, lost to "no change" at 93 over one stray warning 33 s before
+        # it).
+        own_follows = own_before is not None and -FOLLOW_S <= own_before <= 30
+        admitted = admitted or (own_follows and dt >= -MAX_ONSET_ERROR_S)
         if dt < -AFTER_TOLERANCE_S and not admitted:
             if own_before is not None and own_before > OWN_ONSET_ERROR_S:
                 against.append(f"{service} was already failing {int(own_before // 60)} min before it")
@@ -165,8 +171,10 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         past_onset = dt < -AFTER_TOLERANCE_S
         if dt < -AFTER_TOLERANCE_S:
             # The onset is an estimate (the earliest of several series, some noisy); the change's own
-            # service says more: every new error there comes after it.
-            reasons.append(f"lands {int(-dt)} s after the estimated onset, but before every new error on its service")
+            # service says more: every new error there comes after it, or its telemetry went bad after it.
+            reasons.append(f"lands {int(-dt)} s after the estimated onset, but before every new error on its service"
+                           if leads else f"lands {int(-dt)} s after the estimated onset, but before {service}'s own "
+                           "telemetry went bad")
             dt = 0.0
         time_score = math.pow(0.5, max(dt, 0.0) / HALF_LIFE_S)
         closeness = math.pow(0.5, max(dt, 0.0) / LINK_HALF_LIFE_S)
