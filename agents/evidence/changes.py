@@ -173,8 +173,8 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
             # The onset is an estimate (the earliest of several series, some noisy); the change's own
             # service says more: every new error there comes after it, or its telemetry went bad after it.
             reasons.append(f"lands {int(-dt)} s after the estimated onset, but before every new error on its service"
-                           if leads else f"lands {int(-dt)} s after the estimated onset, but before {service}'s own "
-                           "telemetry went bad")
+                           if leads else f"lands {int(-dt)} s after the estimated onset, but before the telemetry of "
+                           f"{service} went bad")
             dt = 0.0
         time_score = math.pow(0.5, max(dt, 0.0) / HALF_LIFE_S)
         closeness = math.pow(0.5, max(dt, 0.0) / LINK_HALF_LIFE_S)

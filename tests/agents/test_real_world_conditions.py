@@ -595,3 +595,16 @@ def test_a_flag_on_a_service_whose_requests_collapsed_is_not_judged_by_its_error
 
     assert checks(plain) == ("DECLINED", ["flag_share_matches"])
     assert checks(collapsed)[1] == []
+
+
+def test_a_change_past_the_onset_estimate_counts_when_its_services_telemetry_went_bad_right_after_it():
+    migration = {"id": "chg-8", "service": "accounts", "kind": "db_migration", "summary": "add column",
+                 "details": {"migration": "0225_add_column"}}
+    # The estimate sits 166 s before the migration (another service's wobble); accounts' metrics went bad 74 s
+    # after it, and a stray warning first seen 33 s before it keeps its new errors from "following" it.
+    moved = _score(migration, dt_s=-166, first_error_after_s=-33, service_onset_after_s=74)
+    assert moved["position"] == "before" and moved["score"] > 0.6
+    assert any("before the telemetry of accounts went bad" in item for item in moved["reasons"])
+    # Far past the estimate (beyond its error) timing still rules, and a service already failing rules it out.
+    assert _score(migration, dt_s=-900, first_error_after_s=-33, service_onset_after_s=74)["position"] == "after"
+    assert _score(migration, dt_s=-166, first_error_after_s=-33, service_onset_after_s=-100)["position"] == "after"
