@@ -403,6 +403,11 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     new_error_after = {svc: info.get("new_error_first", []) for svc, info in sig.get("services", {}).items()}
     failing = {svc: share for svc, info in sig.get("services", {}).items()
                if (share := changes_mod.failing_share_of(info)) is not None}
+    first_sign: dict[str, float] = {}
+    for series in sig.get("series", []):
+        started = parse_ts(series.get("onset"))
+        if started is not None:
+            first_sign[series["service"]] = min(started, first_sign.get(series["service"], started))
     scored = []
     for change in chg.get("changes", []):
         ts = parse_ts(change.get("ts"))
@@ -412,7 +417,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         own_onset = float(own_onset) if isinstance(own_onset, int | float) else parse_ts(own_onset)
         scored.append({**score_change(change, change_ts=ts, onset=onset, origin_rank=origin_rank,
                                       neighbours=neighbours, new_error_after=new_error_after,
-                                      failing_share=failing, service_onset=own_onset), "ts": change.get("ts")})
+                                      failing_share=failing, service_onset=own_onset,
+                                      first_sign=first_sign.get(str(change.get("service")))), "ts": change.get("ts")})
     changes_mod.earlier_lead(scored, {str(c["id"]): parse_ts(c["ts"]) or 0.0 for c in scored})
     scored.sort(key=lambda c: -c["score"])
     surge = any(info.get("traffic_shift", 0.0) >= 0.3 for info in sig.get("services", {}).values())

@@ -117,7 +117,7 @@ def inert_change(change: dict[str, Any]) -> str | None:
 def score_change(change: dict[str, Any], *, change_ts: float, onset: float | None,
                  origin_rank: dict[str, float], neighbours: set[str],
                  new_error_after: dict[str, list[float]], failing_share: dict[str, float],
-                 service_onset: float | None = None) -> dict[str, Any]:
+                 service_onset: float | None = None, first_sign: float | None = None) -> dict[str, Any]:
     """Score one change as a cause.
 
     Params: change — a changes.list item; change_ts — its epoch seconds;
@@ -126,7 +126,8 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
     best origin's call path (direct callers/callees); new_error_after —
     service → first-seen times of new or bursting error templates;
     failing_share — service → error_rate level after the onset; service_onset — when the change's own
-    service began to fail (its telemetry), or None.
+    service began to fail (its telemetry), or None; first_sign — the earliest onset of any anomalous series of
+    that service, however faint (None: none).
     Returns: ``{id, service, kind, score, dt_s, position, reasons:[...], against:[...]}``
     with position ``before`` | ``after`` | ``unknown``.
     """
@@ -159,7 +160,9 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         # follow does, within the estimate's error (issue #15: a migration 74 s before its store's onset, 166 s past
         # an estimate set by another service's wobble, lost to "no change" at 93 over one stray warning 33 s before
         # it).
-        own_follows = own_before is not None and -FOLLOW_S <= own_before <= 30
+        # Every sign of its trouble must follow it, the faint ones too (a thread pool filling 4 min before it).
+        own_follows = (own_before is not None and -FOLLOW_S <= own_before <= 30
+                       and (first_sign is None or first_sign >= change_ts - 30))
         admitted = admitted or (own_follows and dt >= -MAX_ONSET_ERROR_S)
         if dt < -AFTER_TOLERANCE_S and not admitted:
             if own_before is not None and own_before > OWN_ONSET_ERROR_S:

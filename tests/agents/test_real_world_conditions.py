@@ -608,3 +608,8 @@ def test_a_change_past_the_onset_estimate_counts_when_its_services_telemetry_wen
     # Far past the estimate (beyond its error) timing still rules, and a service already failing rules it out.
     assert _score(migration, dt_s=-900, first_error_after_s=-33, service_onset_after_s=74)["position"] == "after"
     assert _score(migration, dt_s=-166, first_error_after_s=-33, service_onset_after_s=-100)["position"] == "after"
+    # A faint sign of its trouble before it (a thread pool filling 4 min earlier) and the change is no longer first.
+    faint = changes.score_change(migration, change_ts=ONSET + 166, onset=ONSET, origin_rank={"accounts": 1.0},
+                                 neighbours=set(), new_error_after={}, failing_share={},
+                                 service_onset=ONSET + 166 + 205, first_sign=ONSET - 100)
+    assert faint["position"] == "after"
