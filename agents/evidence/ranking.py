@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.evidence import calibration
+from agents.evidence import anomalies, calibration
 
 # A change must score above this to beat "no change: the origin itself" (fitted
 # on the calibration suite; see bench/README.md).
@@ -23,6 +23,13 @@ CLOSE_MARGIN = 0.5
 # confirms that ruling (``_late_own_changes``): two samples of the coarsest metrics step we read (60 s) plus the
 # step by which a ramp's first sample past a threshold can lag its start.
 LATE_UNRULED_S = 180.0
+# An origin's own fault shows in its resources: a saturation-type series (cpu, memory, connections, pools) this many
+# times its baseline, or a utilisation at least OWN_UTIL of its limit; a traffic surge of at least OWN_SURGE
+# (engine.correlate's capacity test); or an alert on it naming a resource (``_RESOURCE_WORDS``).
+OWN_RATIO = 1.5
+OWN_UTIL = 0.8
+OWN_SURGE = 0.3
+_RESOURCE_WORDS = ("cpu", "memory", "oom", "disk", "heap", "connection pool", "thread pool", "saturat", "throttl")
 
 
 def _category_without_change(origin: dict[str, Any], cor: dict[str, Any]) -> str:
@@ -54,6 +61,7 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
         candidates.append(_hyp(origin, None, base + 2.0 * NULL_CHANGE_SCORE, norm))
         if not own or own[0]["score"] < NULL_CHANGE_SCORE:
             candidates.extend(_silent_callees(origin, cor.get("origins", []), base + 2.0 * NULL_CHANGE_SCORE, norm))
+            candidates.extend(_sole_unseen_callee(origin, ctx, sig, cor, base + 2.0 * NULL_CHANGE_SCORE, norm))
         elif own[0].get("kind") == "deploy" and _errors_about_callee(origin, sig, cor.get("origins", [])):
             # A code deploy breaks the service's own paths; when most of its new errors are failed calls to a
             # silent callee, the callee is the likelier cause (a config, flag or infra change on the caller can
@@ -112,6 +120,45 @@ def _silent_callees(origin: dict[str, Any], origins: list[dict[str, Any]], score
             for other in _silent_named(origin, origins) if other["service"] in victim_of]
 
 
+def _sole_unseen_callee(origin: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
+                        score: float, norm: float) -> list[dict[str, Any]]:
+    """Read without logs: the one callee with no metrics of its own, just above an origin that shows only symptoms.
+
+    An origin with no change to blame whose errors and latency rose while nothing of its own moved (no resource
+    near its limit or far above its baseline, no traffic surge, no alert naming a resource) shows what a caller of a
+    failing dependency shows. With logs its error text would name the callee (``_silent_callees``); without them the
+    one callee nobody can see into (a third-party API, an unwatched store) is the likelier cause. With two or more
+    such callees nothing says which, and the origin keeps its place (issue #15 round 6, bench/README.md).
+    """
+    if not _regime_features(sig, 0.0)["no_logs"]:
+        return []
+    unseen = cor.get("unseen_callees", {}).get(origin["service"], [])
+    if len(unseen) != 1 or _own_fault(origin["service"], ctx, sig):
+        return []
+    callee = {"service": unseen[0], "strength": float(origin.get("strength", 0.0)), "onset": None,
+              "explains": [origin["service"], *origin.get("explains", [])], "named_by": [], "victim_of": [],
+              "through": origin["service"]}
+    return [_hyp(callee, None, score + SILENT_MARGIN, norm)]
+
+
+def _own_fault(svc: str, ctx: dict[str, Any], sig: dict[str, Any]) -> str | None:
+    """What shows a fault of the service's own (``_sole_unseen_callee``), or None when only symptoms moved."""
+    info = sig.get("services", {}).get(svc, {})
+    if float(info.get("traffic_shift", 0.0)) >= OWN_SURGE:
+        return "its traffic surged"
+    for series in sig.get("series", []):
+        if series["service"] != svc or not anomalies.is_saturation(series["name"]):
+            continue
+        before, after = float(series["baseline"]), float(series["level_after"])
+        if after >= OWN_RATIO * max(before, 1e-9) or ("util" in series["name"] and after >= OWN_UTIL):
+            return f"{series['name']} {before:.3g} → {after:.3g}"
+    for alert in ctx.get("alerts", []):
+        title = str(alert.get("title") or "").lower()
+        if alert.get("service") == svc and any(word in title for word in _RESOURCE_WORDS):
+            return f"alert: {str(alert.get('title'))[:80]}"
+    return None
+
+
 def _hyp(origin: dict[str, Any], change: dict[str, Any] | None, score: float, norm: float,
          service: str | None = None) -> dict[str, Any]:
     return {"service": service or origin["service"], "change_id": change["id"] if change else None,
@@ -154,6 +201,15 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     for caller in origin.get("named_by", []):
         evidence.append({"source": "logs", "ref": f"logs:{caller}",
                          "summary": f"{caller} errors name {origin['service']}"})
+    if origin.get("through"):
+        through = hyp["via"] = origin["through"]
+        evidence.append({"source": "metrics", "ref": f"topology:{through}",
+                         "summary": f"{through} calls {svc}, which has no metrics of its own; {through}'s errors and "
+                                    f"latency rose with nothing of its own (no resource at its limit, no surge, no "
+                                    f"change): what a caller of a failing dependency shows"})
+        counter.append({"source": "metrics", "ref": f"topology:{svc}",
+                        "summary": f"without logs or metrics of {svc} nothing shows it failed; {through} may have "
+                                   f"failed on its own"})
     if origin.get("explains"):
         evidence.append({"source": "metrics", "ref": f"topology:{origin['service']}",
                          "summary": "explains the anomalies of its callers: " + ", ".join(origin["explains"][:6])})

@@ -106,9 +106,18 @@ def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, A
     service_info = sig.get("services", {}).get(svc, {})
     named = any(o["service"] == svc and o.get("named_by") for o in cor.get("origins", []))
     trouble = service_info.get("score", 0) > 0 or named
-    checks.append({"name": "blamed_service_degraded", "passed": bool(trouble),
-                   "detail": f"{svc} shows its own anomaly or is named by failing callers" if trouble
-                   else f"{svc} shows no anomaly and nobody names it"})
+    via = top.get("via")
+    if via and not trouble:
+        # A callee with no telemetry of its own, read without logs (ranking._sole_unseen_callee): its one caller
+        # is the only window onto it, and the prediction is that the caller shows the failure.
+        trouble = sig.get("services", {}).get(via, {}).get("score", 0) > 0
+        checks.append({"name": "blamed_service_degraded", "passed": bool(trouble),
+                       "detail": f"{svc} has no telemetry of its own; its caller {via} shows the failure" if trouble
+                       else f"{svc} has no telemetry of its own and its caller {via} shows no anomaly"})
+    else:
+        checks.append({"name": "blamed_service_degraded", "passed": bool(trouble),
+                       "detail": f"{svc} shows its own anomaly or is named by failing callers" if trouble
+                       else f"{svc} shows no anomaly and nobody names it"})
     if change is not None:
         change_ts = parse_ts(change.get("ts"))
         # A template of a few lines is too thin to judge a change by (a noisy caller's stray warnings).
