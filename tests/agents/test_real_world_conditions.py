@@ -556,3 +556,26 @@ def test_single_failed_requests_of_a_low_traffic_service_do_not_date_its_failure
                                                                        for m in range(120)]}]
     found = signals.analyse_metrics(None, ctx, [], series_list=steady)
     assert parse_ts(found["series"][0]["onset"]) == START + 60 * 95
+
+
+def test_a_failure_that_recurs_after_a_recovery_is_contrasted_with_the_recovered_level():
+    # Pocketed samples (three minutes around each event, as Nezha's): the same fault failed the service 9 min
+    # before the anchor, it was back at 0 when the report's stretch began, and fails again at the anchor. The
+    # minutes before the stretch are the earlier episode: against them nothing rose; against the stretch's own
+    # first (recovered) sample the errors did.
+    from agents.evidence import contrast
+
+    anchor = 1_700_000_000.0
+
+    def pockets(*runs):
+        return [(anchor + 60 * (start + i), v) for start, values in runs for i, v in enumerate(values)]
+
+    recurring = pockets((-20, [0.0, 0.0, 0.0]), (-9, [0.8, 0.8, 0.75]), (-2, [0.0, 0.7, 0.75]))
+    found = contrast.series_contrast(recurring, family="error", anchor=anchor)
+    assert found is not None and found["before"] == 0.0 and found["strength"] > 0.5
+    # Still failing at the stretch's start (no recovery): an earlier fault's ongoing errors, no new rise.
+    ongoing = pockets((-20, [0.0, 0.0, 0.0]), (-9, [0.8, 0.8, 0.75]), (-2, [0.8, 0.7, 0.75]))
+    assert contrast.series_contrast(ongoing, family="error", anchor=anchor)["strength"] == 0.0
+    # A dip within the service's own noise is no recovery: an always-noisy service still does not score.
+    noisy = pockets((-12, [0.5, 1.0, 0.5, 0.9, 0.6, 1.0, 0.5, 0.9, 0.5, 1.0]), (-2, [0.45, 0.9, 0.7]))
+    assert contrast.series_contrast(noisy, family="error", anchor=anchor)["strength"] == 0.0
