@@ -220,7 +220,9 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
     history = ctx["anchor"] - (parse_ts(window["start"]) or ctx["anchor"])
     short = history < CONTRAST_HISTORY_S
     pocketed = [item for item in series if short or _is_pocketed(item, ctx["anchor"])]
-    _blend_contrast(services, contrast.service_contrasts(pocketed, anchor=ctx["anchor"], parse_ts=parse_ts))
+    sparse = {str(item.get("service") or "") for item in series if _is_pocketed(item, ctx["anchor"])}
+    _blend_contrast(services, contrast.service_contrasts(pocketed, anchor=ctx["anchor"], parse_ts=parse_ts),
+                    onset=onset if onset_from == "metrics" else None, sparse=sparse)
     for entry in services.values():
         # Kept apart from log evidence: a service whose metrics are all quiet is healthy, whatever its logs say.
         entry["metric_score"] = entry["score"]
@@ -324,12 +326,18 @@ def _is_pocketed(item: dict[str, Any], anchor: float) -> bool:
     return anomalies.is_sparse([(t, v) for t, v in points if t is not None], anchor=anchor)
 
 
-def _blend_contrast(services: dict[str, dict[str, Any]], contrasts: dict[str, dict[str, Any]]) -> None:
+def _blend_contrast(services: dict[str, dict[str, Any]], contrasts: dict[str, dict[str, Any]], *,
+                    onset: float | None = None, sparse: set[str] | None = None) -> None:
     """Fold the short-window contrast around the anchor into each service's metric score (in place).
 
     A service that changed in the minutes around the report gains that change's strength; one whose
     only excursion predates them (an earlier event's leftover, a service that is always noisy) keeps
     a share CONTRAST_STALE_SHARE of its score, so the report's own change leads.
+    Params: onset — the incident's onset from the metrics (epoch s) or None; sparse — services with a pocketed
+    series. A service without pocketed series whose excursion began at or after the incident's onset (within
+    ONSET_TOLERANCE_S) and is still under way at the anchor is this incident's, reported late, and keeps its score
+    (issue #15 round 6): only what predates the incident, or was over by the report, is stale. Pocketed services keep the old rule: their excursions are dated within pockets
+    that may be another event's.
     """
     for svc, info in contrasts.items():
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
@@ -349,8 +357,16 @@ def _blend_contrast(services: dict[str, dict[str, Any]], contrasts: dict[str, di
                 families[key] = max(families.get(key, 0.0), sig_info["strength"])
                 if fam == "latency" and sig_info["strength"] > 0:
                     entry["own_latency"] = True
-        else:
+        elif not _within_incident(entry, onset) or svc in (sparse or set()):
             entry["score"] = round(CONTRAST_STALE_SHARE * old, 4)
+
+
+def _within_incident(entry: dict[str, Any], onset: float | None) -> bool:
+    # A dense series' excursion that began at or after the incident's onset (within the topology's tolerance) and is
+    # still under way at the report is this incident's, however long before the report it began: only one that
+    # predates the incident, or a blip over by the report (a noisy service's), is stale.
+    own = entry.get("onset")
+    return onset is not None and own is not None and own >= onset - ONSET_TOLERANCE_S and bool(entry.get("ongoing"))
 
 
 def gather_changes(tools: Any, ctx: dict[str, Any]) -> dict[str, Any]:
