@@ -220,7 +220,11 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
     history = ctx["anchor"] - (parse_ts(window["start"]) or ctx["anchor"])
     short = history < CONTRAST_HISTORY_S
     pocketed = [item for item in series if short or _is_pocketed(item, ctx["anchor"])]
-    _blend_contrast(services, contrast.service_contrasts(pocketed, anchor=ctx["anchor"], parse_ts=parse_ts))
+    # Where any series has gaps (pocketed or sampled traces), the incident onset is dated from pockets that may be
+    # other events' (Nezha: 10-16 min early), so a service's excursion "within the incident" says nothing there.
+    dense = not any(_has_gap(item, ctx["anchor"]) for item in series)
+    _blend_contrast(services, contrast.service_contrasts(pocketed, anchor=ctx["anchor"], parse_ts=parse_ts),
+                    onset=onset if onset_from == "metrics" and dense else None)
     for entry in services.values():
         # Kept apart from log evidence: a service whose metrics are all quiet is healthy, whatever its logs say.
         entry["metric_score"] = entry["score"]
@@ -324,12 +328,24 @@ def _is_pocketed(item: dict[str, Any], anchor: float) -> bool:
     return anomalies.is_sparse([(t, v) for t, v in points if t is not None], anchor=anchor)
 
 
-def _blend_contrast(services: dict[str, dict[str, Any]], contrasts: dict[str, dict[str, Any]]) -> None:
+def _has_gap(item: dict[str, Any], anchor: float) -> bool:
+    # A stretch of more than signals.GAP_S without samples before the anchor: what happened in between is unseen.
+    times = sorted(t for t in (parse_ts(p[0]) for p in item.get("points") or [] if isinstance(p, list | tuple) and p)
+                   if t is not None and t <= anchor)
+    return any(b - a > signals.GAP_S for a, b in zip(times, times[1:], strict=False))
+
+
+def _blend_contrast(services: dict[str, dict[str, Any]], contrasts: dict[str, dict[str, Any]], *,
+                    onset: float | None = None) -> None:
     """Fold the short-window contrast around the anchor into each service's metric score (in place).
 
     A service that changed in the minutes around the report gains that change's strength; one whose
     only excursion predates them (an earlier event's leftover, a service that is always noisy) keeps
     a share CONTRAST_STALE_SHARE of its score, so the report's own change leads.
+    Params: onset — the incident's onset from the metrics (epoch s), or None (given only when no series of the
+    window has a gap). A service whose excursion began at or after it (within ONSET_TOLERANCE_S) and is still under way at the
+    anchor is this incident's, reported late, and keeps its score (issue #15 round 6): only what predates the
+    incident, or was over by the report, is stale.
     """
     for svc, info in contrasts.items():
         entry = services.setdefault(svc, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
@@ -349,8 +365,16 @@ def _blend_contrast(services: dict[str, dict[str, Any]], contrasts: dict[str, di
                 families[key] = max(families.get(key, 0.0), sig_info["strength"])
                 if fam == "latency" and sig_info["strength"] > 0:
                     entry["own_latency"] = True
-        else:
+        elif not _within_incident(entry, onset):
             entry["score"] = round(CONTRAST_STALE_SHARE * old, 4)
+
+
+def _within_incident(entry: dict[str, Any], onset: float | None) -> bool:
+    # A dense series' excursion that began at or after the incident's onset (within the topology's tolerance) and is
+    # still under way at the report is this incident's, however long before the report it began: only one that
+    # predates the incident, or a blip over by the report (a noisy service's), is stale.
+    own = entry.get("onset")
+    return onset is not None and own is not None and own >= onset - ONSET_TOLERANCE_S and bool(entry.get("ongoing"))
 
 
 def gather_changes(tools: Any, ctx: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,9 @@ WEIGHTS = {"error": 1.0, "latency": 0.8, "caller_latency": 0.8, "cpu": 0.6}
 # one slow request of four lifts it 25 → 608 ms for a minute (nezha-tt ts-station-food-service at 0.07 req/s).
 # Its latency rise counts only when two samples of the stretch exceed every earlier one (issue #15 item 3).
 FEW_REQUESTS = 30.0
+# Re-onset (series_contrast): a series back at a healthy level at the stretch's first sample, this long before the
+# anchor, after an earlier episode in the before stretch, is contrasted with that first sample (issue #15 round 6).
+RECOVERED_LEAD_S = 60.0
 
 
 def signal_family(name: str) -> str | None:
@@ -92,6 +95,9 @@ def series_contrast(points: list[tuple[float, float]], *, family: str, anchor: f
     Params: points — (epoch s, value) pairs, any order; family — signal_family's answer; anchor — epoch s;
     few — the service serves fewer than FEW_REQUESTS requests per sample (its latency rise counts only when two
     samples of the stretch exceed every sample of the before stretch).
+    A series whose first sample in the stretch (more than RECOVERED_LEAD_S before the anchor) sits clearly below the
+    before stretch (MIN_Z of its variability and a practical step) had recovered from an earlier episode: the rise is
+    measured from that sample, over the stretch's later samples.
     Returns: None without samples on both sides, else ``{before, after, z, strength, first_after}``
     (strength 0 when the rise is small or within the service's own variability).
     """
@@ -104,12 +110,19 @@ def series_contrast(points: list[tuple[float, float]], *, family: str, anchor: f
     level_before = median(before)
     # The mean over the short stretch: a fault can show for one or two minutes only.
     level_after = mean(v for _, v in after_pts)
+    window_values = [v for t, v in clean if t <= stop]
+    spread = max(_noise(window_values), _floor(family, level_before))
+    lead_t, lead = after_pts[0]
+    if len(after_pts) >= 2 and lead_t < anchor - RECOVERED_LEAD_S and level_before - lead >= MIN_Z * spread \
+            and _practical(family, lead, level_before):
+        # Recovered by the stretch's start: the minutes before it were an earlier episode (the same fault injected
+        # before, a flapping store), and the stretch's own first sample is the level its rise starts from.
+        level_before, level_after = lead, mean(v for _, v in after_pts[1:])
+        spread = max(spread, _floor(family, level_before))
     if few and family in ("latency", "caller_latency") and sum(1 for _, v in after_pts if v > max(before)) < 2:
         # Count-based: a p95 over a handful of requests is its slowest request, and one slow request is one
         # sample: the stretch counts only when two of its samples rise above every sample before it.
         level_after = level_before
-    window_values = [v for t, v in clean if t <= stop]
-    spread = max(_noise(window_values), _floor(family, level_before))
     z = (level_after - level_before) / spread
     strength = 0.0
     if z >= MIN_Z and _practical(family, level_before, level_after):

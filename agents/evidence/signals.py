@@ -117,6 +117,9 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
                            "baseline": round(info["baseline"], 6), "level_after": round(info["level_after"], 6),
                            "severity": round(info["severity"], 2), "strength": round(strength, 4),
                            "shift": round(info["shift"], 4)})
+        if info["recovered"] is None or info["recovered"] >= anchor:
+            # Still off its baseline when the report came: a failure under way, however early it began.
+            entry["ongoing"] = True
         if "requests" in name.lower():
             entry["traffic_shift"] = max(entry["traffic_shift"], info["shift"])
         if anomalies.is_saturation(name) and info["severity"] >= anomalies.ONSET_Z:

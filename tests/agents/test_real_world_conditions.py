@@ -253,8 +253,9 @@ _T0 = 1_780_000_000.0  # a minute boundary; the window is 120 one-minute steps
 _ONSET_MIN = 90
 
 
-def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger):
-    """A world of metrics only (no logs, no changes): ``shapes`` is service → name → f(minute) → value."""
+def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger, start_min=0):
+    """A world of metrics only (no logs, no changes): ``shapes`` is service → name → f(minute) → value;
+    the window opens at minute ``start_min``."""
     import json
     import random
 
@@ -264,7 +265,7 @@ def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger):
     world.mkdir(parents=True)
     rng = random.Random(7)
     rows = []
-    for minute in range(120):
+    for minute in range(start_min, 120):
         ts = fmt_ts(_T0 + 60 * minute)
         for service, names in shapes.items():
             for name, shape in names.items():
@@ -280,7 +281,7 @@ def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger):
     (world / "alerts.jsonl").write_text(json.dumps(alert) + "\n")
     (world / "topology.yaml").write_text(yaml.safe_dump({"services": topology}))
     (world / "world.yaml").write_text(yaml.safe_dump({
-        "name": "metrics-first", "window": {"start": fmt_ts(_T0), "end": fmt_ts(_T0 + 7200)},
+        "name": "metrics-first", "window": {"start": fmt_ts(_T0 + 60 * start_min), "end": fmt_ts(_T0 + 7200)},
         "trigger": {"text": trigger}}))
     return world
 
@@ -613,3 +614,45 @@ def test_a_change_past_the_onset_estimate_counts_when_its_services_telemetry_wen
                                  neighbours=set(), new_error_after={}, failing_share={},
                                  service_onset=ONSET + 166 + 205, first_sign=ONSET - 100)
     assert faint["position"] == "after"
+
+
+def test_a_failure_that_recurs_after_a_recovery_is_contrasted_with_the_recovered_level():
+    # Pocketed samples (three minutes around each event, as Nezha's): the same fault failed the service 9 min
+    # before the anchor, it was back at 0 when the report's stretch began, and fails again at the anchor. The
+    # minutes before the stretch are the earlier episode: against them nothing rose; against the stretch's own
+    # first (recovered) sample the errors did.
+    from agents.evidence import contrast
+
+    anchor = 1_700_000_000.0
+
+    def pockets(*runs):
+        return [(anchor + 60 * (start + i), v) for start, values in runs for i, v in enumerate(values)]
+
+    recurring = pockets((-20, [0.0, 0.0, 0.0]), (-9, [0.8, 0.8, 0.75]), (-2, [0.0, 0.7, 0.75]))
+    found = contrast.series_contrast(recurring, family="error", anchor=anchor)
+    assert found is not None and found["before"] == 0.0 and found["strength"] > 0.5
+    # Still failing at the stretch's start (no recovery): an earlier fault's ongoing errors, no new rise.
+    ongoing = pockets((-20, [0.0, 0.0, 0.0]), (-9, [0.8, 0.8, 0.75]), (-2, [0.8, 0.7, 0.75]))
+    assert contrast.series_contrast(ongoing, family="error", anchor=anchor)["strength"] == 0.0
+    # A dip within the service's own noise is no recovery: an always-noisy service still does not score.
+    noisy = pockets((-12, [0.5, 1.0, 0.5, 0.9, 0.6, 1.0, 0.5, 0.9, 0.5, 1.0]), (-2, [0.45, 0.9, 0.7]))
+    assert contrast.series_contrast(noisy, family="error", anchor=anchor)["strength"] == 0.0
+
+
+def test_a_failure_that_began_well_before_a_late_report_is_not_stale_in_a_short_window(tmp_path):
+    # A 37-min window (too short for a baseline: every series is judged by the contrast around the report). orders
+    # fails from 10 min before the alert on it (errors 0.02 → 0.3); search, a bystander, gets slower in the report's
+    # own minutes. orders' failure began with the incident, so it is no earlier event's leftover, though it
+    # predates the report's stretch (issue #15 round 6: field 2121 / 2224 and hard 909 without logs).
+    late = _ONSET_MIN - 7
+    shapes = {"web": _healthy(120.0, 0.001, 150.0),
+              "orders": _healthy(47.0, 0.02, 40.0, 45.0) | {"error_rate": _step(0.02, 0.3, at=late)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0) | {"latency_p95_ms": _step(30.0, 95.0, at=_ONSET_MIN + 1)},
+              "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
+    topology = [{"name": "web", "calls": ["search"], "tier": "frontend"},
+                {"name": "orders", "calls": ["pg"], "tier": "backend"},
+                {"name": "search", "calls": [], "tier": "backend"}, {"name": "pg", "calls": [], "tier": "datastore"}]
+    world = _metric_world(tmp_path, shapes, topology=topology, alert_service="orders",
+                          trigger="checkout errors on orders", start_min=_ONSET_MIN - 37)
+    report = _run(world)
+    assert report["hypotheses"][0]["service"] == "orders"
