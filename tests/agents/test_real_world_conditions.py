@@ -656,3 +656,41 @@ def test_a_failure_that_began_well_before_a_late_report_is_not_stale_in_a_short_
                           trigger="checkout errors on orders", start_min=_ONSET_MIN - 37)
     report = _run(world)
     assert report["hypotheses"][0]["service"] == "orders"
+
+
+_PAY = [{"name": "web", "calls": ["orders", "search"], "tier": "frontend"},
+        {"name": "orders", "calls": ["stripe"], "tier": "backend"},
+        {"name": "search", "calls": [], "tier": "backend"},
+        {"name": "stripe", "calls": [], "tier": "external"}]
+
+
+def test_without_logs_the_one_silent_callee_outranks_an_origin_that_shows_only_symptoms(tmp_path):
+    # orders' errors and latency rise and nothing of its own moves; stripe, which it calls, has no metrics at all.
+    base = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.1)},
+            "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.2),
+                                                      "latency_p95_ms": _step(40.0, 400.0),
+                                                      "cpu_util": _step(0.3, 0.3)},
+            "search": _healthy(80.0, 0.002, 30.0)}
+    report = _run(_metric_world(tmp_path / "a", base, topology=_PAY, alert_service="web", trigger="web errors"))
+    top = report["hypotheses"][0]
+    assert (top["service"], top["change_id"]) == ("stripe", None)
+    assert any("what a caller of a failing dependency shows" in e["summary"] for e in top["evidence"])
+    assert any("orders may have failed on its own" in e["summary"] for e in top["counter_evidence"])
+    assert report["hypotheses"][1]["service"] == "orders"
+    assert report["verification"]["outcome"] != "DECLINED"
+    assert top["confidence"] <= 50
+    # orders' CPU at its limit is a fault of its own: it keeps its place.
+    hot = {**base, "orders": base["orders"] | {"cpu_util": _step(0.3, 0.97)}}
+    report = _run(_metric_world(tmp_path / "b", hot, topology=_PAY, alert_service="web", trigger="web errors"))
+    assert report["hypotheses"][0]["service"] == "orders"
+    # Two silent callees: nothing says which, and orders keeps its place.
+    two = [dict(s) for s in _PAY] + [{"name": "s3", "calls": [], "tier": "external"}]
+    two[1] = {"name": "orders", "calls": ["stripe", "s3"], "tier": "backend"}
+    report = _run(_metric_world(tmp_path / "c", base, topology=two, alert_service="web", trigger="web errors"))
+    assert report["hypotheses"][0]["service"] == "orders"
+    # With logs, orders' error text would name stripe if it failed: the rule is for log-less reading only.
+    logged = _metric_world(tmp_path / "d", base, topology=_PAY, alert_service="web", trigger="web errors")
+    (logged / "logs.jsonl").write_text("".join(
+        f'{{"ts": "{fmt_ts(_T0 + 60 * m)}", "service": "orders", "level": "INFO", "message": "order placed"}}\n'
+        for m in range(0, 120, 2)))
+    assert _run(logged)["hypotheses"][0]["service"] == "orders"
