@@ -81,9 +81,11 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
             seen.add(key)
             unique.append(cand)
     unique = unique[:MAX_HYPOTHESES]
+    # Changes verification declined, by service: a "no change" answer on that service leaves them open.
+    declined = {str(r.get("service")): str(r.get("change_id")) for r in rejected if r.get("change_id")}
     for position, hyp in enumerate(unique):
         hyp["rank"] = position + 1
-        _finish(hyp, ctx, sig, cor, unique, position)
+        _finish(hyp, ctx, sig, cor, unique, position, declined=declined)
     return unique
 
 
@@ -167,7 +169,7 @@ def _hyp(origin: dict[str, Any], change: dict[str, Any] | None, score: float, no
 
 
 def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
-            ranked: list[dict[str, Any]], position: int) -> None:
+            ranked: list[dict[str, Any]], position: int, *, declined: dict[str, str] | None = None) -> None:
     origin, change = hyp.pop("origin"), hyp.pop("change")
     if hyp["category"] is None:
         hyp["category"] = _category_without_change(origin, cor)
@@ -266,6 +268,16 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     late = _late_own_changes(svc, change, cor, features["no_logs"])
     features["change_unruled"] = 1.0 if late else 0.0
     features["own_after_s"] = min((-float(c["dt_s"]) for c in late), default=0.0)
+    # "No change" on a service whose own change verification declined (a flag's rollout against an error share,
+    # errors seen before it): the change scored as a cause and only that one check ruled it out, so it stays a
+    # rival (issue #15 round 6: a 25 % flag declined on an error share inflated by a request collapse, "no change"
+    # then stated at 94).
+    refused = (declined or {}).get(svc) if change is None else None
+    features["change_declined"] = 1.0 if refused else 0.0
+    if refused:
+        counter.append({"source": "changes", "ref": refused,
+                        "summary": f"{refused} on {svc} was ruled out by one verification check only; it may still "
+                                   f"be the cause"})
     for callee in unseen[:3]:
         counter.append({"source": "metrics", "ref": f"topology:{origin['service']}",
                         "summary": f"{origin['service']} calls {callee}, which has no metrics of its own; without "

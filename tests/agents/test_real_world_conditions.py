@@ -694,3 +694,25 @@ def test_without_logs_the_one_silent_callee_outranks_an_origin_that_shows_only_s
         f'{{"ts": "{fmt_ts(_T0 + 60 * m)}", "service": "orders", "level": "INFO", "message": "order placed"}}\n'
         for m in range(0, 120, 2)))
     assert _run(logged)["hypotheses"][0]["service"] == "orders"
+
+
+def test_no_change_on_a_service_whose_own_change_verification_declined_is_not_stated_above_the_ceiling():
+    from agents.evidence import calibration, ranking
+
+    cor = {"origins": [_origin("search-api", 4.5, strength=2.6, explains=["web", "public-api", "feed"]),
+                       _origin("public-api", 1.0)],
+           "changes": [], "neighbours": [], "capacity_services": []}
+    ctx = {"alerts": [], "missing_sources": []}
+    sig = {"services": {}, "series": [], "templates": [], "logs": {"total": 5000, "sampled": False}}
+    plain = ranking.rank(ctx, sig, cor, [])[0]
+    assert plain["confidence"] > calibration.RIVAL_CEILING
+    # The flag on search-api was the first answer; verification declined it on its rollout share alone.
+    after = ranking.rank(ctx, sig, cor, [{"service": "search-api", "change_id": "chg-7"}])[0]
+    assert (after["service"], after["change_id"]) == ("search-api", None)
+    assert after["features"]["change_declined"] == 1.0
+    assert after["confidence"] <= calibration.RIVAL_CEILING
+    assert any(item["ref"] == "chg-7" and "one verification check" in item["summary"]
+               for item in after["counter_evidence"])
+    # A declined change on another service leaves this answer as it was.
+    other = ranking.rank(ctx, sig, cor, [{"service": "public-api", "change_id": "chg-8"}])[0]
+    assert other["confidence"] == plain["confidence"]
