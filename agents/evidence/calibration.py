@@ -71,9 +71,10 @@ COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "orig
 # candidate its errors name (``blames_failing``), a silent one (``names_silent``), a change on its own service that
 # only the onset estimate rules out (``change_unruled``). Each lowers the logistic score; however strong the rest,
 # such an answer is not stated above RIVAL_CEILING (bench/README.md "Round 5 (helper branch calib5)").
-# ``change_declined`` (issue #15 round 6): a "no change" answer on a service whose own change verification declined.
+# Issue #15 round 6: ``change_declined`` — a "no change" answer on a service whose own change verification declined;
+# ``change_late`` — a change answer whose service showed trouble (any anomalous series) more than 3 min before it.
 RIVAL_FEATURES = ("callee_unruled", "callee_early", "blames_failing", "names_silent", "change_unruled",
-                  "change_declined")
+                  "change_declined", "change_late")
 RIVAL_CEILING = 80
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from agents.evidence import anomalies, calibration
+from agents.evidence.changes import OWN_ONSET_ERROR_S
+from agents.evidence.timeutil import parse_ts
 
 # A change must score above this to beat "no change: the origin itself" (fitted
 # on the calibration suite; see bench/README.md).
@@ -161,6 +163,27 @@ def _own_fault(svc: str, ctx: dict[str, Any], sig: dict[str, Any]) -> str | None
     return None
 
 
+def _trouble_before(change: dict[str, Any] | None, sig: dict[str, Any]) -> tuple[str, str, float] | None:
+    """The first anomalous series of a blamed change's service when it began well before the change, else None.
+
+    A change counts as "before" the onset by the incident's estimate, but its own service may have been going wrong
+    for minutes already, however faintly (a connection pool filling 10 min before a cache-TTL tweak that landed with
+    the latency spike): then the change may be a bystander of a failure of the service's own, and the answer leaves
+    that rival open (issue #15 round 6; the same margin as changes.OWN_ONSET_ERROR_S). Returns (ref, name, seconds).
+    """
+    if change is None:
+        return None
+    landed = parse_ts(change.get("ts"))
+    if landed is None:
+        return None
+    first: tuple[str, str, float] | None = None
+    for series in sig.get("series", []):
+        started = parse_ts(series.get("onset")) if series.get("service") == change.get("service") else None
+        if started is not None and landed - started > OWN_ONSET_ERROR_S and (first is None or landed - started > first[2]):
+            first = (str(series["ref"]), str(series["name"]), landed - started)
+    return first
+
+
 def _hyp(origin: dict[str, Any], change: dict[str, Any] | None, score: float, norm: float,
          service: str | None = None) -> dict[str, Any]:
     return {"service": service or origin["service"], "change_id": change["id"] if change else None,
@@ -272,6 +295,12 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     # errors seen before it): the change scored as a cause and only that one check ruled it out, so it stays a
     # rival (issue #15 round 6: a 25 % flag declined on an error share inflated by a request collapse, "no change"
     # then stated at 94).
+    trouble = _trouble_before(change, sig)
+    features["change_late"] = 1.0 if trouble else 0.0
+    if trouble:
+        counter.append({"source": "metrics", "ref": trouble[0],
+                        "summary": f"{change['service']} showed trouble ({trouble[1]}) {int(trouble[2] // 60)} min "
+                                   f"before {change['id']} landed: it may have been failing on its own"})
     refused = (declined or {}).get(svc) if change is None else None
     features["change_declined"] = 1.0 if refused else 0.0
     if refused:
