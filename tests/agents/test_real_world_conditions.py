@@ -716,3 +716,30 @@ def test_no_change_on_a_service_whose_own_change_verification_declined_is_not_st
     # A declined change on another service leaves this answer as it was.
     other = ranking.rank(ctx, sig, cor, [{"service": "public-api", "change_id": "chg-8"}])[0]
     assert other["confidence"] == plain["confidence"]
+
+
+def test_a_change_whose_service_showed_trouble_minutes_before_it_is_not_stated_above_the_ceiling():
+    from agents.evidence import calibration, ranking
+
+    landed = 1_700_000_000.0
+
+    def top(first_sign_before_s):
+        change = {"id": "c1", "service": "search-api", "kind": "config", "score": 0.9, "position": "before",
+                  "dt_s": 60.0, "ts": fmt_ts(landed), "reasons": ["1 min before the onset"], "against": []}
+        cor = {"origins": [_origin("search-api", 4.5, strength=2.6, explains=["web", "public-api", "feed"]),
+                           _origin("public-api", 1.0)],
+               "changes": [change], "neighbours": [], "capacity_services": []}
+        series = [{"ref": "metrics:search-api/db_connections", "service": "search-api", "name": "db_connections",
+                   "onset": fmt_ts(landed - first_sign_before_s), "baseline": 7.0, "level_after": 20.0}]
+        sig = {"services": {}, "series": series, "templates": [], "logs": {"total": 5000, "sampled": False}}
+        return ranking.rank({"alerts": [], "missing_sources": []}, sig, cor, [])[0]
+
+    # Its connection pool began filling 10 min before the config change landed.
+    early = top(600.0)
+    assert (early["service"], early["change_id"]) == ("search-api", "c1")
+    assert early["features"]["change_late"] == 1.0 and early["confidence"] <= calibration.RIVAL_CEILING
+    assert any("showed trouble (db_connections) 10 min before c1" in item["summary"]
+               for item in early["counter_evidence"])
+    # Trouble that begins with the change (within the 3-min margin) leaves it a plain, strong answer.
+    prompt = top(60.0)
+    assert prompt["features"]["change_late"] == 0.0 and prompt["confidence"] > calibration.RIVAL_CEILING
