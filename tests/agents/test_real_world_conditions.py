@@ -730,6 +730,8 @@ def test_resource_series_that_rose_with_a_traffic_surge_do_not_date_the_services
             for svc, names in _surge_and_leak().items() for name, shape in names.items()]
     found = signals.analyse_metrics(None, ctx, [], series_list=rows)
     assert found["services"]["invoice"]["onset"] == _T0 + 60 * _ONSET_MIN
+    # Its CPU rose with its traffic: load, not a fault of its own that would keep it from being ledger's victim.
+    assert "cpu" not in found["services"]["invoice"]["families"]
     # Without the surge the same rise of its CPU and connections is invoice's own first sign.
     calm = [r if r["name"] != "requests_per_s" else {**r, "points": [[p[0], 95.0] for p in r["points"]]}
             for r in rows]
