@@ -71,7 +71,7 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
             # break those calls itself, so only a deploy yields).
             candidates.extend(_silent_callees(origin, cor.get("origins", []), base + 2.0 * own[0]["score"], norm))
         if index == 0 and (not own or own[0]["score"] < NULL_CHANGE_SCORE):
-            candidates.extend(_migrating_callers(origin, changes, ctx, cor.get("origins", []),
+            candidates.extend(_migrating_callers(origin, changes, ctx, sig, cor.get("origins", []),
                                                  base + 2.0 * NULL_CHANGE_SCORE, norm))
         if index == 0:
             # Changes on the origin's neighbours: a caller's bad migration or config can break a datastore.
@@ -94,16 +94,21 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
 
 
 def _migrating_callers(origin: dict[str, Any], changes: list[dict[str, Any]], ctx: dict[str, Any],
-                       origins: list[dict[str, Any]], score: float, norm: float) -> list[dict[str, Any]]:
-    """A schema migration on a caller of the origin, just above the origin's own "no change".
+                       sig: dict[str, Any], origins: list[dict[str, Any]], score: float,
+                       norm: float) -> list[dict[str, Any]]:
+    """Read without logs: a schema migration on a caller of the origin, just above the origin's own "no change".
 
     A migration runs against a datastore: a datastore (its topology tier says so; with no tier given, a service
     that calls nothing) that turns busy with no change of its own while a caller that is its victim
     (``victim_of``) has just run a migration that would explain that caller's failure (score above
     ``NULL_CHANGE_SCORE``) is busy because of that migration (bench/README.md, "Migrating callers"; issue #15
     round 7: the alt writer's db-busy migrations). A service that is no datastore fails on its own however its
-    callers migrate (alt3-054: a migrating caller of a service whose connections ran out).
+    callers migrate (alt3-054: a migrating caller of a service whose connections ran out). With logs, the store's
+    own error text and its callers' say what broke (alt15-037: a leaf service's expired certificate, its caller's
+    migration blamed at 99 %), so the rule is for log-less reading only.
     """
+    if not _regime_features(sig, 0.0)["no_logs"]:
+        return []
     graph = CallGraph(ctx.get("topology"))
     tier = graph.tiers.get(origin["service"])
     store = tier.lower() in DATASTORE_TIERS if tier else origin["service"] in graph.calls and \
