@@ -770,3 +770,9 @@ def test_a_migration_on_a_caller_of_a_busy_datastore_outranks_the_datastore_with
     # Another kind of change on the caller does not run against the store: the store keeps its place.
     report = _run(world(tmp_path / "b", "feature_flag"))
     assert report["hypotheses"][0]["service"] == "pg"
+    # With logs, the store's and its callers' error text would say what broke: the rule is for log-less reading.
+    logged = world(tmp_path / "c", "db_migration")
+    (logged / "logs.jsonl").write_text("".join(
+        f'{{"ts": "{fmt_ts(_T0 + 60 * m)}", "service": "orders", "level": "INFO", "message": "order placed"}}\n'
+        for m in range(0, 120, 2)))
+    assert _run(logged)["hypotheses"][0]["service"] == "pg"
