@@ -7,6 +7,7 @@ from typing import Any
 from agents.evidence import anomalies, calibration
 from agents.evidence.changes import OWN_ONSET_ERROR_S
 from agents.evidence.timeutil import parse_ts
+from agents.evidence.topology import CallGraph
 
 # A change must score above this to beat "no change: the origin itself" (fitted
 # on the calibration suite; see bench/README.md).
@@ -31,6 +32,8 @@ LATE_UNRULED_S = 180.0
 OWN_RATIO = 1.5
 OWN_UTIL = 0.8
 OWN_SURGE = 0.3
+# Topology tiers of a datastore (``_migrating_callers``).
+DATASTORE_TIERS = ("datastore", "storage", "data", "database", "db", "cache")
 _RESOURCE_WORDS = ("cpu", "memory", "oom", "disk", "heap", "connection pool", "thread pool", "saturat", "throttl")
 
 
@@ -69,6 +72,9 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
             # silent callee, the callee is the likelier cause (a config, flag or infra change on the caller can
             # break those calls itself, so only a deploy yields).
             candidates.extend(_silent_callees(origin, cor.get("origins", []), base + 2.0 * own[0]["score"], norm))
+        if index == 0 and (not own or own[0]["score"] < NULL_CHANGE_SCORE):
+            candidates.extend(_migrating_callers(origin, changes, ctx, sig, cor.get("origins", []),
+                                                 base + 2.0 * NULL_CHANGE_SCORE, norm))
         if index == 0:
             # Changes on the origin's neighbours: a caller's bad migration or config can break a datastore.
             for change in changes:
@@ -89,6 +95,34 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
         hyp["rank"] = position + 1
         _finish(hyp, ctx, sig, cor, unique, position, declined=declined)
     return unique
+
+
+def _migrating_callers(origin: dict[str, Any], changes: list[dict[str, Any]], ctx: dict[str, Any],
+                       sig: dict[str, Any], origins: list[dict[str, Any]], score: float,
+                       norm: float) -> list[dict[str, Any]]:
+    """Read without logs: a schema migration on a caller of the origin, just above the origin's own "no change".
+
+    A migration runs against a datastore: a datastore (its topology tier says so; with no tier given, a service
+    that calls nothing) that turns busy with no change of its own while a caller that is its victim
+    (``victim_of``) has just run a migration that would explain that caller's failure (score above
+    ``NULL_CHANGE_SCORE``) is busy because of that migration (bench/README.md, "Migrating callers"; issue #15
+    round 7: the alt writer's db-busy migrations). A service that is no datastore fails on its own however its
+    callers migrate (alt3-054: a migrating caller of a service whose connections ran out). With logs, the store's
+    own error text and its callers' say what broke (alt15-037: a leaf service's expired certificate, its caller's
+    migration blamed at 99 %), so the rule is for log-less reading only.
+    """
+    if not _regime_features(sig, 0.0)["no_logs"]:
+        return []
+    graph = CallGraph(ctx.get("topology"))
+    tier = graph.tiers.get(origin["service"])
+    store = tier.lower() in DATASTORE_TIERS if tier else origin["service"] in graph.calls and \
+        not graph.calls[origin["service"]]
+    if not store:
+        return []
+    victims = {o["service"] for o in origins if origin["service"] in o.get("victim_of", [])}
+    return [_hyp(origin, change, score + SILENT_MARGIN, norm, service=change["service"])
+            for change in changes if change.get("kind") == "db_migration" and change["service"] in victims
+            and change["score"] >= NULL_CHANGE_SCORE]
 
 
 def _errors_about_callee(origin: dict[str, Any], sig: dict[str, Any], origins: list[dict[str, Any]]) -> bool:

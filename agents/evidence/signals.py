@@ -23,6 +23,12 @@ CHART_POINTS = 60
 LATE_ONSET_S = 180.0
 # Samples this far apart leave a gap in a series: what happened in between is unseen.
 GAP_S = 300.0
+# A request rate this much above its baseline is a surge, and resource series whose onset lies within
+# LOAD_FOLLOW_S of it rose with the load: they do not date the service's failure (_beyond_load), and CPU that
+# rose so is load, not a fault of the service's own. 0.3 is the capacity test's surge (engine.correlate); 300 s
+# because resource series ramp up behind the requests (a CPU 3 min after them on alt11-006; not fitted further).
+SURGE_SHIFT = 0.3
+LOAD_FOLLOW_S = 300.0
 # A series dates its service's onset only when at least this share as strong as the service's strongest one.
 ONSET_STRENGTH_SHARE = 0.6
 RECOVERED_BEFORE_S = 300.0
@@ -72,6 +78,9 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
     out_series: list[Any] = []
     services: dict[str, Any] = {}
     onsets: dict[str, list[tuple[float, float]]] = {}
+    loaded: dict[str, list[tuple[float, float]]] = {}
+    surges: dict[str, float] = {}
+    cpu_onsets: dict[str, list[float]] = {}
     chart: dict[str, Any] = {}
     traffic = _request_rates(series_list)
     for item in series_list:
@@ -128,6 +137,8 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         if own_latency:
             entry["own_latency"] = True
         family = _family(name)
+        if family == "cpu":
+            cpu_onsets.setdefault(service, []).append(info["onset"])
         entry.setdefault("families", {})
         entry["families"][family] = max(entry["families"].get(family, 0.0), strength)
         entry["score"] = _combine(entry["families"])
@@ -135,8 +146,18 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             entry["onset_unseen"] = True
         elif metric_weight(name) >= 0.6:
             onsets.setdefault(service, []).append((info["onset"], strength))
+            if anomalies.is_saturation(name):
+                loaded.setdefault(service, []).append((info["onset"], strength))
+        if "requests" in name.lower() and info["shift"] >= SURGE_SHIFT:
+            surges[service] = min(info["onset"], surges.get(service, info["onset"]))
     for service, found in onsets.items():
-        services[service]["onset"] = service_onset(found)
+        services[service]["onset"] = service_onset(_beyond_load(found, loaded.get(service, []), surges.get(service)))
+    for service, started in cpu_onsets.items():
+        surge = surges.get(service)
+        families = services[service].get("families", {})
+        if surge is not None and "cpu" in families and all(abs(t - surge) <= LOAD_FOLLOW_S for t in started):
+            # CPU that rose with the service's traffic is load, not a fault of its own (topology.locate_origin).
+            families["load"] = families.pop("cpu")
     for entry in services.values():
         if entry["onset"] is None and entry["metrics"] and not entry.get("onset_unseen"):
             entry["score"] = round(entry["score"] * 0.5, 4)
@@ -191,6 +212,24 @@ def _count_onset(info: dict[str, Any], points: list[tuple[float, float]],
                 return info
             return {**info, "onset": ts, "since": times[index - 1]}
     return info
+
+
+def _beyond_load(found: list[tuple[float, float]], saturation: list[tuple[float, float]],
+                 surge: float | None) -> list[tuple[float, float]]:
+    """The series that date a service's failure, less the resource series that rose with its traffic.
+
+    A service whose traffic surged works harder: its CPU, connections and pools rise with the load from that
+    moment, which dates the surge, not a failure; the failure shows when its errors or latency leave their
+    baseline (a leak under a load spike: the leaking service's callers, loaded the same, then seemed to fail
+    first and it their victim). ``saturation`` — (onset, strength) of its saturation-type series; ``surge`` —
+    when its request rate rose by ``SURGE_SHIFT`` or more (None: no surge). Without another dating series all
+    of ``found`` is kept.
+    """
+    if surge is None:
+        return found
+    following = [item for item in saturation if abs(item[0] - surge) <= LOAD_FOLLOW_S]
+    rest = [item for item in found if item not in following]
+    return rest or found
 
 
 def service_onset(found: list[tuple[float, float]]) -> float | None:

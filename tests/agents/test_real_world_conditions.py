@@ -743,3 +743,85 @@ def test_a_change_whose_service_showed_trouble_minutes_before_it_is_not_stated_a
     # Trouble that begins with the change (within the 3-min margin) leaves it a plain, strong answer.
     prompt = top(60.0)
     assert prompt["features"]["change_late"] == 0.0 and prompt["confidence"] > calibration.RIVAL_CEILING
+
+
+# --- Helper branch `leak`: a leak under a load surge; a migration that makes its datastore busy. ---
+
+_LEDGER = [{"name": "web", "calls": ["invoice"], "tier": "frontend"},
+           {"name": "invoice", "calls": ["ledger"], "tier": "internal"},
+           {"name": "ledger", "calls": [], "tier": "internal"}]
+
+
+def _surge_and_leak(surge_min=_ONSET_MIN - 10):
+    """Traffic triples from ``surge_min`` on every service; invoice's CPU and connections rise with it. From the
+    onset ledger's memory runs out: its errors and latency rise, and invoice's and web's follow."""
+    return {"web": _healthy(100.0, 0.001, 150.0) | {"requests_per_s": _step(100.0, 320.0, at=surge_min),
+                                                     "error_rate": _step(0.001, 0.1)},
+            "invoice": _healthy(95.0, 0.001, 50.0) | {"requests_per_s": _step(95.0, 320.0, at=surge_min),
+                                                      "cpu_util": _step(0.27, 0.47, at=surge_min),
+                                                      "db_connections": _step(10.0, 35.0, at=surge_min),
+                                                      "error_rate": _step(0.001, 0.19),
+                                                      "latency_p95_ms": _step(50.0, 144.0)},
+            "ledger": _healthy(370.0, 0.002, 200.0) | {"requests_per_s": _step(370.0, 1250.0, at=surge_min),
+                                                       "mem_util": _step(0.5, 0.98),
+                                                       "error_rate": _step(0.002, 0.12),
+                                                       "latency_p95_ms": _step(200.0, 880.0)}}
+
+
+def test_resource_series_that_rose_with_a_traffic_surge_do_not_date_the_services_failure(tmp_path):
+    # invoice's CPU and connections rose 10 min before the onset, when its traffic tripled: they date the surge,
+    # and invoice's failure dates from its errors, with ledger's. ledger, whose memory ran out, is the origin
+    # (issue #15 round 7: memory leaks under a load surge in the alt suites without logs).
+    from agents.evidence import signals
+
+    ctx = {"anchor": _T0 + 60 * (_ONSET_MIN + 3), "window": {"start": fmt_ts(_T0), "end": fmt_ts(_T0 + 7200)}}
+    rows = [{"service": svc, "name": name, "points": [[fmt_ts(_T0 + 60 * m), shape(m)] for m in range(120)]}
+            for svc, names in _surge_and_leak().items() for name, shape in names.items()]
+    found = signals.analyse_metrics(None, ctx, [], series_list=rows)
+    assert found["services"]["invoice"]["onset"] == _T0 + 60 * _ONSET_MIN
+    # Its CPU rose with its traffic: load, not a fault of its own that would keep it from being ledger's victim.
+    assert "cpu" not in found["services"]["invoice"]["families"]
+    # Without the surge the same rise of its CPU and connections is invoice's own first sign.
+    calm = [r if r["name"] != "requests_per_s" else {**r, "points": [[p[0], 95.0] for p in r["points"]]}
+            for r in rows]
+    found = signals.analyse_metrics(None, ctx, [], series_list=calm)
+    assert found["services"]["invoice"]["onset"] == _T0 + 60 * (_ONSET_MIN - 10)
+    report = _run(_metric_world(tmp_path, _surge_and_leak(), topology=_LEDGER, alert_service="web",
+                                trigger="web errors"))
+    assert report["hypotheses"][0]["service"] == "ledger"
+
+
+_ORDERS_PG = [{"name": "web", "calls": ["orders"], "tier": "frontend"},
+              {"name": "orders", "calls": ["pg"], "tier": "backend"},
+              {"name": "pg", "calls": [], "tier": "datastore"}]
+
+
+def test_a_migration_on_a_caller_of_a_busy_datastore_outranks_the_datastore_with_no_change(tmp_path):
+    # orders runs a schema migration 2 min before the onset; from then pg, which it calls, is slow and busy and
+    # orders fails. pg has no change of its own: the migration it ran for orders made it busy.
+    import json
+
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.08)},
+              "orders": _healthy(60.0, 0.002, 190.0) | {"error_rate": _step(0.002, 0.2),
+                                                        "latency_p95_ms": _step(190.0, 790.0)},
+              "pg": {"latency_p95_ms": _step(23.0, 46.0), "cpu_util": _step(0.38, 0.53),
+                     "db_connections": _step(20.0, 38.0)}}
+
+    def world(path, kind):
+        made = _metric_world(path, shapes, topology=_ORDERS_PG, alert_service="orders", trigger="orders errors")
+        change = {"id": "chg-7", "ts": fmt_ts(_T0 + 60 * (_ONSET_MIN - 2)), "kind": kind, "service": "orders",
+                  "author": "ci", "summary": f"{kind} on orders", "details": {}}
+        (made / "changes.jsonl").write_text(json.dumps(change) + "\n")
+        return made
+
+    report = _run(world(tmp_path / "a", "db_migration"))
+    assert [(h["service"], h["change_id"]) for h in report["hypotheses"][:2]] == [("orders", "chg-7"), ("pg", None)]
+    # Another kind of change on the caller does not run against the store: the store keeps its place.
+    report = _run(world(tmp_path / "b", "feature_flag"))
+    assert report["hypotheses"][0]["service"] == "pg"
+    # With logs, the store's and its callers' error text would say what broke: the rule is for log-less reading.
+    logged = world(tmp_path / "c", "db_migration")
+    (logged / "logs.jsonl").write_text("".join(
+        f'{{"ts": "{fmt_ts(_T0 + 60 * m)}", "service": "orders", "level": "INFO", "message": "order placed"}}\n'
+        for m in range(0, 120, 2)))
+    assert _run(logged)["hypotheses"][0]["service"] == "pg"
