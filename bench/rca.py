@@ -15,7 +15,8 @@ families in turn) made by ``generate_world``. At the end a reliability table
 Calibration of Modern Neural Networks", ICML 2017) and the AUROC over every
 world scored, which includes wrong answers (Nezha's).
 
-Metrics-first variants (bench/variants.py): ``--no-logs`` leaves every world's logs out, ``--thin-traces F``
+Metrics-first variants (bench/variants.py): ``--no-logs`` leaves every world's logs out, ``--no-topology`` its
+topology.yaml, ``--thin-traces F``
 keeps a share F of request-level samples (and of trace-joined log lines); ``--hard`` generates the suite in
 the generator's hard mode (sandbox/gen_hard.py: change storms, a second incident, slow onsets, flapping
 alerts, partial telemetry, harmless changes on self-failing origins); ``--field`` in the generator's field mode
@@ -25,7 +26,7 @@ by the shape that fooled the engine.
 
 Usage: .venv/bin/python bench/rca.py [--count 60] [--seed 202] [--calibrate] [--large 0]
        [--nezha /work/shared/eval/nezha-tt] [--transport inprocess|direct] [--quiet]
-       [--no-logs] [--thin-traces 0.3] [--hard] [--field] [--variant-dir /tmp/pm-variants]
+       [--no-logs] [--no-topology] [--thin-traces 0.3] [--hard] [--field] [--variant-dir /tmp/pm-variants]
 """
 
 from __future__ import annotations
@@ -323,6 +324,7 @@ def main() -> None:
     parser.add_argument("--keep", default=None, help="generate into (or reuse worlds already in) this folder")
     parser.add_argument("--only", default=None, help="score only worlds whose name contains this text")
     parser.add_argument("--no-logs", action="store_true", help="score every world with its logs left out")
+    parser.add_argument("--no-topology", action="store_true", help="score every world with its topology.yaml left out")
     parser.add_argument("--thin-traces", type=float, default=1.0,
                         help="keep this share of request-level samples and of traces' log lines")
     parser.add_argument("--hard", action="store_true", help="generate the suite in the generator's hard mode")
@@ -333,7 +335,8 @@ def main() -> None:
     variant_root = Path(args.variant_dir)
 
     def variant(worlds: list[Path], suite_name: str) -> list[Path]:
-        return derive_all(worlds, variant_root / suite_name, no_logs=args.no_logs, thin=args.thin_traces)
+        return derive_all(worlds, variant_root / suite_name, no_logs=args.no_logs, thin=args.thin_traces,
+                          no_topology=args.no_topology)
 
     scored: dict[str, list[dict]] = {}
 
@@ -348,7 +351,8 @@ def main() -> None:
         worlds = variant(worlds, f"own{args.seed}{mode}-{folder.name}")
         print(f"generated {len(worlds)} worlds (seed {args.seed}{', hard' if args.hard else ''}"
               f"{', field' if args.field else ''}"
-              f"{', no logs' if args.no_logs else ''}{f', traces x{args.thin_traces:g}' if args.thin_traces < 1 else ''})"
+              f"{', no logs' if args.no_logs else ''}{', no topology' if args.no_topology else ''}"
+              f"{f', traces x{args.thin_traces:g}' if args.thin_traces < 1 else ''})"
               f" in {time.perf_counter() - started:.1f} s")
         rows = run_suite(worlds, args.transport, quiet=args.quiet, dump=dump)
         summarise(f"generated suite seed {args.seed}", rows)

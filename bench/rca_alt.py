@@ -13,9 +13,9 @@ answer's service is a caller of the truth and the engine knew it), ``unrelated-s
 ``declined-by-verify`` (the right pair ranked first, then verification demoted it).
 
 Usage: .venv/bin/python bench/rca_alt.py [--count 60] [--seed 1] [--keep DIR] [--dump-misses] [--why]
-       [--transport direct|inprocess] [--only TEXT] [--quiet] [--no-logs] [--thin-traces F]
+       [--transport direct|inprocess] [--only TEXT] [--quiet] [--no-logs] [--no-topology] [--thin-traces F]
 
-``--no-logs`` / ``--thin-traces F``: score the metrics-first variants of the worlds (bench/variants.py).
+``--no-logs`` / ``--no-topology`` / ``--thin-traces F``: score the metrics-first variants of the worlds (bench/variants.py).
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--why", action="store_true", help="tag what misled the engine on every top-1 miss")
     parser.add_argument("--no-logs", action="store_true", help="score every world with its logs left out")
+    parser.add_argument("--no-topology", action="store_true", help="score every world with its topology.yaml left out")
     parser.add_argument("--thin-traces", type=float, default=1.0,
                         help="keep this share of request-level samples and of traces' log lines")
     parser.add_argument("--variant-dir", default="/tmp/pm-variants", help="where the variants are written")
@@ -125,7 +126,7 @@ def main() -> None:
         if args.only:
             worlds = [w for w in worlds if args.only in w.name]
         worlds = derive_all(worlds, Path(args.variant_dir) / f"alt{args.seed}-{folder.name}",
-                            no_logs=args.no_logs, thin=args.thin_traces)
+                            no_logs=args.no_logs, thin=args.thin_traces, no_topology=args.no_topology)
         print(f"wrote {len(worlds)} alt worlds (seed {args.seed}) in {time.perf_counter() - started:.1f} s")
         rows = run_suite(worlds, args.transport, quiet=args.quiet, dump=args.dump_misses)
         named = {w.name: w for w in worlds}
