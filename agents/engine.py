@@ -445,7 +445,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                                       first_sign=first_sign.get(str(change.get("service")))), "ts": change.get("ts")})
     changes_mod.earlier_lead(scored, {str(c["id"]): parse_ts(c["ts"]) or 0.0 for c in scored})
     scored.sort(key=lambda c: -c["score"])
-    surge = any(info.get("traffic_shift", 0.0) >= 0.3 for info in sig.get("services", {}).values())
+    surge = any(info.get("traffic_shift", 0.0) >= signals.SURGE_SHIFT for info in sig.get("services", {}).values())
     capacity = [svc for svc, info in sig.get("services", {}).items() if info.get("saturation") and surge]
     # Callees with no metrics of their own in the window (an external API, an unwatched store): nothing here can
     # show whether they failed (ranking: the ``callee_unruled`` counter-evidence).

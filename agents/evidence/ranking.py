@@ -6,6 +6,7 @@ from typing import Any
 
 from agents.evidence import anomalies, calibration
 from agents.evidence.changes import OWN_ONSET_ERROR_S
+from agents.evidence.signals import SURGE_SHIFT
 from agents.evidence.timeutil import parse_ts
 from agents.evidence.topology import CallGraph
 
@@ -27,11 +28,10 @@ CLOSE_MARGIN = 0.5
 # step by which a ramp's first sample past a threshold can lag its start.
 LATE_UNRULED_S = 180.0
 # An origin's own fault shows in its resources: a saturation-type series (cpu, memory, connections, pools) this many
-# times its baseline, or a utilisation at least OWN_UTIL of its limit; a traffic surge of at least OWN_SURGE
-# (engine.correlate's capacity test); or an alert on it naming a resource (``_RESOURCE_WORDS``).
+# times its baseline, or a utilisation at least OWN_UTIL of its limit; a traffic surge (``signals.SURGE_SHIFT``,
+# engine.correlate's capacity test); or an alert on it naming a resource (``_RESOURCE_WORDS``).
 OWN_RATIO = 1.5
 OWN_UTIL = 0.8
-OWN_SURGE = 0.3
 # Topology tiers of a datastore (``_migrating_callers``).
 DATASTORE_TIERS = ("datastore", "storage", "data", "database", "db", "cache")
 _RESOURCE_WORDS = ("cpu", "memory", "oom", "disk", "heap", "connection pool", "thread pool", "saturat", "throttl")
@@ -182,7 +182,7 @@ def _sole_unseen_callee(origin: dict[str, Any], ctx: dict[str, Any], sig: dict[s
 def _own_fault(svc: str, ctx: dict[str, Any], sig: dict[str, Any]) -> str | None:
     """What shows a fault of the service's own (``_sole_unseen_callee``), or None when only symptoms moved."""
     info = sig.get("services", {}).get(svc, {})
-    if float(info.get("traffic_shift", 0.0)) >= OWN_SURGE:
+    if float(info.get("traffic_shift", 0.0)) >= SURGE_SHIFT:
         return "its traffic surged"
     for series in sig.get("series", []):
         if series["service"] != svc or not anomalies.is_saturation(series["name"]):

@@ -162,21 +162,23 @@ def test_field_mode_covers_every_family(suite: list[dict]) -> None:
     assert any(d["truth"]["meta"]["decoys"] for d in suite)
 
 
-def test_variants_cli_leaves_logs_out_of_field_worlds(tmp_path: Path) -> None:
+def _variant(tmp_path: Path, flag: str) -> tuple[Path, Path]:
+    """A field world and the variant ``bench/variants.py FLAG`` writes of it."""
     world = generate_world(tmp_path / "w" / "gen-0000-deploy", family="deploy", seed=3, log_lines=500, field=True)
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "variants.py"), "--no-logs", "--out",
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "variants.py"), flag, "--out",
                            str(tmp_path / "variants"), str(world)], capture_output=True, text=True, check=True)
-    variant = Path(done.stdout.strip())
+    return world, Path(done.stdout.strip())
+
+
+def test_variants_cli_leaves_logs_out_of_field_worlds(tmp_path: Path) -> None:
+    world, variant = _variant(tmp_path, "--no-logs")
     assert variant.parent.name == "nologs" and (variant / "world.yaml").exists()
     assert not (variant / "logs.jsonl").exists()
     assert (variant / "metrics.jsonl").read_bytes() == (world / "metrics.jsonl").read_bytes()
 
 
 def test_variants_cli_leaves_the_topology_out(tmp_path: Path) -> None:
-    world = generate_world(tmp_path / "w" / "gen-0000-deploy", family="deploy", seed=3, log_lines=500, field=True)
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "variants.py"), "--no-topology", "--out",
-                           str(tmp_path / "variants"), str(world)], capture_output=True, text=True, check=True)
-    variant = Path(done.stdout.strip())
+    world, variant = _variant(tmp_path, "--no-topology")
     assert variant.parent.name == "logs-notopo" and (world / "topology.yaml").exists()
     assert not (variant / "topology.yaml").exists()
     assert (variant / "logs.jsonl").read_bytes() == (world / "logs.jsonl").read_bytes()
