@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not 0 < args.thin_traces <= 1:
         parser.error("--thin-traces must be in (0, 1]")
+    missing = [str(w) for w in args.worlds if not w.is_dir()]
+    if missing:
+        parser.error(f"not a world folder: {', '.join(missing)} (give folders holding world.yaml)")
     for world in derive_all(args.worlds, args.out, no_logs=args.no_logs, thin=args.thin_traces,
                             no_topology=args.no_topology):
         print(world)

@@ -182,3 +182,9 @@ def test_variants_cli_leaves_the_topology_out(tmp_path: Path) -> None:
     assert variant.parent.name == "logs-notopo" and (world / "topology.yaml").exists()
     assert not (variant / "topology.yaml").exists()
     assert (variant / "logs.jsonl").read_bytes() == (world / "logs.jsonl").read_bytes()
+
+
+def test_variants_cli_names_a_missing_world_folder(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "variants.py"), "--no-topology", "--out",
+                           str(tmp_path / "v"), str(tmp_path / "nowhere")], capture_output=True, text=True)
+    assert done.returncode == 2 and "not a world folder" in done.stderr and "Traceback" not in done.stderr
