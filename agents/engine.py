@@ -30,7 +30,7 @@ from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_tex
 from agents.evidence.changes import LOOKBACK_S, score_change
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
-from agents.evidence.topology import ONSET_TOLERANCE_S, CallGraph, against_topology, locate_origin
+from agents.evidence.topology import EXPLAIN_SHARE, ONSET_TOLERANCE_S, CallGraph, against_topology, locate_origin
 
 # Without a window, look this far back from the trigger (and a little after it).
 DEFAULT_LOOKBACK_S = 3 * 3600.0
@@ -457,9 +457,39 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     early = {cand["service"]: sorted(c for c in graph.calls.get(cand["service"], set())
                                      if _onset_no_later(services.get(c, {}), cand.get("onset")))
              for cand in origins[:6]}
+    # With no service map, error text gives the only call edges: another service anomalous as early may as well be
+    # the candidate's callee (ranking: ``map_unruled``; issue #15 round 7).
+    unmapped = {} if ctx.get("topology") else {
+        cand["service"]: _unmapped_rivals(cand, services, graph) for cand in origins[:6]}
     return {"origins": origins, "changes": scored, "neighbours": sorted(neighbours),
             "capacity_services": capacity, "unseen_callees": {k: v for k, v in unseen.items() if v},
-            "early_callees": {k: v for k, v in early.items() if v}}
+            "early_callees": {k: v for k, v in early.items() if v},
+            "unmapped_rivals": {k: v for k, v in unmapped.items() if v}}
+
+
+def _unmapped_rivals(cand: dict[str, Any], services: dict[str, dict[str, Any]], graph: CallGraph) -> list[str]:
+    """Services a candidate origin cannot be told apart from when there is no topology file.
+
+    Without a map, only error text says who calls whom. Another service anomalous from as early as the candidate
+    (within the onset tolerance), at least EXPLAIN_SHARE as strongly, could be the callee whose failure the
+    candidate passes on, unless the text makes it one of the candidate's callers that went bad no earlier than the
+    candidate did (a caller clearly earlier was not broken by it). Returns those services, strongest first.
+    """
+    onset, strength = cand.get("onset"), float(cand.get("strength", 0.0))
+    if onset is None or strength <= 0:
+        return []
+    callers = graph.callers(cand["service"])
+    out = []
+    for svc, info in services.items():
+        theirs = info.get("onset")
+        if svc == cand["service"] or theirs is None or float(info.get("score", 0.0)) < EXPLAIN_SHARE * strength:
+            continue
+        if theirs > onset + ONSET_TOLERANCE_S:
+            continue
+        if svc in callers and theirs >= onset - ONSET_TOLERANCE_S:
+            continue
+        out.append(svc)
+    return sorted(out, key=lambda s: (-float(services[s].get("score", 0.0)), s))
 
 
 def _onset_no_later(callee: dict[str, Any], onset: float | None) -> bool:

@@ -335,6 +335,12 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         counter.append({"source": "metrics", "ref": trouble[0],
                         "summary": f"{change['service']} showed trouble ({trouble[1]}) {int(trouble[2] // 60)} min "
                                    f"before {change['id']} landed: it may have been failing on its own"})
+    unmapped = list(cor.get("unmapped_rivals", {}).get(origin["service"], []))
+    features["map_unruled"] = 1.0 if unmapped else 0.0
+    if unmapped:
+        counter.append({"source": "metrics", "ref": f"metrics:{unmapped[0]}",
+                        "summary": f"there is no service map (topology): {', '.join(unmapped[:3])} went bad as early "
+                                   f"as {origin['service']}, and nothing shows which calls which"})
     refused = (declined or {}).get(svc) if change is None else None
     features["change_declined"] = 1.0 if refused else 0.0
     if refused:
