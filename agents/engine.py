@@ -409,7 +409,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
                          "own_latency": info.get("own_latency"),
                          "has_logs": "new_errors" in info}
-    origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {})
+    origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {},
+                            mapped=bool(ctx.get("topology")))
     onset = parse_ts(sig.get("onset"))
     origin_rank: dict[str, float] = {}
     neighbours: set[str] = set()
@@ -473,10 +474,12 @@ def _unmapped_rivals(cand: dict[str, Any], services: dict[str, dict[str, Any]], 
     Without a map, only error text says who calls whom. Another service anomalous from as early as the candidate
     (within the onset tolerance), at least EXPLAIN_SHARE as strongly, could be the callee whose failure the
     candidate passes on, unless the text makes it one of the candidate's callers that went bad no earlier than the
-    candidate did (a caller clearly earlier was not broken by it). Returns those services, strongest first.
+    candidate did (a caller clearly earlier was not broken by it). A candidate that ships logs names in its error
+    text the callees it fails on, so this holds only for one that ships none. Returns those services, strongest
+    first.
     """
     onset, strength = cand.get("onset"), float(cand.get("strength", 0.0))
-    if onset is None or strength <= 0:
+    if onset is None or strength <= 0 or services.get(cand["service"], {}).get("has_logs"):
         return []
     callers = graph.callers(cand["service"])
     out = []

@@ -335,6 +335,10 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         counter.append({"source": "metrics", "ref": trouble[0],
                         "summary": f"{change['service']} showed trouble ({trouble[1]}) {int(trouble[2] // 60)} min "
                                    f"before {change['id']} landed: it may have been failing on its own"})
+    for other in origin.get("unmapped_earlier", [])[:2]:
+        counter.append({"source": "metrics", "ref": f"metrics:{other}",
+                        "summary": f"there is no service map (topology) and {origin['service']} ships no logs: "
+                                   f"{other} went bad earlier and may be the callee it fails on"})
     unmapped = list(cor.get("unmapped_rivals", {}).get(origin["service"], []))
     features["map_unruled"] = 1.0 if unmapped else 0.0
     if unmapped:

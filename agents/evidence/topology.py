@@ -196,7 +196,7 @@ def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
 
 def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                   mentions: dict[str, dict[str, float]], *,
-                  named_near: dict[str, dict[str, float]] | None = None) -> list[dict[str, Any]]:
+                  named_near: dict[str, dict[str, float]] | None = None, mapped: bool = True) -> list[dict[str, Any]]:
     """Score every implicated service as the incident's origin.
 
     Params: graph — the call graph (mention edges already added);
@@ -204,7 +204,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
     None), ``new_errors`` (count of new/bursting error templates)};
     mentions — caller → {named service → excess error lines naming it after
     the onset}; named_near — named service → {caller: excess lines} in the
-    short stretch around the anchor (logcontrast.named_near), or None.
+    short stretch around the anchor (logcontrast.named_near), or None; mapped — False when there is no
+    topology file (the graph holds only edges error text gave).
     Returns: candidates sorted best first, each ``{service, score,
     victim_of: [...], explains: [...], named_by: [...], named_near: [...], onset, strength}``.
     """
@@ -304,18 +305,26 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         later = onset is not None and any(
             anomalies.get(c, {}).get("onset") is not None and anomalies[c]["onset"] < onset - ONSET_TOLERANCE_S
             for c in victim_of)
+        # With no service map, a service that ships no logs could not name the callee it fails on: another one
+        # that went bad clearly earlier, at least EXPLAIN_SHARE as strongly, and is not one of its known callers,
+        # may be that callee. Precedence stands in for the missing edge (issue #15 round 7).
+        unmapped_earlier = [] if mapped or onset is None or info.get("has_logs", True) else sorted(
+            s for s in implicated - graph.callers(service) - {service}
+            if anomalies.get(s, {}).get("onset") is not None
+            and anomalies[s]["onset"] <= onset - ONSET_TOLERANCE_S
+            and float(anomalies[s].get("score", 0.0)) >= EXPLAIN_SHARE * strength)
         others = max(1, len(implicated) - 1)
         # Explaining many callers is evidence, but a popular leaf has many callers
         # by construction: count the share of its own callers that degraded.
         explain_share = 0.5 * len(explains) / others + 0.5 * len(explains) / max(1, len(upstream))
         score = (1.5 * strength + 1.2 * explain_share + 0.8 * min(1.0, len(named_by.get(service, [])) / 2)
                  + 0.6 * early + 0.4 * min(1.0, info.get("new_errors", 0) / 2) - 1.5 * (1 if victim_of else 0)
-                 - LATER_VICTIM_PENALTY * (1 if later else 0)
+                 - LATER_VICTIM_PENALTY * (1 if later or unmapped_earlier else 0)
                  + NAMED_NEAR_WEIGHT * min(1.0, len(near.get(service, [])) / 2)
                  + COLLAPSE_WEIGHT * float((info.get("families") or {}).get("collapse", 0.0)))
         out.append({"service": service, "score": round(score, 4), "victim_of": victim_of, "explains": explains,
                     "named_by": sorted(named_by.get(service, [])), "named_near": near.get(service, []),
-                    "onset": onset, "strength": round(strength, 4),
+                    "onset": onset, "strength": round(strength, 4), "unmapped_earlier": unmapped_earlier,
                     "own_fault": round(float(info.get("own_fault", 0.0)), 4)})
     out.sort(key=lambda c: (-c["score"], c["service"]))
     return out
