@@ -401,6 +401,16 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     for caller, named in mentions.items():
         for callee in named:
             graph.add_edge(caller, callee)
+    # Per service: its earliest series onset, and when its last series recovered (None while any is still off).
+    first_sign: dict[str, float] = {}
+    settled: dict[str, float | None] = {}
+    for series in sig.get("series", []):
+        started = parse_ts(series.get("onset"))
+        if started is not None:
+            first_sign[series["service"]] = min(started, first_sign.get(series["service"], started))
+            back = parse_ts(series.get("recovered"))
+            if series["service"] not in settled or settled[series["service"]] is not None:
+                settled[series["service"]] = None if back is None else max(back, settled.get(series["service"]) or back)
     services = {}
     for svc, info in sig.get("services", {}).items():
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
@@ -408,7 +418,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
                          "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
                          "own_latency": info.get("own_latency"),
-                         "has_logs": "new_errors" in info}
+                         "has_logs": "new_errors" in info, "first_sign": first_sign.get(svc),
+                         "recovered": settled.get(svc)}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {},
                             mapped=bool(ctx.get("topology")))
     onset = parse_ts(sig.get("onset"))
@@ -428,11 +439,6 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     new_error_after = {svc: info.get("new_error_first", []) for svc, info in sig.get("services", {}).items()}
     failing = {svc: share for svc, info in sig.get("services", {}).items()
                if (share := changes_mod.failing_share_of(info)) is not None}
-    first_sign: dict[str, float] = {}
-    for series in sig.get("series", []):
-        started = parse_ts(series.get("onset"))
-        if started is not None:
-            first_sign[series["service"]] = min(started, first_sign.get(series["service"], started))
     scored = []
     for change in chg.get("changes", []):
         ts = parse_ts(change.get("ts"))
@@ -479,16 +485,18 @@ def _unmapped_rivals(cand: dict[str, Any], services: dict[str, dict[str, Any]], 
     first.
     """
     onset, strength = cand.get("onset"), float(cand.get("strength", 0.0))
-    if onset is None or strength <= 0 or services.get(cand["service"], {}).get("has_logs"):
+    own = services.get(cand["service"], {})
+    if onset is None or strength <= 0 or own.get("has_logs"):
         return []
+    onset = min(float(onset), float(own.get("first_sign") or onset))
     callers = graph.callers(cand["service"])
     out = []
     for svc, info in services.items():
         theirs = info.get("onset")
         if svc == cand["service"] or theirs is None or float(info.get("score", 0.0)) < EXPLAIN_SHARE * strength:
             continue
-        if theirs > onset + ONSET_TOLERANCE_S:
-            continue
+        if theirs >= onset + ONSET_TOLERANCE_S or (info.get("recovered") is not None and info["recovered"] <= onset):
+            continue  # clearly later (locate_origin: ``unmapped_earlier``), or a wobble over before it began
         if svc in callers and theirs >= onset - ONSET_TOLERANCE_S:
             continue
         out.append(svc)

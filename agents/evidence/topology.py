@@ -306,12 +306,15 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             anomalies.get(c, {}).get("onset") is not None and anomalies[c]["onset"] < onset - ONSET_TOLERANCE_S
             for c in victim_of)
         # With no service map, a service that ships no logs could not name the callee it fails on: another one
-        # that went bad clearly earlier, at least EXPLAIN_SHARE as strongly, and is not one of its known callers,
-        # may be that callee. Precedence stands in for the missing edge (issue #15 round 7).
-        unmapped_earlier = [] if mapped or onset is None or info.get("has_logs", True) else sorted(
+        # that went bad clearly before any series of its own did, is still bad then, at least EXPLAIN_SHARE as
+        # strongly, and is not one of its known callers, may be that callee. Precedence stands in for the missing
+        # edge (issue #15 round 7); a wobble that recovered before it is no cause of it.
+        own_first = min(onset, float(info.get("first_sign") or onset)) if onset is not None else None
+        unmapped_earlier = [] if mapped or own_first is None or info.get("has_logs", True) else sorted(
             s for s in implicated - graph.callers(service) - {service}
             if anomalies.get(s, {}).get("onset") is not None
-            and anomalies[s]["onset"] <= onset - ONSET_TOLERANCE_S
+            and anomalies[s]["onset"] <= own_first - ONSET_TOLERANCE_S
+            and (anomalies[s].get("recovered") is None or float(anomalies[s]["recovered"]) > own_first)
             and float(anomalies[s].get("score", 0.0)) >= EXPLAIN_SHARE * strength)
         others = max(1, len(implicated) - 1)
         # Explaining many callers is evidence, but a popular leaf has many callers
