@@ -279,7 +279,8 @@ def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger, start_m
              "service": alert_service, "severity": "P2", "title": f"Error budget burn on {alert_service}",
              "labels": {"service": alert_service}}
     (world / "alerts.jsonl").write_text(json.dumps(alert) + "\n")
-    (world / "topology.yaml").write_text(yaml.safe_dump({"services": topology}))
+    if topology is not None:  # None: no topology file (a team with no service map)
+        (world / "topology.yaml").write_text(yaml.safe_dump({"services": topology}))
     (world / "world.yaml").write_text(yaml.safe_dump({
         "name": "metrics-first", "window": {"start": fmt_ts(_T0 + 60 * start_min), "end": fmt_ts(_T0 + 7200)},
         "trigger": {"text": trigger}}))
@@ -825,3 +826,56 @@ def test_a_migration_on_a_caller_of_a_busy_datastore_outranks_the_datastore_with
         f'{{"ts": "{fmt_ts(_T0 + 60 * m)}", "service": "orders", "level": "INFO", "message": "order placed"}}\n'
         for m in range(0, 120, 2)))
     assert _run(logged)["hypotheses"][0]["service"] == "pg"
+
+
+# --- Round 7: no topology file. ---
+
+
+def test_without_a_map_a_log_less_service_that_went_bad_after_another_is_not_named_the_origin(tmp_path):
+    # orders' errors rise at minute 90 (errors only); web's errors and latency rise two minutes later, more
+    # loudly. No topology file and no logs: nothing says web calls orders, but orders went bad first.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.15, at=92),
+                                                       "latency_p95_ms": _step(150.0, 420.0, at=92)},
+              "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.25)},
+              "search": _healthy(80.0, 0.002, 30.0)}
+    report = _run(_metric_world(tmp_path / "a", shapes, topology=None, alert_service="web", trigger="web errors"))
+    assert "topology (no call graph)" in report["missing_sources"]
+    ranked = [(h["service"], h["change_id"]) for h in report["hypotheses"]]
+    assert ranked[0] == ("orders", None)
+    web = next(h for h in report["hypotheses"] if h["service"] == "web")
+    assert any("orders went bad earlier and may be the callee it fails on" in item["summary"]
+               for item in web["counter_evidence"])
+    # The same world with its map: the topology makes web orders' victim, and the precedence rule stays off.
+    shop = [{"name": "web", "calls": ["orders", "search"]}, {"name": "orders", "calls": []},
+            {"name": "search", "calls": []}]
+    mapped = _run(_metric_world(tmp_path / "b", shapes, topology=shop, alert_service="web", trigger="web errors"))
+    assert mapped["hypotheses"][0]["service"] == "orders"
+    assert not any("no service map" in item["summary"] for h in mapped["hypotheses"] for item in h["counter_evidence"])
+    # A wobble on orders that was over before web went bad is no cause of it: web keeps its place.
+    wobble = {**shapes, "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.25, at=86, until=89)}}
+    report = _run(_metric_world(tmp_path / "c", wobble, topology=None, alert_service="web", trigger="web errors"))
+    assert report["hypotheses"][0]["service"] == "web"
+
+
+def test_without_a_map_a_service_anomalous_as_early_caps_the_answer_at_the_ceiling():
+    from agents import engine
+    from agents.evidence import calibration
+
+    services = {"api": {"score": 1.8, "onset": 1000.0, "has_metrics": True},
+                "pay": {"score": 1.0, "onset": 1060.0, "has_metrics": True},  # as early, more than half as strong
+                "mail": {"score": 0.5, "onset": 1000.0, "has_metrics": True},  # too faint
+                "cache": {"score": 1.2, "onset": 1500.0, "has_metrics": True}}  # clearly later
+    cor = engine.correlate({"topology": []}, {"services": services, "onset": None}, {"changes": []})
+    assert cor["unmapped_rivals"]["api"] == ["pay"]
+    # With a map, the graph decides and there are no such rivals.
+    topo = [{"name": "api", "calls": ["pay"]}, {"name": "pay", "calls": []}, {"name": "mail", "calls": []},
+            {"name": "cache", "calls": []}]
+    assert engine.correlate({"topology": topo}, {"services": services, "onset": None},
+                            {"changes": []})["unmapped_rivals"] == {}
+    # A service that ships logs names its failing callees itself: no rival then.
+    logged = {**services, "api": {**services["api"], "new_errors": 0}}
+    assert "api" not in engine.correlate({"topology": []}, {"services": logged, "onset": None},
+                                         {"changes": []})["unmapped_rivals"]
+    strong = {"origin_strength": 2.6, "origin_margin": 1.5, "margin": 1.5, "explains": 1.0}
+    assert calibration.confidence(strong) > calibration.RIVAL_CEILING
+    assert calibration.confidence({**strong, "map_unruled": 1.0}) == calibration.RIVAL_CEILING
