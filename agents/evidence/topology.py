@@ -194,6 +194,20 @@ def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
     return seen
 
 
+def leading_onset(info: dict[str, Any]) -> float | None:
+    """A service's onset, moved back to its earliest series that left its baseline shortly before (within two
+    onset tolerances): the caller-side latency of a failing callee often moves a step or two before its error
+    share does. A series that went off well before belongs to something else (a dip in traffic, a second incident).
+    Params: info — the service's anomaly (``onset``, ``first_sign``: its earliest series onset, epoch s)."""
+    onset = info.get("onset")
+    if onset is None:
+        return None
+    earliest = info.get("first_sign")
+    if earliest is not None and float(onset) - 2 * ONSET_TOLERANCE_S <= float(earliest) < float(onset):
+        return float(earliest)
+    return float(onset)
+
+
 def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                   mentions: dict[str, dict[str, float]], *,
                   named_near: dict[str, dict[str, float]] | None = None, mapped: bool = True) -> list[dict[str, Any]]:
@@ -309,7 +323,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         # that went bad clearly before any series of its own did, is still bad then, at least EXPLAIN_SHARE as
         # strongly, and is not one of its known callers, may be that callee. Precedence stands in for the missing
         # edge (issue #15 round 7); a wobble that recovered before it is no cause of it.
-        own_first = min(onset, float(info.get("first_sign") or onset)) if onset is not None else None
+        own_first = leading_onset(info)
         unmapped_earlier = [] if mapped or own_first is None or info.get("has_logs", True) else sorted(
             s for s in implicated - graph.callers(service) - {service}
             if anomalies.get(s, {}).get("onset") is not None
