@@ -30,8 +30,14 @@ from agents.evidence.anchor import alert_burst_start, refine_anchor, time_in_tex
 from agents.evidence.changes import LOOKBACK_S, score_change
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
-from agents.evidence.topology import (EXPLAIN_SHARE, ONSET_TOLERANCE_S, CallGraph, against_topology, leading_onset,
-                                      locate_origin)
+from agents.evidence.topology import (
+    EXPLAIN_SHARE,
+    ONSET_TOLERANCE_S,
+    CallGraph,
+    against_topology,
+    leading_onset,
+    locate_origin,
+)
 
 # Without a window, look this far back from the trigger (and a little after it).
 DEFAULT_LOOKBACK_S = 3 * 3600.0
