@@ -408,13 +408,15 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     for caller, named in mentions.items():
         for callee in named:
             graph.add_edge(caller, callee)
-    # Per service: its earliest series onset, and when its last series recovered (None while any is still off).
+    # Per service: its series' onsets, and when its last series recovered (None while any is still off).
     first_sign: dict[str, float] = {}
+    sign_onsets: dict[str, list[float]] = {}
     settled: dict[str, float | None] = {}
     for series in sig.get("series", []):
         started = parse_ts(series.get("onset"))
         if started is not None:
             first_sign[series["service"]] = min(started, first_sign.get(series["service"], started))
+            sign_onsets.setdefault(series["service"], []).append(started)
             back = parse_ts(series.get("recovered"))
             if series["service"] not in settled or settled[series["service"]] is not None:
                 settled[series["service"]] = None if back is None else max(back, settled.get(series["service"]) or back)
@@ -425,7 +427,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
                          "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
                          "own_latency": info.get("own_latency"),
-                         "has_logs": "new_errors" in info, "first_sign": first_sign.get(svc),
+                         "has_logs": "new_errors" in info, "sign_onsets": sorted(sign_onsets.get(svc, [])),
                          "recovered": settled.get(svc)}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {},
                             mapped=bool(ctx.get("topology")))

@@ -198,14 +198,12 @@ def leading_onset(info: dict[str, Any]) -> float | None:
     """A service's onset, moved back to its earliest series that left its baseline shortly before (within two
     onset tolerances): the caller-side latency of a failing callee often moves a step or two before its error
     share does. A series that went off well before belongs to something else (a dip in traffic, a second incident).
-    Params: info — the service's anomaly (``onset``, ``first_sign``: its earliest series onset, epoch s)."""
+    Params: info — the service's anomaly (``onset``, ``sign_onsets``: its anomalous series' onsets, epoch s)."""
     onset = info.get("onset")
     if onset is None:
         return None
-    earliest = info.get("first_sign")
-    if earliest is not None and float(onset) - 2 * ONSET_TOLERANCE_S <= float(earliest) < float(onset):
-        return float(earliest)
-    return float(onset)
+    near = [float(t) for t in info.get("sign_onsets") or [] if float(onset) - 2 * ONSET_TOLERANCE_S <= float(t)]
+    return min([float(onset), *near])
 
 
 def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
@@ -321,14 +319,17 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             for c in victim_of)
         # With no service map, a service that ships no logs could not name the callee it fails on: another one
         # that went bad clearly before any series of its own did, is still bad then, at least EXPLAIN_SHARE as
-        # strongly, and is not one of its known callers, may be that callee. Precedence stands in for the missing
-        # edge (issue #15 round 7); a wobble that recovered before it is no cause of it.
-        own_first = leading_onset(info)
+        # strongly, can explain its symptoms (_waits_on) and is not one of its known callers, may be that callee.
+        # Precedence stands in for the missing edge (issue #15 round 7); a wobble that recovered before it is no
+        # cause of it.
+        # A fault of its own (CPU, a saturated resource, a trace signature) keeps it an origin, as with a map.
+        own_first = None if own or float(info.get("families", {}).get("saturation", 0.0)) > 0 else leading_onset(info)
         unmapped_earlier = [] if mapped or own_first is None or info.get("has_logs", True) else sorted(
             s for s in implicated - graph.callers(service) - {service}
             if anomalies.get(s, {}).get("onset") is not None
             and anomalies[s]["onset"] <= own_first - ONSET_TOLERANCE_S
             and (anomalies[s].get("recovered") is None or float(anomalies[s]["recovered"]) > own_first)
+            and _waits_on(info, anomalies[s])
             and float(anomalies[s].get("score", 0.0)) >= EXPLAIN_SHARE * strength)
         others = max(1, len(implicated) - 1)
         # Explaining many callers is evidence, but a popular leaf has many callers
