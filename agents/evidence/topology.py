@@ -322,8 +322,10 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         # strongly, can explain its symptoms (_waits_on) and is not one of its known callers, may be that callee.
         # Precedence stands in for the missing edge (issue #15 round 7); a wobble that recovered before it is no
         # cause of it.
-        # A fault of its own (CPU, a saturated resource, a trace signature) keeps it an origin, as with a map.
-        own_first = None if own or float(info.get("families", {}).get("saturation", 0.0)) > 0 else leading_onset(info)
+        # A fault of its own (CPU, a saturated resource, a trace signature, a traffic surge it took: ``surged``)
+        # keeps it an origin, as with a map.
+        own_first = None if (own or info.get("surged") or float(info.get("families", {}).get("saturation", 0.0)) > 0
+                             ) else leading_onset(info)
         unmapped_earlier = [] if mapped or own_first is None or info.get("has_logs", True) else sorted(
             s for s in implicated - graph.callers(service) - {service}
             if anomalies.get(s, {}).get("onset") is not None
