@@ -428,7 +428,6 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
                          "own_latency": info.get("own_latency"),
                          "has_logs": "new_errors" in info, "sign_onsets": sorted(sign_onsets.get(svc, [])),
-                         "surged": float(info.get("traffic_shift", 0.0)) >= signals.SURGE_SHIFT,
                          "recovered": settled.get(svc)}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {},
                             mapped=bool(ctx.get("topology")))

@@ -164,6 +164,16 @@ def _collapsed(info: dict[str, Any]) -> bool:
     return float((info.get("families") or {}).get("collapse", 0.0)) > 0
 
 
+def _failing(info: dict[str, Any]) -> float:
+    """How clearly a service fails its callers: its error, latency and request-collapse signals (engine families),
+    not the load it carries (busier, more connections, more CPU) — a callee breaks a caller only by failing or
+    slowing its calls."""
+    families = info.get("families") or {}
+    if not families:
+        return float(info.get("score", 0.0))
+    return sum(float(families.get(key, 0.0)) for key in ("error", "latency", "collapse"))
+
+
 def _latency_only(info: dict[str, Any]) -> bool:
     """Whether a service's anomaly is latency alone: no errors, saturation, collapse or trace signature."""
     families = info.get("families") or {}
@@ -322,17 +332,15 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         # strongly, can explain its symptoms (_waits_on) and is not one of its known callers, may be that callee.
         # Precedence stands in for the missing edge (issue #15 round 7); a wobble that recovered before it is no
         # cause of it.
-        # A fault of its own (CPU, a saturated resource, a trace signature, a traffic surge it took: ``surged``)
-        # keeps it an origin, as with a map.
-        own_first = None if (own or info.get("surged") or float(info.get("families", {}).get("saturation", 0.0)) > 0
-                             ) else leading_onset(info)
+        # A fault of its own (CPU, a saturated resource, a trace signature) keeps it an origin, as with a map.
+        own_first = None if own or float(info.get("families", {}).get("saturation", 0.0)) > 0 else leading_onset(info)
         unmapped_earlier = [] if mapped or own_first is None or info.get("has_logs", True) else sorted(
             s for s in implicated - graph.callers(service) - {service}
             if anomalies.get(s, {}).get("onset") is not None
             and anomalies[s]["onset"] <= own_first - ONSET_TOLERANCE_S
             and (anomalies[s].get("recovered") is None or float(anomalies[s]["recovered"]) > own_first)
             and _waits_on(info, anomalies[s])
-            and float(anomalies[s].get("score", 0.0)) >= EXPLAIN_SHARE * strength)
+            and _failing(anomalies[s]) >= EXPLAIN_SHARE * strength)
         others = max(1, len(implicated) - 1)
         # Explaining many callers is evidence, but a popular leaf has many callers
         # by construction: count the share of its own callers that degraded.
