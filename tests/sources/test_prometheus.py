@@ -83,6 +83,10 @@ def _counter_samples() -> list[Sample]:
     for le, per_s in (("50", 1.0), ("100", 4.0), ("+Inf", 4.0)):
         s += _counter("istio_request_duration_milliseconds_bucket", {**dest, "destination_workload": "payments",
                                                                      "le": le}, per_s)
+    # client side (reporter="source"): frontend waits on cart, network and sidecars included
+    for le, per_s in (("10", 1.0), ("50", 4.0), ("100", 8.0), ("250", 9.5), ("+Inf", 10.0)):
+        s += _counter("istio_request_duration_milliseconds_bucket", {"reporter": "source",
+                                                                     "destination_workload": "cart", "le": le}, per_s)
     # OpenTelemetry HTTP server histogram: api 8/s 200 + 2/s 500
     otel = "http_server_request_duration_seconds"
     s += _counter(f"{otel}_count", {"service": "api", "http_response_status_code": "200"}, 8.0)
@@ -236,7 +240,7 @@ def test_istio_rates_latency_and_error_share_by_hand(prom: Any) -> None:
     got = _by_key(p.call("metrics.series", start=iso(T0 + 300), end=iso(T0 + 3600))["series"])
     assert set(got) == {(s, n) for s in ("cart", "payments") for n in ("requests_per_s", "error_rate",
                                                                        "latency_p95_ms")} | {
-        ("frontend", "requests_per_s"), ("frontend", "error_rate")}
+        ("frontend", "requests_per_s"), ("frontend", "error_rate"), ("cart", "caller_latency_p95_ms")}
     early, late = T0 + 600, T0 + 2700  # before and after payments' 503s start (T0 + 30 min)
     assert _at(got[("cart", "requests_per_s")], early) == pytest.approx(10.5)
     assert _at(got[("cart", "error_rate")], late) == pytest.approx(0.5 / 10.5)
@@ -248,6 +252,8 @@ def test_istio_rates_latency_and_error_share_by_hand(prom: Any) -> None:
     assert _at(got[("payments", "error_rate")], late) == pytest.approx(0.2)
     assert _at(got[("payments", "latency_p95_ms")], late) == pytest.approx(50 + 50 * 2.8 / 3)
     assert _at(got[("frontend", "requests_per_s")], late) == pytest.approx(14.0)
+    # callers' side: rank 0.95 x 10 = 9.5 is the (100, 250] bucket's top (counts 8..9.5): 250; cart's own p95 stays
+    assert _at(got[("cart", "caller_latency_p95_ms")], late) == pytest.approx(250.0)
     one = p.call("metrics.series", service="payments", name="error_rate", start=iso(T0 + 300), end=iso(T0 + 3600))
     assert [s["service"] for s in one["series"]] == ["payments"]
     assert one["series"][0]["points"] == got[("payments", "error_rate")]
@@ -271,10 +277,10 @@ def test_otel_micrometer_cadvisor_and_combined_conventions(prom: Any) -> None:
     cad = _by_key(provider(prom.url, convention="cadvisor").call("metrics.series", **window)["series"])
     assert _at(cad[("api", "cpu_util")], late) == pytest.approx(0.5)
     assert _at(cad[("api", "mem_util")], late) == pytest.approx(0.25)
-    # istio (destination_workload) with otel (service): one query per name, each service once
+    # istio (destination_workload) with otel (service): one query per name (istio's four), each service once
     both = provider(prom.url, convention=["istio", "otel"])
     combined = _by_key(both.call("metrics.series", **window)["series"])
-    assert both.requests == 3
+    assert both.requests == 4
     assert _at(combined[("cart", "error_rate")], late) == pytest.approx(0.5 / 10.5)
     assert _at(combined[("api", "error_rate")], late) == pytest.approx(0.2)
     assert _at(combined[("api", "latency_p95_ms")], late) == pytest.approx(750.0)
