@@ -168,10 +168,11 @@ def _failing(info: dict[str, Any]) -> float:
     """How clearly a service fails its callers: its error, latency and request-collapse signals (engine families),
     not the load it carries (busier, more connections, more CPU) — a callee breaks a caller only by failing or
     slowing its calls."""
+    score = float(info.get("score", 0.0))
     families = info.get("families") or {}
     if not families:
-        return float(info.get("score", 0.0))
-    return sum(float(families.get(key, 0.0)) for key in ("error", "latency", "collapse"))
+        return score
+    return min(score, sum(float(families.get(key, 0.0)) for key in ("error", "latency", "collapse")))
 
 
 def _latency_only(info: dict[str, Any]) -> bool:
