@@ -295,7 +295,12 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                 # Failing callers blame this service by name, and it blames nobody below. A service that
                 # ships no logs could not have named its callee, so its silence says nothing (issue #15).
                 continue
-            if callee_named or onset is None or callee_onset <= onset + ONSET_TOLERANCE_S:
+            # With a map, error text naming a callee is trusted whatever the onsets say; with none, that text is
+            # the only edge, and a callee that went bad clearly after the caller did not break it (issue #15
+            # round 7: a "TLS session resumption failed for <caller>" line read as an edge the wrong way).
+            named_in_time = callee_named and (mapped or onset is None or callee_onset is None
+                                              or callee_onset <= onset + ONSET_TOLERANCE_S)
+            if named_in_time or (not callee_named and (onset is None or callee_onset <= onset + ONSET_TOLERANCE_S)):
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
         strength = float(info.get("score", 0.0))

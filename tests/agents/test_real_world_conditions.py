@@ -879,3 +879,20 @@ def test_without_a_map_a_service_anomalous_as_early_caps_the_answer_at_the_ceili
     strong = {"origin_strength": 2.6, "origin_margin": 1.5, "margin": 1.5, "explains": 1.0}
     assert calibration.confidence(strong) > calibration.RIVAL_CEILING
     assert calibration.confidence({**strong, "map_unruled": 1.0}) == calibration.RIVAL_CEILING
+
+
+def test_without_a_map_a_named_callee_that_went_bad_later_did_not_break_the_caller():
+    # fx logs "TLS session resumption failed for risk" (its caller's name) and went bad three minutes before risk.
+    anomalies = {"fx": {"score": 1.4, "onset": 1000.0, "has_logs": True},
+                 "risk": {"score": 1.3, "onset": 1180.0, "has_logs": False}}
+    mentions = {"fx": {"risk": 3.0}}
+    graph = CallGraph()
+    graph.add_edge("fx", "risk")  # the only edge: what the text gave
+    unmapped = {c["service"]: c for c in locate_origin(graph, anomalies, mentions, mapped=False)}
+    assert unmapped["fx"]["victim_of"] == []
+    # With a map that says fx calls risk, the text is trusted whatever the onsets say (as before).
+    mapped = {c["service"]: c for c in locate_origin(graph, anomalies, mentions)}
+    assert mapped["fx"]["victim_of"] == ["risk"]
+    # A named callee that went bad as early is the caller's cause with or without a map.
+    early = {**anomalies, "risk": {**anomalies["risk"], "onset": 1060.0}}
+    assert {c["service"]: c for c in locate_origin(graph, early, mentions, mapped=False)}["fx"]["victim_of"] == ["risk"]
