@@ -31,12 +31,11 @@ from agents.evidence.changes import LOOKBACK_S, score_change
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
 from agents.evidence.topology import (
-    EXPLAIN_SHARE,
     ONSET_TOLERANCE_S,
     CallGraph,
     against_topology,
-    leading_onset,
     locate_origin,
+    unmapped_rivals,
 )
 
 # Without a window, look this far back from the trigger (and a little after it).
@@ -408,18 +407,16 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     for caller, named in mentions.items():
         for callee in named:
             graph.add_edge(caller, callee)
-    # Per service: its series' onsets, and when its last series recovered (None while any is still off).
-    first_sign: dict[str, float] = {}
+    # Per service: its anomalous series' onsets, and when the last of them recovered (None while any is still off).
     sign_onsets: dict[str, list[float]] = {}
-    settled: dict[str, float | None] = {}
+    recoveries: dict[str, list[float | None]] = {}
     for series in sig.get("series", []):
         started = parse_ts(series.get("onset"))
         if started is not None:
-            first_sign[series["service"]] = min(started, first_sign.get(series["service"], started))
             sign_onsets.setdefault(series["service"], []).append(started)
-            back = parse_ts(series.get("recovered"))
-            if series["service"] not in settled or settled[series["service"]] is not None:
-                settled[series["service"]] = None if back is None else max(back, settled.get(series["service"]) or back)
+            recoveries.setdefault(series["service"], []).append(parse_ts(series.get("recovered")))
+    settled = {svc: None if None in backs else max(b for b in backs if b is not None)
+               for svc, backs in recoveries.items()}
     services = {}
     for svc, info in sig.get("services", {}).items():
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
@@ -427,7 +424,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
                          "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
                          "own_latency": info.get("own_latency"),
-                         "has_logs": "new_errors" in info, "sign_onsets": sorted(sign_onsets.get(svc, [])),
+                         "has_logs": "new_errors" in info, "sign_onsets": sign_onsets.get(svc, []),
                          "recovered": settled.get(svc)}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {},
                             mapped=bool(ctx.get("topology")))
@@ -458,7 +455,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
         scored.append({**score_change(change, change_ts=ts, onset=onset, origin_rank=origin_rank,
                                       neighbours=neighbours, new_error_after=new_error_after,
                                       failing_share=failing, service_onset=own_onset,
-                                      first_sign=first_sign.get(str(change.get("service")))), "ts": change.get("ts")})
+                                      first_sign=min(sign_onsets.get(str(change.get("service")), []),
+                                                     default=None)), "ts": change.get("ts")})
     changes_mod.earlier_lead(scored, {str(c["id"]): parse_ts(c["ts"]) or 0.0 for c in scored})
     scored.sort(key=lambda c: -c["score"])
     surge = any(info.get("traffic_shift", 0.0) >= signals.SURGE_SHIFT for info in sig.get("services", {}).values())
@@ -476,40 +474,11 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     # With no service map, error text gives the only call edges: another service anomalous as early may as well be
     # the candidate's callee (ranking: ``map_unruled``; issue #15 round 7).
     unmapped = {} if ctx.get("topology") else {
-        cand["service"]: _unmapped_rivals(cand, services, graph) for cand in origins[:6]}
+        cand["service"]: unmapped_rivals(cand, services, graph) for cand in origins[:6]}
     return {"origins": origins, "changes": scored, "neighbours": sorted(neighbours),
             "capacity_services": capacity, "unseen_callees": {k: v for k, v in unseen.items() if v},
             "early_callees": {k: v for k, v in early.items() if v},
             "unmapped_rivals": {k: v for k, v in unmapped.items() if v}}
-
-
-def _unmapped_rivals(cand: dict[str, Any], services: dict[str, dict[str, Any]], graph: CallGraph) -> list[str]:
-    """Services a candidate origin cannot be told apart from when there is no topology file.
-
-    Without a map, only error text says who calls whom. Another service anomalous from as early as the candidate
-    (within the onset tolerance), at least EXPLAIN_SHARE as strongly, could be the callee whose failure the
-    candidate passes on, unless the text makes it one of the candidate's callers that went bad no earlier than the
-    candidate did (a caller clearly earlier was not broken by it). A candidate that ships logs names in its error
-    text the callees it fails on, so this holds only for one that ships none. Returns those services, strongest
-    first.
-    """
-    onset, strength = cand.get("onset"), float(cand.get("strength", 0.0))
-    own = services.get(cand["service"], {})
-    if onset is None or strength <= 0 or own.get("has_logs"):
-        return []
-    onset = leading_onset({**own, "onset": onset})
-    callers = graph.callers(cand["service"])
-    out = []
-    for svc, info in services.items():
-        theirs = info.get("onset")
-        if svc == cand["service"] or theirs is None or float(info.get("score", 0.0)) < EXPLAIN_SHARE * strength:
-            continue
-        if theirs >= onset + ONSET_TOLERANCE_S or (info.get("recovered") is not None and info["recovered"] <= onset):
-            continue  # clearly later (locate_origin: ``unmapped_earlier``), or a wobble over before it began
-        if svc in callers and theirs >= onset - ONSET_TOLERANCE_S:
-            continue
-        out.append(svc)
-    return sorted(out, key=lambda s: (-float(services[s].get("score", 0.0)), s))
 
 
 def _onset_no_later(callee: dict[str, Any], onset: float | None) -> bool:

@@ -74,7 +74,7 @@ COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "orig
 # Issue #15 round 6: ``change_declined`` — a "no change" answer on a service whose own change verification declined;
 # ``change_late`` — a change answer whose service showed trouble (any anomalous series) more than 3 min before it.
 # Issue #15 round 7: ``map_unruled`` — no topology file, and another service went bad as early as the answer's at
-# least half as strongly: without a map nothing shows which calls the other (engine._unmapped_rivals).
+# least half as strongly: without a map nothing shows which calls the other (topology.unmapped_rivals).
 RIVAL_FEATURES = ("callee_unruled", "callee_early", "blames_failing", "names_silent", "change_unruled",
                   "change_declined", "change_late", "map_unruled")
 RIVAL_CEILING = 80

@@ -217,6 +217,41 @@ def leading_onset(info: dict[str, Any]) -> float | None:
     return min([float(onset), *near])
 
 
+def _still_bad(info: dict[str, Any], at: float) -> bool:
+    """Whether a service's anomaly was still under way at ``at`` (a wobble that recovered before is not)."""
+    return info.get("recovered") is None or float(info["recovered"]) > at
+
+
+def unmapped_rivals(cand: dict[str, Any], anomalies: dict[str, dict[str, Any]], graph: CallGraph) -> list[str]:
+    """Services a candidate origin cannot be told apart from when there is no topology file.
+
+    Without a map, only error text says who calls whom. Another service anomalous from as early as the candidate
+    (before its leading onset plus the tolerance, and still bad then), at least EXPLAIN_SHARE as strongly, could be
+    the callee whose failure the candidate passes on, unless the text makes it one of the candidate's callers that
+    went bad no earlier than the candidate did. A candidate that ships logs names in its error text the callees it
+    fails on, so this holds only for one that ships none (the twin of ``unmapped_earlier`` in locate_origin).
+    Params: cand — a locate_origin entry; anomalies — as for locate_origin; graph — the call graph.
+    Returns: those services, strongest first.
+    """
+    strength = float(cand.get("strength", 0.0))
+    own = anomalies.get(cand["service"], {})
+    onset = leading_onset({**own, "onset": cand.get("onset")})
+    if onset is None or strength <= 0 or own.get("has_logs"):
+        return []
+    callers = graph.callers(cand["service"])
+    out = []
+    for svc, info in anomalies.items():
+        theirs = info.get("onset")
+        if svc == cand["service"] or theirs is None or float(info.get("score", 0.0)) < EXPLAIN_SHARE * strength:
+            continue
+        if theirs >= onset + ONSET_TOLERANCE_S or not _still_bad(info, onset):
+            continue
+        if svc in callers and theirs >= onset - ONSET_TOLERANCE_S:
+            continue
+        out.append(svc)
+    return sorted(out, key=lambda s: (-float(anomalies[s].get("score", 0.0)), s))
+
+
 def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                   mentions: dict[str, dict[str, float]], *,
                   named_near: dict[str, dict[str, float]] | None = None, mapped: bool = True) -> list[dict[str, Any]]:
@@ -298,9 +333,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             # With a map, error text naming a callee is trusted whatever the onsets say; with none, that text is
             # the only edge, and a callee that went bad clearly after the caller did not break it (issue #15
             # round 7: a "TLS session resumption failed for <caller>" line read as an edge the wrong way).
-            named_in_time = callee_named and (mapped or onset is None or callee_onset is None
-                                              or callee_onset <= onset + ONSET_TOLERANCE_S)
-            if named_in_time or (not callee_named and (onset is None or callee_onset <= onset + ONSET_TOLERANCE_S)):
+            in_time = onset is None or callee_onset is None or callee_onset <= onset + ONSET_TOLERANCE_S
+            if in_time or (callee_named and mapped):
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
         strength = float(info.get("score", 0.0))
@@ -344,7 +378,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             s for s in implicated - graph.callers(service) - {service}
             if anomalies.get(s, {}).get("onset") is not None
             and anomalies[s]["onset"] <= own_first - ONSET_TOLERANCE_S
-            and (anomalies[s].get("recovered") is None or float(anomalies[s]["recovered"]) > own_first)
+            and _still_bad(anomalies[s], own_first)
             and _waits_on(info, anomalies[s])
             and _failing(anomalies[s]) >= EXPLAIN_SHARE * strength)
         others = max(1, len(implicated) - 1)
