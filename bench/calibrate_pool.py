@@ -54,11 +54,14 @@ def _cached(args: argparse.Namespace, name: str, run) -> list[dict]:
 
 def _rows(args: argparse.Namespace, own: list[int], alt: list[int], nezha_parity: int | None,
           hard: list[int] | None = None) -> list[dict]:
-    """The scored rows of one pool; with ``--no-logs`` each suite's logs-left-out variant too (``regime``)."""
+    """The scored rows of one pool; with ``--no-logs`` each suite's logs-left-out variant too (``regime``), with
+    ``--no-topology`` each regime's topology-left-out variant as well (regime ``<regime>-nomap``)."""
     rows: list[dict] = []
-    regimes = ("logs", "nologs") if args.no_logs else ("logs",)
+    regimes: tuple[str, ...] = ("logs", "nologs") if args.no_logs else ("logs",)
     if args.only_no_logs:
         regimes = ("nologs",)
+    if args.no_topology:
+        regimes = (*regimes, *(f"{r}-nomap" for r in regimes))
     variant_root = Path(args.variant_dir)
 
     def scored(name: str, worlds, *, service_only: bool = False) -> list[dict]:
@@ -66,10 +69,11 @@ def _rows(args: argparse.Namespace, own: list[int], alt: list[int], nezha_parity
         for regime in regimes:
             def run(regime: str = regime) -> list[dict]:
                 found = worlds()
-                if regime == "nologs":
-                    found = derive_all(found, variant_root / f"pool-{name}", no_logs=True)
+                if regime != "logs":
+                    found = derive_all(found, variant_root / f"pool-{name}", no_logs=regime.startswith("nologs"),
+                                       no_topology=regime.endswith("-nomap"))
                 return rca.run_suite(found, args.transport, service_only=service_only, quiet=True)
-            part = _cached(args, name if regime == "logs" else f"{name}-nologs", run)
+            part = _cached(args, name if regime == "logs" else f"{name}-{regime}", run)
             out += [{**r, "regime": regime} for r in part]
         return out
 
@@ -145,7 +149,8 @@ def _rescore(rows: list[dict], coefficients: dict[str, float]) -> list[dict]:
 def _summary(title: str, rows: list[dict]) -> None:
     """One line per writer and evidence regime and one for all: worlds, wrong top-1, AUROC, ECE, wrong > 50 / 80."""
     print(f"-- {title}")
-    groups = [(w, g) for w in ("own", "hard", "alt", "nezha", "all") for g in ("logs", "nologs", "all")]
+    regimes = ("logs", "nologs", "logs-nomap", "nologs-nomap", "all")
+    groups = [(w, g) for w in ("own", "hard", "alt", "nezha", "all") for g in regimes]
     for name, regime in groups:
         part = [r for r in rows if (name == "all" or writer_of(r) == name)
                 and (regime == "all" or r.get("regime", "logs") == regime)]
@@ -155,7 +160,7 @@ def _summary(title: str, rows: list[dict]) -> None:
         roc = rca.auroc([r["confidence"] for r in part], [r["hit1"] for r in part])
         wrong = sorted((r["confidence"] for r in part if not r["hit1"]), reverse=True)
         right = [r["confidence"] for r in part if r["hit1"]]
-        print(f"   {name:<6}{regime:<7}{len(part):>4} worlds {len(wrong):>3} wrong   AUROC "
+        print(f"   {name:<6}{regime:<13}{len(part):>4} worlds {len(wrong):>3} wrong   AUROC "
               f"{'n/a  ' if roc is None else f'{roc:.3f}'}   ECE {ece:.3f}   wrong >50 {sum(c > 50 for c in wrong):>2}"
               f" >80 {sum(c > 80 for c in wrong):>2} (top {wrong[:3]})   right mean {sum(right) / max(1, len(right)):.0f}"
               f" <=50 {sum(c <= 50 for c in right)}")
@@ -175,6 +180,8 @@ def main() -> None:
     parser.add_argument("--only-no-logs", action="store_true",
                         help="pool only the logs-left-out variants (a feature that is 0 on every world with logs "
                              "is fitted the same without those worlds)")
+    parser.add_argument("--no-topology", action="store_true",
+                        help="pool each regime's variant with topology.yaml left out too (a team with no service map)")
     parser.add_argument("--variant-dir", default="/tmp/pm-variants", help="where the no-logs variants are written")
     parser.add_argument("--nezha", default=None, help="nezha-tt folder (odd worlds fitted, even held out)")
     parser.add_argument("--own-dir", default="/tmp/own")
