@@ -111,7 +111,9 @@ def gather_context(tools: Any, trigger: dict[str, Any] | None, window: dict[str,
     start, end = parse_ts(win["start"]), parse_ts(win["end"])
     topo = safe_call(tools, "topology.get", missing, "topology").get("services") or []
     if not topo:
-        missing.append("topology (no call graph)")
+        # Say how to get one: a map is what tells an origin from its victims when logs are thin (issue #15).
+        missing.append("topology (no call graph: add a topology entry to sources.yaml: a topology.yaml file or "
+                       "Prometheus mesh metrics; docs/sources.md)")
     alerts = safe_call(tools, "alerts.list", missing, "alerts", start=win["start"], end=win["end"]).get("alerts") or []
     if trigger_ts is None:
         # No dated trigger: the clock time its words name ("since about 08:08 UTC"), else the first

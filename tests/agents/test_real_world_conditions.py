@@ -839,7 +839,8 @@ def test_without_a_map_a_log_less_service_that_went_bad_after_another_is_not_nam
               "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.25)},
               "search": _healthy(80.0, 0.002, 30.0)}
     report = _run(_metric_world(tmp_path / "a", shapes, topology=None, alert_service="web", trigger="web errors"))
-    assert "topology (no call graph)" in report["missing_sources"]
+    # The missing map is named, with how to get one.
+    assert any(m.startswith("topology (no call graph") and "sources.yaml" in m for m in report["missing_sources"])
     ranked = [(h["service"], h["change_id"]) for h in report["hypotheses"]]
     assert ranked[0] == ("orders", None)
     web = next(h for h in report["hypotheses"] if h["service"] == "web")
