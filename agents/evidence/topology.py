@@ -19,6 +19,9 @@ ONSET_TOLERANCE_S = 120.0
 MIN_NAMER_SCORE = 0.3
 # A callee explains a caller's anomaly only when at least this fraction as anomalous.
 EXPLAIN_SHARE = 0.5
+# Without a map: a service that went bad no later than another and fails at least this many times its error share
+# may be the callee the other fails on (_errors_above).
+ERROR_SHARE_ABOVE = 1.25
 # Extra origin-score penalty of a victim whose callee's onset is clearly (ONSET_TOLERANCE_S) earlier than its own.
 LATER_VICTIM_PENALTY = 1.0
 # A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
@@ -157,6 +160,24 @@ def _errors_explain(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
     mine = float((caller.get("families") or {}).get("error", 0.0))
     theirs = float((callee.get("families") or {}).get("error", 0.0))
     return mine > 0 and theirs >= mine
+
+
+def _errors_above(callee: dict[str, Any], caller: dict[str, Any]) -> bool:
+    """Whether a service that went bad no later than another fails a clearly larger share of its requests.
+
+    A caller passes on a callee's failures only on the requests that reach it, so its error share does not exceed
+    the callee's; one whose share rose to less than the other's (ERROR_SHARE_ABOVE) while the other started no
+    later may be failing on it (issue #15 round 8: without a map, an entry service's errors and latency rising
+    30–60 s after a callee's larger error share, within the onset tolerance). Both must show errors risen.
+    """
+    mine, theirs = caller.get("error_level"), callee.get("error_level")
+    # A service whose completed requests collapsed counts its error share over the few that still complete (its
+    # callers' timeouts do not show in it): the share then says nothing of who fails on whom (the field shape).
+    if _collapsed(caller) or caller.get("requests_fell") or mine is None or theirs is None \
+            or float((caller.get("families") or {}).get("error", 0.0)) <= 0 \
+            or float((callee.get("families") or {}).get("error", 0.0)) <= 0:
+        return False
+    return float(theirs) >= ERROR_SHARE_ABOVE * float(mine)
 
 
 def _collapsed(info: dict[str, Any]) -> bool:
@@ -377,7 +398,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         unmapped_earlier = [] if mapped or own_first is None or info.get("has_logs", True) else sorted(
             s for s in implicated - graph.callers(service) - {service}
             if anomalies.get(s, {}).get("onset") is not None
-            and anomalies[s]["onset"] <= own_first - ONSET_TOLERANCE_S
+            and (anomalies[s]["onset"] <= own_first - ONSET_TOLERANCE_S
+                 or (anomalies[s]["onset"] <= own_first and _errors_above(anomalies[s], info)))
             and _still_bad(anomalies[s], own_first)
             and _waits_on(info, anomalies[s])
             and _failing(anomalies[s]) >= EXPLAIN_SHARE * strength)

@@ -66,6 +66,11 @@ def _kind(name: str) -> str | None:
     return None
 
 
+def request_series(name: str) -> bool:
+    """Whether a metric is a request rate (requests_per_s, request_rate, rps)."""
+    return _kind(name) == "requests"
+
+
 def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]], split: float, stop: float,
               parse_ts: Any) -> dict[str, dict[str, Any]]:
     """Per service: its request rate collapsed in [split, stop] while its callers' traffic held.

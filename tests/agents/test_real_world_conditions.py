@@ -858,6 +858,25 @@ def test_without_a_map_a_log_less_service_that_went_bad_after_another_is_not_nam
     assert report["hypotheses"][0]["service"] == "web"
 
 
+def test_without_a_map_a_service_failing_more_of_its_requests_from_no_later_is_not_a_victim_of_a_louder_one(tmp_path):
+    # Round 8: web's errors and latency rise one minute after orders' errors (within the onset tolerance, so
+    # precedence alone says nothing), more loudly (two series), but on a smaller share of its requests (0.15
+    # against 0.25): a caller fails only the requests that reach its failing callee. No map and no logs.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.15, at=91),
+                                                       "latency_p95_ms": _step(150.0, 420.0, at=91)},
+              "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.25)},
+              "search": _healthy(80.0, 0.002, 30.0)}
+    report = _run(_metric_world(tmp_path / "a", shapes, topology=None, alert_service="web", trigger="web errors"))
+    assert report["hypotheses"][0]["service"] == "orders"
+    web = next(h for h in report["hypotheses"] if h["service"] == "web")
+    assert any("orders went bad earlier and may be the callee it fails on" in item["summary"]
+               for item in web["counter_evidence"])
+    # When web fails the larger share itself, nothing says it passes on orders' failure: it keeps its place.
+    louder = {**shapes, "web": shapes["web"] | {"error_rate": _step(0.001, 0.4, at=91)}}
+    report = _run(_metric_world(tmp_path / "b", louder, topology=None, alert_service="web", trigger="web errors"))
+    assert report["hypotheses"][0]["service"] == "web"
+
+
 def test_without_a_map_a_service_anomalous_as_early_caps_the_answer_at_the_ceiling():
     from agents import engine
     from agents.evidence import calibration
