@@ -419,10 +419,6 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
             recoveries.setdefault(series["service"], []).append(parse_ts(series.get("recovered")))
     settled = {svc: None if None in backs else max(b for b in backs if b is not None)
                for svc, backs in recoveries.items()}
-    # Services whose completed requests fell by traffic.MIN_DROP or more (an anomalous request-rate series).
-    fell = {str(series["service"]) for series in sig.get("series", [])
-            if traffic.request_series(str(series.get("name") or ""))
-            and float(series.get("level_after", 0.0)) <= (1.0 - traffic.MIN_DROP) * float(series.get("baseline", 0.0))}
     services = {}
     for svc, info in sig.get("services", {}).items():
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
@@ -432,7 +428,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "own_latency": info.get("own_latency"),
                          "has_logs": "new_errors" in info, "sign_onsets": sign_onsets.get(svc, []),
                          "recovered": settled.get(svc), "error_level": info.get("error_level"),
-                         "requests_fell": svc in fell}
+                         "requests_fell": bool(info.get("requests_fell"))}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {},
                             mapped=bool(ctx.get("topology")))
     onset = parse_ts(sig.get("onset"))

@@ -11,6 +11,7 @@ from agents.evidence import anomalies, logcontrast, logtemplates, skipped
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
 from agents.evidence.topology import mentioned_services
+from agents.evidence.traffic import MIN_DROP, request_series
 
 # How much a metric family says about a service being broken (errors are the
 # most direct symptom, traffic changes the least).
@@ -131,6 +132,9 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             entry["ongoing"] = True
         if "requests" in name.lower():
             entry["traffic_shift"] = max(entry["traffic_shift"], info["shift"])
+        if request_series(name) and info["level_after"] <= (1.0 - MIN_DROP) * info["baseline"]:
+            # Its completed requests fell (topology._errors_above: its error share then counts only those).
+            entry["requests_fell"] = True
         if anomalies.is_saturation(name) and info["severity"] >= anomalies.ONSET_Z:
             entry["saturation"] = True
         entry["metrics"].append(ref)

@@ -831,13 +831,18 @@ def test_a_migration_on_a_caller_of_a_busy_datastore_outranks_the_datastore_with
 # --- Round 7: no topology file. ---
 
 
+def _web_after_orders(at):
+    """orders' error share rises to 0.25 at minute 90; web's errors (to 0.15) and latency rise at minute ``at``."""
+    return {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.15, at=at),
+                                                     "latency_p95_ms": _step(150.0, 420.0, at=at)},
+            "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.25)},
+            "search": _healthy(80.0, 0.002, 30.0)}
+
+
 def test_without_a_map_a_log_less_service_that_went_bad_after_another_is_not_named_the_origin(tmp_path):
     # orders' errors rise at minute 90 (errors only); web's errors and latency rise two minutes later, more
     # loudly. No topology file and no logs: nothing says web calls orders, but orders went bad first.
-    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.15, at=92),
-                                                       "latency_p95_ms": _step(150.0, 420.0, at=92)},
-              "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.25)},
-              "search": _healthy(80.0, 0.002, 30.0)}
+    shapes = _web_after_orders(92)
     report = _run(_metric_world(tmp_path / "a", shapes, topology=None, alert_service="web", trigger="web errors"))
     # The missing map is named, with how to get one.
     assert any(m.startswith("topology (no call graph") and "sources.yaml" in m for m in report["missing_sources"])
@@ -862,10 +867,7 @@ def test_without_a_map_a_service_failing_more_of_its_requests_from_no_later_is_n
     # Round 8: web's errors and latency rise one minute after orders' errors (within the onset tolerance, so
     # precedence alone says nothing), more loudly (two series), but on a smaller share of its requests (0.15
     # against 0.25): a caller fails only the requests that reach its failing callee. No map and no logs.
-    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.15, at=91),
-                                                       "latency_p95_ms": _step(150.0, 420.0, at=91)},
-              "orders": _healthy(47.0, 0.002, 40.0) | {"error_rate": _step(0.002, 0.25)},
-              "search": _healthy(80.0, 0.002, 30.0)}
+    shapes = _web_after_orders(91)
     report = _run(_metric_world(tmp_path / "a", shapes, topology=None, alert_service="web", trigger="web errors"))
     assert report["hypotheses"][0]["service"] == "orders"
     web = next(h for h in report["hypotheses"] if h["service"] == "web")
