@@ -428,7 +428,8 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
                          "own_latency": info.get("own_latency"),
                          "has_logs": "new_errors" in info, "sign_onsets": sign_onsets.get(svc, []),
                          "recovered": settled.get(svc), "error_level": info.get("error_level"),
-                         "requests_fell": bool(info.get("requests_fell"))}
+                         "requests_fell": bool(info.get("requests_fell")),
+                         "latency_rise": info.get("latency_rise") or {}}
     origins = locate_origin(graph, services, mentions, named_near=sig.get("named_near") or {},
                             mapped=bool(ctx.get("topology")))
     onset = parse_ts(sig.get("onset"))

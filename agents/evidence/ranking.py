@@ -8,7 +8,7 @@ from agents.evidence import anomalies, calibration
 from agents.evidence.changes import OWN_ONSET_ERROR_S
 from agents.evidence.signals import SURGE_SHIFT
 from agents.evidence.timeutil import parse_ts
-from agents.evidence.topology import CallGraph
+from agents.evidence.topology import CallGraph, latency_share
 
 # A change must score above this to beat "no change: the origin itself" (fitted
 # on the calibration suite; see bench/README.md).
@@ -282,6 +282,16 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
             counter.append({"source": "metrics", "ref": f"metrics:{victim}/requests_per_s",
                             "summary": f"{origin['service']}'s errors are explained by {victim}: "
                                        + _collapse_summary(victim, collapsed)})
+            continue
+        waited = latency_share(sig.get("services", {}).get(origin["service"], {}),
+                               sig.get("services", {}).get(victim, {}))
+        if waited:
+            # A caller waits on its callee: its delay is mostly the callee's (topology._latency_explains).
+            name, mine, theirs = waited
+            counter.append({"source": "metrics", "ref": f"metrics:{victim}/{name}",
+                            "summary": f"{origin['service']} calls {victim}, which is anomalous as early and got "
+                                       f"{theirs:.0f} ms slower of the {mine:.0f} ms {origin['service']} did: most "
+                                       f"of {origin['service']}'s delay is waiting on {victim}"})
             continue
         counter.append({"source": "metrics", "ref": f"topology:{victim}",
                         "summary": f"{origin['service']} calls {victim}, which is anomalous as early"})

@@ -140,6 +140,10 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         entry["metrics"].append(ref)
         if own_latency:
             entry["own_latency"] = True
+            if "latency" in name.lower():
+                # How many milliseconds its requests got slower (topology._latency_explains).
+                rise = (info["level_after"] - info["baseline"]) * _ms_per_unit(name)
+                entry.setdefault("latency_rise", {})[name] = round(max(rise, 0.0), 3)
         family = _family(name)
         if family == "cpu":
             cpu_onsets.setdefault(service, []).append(info["onset"])
@@ -255,6 +259,12 @@ def _is_own_latency(name: str) -> bool:
     # The service's own latency, not its callers' view of calls into it (caller_latency*, mesh*).
     lowered = name.lower()
     return ("latency" in lowered or lowered.endswith("_ms")) and "caller" not in lowered and "mesh" not in lowered
+
+
+def _ms_per_unit(name: str) -> float:
+    # Latency series name their unit: *_ms, or *_seconds / *_s (Prometheus base units).
+    lowered = name.lower()
+    return 1000.0 if lowered.endswith(("_seconds", "_s")) else 1.0
 
 
 def _family(name: str) -> str:

@@ -22,6 +22,9 @@ EXPLAIN_SHARE = 0.5
 # Without a map: a service that went bad no later than another and fails at least this many times its error share
 # may be the callee the other fails on (_errors_above).
 ERROR_SHARE_ABOVE = 1.25
+# A callee slower by at least this share of the milliseconds its caller got slower accounts for the caller's delay
+# (_latency_explains).
+LATENCY_EXPLAIN_SHARE = 0.5
 # Extra origin-score penalty of a victim whose callee's onset is clearly (ONSET_TOLERANCE_S) earlier than its own.
 LATER_VICTIM_PENALTY = 1.0
 # A service whose own fault signature (engine._add_signatures, 0..1) is at least this clear is no victim.
@@ -160,6 +163,36 @@ def _errors_explain(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
     mine = float((caller.get("families") or {}).get("error", 0.0))
     theirs = float((callee.get("families") or {}).get("error", 0.0))
     return mine > 0 and theirs >= mine
+
+
+def _latency_explains(caller: dict[str, Any], callee: dict[str, Any]) -> bool:
+    """Whether the callee got slower by at least LATENCY_EXPLAIN_SHARE of the milliseconds the caller did.
+
+    A caller waits on its callee: milliseconds a call takes longer are milliseconds its own request takes longer,
+    so a callee's rise that large accounts for the caller's delay however much louder the caller's anomaly scores
+    (more series move on it: errors from timeouts, queues and busy threads behind the wait). A callee a caller's
+    own fault merely loads gets slower by a few milliseconds against the caller's hundreds (issue #15 round 9: a
+    cache 25 → 470 ms below a caller 60 → 600 ms, its faint-by-score anomaly read as downstream noise and the
+    caller's deploy blamed at 80). Compared on the latency series both export (p95 against p95); any one will do.
+    """
+    # Only while it lasts: a callee whose slowness was over while the caller stayed slow accounts for none of it.
+    ended, still = callee.get("recovered"), caller.get("recovered")
+    if ended is not None and (still is None or float(ended) < float(still) - ONSET_TOLERANCE_S):
+        return False
+    return latency_share(caller, callee) is not None
+
+
+def latency_share(caller: dict[str, Any], callee: dict[str, Any]) -> tuple[str, float, float] | None:
+    """The latency series on which the callee got slower by at least LATENCY_EXPLAIN_SHARE of the milliseconds the
+    caller did: ``(series name, caller's rise ms, callee's rise ms)``, or None. Compared on a series both export
+    (p95 against p95), else on each one's largest rise. Params: the services' anomalies (``latency_rise``: series
+    name → ms, signals.analyse)."""
+    mine, theirs = caller.get("latency_rise") or {}, callee.get("latency_rise") or {}
+    shared = [name for name in mine if name in theirs]
+    pairs = [(n, mine[n], theirs[n]) for n in shared] if shared else (
+        [("latency", max(mine.values()), max(theirs.values()))] if mine and theirs else [])
+    return next(((n, rise, below) for n, rise, below in pairs
+                 if rise > 0 and below >= LATENCY_EXPLAIN_SHARE * rise), None)
 
 
 def _errors_above(callee: dict[str, Any], caller: dict[str, Any]) -> bool:
@@ -343,6 +376,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             # however much louder they are: fan-out and retries amplify a failure on its way up (issue #15).
             if not callee_named and callee_strength < EXPLAIN_SHARE * float(info.get("score", 0.0)) \
                     and not _errors_explain(info, anomalies.get(callee, {})) \
+                    and not _latency_explains(info, anomalies.get(callee, {})) \
                     and not _collapsed(anomalies.get(callee, {})):
                 continue  # a faint blip downstream cannot explain a strong anomaly here
             if not callee_named and not _waits_on(info, anomalies.get(callee, {})):
@@ -369,6 +403,7 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
                           and (s in named_by.get(service, [])
                                or (_waits_on(anomalies.get(s, {}), info)
                                    and (strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))
+                                        or _latency_explains(anomalies.get(s, {}), info)
                                         or _collapsed(info)))))
         if onset is None:
             # Without telemetry of its own, a service explains only those that name it and their callers.

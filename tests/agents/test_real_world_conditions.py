@@ -918,3 +918,48 @@ def test_without_a_map_a_named_callee_that_went_bad_later_did_not_break_the_call
     # A named callee that went bad as early is the caller's cause with or without a map.
     early = {**anomalies, "risk": {**anomalies["risk"], "onset": 1060.0}}
     assert {c["service"]: c for c in locate_origin(graph, early, mentions, mapped=False)}["fx"]["victim_of"] == ["risk"]
+
+
+# --- Round 9: a callee's milliseconds. ---
+
+
+def _deploy_over_slow_store(store_after_ms):
+    """orders deploys 5 min before the onset; from the onset orders gets 60 → 600 ms slower and fails 1 → 12 % of
+    its requests with queued work and busy threads, while pg, which it calls, goes 25 → ``store_after_ms`` ms. No logs."""
+    import json
+
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.06),
+                                                       "latency_p95_ms": _step(150.0, 700.0)},
+              "orders": _healthy(60.0, 0.01, 60.0) | {"error_rate": _step(0.01, 0.12),
+                                                      "latency_p95_ms": _step(60.0, 600.0),
+                                                      "http_5xx_per_s": _step(0.6, 7.0),
+                                                      "queue_depth": _step(20.0, 180.0),
+                                                      "thread_pool_active": _step(25.0, 130.0)},
+              "pg": {"latency_p95_ms": _step(25.0, store_after_ms), "cpu_util": _step(0.4, 0.4),
+                     "error_rate": _step(0.0004, 0.0004)}}
+
+    def world(path):
+        made = _metric_world(path, shapes, topology=_ORDERS_PG, alert_service="orders", trigger="orders errors")
+        change = {"id": "chg-9", "ts": fmt_ts(_T0 + 60 * (_ONSET_MIN - 5)), "kind": "deploy", "service": "orders",
+                  "author": "ci", "summary": "orders v2.4.1", "details": {}}
+        (made / "changes.jsonl").write_text(json.dumps(change) + "\n")
+        return made
+    return world
+
+
+def test_a_callee_slower_by_most_of_its_callers_delay_accounts_for_it_however_louder_the_caller(tmp_path):
+    # pg's p95 rises 25 → 470 ms (one series) under orders' 60 → 600 ms (errors, latency, busy threads: a much
+    # louder anomaly by score): a caller waits on its callee, so 445 of its 540 extra milliseconds are pg's.
+    # The deploy on orders is no explanation then: pg is the origin, orders its victim.
+    report = _run(_deploy_over_slow_store(470.0)(tmp_path / "a"))
+    top = report["hypotheses"][0]
+    assert (top["service"], top["change_id"]) == ("pg", None)
+    assert report["confidence"] <= 50
+    orders = next(h for h in report["hypotheses"] if h["service"] == "orders")
+    assert orders["features"]["victim"] == 1.0
+    assert any(item["summary"].startswith("orders calls pg, which is anomalous as early and got 4")
+               and "most of orders's delay is waiting on pg" in item["summary"] for item in orders["counter_evidence"])
+    # A store the deploy merely loads (25 → 45 ms under the same caller) is downstream noise: the deploy stays.
+    report = _run(_deploy_over_slow_store(45.0)(tmp_path / "b"))
+    top = report["hypotheses"][0]
+    assert (top["service"], top["change_id"]) == ("orders", "chg-9")
