@@ -328,7 +328,8 @@ def _add_collapses(services: dict[str, dict[str, Any]], series: list[dict[str, A
         families = entry.setdefault("families", {})
         families["collapse"] = max(float(families.get("collapse", 0.0)), info["strength"])
         if entry.get("onset") is None:
-            entry["onset"] = split
+            # No series of its own left its baseline: it went bad when its request rate fell.
+            entry["onset"] = info["fell_at"]
 
 
 def _is_pocketed(item: dict[str, Any], anchor: float) -> bool:

@@ -14,6 +14,7 @@ with a sign of the callee's own trouble: a higher failed-span share or a longer 
 
 from __future__ import annotations
 
+import math
 from statistics import median
 from typing import Any
 
@@ -33,6 +34,9 @@ WAIT_RISE_MS = 20.0
 # Samples needed on each side: a pocket of sampled traces is no traffic history.
 MIN_BEFORE = 4
 MIN_AFTER = 2
+# A failed share of few requests is judged by counts (_failing_by_count): the failed requests since the rate fell
+# must be this improbable under the earlier share (one-sided Poisson tail).
+COUNT_P = 0.01
 
 
 def _points(item: dict[str, Any], parse_ts: Any) -> list[tuple[float, float]]:
@@ -82,13 +86,16 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
     (and none losing it) and with a sign of its own trouble; ``strength`` 0..1.
     """
     levels: dict[str, dict[str, tuple[float, float, float, float]]] = {}
+    raw: dict[str, dict[str, list[tuple[float, float]]]] = {}
     for item in series_list:
         svc, kind = str(item.get("service") or ""), _kind(str(item.get("name") or ""))
         if not svc or kind is None or kind in levels.get(svc, {}):
             continue
-        found = _levels(_points(item, parse_ts), split=split, stop=stop)
+        points = _points(item, parse_ts)
+        found = _levels(points, split=split, stop=stop)
         if found is not None:
             levels.setdefault(svc, {})[kind] = found
+            raw.setdefault(svc, {})[kind] = points
     out: dict[str, dict[str, Any]] = {}
     for svc, own in levels.items():
         if "requests" not in own:
@@ -116,12 +123,93 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
         wait = own.get("wait")
         # Each above the series' own high decile too: noisy p95s and error shares of little traffic jump often.
         failing = err is not None and err[1] - err[0] >= ERROR_RISE and err[1] > err[3]
+        error_levels = (err[0], err[1]) if err else None
+        # Few requests: failed requests counted since the request rate fell (_failing_by_count; a stretch of a few
+        # minutes holds too few requests of a service with a few a minute).
+        fell = _fell_at(raw[svc]["requests"], split=split, stop=stop)
+        counted = None if failing else _failing_by_count(raw[svc].get("errors"), raw[svc]["requests"],
+                                                         split=fell, stop=stop)
+        if counted is not None:
+            failing, error_levels = True, counted
         waiting = wait is not None and wait[1] >= WAIT_RATIO * wait[0] and wait[1] - wait[0] >= WAIT_RISE_MS \
             and wait[1] > wait[3]
         if not (failing or waiting):
             continue
         out[svc] = {"before": round(before, 3), "after": round(after, 3), "drop": round(drop, 3), "callers": steady,
-                    "error_before": round(err[0], 4) if err else None, "error_after": round(err[1], 4) if err else None,
+                    "error_before": round(error_levels[0], 4) if error_levels else None,
+                    "error_after": round(error_levels[1], 4) if error_levels else None,
                     "wait_before": round(wait[0], 1) if wait else None, "wait_after": round(wait[1], 1) if wait else None,
-                    "strength": round(min(1.0, drop / FULL_DROP), 4)}
+                    "strength": round(min(1.0, drop / FULL_DROP), 4), "fell_at": fell}
     return out
+
+
+def _fell_at(requests: list[tuple[float, float]], *, split: float, stop: float) -> float:
+    """When the request rate fell: the split of [split - BEFORE_SPAN_S, stop] into two stretches of constant level
+    with the least squared error (one change point, the later stretch the lower), at the latest ``split``."""
+    points = sorted((t, v) for t, v in requests if split - BEFORE_SPAN_S <= t <= stop)
+    values = [v for _, v in points]
+    n = len(values)
+    if n < MIN_BEFORE + MIN_AFTER:
+        return split
+    prefix, squares = [0.0], [0.0]
+    for v in values:
+        prefix.append(prefix[-1] + v)
+        squares.append(squares[-1] + v * v)
+
+    def sse(i: int, j: int) -> float:
+        total = prefix[j] - prefix[i]
+        return squares[j] - squares[i] - total * total / (j - i)
+
+    best, at = sse(0, n), split
+    for i in range(MIN_BEFORE, n - MIN_AFTER + 1):
+        cost = sse(0, i) + sse(i, n)
+        if (prefix[n] - prefix[i]) / (n - i) < prefix[i] / i and cost < best:
+            best, at = cost, points[i][0]
+    return min(at, split)
+
+
+def _failing_by_count(errors: list[tuple[float, float]] | None, requests: list[tuple[float, float]], *,
+                      split: float, stop: float) -> tuple[float, float] | None:
+    """The failed share before ``split`` and after it, counted over requests, when it rose clearly; else None.
+
+    A service with a few requests a minute has a share of 0 in most minutes and 0.33 or 1.0 in some: the median
+    share stays 0 however often it now fails (issue #15 item 3: a 0.15 req/s callee failing one request in six
+    after its traffic collapsed, its entry service's deploy blamed at 84). Pooled — failed requests over requests,
+    each sample's share weighted by its request count — the share must rise by ERROR_RISE and the failed count be
+    improbable (COUNT_P, one-sided Poisson) under the earlier share (half a failure when none failed before).
+    """
+    if not errors or len(requests) < 2:
+        return None
+    times = sorted(t for t, _ in requests)
+    step = median(b - a for a, b in zip(times, times[1:], strict=False))
+    rate = dict(requests)
+
+    def pooled(lo: float, hi: float) -> tuple[float, float]:
+        failed = total = 0.0
+        for t, share in errors:
+            if lo <= t < hi and rate.get(t, 0.0) > 0:
+                count = rate[t] * step
+                failed += min(1.0, max(0.0, share)) * count
+                total += count
+        return failed, total
+
+    failed_before, before = pooled(split - BEFORE_SPAN_S, split)
+    failed_after, after = pooled(split, stop + 1e-9)
+    if before < 1 or after < 1:
+        return None
+    shares = (failed_before / before, failed_after / after)
+    if shares[1] - shares[0] < ERROR_RISE \
+            or _poisson_tail(round(failed_after), max(failed_before, 0.5) / before * after) >= COUNT_P:
+        return None
+    return shares
+
+
+def _poisson_tail(k: int, mean: float) -> float:
+    """P(X >= k) for X ~ Poisson(mean)."""
+    if k <= 0:
+        return 1.0
+    term = total = math.exp(-mean)
+    for i in range(1, k):
+        term *= mean / i
+        total += term
+    return max(0.0, 1.0 - total)

@@ -105,7 +105,8 @@ def check(tools: Any, ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, A
     change = next((c for c in chg.get("changes", []) if c.get("id") == change_id), None)
     service_info = sig.get("services", {}).get(svc, {})
     named = any(o["service"] == svc and o.get("named_by") for o in cor.get("origins", []))
-    trouble = service_info.get("score", 0) > 0 or named
+    # A request rate that collapsed while its callers kept sending is trouble of its own too (traffic.collapses).
+    trouble = service_info.get("score", 0) > 0 or named or bool(service_info.get("collapse"))
     via = top.get("via")
     if via and not trouble:
         # A callee with no telemetry of its own, read without logs (ranking._sole_unseen_callee): its one caller
