@@ -53,6 +53,9 @@ GAP_MIN_RISE_MS = 50.0
 # one service's path stands out by an order of magnitude, while p95 waits of lightly used services jump
 # by a few typical rises all the time (nezha-tt: noise up to ~40x, network delays 45x to 700x).
 GAP_OUTLIER_RATIO = 15.0
+# ... on at least this share of the GAP_PERSIST_LEN samples from the first lifted one (as anomalies' persistence) ...
+GAP_LIFTED_SHARE = 0.6
+GAP_PERSIST_LEN = 5
 # Ratio at which the strength reaches 1 (log scale between the two).
 GAP_FULL_RATIO = 150.0
 # Only log lines with a trace id shared by two or more services count as trace-joined; a world where
@@ -146,8 +149,19 @@ def wait_gaps(series_list: list[dict[str, Any]], *, anchor: float, split: float,
         # The lower quartile: a window can hold an earlier pocket of the same fault, which the median
         # would take for the normal level; a gap is a wait, never below 0 for long.
         before = max(0.0, _quantile(earlier, 0.25)) if earlier else 0.0
+        # A delay on the path lasts: it lifts the wait of most samples from when it began. One or two slow requests
+        # of a service with a few a minute lift its p95 — and the gap, a share of it — for a sample or two (issue
+        # #15 item 3: a low-traffic bystander's two-minute 2.8 s spike read as a 67x wait rise, stated at 98 %).
+        # Counted from the stretch's first lifted sample over the next few (past the stretch when the onset falls
+        # late in it): the stretch often straddles the onset.
+        ordered = [g for _, g in sorted(gap.items())]
+        times = sorted(gap)
+        first = next((i for i, t in enumerate(times) if split <= t <= stop and ordered[i] >= before + GAP_MIN_RISE_MS),
+                     None)
+        ahead = ordered[first:first + GAP_PERSIST_LEN] if first is not None else []
+        lifted = sum(1 for g in ahead if g >= before + GAP_MIN_RISE_MS) / len(ahead) if ahead else 0.0
         raw[svc] = {"before": round(before, 2), "after": round(mean(after), 2),
-                    "rise": round(mean(after) - before, 2)}
+                    "rise": round(mean(after) - before, 2), "lifted": round(lifted, 2)}
     if not raw:
         return {}
     typical = max(_quantile([abs(v["rise"]) for v in raw.values()], 0.8), 1.0)
@@ -156,7 +170,7 @@ def wait_gaps(series_list: list[dict[str, Any]], *, anchor: float, split: float,
         ratio = info["rise"] / typical
         info["ratio"] = round(ratio, 2)
         strength = 0.0
-        if info["rise"] >= GAP_MIN_RISE_MS and ratio > GAP_OUTLIER_RATIO:
+        if info["rise"] >= GAP_MIN_RISE_MS and ratio > GAP_OUTLIER_RATIO and info["lifted"] >= GAP_LIFTED_SHARE:
             strength = min(1.0, math.log(ratio / GAP_OUTLIER_RATIO) / math.log(GAP_FULL_RATIO / GAP_OUTLIER_RATIO))
             # A delay on one path makes every caller of that service wait; the callers' own callers see a
             # smaller echo of it. Only the largest rise gets the full strength.

@@ -52,6 +52,27 @@ def test_wait_gap_ignores_an_earlier_pocket_of_the_same_fault_as_baseline() -> N
     assert gaps["db"]["before"] == 2.0 and gaps["db"]["strength"] == 1.0
 
 
+def test_wait_gap_of_a_slow_request_or_two_is_no_delay_on_the_path() -> None:
+    # "reviews" serves a few requests a minute: one slow request sets its p95 (2.8 s) and its callers' (3.6 s)
+    # for two samples at the onset, then both are back. A delay on the path lasts: "db"'s wait stays up.
+    spike = [150.0] * 18 + [2830.0, 2870.0] + [150.0] * 4
+    series = [_series("reviews", "latency_p95_ms", spike),
+              _series("reviews", "caller_latency_p95_ms", [v * 1.25 for v in spike]),
+              _series("db", "caller_latency_p95_ms", _flat_then(12.0, 412.0)),
+              _series("db", "latency_p95_ms", _flat_then(10.0, 10.0))]
+    series += [s for i in range(6) for s in (_series(f"svc{i}", "caller_latency_p95_ms", [20.0 + i] * 24),
+                                             _series(f"svc{i}", "latency_p95_ms", [18.0 + i] * 24))]
+    gaps = signatures.wait_gaps(series, anchor=ANCHOR, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert gaps["reviews"]["rise"] > 300 and gaps["reviews"]["strength"] == 0.0
+    assert gaps["db"]["strength"] > 0.5
+    # The same spike at the stretch's end, followed by a wait that stays: a delay that began there.
+    late = [150.0] * 21 + [2830.0, 2870.0, 2870.0]
+    series[:2] = [_series("reviews", "latency_p95_ms", [150.0] * 24),
+                  _series("reviews", "caller_latency_p95_ms", [v * 1.25 for v in late])]
+    gaps = signatures.wait_gaps(series, anchor=ANCHOR, split=SPLIT, stop=STOP, parse_ts=parse_ts)
+    assert gaps["reviews"]["strength"] > 0.0
+
+
 def test_wait_gap_needs_both_series() -> None:
     series = [_series("db", "latency_p95_ms", _flat_then(10.0, 900.0))]
     assert signatures.wait_gaps(series, anchor=ANCHOR, split=SPLIT, stop=STOP, parse_ts=parse_ts) == {}
