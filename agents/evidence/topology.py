@@ -331,7 +331,9 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             known = anomalies.get(callee, {})
             # A callee whose own metrics look healthy is not broken, whatever callers say.
             # (Its own noisy logs do not count: only a metric excursion shows a callee is failing.)
-            quiet = known.get("has_metrics") and known.get("metric_score", known.get("score", 0)) <= 0
+            # A request rate that collapsed while callers kept sending is such an excursion too (traffic.collapses).
+            quiet = known.get("has_metrics") and known.get("metric_score", known.get("score", 0)) <= 0 \
+                and not _collapsed(known)
             if excess > 0 and not quiet:
                 named_by.setdefault(callee, []).append(caller)
     implicated |= set(named_by)

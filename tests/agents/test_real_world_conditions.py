@@ -965,7 +965,7 @@ def test_a_callee_slower_by_most_of_its_callers_delay_accounts_for_it_however_lo
     assert (top["service"], top["change_id"]) == ("orders", "chg-9")
 
 
-def _low_traffic_callee_world(path, *, fails):
+def _low_traffic_callee_world(path, *, fails, rps_noise=0.2):
     """web (120 req/s) calls orders, a service of a few requests a minute (0.15 req/s). From minute 90 orders
     completes 0.03 req/s while web keeps sending and web fails 5 % of its requests; web deployed at minute 86.
     ``fails``: orders fails one request in two in every third minute from then on (its per-minute share is 0 in
@@ -976,7 +976,7 @@ def _low_traffic_callee_world(path, *, fails):
         return 0.5 if fails and minute >= _ONSET_MIN and minute % 3 == 0 else 0.0
 
     shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.05)},
-              "orders": {"requests_per_s": (_step(0.15, 0.03), 0.2), "error_rate": (orders_errors, 0.0),
+              "orders": {"requests_per_s": (_step(0.15, 0.03), rps_noise), "error_rate": (orders_errors, 0.0),
                          "latency_p95_ms": (_step(80.0, 80.0), 0.3)}}
     made = _metric_world(path, shapes, topology=[{"name": "web", "calls": ["orders"]}, {"name": "orders", "calls": []}],
                          alert_service="web", trigger="web errors")
@@ -1015,3 +1015,23 @@ def test_failed_requests_are_counted_from_where_a_low_request_rate_fell():
     # share allows.
     one = [(i * minute, 1 / 9 if i in (25, 35, 45) else 1.0 if i == 51 else 0.0) for i in range(60)]
     assert traffic._failing_by_count(one, requests, split=50 * minute, stop=stop) is None
+
+
+def test_a_callee_whose_requests_collapsed_is_not_quiet_when_its_callers_errors_name_it(tmp_path):
+    # With logs: web's new errors after its deploy say "call to orders timed out". orders' own series stay within
+    # their noise (a few requests a minute), but its request rate fell while web kept sending — a metric excursion
+    # of its own, so the callers naming it count and web is its victim (issue #15 round 9: field 2232 gen-0008,
+    # the caller's deploy blamed at 97 %).
+    import json
+
+    world = _low_traffic_callee_world(tmp_path / "a", fails=True, rps_noise=0.3)
+    lines = [{"ts": fmt_ts(_T0 + 60 * m + 5), "service": "web", "level": "INFO", "message": "checkout ok"}
+             for m in range(0, 120)]
+    lines += [{"ts": fmt_ts(_T0 + 60 * m + s), "service": "web", "level": "ERROR",
+               "message": f"call to orders timed out after {3000 + s} ms"}
+              for m in range(_ONSET_MIN, 120) for s in (10, 40)]
+    lines.sort(key=lambda line: line["ts"])
+    (world / "logs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    report = _run(world)
+    assert report["hypotheses"][0]["service"] == "orders"
+    assert any("web errors name orders" in item["summary"] for item in report["hypotheses"][0]["evidence"])
