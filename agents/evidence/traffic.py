@@ -37,6 +37,9 @@ MIN_AFTER = 2
 # A failed share of few requests is judged by counts (_failing_by_count): the failed requests since the rate fell
 # must be this improbable under the earlier share (one-sided Poisson tail).
 COUNT_P = 0.01
+# ... counted over at least this long from the fall (a few requests a minute need minutes to say anything; the
+# stretch around a trigger that came right after the fall holds two or three of them).
+COUNT_SPAN_S = 600.0
 
 
 def _points(item: dict[str, Any], parse_ts: Any) -> list[tuple[float, float]]:
@@ -104,6 +107,15 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
         if before <= 0:
             continue
         drop = 1.0 - after / before
+        # Where the request rate fell (_fell_at): the stretch around a trigger that came right after the fall holds
+        # a few samples from before it, which hide the fall from the stretch's median; measured from there too.
+        fell = _fell_at(raw[svc]["requests"], split=split, stop=stop)
+        if drop < MIN_DROP or after >= low:
+            since = _levels(raw[svc]["requests"], split=fell, stop=max(stop, fell + COUNT_SPAN_S))
+            if since is None or since[0] <= 0:
+                continue
+            before, after, low, _ = since
+            drop = 1.0 - after / before
         # Noise-aware: a rate that was as low in healthy minutes (a few requests a minute, often none) shows
         # nothing by falling there again; the stretch must sit below the series' own low decile.
         if drop < MIN_DROP or after >= low:
@@ -126,9 +138,8 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
         error_levels = (err[0], err[1]) if err else None
         # Few requests: failed requests counted since the request rate fell (_failing_by_count; a stretch of a few
         # minutes holds too few requests of a service with a few a minute).
-        fell = _fell_at(raw[svc]["requests"], split=split, stop=stop)
         counted = None if failing else _failing_by_count(raw[svc].get("errors"), raw[svc]["requests"],
-                                                         split=fell, stop=stop)
+                                                         split=fell, stop=max(stop, fell + COUNT_SPAN_S))
         if counted is not None:
             failing, error_levels = True, counted
         waiting = wait is not None and wait[1] >= WAIT_RATIO * wait[0] and wait[1] - wait[0] >= WAIT_RISE_MS \
@@ -145,7 +156,7 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
 
 def _fell_at(requests: list[tuple[float, float]], *, split: float, stop: float) -> float:
     """When the request rate fell: the split of [split - BEFORE_SPAN_S, stop] into two stretches of constant level
-    with the least squared error (one change point, the later stretch the lower), at the latest ``split``."""
+    with the least squared error (one change point, the later stretch the lower); ``split`` when none."""
     points = sorted((t, v) for t, v in requests if split - BEFORE_SPAN_S <= t <= stop)
     values = [v for _, v in points]
     n = len(values)
@@ -165,7 +176,7 @@ def _fell_at(requests: list[tuple[float, float]], *, split: float, stop: float) 
         cost = sse(0, i) + sse(i, n)
         if (prefix[n] - prefix[i]) / (n - i) < prefix[i] / i and cost < best:
             best, at = cost, points[i][0]
-    return min(at, split)
+    return at
 
 
 def _failing_by_count(errors: list[tuple[float, float]] | None, requests: list[tuple[float, float]], *,

@@ -1035,3 +1035,25 @@ def test_a_callee_whose_requests_collapsed_is_not_quiet_when_its_callers_errors_
     report = _run(world)
     assert report["hypotheses"][0]["service"] == "orders"
     assert any("web errors name orders" in item["summary"] for item in report["hypotheses"][0]["evidence"])
+
+
+def test_a_fall_at_the_end_of_the_stretch_is_measured_from_where_it_fell():
+    # The trigger came right after orders' rate fell (minute 61), so three of the stretch's four samples are from
+    # before the fall and its median shows none. Measured from the fall on, the rate fell 80 % while web kept
+    # sending, and 5 of about 20 requests failed against none before (round 9: field 2232 gen-0007).
+    from agents.evidence import traffic
+
+    minute = 60.0
+
+    def series(service, name, shape):
+        return {"service": service, "name": name, "points": [[fmt_ts(_T0 + i * minute), shape(i)] for i in range(75)]}
+
+    fails = (62, 64, 66, 69, 72)
+    found = traffic.collapses(
+        [series("orders", "requests_per_s", lambda i: 0.15 if i < 61 else 0.03),
+         series("orders", "error_rate", lambda i: 1.0 if i in fails else 0.0),
+         series("web", "requests_per_s", lambda i: 120.0)],
+        callers={"orders": {"web"}}, split=_T0 + 57.5 * minute, stop=_T0 + 61.5 * minute, parse_ts=parse_ts)
+    # One sample after the stretch's end is too few to place the fall to the minute: it is dated no later.
+    assert _T0 + 59 * minute <= found["orders"]["fell_at"] <= _T0 + 61 * minute
+    assert found["orders"]["drop"] == 0.8 and found["orders"]["error_after"] > 0.2
