@@ -154,11 +154,10 @@ def wait_gaps(series_list: list[dict[str, Any]], *, anchor: float, split: float,
         # #15 item 3: a low-traffic bystander's two-minute 2.8 s spike read as a 67x wait rise, stated at 98 %).
         # Counted from the stretch's first lifted sample over the next few (past the stretch when the onset falls
         # late in it): the stretch often straddles the onset.
-        ordered = [g for _, g in sorted(gap.items())]
-        times = sorted(gap)
-        first = next((i for i, t in enumerate(times) if split <= t <= stop and ordered[i] >= before + GAP_MIN_RISE_MS),
+        ordered = sorted(gap.items())
+        first = next((i for i, (t, g) in enumerate(ordered) if split <= t <= stop and g >= before + GAP_MIN_RISE_MS),
                      None)
-        ahead = ordered[first:first + GAP_PERSIST_LEN] if first is not None else []
+        ahead = [g for _, g in ordered[first:first + GAP_PERSIST_LEN]] if first is not None else []
         lifted = sum(1 for g in ahead if g >= before + GAP_MIN_RISE_MS) / len(ahead) if ahead else 0.0
         raw[svc] = {"before": round(before, 2), "after": round(mean(after), 2),
                     "rise": round(mean(after) - before, 2), "lifted": round(lifted, 2)}

@@ -85,8 +85,9 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
     Params: series_list — metrics.series items; callers — service → the services that call it (topology);
     split, stop — the stretch (epoch s); parse_ts — ISO → epoch s (or None).
     Returns: ``{service: {before, after, drop, callers, error_before, error_after, wait_before, wait_after,
-    strength}}`` for services whose rate fell at least MIN_DROP with at least one caller holding its traffic
-    (and none losing it) and with a sign of its own trouble; ``strength`` 0..1.
+    strength, fell_at}}`` for services whose rate fell at least MIN_DROP with at least one caller holding its traffic
+    (and none losing it) and with a sign of its own trouble; ``strength`` 0..1; ``fell_at`` where the rate fell
+    (_fell_at, epoch s).
     """
     levels: dict[str, dict[str, tuple[float, float, float, float]]] = {}
     raw: dict[str, dict[str, list[tuple[float, float]]]] = {}
