@@ -228,9 +228,15 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
     history = ctx["anchor"] - (parse_ts(window["start"]) or ctx["anchor"])
     short = history < CONTRAST_HISTORY_S
     pocketed = [item for item in series if short or _is_pocketed(item, ctx["anchor"])]
-    # Where any series has gaps (pocketed or sampled traces), the incident onset is dated from pockets that may be
+    # Where series have gaps (pocketed or sampled traces), the incident onset is dated from pockets that may be
     # other events' (Nezha: 10-16 min early), so a service's excursion "within the incident" says nothing there.
-    dense = not any(_has_gap(item, ctx["anchor"]) for item in series)
+    # A scrape outage — every series of one service missing for a while — is no sampling: it hides that service's
+    # own excursion (``onset_unseen``), not when the others' began (issue #15 round 10, hard 2020 gen-0050: one
+    # service's metrics missing for 25 min cut the entry service's clear error rise to a stale leftover's share,
+    # and a callee's three warning lines were blamed at 88).
+    gapped = [item for item in series if _has_gap(item, ctx["anchor"])]
+    outages = _scrape_outages(series, gapped)
+    dense = not any(str(item.get("service") or "") not in outages for item in gapped)
     _blend_contrast(services, contrast.service_contrasts(pocketed, anchor=ctx["anchor"], parse_ts=parse_ts),
                     onset=onset if onset_from == "metrics" and dense else None)
     for entry in services.values():
@@ -335,6 +341,19 @@ def _add_collapses(services: dict[str, dict[str, Any]], series: list[dict[str, A
 def _is_pocketed(item: dict[str, Any], anchor: float) -> bool:
     points = [(parse_ts(p[0]), p[1]) for p in item.get("points") or [] if isinstance(p, list | tuple) and len(p) == 2]
     return anomalies.is_sparse([(t, v) for t, v in points if t is not None], anchor=anchor)
+
+
+def _scrape_outages(series: list[dict[str, Any]], gapped: list[dict[str, Any]]) -> set[str]:
+    """Services all of whose series have a gap: their scrape failed for a while (not series sampled in pockets)."""
+    counts: dict[str, int] = {}
+    for item in series:
+        svc = str(item.get("service") or "")
+        counts[svc] = counts.get(svc, 0) + 1
+    missing: dict[str, int] = {}
+    for item in gapped:
+        svc = str(item.get("service") or "")
+        missing[svc] = missing.get(svc, 0) + 1
+    return {svc for svc, n in missing.items() if n == counts.get(svc)}
 
 
 def _has_gap(item: dict[str, Any], anchor: float) -> bool:

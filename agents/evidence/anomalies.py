@@ -122,16 +122,21 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     while start > 0 and zs[start - 1] > RAMP_Z and clean[start - 1][0] >= baseline_end - 3600:
         start -= 1
     excursion = zs[start:end]
+    # The excursion's level is its own; a flapping fault is dated from its first flap (and that flap's ramp).
+    onset_index = _first_flap(segments, (start, end), zs, [t for t, _ in clean])
+    while onset_index < start and onset_index > 0 and zs[onset_index - 1] > RAMP_Z \
+            and clean[onset_index - 1][0] >= baseline_end - 3600:
+        onset_index -= 1
     values = [v for _, v in clean[start:end]]
     level_after = median(values)
     if not _practically_significant(name, level, level_after):
         return result
     result.update({
         "anomalous": True,
-        "onset": clean[start][0],
+        "onset": clean[onset_index][0],
         # The last sample before the excursion: when a gap in the series precedes it, the excursion began
         # somewhere in the gap, not at its first sample.
-        "since": clean[start - 1][0] if start > 0 else None,
+        "since": clean[onset_index - 1][0] if onset_index > 0 else None,
         "recovered": clean[end][0] if end < len(clean) else None,
         "severity": median(excursion),
         "peak_z": max(excursion),
@@ -159,6 +164,29 @@ def _recurs(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[f
     if times[start] - times[last - 1] < REPEAT_GAP_S:
         return False
     return max(zs[first:last]) >= REPEAT_SHARE * max(zs[start:end]) and end - start <= 2 * (last - first) + 2
+
+
+def _first_flap(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[float], times: list[float]) -> int:
+    """The index of the first flap of a flapping excursion: where the incident's trouble began.
+
+    A flapping fault (a datastore that stalls for two minutes, recovers for three, stalls again) leaves one
+    excursion per flap; the one under way at the trigger is its latest, and dating the service by it puts its
+    onset at the last flap, after the victims whose own flaps happened to be picked earlier (issue #15 round 10,
+    alt36-021: a flapping mongo dated 12 min late, its caller's deploy blamed at 80). Earlier excursions count as
+    flaps of the same fault when each came back within REPEAT_GAP_S of the previous one's end and stood at least
+    REPEAT_SHARE as high (median z: a fault's flaps hold its level, while a job's bump or a few noise spikes ahead
+    of it do not — alt33-057: a 30-min job's bump at 150 ms before spikes of 300 ms), and not as a periodic job's run (one that repeats an earlier run after a longer quiet
+    spell, _recurs: a cron job's run just before the fault's first flap is no flap).
+    """
+    start, _ = chosen
+    first = start
+    for seg_start, seg_end in reversed([seg for seg in segments if seg[1] <= start]):
+        if times[first] - times[seg_end - 1] >= REPEAT_GAP_S or \
+                median(zs[seg_start:seg_end]) < REPEAT_SHARE * median(zs[chosen[0]:chosen[1]]) or \
+                _recurs(segments, (seg_start, seg_end), zs, times):
+            break
+        first = seg_start
+    return first
 
 
 def _practically_significant(name: str, level: float, level_after: float) -> bool:

@@ -103,7 +103,7 @@ def _migrating_callers(origin: dict[str, Any], changes: list[dict[str, Any]], ct
     """Read without logs: a schema migration on a caller of the origin, just above the origin's own "no change".
 
     A migration runs against a datastore: a datastore (its topology tier says so; with no tier given, a service
-    that calls nothing) that turns busy with no change of its own while a caller that is its victim
+    that calls nothing) that turns busy (a saturation series of its own rose) with no change of its own while a caller that is its victim
     (``victim_of``) has just run a migration that would explain that caller's failure (score above
     ``NULL_CHANGE_SCORE``) is busy because of that migration (bench/README.md, "Migrating callers"; issue #15
     round 7: the alt writer's db-busy migrations). A service that is no datastore fails on its own however its
@@ -118,6 +118,13 @@ def _migrating_callers(origin: dict[str, Any], changes: list[dict[str, Any]], ct
     store = tier.lower() in DATASTORE_TIERS if tier else origin["service"] in graph.calls and \
         not graph.calls[origin["service"]]
     if not store:
+        return []
+    # A migration loads the store: it turns busy (a resource series of its own rose: CPU, connections, a pool).
+    # A store that only fails its requests, nothing of its own busier, is down on its own, whatever its callers
+    # ran (issue #15 round 10: hard 2022 / 2023, field 2234 — a cache or search store returning errors, a
+    # caller's harmless migration minutes earlier blamed at 62–78).
+    if not any(series["service"] == origin["service"] and anomalies.is_saturation(series["name"])
+               for series in sig.get("series", [])):
         return []
     victims = {o["service"] for o in origins if origin["service"] in o.get("victim_of", [])}
     return [_hyp(origin, change, score + SILENT_MARGIN, norm, service=change["service"])

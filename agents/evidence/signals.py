@@ -11,7 +11,7 @@ from agents.evidence import anomalies, logcontrast, logtemplates, skipped
 from agents.evidence.timeutil import fmt_ts, parse_ts
 from agents.evidence.toolcall import safe_call
 from agents.evidence.topology import mentioned_services
-from agents.evidence.traffic import MIN_DROP, request_series
+from agents.evidence.traffic import COUNT_P, MIN_DROP, poisson_tail, request_series
 
 # How much a metric family says about a service being broken (errors are the
 # most direct symptom, traffic changes the least).
@@ -40,8 +40,11 @@ SKIP_RECENT_S = 180.0
 SKIP_SPAN_S = 420.0
 # Count-based onset of an error rate (_count_onset): a sample whose error rate stands for fewer failed requests
 # than this (rate x requests/s x step) is one failed request, which a healthy low-traffic service also has now
-# and then; the excursion is dated from its first sample with at least this many.
+# and then; it never ends the search for the change point by itself.
 MIN_ERRORS = 2.0
+# Splits of the failed-request counts whose log-likelihood is within this of the best are as good as it (a
+# 2-unit support interval, Edwards, "Likelihood", 1972): the earliest of them dates the onset.
+CHANGE_SUPPORT = 2.0
 
 
 def metric_weight(name: str) -> float:
@@ -194,12 +197,18 @@ def _count_onset(info: dict[str, Any], points: list[tuple[float, float]],
     An error rate is a count over requests: at 0.5 req/s one failed request in a minute reads 0.03, as far from a
     baseline of 0 as a real failure's first minute. A healthy low-traffic service has such single errors now and
     then, so lone ones ahead of an excursion date nothing (issue #15 round 5, field 2121 gen-0052: a migration
-    3 min after an onset estimated from single errors, ruled "after"). The onset moves to the first sample of the
-    excursion that holds at least MIN_ERRORS failed requests (rate x requests/s x the sample step) or is followed
-    by another failing sample: a low-traffic origin failing one request a minute, minute after minute, keeps its
-    first minute (round 5 first tried MIN_ERRORS alone; it lost three such origins). When no sample qualifies, or
-    the request rate is unknown at a sample, the excursion is left as it is. Busy services are untouched: a rate
-    above their noise always stands for many requests.
+    3 min after an onset estimated from single errors, ruled "after"; round 10, field 2235 gen-0058: a config
+    change ruled "after" an onset dated 8 min early by single failures, a minute with two among them).
+
+    Each sample's failed requests are counted (rate x requests/s x the sample step) and the onset is the change
+    point of those counts: the sample that best splits the excursion into the service's healthy failed share
+    before it (pooled over the samples before the excursion, half a failure when none failed) and one raised
+    share from it on (Poisson log-likelihood of the two segments). Among samples within CHANGE_SUPPORT of the best
+    split the earliest is taken (a slow onset keeps its start). The split is searched up to the first sample whose
+    failures alone are too many for the healthy share (at least MIN_ERRORS of them, one-sided Poisson tail below
+    traffic.COUNT_P shared among the excursion's samples): a busy service's first failing minute is such a sample, so busy services are untouched, and
+    a low-traffic origin failing one request a minute, minute after minute, keeps its first minute. When the
+    request rate is unknown at a sample the excursion is left as it is.
     """
     clean = sorted((t, v) for t, v in points if v == v)
     times = [t for t, _ in clean]
@@ -209,17 +218,32 @@ def _count_onset(info: dict[str, Any], points: list[tuple[float, float]],
     step = gaps[len(gaps) // 2]
     start = times.index(info["onset"])
     end = times.index(info["recovered"]) if info["recovered"] in times else len(times)
-    for index in range(start, end):
-        ts, value = clean[index]
-        if ts not in rates:
-            return info
-        # A lone failed request (the next sample holds none) is background; two failing samples in a row are not.
-        follows = index + 1 < len(clean) and clean[index + 1][1] > 0
-        if value * rates[ts] * step >= MIN_ERRORS or (value > 0 and follows):
-            if index == start:
-                return info
-            return {**info, "onset": ts, "since": times[index - 1]}
-    return info
+    if any(times[index] not in rates for index in range(start, end)):
+        return info
+    counts = [max(value, 0.0) * rates.get(ts, 0.0) * step for ts, value in clean]
+    exposure = [rates.get(ts, 0.0) * step for ts, _ in clean]
+    healthy = [index for index in range(start) if times[index] in rates]
+    p0 = max(sum(counts[i] for i in healthy), 0.5) / max(sum(exposure[i] for i in healthy), 1.0)
+    # Each sample of the excursion is tested: the tail bound is shared among them (Bonferroni).
+    bound = COUNT_P / (end - start)
+    last = next((index for index in range(start, end) if counts[index] >= MIN_ERRORS
+                 and poisson_tail(round(counts[index]), p0 * exposure[index]) < bound), end - 1)
+    if last == start:
+        return info
+
+    def loglik(share: float, indices: range) -> float:
+        share = min(max(share, 1e-12), 1.0)
+        return sum(counts[i] * math.log(share) - exposure[i] * share for i in indices)
+
+    scores = []
+    for k in range(start, last + 1):
+        after = range(k, end)
+        raised = max(sum(counts[i] for i in after) / max(sum(exposure[i] for i in after), 1e-9), p0)
+        scores.append(loglik(p0, range(start, k)) + loglik(raised, after))
+    best = start + next(i for i, ll in enumerate(scores) if ll >= max(scores) - CHANGE_SUPPORT)
+    if best == start:
+        return info
+    return {**info, "onset": times[best], "since": times[best - 1]}
 
 
 def _beyond_load(found: list[tuple[float, float]], saturation: list[tuple[float, float]],

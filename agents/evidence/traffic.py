@@ -143,8 +143,14 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
                                                          split=fell, stop=max(stop, fell + COUNT_SPAN_S))
         if counted is not None:
             failing, error_levels = True, counted
-        waiting = wait is not None and wait[1] >= WAIT_RATIO * wait[0] and wait[1] - wait[0] >= WAIT_RISE_MS \
-            and wait[1] > wait[3]
+        waiting = _waits(wait)
+        if not waiting and fell < split and "wait" in raw[svc]:
+            # Its callers' wait measured from where the rate fell as well: the stretch's earlier samples then hold
+            # the fall's first minutes, whose waits lift the earlier high decile (issue #15 round 10, field 2235
+            # gen-0029: a callee's requests fell at 14:08, 30 s before the stretch began, its callers' wait 2.1x).
+            since_wait = _levels(raw[svc]["wait"], split=fell, stop=max(stop, fell + COUNT_SPAN_S))
+            if _waits(since_wait):
+                waiting, wait = True, since_wait
         if not (failing or waiting):
             continue
         out[svc] = {"before": round(before, 3), "after": round(after, 3), "drop": round(drop, 3), "callers": steady,
@@ -153,6 +159,13 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
                     "wait_before": round(wait[0], 1) if wait else None, "wait_after": round(wait[1], 1) if wait else None,
                     "strength": round(min(1.0, drop / FULL_DROP), 4), "fell_at": fell}
     return out
+
+
+def _waits(wait: tuple[float, float, float, float] | None) -> bool:
+    """Whether callers' wait on a callee rose: WAIT_RATIO and WAIT_RISE_MS over its earlier median, and above
+    the earlier high decile (noisy p95s of little traffic jump often)."""
+    return wait is not None and wait[1] >= WAIT_RATIO * wait[0] and wait[1] - wait[0] >= WAIT_RISE_MS \
+        and wait[1] > wait[3]
 
 
 def _fell_at(requests: list[tuple[float, float]], *, split: float, stop: float) -> float:
@@ -211,12 +224,12 @@ def _failing_by_count(errors: list[tuple[float, float]] | None, requests: list[t
         return None
     shares = (failed_before / before, failed_after / after)
     if shares[1] - shares[0] < ERROR_RISE \
-            or _poisson_tail(round(failed_after), max(failed_before, 0.5) / before * after) >= COUNT_P:
+            or poisson_tail(round(failed_after), max(failed_before, 0.5) / before * after) >= COUNT_P:
         return None
     return shares
 
 
-def _poisson_tail(k: int, mean: float) -> float:
+def poisson_tail(k: int, mean: float) -> float:
     """P(X >= k) for X ~ Poisson(mean)."""
     if k <= 0:
         return 1.0

@@ -128,3 +128,36 @@ def test_a_flapping_faults_next_flap_is_still_an_incident():
     anchor = T0 + 3600
     info = analyse_series(points, name="error_rate", baseline_end=anchor - 900, anchor=anchor)
     assert info["anomalous"] and not info.get("recurrent")
+
+
+def test_a_flapping_fault_is_dated_from_its_first_flap():
+    # Stalls of 2 min every 5 min from 40 min on (latency 25 -> 450 ms); the trigger comes during the fourth. The
+    # stall under way is its latest flap: the fault began at the first (issue #15 round 10, alt36-021).
+    rng = random.Random(5)
+
+    def latency(i):
+        t = i * 30
+        return 25 + rng.uniform(-2, 2) + (425 if t >= 2400 and (t - 2400) % 300 < 120 else 0)
+
+    points = [(T0 + 30 * i, latency(i)) for i in range(240)]
+    anchor = T0 + 2400 + 3 * 300 + 30
+    info = analyse_series(points, name="latency_p95_ms", baseline_end=anchor - 900, anchor=anchor)
+    assert info["anomalous"] and info["onset"] == T0 + 2400
+    assert info["recovered"] >= T0 + 2400 + 2 * 300 + 120  # the level and recovery are a flap's under way
+
+
+def test_a_periodic_jobs_run_just_before_a_flapping_fault_does_not_date_it():
+    # A job lifts latency every 15 min for 2 min (at 11, 26, 41 min); the fault flaps from 45.5 min on. The job's
+    # run at 41 min repeats its earlier runs: the fault is dated from its first flap, not from the job's run.
+    rng = random.Random(6)
+
+    def latency(i):
+        t = i * 30
+        job = 120 if t >= 660 and (t - 660) % 900 < 120 else 0
+        fault = 425 if t >= 2730 and (t - 2730) % 300 < 120 else 0
+        return 25 + rng.uniform(-2, 2) + job + fault
+
+    points = [(T0 + 30 * i, latency(i)) for i in range(240)]
+    anchor = T0 + 2730 + 2 * 300 + 30
+    info = analyse_series(points, name="latency_p95_ms", baseline_end=anchor - 900, anchor=anchor)
+    assert info["anomalous"] and info["onset"] == T0 + 2730
