@@ -42,6 +42,9 @@ SKIP_SPAN_S = 420.0
 # than this (rate x requests/s x step) is one failed request, which a healthy low-traffic service also has now
 # and then; it never ends the search for the change point by itself.
 MIN_ERRORS = 2.0
+# A service whose samples each stand for at least this many requests is busy: its series' lone spikes are a noise
+# process of their own, not a few requests sampled (anomalies._excursions).
+BUSY_REQUESTS = 100.0
 # Splits of the failed-request counts whose log-likelihood is within this of the best are as good as it (a
 # 2-unit support interval, Edwards, "Likelihood", 1972): the earliest of them dates the onset.
 CHANGE_SUPPORT = 2.0
@@ -96,7 +99,8 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         if anomalies.is_sparse(points, anchor=anchor):
             info = anomalies.contrast_series(points, name=name, anchor=anchor)
         else:
-            info = anomalies.analyse_series(points, name=name, baseline_end=b_end, anchor=anchor)
+            info = anomalies.analyse_series(points, name=name, baseline_end=b_end, anchor=anchor,
+                                            busy=_busy(traffic.get(service), points))
         if info is None:
             continue
         if name == "error_rate" and info["anomalous"] and service in traffic:
@@ -174,6 +178,16 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             entry["score"] = round(entry["score"] * 0.5, 4)
     out_series.sort(key=lambda s: -s["strength"])
     return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end}
+
+
+def _busy(rates: dict[float, float] | None, points: list[tuple[float, float]]) -> bool:
+    """Whether a service's samples each stand for many requests (median requests per sample ≥ BUSY_REQUESTS);
+    False when its request rate is unknown."""
+    times = sorted(t for t, _ in points)
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    if not rates or not gaps:
+        return False
+    return median(rates.values()) * gaps[len(gaps) // 2] >= BUSY_REQUESTS
 
 
 def _request_rates(series_list: list[dict]) -> dict[str, dict[float, float]]:
