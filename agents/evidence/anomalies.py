@@ -134,12 +134,19 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     while start > 0 and zs[start - 1] > RAMP_Z and clean[start - 1][0] >= baseline_end - 3600:
         start -= 1
     excursion = zs[start:end]
+    values = [v for _, v in clean[start:end]]
+    # A fault that flaps sample by sample (a queue that stalls every other minute) leaves an excursion whose median
+    # is its healthy half: its level is that of the samples that stood out (issue #15 round 10, alt37-037: a
+    # flapping broker's latency 10 -> 60 ms every other minute read as no slowdown at all).
+    stood_out = [index for index in range(start, end) if zs[index] > ONSET_Z]
+    if len(stood_out) < PERSIST_SHARE * (end - start):
+        excursion = [zs[index] for index in stood_out]
+        values = [clean[index][1] for index in stood_out]
     # The excursion's level is its own; a flapping fault is dated from its first flap (and that flap's ramp).
     onset_index = _first_flap(segments, (start, end), zs, [t for t, _ in clean])
     while onset_index < start and onset_index > 0 and zs[onset_index - 1] > RAMP_Z \
             and clean[onset_index - 1][0] >= baseline_end - 3600:
         onset_index -= 1
-    values = [v for _, v in clean[start:end]]
     level_after = median(values)
     if not _practically_significant(name, level, level_after):
         return result
