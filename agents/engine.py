@@ -9,6 +9,7 @@ in ``missing_sources`` and lowers confidence instead of stopping the run.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from agents.errors import NotFoundToolError
@@ -345,15 +346,9 @@ def _is_pocketed(item: dict[str, Any], anchor: float) -> bool:
 
 def _scrape_outages(series: list[dict[str, Any]], gapped: list[dict[str, Any]]) -> set[str]:
     """Services all of whose series have a gap: their scrape failed for a while (not series sampled in pockets)."""
-    counts: dict[str, int] = {}
-    for item in series:
-        svc = str(item.get("service") or "")
-        counts[svc] = counts.get(svc, 0) + 1
-    missing: dict[str, int] = {}
-    for item in gapped:
-        svc = str(item.get("service") or "")
-        missing[svc] = missing.get(svc, 0) + 1
-    return {svc for svc, n in missing.items() if n == counts.get(svc)}
+    counts = Counter(str(item.get("service") or "") for item in series)
+    missing = Counter(str(item.get("service") or "") for item in gapped)
+    return {svc for svc, n in missing.items() if n == counts[svc]}
 
 
 def _has_gap(item: dict[str, Any], anchor: float) -> bool:

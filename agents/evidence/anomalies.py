@@ -128,11 +128,11 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
                               "shift": 0.0}
     if not segments:
         return result
-    start, end = _pick_segment(segments, [t for t, _ in clean], anchor)
-    if _recurs(segments, (start, end), zs, [t for t, _ in clean]):
+    times = [t for t, _ in clean]
+    start, end = _pick_segment(segments, times, anchor)
+    if _recurs(segments, (start, end), zs, times):
         return {**result, "recurrent": True}
-    while start > 0 and zs[start - 1] > RAMP_Z and clean[start - 1][0] >= baseline_end - 3600:
-        start -= 1
+    start = _ramp_back(start, zs, times, baseline_end - 3600)
     excursion = zs[start:end]
     values = [v for _, v in clean[start:end]]
     # A fault that flaps sample by sample (a queue that stalls every other minute) leaves an excursion whose median
@@ -143,10 +143,9 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
         excursion = [zs[index] for index in stood_out]
         values = [clean[index][1] for index in stood_out]
     # The excursion's level is its own; a flapping fault is dated from its first flap (and that flap's ramp).
-    onset_index = _first_flap(segments, (start, end), zs, [t for t, _ in clean])
-    while onset_index < start and onset_index > 0 and zs[onset_index - 1] > RAMP_Z \
-            and clean[onset_index - 1][0] >= baseline_end - 3600:
-        onset_index -= 1
+    onset_index = _first_flap(segments, (start, end), zs, times)
+    if onset_index < start:
+        onset_index = _ramp_back(onset_index, zs, times, baseline_end - 3600)
     level_after = median(values)
     if not _practically_significant(name, level, level_after):
         return result
@@ -185,6 +184,14 @@ def _recurs(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[f
     return max(zs[first:last]) >= REPEAT_SHARE * max(zs[start:end]) and end - start <= 2 * (last - first) + 2
 
 
+def _ramp_back(index: int, zs: list[float], times: list[float], floor: float) -> int:
+    """Move an excursion's first index back over the ramp that leads into it (samples above RAMP_Z, not before
+    ``floor``)."""
+    while index > 0 and zs[index - 1] > RAMP_Z and times[index - 1] >= floor:
+        index -= 1
+    return index
+
+
 def _first_flap(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[float], times: list[float]) -> int:
     """The index of the first flap of a flapping excursion: where the incident's trouble began.
 
@@ -192,10 +199,10 @@ def _first_flap(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: li
     excursion per flap; the one under way at the trigger is its latest, and dating the service by it puts its
     onset at the last flap, after the victims whose own flaps happened to be picked earlier (issue #15 round 10,
     alt36-021: a flapping mongo dated 12 min late, its caller's deploy blamed at 80). Earlier excursions count as
-    flaps of the same fault when each came back within REPEAT_GAP_S of the previous one's end and stood at least
+    flaps of the same fault when each came back within REPEAT_GAP_S of the previous one's end, stood at least
     REPEAT_SHARE as high (median z: a fault's flaps hold its level, while a job's bump or a few noise spikes ahead
-    of it do not — alt33-057: a 30-min job's bump at 150 ms before spikes of 300 ms), and not as a periodic job's run (one that repeats an earlier run after a longer quiet
-    spell, _recurs: a cron job's run just before the fault's first flap is no flap).
+    of it do not — alt33-057: a 30-min job's bump at 150 ms before spikes of 300 ms), and is no periodic job's run
+    (one that repeats an earlier run after a longer quiet spell, _recurs).
     """
     start, _ = chosen
     first = start
@@ -296,6 +303,12 @@ CONTRAST_HORIZON_S = 300.0
 CONTRAST_LAG_S = 30.0
 
 
+def sample_step(times: list[float]) -> float | None:
+    """A series' sample step: the (upper) median gap between its sorted sample times; None without two times."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    return gaps[len(gaps) // 2] if gaps else None
+
+
 def is_sparse(points: list[tuple[float, float]], *, anchor: float) -> bool:
     """True when the samples before the anchor cover less than SPARSE_COVERAGE of their span.
 
@@ -305,10 +318,9 @@ def is_sparse(points: list[tuple[float, float]], *, anchor: float) -> bool:
     times = sorted(t for t, _ in points if t is not None)
     if len(times) < 4:
         return True
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
-    if not gaps:
+    step = sample_step(times)
+    if step is None:
         return True
-    step = gaps[len(gaps) // 2]
     span = max(step, min(anchor, times[-1]) - times[0])
     covered = sum(1 for t in times if t <= anchor) * step
     return covered < SPARSE_COVERAGE * span

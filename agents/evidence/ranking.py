@@ -103,10 +103,10 @@ def _migrating_callers(origin: dict[str, Any], changes: list[dict[str, Any]], ct
     """Read without logs: a schema migration on a caller of the origin, just above the origin's own "no change".
 
     A migration runs against a datastore: a datastore (its topology tier says so; with no tier given, a service
-    that calls nothing) that turns busy (a saturation series of its own rose) with no change of its own while a caller that is its victim
-    (``victim_of``) has just run a migration that would explain that caller's failure (score above
-    ``NULL_CHANGE_SCORE``) is busy because of that migration (bench/README.md, "Migrating callers"; issue #15
-    round 7: the alt writer's db-busy migrations). A service that is no datastore fails on its own however its
+    that calls nothing) that turns busy (a saturation series of its own rose) with no change of its own while a
+    caller that is its victim (``victim_of``) has just run a migration that would explain that caller's failure
+    (score above ``NULL_CHANGE_SCORE``) is busy because of that migration (bench/README.md, "Migrating callers";
+    issue #15 round 7: the alt writer's db-busy migrations). A service that is no datastore fails on its own however its
     callers migrate (alt3-054: a migrating caller of a service whose connections ran out). With logs, the store's
     own error text and its callers' say what broke (alt15-037: a leaf service's expired certificate, its caller's
     migration blamed at 99 %), so the rule is for log-less reading only.

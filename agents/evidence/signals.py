@@ -183,11 +183,8 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
 def _busy(rates: dict[float, float] | None, points: list[tuple[float, float]]) -> bool:
     """Whether a service's samples each stand for many requests (median requests per sample ≥ BUSY_REQUESTS);
     False when its request rate is unknown."""
-    times = sorted(t for t, _ in points)
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
-    if not rates or not gaps:
-        return False
-    return median(rates.values()) * gaps[len(gaps) // 2] >= BUSY_REQUESTS
+    step = anomalies.sample_step(sorted(t for t, _ in points))
+    return bool(rates) and step is not None and median(rates.values()) * step >= BUSY_REQUESTS
 
 
 def _request_rates(series_list: list[dict]) -> dict[str, dict[float, float]]:
@@ -220,16 +217,15 @@ def _count_onset(info: dict[str, Any], points: list[tuple[float, float]],
     share from it on (Poisson log-likelihood of the two segments). Among samples within CHANGE_SUPPORT of the best
     split the earliest is taken (a slow onset keeps its start). The split is searched up to the first sample whose
     failures alone are too many for the healthy share (at least MIN_ERRORS of them, one-sided Poisson tail below
-    traffic.COUNT_P shared among the excursion's samples): a busy service's first failing minute is such a sample, so busy services are untouched, and
-    a low-traffic origin failing one request a minute, minute after minute, keeps its first minute. When the
-    request rate is unknown at a sample the excursion is left as it is.
+    traffic.COUNT_P shared among the excursion's samples): a busy service's first failing minute is such a sample,
+    so busy services are untouched, and a low-traffic origin failing one request a minute, minute after minute,
+    keeps its first minute. When the request rate is unknown at a sample the excursion is left as it is.
     """
     clean = sorted((t, v) for t, v in points if v == v)
     times = [t for t, _ in clean]
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
-    if not gaps or info["onset"] not in times:
+    step = anomalies.sample_step(times)
+    if step is None or info["onset"] not in times:
         return info
-    step = gaps[len(gaps) // 2]
     start = times.index(info["onset"])
     end = times.index(info["recovered"]) if info["recovered"] in times else len(times)
     if any(times[index] not in rates for index in range(start, end)):

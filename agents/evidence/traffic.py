@@ -111,8 +111,9 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
         # Where the request rate fell (_fell_at): the stretch around a trigger that came right after the fall holds
         # a few samples from before it, which hide the fall from the stretch's median; measured from there too.
         fell = _fell_at(raw[svc]["requests"], split=split, stop=stop)
+        since_stop = max(stop, fell + COUNT_SPAN_S)  # measured from the fall: at least COUNT_SPAN_S
         if drop < MIN_DROP or after >= low:
-            since = _levels(raw[svc]["requests"], split=fell, stop=max(stop, fell + COUNT_SPAN_S))
+            since = _levels(raw[svc]["requests"], split=fell, stop=since_stop)
             if since is None or since[0] <= 0:
                 continue
             before, after, low, _ = since
@@ -140,7 +141,7 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
         # Few requests: failed requests counted since the request rate fell (_failing_by_count; a stretch of a few
         # minutes holds too few requests of a service with a few a minute).
         counted = None if failing else _failing_by_count(raw[svc].get("errors"), raw[svc]["requests"],
-                                                         split=fell, stop=max(stop, fell + COUNT_SPAN_S))
+                                                         split=fell, stop=since_stop)
         if counted is not None:
             failing, error_levels = True, counted
         waiting = _waits(wait)
@@ -148,7 +149,7 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
             # Its callers' wait measured from where the rate fell as well: the stretch's earlier samples then hold
             # the fall's first minutes, whose waits lift the earlier high decile (issue #15 round 10, field 2235
             # gen-0029: a callee's requests fell at 14:08, 30 s before the stretch began, its callers' wait 2.1x).
-            since_wait = _levels(raw[svc]["wait"], split=fell, stop=max(stop, fell + COUNT_SPAN_S))
+            since_wait = _levels(raw[svc]["wait"], split=fell, stop=since_stop)
             if _waits(since_wait):
                 waiting, wait = True, since_wait
         if not (failing or waiting):
