@@ -13,7 +13,7 @@ import math
 
 FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_score", "named", "explains",
             "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close", "callee_unruled", "callee_early",
-            "change_unruled", "map_unruled")
+            "change_unruled", "map_unruled", "unruled_gap")
 
 # Fitted by `bench/rca.py --count 60 --seed 101 --nezha ../shared/eval/nezha-tt --calibrate --transport direct`
 # (L2-penalised logistic regression on the top hypothesis' features vs. top-1 hit) on the seed-101 suite plus
@@ -73,7 +73,7 @@ COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "orig
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
                 "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101,
                 "callee_unruled": -0.746, "callee_early": -0.875, "change_unruled": 0.0,
-                "map_unruled": -0.977}
+                "map_unruled": -0.977, "unruled_gap": -0.83}
 
 
 # A rival the evidence does not rule out (issue #15 round 5): the answer's own counter-evidence names another

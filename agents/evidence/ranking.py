@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.evidence import anomalies, calibration
-from agents.evidence.changes import OWN_ONSET_ERROR_S
+from agents.evidence.changes import FAST_FOLLOW_S, OWN_ONSET_ERROR_S
 from agents.evidence.signals import SURGE_SHIFT
 from agents.evidence.timeutil import parse_ts
 from agents.evidence.topology import CallGraph, latency_share
@@ -27,6 +27,11 @@ CLOSE_MARGIN = 0.5
 # confirms that ruling (``_late_own_changes``): two samples of the coarsest metrics step we read (60 s) plus the
 # step by which a ramp's first sample past a threshold can lag its start.
 LATE_UNRULED_S = 180.0
+# Read without logs, a change answer with a rival left unruled (``callee_unruled``) is weaker the longer its service
+# stayed healthy after it: ``unruled_gap`` is 0 up to changes.FAST_FOLLOW_S before the onset and 1 from
+# UNRULED_GAP_FULL_S on (issue #15 round 11: such answers were right 168 times in 171 up to 8 min before the onset,
+# 10 in 17 beyond).
+UNRULED_GAP_FULL_S = 600.0
 # An origin's own fault shows in its resources: a saturation-type series (cpu, memory, connections, pools) this many
 # times its baseline, or a utilisation at least OWN_UTIL of its limit; a traffic surge (``signals.SURGE_SHIFT``,
 # engine.correlate's capacity test); or an alert on it naming a resource (``_RESOURCE_WORDS``).
@@ -339,6 +344,12 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     early = [c for c in _early_callees(origin, cor, features["no_logs"]) if c not in origin.get("victim_of", [])]
     features["callee_unruled"] = 1.0 if features["victim"] or unseen else 0.0
     features["callee_early"] = 1.0 if early else 0.0
+    features["unruled_gap"] = _unruled_gap(change, features)
+    if features["unruled_gap"]:
+        counter.append({"source": "changes", "ref": change["id"],
+                        "summary": f"{change['service']} stayed healthy for {int(float(change['dt_s']) // 60)} min "
+                                   f"after {change['id']}, and a callee it depends on may have failed on its own: "
+                                   f"without logs nothing tells the two apart"})
     late = _late_own_changes(svc, change, cor, features["no_logs"])
     features["change_unruled"] = 1.0 if late else 0.0
     features["own_after_s"] = min((-float(c["dt_s"]) for c in late), default=0.0)
@@ -423,6 +434,16 @@ def _regime_features(sig: dict[str, Any], margin: float) -> dict[str, float]:
     absent = 1.0 if isinstance(logs, dict) and not logs.get("total") else 0.0
     close = 1.0 if margin < 0 else max(0.0, CLOSE_MARGIN - margin) / CLOSE_MARGIN
     return {"no_logs": absent, "no_logs_close": absent * close}
+
+
+def _unruled_gap(change: dict[str, Any] | None, features: dict[str, float]) -> float:
+    """How long, past changes.FAST_FOLLOW_S, a change answer's service stayed healthy after it (0..1), when read
+    without logs a rival is left unruled: a change that broke nothing for minutes on a service whose callee may as
+    well have failed on its own (an external API, a store anomalous as early) is a weak cause (calibration)."""
+    if change is None or not features.get("no_logs") or not features.get("callee_unruled"):
+        return 0.0
+    lead = float(change.get("dt_s") or 0.0)
+    return round(max(0.0, min(1.0, (lead - FAST_FOLLOW_S) / (UNRULED_GAP_FULL_S - FAST_FOLLOW_S))), 4)
 
 
 def _unseen_callees(origin: dict[str, Any], cor: dict[str, Any], no_logs: float) -> list[str]:

@@ -200,3 +200,20 @@ def test_a_fault_that_flaps_every_other_sample_is_a_slowdown_at_its_bad_samples_
     info = analyse_series(_series(values), name="latency_p95_ms", baseline_end=anchor - 900, anchor=anchor)
     assert info["anomalous"] and info["onset"] == T0 + 60 * 80
     assert info["level_after"] > 39
+
+
+def test_a_datastores_slowdown_that_ramps_up_is_judged_by_how_high_it_climbed():
+    # A store's p95 of 14 ms ramps 18 -> 50 ms over seven samples, recovers, and stalls again later: the trigger falls
+    # in the ramp, whose median (about 33 ms, +19 ms) is short of the 20 ms a slowdown needs while its upper quarter
+    # (42 ms and more, three times its baseline) is plainly one (issue #15 round 11, alt40-021: a flapping kafka read
+    # as healthy, its caller's deploy blamed at 97).
+    rng = random.Random(9)
+    ramp = [18.5, 23.5, 27.3, 32.9, 37.0, 42.3, 50.2]
+    values = [14 + rng.uniform(-1, 1) for _ in range(80)] + ramp + [14 + rng.uniform(-1, 1) for _ in range(8)] + \
+        [55 + rng.uniform(-2, 2) for _ in range(8)] + [14 + rng.uniform(-1, 1) for _ in range(7)]
+    anchor = T0 + 60 * 84
+    info = analyse_series(_series(values), name="latency_p95_ms", baseline_end=anchor - 900, anchor=anchor)
+    assert info["anomalous"] and info["onset"] == T0 + 60 * 80
+    # Histogram-bucket steps of the same height ratio but under 20 ms stay no slowdown (the coarse-bucket test).
+    steps = [9.8] * 80 + [24.2] * 7 + [9.8] * 30
+    assert not analyse_series(_series(steps), name="latency_p95_ms", baseline_end=anchor - 900, anchor=anchor)["anomalous"]

@@ -219,11 +219,11 @@ def test_a_saturated_service_is_not_the_victim_of_a_silent_callee_its_errors_nam
     assert ranked[0]["service"] == "otel-collector"
 
 
-def _sms_world(log_total, unseen):
+def _sms_world(log_total, unseen, lead_s=240.0):
     from agents.evidence import ranking
 
     change = {"id": "chg-6", "service": "sms-svc", "kind": "config", "score": 0.55, "position": "before",
-              "reasons": ["4 min before the onset"], "against": []}
+              "dt_s": lead_s, "reasons": [f"{int(lead_s // 60)} min before the onset"], "against": []}
     cor = {"origins": [_origin("sms-svc", 3.8, explains=["app", "pricing"]), _origin("pricing", 1.7)],
            "changes": [change], "neighbours": [], "capacity_services": [],
            "unseen_callees": {"sms-svc": ["twilio"]} if unseen else {}}
@@ -245,6 +245,19 @@ def test_without_logs_a_callee_with_no_metrics_below_the_origin_is_counter_evide
     with_logs = _sms_world(5000, unseen=True)
     assert with_logs["features"]["callee_unruled"] == 0.0
     assert not any("no metrics of its own" in item["summary"] for item in with_logs["counter_evidence"])
+
+
+def test_without_logs_a_change_its_service_outlived_for_minutes_is_weaker_beside_an_unruled_callee():
+    # The same change 4 and 11 min before sms-svc failed, twilio below it unseen: a change its service stayed healthy
+    # after for 11 min, beside a callee that may have failed on its own, is a weak cause (round 11: such answers
+    # were right 10 times in 17 beyond 8 min, 168 in 171 within). Its score is held equal, so only the gap differs.
+    near, far = _sms_world(0, unseen=True), _sms_world(0, unseen=True, lead_s=660.0)
+    assert near["features"]["unruled_gap"] == 0.0 and far["features"]["unruled_gap"] == 1.0
+    assert far["confidence"] < near["confidence"]
+    assert any("stayed healthy for 11 min after chg-6" in item["summary"] for item in far["counter_evidence"])
+    # With twilio metered (no rival left), or with logs, how long it stayed healthy weighs nothing more here.
+    assert _sms_world(0, unseen=False, lead_s=660.0)["features"]["unruled_gap"] == 0.0
+    assert _sms_world(5000, unseen=True, lead_s=660.0)["features"]["unruled_gap"] == 0.0
 
 
 # --- Round 4 (helper branch `metrics`): metrics-first worlds written here, read through the sandbox tools. ---
