@@ -132,7 +132,7 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     start, end = _pick_segment(segments, times, anchor)
     if _recurs(segments, (start, end), zs, times):
         return {**result, "recurrent": True}
-    start = _ramp_back(start, zs, times, baseline_end - 3600)
+    start = _ramp_back(_past_wobble(start, end, zs), zs, times, baseline_end - 3600)
     excursion = zs[start:end]
     values = [v for _, v in clean[start:end]]
     # A fault that flaps sample by sample (a queue that stalls every other minute) leaves an excursion whose median
@@ -182,6 +182,32 @@ def _recurs(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[f
     if times[start] - times[last - 1] < REPEAT_GAP_S:
         return False
     return max(zs[first:last]) >= REPEAT_SHARE * max(zs[start:end]) and end - start <= 2 * (last - first) + 2
+
+
+def _past_wobble(start: int, end: int, zs: list[float]) -> int:
+    """Where an excursion's own run begins, past a short, lower wobble that merely leads into it.
+
+    The persistence test looks PERSIST_LEN samples ahead, so a bump of a sample or two (a periodic job's run, a noisy
+    minute) just before a fault starts the fault's run and dates it minutes early — before the change that caused it
+    (issue #15 round 11: alt39-040, a two-minute latency blip 4 min ahead of a deploy's slowdown; alt42-019 and
+    alt12-012, a cron job's bump just ahead of a migration's and an infra change's). A lead of at most two samples,
+    back within RAMP_Z after it, then a run that holds (its first PERSIST_LEN samples all above RAMP_Z) and stands
+    higher (the lead under REPEAT_SHARE of its median z, as _first_flap: a fault's flaps hold its level) is no part
+    of the run. Lone failed requests that come and go ahead of a fault (lead, back, lead, back …) are not cut: the
+    run after the first return does not hold.
+    """
+    burst = start
+    while burst < end and zs[burst] > RAMP_Z:
+        burst += 1
+    back = burst
+    while back < end and zs[back] <= RAMP_Z:
+        back += 1
+    held = zs[back: back + PERSIST_LEN]
+    if burst - start > 2 or back == burst or len(held) < PERSIST_LEN or min(held) <= RAMP_Z:
+        return start
+    if median(zs[start:burst]) >= REPEAT_SHARE * median(zs[back:end]):
+        return start
+    return back
 
 
 def _ramp_back(index: int, zs: list[float], times: list[float], floor: float) -> int:
