@@ -189,8 +189,8 @@ def _past_wobble(start: int, end: int, zs: list[float]) -> int:
 
     The persistence test looks PERSIST_LEN samples ahead, so a bump of a sample or two (a periodic job's run, a noisy
     minute) just before a fault starts the fault's run and dates it minutes early — before the change that caused it
-    (issue #15 round 11: alt39-040, a two-minute latency blip 4 min ahead of a deploy's slowdown; alt42-019 and
-    alt12-012, a cron job's bump just ahead of a migration's and an infra change's). A lead of at most two samples,
+    (issue #15 round 11: alt39-040, a two-minute latency blip 4 min ahead of a deploy's slowdown; alt42-019, a cron
+    job's bump one minute ahead of a migration's). A lead of at most two samples,
     back within RAMP_Z after it, then a run that holds (its first PERSIST_LEN samples all above RAMP_Z) and stands
     higher (the lead under REPEAT_SHARE of its median z, as _first_flap: a fault's flaps hold its level) is no part
     of the run. Lone failed requests that come and go ahead of a fault (lead, back, lead, back …) are not cut: the

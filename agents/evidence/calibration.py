@@ -69,6 +69,12 @@ FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_
 # pool without logs (343 answers), against 96 % without it (543). Two regime terms tried beside it (no topology
 # file; no file and no logs) came out at -0.09 and -0.05 (the "degraded" count of missing sources already carries a
 # missing map) and were dropped.
+# "unruled_gap" (issue #15 round 11: read without logs, a change answer with a rival left unruled, 0..1 by how long
+# past 5 min its service stayed healthy after the change: ranking._unruled_gap) is fitted alone, every other
+# coefficient held, wrong answers weighted 9, on the no-logs rows of hard 808, alt 2 / 3 / 4 / 7 / 12 and the odd Nezha
+# worlds (383; `bench/calibrate_pool.fit`, L2 0.01, 3,000 steps): -0.83. Held out (every other development suite and
+# the even Nezha worlds, 2,182 rows): wrong answers above 50 9 -> 8, right answers at or below 50 157 -> 158, AUROC
+# 0.940 -> 0.952; round 10's blind suites (660 rows) AUROC 0.944 -> 0.951 (bench/README.md "Issue #15 round 11").
 COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "origin_margin": 1.107,
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
                 "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101,
