@@ -52,6 +52,12 @@ def is_saturation(name: str) -> bool:
     return any(key in lowered for key in _SATURATION)
 
 
+def is_own_latency(name: str) -> bool:
+    """True for a service's own latency series, not its callers' view of calls into it (caller_latency*, mesh*)."""
+    lowered = name.lower()
+    return ("latency" in lowered or lowered.endswith("_ms")) and "caller" not in lowered and "mesh" not in lowered
+
+
 def noise_floor(name: str, level: float) -> float:
     """The smallest spread a series of this metric is given (see _floor)."""
     return _floor(name, level)

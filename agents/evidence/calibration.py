@@ -94,19 +94,28 @@ COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "orig
 RIVAL_FEATURES = ("callee_unruled", "callee_early", "blames_failing", "names_silent", "change_unruled",
                   "change_declined", "change_late", "map_unruled")
 RIVAL_CEILING = 80
+# A rival that explains the answer's evidence as well as the answer does (issue #15 round 12): read without logs, the
+# answer's service slowed as a caller waiting on a callee with no metrics of its own does, and its change is of a kind
+# that does not explain such a wait (``callee_wait``, ranking._unseen_wait). Two explanations the evidence cannot
+# separate: neither is stated as more likely than not (bench/README.md "Issue #15 round 12").
+TIE_FEATURES = ("callee_wait",)
+TIE_CEILING = 50
 
 
 def confidence(features: dict[str, float]) -> int:
     """Probability (0..100) that a hypothesis with these features is the right one.
 
     Params: features — values for FEATURES (missing ones count 0).
-    Returns: an integer 1..99 (never certain either way); at most RIVAL_CEILING when a rival is left unruled.
+    Returns: an integer 1..99 (never certain either way); at most RIVAL_CEILING when a rival is left unruled,
+        TIE_CEILING when one explains the evidence as well.
     """
     z = COEFFICIENTS["bias"] + sum(COEFFICIENTS.get(k, 0.0) * float(features.get(k, 0.0)) for k in FEATURES)
     p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
     value = max(1, min(99, int(round(100 * p))))
     if any(float(features.get(k, 0.0)) for k in RIVAL_FEATURES):
         value = min(value, RIVAL_CEILING)
+    if any(float(features.get(k, 0.0)) for k in TIE_FEATURES):
+        value = min(value, TIE_CEILING)
     return value
 
 

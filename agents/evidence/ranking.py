@@ -37,9 +37,20 @@ UNRULED_GAP_FULL_S = 600.0
 # engine.correlate's capacity test); or an alert on it naming a resource (``_RESOURCE_WORDS``).
 OWN_RATIO = 1.5
 OWN_UTIL = 0.8
+# Read without logs, a change answer's service that slowed to WAIT_RATIO times its baseline latency or more with
+# nothing of its own near a limit (``_own_fault``) shows a caller's wait on a callee; when that callee has no metrics
+# of its own, it explains the slowdown as well as a change of a kind that acts on the service's own code or runtime
+# (WAIT_BLIND_KINDS) does, and the answer is stated no higher than calibration.TIE_CEILING (issue #15 round 12). A
+# setting or a schema migration may act on the very calls the service waits on (a pool, a timeout, a locked table),
+# so those kinds keep their standing.
+WAIT_RATIO = 3.0
+WAIT_BLIND_KINDS = ("deploy", "feature_flag", "infra")
+_WAIT_KIND_WORDS = {"deploy": "a deploy", "feature_flag": "a flag change", "infra": "an infra change"}
 # Topology tiers of a datastore (``_migrating_callers``).
 DATASTORE_TIERS = ("datastore", "storage", "data", "database", "db", "cache")
 _RESOURCE_WORDS = ("cpu", "memory", "oom", "disk", "heap", "connection pool", "thread pool", "saturat", "throttl")
+# What fills while a service waits on a callee (``_own_fault(waiting=True)``).
+_WAIT_FILLS = ("pool", "conn", "thread", "queue")
 
 
 def _category_without_change(origin: dict[str, Any], cor: dict[str, Any]) -> str:
@@ -191,20 +202,28 @@ def _sole_unseen_callee(origin: dict[str, Any], ctx: dict[str, Any], sig: dict[s
     return [_hyp(callee, None, score + SILENT_MARGIN, norm)]
 
 
-def _own_fault(svc: str, ctx: dict[str, Any], sig: dict[str, Any]) -> str | None:
-    """What shows a fault of the service's own (``_sole_unseen_callee``), or None when only symptoms moved."""
+def _own_fault(svc: str, ctx: dict[str, Any], sig: dict[str, Any], *, waiting: bool = False) -> str | None:
+    """What shows a fault of the service's own (``_sole_unseen_callee``), or None when only symptoms moved.
+
+    ``waiting`` — leave out what fills while a service waits on a callee (``_WAIT_FILLS``: its threads, connections,
+    pools and queues hold the requests stuck on the callee), so only its own work (CPU, memory, a traffic surge)
+    counts (``_unseen_wait``).
+    """
     info = sig.get("services", {}).get(svc, {})
     if float(info.get("traffic_shift", 0.0)) >= SURGE_SHIFT:
         return "its traffic surged"
     for series in sig.get("series", []):
         if series["service"] != svc or not anomalies.is_saturation(series["name"]):
             continue
+        if waiting and any(word in series["name"].lower() for word in _WAIT_FILLS):
+            continue
         before, after = float(series["baseline"]), float(series["level_after"])
         if after >= OWN_RATIO * max(before, 1e-9) or ("util" in series["name"] and after >= OWN_UTIL):
             return f"{series['name']} {before:.3g} → {after:.3g}"
+    words = [w for w in _RESOURCE_WORDS if not (waiting and any(fill in w for fill in _WAIT_FILLS))]
     for alert in ctx.get("alerts", []):
         title = str(alert.get("title") or "").lower()
-        if alert.get("service") == svc and any(word in title for word in _RESOURCE_WORDS):
+        if alert.get("service") == svc and any(word in title for word in words):
             return f"alert: {str(alert.get('title'))[:80]}"
     return None
 
@@ -350,6 +369,14 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
                         "summary": f"{change['service']} stayed healthy for {int(float(change['dt_s']) // 60)} min "
                                    f"after {change['id']}, and a callee it depends on may have failed on its own: "
                                    f"without logs nothing tells the two apart"})
+    wait = _unseen_wait(origin, change, ctx, sig, unseen)
+    features["callee_wait"] = 1.0 if wait else 0.0
+    if wait:
+        counter.append({"source": "metrics", "ref": wait[0],
+                        "summary": f"{origin['service']} got {wait[1]:.1f}x slower with its own CPU and memory short "
+                                   f"of their limits, as a caller waiting on a callee does; {', '.join(unseen[:2])} below it has "
+                                   f"no metrics of its own and may have failed first, and {_WAIT_KIND_WORDS[change['kind']]} "
+                                   f"does not explain a wait on it better"})
     late = _late_own_changes(svc, change, cor, features["no_logs"])
     features["change_unruled"] = 1.0 if late else 0.0
     features["own_after_s"] = min((-float(c["dt_s"]) for c in late), default=0.0)
@@ -444,6 +471,34 @@ def _unruled_gap(change: dict[str, Any] | None, features: dict[str, float]) -> f
         return 0.0
     lead = float(change.get("dt_s") or 0.0)
     return round(max(0.0, min(1.0, (lead - FAST_FOLLOW_S) / (UNRULED_GAP_FULL_S - FAST_FOLLOW_S))), 4)
+
+
+def _unseen_wait(origin: dict[str, Any], change: dict[str, Any] | None, ctx: dict[str, Any], sig: dict[str, Any],
+                 unseen: list[str]) -> tuple[str, float] | None:
+    """Read without logs: (ref, ratio) of the service's slowest-grown own latency series when a change answer's
+    service slowed as a caller waiting on a callee with no metrics of its own does, else None.
+
+    ``unseen`` comes from ``_unseen_callees`` (empty with logs). The service slowed to WAIT_RATIO times its baseline
+    or more while nothing of its own neared a limit (``_own_fault(waiting=True)``: no CPU or memory at its limit, no
+    traffic surge, no resource alert; its threads and pools fill as it waits), and the change is a deploy, a flag or an infra change (WAIT_BLIND_KINDS): it explains the
+    service's own faults, not a wait on a callee nobody can see into — which fails the same way on its own (issue
+    #15 round 12: sendgrid, stripe-api, maps-provider below callers with a harmless change minutes before, blamed at
+    71–80 without logs).
+    """
+    if change is None or not unseen or str(change.get("kind")) not in WAIT_BLIND_KINDS:
+        return None
+    if _own_fault(origin["service"], ctx, sig, waiting=True):
+        return None
+    best: tuple[str, float] | None = None
+    for series in sig.get("series", []):
+        # Its requests' latency (a GC pause series in ms is its own memory's trouble, not a wait).
+        if series["service"] != origin["service"] or not anomalies.is_own_latency(series["name"]) \
+                or "latency" not in series["name"].lower():
+            continue
+        ratio = float(series["level_after"]) / max(float(series["baseline"]), 1e-9)
+        if ratio >= WAIT_RATIO and (best is None or ratio > best[1]):
+            best = (str(series["ref"]), ratio)
+    return best
 
 
 def _unseen_callees(origin: dict[str, Any], cor: dict[str, Any], no_logs: float) -> list[str]:

@@ -108,7 +108,7 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         entry = services.setdefault(service, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                               "traffic_shift": 0.0, "error_level": None})
         entry["has_metrics"] = True
-        own_latency = _is_own_latency(name)
+        own_latency = anomalies.is_own_latency(name)
         if own_latency:
             # Whether the service's own work got slower (topology._waits_on): False until a series shows it.
             entry.setdefault("own_latency", False)
@@ -287,12 +287,6 @@ def service_onset(found: list[tuple[float, float]]) -> float | None:
         return None
     strongest = max(strength for _, strength in found)
     return min(onset for onset, strength in found if strength >= ONSET_STRENGTH_SHARE * strongest)
-
-
-def _is_own_latency(name: str) -> bool:
-    # The service's own latency, not its callers' view of calls into it (caller_latency*, mesh*).
-    lowered = name.lower()
-    return ("latency" in lowered or lowered.endswith("_ms")) and "caller" not in lowered and "mesh" not in lowered
 
 
 def _ms_per_unit(name: str) -> float:

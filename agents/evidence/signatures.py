@@ -43,6 +43,7 @@ import math
 from statistics import mean
 from typing import Any
 
+from agents.evidence.anomalies import is_own_latency
 from agents.evidence.logtemplates import mask
 from agents.evidence.skipped import binomial_cdf
 from agents.evidence.topology import mentioned_services
@@ -109,11 +110,6 @@ def _is_caller_latency(name: str) -> bool:
     return "caller" in lowered and ("latency" in lowered or lowered.endswith("_ms"))
 
 
-def _is_own_latency(name: str) -> bool:
-    lowered = name.lower()
-    return ("latency" in lowered or lowered.endswith("_ms")) and "caller" not in lowered and "mesh" not in lowered
-
-
 def wait_gaps(series_list: list[dict[str, Any]], *, anchor: float, split: float, stop: float,
               parse_ts: Any) -> dict[str, dict[str, Any]]:
     """Per service: the rise of (callers' wait − own latency) in [split, stop] over its earlier level.
@@ -128,7 +124,7 @@ def wait_gaps(series_list: list[dict[str, Any]], *, anchor: float, split: float,
     own: dict[str, dict[float, float]] = {}
     for item in series_list:
         name, svc = str(item.get("name") or ""), str(item.get("service") or "")
-        target = caller if _is_caller_latency(name) else own if _is_own_latency(name) else None
+        target = caller if _is_caller_latency(name) else own if is_own_latency(name) else None
         if target is None or not svc or svc in target:
             continue
         points: dict[float, float] = {}

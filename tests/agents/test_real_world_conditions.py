@@ -219,16 +219,19 @@ def test_a_saturated_service_is_not_the_victim_of_a_silent_callee_its_errors_nam
     assert ranked[0]["service"] == "otel-collector"
 
 
-def _sms_world(log_total, unseen, lead_s=240.0):
+def _sms_world(log_total, unseen, lead_s=240.0, kind="config", series=()):
     from agents.evidence import ranking
 
-    change = {"id": "chg-6", "service": "sms-svc", "kind": "config", "score": 0.55, "position": "before",
+    change = {"id": "chg-6", "service": "sms-svc", "kind": kind, "score": 0.55, "position": "before",
               "dt_s": lead_s, "reasons": [f"{int(lead_s // 60)} min before the onset"], "against": []}
     cor = {"origins": [_origin("sms-svc", 3.8, explains=["app", "pricing"]), _origin("pricing", 1.7)],
            "changes": [change], "neighbours": [], "capacity_services": [],
            "unseen_callees": {"sms-svc": ["twilio"]} if unseen else {}}
     ctx = {"alerts": [], "missing_sources": [] if log_total else ["logs (no lines in the window)"]}
-    sig = {"services": {}, "series": [], "templates": [], "logs": {"total": log_total, "sampled": False}}
+    rows = [{"ref": f"metrics:sms-svc/{name}", "service": "sms-svc", "name": name, "onset": fmt_ts(ONSET),
+             "recovered": None, "baseline": before, "level_after": after, "severity": 9.0, "strength": 0.5,
+             "shift": after / before - 1.0} for name, before, after in series]
+    sig = {"services": {}, "series": rows, "templates": [], "logs": {"total": log_total, "sampled": False}}
     return ranking.rank(ctx, sig, cor, [])[0]
 
 
@@ -258,6 +261,36 @@ def test_without_logs_a_change_its_service_outlived_for_minutes_is_weaker_beside
     # With twilio metered (no rival left), or with logs, how long it stayed healthy weighs nothing more here.
     assert _sms_world(0, unseen=False, lead_s=660.0)["features"]["unruled_gap"] == 0.0
     assert _sms_world(5000, unseen=True, lead_s=660.0)["features"]["unruled_gap"] == 0.0
+
+
+def test_without_logs_a_wait_on_an_unseen_callee_leaves_a_deploy_no_likelier_than_the_callee():
+    # sms-svc got 5x slower (240 -> 1,200 ms) with nothing of its own busy, as a caller waiting on twilio (no metrics
+    # of its own) does, and a deploy landed on it 4 min before: nothing separates the two causes, so the deploy is
+    # stated at 50 at most (round 12: sendgrid / stripe-api / maps-provider outages under a harmless flag, deploy or
+    # infra change on their caller were blamed at 71-80).
+    slow = [("latency_p95_ms", 240.0, 1200.0), ("error_rate", 0.01, 0.2)]
+    deploy = _sms_world(0, unseen=True, kind="deploy", series=slow)
+    assert (deploy["service"], deploy["change_id"]) == ("sms-svc", "chg-6")
+    assert deploy["features"]["callee_wait"] == 1.0 and deploy["confidence"] <= 50
+    assert any("5.0x slower" in item["summary"] and "twilio" in item["summary"]
+               for item in deploy["counter_evidence"])
+    # The same deploy without the wait (errors only, or a mild slowdown) keeps its standing.
+    mild = _sms_world(0, unseen=True, kind="deploy", series=[("latency_p95_ms", 240.0, 480.0), ("error_rate", 0.01, 0.2)])
+    assert mild["features"]["callee_wait"] == 0.0 and mild["confidence"] > 50
+    # A setting may act on the very calls it waits on (a pool, a timeout): not a tie.
+    assert _sms_world(0, unseen=True, kind="config", series=slow)["features"]["callee_wait"] == 0.0
+    # Its own CPU at the limit: a fault of its own, not a wait.
+    busy = _sms_world(0, unseen=True, kind="deploy", series=[*slow, ("cpu_util", 0.3, 0.95)])
+    assert busy["features"]["callee_wait"] == 0.0
+    # Its GC pauses tripling is its own memory's trouble, not its requests waiting.
+    gc = _sms_world(0, unseen=True, kind="infra", series=[("gc_pause_ms", 11.0, 36.0), ("error_rate", 0.01, 0.2)])
+    assert gc["features"]["callee_wait"] == 0.0
+    # Its worker threads filling is what waiting does (each one holds a request stuck on twilio): still a tie.
+    stuck = _sms_world(0, unseen=True, kind="infra", series=[*slow, ("thread_pool_active", 26.0, 131.0)])
+    assert stuck["features"]["callee_wait"] == 1.0 and stuck["confidence"] <= 50
+    # twilio metered, or logs that would name it: no such rival.
+    assert _sms_world(0, unseen=False, kind="deploy", series=slow)["features"]["callee_wait"] == 0.0
+    assert _sms_world(5000, unseen=True, kind="deploy", series=slow)["features"]["callee_wait"] == 0.0
 
 
 # --- Round 4 (helper branch `metrics`): metrics-first worlds written here, read through the sandbox tools. ---
