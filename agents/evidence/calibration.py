@@ -13,7 +13,7 @@ import math
 
 FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_score", "named", "explains",
             "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close", "callee_unruled", "callee_early",
-            "change_unruled", "map_unruled", "unruled_gap")
+            "change_unruled", "map_unruled", "unruled_gap", "flag_mismatch")
 
 # Fitted by `bench/rca.py --count 60 --seed 101 --nezha ../shared/eval/nezha-tt --calibrate --transport direct`
 # (L2-penalised logistic regression on the top hypothesis' features vs. top-1 hit) on the seed-101 suite plus
@@ -75,11 +75,17 @@ FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_
 # worlds (383; `bench/calibrate_pool.fit`, L2 0.01, 3,000 steps): -0.83. Held out (every other development suite and
 # the even Nezha worlds, 2,182 rows): wrong answers above 50 9 -> 8, right answers at or below 50 157 -> 158, AUROC
 # 0.940 -> 0.952; round 10's blind suites (660 rows) AUROC 0.944 -> 0.951 (bench/README.md "Issue #15 round 11").
+# "flag_mismatch" (issue #15 round 12: read without logs, the answer is a flag whose rollout does not fit its
+# service's failing share, changes.score_change's share check) is fitted alone, every other coefficient held, wrong
+# answers weighted 9, on the no-logs rows of every development suite (74 suites, 4,425 rows: own, hard, field, alt
+# 2-7 / 11-20 / 31-49, Nezha; `bench/calibrate_pool.fit`, L2 0.01, 3,000 steps) — it fires on 8 of them (7 wrong),
+# too few in the usual fitting pool (one): -0.438. Fitting pool: wrong answers above 50 12 -> 10, right answers at
+# or below 50 297 -> 297, AUROC 0.9625 -> 0.9641; held out on fresh suites (bench/README.md "Issue #15 round 12").
 COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "origin_margin": 1.107,
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
                 "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101,
                 "callee_unruled": -0.746, "callee_early": -0.875, "change_unruled": 0.0,
-                "map_unruled": -0.977, "unruled_gap": -0.83}
+                "map_unruled": -0.977, "unruled_gap": -0.83, "flag_mismatch": -0.438}
 
 
 # A rival the evidence does not rule out (issue #15 round 5): the answer's own counter-evidence names another
@@ -91,8 +97,10 @@ COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "orig
 # ``change_late`` — a change answer whose service showed trouble (any anomalous series) more than 3 min before it.
 # Issue #15 round 7: ``map_unruled`` — no topology file, and another service went bad as early as the answer's at
 # least half as strongly: without a map nothing shows which calls the other (topology.unmapped_rivals).
+# Issue #15 round 12: ``silent_answer`` — an answer with no metrics of its own (a third-party API, an unwatched
+# store named by its callers' errors): its callers may have failed on their own.
 RIVAL_FEATURES = ("callee_unruled", "callee_early", "blames_failing", "names_silent", "change_unruled",
-                  "change_declined", "change_late", "map_unruled")
+                  "change_declined", "change_late", "map_unruled", "silent_answer")
 RIVAL_CEILING = 80
 # A rival that explains the answer's evidence as well as the answer does (issue #15 round 12): read without logs, the
 # answer's service slowed as a caller waiting on a callee with no metrics of its own does, and its change is of a kind

@@ -230,7 +230,7 @@ def score_change(change: dict[str, Any], *, change_ts: float, onset: float | Non
         score *= INERT_SHARE
     return {"id": change.get("id"), "service": service, "kind": kind, "score": round(score, 4),
             "dt_s": dt, "position": position, "reasons": reasons, "against": against, "leads": leads,
-            "past_onset": past_onset, "own_before_s": own_before_s}
+            "past_onset": past_onset, "own_before_s": own_before_s, "share_fit": share_fit}
 
 
 def earlier_lead(scored: list[dict[str, Any]], times: dict[str, float]) -> None:

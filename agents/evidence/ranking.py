@@ -300,6 +300,18 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         counter.append({"source": "metrics", "ref": f"topology:{svc}",
                         "summary": f"without logs or metrics of {svc} nothing shows it failed; {through} may have "
                                    f"failed on its own"})
+    # An answer nothing of which is seen (no metrics of its own, while others have them): what it rests on is its
+    # callers' failure and what their errors say of it, and a caller may have failed on its own — a rival left open
+    # (issue #15 round 12: s3, named by the errors of a service whose connection pool had been filling for 10 min,
+    # stated at 85).
+    metered = sig.get("services", {})
+    silent = bool(metered) and any(v.get("has_metrics") for v in metered.values()) \
+        and not metered.get(svc, {}).get("has_metrics") and origin.get("onset") is None
+    if silent and not origin.get("through") and origin.get("named_by"):
+        counter.append({"source": "metrics", "ref": f"metrics:{svc}",
+                        "summary": f"{svc} has no metrics of its own: only the errors of "
+                                   f"{', '.join(origin['named_by'][:3])} say it failed, and they may have failed on "
+                                   f"their own"})
     if origin.get("explains"):
         evidence.append({"source": "metrics", "ref": f"topology:{origin['service']}",
                          "summary": "explains the anomalies of its callers: " + ", ".join(origin["explains"][:6])})
@@ -362,6 +374,7 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     unseen = _unseen_callees(origin, cor, features["no_logs"])
     early = [c for c in _early_callees(origin, cor, features["no_logs"]) if c not in origin.get("victim_of", [])]
     features["callee_unruled"] = 1.0 if features["victim"] or unseen else 0.0
+    features["silent_answer"] = 1.0 if silent else 0.0
     features["callee_early"] = 1.0 if early else 0.0
     features["unruled_gap"] = _unruled_gap(change, features)
     if features["unruled_gap"]:
@@ -369,6 +382,10 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
                         "summary": f"{change['service']} stayed healthy for {int(float(change['dt_s']) // 60)} min "
                                    f"after {change['id']}, and a callee it depends on may have failed on its own: "
                                    f"without logs nothing tells the two apart"})
+    # Read without logs, a flag's rollout set against its service's failing share is the one check tying it to the
+    # failure beyond its timing (no error text begins after it): a share that does not fit weakens it (calibration).
+    features["flag_mismatch"] = 1.0 if features["no_logs"] and change and float(change.get("share_fit", 0.0)) < 0 \
+        else 0.0
     wait = _unseen_wait(origin, change, ctx, sig, unseen)
     features["callee_wait"] = 1.0 if wait else 0.0
     if wait:

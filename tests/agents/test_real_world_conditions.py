@@ -219,11 +219,33 @@ def test_a_saturated_service_is_not_the_victim_of_a_silent_callee_its_errors_nam
     assert ranked[0]["service"] == "otel-collector"
 
 
-def _sms_world(log_total, unseen, lead_s=240.0, kind="config", series=()):
+def test_an_answer_with_no_metrics_of_its_own_is_not_stated_above_the_ceiling():
+    # s3 has no telemetry; two services' errors name it and one of them (tax-srv) is judged its victim, so s3 is the
+    # answer. Nothing of s3 is seen: its namers may have failed on their own (round 12: stated at 85 while its namer's
+    # connection pool had been filling for 10 min).
+    from agents.evidence import calibration, ranking
+
+    origins = [_origin("tax-srv", 9.0, victim_of=["s3"], strength=2.5),
+               _origin("s3", 2.0, onset=None, strength=0.5, named_by=["tax-srv", "billing"])]
+    cor = {"origins": origins, "changes": [], "neighbours": [], "capacity_services": []}
+    ctx = {"alerts": [], "missing_sources": []}
+    sig = {"services": {"tax-srv": {"has_metrics": True}, "billing": {"has_metrics": True}}, "series": [],
+           "templates": [], "logs": {"total": 5000, "sampled": False}}
+    top = ranking.rank(ctx, sig, cor, [])[0]
+    assert (top["service"], top["change_id"]) == ("s3", None)
+    assert top["features"]["silent_answer"] == 1.0 and top["confidence"] <= calibration.RIVAL_CEILING
+    assert any("s3 has no metrics of its own" in item["summary"] for item in top["counter_evidence"])
+    # tax-srv, metered, is no silent answer.
+    tax = next(h for h in ranking.rank(ctx, sig, cor, []) if h["service"] == "tax-srv")
+    assert tax["features"]["silent_answer"] == 0.0
+
+
+def _sms_world(log_total, unseen, lead_s=240.0, kind="config", series=(), share_fit=0.0):
     from agents.evidence import ranking
 
     change = {"id": "chg-6", "service": "sms-svc", "kind": kind, "score": 0.55, "position": "before",
-              "dt_s": lead_s, "reasons": [f"{int(lead_s // 60)} min before the onset"], "against": []}
+              "dt_s": lead_s, "reasons": [f"{int(lead_s // 60)} min before the onset"], "against": [],
+              "share_fit": share_fit}
     cor = {"origins": [_origin("sms-svc", 3.8, explains=["app", "pricing"]), _origin("pricing", 1.7)],
            "changes": [change], "neighbours": [], "capacity_services": [],
            "unseen_callees": {"sms-svc": ["twilio"]} if unseen else {}}
@@ -291,6 +313,18 @@ def test_without_logs_a_wait_on_an_unseen_callee_leaves_a_deploy_no_likelier_tha
     # twilio metered, or logs that would name it: no such rival.
     assert _sms_world(0, unseen=False, kind="deploy", series=slow)["features"]["callee_wait"] == 0.0
     assert _sms_world(5000, unseen=True, kind="deploy", series=slow)["features"]["callee_wait"] == 0.0
+
+
+def test_without_logs_a_flag_whose_rollout_does_not_fit_the_failing_share_is_less_sure():
+    # A 100 % flag on sms-svc while 12 % of its requests fail: read without logs, the share check is the one thing
+    # tying the flag to the failure beyond its timing, and it does not fit (round 12: 7 of 8 such answers wrong).
+    fits = _sms_world(0, unseen=False, kind="feature_flag", share_fit=1.0)
+    misfit = _sms_world(0, unseen=False, kind="feature_flag", share_fit=-0.5)
+    assert (misfit["service"], misfit["change_id"]) == ("sms-svc", "chg-6")
+    assert fits["features"]["flag_mismatch"] == 0.0 and misfit["features"]["flag_mismatch"] == 1.0
+    assert misfit["confidence"] < fits["confidence"]
+    # With logs, error text beginning after the flag can tie it to the failure: the feature stays 0.
+    assert _sms_world(5000, unseen=False, kind="feature_flag", share_fit=-0.5)["features"]["flag_mismatch"] == 0.0
 
 
 # --- Round 4 (helper branch `metrics`): metrics-first worlds written here, read through the sandbox tools. ---
