@@ -38,7 +38,7 @@ UNRULED_GAP_FULL_S = 600.0
 OWN_RATIO = 1.5
 OWN_UTIL = 0.8
 # Read without logs, a change answer's service that slowed to WAIT_RATIO times its baseline latency or more with
-# nothing of its own near a limit (``_own_fault``) shows a caller's wait on a callee; when that callee has no metrics
+# no fault of its own (``_own_fault(waiting=True)``) shows a caller's wait on a callee; when that callee has no metrics
 # of its own, it explains the slowdown as well as a change of a kind that acts on the service's own code or runtime
 # (WAIT_BLIND_KINDS) does, and the answer is stated no higher than calibration.TIE_CEILING (issue #15 round 12). A
 # setting or a schema migration may act on the very calls the service waits on (a pool, a timeout, a locked table),
@@ -305,8 +305,8 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     # (issue #15 round 12: s3, named by the errors of a service whose connection pool had been filling for 10 min,
     # stated at 85).
     metered = sig.get("services", {})
-    silent = bool(metered) and any(v.get("has_metrics") for v in metered.values()) \
-        and not metered.get(svc, {}).get("has_metrics") and origin.get("onset") is None
+    silent = any(v.get("has_metrics") for v in metered.values()) and not metered.get(svc, {}).get("has_metrics") \
+        and origin.get("onset") is None
     if silent and not origin.get("through") and origin.get("named_by"):
         counter.append({"source": "metrics", "ref": f"metrics:{svc}",
                         "summary": f"{svc} has no metrics of its own: only the errors of "
@@ -391,9 +391,9 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     if wait:
         counter.append({"source": "metrics", "ref": wait[0],
                         "summary": f"{origin['service']} got {wait[1]:.1f}x slower with its own CPU and memory short "
-                                   f"of their limits, as a caller waiting on a callee does; {', '.join(unseen[:2])} below it has "
-                                   f"no metrics of its own and may have failed first, and {_WAIT_KIND_WORDS[change['kind']]} "
-                                   f"does not explain a wait on it better"})
+                                   f"of their limits, as a caller waiting on a callee does; {', '.join(unseen[:2])} "
+                                   f"below it has no metrics of its own and may have failed first, and "
+                                   f"{_WAIT_KIND_WORDS[change['kind']]} does not explain a wait on it better"})
     late = _late_own_changes(svc, change, cor, features["no_logs"])
     features["change_unruled"] = 1.0 if late else 0.0
     features["own_after_s"] = min((-float(c["dt_s"]) for c in late), default=0.0)
@@ -496,11 +496,11 @@ def _unseen_wait(origin: dict[str, Any], change: dict[str, Any] | None, ctx: dic
     service slowed as a caller waiting on a callee with no metrics of its own does, else None.
 
     ``unseen`` comes from ``_unseen_callees`` (empty with logs). The service slowed to WAIT_RATIO times its baseline
-    or more while nothing of its own neared a limit (``_own_fault(waiting=True)``: no CPU or memory at its limit, no
-    traffic surge, no resource alert; its threads and pools fill as it waits), and the change is a deploy, a flag or an infra change (WAIT_BLIND_KINDS): it explains the
-    service's own faults, not a wait on a callee nobody can see into — which fails the same way on its own (issue
-    #15 round 12: sendgrid, stripe-api, maps-provider below callers with a harmless change minutes before, blamed at
-    71–80 without logs).
+    or more with no fault of its own (``_own_fault(waiting=True)``: no CPU or memory at its limit, no traffic surge,
+    no resource alert; its threads and pools fill as it waits), and the change is a deploy, a flag or an infra change
+    (WAIT_BLIND_KINDS): it explains the service's own faults, not a wait on a callee nobody can see into — which fails
+    the same way on its own (issue #15 round 12: sendgrid, stripe-api, maps-provider below callers with a harmless
+    change minutes before, blamed at 71–80 without logs).
     """
     if change is None or not unseen or str(change.get("kind")) not in WAIT_BLIND_KINDS:
         return None
@@ -509,8 +509,9 @@ def _unseen_wait(origin: dict[str, Any], change: dict[str, Any] | None, ctx: dic
     best: tuple[str, float] | None = None
     for series in sig.get("series", []):
         # Its requests' latency (a GC pause series in ms is its own memory's trouble, not a wait).
-        if series["service"] != origin["service"] or not anomalies.is_own_latency(series["name"]) \
-                or "latency" not in series["name"].lower():
+        name = series["name"]
+        if series["service"] != origin["service"] or "latency" not in name.lower() \
+                or not anomalies.is_own_latency(name):
             continue
         ratio = float(series["level_after"]) / max(float(series["baseline"]), 1e-9)
         if ratio >= WAIT_RATIO and (best is None or ratio > best[1]):

@@ -297,7 +297,8 @@ def test_without_logs_a_wait_on_an_unseen_callee_leaves_a_deploy_no_likelier_tha
     assert any("5.0x slower" in item["summary"] and "twilio" in item["summary"]
                for item in deploy["counter_evidence"])
     # The same deploy without the wait (errors only, or a mild slowdown) keeps its standing.
-    mild = _sms_world(0, unseen=True, kind="deploy", series=[("latency_p95_ms", 240.0, 480.0), ("error_rate", 0.01, 0.2)])
+    mild = _sms_world(0, unseen=True, kind="deploy",
+                      series=[("latency_p95_ms", 240.0, 480.0), ("error_rate", 0.01, 0.2)])
     assert mild["features"]["callee_wait"] == 0.0 and mild["confidence"] > 50
     # A setting may act on the very calls it waits on (a pool, a timeout): not a tie.
     assert _sms_world(0, unseen=True, kind="config", series=slow)["features"]["callee_wait"] == 0.0
