@@ -334,9 +334,10 @@ _T0 = 1_780_000_000.0  # a minute boundary; the window is 120 one-minute steps
 _ONSET_MIN = 90
 
 
-def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger, start_min=0):
+def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger, start_min=0, keep=None):
     """A world of metrics only (no logs, no changes): ``shapes`` is service → name → f(minute) → value;
-    the window opens at minute ``start_min``."""
+    the window opens at minute ``start_min``; ``keep(service, minute)``, when given, says which minutes keep
+    their samples (the others are missing, as scrapes that failed or minutes with no sampled span)."""
     import json
     import random
 
@@ -351,6 +352,8 @@ def _metric_world(tmp_path, shapes, *, topology, alert_service, trigger, start_m
         for service, names in shapes.items():
             for name, shape in names.items():
                 shape, noise = shape if isinstance(shape, tuple) else (shape, 0.03)
+                if keep is not None and not keep(service, minute):
+                    continue
                 rows.append({"ts": ts, "service": service, "name": name,
                              "value": round(max(0.0, shape(minute) * (1 + rng.gauss(0, noise))), 4)})
     (world / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -1213,3 +1216,39 @@ def test_a_scrape_outage_on_one_service_does_not_make_the_incidents_own_failure_
     assert truth["service"] == "web-bff" and "limits" in (world / "truth.yaml").read_text()
     top = engine.run_all(WorldTools(world), None, None)["hypotheses"][0]
     assert (top["service"], top["change_id"]) == (truth["service"], truth["change_id"])
+
+
+# --- Round 13: partial telemetry. ---
+
+
+def _half_kept(service, minute):
+    # A stable half of the minutes (as bench/variants.py thins traces): about one sample in two is missing.
+    import hashlib
+
+    return hashlib.blake2b(f"s2:{service}/{minute}".encode(), digest_size=8).digest()[0] < 128
+
+
+def test_a_series_that_lost_half_its_samples_is_still_dated_from_its_history(tmp_path):
+    from agents.evidence import anomalies
+
+    # orders starts failing at the onset minute and web, which calls it, a minute later; about half of every
+    # service's samples are missing. Two hours of history are plenty for a baseline: orders' failure is dated
+    # at its first sample from the onset on, not at the first sample after the report (a pocketed series' contrast).
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.2, at=_ONSET_MIN + 1)},
+              "orders": _healthy(47.0, 0.01, 40.0, 45.0) | {"error_rate": _step(0.01, 0.4)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0),
+              "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
+    world = _metric_world(tmp_path, shapes, topology=_SHOP, alert_service="web", trigger="checkout errors on web",
+                          keep=_half_kept)
+    kept = [m for m in range(120) if _half_kept("orders", m)]
+    assert 50 <= len(kept) <= 70
+    points = [(_T0 + 60 * m, 0.01) for m in kept]
+    assert not anomalies.is_sparse(points, anchor=_T0 + 60 * (_ONSET_MIN + 3))
+    first = next(m for m in kept if m >= _ONSET_MIN)
+    top = _run(world)["hypotheses"][0]
+    assert top["service"] == "orders"
+    assert any(item["summary"].startswith(f"error_rate left its baseline at {fmt_ts(_T0 + 60 * first)}")
+               for item in top["evidence"])
+    # A series with samples only in a few pockets around events still has no baseline of its own.
+    pockets = [(_T0 + 60 * m, 0.01) for m in (10, 11, 12, 40, 41, 42, 70, 71, 72, 91, 92)]
+    assert anomalies.is_sparse(pockets, anchor=_T0 + 60 * (_ONSET_MIN + 3))
