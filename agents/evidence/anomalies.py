@@ -349,6 +349,28 @@ CONTRAST_HORIZON_S = 300.0
 CONTRAST_LAG_S = 30.0
 
 
+def grid_step(times: list[float]) -> float | None:
+    """The step of the grid a series is sampled on: its lower-quartile gap (missing samples lengthen some gaps,
+    not the grid's); None without two times."""
+    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    return gaps[len(gaps) // 4] if gaps else None
+
+
+def open_onset(info: dict[str, Any], times: list[float], *, max_gap: float) -> float | None:
+    """The earliest time an excursion first seen after missing samples can have begun, else None.
+
+    Params: info — analyse_series' answer (``onset``, ``since``: the sample before the excursion's first);
+    times — the series' sample times; max_gap — a longer gap is an outage, not missing samples (handled apart).
+    Returns: the first grid step after ``since`` when more than one step (and at most ``max_gap``) separates
+    it from the onset; None otherwise (no gap: the onset is where it was first seen).
+    """
+    since, onset = info.get("since"), info.get("onset")
+    grid = grid_step(sorted(times))
+    if since is None or onset is None or grid is None or not since + grid < onset <= since + max_gap:
+        return None
+    return float(since + grid)
+
+
 def sample_step(times: list[float]) -> float | None:
     """A series' sample step: the (upper) median gap between its sorted sample times; None without two times."""
     gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)

@@ -272,7 +272,9 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
         if series["service"] == svc:
             evidence.append({"source": "metrics", "ref": series["ref"],
                              "summary": f"{series['name']} left its baseline at {series['onset']} "
-                                        f"({series['baseline']:.4g} → {series['level_after']:.4g})"})
+                                        f"({series['baseline']:.4g} → {series['level_after']:.4g})"
+                                        + (f"; samples were missing before it, so it may have begun any time "
+                                           f"after {series['gap_since']}" if series.get("gap_since") else "")})
     for tpl in sig.get("templates", []):
         if tpl["service"] == svc and tpl["kind"] in ("new", "burst") and tpl["level"] in ("WARN", "ERROR", "FATAL"):
             evidence.append({"source": "logs", "ref": tpl["ref"],

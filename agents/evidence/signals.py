@@ -88,6 +88,7 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
     loaded: dict[str, list[tuple[float, float]]] = {}
     surges: dict[str, float] = {}
     cpu_onsets: dict[str, list[float]] = {}
+    earliest: dict[str, dict[float, float]] = {}
     chart: dict[str, Any] = {}
     traffic = _request_rates(series_list)
     for item in series_list:
@@ -134,6 +135,11 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
                            "baseline": round(info["baseline"], 6), "level_after": round(info["level_after"], 6),
                            "severity": round(info["severity"], 2), "strength": round(strength, 4),
                            "shift": round(info["shift"], 4)})
+        # Samples missing just before it (a failed scrape, a minute with no sampled span): the excursion began
+        # somewhere after the last sample before the gap, not necessarily where it is first seen (issue #15 round 13).
+        opened = anomalies.open_onset(info, [t for t, _ in points], max_gap=GAP_S)
+        if opened is not None:
+            out_series[-1]["gap_since"] = fmt_ts(info["since"])
         if info["recovered"] is None or info["recovered"] >= anchor:
             # Still off its baseline when the report came: a failure under way, however early it began.
             entry["ongoing"] = True
@@ -161,12 +167,17 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             entry["onset_unseen"] = True
         elif metric_weight(name) >= 0.6:
             onsets.setdefault(service, []).append((info["onset"], strength))
+            if opened is not None:
+                earliest.setdefault(service, {})[info["onset"]] = opened
             if anomalies.is_saturation(name):
                 loaded.setdefault(service, []).append((info["onset"], strength))
         if "requests" in name.lower() and info["shift"] >= SURGE_SHIFT:
             surges[service] = min(info["onset"], surges.get(service, info["onset"]))
     for service, found in onsets.items():
         services[service]["onset"] = service_onset(_beyond_load(found, loaded.get(service, []), surges.get(service)))
+        dated = services[service]["onset"]
+        if dated in earliest.get(service, {}):
+            services[service]["onset_earliest"] = earliest[service][dated]
     for service, started in cpu_onsets.items():
         surge = surges.get(service)
         families = services[service].get("families", {})

@@ -259,6 +259,13 @@ def _blamers(service: str, named_by: dict[str, list[str]]) -> set[str]:
     return seen
 
 
+def _earliest(info: dict[str, Any]) -> float:
+    """The earliest its failure can have begun: its onset, or, when the series dating it had missing samples just
+    before it, the first missing one's time (``onset_earliest``; the failure began somewhere in that gap)."""
+    earliest = info.get("onset_earliest")
+    return float(info["onset"]) if earliest is None else min(float(info["onset"]), float(earliest))
+
+
 def leading_onset(info: dict[str, Any]) -> float | None:
     """A service's onset, moved back to its earliest series that left its baseline shortly before (within two
     onset tolerances): the caller-side latency of a failing callee often moves a step or two before its error
@@ -390,7 +397,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
             # With a map, error text naming a callee is trusted whatever the onsets say; with none, that text is
             # the only edge, and a callee that went bad clearly after the caller did not break it (issue #15
             # round 7: a "TLS session resumption failed for <caller>" line read as an edge the wrong way).
-            in_time = onset is None or callee_onset is None or callee_onset <= onset + ONSET_TOLERANCE_S
+            in_time = onset is None or callee_onset is None or \
+                _earliest(anomalies.get(callee, {})) <= onset + ONSET_TOLERANCE_S
             if in_time or (callee_named and mapped):
                 victim_of.append(callee)
         upstream = graph.ancestors(service)
@@ -401,7 +409,8 @@ def locate_origin(graph: CallGraph, anomalies: dict[str, dict[str, Any]],
         # explained by it even when one of its series moved earlier (a surge's CPU, a cron job): the
         # error text says what its errors are about, an onset is only its earliest strong series.
         explains = sorted(s for s in upstream & implicated if s != service
-                          and (s in chain or _not_earlier(anomalies.get(s, {}).get("onset"), onset))
+                          and (s in chain or _not_earlier(anomalies.get(s, {}).get("onset"),
+                                                          _earliest(info) if onset is not None else None))
                           and (s in named_by.get(service, [])
                                or (_waits_on(anomalies.get(s, {}), info)
                                    and (strength >= EXPLAIN_SHARE * float(anomalies.get(s, {}).get("score", 0.0))

@@ -1252,3 +1252,26 @@ def test_a_series_that_lost_half_its_samples_is_still_dated_from_its_history(tmp
     # A series with samples only in a few pockets around events still has no baseline of its own.
     pockets = [(_T0 + 60 * m, 0.01) for m in (10, 11, 12, 40, 41, 42, 70, 71, 72, 91, 92)]
     assert anomalies.is_sparse(pockets, anchor=_T0 + 60 * (_ONSET_MIN + 3))
+
+
+def test_a_callee_first_seen_after_missing_samples_may_have_failed_before_its_caller(tmp_path):
+    # orders fails from the onset minute, but its samples of minutes 90–93 are missing (a scrape that failed, no
+    # sampled span): it is first seen failing at 94. web, which calls it, fails from 91 with errors and latency
+    # (louder). orders' failure began somewhere after its last healthy sample (89): it may be first, so web's
+    # failure is explained by it — orders is the origin, web its victim.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.2, at=_ONSET_MIN + 1),
+                                                       "latency_p95_ms": _step(150.0, 420.0, at=_ONSET_MIN + 1)},
+              "orders": _healthy(47.0, 0.01, 40.0, 45.0) | {"error_rate": _step(0.01, 0.3)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0),
+              "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
+
+    def keep(service, minute):
+        return not (service == "orders" and _ONSET_MIN <= minute <= _ONSET_MIN + 3)
+
+    world = _metric_world(tmp_path, shapes, topology=_SHOP, alert_service="web", trigger="checkout errors on web",
+                          keep=keep)
+    report = _run(world)
+    assert report["hypotheses"][0]["service"] == "orders"
+    web = next(h for h in report["hypotheses"] if h["service"] == "web")
+    assert any(item["summary"].startswith("web calls orders, which is anomalous as early")
+               for item in web["counter_evidence"])
