@@ -349,10 +349,15 @@ CONTRAST_HORIZON_S = 300.0
 CONTRAST_LAG_S = 30.0
 
 
+def _gaps(times: list[float]) -> list[float]:
+    """The positive gaps between consecutive sorted sample times, smallest first."""
+    return sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+
+
 def grid_step(times: list[float]) -> float | None:
     """The step of the grid a series is sampled on: its lower-quartile gap (missing samples lengthen some gaps,
     not the grid's); None without two times."""
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    gaps = _gaps(times)
     return gaps[len(gaps) // 4] if gaps else None
 
 
@@ -365,15 +370,17 @@ def open_onset(info: dict[str, Any], times: list[float], *, max_gap: float) -> f
     it from the onset; None otherwise (no gap: the onset is where it was first seen).
     """
     since, onset = info.get("since"), info.get("onset")
+    if since is None or onset is None:
+        return None
     grid = grid_step(sorted(times))
-    if since is None or onset is None or grid is None or not since + grid < onset <= since + max_gap:
+    if grid is None or not since + grid < onset <= since + max_gap:
         return None
     return float(since + grid)
 
 
 def sample_step(times: list[float]) -> float | None:
     """A series' sample step: the (upper) median gap between its sorted sample times; None without two times."""
-    gaps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    gaps = _gaps(times)
     return gaps[len(gaps) // 2] if gaps else None
 
 
