@@ -273,7 +273,7 @@ def analyse_signals(tools: Any, ctx: dict[str, Any], *, template_state: Any = No
             "services": services, "templates": logs["templates"], "mentions": logs["mentions"],
             "named_near": logs["named_near"] if short or pocketed else {},
             "chart": metrics["chart"], "missing_sources": missing, "logs": log_info,
-            "baseline_end": fmt_ts(metrics["baseline_end"])}
+            "baseline_end": fmt_ts(metrics["baseline_end"]), "coverage": metrics["coverage"]}
 
 
 def _add_signatures(services: dict[str, dict[str, Any]], series: list[dict[str, Any]], lines: list[dict[str, Any]],
@@ -437,7 +437,7 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
     services = {}
     for svc, info in sig.get("services", {}).items():
         services[svc] = {"score": info.get("score", 0.0), "onset": info.get("onset"),
-                         "onset_earliest": info.get("onset_earliest"),
+                         "onset_earliest": info.get("onset_earliest"), "onset_unseen": bool(info.get("onset_unseen")),
                          "new_errors": info.get("new_errors", 0), "has_metrics": info.get("has_metrics", False),
                          "metric_score": info.get("metric_score", info.get("score", 0.0)),
                          "families": info.get("families", {}), "own_fault": info.get("own_fault", 0.0),
@@ -502,10 +502,15 @@ def correlate(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any]) -> 
 
 
 def _onset_no_later(callee: dict[str, Any], onset: float | None) -> bool:
-    """Whether a callee is anomalous with an onset no later than ``onset`` (within the topology's tolerance)."""
+    """Whether a callee is anomalous with an onset no later than ``onset`` (within the topology's tolerance), or
+    anomalous with its onset unknown: first seen failing after its metrics went missing across the trigger
+    (signals' ``onset_unseen``), it may have failed at any time in that gap (issue #15 round 14)."""
+    if float(callee.get("score", 0.0)) <= 0:
+        return False
     theirs = callee.get("onset")
-    return (float(callee.get("score", 0.0)) > 0 and theirs is not None and onset is not None
-            and theirs <= onset + ONSET_TOLERANCE_S)
+    if theirs is None:
+        return bool(callee.get("onset_unseen"))
+    return onset is not None and theirs <= onset + ONSET_TOLERANCE_S
 
 
 def hypothesise(ctx: dict[str, Any], sig: dict[str, Any], chg: dict[str, Any], cor: dict[str, Any],

@@ -378,6 +378,19 @@ def open_onset(info: dict[str, Any], times: list[float], *, max_gap: float) -> f
     return float(since + grid)
 
 
+def coverage(times: list[float]) -> float:
+    """The share of its own grid's slots a series filled between its first and last sample (0..1).
+
+    The grid is the series' lower-quartile gap (grid_step): a series that lost half its samples covers about
+    half; a pocketed one (samples in short bursts, as trace-derived series) less; fewer than three samples, 0.
+    """
+    times = sorted(set(times))
+    step = grid_step(times)
+    if len(times) < 3 or step is None or times[-1] <= times[0]:
+        return 0.0
+    return min(1.0, (len(times) - 1) * step / (times[-1] - times[0]))
+
+
 def sample_step(times: list[float]) -> float | None:
     """A series' sample step: the (upper) median gap between its sorted sample times; None without two times."""
     gaps = _gaps(times)

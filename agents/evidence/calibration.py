@@ -13,7 +13,7 @@ import math
 
 FEATURES = ("margin", "origin_strength", "origin_margin", "has_change", "change_score", "named", "explains",
             "degraded", "blames_failing", "names_silent", "no_logs", "no_logs_close", "callee_unruled", "callee_early",
-            "change_unruled", "map_unruled", "unruled_gap", "flag_mismatch")
+            "change_unruled", "map_unruled", "unruled_gap", "flag_mismatch", "sparse")
 
 # Fitted by `bench/rca.py --count 60 --seed 101 --nezha ../shared/eval/nezha-tt --calibrate --transport direct`
 # (L2-penalised logistic regression on the top hypothesis' features vs. top-1 hit) on the seed-101 suite plus
@@ -85,7 +85,24 @@ COEFFICIENTS = {"bias": -1.817, "margin": 0.001, "origin_strength": 1.512, "orig
                 "has_change": 1.26, "change_score": 0.986, "named": 0.435, "explains": -0.367, "degraded": -1.5,
                 "blames_failing": -2.0, "names_silent": -1.5, "no_logs": -0.363, "no_logs_close": -1.101,
                 "callee_unruled": -0.746, "callee_early": -0.875, "change_unruled": 0.0,
-                "map_unruled": -0.977, "unruled_gap": -0.83, "flag_mismatch": -0.438}
+                "map_unruled": -0.977, "unruled_gap": -0.83, "flag_mismatch": -0.438,
+                "sparse": 0.0}
+# Read without one log line (``no_logs``), a world is scored by coefficients of its own, every one fitted jointly
+# (issue #15 round 14; the issue asks that constants which interact be fitted together on pooled suites): bias and
+# features at once, the three hand-set priors no pool holds enough of (degraded, blames_failing, names_silent) held
+# as shipped, ``no_logs`` folded into the bias. L2-penalised logistic regression, wrong answers weighted 25 (a fitted
+# 50 means odds of 25:1 of being right), on the no-logs rows of the 74 development suites and the variants of 21 of
+# them with request-level samples halved (5,670 worlds): `bench/calibrate_regime.py --fit <those> --held <18 fresh
+# suites, both regimes> --wrong-weight 25 --folds 5`. Five-fold cross-validation by whole suites: wrong answers above
+# 50 34 -> 22, right answers at or below 50 403 -> 376, AUROC 0.943 -> 0.958. Held out (alt 50-58, own 1007-1009,
+# hard 2030-2032, field 2240-2242, both regimes, 2,160 worlds): wrong above 50 26 -> 16, above 80 7 -> 4, right at or
+# below 50 125 -> 133, AUROC 0.898 -> 0.927 (bench/README.md "Issue #15 round 14"). ``sparse`` (ranking: how much
+# of their own sampling grid the window's series left empty) is weighed here only; with logs its coefficient is 0.
+NO_LOGS_COEFFICIENTS = {"bias": -1.247, "margin": -0.052, "origin_strength": 0.435, "origin_margin": 1.438,
+                        "has_change": 0.933, "change_score": 0.845, "named": 0.0, "explains": 0.358, "degraded": -1.5,
+                        "blames_failing": -2.0, "names_silent": -1.5, "no_logs": 0.0, "no_logs_close": -0.967,
+                        "callee_unruled": -1.125, "callee_early": -0.701, "change_unruled": -0.787,
+                        "map_unruled": -0.549, "unruled_gap": -0.748, "flag_mismatch": -0.473, "sparse": -1.373}
 
 
 # A rival the evidence does not rule out (issue #15 round 5): the answer's own counter-evidence names another
@@ -117,7 +134,8 @@ def confidence(features: dict[str, float]) -> int:
     Returns: an integer 1..99 (never certain either way); at most RIVAL_CEILING when a rival is left unruled,
         TIE_CEILING when one explains the evidence as well.
     """
-    z = COEFFICIENTS["bias"] + sum(COEFFICIENTS.get(k, 0.0) * float(features.get(k, 0.0)) for k in FEATURES)
+    table = NO_LOGS_COEFFICIENTS if float(features.get("no_logs", 0.0)) else COEFFICIENTS
+    z = table["bias"] + sum(table.get(k, 0.0) * float(features.get(k, 0.0)) for k in FEATURES)
     p = 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
     value = max(1, min(99, int(round(100 * p))))
     if any(float(features.get(k, 0.0)) for k in RIVAL_FEATURES):

@@ -71,7 +71,8 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
 
     Params: tools — ToolSource; ctx — gather_context's output; missing — collects missing sources;
     series_list — the window's metrics.series items when already fetched (None: fetch them).
-    Returns: ``{series: [...anomalous series...], services: {svc: {score, onset, metrics}}, chart: {...}}``.
+    Returns: ``{series: [...anomalous series...], services: {svc: {score, onset, metrics}}, chart: {...},
+        baseline_end, coverage}`` (coverage: the mean share of its own grid each series filled, anomalies.coverage).
     """
     window = ctx["window"]
     start = parse_ts(window["start"])
@@ -91,10 +92,12 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
     earliest: dict[str, dict[float, float]] = {}
     chart: dict[str, Any] = {}
     traffic = _request_rates(series_list)
+    covered: list[float] = []
     for item in series_list:
         service, name = str(item.get("service") or "unknown"), str(item.get("name") or "")
         points = [(parse_ts(p[0]), p[1]) for p in item.get("points") or [] if isinstance(p, list | tuple) and len(p) == 2]
         points = [(t, v) for t, v in points if t is not None and isinstance(v, int | float)]
+        covered.append(anomalies.coverage([t for t, _ in points]))
         if name in ("error_rate", "latency_p95_ms"):
             chart[f"{service}/{name}"] = _downsample(points)
         if anomalies.is_sparse(points, anchor=anchor):
@@ -188,7 +191,10 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         if entry["onset"] is None and entry["metrics"] and not entry.get("onset_unseen"):
             entry["score"] = round(entry["score"] * 0.5, 4)
     out_series.sort(key=lambda s: -s["strength"])
-    return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end}
+    # How much of the window the series cover, on average (ranking's "sparse": partial telemetry makes every
+    # onset, and so every ordering, less sure; issue #15 round 14).
+    return {"series": out_series, "services": services, "chart": chart, "baseline_end": b_end,
+            "coverage": round(sum(covered) / len(covered), 4) if covered else 0.0}
 
 
 def _busy(rates: dict[float, float] | None, points: list[tuple[float, float]]) -> bool:

@@ -1275,3 +1275,63 @@ def test_a_callee_first_seen_after_missing_samples_may_have_failed_before_its_ca
     web = next(h for h in report["hypotheses"] if h["service"] == "web")
     assert any(item["summary"].startswith("web calls orders, which is anomalous as early")
                for item in web["counter_evidence"])
+
+
+# --- Round 14: how sure an answer read from partial telemetry can be. ---
+
+
+def test_coverage_is_the_share_of_its_own_grid_a_series_filled():
+    from agents.evidence import anomalies
+
+    every = [_T0 + 60 * m for m in range(120)]
+    assert anomalies.coverage(every) == 1.0
+    half = [_T0 + 60 * m for m in range(120) if _half_kept("orders", m)]
+    assert 0.4 <= anomalies.coverage(half) <= 0.6
+    pockets = [_T0 + 60 * m for m in (10, 11, 12, 40, 41, 42, 70, 71, 72, 91, 92)]
+    assert anomalies.coverage(pockets) < 0.15
+    assert anomalies.coverage(every[:2]) == 0.0
+
+
+def test_without_logs_an_answer_read_from_thinned_series_is_less_sure_than_from_full_ones(tmp_path):
+    from agents.evidence import calibration
+
+    # The same incident (orders fails, web calls it and fails a minute later) read from full series and from
+    # series that lost about half their samples: the same answer, stated less surely from the thinned ones.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.2, at=_ONSET_MIN + 1)},
+              "orders": _healthy(47.0, 0.01, 40.0, 45.0) | {"error_rate": _step(0.01, 0.4)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0),
+              "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
+    full = _run(_metric_world(tmp_path / "full", shapes, topology=_SHOP, alert_service="web",
+                              trigger="checkout errors on web"))["hypotheses"][0]
+    thin = _run(_metric_world(tmp_path / "thin", shapes, topology=_SHOP, alert_service="web",
+                              trigger="checkout errors on web", keep=_half_kept))["hypotheses"][0]
+    assert full["service"] == thin["service"] == "orders"
+    assert full["features"]["no_logs"] == thin["features"]["no_logs"] == 1.0
+    assert full["features"]["sparse"] < 0.05 and 0.3 <= thin["features"]["sparse"] <= 0.6
+    assert calibration.confidence(thin["features"]) < calibration.confidence({**thin["features"], "sparse": 0.0})
+    # With logs the regime's coefficients do not apply: coverage is not weighed there (fitted on no-logs rows only).
+    with_logs = {**thin["features"], "no_logs": 0.0, "no_logs_close": 0.0}
+    assert calibration.COEFFICIENTS["sparse"] == 0.0
+    assert calibration.confidence(with_logs) == calibration.confidence({**with_logs, "sparse": 0.0})
+
+
+def test_without_logs_a_callee_whose_metrics_went_missing_across_the_report_is_left_unruled(tmp_path):
+    # orders fails with no change of its own, its metrics missing from 5 min before the onset until 10 min after
+    # it (a scrape outage); web, which calls it, fails from the onset. Read without logs, orders may have failed
+    # first: whatever web's answer, its counter-evidence says so and it is capped as a rival left unruled.
+    shapes = {"web": _healthy(120.0, 0.001, 150.0) | {"error_rate": _step(0.001, 0.2),
+                                                       "latency_p95_ms": _step(150.0, 420.0)},
+              "orders": _healthy(47.0, 0.01, 40.0, 45.0) | {"error_rate": _step(0.01, 0.5),
+                                                            "latency_p95_ms": _step(40.0, 900.0)},
+              "search": _healthy(80.0, 0.002, 30.0, 35.0),
+              "pg": _healthy(300.0, 0.001, 5.0, 7.0)}
+
+    def keep(service, minute):
+        return not (service == "orders" and _ONSET_MIN - 5 <= minute < _ONSET_MIN + 10)
+
+    report = _run(_metric_world(tmp_path, shapes, topology=_SHOP, alert_service="web",
+                                trigger="checkout errors on web", keep=keep))
+    web = next(h for h in report["hypotheses"] if h["service"] == "web")
+    assert web["features"]["callee_early"] == 1.0
+    assert any(item["summary"].startswith("web calls orders, whose metrics went missing across the report")
+               for item in web["counter_evidence"])
