@@ -20,6 +20,11 @@ ONSET_Z = 4.0
 # Going back from the first clear exceedance, samples above this still belong
 # to the excursion (ramps start small).
 RAMP_Z = 2.0
+# A lead of this many samples or more that does not rise (its later half at most SHELF_RISE times its earlier one)
+# and stays under SHELF_SHARE of the run after it is a shelf, not a ramp (_shelf).
+SHELF_LEN = 10
+SHELF_RISE = 1.25
+SHELF_SHARE = 0.25
 # Share of the following samples that must also exceed, so one spike is no onset.
 PERSIST_SHARE = 0.6
 PERSIST_LEN = 5
@@ -218,10 +223,28 @@ def _past_wobble(start: int, end: int, zs: list[float]) -> int:
 
 def _ramp_back(index: int, zs: list[float], times: list[float], floor: float) -> int:
     """Move an excursion's first index back over the ramp that leads into it (samples above RAMP_Z, not before
-    ``floor``)."""
+    ``floor``) — unless what lies before it is a long, flat shelf far below it (_shelf)."""
+    start = index
     while index > 0 and zs[index - 1] > RAMP_Z and times[index - 1] >= floor:
         index -= 1
-    return index
+    return start if _shelf(zs[index:start], zs[start:start + PERSIST_LEN]) else index
+
+
+def _shelf(lead: list[float], run: list[float]) -> bool:
+    """Whether the samples before a run are a shelf the series sat on, not a ramp into the run.
+
+    A ramp rises into the fault it leads to (a canary's share growing, a pool filling): its later half stands
+    higher than its earlier one. A series that crept a little off its baseline and sat there for many samples, then
+    jumped far higher (memory at 0.52 of its limit for 16 min, then 0.97 when the limit was cut: issue #15 round 14,
+    alt58-007, the cut dated at the creep's start and ruled "after" at 96), shows no such rise: the run starts at
+    the jump. Needs SHELF_LEN samples or more, the later half no higher than SHELF_RISE times the earlier one, and the
+    shelf under SHELF_SHARE of the run's first PERSIST_LEN samples (median z).
+    """
+    if len(lead) < SHELF_LEN or not run:
+        return False
+    half = len(lead) // 2
+    return (median(lead[half:]) <= SHELF_RISE * median(lead[:half])
+            and median(lead) < SHELF_SHARE * median(run))
 
 
 def _first_flap(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[float], times: list[float]) -> int:

@@ -1335,3 +1335,22 @@ def test_without_logs_a_callee_whose_metrics_went_missing_across_the_report_is_l
     assert web["features"]["callee_early"] == 1.0
     assert any(item["summary"].startswith("web calls orders, whose metrics went missing across the report")
                for item in web["counter_evidence"])
+
+
+def test_a_shelf_the_series_sat_on_before_a_jump_does_not_date_the_jump_but_a_ramp_into_it_does():
+    from agents.evidence import anomalies
+
+    # Memory at 0.45 of its limit, creeping to about 0.52 from minute 70 and sitting there, then 0.97 from minute 86
+    # (the limit cut): the failure is dated at the jump. The same excursion reached by a steady climb from minute
+    # 70 (a leak, a canary's growing share) is dated where the climb began.
+    anchor, end = _T0 + 60 * 95, _T0 + 60 * 30
+
+    def series(shape):
+        return [(_T0 + 30 * i, shape(i / 2) + 0.004 * ((i * 7) % 5 - 2)) for i in range(240)]
+
+    shelf = anomalies.analyse_series(series(lambda m: 0.97 if m >= 86 else 0.52 if m >= 70 else 0.45),
+                                     name="mem_util", baseline_end=end, anchor=anchor)
+    assert shelf["anomalous"] and shelf["onset"] == _T0 + 60 * 86
+    ramp = anomalies.analyse_series(series(lambda m: 0.97 if m >= 86 else 0.45 + 0.52 * max(0.0, m - 70) / 16),
+                                    name="mem_util", baseline_end=end, anchor=anchor)
+    assert ramp["anomalous"] and ramp["onset"] <= _T0 + 60 * 72
