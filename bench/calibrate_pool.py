@@ -134,16 +134,18 @@ def fit(rows: list[dict], fixed: dict[str, float], *, l2: float = 0.01, steps: i
     return {**dict.fromkeys(("bias", *calibration.FEATURES), 0.0), **held, **fitted}
 
 
-def _rescore(rows: list[dict], coefficients: dict[str, float]) -> list[dict]:
-    """The rows with their confidence recomputed from the top hypothesis' features under ``coefficients``."""
-    saved = dict(calibration.COEFFICIENTS)
+def _rescore(rows: list[dict], coefficients: dict[str, float], table: dict[str, float] | None = None) -> list[dict]:
+    """The rows with their confidence recomputed from the top hypothesis' features under ``coefficients``, put in
+    place of ``table``'s (calibration.COEFFICIENTS by default; calibration.NO_LOGS_COEFFICIENTS for that regime)."""
+    table = calibration.COEFFICIENTS if table is None else table
+    saved = dict(table)
     try:
-        calibration.COEFFICIENTS.clear()
-        calibration.COEFFICIENTS.update(coefficients)
+        table.clear()
+        table.update(coefficients)
         return [{**r, "confidence": calibration.confidence(r["features"] or {})} for r in rows]
     finally:
-        calibration.COEFFICIENTS.clear()
-        calibration.COEFFICIENTS.update(saved)
+        table.clear()
+        table.update(saved)
 
 
 def _summary(title: str, rows: list[dict]) -> None:

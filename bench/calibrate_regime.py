@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.evidence import calibration  # noqa: E402
-from bench import rca, rca_alt  # noqa: E402
+from bench import calibrate_pool, rca, rca_alt  # noqa: E402
 from bench.variants import derive_all  # noqa: E402
 
 NEZHA = Path(__file__).resolve().parents[2] / "shared" / "eval" / "nezha-tt"
@@ -102,14 +102,7 @@ def rescore(rows: list[dict[str, Any]], coefficients: dict[str, float] | None) -
     """Rows with confidences recomputed: under ``coefficients`` for the no-logs regime, or as shipped (None)."""
     if coefficients is None:
         return [{**r, "confidence": calibration.confidence(r["features"] or {})} for r in rows]
-    saved = dict(calibration.NO_LOGS_COEFFICIENTS)
-    try:
-        calibration.NO_LOGS_COEFFICIENTS.clear()
-        calibration.NO_LOGS_COEFFICIENTS.update(coefficients)
-        return [{**r, "confidence": calibration.confidence(r["features"] or {})} for r in rows]
-    finally:
-        calibration.NO_LOGS_COEFFICIENTS.clear()
-        calibration.NO_LOGS_COEFFICIENTS.update(saved)
+    return calibrate_pool._rescore(rows, coefficients, calibration.NO_LOGS_COEFFICIENTS)
 
 
 def summary(label: str, rows: list[dict[str, Any]]) -> str:
