@@ -143,7 +143,8 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     start, end = _pick_segment(segments, times, anchor)
     if _recurs(segments, (start, end), zs, times):
         return {**result, "recurrent": True}
-    start = _ramp_back(_past_wobble(start, end, zs), zs, times, baseline_end - 3600)
+    start = _ramp_back(_past_wobble(_past_job(start, end, segments, zs, times), end, zs), zs, times,
+                       baseline_end - 3600)
     excursion = zs[start:end]
     values = [v for _, v in clean[start:end]]
     # A fault that flaps sample by sample (a queue that stalls every other minute) leaves an excursion whose median
@@ -207,6 +208,33 @@ def _past_wobble(start: int, end: int, zs: list[float]) -> int:
     of the run. Lone failed requests that come and go ahead of a fault (lead, back, lead, back …) are not cut: the
     run after the first return does not hold.
     """
+    burst, back = _head(start, end, zs)
+    if burst - start > 2 or back is None:
+        return start
+    if median(zs[start:burst]) >= REPEAT_SHARE * median(zs[back:end]):
+        return start
+    return back
+
+
+def _past_job(start: int, end: int, segments: list[tuple[int, int]], zs: list[float], times: list[float]) -> int:
+    """Where an excursion's own run begins, past a periodic job's run that the merge of short gaps joined to it.
+
+    _excursions joins runs a sample or two apart, so a job that lifts CPU and latency for two minutes every half
+    hour (cache warm-up, reconcile) and happens to run just before a fault becomes the head of the fault's run and
+    dates it minutes early — before the change that caused it (issue #15 round 15, alt12-012: a search-api
+    scale-down at 16:30:50, its service dated by the job's run at 16:29:30 and the change ruled "after" the failure).
+    The head is a job's run when the series came back within RAMP_Z after it, then held (its first PERSIST_LEN
+    samples above RAMP_Z), and the head repeats the series' previous excursion after a quiet spell (_recurs: as
+    high, no more than twice as long). A fault's flaps come back within minutes and are no repeat.
+    """
+    burst, back = _head(start, end, zs)
+    return back if back is not None and _recurs(segments, (start, burst), zs, times) else start
+
+
+def _head(start: int, end: int, zs: list[float]) -> tuple[int, int | None]:
+    """An excursion's head: (the index past its first burst above RAMP_Z, the index where the run resumes after the
+    series came back within RAMP_Z) — the second None unless it came back and then held (its first PERSIST_LEN samples
+    all above RAMP_Z)."""
     burst = start
     while burst < end and zs[burst] > RAMP_Z:
         burst += 1
@@ -214,11 +242,9 @@ def _past_wobble(start: int, end: int, zs: list[float]) -> int:
     while back < end and zs[back] <= RAMP_Z:
         back += 1
     held = zs[back: back + PERSIST_LEN]
-    if burst - start > 2 or back == burst or len(held) < PERSIST_LEN or min(held) <= RAMP_Z:
-        return start
-    if median(zs[start:burst]) >= REPEAT_SHARE * median(zs[back:end]):
-        return start
-    return back
+    if back == burst or len(held) < PERSIST_LEN or min(held) <= RAMP_Z:
+        return burst, None
+    return burst, back
 
 
 def _ramp_back(index: int, zs: list[float], times: list[float], floor: float) -> int:

@@ -346,7 +346,9 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
             counter.append({"source": "changes", "ref": change["id"], "summary": item})
     for other in cor.get("changes", []):
         if other["position"] == "after" and other["service"] == svc:
-            counter.append({"source": "changes", "ref": other["id"], "summary": "; ".join(other["against"])})
+            # Named: under another change's hypothesis, "lands 671 s after the onset" reads as about that one.
+            counter.append({"source": "changes", "ref": other["id"],
+                            "summary": f"{other['kind'] or 'change'} {other['id']}: " + "; ".join(other["against"])})
     for alert in ctx.get("alerts", [])[:20]:
         if alert.get("service") == svc:
             evidence.append({"source": "alerts", "ref": str(alert.get("id")), "summary": str(alert.get("title"))[:160]})

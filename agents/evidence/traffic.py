@@ -40,6 +40,10 @@ COUNT_P = 0.01
 # ... counted over at least this long from the fall (a few requests a minute need minutes to say anything; the
 # stretch around a trigger that came right after the fall holds two or three of them).
 COUNT_SPAN_S = 600.0
+# A sample of fewer requests than this is a count of few: its rate moves in steps of a request (0.05 req/s a
+# minute at 3 requests), so the earlier low decile ties the stretch's level and the fall is judged by counts
+# (_fewer_by_count) — and its callers' p95 wait is the slowest of a handful, heavy-tailed (_waits_by_sign).
+FEW_REQUESTS = 30.0
 
 
 def _points(item: dict[str, Any], parse_ts: Any) -> list[tuple[float, float]]:
@@ -119,8 +123,11 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
             before, after, low, _ = since
             drop = 1.0 - after / before
         # Noise-aware: a rate that was as low in healthy minutes (a few requests a minute, often none) shows
-        # nothing by falling there again; the stretch must sit below the series' own low decile.
-        if drop < MIN_DROP or after >= low:
+        # nothing by falling there again; the stretch must sit below the series' own low decile — or, for a rate
+        # of few requests a sample, hold improbably few requests for the earlier rate (_fewer_by_count).
+        few = _few(raw[svc]["requests"], split=fell)
+        if drop < MIN_DROP or (after >= low and not (few and _fewer_by_count(raw[svc]["requests"], split=fell,
+                                                                             stop=since_stop))):
             continue
         steady: list[str] = []
         for caller in sorted(callers.get(svc, set())):
@@ -144,7 +151,8 @@ def collapses(series_list: list[dict[str, Any]], *, callers: dict[str, set[str]]
                                                          split=fell, stop=since_stop)
         if counted is not None:
             failing, error_levels = True, counted
-        waiting = _waits(wait)
+        waiting = _waits(wait) or (few and "wait" in raw[svc]
+                                   and _waits_by_sign(raw[svc]["wait"], split=fell, stop=since_stop))
         if not waiting and fell < split and "wait" in raw[svc]:
             # Its callers' wait measured from where the rate fell as well: the stretch's earlier samples then hold
             # the fall's first minutes, whose waits lift the earlier high decile (issue #15 round 10, field 2235
@@ -167,6 +175,48 @@ def _waits(wait: tuple[float, float, float, float] | None) -> bool:
     the earlier high decile (noisy p95s of little traffic jump often)."""
     return wait is not None and wait[1] >= WAIT_RATIO * wait[0] and wait[1] - wait[0] >= WAIT_RISE_MS \
         and wait[1] > wait[3]
+
+
+def _few(requests: list[tuple[float, float]], *, split: float) -> bool:
+    """Whether the earlier samples of a request rate each stand for fewer than FEW_REQUESTS requests."""
+    times = sorted(t for t, _ in requests)
+    if len(times) < 2:
+        return False
+    step = median(b - a for a, b in zip(times, times[1:], strict=False))
+    before = [v for t, v in requests if split - BEFORE_SPAN_S <= t < split]
+    return bool(before) and median(before) * step < FEW_REQUESTS
+
+
+def _fewer_by_count(requests: list[tuple[float, float]], *, split: float, stop: float) -> bool:
+    """Whether the requests completed in [split, stop] are improbably few for the earlier rate (COUNT_P, one-sided
+    Poisson lower tail): a service with a few requests a minute whose traffic fell to one or two (issue #15 round
+    15, field 2244 gen-0007: 6 a minute to 3, the earlier low decile at 3 too)."""
+    times = sorted(t for t, _ in requests)
+    step = median(b - a for a, b in zip(times, times[1:], strict=False))
+    before = [v for t, v in requests if split - BEFORE_SPAN_S <= t < split]
+    after = [v for t, v in requests if split <= t <= stop]
+    if len(before) < MIN_BEFORE or len(after) < MIN_AFTER:
+        return False
+    expected = sum(before) / len(before) * step * len(after)
+    return poisson_low_tail(round(sum(after) * step), expected) < COUNT_P
+
+
+def _waits_by_sign(wait: list[tuple[float, float]], *, split: float, stop: float) -> bool:
+    """Whether callers waited longer in [split, stop] by a sign test: the p95 of a few requests a minute is the
+    slowest of a handful, so lone waits of seconds lift the earlier high decile out of reach of any slowdown;
+    instead nearly every sample must stand above the earlier median (one-sided binomial tail under COUNT_P), by
+    WAIT_RATIO and WAIT_RISE_MS at the median (issue #15 round 15, field 2244 gen-0005: a 0.36 req/s callee's
+    callers waiting 120 → 181 ms, every sample above 120, while lone waits of 1.4–3.4 s came and went before)."""
+    before = sorted(v for t, v in wait if split - BEFORE_SPAN_S <= t < split)
+    after = [v for t, v in wait if split <= t <= stop]
+    if len(before) < MIN_BEFORE or len(after) < MIN_AFTER:
+        return False
+    level, now = median(before), median(after)
+    if now < WAIT_RATIO * level or now - level < WAIT_RISE_MS:
+        return False
+    above = sum(1 for v in after if v > level)
+    tail = sum(math.comb(len(after), k) for k in range(above, len(after) + 1)) / 2 ** len(after)
+    return tail < COUNT_P
 
 
 def _fell_at(requests: list[tuple[float, float]], *, split: float, stop: float) -> float:
@@ -228,6 +278,17 @@ def _failing_by_count(errors: list[tuple[float, float]] | None, requests: list[t
             or poisson_tail(round(failed_after), max(failed_before, 0.5) / before * after) >= COUNT_P:
         return None
     return shares
+
+
+def poisson_low_tail(k: int, mean: float) -> float:
+    """P(X <= k) for X ~ Poisson(mean)."""
+    if k < 0:
+        return 0.0
+    term = total = math.exp(-mean)
+    for i in range(1, k + 1):
+        term *= mean / i
+        total += term
+    return min(1.0, total)
 
 
 def poisson_tail(k: int, mean: float) -> float:
