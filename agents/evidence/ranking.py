@@ -465,7 +465,9 @@ def _collapse_summary(svc: str, info: dict[str, Any]) -> str:
     why = []
     if info.get("wait_before") is not None and info.get("wait_after") is not None:
         why.append(f"its callers wait {info['wait_before']:.0f} → {info['wait_after']:.0f} ms for it")
-    if info.get("error_before") is not None and info.get("error_after") is not None:
+    if info.get("error_before") is not None and info.get("error_after") is not None \
+            and info["error_after"] > info["error_before"]:
+        # Only a share that rose says anything ("its failed share 0 → 0" read as evidence of failure).
         why.append(f"its failed share {info['error_before']:.3g} → {info['error_after']:.3g}")
     return (f"the request rate of {svc} fell {info['before']:.3g} → {info['after']:.3g} req/s while its callers "
             f"({', '.join(info['callers'][:3])}) kept sending" + (f"; {'; '.join(why)}" if why else "")

@@ -1480,3 +1480,13 @@ def test_a_few_lone_failures_of_a_quiet_service_make_no_excursion_but_a_lasting_
     info = anomalies.analyse_series(failing, name="error_rate", baseline_end=_T0 + 75 * minute,
                                     anchor=_T0 + 89 * minute)
     assert info["anomalous"] and signals._failures_stand_out(info, failing, rates)
+
+
+def test_a_collapse_whose_failed_share_did_not_rise_does_not_cite_it():
+    from agents.evidence import ranking
+
+    info = {"before": 0.35, "after": 0.133, "callers": ["returns"], "wait_before": 125.0, "wait_after": 215.0,
+            "error_before": 0.0, "error_after": 0.0}
+    line = ranking._collapse_summary("shipping", info)
+    assert "its callers wait 125 → 215 ms for it" in line and "failed share" not in line
+    assert "its failed share 0 → 0.1" in ranking._collapse_summary("shipping", {**info, "error_after": 0.1})
