@@ -336,7 +336,7 @@ def _excursions(zs: list[float], spike_rate: float = 0.0) -> list[tuple[int, int
         share = hits / len(ahead)
         # The last sample of a window may stand alone, but only when it is extreme.
         flags.append(share >= PERSIST_SHARE and (len(ahead) > 1 or z > 3 * ONSET_Z)
-                     and (spike_rate <= 0 or _binomial_tail(hits, len(ahead), spike_rate) < SPIKE_P))
+                     and (spike_rate <= 0 or binomial_tail(hits, len(ahead), spike_rate) < SPIKE_P))
     segments: list[tuple[int, int]] = []
     index = 0
     while index < len(flags):
@@ -362,9 +362,16 @@ def _excursions(zs: list[float], spike_rate: float = 0.0) -> list[tuple[int, int
     return merged
 
 
-def _binomial_tail(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p)."""
-    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space (n may be thousands of requests)."""
+    if k <= 0 or p >= 1.0:
+        return 1.0
+    if k > n or p <= 0.0:
+        return 0.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    head = math.lgamma(n + 1)
+    return min(1.0, sum(math.exp(head - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q)
+                        for i in range(k, n + 1)))
 
 
 def _pick_segment(segments: list[tuple[int, int]], times: list[float], anchor: float) -> tuple[int, int]:

@@ -315,17 +315,8 @@ def _failures_stand_out(info: dict[str, Any], points: list[tuple[float, float]],
         return True
     share = max(sum(max(clean[i][1], 0.0) * rates[times[i]] * step for i in healthy), 0.5) / seen
     stretches = max(1.0, (times[start] - times[0]) / max(times[end - 1] - times[start] + step, step))
-    return _binomial_tail(round(failed), max(round(exposure), round(failed)), min(share, 1.0)) * stretches < COUNT_P
+    return anomalies.binomial_tail(round(failed), max(round(exposure), round(failed)), share) * stretches < COUNT_P
 
-
-def _binomial_tail(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p): failed requests among n at a failed share p (a share near 1 leaves
-    little room above it, which a Poisson count would not know)."""
-    if k <= 0:
-        return 1.0
-    if p >= 1.0:
-        return 1.0
-    return sum(math.comb(n, i) * p ** i * (1 - p) ** (n - i) for i in range(k, n + 1))
 
 
 def _beyond_load(found: list[tuple[float, float]], saturation: list[tuple[float, float]],

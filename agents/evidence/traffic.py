@@ -18,6 +18,8 @@ import math
 from statistics import median
 from typing import Any
 
+from agents.evidence.anomalies import binomial_tail, sample_step
+
 # The callee's request rate must fall at least this share below its earlier level ...
 MIN_DROP = 0.4
 # ... (full strength at this drop) ...
@@ -179,23 +181,19 @@ def _waits(wait: tuple[float, float, float, float] | None) -> bool:
 
 def _few(requests: list[tuple[float, float]], *, split: float) -> bool:
     """Whether the earlier samples of a request rate each stand for fewer than FEW_REQUESTS requests."""
-    times = sorted(t for t, _ in requests)
-    if len(times) < 2:
-        return False
-    step = median(b - a for a, b in zip(times, times[1:], strict=False))
+    step = sample_step(sorted(t for t, _ in requests))
     before = [v for t, v in requests if split - BEFORE_SPAN_S <= t < split]
-    return bool(before) and median(before) * step < FEW_REQUESTS
+    return step is not None and bool(before) and median(before) * step < FEW_REQUESTS
 
 
 def _fewer_by_count(requests: list[tuple[float, float]], *, split: float, stop: float) -> bool:
     """Whether the requests completed in [split, stop] are improbably few for the earlier rate (COUNT_P, one-sided
     Poisson lower tail): a service with a few requests a minute whose traffic fell to one or two (issue #15 round
     15, field 2244 gen-0007: 6 a minute to 3, the earlier low decile at 3 too)."""
-    times = sorted(t for t, _ in requests)
-    step = median(b - a for a, b in zip(times, times[1:], strict=False))
+    step = sample_step(sorted(t for t, _ in requests))
     before = [v for t, v in requests if split - BEFORE_SPAN_S <= t < split]
     after = [v for t, v in requests if split <= t <= stop]
-    if len(before) < MIN_BEFORE or len(after) < MIN_AFTER:
+    if step is None or len(before) < MIN_BEFORE or len(after) < MIN_AFTER:
         return False
     expected = sum(before) / len(before) * step * len(after)
     return poisson_low_tail(round(sum(after) * step), expected) < COUNT_P
@@ -214,9 +212,7 @@ def _waits_by_sign(wait: list[tuple[float, float]], *, split: float, stop: float
     level, now = median(before), median(after)
     if now < WAIT_RATIO * level or now - level < WAIT_RISE_MS:
         return False
-    above = sum(1 for v in after if v > level)
-    tail = sum(math.comb(len(after), k) for k in range(above, len(after) + 1)) / 2 ** len(after)
-    return tail < COUNT_P
+    return binomial_tail(sum(1 for v in after if v > level), len(after), 0.5) < COUNT_P
 
 
 def _fell_at(requests: list[tuple[float, float]], *, split: float, stop: float) -> float:
