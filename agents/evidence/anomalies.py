@@ -126,6 +126,7 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
         z = (value - ref) / scale
         zs.append(min(z if sign_up else abs(z), MAX_Z))
     segments = _excursions(zs)
+    spike_rate = 0.0
     if busy:
         # A busy service's healthy series that stood out now and then on its own (lone exceedances before the
         # baseline's end, outside any run: an earlier incident's run is no healthy spike) gives that spike rate.
@@ -133,7 +134,8 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
         base_index = [i for i, (t, _) in enumerate(clean) if t < baseline_end and i not in in_runs]
         spikes = sum(1 for i in base_index if zs[i] > ONSET_Z)
         if spikes and len(base_index) >= PERSIST_LEN:
-            segments = _excursions(zs, spikes / len(base_index))
+            spike_rate = spikes / len(base_index)
+            segments = _excursions(zs, spike_rate)
     result: dict[str, Any] = {"baseline": level, "scale": scale, "anomalous": False, "onset": None,
                               "recovered": None, "severity": 0.0, "peak_z": max(zs), "level_after": level,
                               "shift": 0.0}
@@ -143,7 +145,7 @@ def analyse_series(points: list[tuple[float, float]], *, name: str, baseline_end
     start, end = _pick_segment(segments, times, anchor)
     if _recurs(segments, (start, end), zs, times):
         return {**result, "recurrent": True}
-    start = _ramp_back(_past_wobble(_past_job(start, end, segments, zs, times), end, zs), zs, times,
+    start = _ramp_back(_past_wobble(_past_job(start, end, segments, zs, times), end, zs, spike_rate), zs, times,
                        baseline_end - 3600)
     excursion = zs[start:end]
     values = [v for _, v in clean[start:end]]
@@ -196,7 +198,7 @@ def _recurs(segments: list[tuple[int, int]], chosen: tuple[int, int], zs: list[f
     return max(zs[first:last]) >= REPEAT_SHARE * max(zs[start:end]) and end - start <= 2 * (last - first) + 2
 
 
-def _past_wobble(start: int, end: int, zs: list[float]) -> int:
+def _past_wobble(start: int, end: int, zs: list[float], spike_rate: float = 0.0) -> int:
     """Where an excursion's own run begins, past a short, lower wobble that merely leads into it.
 
     The persistence test looks PERSIST_LEN samples ahead, so a bump of a sample or two (a periodic job's run, a noisy
@@ -211,9 +213,15 @@ def _past_wobble(start: int, end: int, zs: list[float]) -> int:
     burst, back = _head(start, end, zs)
     if burst - start > 2 or back is None:
         return start
-    if median(zs[start:burst]) >= REPEAT_SHARE * median(zs[back:end]):
-        return start
-    return back
+    lead = zs[start:burst]
+    if median(lead) < REPEAT_SHARE * median(zs[back:end]):
+        return back
+    # However high, a lead the series' healthy samples make now and then (``spike_rate``: the share of them that
+    # stood out) is one of its spikes, not the fault's first sign (round 16: a quiet service's lone multi-second
+    # request a minute or two before the flag that slowed every request dated its failure ahead of the flag).
+    if spike_rate > 0 and binomial_tail(sum(1 for z in lead if z > ONSET_Z), len(lead), spike_rate) >= SPIKE_P:
+        return back
+    return start
 
 
 def _past_job(start: int, end: int, segments: list[tuple[int, int]], zs: list[float], times: list[float]) -> int:

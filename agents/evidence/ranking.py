@@ -89,8 +89,8 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
             # break those calls itself, so only a deploy yields).
             candidates.extend(_silent_callees(origin, cor.get("origins", []), base + 2.0 * own[0]["score"], norm))
         if index == 0 and (not own or own[0]["score"] < NULL_CHANGE_SCORE):
-            candidates.extend(_migrating_callers(origin, changes, ctx, sig, cor.get("origins", []),
-                                                 base + 2.0 * NULL_CHANGE_SCORE, norm))
+            candidates.extend(_migrating_callers(origin, changes, ctx, sig, cor, base + 2.0 * NULL_CHANGE_SCORE,
+                                                 norm))
         if index == 0:
             # Changes on the origin's neighbours: a caller's bad migration or config can break a datastore.
             for change in changes:
@@ -114,8 +114,7 @@ def rank(ctx: dict[str, Any], sig: dict[str, Any], cor: dict[str, Any],
 
 
 def _migrating_callers(origin: dict[str, Any], changes: list[dict[str, Any]], ctx: dict[str, Any],
-                       sig: dict[str, Any], origins: list[dict[str, Any]], score: float,
-                       norm: float) -> list[dict[str, Any]]:
+                       sig: dict[str, Any], cor: dict[str, Any], score: float, norm: float) -> list[dict[str, Any]]:
     """Read without logs: a schema migration on a caller of the origin, just above the origin's own "no change".
 
     A migration runs against a datastore: a datastore (its topology tier says so; with no tier given, a service
@@ -142,7 +141,12 @@ def _migrating_callers(origin: dict[str, Any], changes: list[dict[str, Any]], ct
     if not any(series["service"] == origin["service"] and anomalies.is_saturation(series["name"])
                for series in sig.get("series", [])):
         return []
-    victims = {o["service"] for o in origins if origin["service"] in o.get("victim_of", [])}
+    # A store busy because its traffic surged (engine.correlate's capacity test) is loaded by its callers' requests,
+    # which a migration does not multiply (issue #15 round 16: hard 2037 gen-0013 with traces halved, cassandra's
+    # requests 133 -> 395 req/s, a caller's rename migration blamed at 75).
+    if origin["service"] in cor.get("capacity_services", []):
+        return []
+    victims = {o["service"] for o in cor.get("origins", []) if origin["service"] in o.get("victim_of", [])}
     return [_hyp(origin, change, score + SILENT_MARGIN, norm, service=change["service"])
             for change in changes if change.get("kind") == "db_migration" and change["service"] in victims
             and change["score"] >= NULL_CHANGE_SCORE]
@@ -271,7 +275,9 @@ def _finish(hyp: dict[str, Any], ctx: dict[str, Any], sig: dict[str, Any], cor: 
     for series in sig.get("series", []):
         if series["service"] == svc:
             evidence.append({"source": "metrics", "ref": series["ref"],
-                             "summary": f"{series['name']} left its baseline at {series['onset']} "
+                             "summary": (f"its callers' wait beyond its own latency ({series['name']} less its own)"
+                                         if series.get("beyond_own") else series["name"])
+                                        + f" left its baseline at {series['onset']} "
                                         f"({series['baseline']:.4g} → {series['level_after']:.4g})"
                                         + (f"; samples were missing before it, so it may have begun any time "
                                            f"after {series['gap_since']}" if series.get("gap_since") else "")})
