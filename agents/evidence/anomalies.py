@@ -18,13 +18,8 @@ from typing import Any
 # from it; 4 keeps the false-alarm rate per sample well below 1% under noise.
 ONSET_Z = 4.0
 # Going back from the first clear exceedance, samples above this still belong
-# to the excursion (ramps start small) ...
+# to the excursion (ramps start small).
 RAMP_Z = 2.0
-# ... when no more than this apart: across a longer gap what happened is unseen, so a sample a little high before it
-# is no ramp (issue #15 round 16: field 2242 gen-0051 with traces halved, a quiet callee's one mildly slow minute
-# 6 min before its flag failure dated that failure ahead of the config change that caused it); the excursion is
-# then dated from its first sample after the gap, which the caller keeps open back to the gap (``since``).
-RAMP_GAP_S = 300.0
 # A lead of this many samples or more that does not rise (its later half at most SHELF_RISE times its earlier one)
 # and stays under SHELF_SHARE of the run after it is a shelf, not a ramp (_shelf).
 SHELF_LEN = 10
@@ -213,7 +208,9 @@ def _past_wobble(start: int, end: int, zs: list[float], spike_rate: float = 0.0)
     back within RAMP_Z after it, then a run that holds (its first PERSIST_LEN samples all above RAMP_Z) and stands
     higher (the lead under REPEAT_SHARE of its median z, as _first_flap: a fault's flaps hold its level) is no part
     of the run. Lone failed requests that come and go ahead of a fault (lead, back, lead, back …) are not cut: the
-    run after the first return does not hold.
+    run after the first return does not hold. On a series whose healthy samples spike now and then (``spike_rate``,
+    the share of them above ONSET_Z; analyse_series' spike test), a lead however high is cut when that many spikes
+    are not improbable under that rate (SPIKE_P): a healthy multi-second request is higher than any slowdown.
     """
     burst, back = _head(start, end, zs)
     if burst - start > 2 or back is None:
@@ -262,11 +259,9 @@ def _head(start: int, end: int, zs: list[float]) -> tuple[int, int | None]:
 
 def _ramp_back(index: int, zs: list[float], times: list[float], floor: float) -> int:
     """Move an excursion's first index back over the ramp that leads into it (samples above RAMP_Z, not before
-    ``floor``, none across a gap longer than RAMP_GAP_S) — unless what lies before it is a long, flat shelf far below
-    it (_shelf)."""
+    ``floor``) — unless what lies before it is a long, flat shelf far below it (_shelf)."""
     start = index
-    while index > 0 and zs[index - 1] > RAMP_Z and times[index - 1] >= floor \
-            and times[index] - times[index - 1] <= RAMP_GAP_S:
+    while index > 0 and zs[index - 1] > RAMP_Z and times[index - 1] >= floor:
         index -= 1
     return start if _shelf(zs[index:start], zs[start:start + PERSIST_LEN]) else index
 
