@@ -115,7 +115,8 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             info = anomalies.contrast_series(points, name=name, anchor=anchor)
         else:
             info = anomalies.analyse_series(points, name=name, baseline_end=b_end, anchor=anchor,
-                                            busy=_busy(traffic.get(service), points) or _spiky_latency(name, points, b_end))
+                                            busy=_busy(traffic.get(service), points)
+                                            or _spiky_latency(name, points, b_end, traffic.get(service)))
         if info is None:
             continue
         if name == "error_rate" and info["anomalous"] and service in traffic:
@@ -238,7 +239,8 @@ def _own_latencies(series_list: list[dict]) -> dict[tuple[str, str], dict[float,
     return out
 
 
-def _spiky_latency(name: str, points: list[tuple[float, float]], b_end: float) -> bool:
+def _spiky_latency(name: str, points: list[tuple[float, float]], b_end: float,
+                   rates: dict[float, float] | None) -> bool:
     """Whether a latency series (own, callers' or a wait derived from both) has its lone spikes judged by its
     healthy spike rate (anomalies._excursions) whatever the service's traffic. A p95 of a handful of requests is the
     slowest of them — lone multi-second requests come and go in health, three in five minutes now and then — while
@@ -246,9 +248,13 @@ def _spiky_latency(name: str, points: list[tuple[float, float]], b_end: float) -
     service's three lone spikes dating it 5 min before the config change that broke it, "no change" stated at 95).
     A spike rate of a few in a hundred is seen only over SPIKE_HISTORY healthy samples or more: a series sampled in
     a few pockets (sampled traces around events) keeps the plain rule (Nezha tt-003: 4 samples before the report,
-    one of them a spike, would have read as a spike rate of one in four and hidden the caller's slowdown)."""
+    one of them a spike, would have read as a spike rate of one in four and hidden the caller's slowdown). Only a
+    service whose request rate is known (``rates``) is known to serve a handful: a broker or store with no request
+    series keeps the plain rule, its flapping stalls being its failures (alt 37-037: a rabbitmq stalling every other
+    minute read as healthy once its latency was spike-tested, a caller named at 90 with logs)."""
     lowered = name.lower()
-    return ("latency" in lowered or lowered.endswith("_ms")) and sum(1 for t, _ in points if t < b_end) >= SPIKE_HISTORY
+    return (bool(rates) and ("latency" in lowered or lowered.endswith("_ms"))
+            and sum(1 for t, _ in points if t < b_end) >= SPIKE_HISTORY)
 
 
 def _busy(rates: dict[float, float] | None, points: list[tuple[float, float]]) -> bool:

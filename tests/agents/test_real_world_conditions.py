@@ -1568,8 +1568,11 @@ def test_a_quiet_services_lone_latency_spikes_do_not_date_the_slowdown_after_the
     assert found["services"]["orders"]["onset"] == _T0 + 60 * _ONSET_MIN
     # A quiet service's error share keeps the plain rule: its failures come as such lone spikes. So does a latency
     # sampled in a few pockets: a spike rate is no rate over a handful of samples.
+    # And so does the latency of a service with no request rate (a broker stalling every other minute).
     times = [(_T0 + 60 * m, 1.0) for m in range(120)]
-    assert signals._spiky_latency("latency_p95_ms", times, _T0 + 60 * 75)
-    assert signals._spiky_latency("caller_latency_p95_ms", times, _T0 + 60 * 75)
-    assert not signals._spiky_latency("error_rate", times, _T0 + 60 * 75)
-    assert not signals._spiky_latency("latency_p95_ms", times[60:80:2], _T0 + 60 * 75)
+    rates = {t: 0.15 for t, _ in times}
+    assert signals._spiky_latency("latency_p95_ms", times, _T0 + 60 * 75, rates)
+    assert signals._spiky_latency("caller_latency_p95_ms", times, _T0 + 60 * 75, rates)
+    assert not signals._spiky_latency("error_rate", times, _T0 + 60 * 75, rates)
+    assert not signals._spiky_latency("latency_p95_ms", times[60:80:2], _T0 + 60 * 75, rates)
+    assert not signals._spiky_latency("latency_p95_ms", times, _T0 + 60 * 75, None)
