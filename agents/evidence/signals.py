@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from statistics import median
 from typing import Any
 
@@ -102,8 +103,9 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
         points = [(parse_ts(p[0]), p[1]) for p in item.get("points") or [] if isinstance(p, list | tuple) and len(p) == 2]
         points = [(t, v) for t, v in points if t is not None and isinstance(v, int | float)]
         covered.append(anomalies.coverage([t for t, _ in points]))
+        busy = _busy(traffic.get(service), points)
         work = own_work.get((service, _own_name(name)))
-        beyond = bool(work) and not _busy(traffic.get(service), points)
+        beyond = bool(work) and not busy
         if beyond:
             # A quiet service's p95 is the slowest of a handful of requests: lone multi-second requests come and go
             # in health, and its callers' view of it repeats them. What its callers wait beyond its own work (the
@@ -115,13 +117,12 @@ def analyse_metrics(tools: Any, ctx: dict[str, Any], missing: list[str],
             info = anomalies.contrast_series(points, name=name, anchor=anchor)
         else:
             info = anomalies.analyse_series(points, name=name, baseline_end=b_end, anchor=anchor,
-                                            busy=_busy(traffic.get(service), points)
-                                            or _spiky_latency(name, points, b_end, traffic.get(service)))
+                                            busy=busy or _spiky_latency(name, points, b_end, traffic.get(service)))
         if info is None:
             continue
         if name == "error_rate" and info["anomalous"] and service in traffic:
             info = _count_onset(info, points, traffic[service])
-            if not _busy(traffic[service], points) and not _failures_stand_out(info, points, traffic[service]):
+            if not busy and not _failures_stand_out(info, points, traffic[service]):
                 info = {**info, "anomalous": False}
         entry = services.setdefault(service, {"score": 0.0, "onset": None, "metrics": [], "saturation": False,
                                               "traffic_shift": 0.0, "error_level": None})
@@ -226,17 +227,7 @@ def _own_name(name: str) -> str | None:
 
 def _own_latencies(series_list: list[dict]) -> dict[tuple[str, str], dict[float, float]]:
     """(service, name) → {epoch s: value} of each own-latency series."""
-    out: dict[tuple[str, str], dict[float, float]] = {}
-    for item in series_list:
-        name = str(item.get("name") or "")
-        if not anomalies.is_own_latency(name):
-            continue
-        for point in item.get("points") or []:
-            if isinstance(point, list | tuple) and len(point) == 2 and isinstance(point[1], int | float):
-                ts = parse_ts(point[0])
-                if ts is not None:
-                    out.setdefault((str(item.get("service") or "unknown"), name), {})[ts] = float(point[1])
-    return out
+    return _by_time(series_list, anomalies.is_own_latency)
 
 
 def _spiky_latency(name: str, points: list[tuple[float, float]], b_end: float,
@@ -252,9 +243,7 @@ def _spiky_latency(name: str, points: list[tuple[float, float]], b_end: float,
     service whose request rate is known (``rates``) is known to serve a handful: a broker or store with no request
     series keeps the plain rule, its flapping stalls being its failures (alt 37-037: a rabbitmq stalling every other
     minute read as healthy once its latency was spike-tested, a caller named at 90 with logs)."""
-    lowered = name.lower()
-    return (bool(rates) and ("latency" in lowered or lowered.endswith("_ms"))
-            and sum(1 for t, _ in points if t < b_end) >= SPIKE_HISTORY)
+    return bool(rates) and _family(name) == "latency" and sum(1 for t, _ in points if t < b_end) >= SPIKE_HISTORY
 
 
 def _busy(rates: dict[float, float] | None, points: list[tuple[float, float]]) -> bool:
@@ -266,16 +255,23 @@ def _busy(rates: dict[float, float] | None, points: list[tuple[float, float]]) -
 
 def _request_rates(series_list: list[dict]) -> dict[str, dict[float, float]]:
     """Each service's requests per second by sample time, from its ``requests_per_s`` series."""
-    rates: dict[str, dict[float, float]] = {}
+    return {service: points for (service, _), points in
+            _by_time(series_list, lambda name: name == "requests_per_s").items()}
+
+
+def _by_time(series_list: list[dict], wanted: Callable[[str], bool]) -> dict[tuple[str, str], dict[float, float]]:
+    """(service, name) → {epoch s: value} of each series whose name ``wanted`` accepts."""
+    out: dict[tuple[str, str], dict[float, float]] = {}
     for item in series_list:
-        if str(item.get("name") or "") != "requests_per_s":
+        name = str(item.get("name") or "")
+        if not wanted(name):
             continue
         for point in item.get("points") or []:
             if isinstance(point, list | tuple) and len(point) == 2 and isinstance(point[1], int | float):
                 ts = parse_ts(point[0])
                 if ts is not None:
-                    rates.setdefault(str(item.get("service") or "unknown"), {})[ts] = float(point[1])
-    return rates
+                    out.setdefault((str(item.get("service") or "unknown"), name), {})[ts] = float(point[1])
+    return out
 
 
 def _count_onset(info: dict[str, Any], points: list[tuple[float, float]],
